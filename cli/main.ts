@@ -1,0 +1,310 @@
+// The `computatrum` command for operators.
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
+import { journalBalances, reconcile } from '../activities/journal';
+import { openDatabase } from '../activities/db/prisma';
+import { ConfigError, type Config, databaseUrl, loadConfig, temporalAddress } from '../worker/config';
+import { germlineHandle } from '../worker/germline-client';
+import { createLogger } from '../worker/logging';
+import { connectTemporal, temporalClient } from '../worker/temporal';
+import { findTool, installTool, ToolError, TOOLS } from '../worker/tools';
+import type { BudgetPolicy, LedgerEntry } from '../workflows/budget';
+import {
+  depositUpdate,
+  germlineWorkflowId,
+  ledgerQuery,
+  pauseSignal,
+  resumeSignal,
+  setPolicyUpdate,
+  statusQuery,
+} from '../workflows/germline-api';
+import { formatMoney, MoneyError, parseAmount } from '../workflows/money';
+import { table } from './table';
+import { startStack } from './up';
+
+/** A failure the user can fix; printed without a stack trace. */
+class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+async function withGermline<T>(config: Config, action: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  let connection: Connection;
+  try {
+    connection = await connectTemporal(config);
+  } catch (error) {
+    throw new UserError(
+      `cannot reach Temporal at ${temporalAddress(config)} (${(error as Error).message}): ` +
+        `is \`computatrum up\` running, or is TEMPORAL_ADDRESS right?`,
+    );
+  }
+  try {
+    return await action(temporalClient(connection, config), connection);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) {
+      throw new UserError(`${germlineWorkflowId(config.germline)} is not running: start it with \`computatrum up\``);
+    }
+    if (error instanceof WorkflowUpdateFailedError) {
+      throw new UserError(`refused: ${error.cause?.message ?? error.message}`);
+    }
+    throw error;
+  } finally {
+    await connection.close();
+  }
+}
+
+function amountOption(config: Config) {
+  return (text: string): bigint => {
+    try {
+      return parseAmount(text, config.currency);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+/** A cap given on the command line: an amount, or "none" to lift it. */
+function capOption(config: Config) {
+  return (text: string): string | null => (text === 'none' ? null : amountOption(config)(text).toString());
+}
+
+function print(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function ledgerTable(entries: LedgerEntry[], currency: string): string {
+  return table(
+    ['#', 'time (UTC)', 'kind', 'amount', 'spent', 'reservation', 'reference', 'available', 'balance'],
+    entries.map((e) => [
+      String(e.sequence),
+      e.at.replace('T', ' ').slice(0, 19),
+      e.kind,
+      formatMoney(e.amount, currency),
+      e.spent === undefined ? '' : formatMoney(e.spent, currency),
+      e.reservationId ?? '',
+      e.reference ?? '',
+      formatMoney(e.available, currency),
+      formatMoney(e.balance, currency),
+    ]),
+    { alignRight: [0, 3, 4, 7, 8] },
+  );
+}
+
+function policyLines(policy: BudgetPolicy, currency: string): string[] {
+  const show = (v: string | null) => (v === null ? 'no cap' : formatMoney(v, currency));
+  return [`daily spend cap:       ${show(policy.dailySpendCap)}`, `per-reservation cap:   ${show(policy.perReservationCap)}`];
+}
+
+export function buildProgram(config: () => Config): Command {
+  const program = new Command('computatrum')
+    .description('Orchestrator of the independent germline computatrum: budget, children, training, daily checkpoints.')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+
+  program
+    .command('up')
+    .description('start Temporal (embedded unless TEMPORAL_ADDRESS), PostgreSQL (PGlite unless DATABASE_URL), the worker, the platform and the germline')
+    .action(async () => {
+      const cfg = config();
+      const logger = createLogger(cfg.log);
+      const stack = await startStack(cfg, logger);
+      print('');
+      print(`computatrum is up — germline ${germlineWorkflowId(cfg.germline)}`);
+      if (stack.urls.temporalUi) print(`  Temporal Web UI  ${stack.urls.temporalUi}/namespaces/${cfg.temporal.namespace}/workflows`);
+      print(`  Temporal         ${stack.urls.temporal} (namespace ${cfg.temporal.namespace})`);
+      print(`  platform         ${stack.urls.platform}  (health: ${stack.urls.platform}/healthz)`);
+      print(`  database         ${stack.urls.database}`);
+      print(`  data folder      ${cfg.dataDir}`);
+      print('Press Ctrl-C to stop.');
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'stopping');
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        void stack.done.then(
+          () => resolve(),
+          (error: unknown) => {
+            logger.fatal({ err: error }, 'the worker stopped');
+            process.exitCode = 1;
+            resolve();
+          },
+        );
+      });
+      await stack.stop();
+      print('computatrum stopped.');
+    });
+
+  program
+    .command('status')
+    .description("show the germline's budget")
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
+      if (options.json) return print(JSON.stringify(status, null, 2));
+      const money = (v: string) => formatMoney(v, status.currency);
+      print(`germline ${status.germline}  (${status.state}${status.paused ? ', new spending paused' : ''})`);
+      print(`  balance               ${money(status.balance)}`);
+      print(`  reserved              ${money(status.reserved)}  (${status.openReservations.length} open)`);
+      print(`  available             ${money(status.available)}`);
+      print(`  deposited (all time)  ${money(status.deposited)}`);
+      print(`  spent (all time)      ${money(status.spent)}`);
+      print(`  committed today       ${money(status.committedToday.amount)}  (${status.committedToday.day} UTC)`);
+      for (const line of policyLines(status.policy, status.currency)) print(`  ${line}`);
+      print(`  ledger entries        ${status.sequence}  (${status.journalPending} not yet in the journal)`);
+    });
+
+  program
+    .command('deposit')
+    .description('add funds to the germline budget (idempotent by reference)')
+    .argument('<amount>', 'amount in the germline currency, e.g. 100.00 or 1,000.00', amountOption(config()))
+    .requiredOption('--reference <reference>', 'unique reference of this deposit (bank transfer id, invoice...)')
+    .action(async (amount: bigint, options: { reference: string }) => {
+      const cfg = config();
+      const result = await withGermline(cfg, (client) =>
+        germlineHandle(client, cfg.germline).executeUpdate(depositUpdate, {
+          // No fixed update id: the germline itself dedupes by reference, across continue-as-new too.
+          args: [{ amount: amount.toString(), currency: cfg.currency, reference: options.reference }],
+        }),
+      );
+      print(
+        result.duplicate
+          ? `deposit ${options.reference} was already booked (entry #${result.sequence}); nothing changed`
+          : `deposited ${formatMoney(amount, cfg.currency)} (entry #${result.sequence}); available ${formatMoney(result.available, cfg.currency)}`,
+      );
+    });
+
+  program
+    .command('ledger')
+    .description('show the latest budget ledger entries')
+    .option('--limit <n>', 'how many entries', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('--limit must be a positive whole number');
+      return n;
+    }, 50)
+    .option('--json', 'print JSON')
+    .action(async (options: { limit: number; json?: boolean }) => {
+      const cfg = config();
+      const entries = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(ledgerQuery, options.limit));
+      if (options.json) return print(JSON.stringify(entries, null, 2));
+      print(entries.length === 0 ? 'the ledger is empty: deposit funds with `computatrum deposit`' : ledgerTable(entries, cfg.currency));
+    });
+
+  program
+    .command('reconcile')
+    .description('check that the PostgreSQL journal and the germline workflow agree')
+    .action(async () => {
+      const cfg = config();
+      const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
+      const db = openDatabase(databaseUrl(cfg), { maxConnections: 2 });
+      try {
+        const result = reconcile(status, await journalBalances(db, cfg.germline));
+        print(table(['item', 'workflow', 'journal', ''], result.rows.map((r) => [r.item, r.workflow, r.journal, r.agrees ? 'ok' : 'MISMATCH'])));
+        if (result.journalPending > 0) print(`${result.journalPending} accepted change(s) are still being written to the journal; run again shortly`);
+        print(result.agrees ? 'journal and workflow agree' : 'journal and workflow DISAGREE');
+        if (!result.agrees) process.exitCode = 1;
+      } catch (error) {
+        throw new UserError(`cannot read the journal at ${databaseUrl(cfg).replace(/\/\/[^@]*@/, '//***@')}: ${(error as Error).message}`);
+      } finally {
+        await db.$disconnect();
+      }
+    });
+
+  const policy = program.command('policy').description('show or change the spending policy');
+  policy
+    .command('show')
+    .action(async () => {
+      const cfg = config();
+      const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
+      for (const line of policyLines(status.policy, status.currency)) print(line);
+    });
+  policy
+    .command('set')
+    .description('change caps; give an amount, or "none" to lift a cap')
+    .option('--daily-cap <amount>', 'most that may be committed per UTC day', capOption(config()))
+    .option('--per-reservation-cap <amount>', 'most one reservation may hold', capOption(config()))
+    .action(async (options: { dailyCap?: string | null; perReservationCap?: string | null }) => {
+      const cfg = config();
+      const change: Partial<BudgetPolicy> = {};
+      if (options.dailyCap !== undefined) change.dailySpendCap = options.dailyCap;
+      if (options.perReservationCap !== undefined) change.perReservationCap = options.perReservationCap;
+      if (Object.keys(change).length === 0) throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
+      const updated = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).executeUpdate(setPolicyUpdate, { args: [change] }));
+      for (const line of policyLines(updated, cfg.currency)) print(line);
+    });
+
+  program
+    .command('pause')
+    .description('refuse new reservations until resumed (deposits and settlements still go through)')
+    .option('--reason <text>', 'why, for the record')
+    .action(async (options: { reason?: string }) => {
+      const cfg = config();
+      await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).signal(pauseSignal, options.reason));
+      print(`germline ${cfg.germline} paused`);
+    });
+
+  program
+    .command('resume')
+    .description('accept new reservations again')
+    .action(async () => {
+      const cfg = config();
+      await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).signal(resumeSignal));
+      print(`germline ${cfg.germline} resumed`);
+    });
+
+  const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');
+  tools
+    .command('install')
+    .description('build missing tools with `go install` into the tools folder (once per machine)')
+    .action(async () => {
+      const cfg = config();
+      for (const tool of TOOLS) print(`${tool.name}: ${await installTool(tool, cfg.toolsDir, (line) => console.error(line))}`);
+    });
+  tools
+    .command('show', { isDefault: true })
+    .description('show where each tool is')
+    .action(() => {
+      const cfg = config();
+      for (const tool of TOOLS) print(`${tool.name}: ${findTool(tool, cfg.toolsDir) ?? 'missing (run `npm run tools`)'}`);
+    });
+
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  // `computatrum ledger | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+  let cached: Config | undefined;
+  const config = () => (cached ??= loadConfig());
+  try {
+    await buildProgram(config).parseAsync(argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      process.exitCode = error.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (error instanceof ConfigError || error instanceof MoneyError) {
+      console.error(`computatrum: ${error.message}`);
+      process.exitCode = 2;
+      return;
+    }
+    if (error instanceof UserError || error instanceof ToolError) {
+      console.error(`computatrum: ${error.message}`);
+      process.exitCode = error instanceof UserError ? error.exitCode : 1;
+      return;
+    }
+    console.error('computatrum: unexpected error:', error);
+    process.exitCode = 1;
+  }
+}
+
+

@@ -1,0 +1,131 @@
+// `computatrum up`: the whole stack in one process tree. Embedded parts start only where no
+// production address is configured: the Temporal dev server (unless TEMPORAL_ADDRESS) and PGlite
+// (unless DATABASE_URL). Then migrations, the worker, the platform, and germline/<name>.
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Worker } from '@temporalio/worker';
+import { migrateDatabase } from '../activities/db/migrate';
+import { openDatabase } from '../activities/db/prisma';
+import { buildPlatform } from '../platform/server';
+import { type Config, databaseUrl } from '../worker/config';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../worker/embedded/postgres';
+import { type DevServer, startTemporalDevServer } from '../worker/embedded/temporal-dev-server';
+import { ensureGermline } from '../worker/germline-client';
+import { installTemporalLogging, type Logger } from '../worker/logging';
+import { connectTemporal, ensureSearchAttributes, temporalClient } from '../worker/temporal';
+import { installTool, TEMPORAL_CLI } from '../worker/tools';
+import { connectWorker, createWorker } from '../worker/worker';
+import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { germlineWorkflowId } from '../workflows/germline-api';
+
+export interface RunningStack {
+  urls: { temporalUi?: string; platform: string; temporal: string; database: string };
+  /** Stops everything, in the reverse order of starting. */
+  stop(): Promise<void>;
+  /** Settles when the worker stops on its own (a fatal error) or after stop(). */
+  done: Promise<void>;
+}
+
+export async function startStack(config: Config, logger: Logger): Promise<RunningStack> {
+  const stops: Array<{ name: string; stop: () => Promise<unknown> }> = [];
+  const stopAll = async () => {
+    for (const { name, stop } of stops.reverse()) {
+      try {
+        await stop();
+        logger.debug({ part: name }, 'stopped');
+      } catch (error) {
+        logger.error({ part: name, err: error }, 'failed to stop cleanly');
+      }
+    }
+    stops.length = 0;
+  };
+
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    installTemporalLogging(logger);
+
+    let devServer: DevServer | undefined;
+    if (!config.temporal.address) {
+      const cliPath = config.temporal.cliPath ?? (await installTool(TEMPORAL_CLI, config.toolsDir, (line) => logger.info(line)));
+      logger.info({ db: path.join(config.dataDir, 'temporal.db') }, 'starting the Temporal dev server');
+      devServer = await startTemporalDevServer({
+        cliPath,
+        dbFile: path.join(config.dataDir, 'temporal.db'),
+        port: config.temporal.devPort,
+        uiPort: config.temporal.uiPort,
+        namespace: config.temporal.namespace,
+        searchAttributes: PROJECT_SEARCH_ATTRIBUTES,
+        logFile: path.join(config.dataDir, 'temporal.log'),
+      });
+      stops.push({ name: 'temporal dev server', stop: devServer.stop });
+    }
+
+    let embeddedPostgres: EmbeddedPostgres | undefined;
+    if (!config.database.url) {
+      logger.info({ dir: path.join(config.dataDir, 'pg') }, 'starting embedded PostgreSQL (PGlite)');
+      embeddedPostgres = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'pg'), port: config.database.pglitePort });
+      stops.push({ name: 'embedded postgres', stop: embeddedPostgres.stop });
+    }
+    const dbUrl = databaseUrl(config);
+    const applied = await migrateDatabase(dbUrl);
+    if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
+    const db = openDatabase(dbUrl);
+    stops.push({ name: 'database client', stop: () => db.$disconnect() });
+
+    const connection = await connectTemporal(config);
+    stops.push({ name: 'temporal client', stop: () => connection.close() });
+    const added = await ensureSearchAttributes(connection, config.temporal.namespace, PROJECT_SEARCH_ATTRIBUTES);
+    if (added.length > 0) logger.info({ searchAttributes: added }, 'registered search attributes');
+    const client = temporalClient(connection, config);
+
+    const workerConnection = await connectWorker(config);
+    stops.push({ name: 'worker connection', stop: () => workerConnection.close() });
+    const worker: Worker = await createWorker({
+      connection: workerConnection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.taskQueue,
+      db,
+    });
+    const workerRun = worker.run();
+    stops.push({
+      name: 'worker',
+      stop: async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await workerRun;
+      },
+    });
+
+    const platform = await buildPlatform({
+      logger,
+      germline: config.germline,
+      temporalUiUrl: devServer?.uiUrl,
+      checks: [
+        { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
+        { name: 'database', check: async () => void (await db.$queryRaw`SELECT 1`) },
+      ],
+    });
+    await platform.listen({ host: config.platform.host, port: config.platform.port });
+    stops.push({ name: 'platform', stop: () => platform.close() });
+
+    const { started } = await ensureGermline(client, {
+      name: config.germline,
+      currency: config.currency,
+      taskQueue: config.taskQueue,
+    });
+    logger.info({ workflowId: germlineWorkflowId(config.germline), started }, started ? 'germline started' : 'germline already running');
+
+    return {
+      urls: {
+        temporalUi: devServer?.uiUrl,
+        temporal: devServer?.address ?? config.temporal.address!,
+        platform: `http://${config.platform.host}:${config.platform.port}`,
+        database: embeddedPostgres ? embeddedPostgres.url : '(DATABASE_URL)',
+      },
+      stop: stopAll,
+      done: workerRun,
+    };
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}

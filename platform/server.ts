@@ -1,0 +1,39 @@
+// The platform's HTTP server. For now: the health endpoint that operators and load balancers poll.
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+
+/** A named dependency the platform needs; it throws when that dependency is down. */
+export type HealthCheck = { name: string; check: () => Promise<void> };
+
+export interface PlatformOptions {
+  logger: Logger;
+  checks: HealthCheck[];
+  germline: string;
+  temporalUiUrl?: string;
+}
+
+export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger });
+
+  app.get('/healthz', async (_request, reply) => {
+    const results = await Promise.all(
+      options.checks.map(async ({ name, check }) => {
+        try {
+          await check();
+          return [name, 'ok'] as const;
+        } catch (error) {
+          return [name, `down: ${(error as Error).message}`] as const;
+        }
+      }),
+    );
+    const healthy = results.every(([, state]) => state === 'ok');
+    return reply.code(healthy ? 200 : 503).send({
+      status: healthy ? 'ok' : 'degraded',
+      germline: options.germline,
+      checks: Object.fromEntries(results),
+      temporalUi: options.temporalUiUrl,
+    });
+  });
+
+  return app;
+}

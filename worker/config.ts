@@ -1,0 +1,176 @@
+// All configuration in one zod schema. Values come from environment variables, optionally from a
+// JSON file named by COMPUTATRUM_CONFIG (environment wins). Unset Temporal address or database URL
+// means "embedded": `computatrum up` starts its own dev server and PGlite.
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import { isCurrency } from '../workflows/money';
+
+const PORT = 'a TCP port number from 1 to 65535';
+const port = z.coerce.number({ error: PORT }).int(PORT).min(1, PORT).max(65_535, PORT);
+const optionalText = z
+  .string()
+  .trim()
+  .transform((v) => (v === '' ? undefined : v))
+  .optional();
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Environment variable → what it means. The schema below is keyed by these names. */
+export const configSchema = z
+  .object({
+    COMPUTATRUM_DATA_DIR: z.string().min(1).default('.computatrum'),
+    COMPUTATRUM_GERMLINE: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter or digit')
+      .default('computatrum'),
+    COMPUTATRUM_CURRENCY: z
+      .string()
+      .refine(isCurrency, 'a supported ISO currency code such as usd or eur')
+      .transform((v) => v.toLowerCase())
+      .default('usd'),
+    COMPUTATRUM_TASK_QUEUE: z.string().min(1).default('computatrum'),
+    COMPUTATRUM_TOOLS_DIR: optionalText,
+
+    TEMPORAL_ADDRESS: optionalText,
+    TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+    TEMPORAL_API_KEY: optionalText,
+    TEMPORAL_TLS: flag.optional(),
+    TEMPORAL_TLS_CERT_PATH: optionalText,
+    TEMPORAL_TLS_KEY_PATH: optionalText,
+    TEMPORAL_TLS_CA_PATH: optionalText,
+    TEMPORAL_TLS_SERVER_NAME: optionalText,
+    TEMPORAL_CLI_PATH: optionalText,
+    TEMPORAL_DEV_PORT: port.default(7233),
+    TEMPORAL_UI_PORT: port.default(8233),
+
+    DATABASE_URL: optionalText.refine(
+      (v) => v === undefined || /^postgres(ql)?:\/\//.test(v),
+      'a postgres:// or postgresql:// connection URL',
+    ),
+    PGLITE_PORT: port.default(55432),
+
+    PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
+    PLATFORM_PORT: port.default(8080),
+
+    LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    LOG_PRETTY: flag.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (Boolean(c.TEMPORAL_TLS_CERT_PATH) !== Boolean(c.TEMPORAL_TLS_KEY_PATH)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['TEMPORAL_TLS_KEY_PATH'],
+        message: 'set TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH together (mutual TLS needs both)',
+      });
+    }
+  });
+
+export type RawConfig = z.infer<typeof configSchema>;
+
+export interface Config {
+  dataDir: string;
+  germline: string;
+  currency: string;
+  taskQueue: string;
+  toolsDir: string;
+  temporal: {
+    /** Undefined: start the embedded dev server. */
+    address?: string;
+    namespace: string;
+    apiKey?: string;
+    tls?: { certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
+    cliPath?: string;
+    devPort: number;
+    uiPort: number;
+  };
+  database: {
+    /** Undefined: start embedded PGlite. */
+    url?: string;
+    pglitePort: number;
+  };
+  platform: { host: string; port: number };
+  log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Reads, validates and shapes the configuration; a ConfigError names every bad key. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const fromFile = readConfigFile(env.COMPUTATRUM_CONFIG);
+  const parsed = configSchema.safeParse({ ...fromFile, ...definedOnly(env) });
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = issue.path.join('.') || '(config)';
+      const given = key in env ? ` (got ${JSON.stringify(env[key])})` : key in fromFile ? ` (got ${JSON.stringify(fromFile[key])})` : '';
+      return `  ${key}: ${issue.message}${given}`;
+    });
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  const tlsWanted = c.TEMPORAL_TLS ?? Boolean(c.TEMPORAL_TLS_CERT_PATH || c.TEMPORAL_TLS_CA_PATH || c.TEMPORAL_API_KEY);
+  return {
+    dataDir: path.resolve(c.COMPUTATRUM_DATA_DIR),
+    germline: c.COMPUTATRUM_GERMLINE,
+    currency: c.COMPUTATRUM_CURRENCY,
+    taskQueue: c.COMPUTATRUM_TASK_QUEUE,
+    toolsDir: path.resolve(c.COMPUTATRUM_TOOLS_DIR ?? path.join(homedir(), '.cache', 'computatrum', 'tools')),
+    temporal: {
+      address: c.TEMPORAL_ADDRESS,
+      namespace: c.TEMPORAL_NAMESPACE,
+      apiKey: c.TEMPORAL_API_KEY,
+      tls:
+        c.TEMPORAL_ADDRESS && tlsWanted
+          ? {
+              certPath: c.TEMPORAL_TLS_CERT_PATH,
+              keyPath: c.TEMPORAL_TLS_KEY_PATH,
+              caPath: c.TEMPORAL_TLS_CA_PATH,
+              serverName: c.TEMPORAL_TLS_SERVER_NAME,
+            }
+          : undefined,
+      cliPath: c.TEMPORAL_CLI_PATH,
+      devPort: c.TEMPORAL_DEV_PORT,
+      uiPort: c.TEMPORAL_UI_PORT,
+    },
+    database: { url: c.DATABASE_URL, pglitePort: c.PGLITE_PORT },
+    platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT },
+    log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
+  };
+}
+
+/** The address clients use: the configured cluster, or the embedded dev server. */
+export function temporalAddress(config: Config): string {
+  return config.temporal.address ?? `127.0.0.1:${config.temporal.devPort}`;
+}
+
+/** The URL clients use: the configured PostgreSQL, or embedded PGlite on loopback. */
+export function databaseUrl(config: Config): string {
+  return config.database.url ?? `postgres://postgres@127.0.0.1:${config.database.pglitePort}/postgres`;
+}
+
+function readConfigFile(file: string | undefined): Record<string, unknown> {
+  if (!file) return {};
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read COMPUTATRUM_CONFIG file ${file}: ${(error as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, typeof v === 'string' ? v : String(v)]));
+  } catch (error) {
+    throw new ConfigError(
+      `COMPUTATRUM_CONFIG file ${file} must be a JSON object of KEY: value, like {"PLATFORM_PORT": 8080}: ${(error as Error).message}`,
+    );
+  }
+}
+
+function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}

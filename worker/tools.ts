@@ -1,0 +1,136 @@
+// The Go programs computatrum runs beside itself: the Temporal CLI (dev server + Web UI) and
+// stripe-mock. They are built once per machine with `go install` into a cache folder (GOBIN) and
+// reused; one named by an environment variable or already on PATH is used as it is.
+import { spawn } from 'node:child_process';
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import path from 'node:path';
+
+export interface ToolSpec {
+  name: string;
+  /** Environment variable that names an existing binary to use instead. */
+  envVar: string;
+  /** Go module versions to try in order: the pin first, then the nearest tags go install accepts. */
+  modules: string[];
+}
+
+export const TEMPORAL_CLI: ToolSpec = {
+  name: 'temporal',
+  envVar: 'TEMPORAL_CLI_PATH',
+  // v1.5.1 is the newest tag whose go.mod has no replace directive; it embeds server 1.29.1.
+  modules: [
+    'github.com/temporalio/cli/cmd/temporal@v1.5.1',
+    'github.com/temporalio/cli/cmd/temporal@v1.5.0',
+    'github.com/temporalio/cli/cmd/temporal@v1.4.1',
+  ],
+};
+
+export const STRIPE_MOCK: ToolSpec = {
+  name: 'stripe-mock',
+  envVar: 'STRIPE_MOCK_PATH',
+  modules: ['github.com/stripe/stripe-mock@v0.197.0'],
+};
+
+export const TOOLS = [TEMPORAL_CLI, STRIPE_MOCK];
+
+export class ToolError extends Error {
+  override name = 'ToolError';
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function onPath(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  for (const dir of (env.PATH ?? '').split(path.delimiter)) {
+    if (dir && isExecutable(path.join(dir, name))) return path.join(dir, name);
+  }
+  return undefined;
+}
+
+/** Where a tool is, without building anything: env var, then the cache folder, then PATH. */
+export function findTool(tool: ToolSpec, toolsDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const named = env[tool.envVar];
+  if (named) {
+    if (!isExecutable(named)) throw new ToolError(`${tool.envVar}=${named} is not an executable file; fix or unset it`);
+    return named;
+  }
+  const cached = path.join(toolsDir, 'bin', tool.name);
+  if (isExecutable(cached)) return cached;
+  return onPath(tool.name, env);
+}
+
+/** Like findTool, but tells the user how to get the tool when it is missing. */
+export function requireTool(tool: ToolSpec, toolsDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  const found = findTool(tool, toolsDir, env);
+  if (found) return found;
+  throw new ToolError(
+    `${tool.name} is not installed: run \`npm run tools\` once (it builds it with Go into ${toolsDir}/bin), ` +
+      `or set ${tool.envVar} to an existing ${tool.name} binary`,
+  );
+}
+
+function goBinary(env: NodeJS.ProcessEnv): string {
+  const go = onPath('go', env) ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+  if (!go) {
+    throw new ToolError(
+      'the Go toolchain (`go`) is missing: computatrum builds the Temporal CLI and stripe-mock with `go install`. ' +
+        'Install Go 1.24 or newer (e.g. `apt-get install golang` or https://go.dev/dl) and run again, ' +
+        'or point TEMPORAL_CLI_PATH / STRIPE_MOCK_PATH at existing binaries',
+    );
+  }
+  return go;
+}
+
+function goInstall(go: string, module: string, gobin: string, log: (line: string) => void): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(go, ['install', module], {
+      env: { ...process.env, GOBIN: gobin, GOFLAGS: process.env.GOFLAGS ?? '-trimpath' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    let downloads = 0;
+    const onData = (chunk: Buffer) => {
+      const text = chunk.toString();
+      output += text;
+      downloads += (text.match(/go: downloading/g) ?? []).length;
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const ticker = setInterval(() => log(`  ... still building ${module} (${downloads} modules fetched so far)`), 15_000);
+    child.on('close', (code) => {
+      clearInterval(ticker);
+      resolve({ ok: code === 0, output });
+    });
+  });
+}
+
+/** Builds a tool unless it is already there. Returns its path. */
+export async function installTool(tool: ToolSpec, toolsDir: string, log: (line: string) => void = console.error): Promise<string> {
+  const found = findTool(tool, toolsDir);
+  if (found) {
+    log(`${tool.name}: using ${found}`);
+    return found;
+  }
+  const go = goBinary(process.env);
+  const gobin = path.join(toolsDir, 'bin');
+  mkdirSync(gobin, { recursive: true });
+  const failures: string[] = [];
+  for (const module of tool.modules) {
+    log(`${tool.name}: building ${module} with ${go} into ${gobin} (once per machine; takes a few minutes)`);
+    const started = Date.now();
+    const { ok, output } = await goInstall(go, module, gobin, log);
+    if (ok) {
+      log(`${tool.name}: built in ${Math.round((Date.now() - started) / 1000)} s`);
+      return path.join(gobin, tool.name);
+    }
+    const lastLines = output.trim().split('\n').slice(-5).join('\n    ');
+    failures.push(`${module}:\n    ${lastLines}`);
+    log(`${tool.name}: ${module} failed; trying the next pinned version if any`);
+  }
+  throw new ToolError(`could not build ${tool.name}; go install said:\n  ${failures.join('\n  ')}`);
+}

@@ -1,0 +1,38 @@
+// The Temporal worker: every workflow of the project and the activities bound to their outside systems.
+import path from 'node:path';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createJournalActivities } from '../activities/journal';
+import type { Database } from '../activities/db/prisma';
+import type { Config } from './config';
+import { temporalConnectionOptions } from './temporal';
+
+export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows/index.ts');
+
+export function createActivities(db: Database) {
+  return { ...createJournalActivities(db) };
+}
+
+export async function connectWorker(config: Config): Promise<NativeConnection> {
+  return NativeConnection.connect(await temporalConnectionOptions(config));
+}
+
+export interface WorkerOptions {
+  connection: NativeConnection;
+  namespace: string;
+  taskQueue: string;
+  db: Database;
+  /** A prebuilt workflow bundle (tests build one per run); otherwise the workflows are bundled now. */
+  workflowBundlePath?: string;
+}
+
+export async function createWorker(options: WorkerOptions): Promise<Worker> {
+  return Worker.create({
+    connection: options.connection,
+    namespace: options.namespace,
+    taskQueue: options.taskQueue,
+    activities: createActivities(options.db),
+    ...(options.workflowBundlePath
+      ? { workflowBundle: { codePath: options.workflowBundlePath } }
+      : { workflowsPath: WORKFLOWS_PATH }),
+  });
+}

@@ -1,0 +1,603 @@
+// The germline's budget as a pure state machine: every money rule lives here, so it can be tested
+// without a server and replayed deterministically inside the germline workflow.
+//
+// Invariant, checked after every change: open reservations never exceed the funds held
+// (deposited − spent), and nothing is negative.
+import { formatMoney, isCurrency, MinorUnits, toMinor } from './money';
+
+export interface BudgetPolicy {
+  /** Most that may be committed (reserved, then spent) per UTC day, in minor units; null: no cap. */
+  dailySpendCap: MinorUnits | null;
+  /** Most one reservation may hold, in minor units; null: no cap. */
+  perReservationCap: MinorUnits | null;
+}
+
+export const DEFAULT_POLICY: BudgetPolicy = { dailySpendCap: null, perReservationCap: null };
+
+export interface Reservation {
+  id: string;
+  ref: string;
+  purpose: string;
+  amount: MinorUnits;
+  /** UTC day (YYYY-MM-DD) it counts against for the daily cap. */
+  day: string;
+  createdAt: string;
+}
+
+export type LedgerKind = 'deposit' | 'reserve' | 'settle' | 'release';
+
+/** One accepted change, as the workflow records it and the journal books it. */
+export interface LedgerEntry {
+  sequence: number;
+  kind: LedgerKind;
+  /** Workflow time, ISO 8601. */
+  at: string;
+  /** Deposited, reserved, or (settle, release) the amount the reservation held. */
+  amount: MinorUnits;
+  /** settle only: what was actually spent; amount − spent went back to available. */
+  spent?: MinorUnits;
+  reference?: string;
+  reservationId?: string;
+  purpose?: string;
+  /** `<workflowId>/<updateId>`: the journal's unique key, so retries never double-book. */
+  idempotencyKey: string;
+  /** Funds held after the change (deposited − spent). */
+  balance: MinorUnits;
+  available: MinorUnits;
+}
+
+export interface BudgetState {
+  germline: string;
+  currency: string;
+  deposited: MinorUnits;
+  spent: MinorUnits;
+  reservations: Reservation[];
+  policy: BudgetPolicy;
+  paused: boolean;
+  /** Every deposit reference ever seen: deposits stay idempotent for the germline's life. */
+  deposits: Record<string, { amount: MinorUnits; sequence: number }>;
+  /** Recent reserve refs → reservation, oldest first, so a retried reserve gets the same id. */
+  reserveRefs: Array<[ref: string, reservationId: string, amount: MinorUnits]>;
+  committedToday: { day: string; amount: MinorUnits };
+  sequence: number;
+  nextReservation: number;
+  /** The latest entries, newest last; the journal in PostgreSQL holds all of them. */
+  recent: LedgerEntry[];
+  /** Entries accepted but not yet confirmed written to the journal (the outbox). */
+  unjournaled: LedgerEntry[];
+  /** How many times the germline continued as new. */
+  generation: number;
+}
+
+export interface BudgetStatus {
+  germline: string;
+  currency: string;
+  paused: boolean;
+  state: BudgetStateLabel;
+  deposited: MinorUnits;
+  spent: MinorUnits;
+  balance: MinorUnits;
+  reserved: MinorUnits;
+  available: MinorUnits;
+  committedToday: { day: string; amount: MinorUnits };
+  policy: BudgetPolicy;
+  openReservations: Reservation[];
+  sequence: number;
+  journalPending: number;
+  generation: number;
+}
+
+/** Shown in the Temporal UI as the BudgetState search attribute. */
+export type BudgetStateLabel = 'paused' | 'funded' | 'empty';
+
+export type RejectionReason =
+  | 'InvalidRequest'
+  | 'CurrencyMismatch'
+  | 'DuplicateReference'
+  | 'InsufficientFunds'
+  | 'DailyCapExceeded'
+  | 'ReservationCapExceeded'
+  | 'Paused'
+  | 'UnknownReservation'
+  | 'SettleAboveReservation';
+
+/** A request the budget refuses; the message says why and what to do. */
+export class BudgetRejection extends Error {
+  override name = 'BudgetRejection';
+  constructor(
+    readonly reason: RejectionReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface DepositRequest {
+  amount: MinorUnits;
+  currency: string;
+  reference: string;
+}
+export interface ReserveRequest {
+  purpose: string;
+  amount: MinorUnits;
+  /** Caller's idempotency reference: reserving again with the same ref returns the same reservation. */
+  ref: string;
+}
+export interface SettleRequest {
+  reservationId: string;
+  actual: MinorUnits;
+}
+export interface ReleaseRequest {
+  reservationId: string;
+}
+export type PolicyChange = Partial<BudgetPolicy>;
+
+export interface DepositResult {
+  sequence: number;
+  duplicate: boolean;
+  balance: MinorUnits;
+  available: MinorUnits;
+}
+export interface ReserveResult {
+  reservationId: string;
+  amount: MinorUnits;
+  duplicate: boolean;
+  available: MinorUnits;
+}
+export interface SettleResult {
+  reservationId: string;
+  spent: MinorUnits;
+  released: MinorUnits;
+  available: MinorUnits;
+}
+export interface ReleaseResult {
+  reservationId: string;
+  released: MinorUnits;
+  available: MinorUnits;
+}
+
+const RECENT_LEDGER_LIMIT = 500;
+const RESERVE_REF_MEMORY = 5_000;
+const MAX_TEXT = 200;
+
+export function initialBudgetState(germline: string, currency: string, policy = DEFAULT_POLICY): BudgetState {
+  return {
+    germline,
+    currency: currency.toLowerCase(),
+    deposited: '0',
+    spent: '0',
+    reservations: [],
+    policy,
+    paused: false,
+    deposits: {},
+    reserveRefs: [],
+    committedToday: { day: '', amount: '0' },
+    sequence: 0,
+    nextReservation: 1,
+    recent: [],
+    unjournaled: [],
+    generation: 0,
+  };
+}
+
+/** Plain JSON copy (structuredClone is not in every workflow sandbox). */
+function clone<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value)) as T;
+}
+
+function utcDay(now: Date): string {
+  return now.toISOString().slice(0, 10);
+}
+
+function requireText(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_TEXT) {
+    throw new BudgetRejection('InvalidRequest', `${field} must be a non-empty string of at most ${MAX_TEXT} characters`);
+  }
+  return value;
+}
+
+function positiveMinor(value: unknown, field: string): bigint {
+  const minor = nonNegativeMinor(value, field);
+  if (minor === 0n) throw new BudgetRejection('InvalidRequest', `${field} must be more than zero`);
+  return minor;
+}
+
+function nonNegativeMinor(value: unknown, field: string): bigint {
+  try {
+    return toMinor(value, field);
+  } catch (error) {
+    throw new BudgetRejection('InvalidRequest', (error as Error).message);
+  }
+}
+
+export class Budget {
+  private readonly state: BudgetState;
+  private readonly reserveRefIndex: Map<string, { reservationId: string; amount: MinorUnits }>;
+
+  constructor(state: BudgetState) {
+    this.state = clone(state);
+    this.reserveRefIndex = new Map(state.reserveRefs.map(([ref, reservationId, amount]) => [ref, { reservationId, amount }]));
+    this.assertInvariant();
+  }
+
+  // ---- reads ----
+
+  get germline(): string {
+    return this.state.germline;
+  }
+
+  get paused(): boolean {
+    return this.state.paused;
+  }
+
+  private get deposited(): bigint {
+    return BigInt(this.state.deposited);
+  }
+  private get spent(): bigint {
+    return BigInt(this.state.spent);
+  }
+  private get reserved(): bigint {
+    return this.state.reservations.reduce((sum, r) => sum + BigInt(r.amount), 0n);
+  }
+  private get balance(): bigint {
+    return this.deposited - this.spent;
+  }
+  private get available(): bigint {
+    return this.balance - this.reserved;
+  }
+
+  private money(minor: bigint | string): string {
+    return formatMoney(minor, this.state.currency);
+  }
+
+  label(): BudgetStateLabel {
+    if (this.state.paused) return 'paused';
+    return this.available > 0n ? 'funded' : 'empty';
+  }
+
+  status(now: Date): BudgetStatus {
+    return {
+      germline: this.state.germline,
+      currency: this.state.currency,
+      paused: this.state.paused,
+      state: this.label(),
+      deposited: this.state.deposited,
+      spent: this.state.spent,
+      balance: this.balance.toString(),
+      reserved: this.reserved.toString(),
+      available: this.available.toString(),
+      committedToday: { day: utcDay(now), amount: this.committedOn(utcDay(now)).toString() },
+      policy: { ...this.state.policy },
+      openReservations: this.state.reservations.map((r) => ({ ...r })),
+      sequence: this.state.sequence,
+      journalPending: this.state.unjournaled.length,
+      generation: this.state.generation,
+    };
+  }
+
+  /** The latest entries, newest last. */
+  ledger(limit = RECENT_LEDGER_LIMIT): LedgerEntry[] {
+    return this.state.recent.slice(-Math.max(0, limit)).map((e) => ({ ...e }));
+  }
+
+  unjournaled(): LedgerEntry[] {
+    return this.state.unjournaled.map((e) => ({ ...e }));
+  }
+
+  /** Called once the journal holds entries up to and including `sequence`. */
+  markJournaled(sequence: number): void {
+    this.state.unjournaled = this.state.unjournaled.filter((e) => e.sequence > sequence);
+  }
+
+  isJournaled(sequence: number): boolean {
+    return !this.state.unjournaled.some((e) => e.sequence <= sequence);
+  }
+
+  /** Plain JSON to carry across continue-as-new. */
+  snapshot(options: { nextGeneration?: boolean } = {}): BudgetState {
+    const copy = clone(this.state);
+    if (options.nextGeneration) copy.generation += 1;
+    return copy;
+  }
+
+  // ---- validations (synchronous, used as update validators; they change nothing) ----
+
+  checkDeposit(request: DepositRequest): void {
+    const amount = positiveMinor(request?.amount, 'amount');
+    const reference = requireText(request.reference, 'reference');
+    if (typeof request.currency !== 'string' || !isCurrency(request.currency)) {
+      throw new BudgetRejection('InvalidRequest', `currency must be a supported ISO code such as "usd"`);
+    }
+    if (request.currency.toLowerCase() !== this.state.currency) {
+      throw new BudgetRejection(
+        'CurrencyMismatch',
+        `germline ${this.state.germline} keeps its budget in ${this.state.currency.toUpperCase()}; ` +
+          `deposit ${request.currency.toUpperCase()} only after converting it`,
+      );
+    }
+    const earlier = this.state.deposits[reference];
+    if (earlier && BigInt(earlier.amount) !== amount) {
+      throw new BudgetRejection(
+        'DuplicateReference',
+        `reference "${reference}" was already used for a deposit of ${this.money(earlier.amount)}; ` +
+          `use a new reference for a different deposit`,
+      );
+    }
+  }
+
+  checkReserve(request: ReserveRequest, now: Date): void {
+    const amount = positiveMinor(request?.amount, 'amount');
+    const ref = requireText(request.ref, 'ref');
+    requireText(request.purpose, 'purpose');
+    const earlier = this.reserveRefIndex.get(ref);
+    if (earlier) {
+      if (BigInt(earlier.amount) !== amount) {
+        throw new BudgetRejection(
+          'DuplicateReference',
+          `ref "${ref}" already reserved ${this.money(earlier.amount)} as ${earlier.reservationId}; use a new ref`,
+        );
+      }
+      return; // a retry of an accepted reserve: answered with the same reservation
+    }
+    if (this.state.paused) {
+      throw new BudgetRejection(
+        'Paused',
+        `germline ${this.state.germline} is paused: no new reservations until an operator resumes it`,
+      );
+    }
+    const perReservationCap = this.state.policy.perReservationCap;
+    if (perReservationCap !== null && amount > BigInt(perReservationCap)) {
+      throw new BudgetRejection(
+        'ReservationCapExceeded',
+        `requested ${this.money(amount)} is above the per-reservation cap of ${this.money(perReservationCap)}`,
+      );
+    }
+    const dailyCap = this.state.policy.dailySpendCap;
+    const day = utcDay(now);
+    const committed = this.committedOn(day);
+    if (dailyCap !== null && committed + amount > BigInt(dailyCap)) {
+      throw new BudgetRejection(
+        'DailyCapExceeded',
+        `daily spend cap reached: ${this.money(committed)} of ${this.money(dailyCap)} already committed on ${day}; ` +
+          `requested ${this.money(amount)} is over by ${this.money(committed + amount - BigInt(dailyCap))}`,
+      );
+    }
+    const available = this.available;
+    if (amount > available) {
+      throw new BudgetRejection(
+        'InsufficientFunds',
+        `insufficient funds: requested ${this.money(amount)}, available ${this.money(available)} ` +
+          `(short by ${this.money(amount - available)})`,
+      );
+    }
+  }
+
+  checkSettle(request: SettleRequest): void {
+    const reservation = this.openReservation(request?.reservationId);
+    const actual = nonNegativeMinor(request.actual, 'actual');
+    if (actual > BigInt(reservation.amount)) {
+      throw new BudgetRejection(
+        'SettleAboveReservation',
+        `cannot settle ${reservation.id} at ${this.money(actual)}: it reserved only ${this.money(reservation.amount)}; ` +
+          `settle at most the reserved amount`,
+      );
+    }
+  }
+
+  checkRelease(request: ReleaseRequest): void {
+    this.openReservation(request?.reservationId);
+  }
+
+  checkPolicy(change: PolicyChange): void {
+    if (typeof change !== 'object' || change === null) {
+      throw new BudgetRejection('InvalidRequest', 'policy change must be an object');
+    }
+    for (const key of Object.keys(change)) {
+      if (!(key in DEFAULT_POLICY)) {
+        throw new BudgetRejection(
+          'InvalidRequest',
+          `unknown policy key "${key}": known keys are ${Object.keys(DEFAULT_POLICY).join(', ')}`,
+        );
+      }
+      const value = change[key as keyof BudgetPolicy];
+      if (value !== null) nonNegativeMinor(value, key);
+    }
+  }
+
+  // ---- changes (each re-validates, applies, checks the invariant, and returns the ledger entry) ----
+
+  deposit(request: DepositRequest, idempotencyKey: string, now: Date): { result: DepositResult; entry?: LedgerEntry } {
+    this.checkDeposit(request);
+    const earlier = this.state.deposits[request.reference];
+    if (earlier) {
+      return {
+        result: { sequence: earlier.sequence, duplicate: true, balance: this.balance.toString(), available: this.available.toString() },
+      };
+    }
+    this.state.deposited = (this.deposited + BigInt(request.amount)).toString();
+    const entry = this.record({ kind: 'deposit', amount: request.amount, reference: request.reference }, idempotencyKey, now);
+    this.state.deposits[request.reference] = { amount: request.amount, sequence: entry.sequence };
+    return {
+      result: { sequence: entry.sequence, duplicate: false, balance: entry.balance, available: entry.available },
+      entry,
+    };
+  }
+
+  reserve(request: ReserveRequest, idempotencyKey: string, now: Date): { result: ReserveResult; entry?: LedgerEntry } {
+    this.checkReserve(request, now);
+    const earlier = this.reserveRefIndex.get(request.ref);
+    if (earlier) {
+      return {
+        result: { reservationId: earlier.reservationId, amount: earlier.amount, duplicate: true, available: this.available.toString() },
+      };
+    }
+    const day = utcDay(now);
+    const reservation: Reservation = {
+      id: `r${this.state.nextReservation}`,
+      ref: request.ref,
+      purpose: request.purpose,
+      amount: request.amount,
+      day,
+      createdAt: now.toISOString(),
+    };
+    this.state.nextReservation += 1;
+    this.state.reservations.push(reservation);
+    this.state.committedToday = { day, amount: (this.committedOn(day) + BigInt(request.amount)).toString() };
+    this.rememberReserveRef(request.ref, reservation.id, request.amount);
+    const entry = this.record(
+      { kind: 'reserve', amount: request.amount, reservationId: reservation.id, reference: request.ref, purpose: request.purpose },
+      idempotencyKey,
+      now,
+    );
+    return { result: { reservationId: reservation.id, amount: request.amount, duplicate: false, available: entry.available }, entry };
+  }
+
+  settle(request: SettleRequest, idempotencyKey: string, now: Date): { result: SettleResult; entry: LedgerEntry } {
+    this.checkSettle(request);
+    const reservation = this.closeReservation(request.reservationId);
+    const actual = BigInt(request.actual);
+    const released = BigInt(reservation.amount) - actual;
+    this.state.spent = (this.spent + actual).toString();
+    this.uncommit(reservation, released);
+    const entry = this.record(
+      { kind: 'settle', amount: reservation.amount, spent: request.actual, reservationId: reservation.id, reference: reservation.ref },
+      idempotencyKey,
+      now,
+    );
+    return {
+      result: { reservationId: reservation.id, spent: request.actual, released: released.toString(), available: entry.available },
+      entry,
+    };
+  }
+
+  release(request: ReleaseRequest, idempotencyKey: string, now: Date): { result: ReleaseResult; entry: LedgerEntry } {
+    this.checkRelease(request);
+    const reservation = this.closeReservation(request.reservationId);
+    this.uncommit(reservation, BigInt(reservation.amount));
+    const entry = this.record(
+      { kind: 'release', amount: reservation.amount, reservationId: reservation.id, reference: reservation.ref },
+      idempotencyKey,
+      now,
+    );
+    return { result: { reservationId: reservation.id, released: reservation.amount, available: entry.available }, entry };
+  }
+
+  setPolicy(change: PolicyChange): BudgetPolicy {
+    this.checkPolicy(change);
+    this.state.policy = { ...this.state.policy, ...change };
+    return { ...this.state.policy };
+  }
+
+  pause(): void {
+    this.state.paused = true;
+  }
+
+  resume(): void {
+    this.state.paused = false;
+  }
+
+  // ---- internals ----
+
+  private openReservation(reservationId: unknown): Reservation {
+    const id = requireText(reservationId, 'reservationId');
+    const reservation = this.state.reservations.find((r) => r.id === id);
+    if (!reservation) {
+      throw new BudgetRejection(
+        'UnknownReservation',
+        `reservation ${id} is not open (never made, or already settled or released); see the ledger`,
+      );
+    }
+    return reservation;
+  }
+
+  private closeReservation(reservationId: string): Reservation {
+    const reservation = this.openReservation(reservationId);
+    this.state.reservations = this.state.reservations.filter((r) => r.id !== reservationId);
+    return reservation;
+  }
+
+  private committedOn(day: string): bigint {
+    return this.state.committedToday.day === day ? BigInt(this.state.committedToday.amount) : 0n;
+  }
+
+  /** Money that went back to available no longer counts against the day it was reserved on. */
+  private uncommit(reservation: Reservation, returned: bigint): void {
+    if (this.state.committedToday.day !== reservation.day) return;
+    const left = BigInt(this.state.committedToday.amount) - returned;
+    this.state.committedToday = { day: reservation.day, amount: (left < 0n ? 0n : left).toString() };
+  }
+
+  private rememberReserveRef(ref: string, reservationId: string, amount: MinorUnits): void {
+    this.state.reserveRefs.push([ref, reservationId, amount]);
+    this.reserveRefIndex.set(ref, { reservationId, amount });
+    while (this.state.reserveRefs.length > RESERVE_REF_MEMORY) {
+      const oldest = this.state.reserveRefs.shift();
+      if (oldest) this.reserveRefIndex.delete(oldest[0]);
+    }
+  }
+
+  private record(
+    change: Pick<LedgerEntry, 'kind' | 'amount' | 'spent' | 'reference' | 'reservationId' | 'purpose'>,
+    idempotencyKey: string,
+    now: Date,
+  ): LedgerEntry {
+    this.assertInvariant();
+    this.state.sequence += 1;
+    const entry: LedgerEntry = {
+      sequence: this.state.sequence,
+      at: now.toISOString(),
+      idempotencyKey,
+      balance: this.balance.toString(),
+      available: this.available.toString(),
+      ...Object.fromEntries(Object.entries(change).filter(([, v]) => v !== undefined)),
+    } as LedgerEntry;
+    this.state.recent.push(entry);
+    if (this.state.recent.length > RECENT_LEDGER_LIMIT) this.state.recent.shift();
+    this.state.unjournaled.push(entry);
+    return entry;
+  }
+
+  /** A broken invariant is a bug, never a rejection: it must stop the workflow task, not book money. */
+  private assertInvariant(): void {
+    if (this.deposited < 0n || this.spent < 0n || this.reserved < 0n) {
+      throw new Error(`budget invariant broken: negative totals in ${this.state.germline}`);
+    }
+    if (this.reserved > this.balance) {
+      throw new Error(
+        `budget invariant broken: reservations ${this.reserved} exceed funds ${this.balance} in ${this.state.germline}`,
+      );
+    }
+  }
+}
+
+/** The double-entry legs of a ledger entry; they always sum to zero. */
+export type JournalAccount = 'available' | 'reserved' | 'spent' | 'deposits';
+
+export function postingsFor(entry: LedgerEntry): Array<{ account: JournalAccount; amount: bigint }> {
+  const amount = BigInt(entry.amount);
+  switch (entry.kind) {
+    case 'deposit':
+      return [
+        { account: 'available', amount },
+        { account: 'deposits', amount: -amount },
+      ];
+    case 'reserve':
+      return [
+        { account: 'reserved', amount },
+        { account: 'available', amount: -amount },
+      ];
+    case 'settle': {
+      const spent = BigInt(entry.spent ?? '0');
+      return [
+        { account: 'spent', amount: spent },
+        { account: 'available', amount: amount - spent },
+        { account: 'reserved', amount: -amount },
+      ];
+    }
+    case 'release':
+      return [
+        { account: 'available', amount },
+        { account: 'reserved', amount: -amount },
+      ];
+  }
+}

@@ -1,0 +1,39 @@
+// The germline entity's messages: shared by the workflow, the worker's callers and the CLI.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type {
+  BudgetPolicy,
+  BudgetState,
+  BudgetStatus,
+  DepositRequest,
+  DepositResult,
+  LedgerEntry,
+  PolicyChange,
+  ReleaseRequest,
+  ReleaseResult,
+  ReserveRequest,
+  ReserveResult,
+  SettleRequest,
+  SettleResult,
+} from './budget';
+
+export interface GermlineInput {
+  name: string;
+  currency: string;
+  policy?: BudgetPolicy;
+  /** Carried across continue-as-new; absent on the first run. */
+  state?: BudgetState;
+}
+
+export const germlineWorkflowId = (name: string): string => `germline/${name}`;
+
+export const depositUpdate = defineUpdate<DepositResult, [DepositRequest]>('deposit');
+export const reserveUpdate = defineUpdate<ReserveResult, [ReserveRequest]>('reserve');
+export const settleUpdate = defineUpdate<SettleResult, [SettleRequest]>('settle');
+export const releaseUpdate = defineUpdate<ReleaseResult, [ReleaseRequest]>('release');
+export const setPolicyUpdate = defineUpdate<BudgetPolicy, [PolicyChange]>('setPolicy');
+
+export const pauseSignal = defineSignal<[reason?: string]>('pause');
+export const resumeSignal = defineSignal('resume');
+
+export const statusQuery = defineQuery<BudgetStatus>('status');
+export const ledgerQuery = defineQuery<LedgerEntry[], [limit?: number]>('ledger');

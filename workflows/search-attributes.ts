@@ -1,0 +1,11 @@
+// The typed search attributes of the project, registered on the Temporal namespace at `up`
+// (worker/temporal.ts) so operators can filter workflows in the Web UI.
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const GermlineId = defineSearchAttributeKey('GermlineId', SearchAttributeType.KEYWORD);
+/** paused | funded | empty */
+export const BudgetState = defineSearchAttributeKey('BudgetState', SearchAttributeType.KEYWORD);
+
+export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState];
+
+export type SearchAttributeKey = (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;
