@@ -4,7 +4,7 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Con
 import { journalBalances, reconcile } from '../activities/journal';
 import { openDatabase } from '../activities/db/prisma';
 import { ConfigError, type Config, databaseUrl, loadConfig, temporalAddress } from '../worker/config';
-import { germlineHandle } from '../worker/germline-client';
+import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { createLogger } from '../worker/logging';
 import { connectTemporal, temporalClient } from '../worker/temporal';
 import { findTool, installTool, ToolError, TOOLS } from '../worker/tools';
@@ -121,12 +121,19 @@ export function buildProgram(config: () => Config): Command {
       print(`  data folder      ${cfg.dataDir}`);
       print('Press Ctrl-C to stop.');
       await new Promise<void>((resolve) => {
+        let stopping = false;
         const stop = (signal: string) => {
-          logger.info({ signal }, 'stopping');
+          if (stopping) {
+            // A second Ctrl-C: give up on a clean stop; exit handlers still kill the dev server.
+            logger.warn({ signal }, 'stopping now, without waiting');
+            process.exit(130);
+          }
+          stopping = true;
+          logger.info({ signal }, 'stopping (Ctrl-C again to stop at once)');
           resolve();
         };
-        process.once('SIGINT', stop);
-        process.once('SIGTERM', stop);
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
         void stack.done.then(
           () => resolve(),
           (error: unknown) => {
@@ -168,10 +175,7 @@ export function buildProgram(config: () => Config): Command {
     .action(async (amount: bigint, options: { reference: string }) => {
       const cfg = config();
       const result = await withGermline(cfg, (client) =>
-        germlineHandle(client, cfg.germline).executeUpdate(depositUpdate, {
-          // No fixed update id: the germline itself dedupes by reference, across continue-as-new too.
-          args: [{ amount: amount.toString(), currency: cfg.currency, reference: options.reference }],
-        }),
+        updateGermline(germlineHandle(client, cfg.germline), depositUpdate, { amount: amount.toString(), currency: cfg.currency, reference: options.reference }),
       );
       print(
         result.duplicate
@@ -235,7 +239,7 @@ export function buildProgram(config: () => Config): Command {
       if (options.dailyCap !== undefined) change.dailySpendCap = options.dailyCap;
       if (options.perReservationCap !== undefined) change.perReservationCap = options.perReservationCap;
       if (Object.keys(change).length === 0) throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
-      const updated = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).executeUpdate(setPolicyUpdate, { args: [change] }));
+      const updated = await withGermline(cfg, (client) => updateGermline(germlineHandle(client, cfg.germline), setPolicyUpdate, change));
       for (const line of policyLines(updated, cfg.currency)) print(line);
     });
 

@@ -1,6 +1,6 @@
 // Starting and addressing germline/<name> from outside the workflow (up, CLI, tests, platform).
-import { type Client, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
-import { WorkflowIdConflictPolicy } from '@temporalio/common';
+import { type Client, type WorkflowHandle, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, type UpdateDefinition, WorkflowIdConflictPolicy } from '@temporalio/common';
 import type { germlineWorkflow } from '../workflows/germline';
 import { germlineWorkflowId, statusQuery } from '../workflows/germline-api';
 import { BudgetState, GermlineId } from '../workflows/search-attributes';
@@ -48,4 +48,30 @@ export async function ensureGermline(
 
 export async function germlineStatus(client: Client, name: string) {
   return germlineHandle(client, name).query(statusQuery);
+}
+
+/** How often a budget update is sent again when it is lost in a continue-as-new. */
+const UPDATE_ATTEMPTS = 8;
+
+/**
+ * Sends a budget update to the germline, sending it again when it was lost while the germline
+ * continued as new: the server rejects an update that arrived in the closing workflow task as
+ * "UnprocessedUpdate", and may briefly answer "not found" between two runs. Sending again is safe
+ * because every budget update is idempotent: deposits by reference, reserves by ref, settle and
+ * release by reservation id, and a policy change sets values.
+ */
+export async function updateGermline<Ret, Arg>(handle: GermlineHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await handle.executeUpdate(update, { args: [arg] });
+    } catch (error) {
+      const lostInContinueAsNew =
+        error instanceof WorkflowNotFoundError ||
+        (error instanceof WorkflowUpdateFailedError &&
+          error.cause instanceof ApplicationFailure &&
+          error.cause.type === 'UnprocessedUpdate');
+      if (!lostInContinueAsNew || attempt >= UPDATE_ATTEMPTS) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+    }
+  }
 }

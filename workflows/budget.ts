@@ -58,6 +58,8 @@ export interface BudgetState {
   deposits: Record<string, { amount: MinorUnits; sequence: number }>;
   /** Recent reserve refs → reservation, oldest first, so a retried reserve gets the same id. */
   reserveRefs: Array<[ref: string, reservationId: string, amount: MinorUnits]>;
+  /** Recently closed reservations, oldest first, so a retried settle or release gets the same answer. */
+  closed: Array<[reservationId: string, how: 'settle' | 'release', spent: MinorUnits, released: MinorUnits]>;
   committedToday: { day: string; amount: MinorUnits };
   sequence: number;
   nextReservation: number;
@@ -99,6 +101,7 @@ export type RejectionReason =
   | 'ReservationCapExceeded'
   | 'Paused'
   | 'UnknownReservation'
+  | 'AlreadyClosed'
   | 'SettleAboveReservation';
 
 /** A request the budget refuses; the message says why and what to do. */
@@ -146,18 +149,21 @@ export interface ReserveResult {
 }
 export interface SettleResult {
   reservationId: string;
+  duplicate: boolean;
   spent: MinorUnits;
   released: MinorUnits;
   available: MinorUnits;
 }
 export interface ReleaseResult {
   reservationId: string;
+  duplicate: boolean;
   released: MinorUnits;
   available: MinorUnits;
 }
 
 const RECENT_LEDGER_LIMIT = 500;
 const RESERVE_REF_MEMORY = 5_000;
+const CLOSED_MEMORY = 5_000;
 const MAX_TEXT = 200;
 
 export function initialBudgetState(germline: string, currency: string, policy = DEFAULT_POLICY): BudgetState {
@@ -171,6 +177,7 @@ export function initialBudgetState(germline: string, currency: string, policy = 
     paused: false,
     deposits: {},
     reserveRefs: [],
+    closed: [],
     committedToday: { day: '', amount: '0' },
     sequence: 0,
     nextReservation: 1,
@@ -213,10 +220,12 @@ function nonNegativeMinor(value: unknown, field: string): bigint {
 export class Budget {
   private readonly state: BudgetState;
   private readonly reserveRefIndex: Map<string, { reservationId: string; amount: MinorUnits }>;
+  private readonly closedIndex: Map<string, { how: 'settle' | 'release'; spent: MinorUnits; released: MinorUnits }>;
 
   constructor(state: BudgetState) {
     this.state = clone(state);
     this.reserveRefIndex = new Map(state.reserveRefs.map(([ref, reservationId, amount]) => [ref, { reservationId, amount }]));
+    this.closedIndex = new Map(state.closed.map(([id, how, spent, released]) => [id, { how, spent, released }]));
     this.assertInvariant();
   }
 
@@ -373,8 +382,9 @@ export class Budget {
   }
 
   checkSettle(request: SettleRequest): void {
-    const reservation = this.openReservation(request?.reservationId);
-    const actual = nonNegativeMinor(request.actual, 'actual');
+    const actual = nonNegativeMinor(request?.actual, 'actual');
+    if (this.isRepeatedClose(request.reservationId, 'settle', actual.toString())) return;
+    const reservation = this.openReservation(request.reservationId);
     if (actual > BigInt(reservation.amount)) {
       throw new BudgetRejection(
         'SettleAboveReservation',
@@ -385,6 +395,7 @@ export class Budget {
   }
 
   checkRelease(request: ReleaseRequest): void {
+    if (this.isRepeatedClose(request?.reservationId, 'release')) return;
     this.openReservation(request?.reservationId);
   }
 
@@ -452,9 +463,15 @@ export class Budget {
     return { result: { reservationId: reservation.id, amount: request.amount, duplicate: false, available: entry.available }, entry };
   }
 
-  settle(request: SettleRequest, idempotencyKey: string, now: Date): { result: SettleResult; entry: LedgerEntry } {
+  settle(request: SettleRequest, idempotencyKey: string, now: Date): { result: SettleResult; entry?: LedgerEntry } {
     this.checkSettle(request);
-    const reservation = this.closeReservation(request.reservationId);
+    const earlier = this.closedIndex.get(request.reservationId);
+    if (earlier) {
+      return {
+        result: { reservationId: request.reservationId, duplicate: true, spent: earlier.spent, released: earlier.released, available: this.available.toString() },
+      };
+    }
+    const reservation = this.closeReservation(request.reservationId, 'settle', request.actual);
     const actual = BigInt(request.actual);
     const released = BigInt(reservation.amount) - actual;
     this.state.spent = (this.spent + actual).toString();
@@ -465,21 +482,25 @@ export class Budget {
       now,
     );
     return {
-      result: { reservationId: reservation.id, spent: request.actual, released: released.toString(), available: entry.available },
+      result: { reservationId: reservation.id, duplicate: false, spent: request.actual, released: released.toString(), available: entry.available },
       entry,
     };
   }
 
-  release(request: ReleaseRequest, idempotencyKey: string, now: Date): { result: ReleaseResult; entry: LedgerEntry } {
+  release(request: ReleaseRequest, idempotencyKey: string, now: Date): { result: ReleaseResult; entry?: LedgerEntry } {
     this.checkRelease(request);
-    const reservation = this.closeReservation(request.reservationId);
+    const earlier = this.closedIndex.get(request.reservationId);
+    if (earlier) {
+      return { result: { reservationId: request.reservationId, duplicate: true, released: earlier.released, available: this.available.toString() } };
+    }
+    const reservation = this.closeReservation(request.reservationId, 'release', '0');
     this.uncommit(reservation, BigInt(reservation.amount));
     const entry = this.record(
       { kind: 'release', amount: reservation.amount, reservationId: reservation.id, reference: reservation.ref },
       idempotencyKey,
       now,
     );
-    return { result: { reservationId: reservation.id, released: reservation.amount, available: entry.available }, entry };
+    return { result: { reservationId: reservation.id, duplicate: false, released: reservation.amount, available: entry.available }, entry };
   }
 
   setPolicy(change: PolicyChange): BudgetPolicy {
@@ -510,10 +531,34 @@ export class Budget {
     return reservation;
   }
 
-  private closeReservation(reservationId: string): Reservation {
+  private closeReservation(reservationId: string, how: 'settle' | 'release', spent: MinorUnits): Reservation {
     const reservation = this.openReservation(reservationId);
     this.state.reservations = this.state.reservations.filter((r) => r.id !== reservationId);
+    const released = (BigInt(reservation.amount) - BigInt(spent)).toString();
+    this.state.closed.push([reservationId, how, spent, released]);
+    this.closedIndex.set(reservationId, { how, spent, released });
+    while (this.state.closed.length > CLOSED_MEMORY) {
+      const oldest = this.state.closed.shift();
+      if (oldest) this.closedIndex.delete(oldest[0]);
+    }
     return reservation;
+  }
+
+  /**
+   * True when this exact settle or release was already applied (a retry): it is answered again.
+   * A different close of an already closed reservation is refused.
+   */
+  private isRepeatedClose(reservationId: unknown, how: 'settle' | 'release', spent?: MinorUnits): boolean {
+    const id = requireText(reservationId, 'reservationId');
+    const earlier = this.closedIndex.get(id);
+    if (!earlier) return false;
+    if (earlier.how === how && (how === 'release' || earlier.spent === spent)) return true;
+    throw new BudgetRejection(
+      'AlreadyClosed',
+      earlier.how === 'settle'
+        ? `reservation ${id} was already settled at ${this.money(earlier.spent)}; it cannot be ${how === 'settle' ? 'settled again at another amount' : 'released'}`
+        : `reservation ${id} was already released; it cannot be settled`,
+    );
   }
 
   private committedOn(day: string): bigint {

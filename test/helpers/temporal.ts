@@ -1,0 +1,84 @@
+// A real worker on the shared test dev server, with the real journal activities on the test database.
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { openDatabase, type Database } from '../../activities/db/prisma';
+import { createWorker } from '../../worker/worker';
+import { ensureGermline, type GermlineHandle } from '../../worker/germline-client';
+import { testGlobals } from '../setup/globals';
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}-${randomUUID().slice(0, 8)}`;
+}
+
+export interface TestWorker {
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+export interface TestEnvironment {
+  client: Client;
+  db: Database;
+  taskQueue: string;
+  startWorker(): Promise<TestWorker>;
+  startGermline(name?: string, currency?: string): Promise<{ name: string; handle: GermlineHandle }>;
+  close(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** Test output shows the SDK's warnings and errors only. */
+function quietTemporalLogs(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+}
+
+export async function testEnvironment(): Promise<TestEnvironment> {
+  quietTemporalLogs();
+  const globals = testGlobals();
+  const connection = await Connection.connect({ address: globals.temporalAddress });
+  const client = new Client({ connection, namespace: 'default' });
+  const db = openDatabase(globals.databaseUrl);
+  const taskQueue = uniqueName('test');
+  const workers: TestWorker[] = [];
+
+  const startWorker = async (): Promise<TestWorker> => {
+    const workerConnection = await NativeConnection.connect({ address: globals.temporalAddress });
+    const worker = await createWorker({
+      connection: workerConnection,
+      namespace: 'default',
+      taskQueue,
+      db,
+      workflowBundlePath: globals.workflowBundlePath,
+    });
+    const running = worker.run();
+    const handle: TestWorker = {
+      worker,
+      async stop() {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await running;
+        await workerConnection.close();
+        workers.splice(workers.indexOf(handle), 1);
+      },
+    };
+    workers.push(handle);
+    return handle;
+  };
+
+  return {
+    client,
+    db,
+    taskQueue,
+    startWorker,
+    async startGermline(name = uniqueName('g'), currency = 'usd') {
+      const { handle } = await ensureGermline(client, { name, currency, taskQueue });
+      return { name, handle };
+    },
+    async close() {
+      for (const w of [...workers]) await w.stop();
+      await db.$disconnect();
+      await connection.close();
+    },
+  };
+}
