@@ -24,7 +24,8 @@ export async function temporalConnectionOptions(config: Config) {
 }
 
 export async function connectTemporal(config: Config): Promise<Connection> {
-  return Connection.connect(await temporalConnectionOptions(config));
+  // A CLI user waiting on a server that is not there should hear about it in seconds.
+  return Connection.connect({ ...(await temporalConnectionOptions(config)), connectTimeout: '5 seconds' });
 }
 
 export function temporalClient(connection: Connection, config: Config): Client {

@@ -1,0 +1,116 @@
+// `npm start` as an operator runs it: the real `computatrum up` process on the embedded default
+// (Temporal dev server + PGlite), driven by the real `computatrum` CLI, stopped with Ctrl-C.
+import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../../worker/embedded/temporal-dev-server';
+import { uniqueName } from '../helpers/temporal';
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = path.join(ROOT, 'bin/computatrum.js');
+const run = promisify(execFile);
+
+jest.setTimeout(180_000);
+
+interface Up {
+  process: ChildProcessWithoutNullStreams;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+async function environment(dataDir: string, germline: string): Promise<NodeJS.ProcessEnv> {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    COMPUTATRUM_DATA_DIR: dataDir,
+    COMPUTATRUM_GERMLINE: germline,
+    TEMPORAL_DEV_PORT: String(await freePort()),
+    TEMPORAL_UI_PORT: String(await freePort()),
+    PGLITE_PORT: String(await freePort()),
+    PLATFORM_PORT: String(await freePort()),
+    LOG_PRETTY: 'false',
+    LOG_LEVEL: 'warn',
+  };
+  delete env.DATABASE_URL; // the embedded default: PGlite
+  delete env.TEMPORAL_ADDRESS;
+  delete env.COMPUTATRUM_TEST_GLOBALS;
+  return env;
+}
+
+function startUp(env: NodeJS.ProcessEnv): Promise<Up> {
+  const child = spawn(process.execPath, [BIN, 'up'], { env, cwd: ROOT });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const onData = () => {
+      if (output.includes('Press Ctrl-C')) {
+        child.stdout.off('data', onData);
+        resolve({ process: child, output: () => output, exited });
+      }
+    };
+    child.stdout.on('data', onData);
+    void exited.then((code) => reject(new Error(`computatrum up exited with ${code} before it was ready:\n${output}`)));
+  });
+}
+
+async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { env, cwd: ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the platform and the germline; Ctrl-C stops it all; a second start finds the money', async () => {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'computatrum-up-'));
+  const env = await environment(dataDir, uniqueName('smoke'));
+  const platform = `http://127.0.0.1:${env.PLATFORM_PORT}`;
+  const temporalUi = `http://127.0.0.1:${env.TEMPORAL_UI_PORT}`;
+
+  const up = await startUp(env);
+  expect(up.output()).toContain(`Temporal Web UI  ${temporalUi}/namespaces/default/workflows`);
+  expect(up.output()).toContain(`data folder      ${dataDir}`);
+
+  const health = await fetch(`${platform}/healthz`);
+  expect(health.status).toBe(200);
+  expect(await health.json()).toMatchObject({ status: 'ok', checks: { temporal: 'ok', database: 'ok' } });
+  expect((await fetch(temporalUi)).status).toBe(200);
+
+  const deposit = await cli(env, 'deposit', '100.00', '--reference', 'r1');
+  expect(deposit).toMatchObject({ code: 0, stdout: expect.stringContaining('deposited 100.00 USD') });
+  const refused = await cli(env, 'deposit', '1.234', '--reference', 'r2');
+  expect(refused.code).toBe(2);
+  expect(refused.stderr).toContain('amount "1.234" has 3 decimals; USD has at most 2');
+  const reconciled = await cli(env, 'reconcile');
+  expect(reconciled).toMatchObject({ code: 0, stdout: expect.stringContaining('journal and workflow agree') });
+
+  up.process.kill('SIGINT');
+  expect(await up.exited).toBe(0);
+  expect(up.output()).toContain('computatrum stopped.');
+  await expect(fetch(temporalUi)).rejects.toThrow(); // the dev server went down with it
+
+  const again = await startUp(env);
+  try {
+    const status = await cli(env, 'status', '--json');
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: '10000', sequence: 1 });
+    const ledger = await cli(env, 'ledger');
+    expect(ledger.stdout).toMatch(/1\s+\S+ \S+\s+deposit\s+100\.00 USD\s+r1/);
+  } finally {
+    again.process.kill('SIGINT');
+    expect(await again.exited).toBe(0);
+  }
+});
+
+test('the CLI says what to do when nothing is running', async () => {
+  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-down-')), 'nobody');
+  const result = await cli(env, 'status');
+  expect(result.code).toBe(1);
+  expect(result.stderr).toContain(`cannot reach Temporal at 127.0.0.1:${env.TEMPORAL_DEV_PORT}`);
+  expect(result.stderr).toContain('is `computatrum up` running');
+});

@@ -1,0 +1,59 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, databaseUrl, loadConfig, temporalAddress } from '../../worker/config';
+
+test('with nothing set, everything is embedded on loopback', () => {
+  const config = loadConfig({});
+  expect(config.temporal.address).toBeUndefined();
+  expect(config.database.url).toBeUndefined();
+  expect(temporalAddress(config)).toBe('127.0.0.1:7233');
+  expect(databaseUrl(config)).toBe('postgres://postgres@127.0.0.1:55432/postgres');
+  expect(config).toMatchObject({ germline: 'computatrum', currency: 'usd', platform: { host: '127.0.0.1', port: 8080 } });
+});
+
+test('a production Temporal cluster and PostgreSQL replace the embedded ones', () => {
+  const config = loadConfig({
+    TEMPORAL_ADDRESS: 'computatrum.a1b2c.tmprl.cloud:7233',
+    TEMPORAL_NAMESPACE: 'computatrum.a1b2c',
+    TEMPORAL_API_KEY: 'secret',
+    DATABASE_URL: 'postgresql://app@db.internal:5432/computatrum',
+  });
+  expect(temporalAddress(config)).toBe('computatrum.a1b2c.tmprl.cloud:7233');
+  expect(config.temporal).toMatchObject({ namespace: 'computatrum.a1b2c', apiKey: 'secret', tls: {} });
+  expect(databaseUrl(config)).toBe('postgresql://app@db.internal:5432/computatrum');
+});
+
+test('every bad key is named with what it expects and what it got', () => {
+  let error: unknown;
+  try {
+    loadConfig({ PLATFORM_PORT: 'eighty', COMPUTATRUM_CURRENCY: 'doubloons', DATABASE_URL: 'mysql://x', COMPUTATRUM_GERMLINE: 'Bad Name', LOG_LEVEL: 'loud' });
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(ConfigError);
+  const message = (error as Error).message;
+  expect(message).toContain('PLATFORM_PORT: a TCP port number from 1 to 65535 (got "eighty")');
+  expect(message).toContain('COMPUTATRUM_CURRENCY: a supported ISO currency code such as usd or eur (got "doubloons")');
+  expect(message).toContain('DATABASE_URL: a postgres:// or postgresql:// connection URL (got "mysql://x")');
+  expect(message).toContain('COMPUTATRUM_GERMLINE: lowercase letters, digits and dashes');
+  expect(message).toMatch(/LOG_LEVEL: .*(got "loud")/);
+});
+
+test('mutual TLS needs both the certificate and the key', () => {
+  expect(() => loadConfig({ TEMPORAL_ADDRESS: 'x:7233', TEMPORAL_TLS_CERT_PATH: '/c.pem' })).toThrow(
+    'TEMPORAL_TLS_KEY_PATH: set TEMPORAL_TLS_CERT_PATH and TEMPORAL_TLS_KEY_PATH together',
+  );
+});
+
+test('a config file supplies values and the environment overrides them', () => {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), 'cfg-')), 'computatrum.json');
+  writeFileSync(file, JSON.stringify({ PLATFORM_PORT: 9090, COMPUTATRUM_GERMLINE: 'from-file' }));
+  const config = loadConfig({ COMPUTATRUM_CONFIG: file, COMPUTATRUM_GERMLINE: 'from-env' });
+  expect(config.platform.port).toBe(9090);
+  expect(config.germline).toBe('from-env');
+
+  writeFileSync(file, '[1, 2]');
+  expect(() => loadConfig({ COMPUTATRUM_CONFIG: file })).toThrow(/must be a JSON object of KEY: value/);
+  expect(() => loadConfig({ COMPUTATRUM_CONFIG: '/nonexistent/c.json' })).toThrow(/cannot read COMPUTATRUM_CONFIG file/);
+});
