@@ -23,6 +23,8 @@ export interface WorkerOptions {
   db: Database;
   /** A prebuilt workflow bundle (tests build one per run); otherwise the workflows are bundled now. */
   workflowBundlePath?: string;
+  /** Bundle these workflows instead of the project's (benchmarks add a bare baseline workflow). */
+  workflowsPath?: string;
 }
 
 export async function createWorker(options: WorkerOptions): Promise<Worker> {
@@ -33,6 +35,6 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     activities: createActivities(options.db),
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
-      : { workflowsPath: WORKFLOWS_PATH }),
+      : { workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH }),
   });
 }

@@ -28,7 +28,7 @@ export interface TestEnvironment {
 let runtimeInstalled = false;
 
 /** Test output shows the SDK's warnings and errors only. */
-function quietTemporalLogs(): void {
+export function quietTemporalLogs(): void {
   if (runtimeInstalled) return;
   runtimeInstalled = true;
   Runtime.install({ logger: new DefaultLogger('WARN') });

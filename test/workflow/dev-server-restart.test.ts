@@ -13,9 +13,10 @@ import { createWorker } from '../../worker/worker';
 import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/germline-api';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { testGlobals } from '../setup/globals';
-import { uniqueName } from '../helpers/temporal';
+import { quietTemporalLogs, uniqueName } from '../helpers/temporal';
 
 test('a germline outlives a restart of the dev server on the same db file', async () => {
+  quietTemporalLogs();
   const globals = testGlobals();
   const dir = mkdtempSync(path.join(tmpdir(), 'dev-server-restart-'));
   const ports = { port: await freePort(), uiPort: await freePort() };
