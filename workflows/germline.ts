@@ -29,6 +29,8 @@ import {
 import { BudgetState, GermlineId } from './search-attributes';
 
 // The journal must eventually hold every accepted change, so its writes retry without a limit.
+// (Local activities would save a server round trip per batch, but SDK 1.24's core mishandles
+// them under bursts of concurrent updates: "unprocessed protocol messages"; measured, not used.)
 const { recordJournalEntries } = proxyActivities<JournalActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
