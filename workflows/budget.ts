@@ -239,6 +239,15 @@ export class Budget {
     return this.state.paused;
   }
 
+  get currency(): string {
+    return this.state.currency;
+  }
+
+  /** How many accepted changes wait to be booked in the journal. */
+  get journalPending(): number {
+    return this.state.unjournaled.length;
+  }
+
   private get deposited(): bigint {
     return BigInt(this.state.deposited);
   }

@@ -117,15 +117,15 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   // The journal writer: books accepted changes in sequence order, in batches, for the whole run.
   void (async () => {
     for (;;) {
-      await condition(() => budget.unjournaled().length > 0);
+      await condition(() => budget.journalPending > 0);
       const batch = budget.unjournaled().slice(0, JOURNAL_BATCH);
-      await recordJournalEntries({ germline: input.name, currency: budget.status(now()).currency, entries: batch });
+      await recordJournalEntries({ germline: input.name, currency: budget.currency, entries: batch });
       budget.markJournaled(batch[batch.length - 1]!.sequence);
     }
   })();
 
   await condition(() => workflowInfo().continueAsNewSuggested);
   // Every update answered and every change booked before the state moves to the next run.
-  await condition(() => allHandlersFinished() && budget.unjournaled().length === 0);
+  await condition(() => allHandlersFinished() && budget.journalPending === 0);
   await continueAsNew<typeof germlineWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }) });
 }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../worker/embedded/temporal-dev-server';
 import { uniqueName } from '../helpers/temporal';
+import { testGlobals } from '../setup/globals';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/computatrum.js');
@@ -107,10 +108,48 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   }
 });
 
+test('with TEMPORAL_ADDRESS and DATABASE_URL set, up starts no embedded parts and uses the given ones', async () => {
+  const globals = testGlobals();
+  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-cluster-')), uniqueName('cluster'));
+  env.TEMPORAL_ADDRESS = globals.temporalAddress;
+  env.DATABASE_URL = globals.databaseUrl;
+  env.COMPUTATRUM_TASK_QUEUE = uniqueName('cluster');
+  const up = await startUp(env);
+  try {
+    expect(up.output()).not.toContain('Temporal Web UI');
+    expect(up.output()).toContain(`Temporal         ${globals.temporalAddress}`);
+    expect(up.output()).toContain('database         (DATABASE_URL)');
+    await expect(fetch(`http://127.0.0.1:${env.TEMPORAL_UI_PORT}`)).rejects.toThrow(); // no dev server of its own
+    const deposit = await cli(env, 'deposit', '12.5', '--reference', 'cluster-1');
+    expect(deposit.stdout).toContain('deposited 12.50 USD');
+    expect((await cli(env, 'reconcile')).stdout).toContain('journal and workflow agree');
+  } finally {
+    up.process.kill('SIGINT');
+    expect(await up.exited).toBe(0);
+  }
+});
+
 test('the CLI says what to do when nothing is running', async () => {
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-down-')), 'nobody');
   const result = await cli(env, 'status');
   expect(result.code).toBe(1);
   expect(result.stderr).toContain(`cannot reach Temporal at 127.0.0.1:${env.TEMPORAL_DEV_PORT}`);
   expect(result.stderr).toContain('is `computatrum up` running');
+});
+
+test.each([
+  [['deposit', 'abc', '--reference', 'x'], 'amount "abc" is not a number: write it like 12.50 or 1,000.00'],
+  [['deposit', '-5', '--reference', 'x'], 'amount "-5" is negative'],
+  [['deposit', '0', '--reference', 'x'], 'amount "0" is zero'],
+  [['deposit', '12.345', '--reference', 'x'], 'has 3 decimals; USD has at most 2'],
+  [['deposit', '10.00'], "required option '--reference <reference>' not specified"],
+  [['policy', 'set'], 'nothing to set: give --daily-cap and/or --per-reservation-cap'],
+  [['policy', 'set', '--daily-cap', 'lots'], 'amount "lots" is not a number'],
+  [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
+  [['frobnicate'], "unknown command 'frobnicate'"],
+])('bad arguments are refused before anything is sent: computatrum %s', async (args, message) => {
+  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-args-')), 'nobody');
+  const result = await cli(env, ...args);
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain(message);
 });
