@@ -94,6 +94,7 @@ function goInstall(go: string, module: string, gobin: string, log: (line: string
     });
     let output = '';
     let downloads = 0;
+    const started = Date.now();
     const onData = (chunk: Buffer) => {
       const text = chunk.toString();
       output += text;
@@ -101,7 +102,10 @@ function goInstall(go: string, module: string, gobin: string, log: (line: string
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
-    const ticker = setInterval(() => log(`  ... still building ${module} (${downloads} modules fetched so far)`), 15_000);
+    const ticker = setInterval(() => {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      log(`  ... still building ${module}: ${seconds} s, ${downloads} modules downloaded (compiling once they are all in)`);
+    }, 15_000);
     child.on('close', (code) => {
       clearInterval(ticker);
       resolve({ ok: code === 0, output });
