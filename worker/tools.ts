@@ -74,22 +74,31 @@ export function requireTool(tool: ToolSpec, toolsDir: string, env: NodeJS.Proces
   );
 }
 
-function goBinary(env: NodeJS.ProcessEnv): string {
-  const go = onPath('go', env) ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+/** Where Go is when it is not on PATH: the official tarball's place. */
+const GO_FALLBACKS = ['/usr/local/go/bin/go'];
+
+function goBinary(env: NodeJS.ProcessEnv, fallbacks: string[]): string {
+  const go = onPath('go', env) ?? fallbacks.find(isExecutable);
   if (!go) {
     throw new ToolError(
       'the Go toolchain (`go`) is missing: computatrum builds the Temporal CLI and stripe-mock with `go install`. ' +
-        'Install Go 1.24 or newer (e.g. `apt-get install golang` or https://go.dev/dl) and run again, ' +
+        'Install Go 1.24 or newer (https://go.dev/dl) and run again, ' +
         'or point TEMPORAL_CLI_PATH / STRIPE_MOCK_PATH at existing binaries',
     );
   }
   return go;
 }
 
-function goInstall(go: string, module: string, gobin: string, log: (line: string) => void): Promise<{ ok: boolean; output: string }> {
+function goInstall(
+  go: string,
+  module: string,
+  gobin: string,
+  log: (line: string) => void,
+  env: NodeJS.ProcessEnv,
+): Promise<{ ok: boolean; output: string }> {
   return new Promise((resolve) => {
     const child = spawn(go, ['install', module], {
-      env: { ...process.env, GOBIN: gobin, GOFLAGS: process.env.GOFLAGS ?? '-trimpath' },
+      env: { ...env, GOBIN: gobin, GOFLAGS: env.GOFLAGS ?? '-trimpath' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -114,20 +123,26 @@ function goInstall(go: string, module: string, gobin: string, log: (line: string
 }
 
 /** Builds a tool unless it is already there. Returns its path. */
-export async function installTool(tool: ToolSpec, toolsDir: string, log: (line: string) => void = console.error): Promise<string> {
-  const found = findTool(tool, toolsDir);
+export async function installTool(
+  tool: ToolSpec,
+  toolsDir: string,
+  log: (line: string) => void = console.error,
+  options: { env?: NodeJS.ProcessEnv; goFallbacks?: string[] } = {},
+): Promise<string> {
+  const env = options.env ?? process.env;
+  const found = findTool(tool, toolsDir, env);
   if (found) {
     log(`${tool.name}: using ${found}`);
     return found;
   }
-  const go = goBinary(process.env);
+  const go = goBinary(env, options.goFallbacks ?? GO_FALLBACKS);
   const gobin = path.join(toolsDir, 'bin');
   mkdirSync(gobin, { recursive: true });
   const failures: string[] = [];
   for (const module of tool.modules) {
     log(`${tool.name}: building ${module} with ${go} into ${gobin} (once per machine; takes a few minutes)`);
     const started = Date.now();
-    const { ok, output } = await goInstall(go, module, gobin, log);
+    const { ok, output } = await goInstall(go, module, gobin, log, env);
     if (ok) {
       log(`${tool.name}: built in ${Math.round((Date.now() - started) / 1000)} s`);
       return path.join(gobin, tool.name);
