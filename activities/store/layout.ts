@@ -1,0 +1,217 @@
+// The embedded checkpoint store: one OCI Image Layout directory (oci-layout, index.json,
+// blobs/sha256/...) shared by every repository, so identical files are stored once and a fork
+// writes no blob bytes. Tags are index entries named `<repo>:<tag>`, which `oras cp
+// --from-oci-layout` and skopeo (`oci:<dir>:<repo>:<tag>`) understand.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { hashPool } from './hashing';
+import { type ByteRange, type CheckpointStore, OCI_INDEX, type StoredManifest, StoreError } from './types';
+import { assertDigest, assertRepository } from './names';
+
+const REF_NAME = 'org.opencontainers.image.ref.name';
+/** Which repository an index entry belongs to (untagged manifests have no ref name). */
+const REPOSITORY = 'io.computatrum.repository';
+
+interface IndexEntry {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations: Record<string, string>;
+}
+
+interface LayoutIndex {
+  schemaVersion: 2;
+  mediaType: typeof OCI_INDEX;
+  manifests: IndexEntry[];
+}
+
+export class LayoutStore implements CheckpointStore {
+  private writes: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly location: string) {}
+
+  private blobPath(digest: string): string {
+    return path.join(this.location, 'blobs', 'sha256', digest.slice('sha256:'.length));
+  }
+
+  async init(): Promise<this> {
+    await mkdir(path.join(this.location, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(path.join(this.location, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    try {
+      await stat(path.join(this.location, 'index.json'));
+    } catch {
+      await this.writeIndex({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
+    }
+    return this;
+  }
+
+  async hasBlob(_repo: string, digest: string): Promise<boolean> {
+    assertDigest(digest);
+    try {
+      await stat(this.blobPath(digest));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async putBlobFile(repo: string, file: string, digest: string, size: number): Promise<{ written: number }> {
+    assertRepository(repo);
+    if (await this.hasBlob(repo, digest)) return { written: 0 };
+    const ingested = await this.ingestFile(file);
+    if (ingested.digest !== digest || ingested.size !== size) {
+      throw new StoreError(
+        'DIGEST_INVALID',
+        `${file} changed while it was published: expected ${digest} (${size} bytes), read ${ingested.digest} (${ingested.size} bytes); publish again`,
+      );
+    }
+    return { written: ingested.written };
+  }
+
+  /**
+   * Copies a file into the store while hashing it (one read, one write) and renames the copy to its
+   * digest only once the digest is known. A blob already present costs the copy, never a duplicate.
+   */
+  async ingestFile(file: string): Promise<{ digest: string; size: number; written: number }> {
+    const temp = path.join(this.location, 'blobs', 'sha256', `.ingest-${randomUUID()}`);
+    try {
+      const { digest, size } = await hashPool().copyAndHash(file, temp);
+      if (await this.hasBlob('', digest)) return { digest, size, written: 0 };
+      await rename(temp, this.blobPath(digest));
+      return { digest, size, written: size };
+    } finally {
+      await rm(temp, { force: true });
+    }
+  }
+
+  async putBlobBytes(_repo: string, bytes: Buffer, digest: string): Promise<{ written: number }> {
+    assertDigest(digest);
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== digest) throw new StoreError('DIGEST_INVALID', `content digest is ${actual}, not ${digest}`);
+    if (await this.hasBlob('', digest)) return { written: 0 };
+    const temp = `${this.blobPath(digest)}.${randomUUID()}.tmp`;
+    const handle = await open(temp, 'wx');
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, this.blobPath(digest));
+    return { written: bytes.length };
+  }
+
+  async mountBlob(repo: string, _fromRepo: string, digest: string): Promise<void> {
+    // Blobs are shared by every repository of the layout: mounting is only a check.
+    if (!(await this.hasBlob(repo, digest))) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
+  }
+
+  async openBlob(_repo: string, digest: string, range?: ByteRange) {
+    assertDigest(digest);
+    let size: number;
+    try {
+      size = (await stat(this.blobPath(digest))).size;
+    } catch {
+      throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
+    }
+    const stream = createReadStream(this.blobPath(digest), range ? { start: range.start, end: range.end } : {});
+    return { stream, size };
+  }
+
+  async putManifest(repo: string, manifest: Buffer, mediaType: string, tag?: string): Promise<string> {
+    assertRepository(repo);
+    const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
+    await this.putBlobBytes(repo, manifest, digest);
+    await this.updateIndex((index) => {
+      const entry: IndexEntry = { mediaType, digest, size: manifest.length, annotations: { [REPOSITORY]: repo } };
+      if (tag === undefined) {
+        if (!index.manifests.some((m) => m.digest === digest && m.annotations[REPOSITORY] === repo)) index.manifests.push(entry);
+        return;
+      }
+      const name = `${repo}:${tag}`;
+      index.manifests = index.manifests.filter((m) => m.annotations[REF_NAME] !== name);
+      index.manifests.push({ ...entry, annotations: { ...entry.annotations, [REF_NAME]: name } });
+    });
+    return digest;
+  }
+
+  async getManifest(repo: string, reference: string): Promise<StoredManifest | undefined> {
+    const index = await this.readIndex();
+    const entry = reference.startsWith('sha256:')
+      ? index.manifests.find((m) => m.digest === reference && m.annotations[REPOSITORY] === repo)
+      : index.manifests.find((m) => m.annotations[REF_NAME] === `${repo}:${reference}`);
+    if (!entry) return undefined;
+    const bytes = await readFile(this.blobPath(entry.digest));
+    return { bytes, digest: entry.digest, mediaType: entry.mediaType };
+  }
+
+  async listTags(repo: string): Promise<string[]> {
+    const prefix = `${repo}:`;
+    const index = await this.readIndex();
+    return index.manifests
+      .map((m) => m.annotations[REF_NAME])
+      .filter((name): name is string => name?.startsWith(prefix) === true)
+      .map((name) => name.slice(prefix.length))
+      .sort();
+  }
+
+  /** Every repository that has a tag or manifest in the layout. */
+  async listRepositories(): Promise<string[]> {
+    const index = await this.readIndex();
+    return [...new Set(index.manifests.map((m) => m.annotations[REPOSITORY]).filter((r): r is string => Boolean(r)))].sort();
+  }
+
+  private async readIndex(): Promise<LayoutIndex> {
+    try {
+      return JSON.parse(await readFile(path.join(this.location, 'index.json'), 'utf8')) as LayoutIndex;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new StoreError('NAME_UNKNOWN', `${this.location} is not a checkpoint store (no index.json): run computatrum up once`);
+      }
+      throw error;
+    }
+  }
+
+  private async writeIndex(index: LayoutIndex): Promise<void> {
+    const temp = path.join(this.location, `index.json.${randomUUID()}.tmp`);
+    await writeFile(temp, JSON.stringify(index, null, 1));
+    await rename(temp, path.join(this.location, 'index.json')); // readers see the old or the new index, whole
+  }
+
+  /** Read-modify-write of index.json, one at a time in this process and under a lock file across processes. */
+  private updateIndex(change: (index: LayoutIndex) => void): Promise<void> {
+    const next = this.writes.then(async () => {
+      const release = await lockFile(path.join(this.location, 'index.json.lock'));
+      try {
+        const index = await this.readIndex();
+        change(index);
+        await this.writeIndex(index);
+      } finally {
+        await release();
+      }
+    });
+    this.writes = next.catch(() => undefined);
+    return next;
+  }
+}
+
+/** An exclusive lock file; a lock left by a dead process is taken over after 30 s. */
+async function lockFile(file: string): Promise<() => Promise<void>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      const handle = await open(file, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(file, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const age = await stat(file).then((s) => Date.now() - s.mtimeMs, () => 0);
+      if (age > 30_000) await rm(file, { force: true });
+      else if (Date.now() > deadline) throw new Error(`${file} is held by another process; remove it if no computatrum is running`);
+      else await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+}
