@@ -11,6 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { migrateDatabase } from '../activities/db/migrate';
 import { openDatabase } from '../activities/db/prisma';
+import { LayoutStore } from '../activities/store/layout';
 import { loadConfig } from '../worker/config';
 import { startEmbeddedPostgres } from '../worker/embedded/postgres';
 import { freePort, startTemporalDevServer } from '../worker/embedded/temporal-dev-server';
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
     connection: workerConnection,
     namespace: 'default',
     taskQueue: 'bench',
-    db,
+    activities: { db, store: await new LayoutStore(path.join(dir, 'store')).init(), dataDir: dir },
     workflowsPath: path.join(__dirname, 'workflows.ts'),
   });
 

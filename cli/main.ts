@@ -20,6 +20,14 @@ import {
 } from '../workflows/germline-api';
 import { formatMoney, MoneyError, parseAmount } from '../workflows/money';
 import { table } from './table';
+import { PullProgressView } from './progress';
+import { openStore } from '../activities/store';
+import { forkCheckpoint, CheckpointError, publishCheckpoint } from '../activities/store/checkpoint';
+import { parseReference } from '../activities/store/names';
+import { pullCheckpoint, PullError } from '../activities/store/pull';
+import { StoreError } from '../activities/store/types';
+import type { CheckpointListing } from '../platform/checkpoint-listing';
+import { backfillDaily, dailyScheduleId } from '../worker/schedules';
 import { startStack } from './up';
 
 /** A failure the user can fix; printed without a stack trace. */
@@ -118,6 +126,7 @@ export function buildProgram(config: () => Config): Command {
       print(`  Temporal         ${stack.urls.temporal} (namespace ${cfg.temporal.namespace})`);
       print(`  platform         ${stack.urls.platform}  (health: ${stack.urls.platform}/healthz)`);
       print(`  database         ${stack.urls.database}`);
+      print(`  checkpoints      ${stack.urls.store}  (pull: ${stack.urls.platform}/v2/)`);
       print(`  data folder      ${cfg.dataDir}`);
       print('Press Ctrl-C to stop.');
       await new Promise<void>((resolve) => {
@@ -262,6 +271,104 @@ export function buildProgram(config: () => Config): Command {
       print(`germline ${cfg.germline} resumed`);
     });
 
+  program
+    .command('push')
+    .description('publish a checkpoint folder to <repo>:<branch> (only blobs the store lacks are written)')
+    .argument('<dir>', 'checkpoint folder (safetensors shards, tokenizer, card...)')
+    .argument('<target>', 'repository and branch, e.g. germline/computatrum:main')
+    .option('--parent <digest>', 'digest of the checkpoint this one was trained from')
+    .option('--allow-pickle', 'accept pickle files (they can run code when loaded)')
+    .action(async (dir: string, target: string, options: { parent?: string; allowPickle?: boolean }) => {
+      const cfg = config();
+      const { repo, reference } = parseReference(target);
+      const store = await openStore(cfg.store);
+      const published = await publishCheckpoint(store, repo, dir, {
+        tag: reference,
+        parent: options.parent,
+        allowPickle: options.allowPickle,
+        onFile: (file, written) => console.error(`${written > 0 ? 'stored ' : 'present'} ${file}`),
+      });
+      print(`${repo}:${reference} -> ${published.digest}`);
+      print(`${published.manifest.layers.length} files, ${published.size} bytes; ${published.written} bytes written (the rest was already stored)`);
+    });
+
+  program
+    .command('pull')
+    .description('download a checkpoint, verifying every file; an interrupted pull resumes')
+    .argument('<source>', 'repository and tag or digest, e.g. germline/computatrum:gpc-2026-11-25')
+    .argument('<dir>', 'folder to write the files into')
+    .option('--from <url>', 'platform or registry URL (default: this computatrum platform)')
+    .option('--parallel <n>', 'files at once', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 32) throw new InvalidArgumentError('--parallel must be a whole number from 1 to 32');
+      return n;
+    }, 4)
+    .action(async (source: string, dir: string, options: { from?: string; parallel: number }) => {
+      const cfg = config();
+      const { repo, reference } = parseReference(source);
+      const baseUrl = (options.from ?? `http://${cfg.platform.host}:${cfg.platform.port}`).replace(/\/+$/, '');
+      const view = new PullProgressView(process.stderr);
+      const result = await pullCheckpoint({
+        baseUrl,
+        repo,
+        reference,
+        dir,
+        concurrency: options.parallel,
+        onManifest: (files) => view.start(files),
+        onProgress: (progress) => view.update(progress),
+      });
+      view.finish();
+      print(`${repo}:${reference} (${result.digest}): ${result.files} files, ${result.size} bytes verified in ${dir}; ${result.received} bytes downloaded`);
+    });
+
+  program
+    .command('fork')
+    .description('start a branch from any tag: nothing is copied')
+    .argument('<source>', 'e.g. germline/computatrum:gpc-2026-11-25')
+    .argument('<target>', 'e.g. trainers/alice/coder:main')
+    .action(async (source: string, target: string) => {
+      const cfg = config();
+      const from = parseReference(source);
+      const to = parseReference(target);
+      const digest = await forkCheckpoint(await openStore(cfg.store), from, { repo: to.repo, branch: to.reference });
+      print(`${to.repo}:${to.reference} -> ${digest} (forked from ${source}, no bytes copied)`);
+    });
+
+  program
+    .command('tags')
+    .description('list the checkpoints of a repository with nicknames, sizes and digests')
+    .argument('<repo>', 'e.g. germline/computatrum')
+    .option('--from <url>', 'platform URL (default: this computatrum platform)')
+    .option('--json', 'print JSON')
+    .action(async (repo: string, options: { from?: string; json?: boolean }) => {
+      const cfg = config();
+      const baseUrl = (options.from ?? `http://${cfg.platform.host}:${cfg.platform.port}`).replace(/\/+$/, '');
+      let response: Response;
+      try {
+        response = await fetch(`${baseUrl}/api/checkpoints/${repo}`);
+      } catch (error) {
+        throw new UserError(`cannot reach ${baseUrl} (${(error as Error).message}): is \`computatrum up\` running?`);
+      }
+      const body = (await response.json()) as CheckpointListing & { error?: string };
+      if (!response.ok) throw new UserError(body.error ?? `${baseUrl} answered ${response.status}`);
+      if (options.json) return print(JSON.stringify(body, null, 2));
+      print(table(['tag', 'nickname', 'size', 'files', 'digest'], body.tags.map((t) => [t.tag, t.nickname ?? '', String(t.size), String(t.files), t.digest.slice(0, 19)]), { alignRight: [2, 3] }));
+      for (const skipped of body.skippedDays) print(`skipped ${skipped.day}: ${skipped.reason ?? ''}`);
+    });
+
+  program
+    .command('backfill')
+    .description('run the daily gpc tagging for missed days, through the schedule')
+    .requiredOption('--from <day>', 'first day, YYYY-MM-DD')
+    .requiredOption('--to <day>', 'last day, YYYY-MM-DD (inclusive)')
+    .action(async (options: { from: string; to: string }) => {
+      const cfg = config();
+      const days = await withGermline(cfg, (client) => backfillDaily(client, cfg.germline, options.from, options.to).catch((error: Error) => {
+        throw new UserError(error.message, 2);
+      }));
+      print(`backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`);
+    });
+
   const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');
   tools
     .command('install')
@@ -299,6 +406,11 @@ export async function main(argv = process.argv): Promise<void> {
     if (error instanceof ConfigError || error instanceof MoneyError) {
       console.error(`computatrum: ${error.message}`);
       process.exitCode = 2;
+      return;
+    }
+    if (error instanceof StoreError || error instanceof CheckpointError || error instanceof PullError) {
+      console.error(`computatrum: ${error.message}`);
+      process.exitCode = error instanceof StoreError && error.code === 'NAME_INVALID' ? 2 : 1;
       return;
     }
     if (error instanceof UserError || error instanceof ToolError) {

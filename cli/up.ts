@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { migrateDatabase } from '../activities/db/migrate';
 import { openDatabase } from '../activities/db/prisma';
+import { openStore } from '../activities/store';
 import { buildPlatform } from '../platform/server';
 import { type Config, databaseUrl } from '../worker/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../worker/embedded/postgres';
@@ -15,11 +16,12 @@ import { installTemporalLogging, type Logger } from '../worker/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../worker/temporal';
 import { installTool, TEMPORAL_CLI } from '../worker/tools';
 import { connectWorker, createWorker } from '../worker/worker';
+import { dailyScheduleId, ensureDailySchedule } from '../worker/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { germlineWorkflowId } from '../workflows/germline-api';
 
 export interface RunningStack {
-  urls: { temporalUi?: string; platform: string; temporal: string; database: string };
+  urls: { temporalUi?: string; platform: string; temporal: string; database: string; store: string };
   /** Stops everything, in the reverse order of starting. */
   stop(): Promise<void>;
   /** Settles when the worker stops on its own (a fatal error) or after stop(). */
@@ -71,6 +73,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
     const db = openDatabase(dbUrl);
     stops.push({ name: 'database client', stop: () => db.$disconnect() });
+    const store = await openStore(config.store);
 
     const connection = await connectTemporal(config);
     stops.push({ name: 'temporal client', stop: () => connection.close() });
@@ -84,7 +87,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       connection: workerConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.taskQueue,
-      db,
+      activities: { db, store, dataDir: config.dataDir },
     });
     const workerRun = worker.run();
     stops.push({
@@ -97,6 +100,8 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
 
     const platform = await buildPlatform({
       logger,
+      store,
+      db,
       germline: config.germline,
       temporalUiUrl: devServer?.uiUrl,
       checks: [
@@ -113,6 +118,8 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       taskQueue: config.taskQueue,
     });
     logger.info({ workflowId: germlineWorkflowId(config.germline), started }, started ? 'germline started' : 'germline already running');
+    const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
+    logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
 
     return {
       urls: {
@@ -120,6 +127,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
         temporal: devServer?.address ?? config.temporal.address!,
         platform: `http://${config.platform.host}:${config.platform.port}`,
         database: embeddedPostgres ? embeddedPostgres.url : '(DATABASE_URL)',
+        store: store.location,
       },
       stop: stopAll,
       done: workerRun,

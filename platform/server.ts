@@ -1,6 +1,10 @@
 // The platform's HTTP server. For now: the health endpoint that operators and load balancers poll.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Database } from '../activities/db/prisma';
+import type { CheckpointStore } from '../activities/store/types';
+import { registerCheckpointListing } from './checkpoint-listing';
+import { registerOciDistribution } from './oci-distribution';
 
 /** A named dependency the platform needs; it throws when that dependency is down. */
 export type HealthCheck = { name: string; check: () => Promise<void> };
@@ -10,6 +14,8 @@ export interface PlatformOptions {
   checks: HealthCheck[];
   germline: string;
   temporalUiUrl?: string;
+  store: CheckpointStore;
+  db: Database;
 }
 
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
@@ -35,5 +41,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     });
   });
 
+  registerOciDistribution(app, options.store);
+  registerCheckpointListing(app, options.store, options.db);
   return app;
 }

@@ -52,6 +52,14 @@ export const configSchema = z
     ),
     PGLITE_PORT: port.default(55432),
 
+    COMPUTATRUM_STORE: z.enum(['layout', 'registry']).default('layout'),
+    COMPUTATRUM_STORE_PATH: optionalText,
+    COMPUTATRUM_REGISTRY_URL: optionalText.refine((v) => v === undefined || /^https?:\/\//.test(v), 'an http:// or https:// registry URL'),
+    COMPUTATRUM_REGISTRY_USERNAME: optionalText,
+    COMPUTATRUM_REGISTRY_PASSWORD: optionalText,
+    /** A mounted secret holding the password (Kubernetes), read at start. */
+    COMPUTATRUM_REGISTRY_PASSWORD_FILE: optionalText,
+
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
 
@@ -59,6 +67,9 @@ export const configSchema = z
     LOG_PRETTY: flag.optional(),
   })
   .superRefine((c, ctx) => {
+    if (c.COMPUTATRUM_STORE === 'registry' && !c.COMPUTATRUM_REGISTRY_URL) {
+      ctx.addIssue({ code: 'custom', path: ['COMPUTATRUM_REGISTRY_URL'], message: 'required when COMPUTATRUM_STORE=registry' });
+    }
     if (Boolean(c.TEMPORAL_TLS_CERT_PATH) !== Boolean(c.TEMPORAL_TLS_KEY_PATH)) {
       ctx.addIssue({
         code: 'custom',
@@ -91,6 +102,9 @@ export interface Config {
     url?: string;
     pglitePort: number;
   };
+  store:
+    | { kind: 'layout'; path: string }
+    | { kind: 'registry'; url: string; username?: string; password?: string; passwordFile?: string };
   platform: { host: string; port: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
 }
@@ -137,6 +151,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       uiPort: c.TEMPORAL_UI_PORT,
     },
     database: { url: c.DATABASE_URL, pglitePort: c.PGLITE_PORT },
+    store:
+      c.COMPUTATRUM_STORE === 'registry'
+        ? {
+            kind: 'registry',
+            url: c.COMPUTATRUM_REGISTRY_URL!.replace(/\/+$/, ''),
+            username: c.COMPUTATRUM_REGISTRY_USERNAME,
+            password: c.COMPUTATRUM_REGISTRY_PASSWORD,
+            passwordFile: c.COMPUTATRUM_REGISTRY_PASSWORD_FILE,
+          }
+        : { kind: 'layout', path: path.resolve(c.COMPUTATRUM_STORE_PATH ?? path.join(c.COMPUTATRUM_DATA_DIR, 'store')) },
     platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT },
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };

@@ -1,2 +1,3 @@
 // Every workflow the worker registers.
 export { germlineWorkflow } from './germline';
+export { dailyGpcScheduleWorkflow, dailyGpcWorkflow } from './daily-gpc';

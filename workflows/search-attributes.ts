@@ -6,6 +6,9 @@ export const GermlineId = defineSearchAttributeKey('GermlineId', SearchAttribute
 /** paused | funded | empty */
 export const BudgetState = defineSearchAttributeKey('BudgetState', SearchAttributeType.KEYWORD);
 
-export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState];
+/** gpc-YYYY-MM-DD on daily checkpoint workflows. */
+export const CheckpointTag = defineSearchAttributeKey('CheckpointTag', SearchAttributeType.KEYWORD);
+
+export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag];
 
 export type SearchAttributeKey = (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;

@@ -47,13 +47,16 @@ export class LayoutStore implements CheckpointStore {
     return this;
   }
 
-  async hasBlob(_repo: string, digest: string): Promise<boolean> {
+  async hasBlob(repo: string, digest: string): Promise<boolean> {
+    return (await this.blobSize(repo, digest)) !== undefined;
+  }
+
+  async blobSize(_repo: string, digest: string): Promise<number | undefined> {
     assertDigest(digest);
     try {
-      await stat(this.blobPath(digest));
-      return true;
+      return (await stat(this.blobPath(digest))).size;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
@@ -110,12 +113,8 @@ export class LayoutStore implements CheckpointStore {
 
   async openBlob(_repo: string, digest: string, range?: ByteRange) {
     assertDigest(digest);
-    let size: number;
-    try {
-      size = (await stat(this.blobPath(digest))).size;
-    } catch {
-      throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
-    }
+    const size = await this.blobSize(_repo, digest);
+    if (size === undefined) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
     const stream = createReadStream(this.blobPath(digest), range ? { start: range.start, end: range.end } : {});
     return { stream, size };
   }

@@ -60,6 +60,8 @@ export interface CheckpointStore {
   readonly location: string;
   /** True when `repo` can serve the blob (the layout store shares blobs between repositories). */
   hasBlob(repo: string, digest: string): Promise<boolean>;
+  /** The blob's size in bytes, or undefined when `repo` cannot serve it. */
+  blobSize(repo: string, digest: string): Promise<number | undefined>;
   /**
    * Stores the file as the blob `digest` in `repo`, verifying its sha256 on the way in; nothing is
    * written when the blob is there already. Returns the bytes written (0 for a blob already held).

@@ -1,8 +1,12 @@
 // A real worker on the shared test dev server, with the real journal activities on the test database.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { openDatabase, type Database } from '../../activities/db/prisma';
+import { LayoutStore } from '../../activities/store/layout';
 import { createWorker } from '../../worker/worker';
 import { ensureGermline, type GermlineHandle } from '../../worker/germline-client';
 import { testGlobals } from '../setup/globals';
@@ -19,6 +23,9 @@ export interface TestWorker {
 export interface TestEnvironment {
   client: Client;
   db: Database;
+  /** A checkpoint store of its own (an OCI layout in a temp folder) and the daemon's data folder. */
+  store: LayoutStore;
+  dataDir: string;
   taskQueue: string;
   startWorker(): Promise<TestWorker>;
   startGermline(name?: string, currency?: string): Promise<{ name: string; handle: GermlineHandle }>;
@@ -41,6 +48,8 @@ export async function testEnvironment(): Promise<TestEnvironment> {
   const client = new Client({ connection, namespace: 'default' });
   const db = openDatabase(globals.databaseUrl);
   const taskQueue = uniqueName('test');
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'computatrum-env-'));
+  const store = await new LayoutStore(path.join(dataDir, 'store')).init();
   const workers: TestWorker[] = [];
 
   const startWorker = async (): Promise<TestWorker> => {
@@ -49,7 +58,7 @@ export async function testEnvironment(): Promise<TestEnvironment> {
       connection: workerConnection,
       namespace: 'default',
       taskQueue,
-      db,
+      activities: { db, store, dataDir },
       workflowBundlePath: globals.workflowBundlePath,
     });
     const running = worker.run();
@@ -69,6 +78,8 @@ export async function testEnvironment(): Promise<TestEnvironment> {
   return {
     client,
     db,
+    store,
+    dataDir,
     taskQueue,
     startWorker,
     async startGermline(name = uniqueName('g'), currency = 'usd') {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { openDatabase } from '../../activities/db/prisma';
+import { LayoutStore } from '../../activities/store/layout';
 import { journalBalances, reconcile } from '../../activities/journal';
 import { freePort, startTemporalDevServer } from '../../worker/embedded/temporal-dev-server';
 import { ensureGermline, updateGermline } from '../../worker/germline-client';
@@ -22,6 +23,7 @@ test('a germline outlives a restart of the dev server on the same db file', asyn
   const ports = { port: await freePort(), uiPort: await freePort() };
   const db = openDatabase(globals.databaseUrl);
   const name = uniqueName('restart');
+  const store = await new LayoutStore(path.join(dir, 'store')).init();
 
   async function withServer<T>(action: (client: Client) => Promise<T>): Promise<T> {
     const server = await startTemporalDevServer({
@@ -34,7 +36,7 @@ test('a germline outlives a restart of the dev server on the same db file', asyn
     });
     const connection = await Connection.connect({ address: server.address });
     const workerConnection = await NativeConnection.connect({ address: server.address });
-    const worker = await createWorker({ connection: workerConnection, namespace: 'default', taskQueue: 'restart', db, workflowBundlePath: globals.workflowBundlePath });
+    const worker = await createWorker({ connection: workerConnection, namespace: 'default', taskQueue: 'restart', activities: { db, store, dataDir: dir }, workflowBundlePath: globals.workflowBundlePath });
     try {
       return await worker.runUntil(action(new Client({ connection })));
     } finally {

@@ -1,0 +1,111 @@
+// Daily gpc tagging: the germline's head checkpoint becomes `gpc-YYYY-MM-DD` with a nickname, a row
+// in PostgreSQL and a model card. Every step is idempotent, so a retried activity or a second run
+// for the same day changes nothing.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { log } from '@temporalio/activity';
+import { Prisma } from '@prisma/client';
+import type { Database } from './db/prisma';
+import { ANNOTATION, tagCheckpoint } from './store/checkpoint';
+import type { CheckpointStore, ImageManifest } from './store/types';
+import { nicknameCandidate, NICKNAME_SPACE } from '../workflows/nickname';
+
+export interface DailyTagInput {
+  germline: string;
+  /** UTC day, YYYY-MM-DD. */
+  day: string;
+}
+
+export interface DailyTagResult {
+  status: 'published' | 'skipped';
+  repository: string;
+  tag: string;
+  digest?: string;
+  nickname?: string;
+  reason?: string;
+}
+
+export interface CheckpointActivities {
+  tagDailyCheckpoint(input: DailyTagInput): Promise<DailyTagResult>;
+}
+
+export const germlineRepository = (germline: string) => `germline/${germline}`;
+export const HEAD_BRANCH = 'main';
+
+function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 'digest' | 'nickname'>>, manifest: ImageManifest, size: number): string {
+  const files = manifest.layers.map((l) => `| ${l.annotations?.['org.cncf.model.filepath']} | ${l.size} | \`${l.digest}\` |`);
+  return [
+    `# ${result.repository}:${result.tag} — "${result.nickname}"`,
+    '',
+    `The daily checkpoint of the independent germline computatrum for ${result.tag.slice(4)}.`,
+    '',
+    `- digest: \`${result.digest}\``,
+    `- size: ${size} bytes in ${manifest.layers.length} files`,
+    `- parent: ${manifest.annotations?.[ANNOTATION.parent] ? `\`${manifest.annotations[ANNOTATION.parent]}\`` : 'none (a root checkpoint)'}`,
+    '',
+    'Pull it with any OCI client (`oras pull`, `skopeo copy`) or `computatrum pull ' + `${result.repository}:${result.tag} <dir>\`.`,
+    '',
+    '| file | bytes | sha256 |',
+    '| --- | ---: | --- |',
+    ...files,
+    '',
+  ].join('\n');
+}
+
+export function createCheckpointActivities(deps: { store: CheckpointStore; db: Database; dataDir: string }): CheckpointActivities {
+  const { store, db } = deps;
+  return {
+    async tagDailyCheckpoint({ germline, day }) {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new Error(`day must be YYYY-MM-DD, got ${day}`);
+      const repository = germlineRepository(germline);
+      const tag = `gpc-${day}`;
+      const id = `${repository}:${tag}`;
+      const recorded = await db.checkpoint.findUnique({ where: { id } });
+      if (recorded?.status === 'skipped') return { status: 'skipped', repository, tag, reason: recorded.reason ?? undefined };
+
+      const head = recorded?.digest ? await store.getManifest(repository, recorded.digest) : await store.getManifest(repository, HEAD_BRANCH);
+      if (!head) {
+        const reason = `no head checkpoint yet: push one to ${repository}:${HEAD_BRANCH}`;
+        await db.checkpoint.createMany({ data: [{ id, repository, tag, day, status: 'skipped', reason }], skipDuplicates: true });
+        log.warn('daily checkpoint skipped', { repository, tag, reason });
+        return { status: 'skipped', repository, tag, reason };
+      }
+      await tagCheckpoint(store, repository, head.digest, tag);
+      const manifest = JSON.parse(head.bytes.toString('utf8')) as ImageManifest;
+      const size = manifest.layers.reduce((sum, l) => sum + l.size, 0);
+
+      let nickname = recorded?.nickname ?? undefined;
+      for (let attempt = 0; nickname === undefined; attempt++) {
+        if (attempt >= NICKNAME_SPACE) throw new Error(`every nickname of ${repository} is taken`);
+        const candidate = nicknameCandidate(day, head.digest, attempt);
+        try {
+          await db.checkpoint.create({
+            data: {
+              id,
+              repository,
+              tag,
+              day,
+              status: 'published',
+              nickname: candidate,
+              digest: head.digest,
+              size: BigInt(size),
+              parentDigest: manifest.annotations?.[ANNOTATION.parent] ?? null,
+            },
+          });
+          nickname = candidate;
+        } catch (error) {
+          if (!(error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002')) throw error;
+          const row = await db.checkpoint.findUnique({ where: { id } });
+          if (row?.nickname) nickname = row.nickname; // recorded meanwhile by an earlier attempt
+          // otherwise another day holds this nickname: try the next candidate
+        }
+      }
+      const result = { status: 'published' as const, repository, tag, digest: head.digest, nickname };
+      const card = path.join(deps.dataDir, 'model-cards', repository, `${tag}.md`);
+      await mkdir(path.dirname(card), { recursive: true });
+      await writeFile(card, modelCard(result, manifest, size));
+      log.info('daily checkpoint published', { repository, tag, nickname, digest: head.digest });
+      return result;
+    },
+  };
+}

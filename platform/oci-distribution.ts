@@ -1,0 +1,106 @@
+// The read side of the OCI Distribution API under /v2/, so any OCI client (oras, skopeo, crane)
+// pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
+// Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { FILEPATH_ANNOTATION, type CheckpointStore, type ImageManifest, StoreError } from '../activities/store/types';
+import { isDigest } from '../activities/store/names';
+
+const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
+const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
+const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
+const RESOLVE_PATH = /^\/hub\/(.+)\/resolve\/([^/]+)\/(.+)$/;
+
+type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE';
+
+function distributionError(reply: FastifyReply, status: number, code: DistributionCode, message: string) {
+  return reply.code(status).header('content-type', 'application/json').send({ errors: [{ code, message }] });
+}
+
+/** Parses a single `bytes=a-b` range; undefined for none, null for one we cannot serve. */
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined | null {
+  if (!header) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return null;
+  let start: number, end: number;
+  if (match[1] === '') {
+    const suffix = Number(match[2]);
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  if (start > end || start >= size) return null;
+  return { start, end };
+}
+
+export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore): void {
+  const sendBlob = async (reply: FastifyReply, repo: string, digest: string, rangeHeader: string | undefined, head: boolean, filename?: string) => {
+    if (!isDigest(digest)) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
+    const size = await store.blobSize(repo, digest);
+    if (size === undefined) return distributionError(reply, 404, 'BLOB_UNKNOWN', `blob ${digest} is unknown in ${repo}`);
+    reply.header('accept-ranges', 'bytes').header('docker-content-digest', digest).header('etag', `"${digest}"`).header('content-type', 'application/octet-stream');
+    if (filename) reply.header('content-disposition', `attachment; filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
+    const range = parseRange(rangeHeader, size);
+    if (range === null) {
+      return distributionError(reply.header('content-range', `bytes */${size}`), 416, 'RANGE_NOT_SATISFIABLE', `range ${rangeHeader} is outside 0-${size - 1}`);
+    }
+    if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
+    reply.header('content-length', range ? range.end - range.start + 1 : size);
+    if (head) return reply.send();
+    const { stream } = await store.openBlob(repo, digest, range);
+    return reply.send(stream);
+  };
+
+  app.get('/v2/', async (_request, reply) => reply.header('docker-distribution-api-version', 'registry/2.0').send({}));
+
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/v2/*',
+    handler: async (request, reply) => {
+      reply.header('docker-distribution-api-version', 'registry/2.0');
+      const url = request.url.split('?')[0]!;
+      const head = request.method === 'HEAD';
+      let match: RegExpExecArray | null;
+      try {
+        if ((match = MANIFEST_PATH.exec(url))) {
+          const [, repo, reference] = match as unknown as [string, string, string];
+          const manifest = await store.getManifest(repo, decodeURIComponent(reference));
+          if (!manifest) return distributionError(reply, 404, 'MANIFEST_UNKNOWN', `${repo} has no manifest ${reference}`);
+          reply.header('content-type', manifest.mediaType).header('docker-content-digest', manifest.digest).header('etag', `"${manifest.digest}"`).header('content-length', manifest.bytes.length);
+          return head ? reply.send() : reply.send(manifest.bytes);
+        }
+        if ((match = BLOB_PATH.exec(url))) {
+          const [, repo, digest] = match as unknown as [string, string, string];
+          return await sendBlob(reply, repo, decodeURIComponent(digest), request.headers.range, head);
+        }
+        if ((match = TAGS_PATH.exec(url))) {
+          const repo = match[1]!;
+          const tags = await store.listTags(repo);
+          if (tags.length === 0) return distributionError(reply, 404, 'NAME_UNKNOWN', `repository ${repo} is unknown`);
+          return reply.send({ name: repo, tags });
+        }
+        return distributionError(reply, 404, 'UNSUPPORTED', `${url} is not part of the read-only OCI Distribution API served here`);
+      } catch (error) {
+        if (error instanceof StoreError && error.code === 'NAME_INVALID') return distributionError(reply, 400, 'NAME_INVALID', error.message);
+        throw error;
+      }
+    },
+  });
+
+  // Friendly download links: /hub/<repo>/resolve/<tag or digest>/<file path in the checkpoint>.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/hub/*',
+    handler: async (request, reply) => {
+      const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
+      if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
+      const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
+      const manifest = await store.getManifest(repo, reference).catch(() => undefined);
+      if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
+      const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);
+      if (!layer) return reply.code(404).send({ error: `${repo}:${reference} has no file ${filepath}` });
+      return sendBlob(reply, repo, layer.digest, request.headers.range, request.method === 'HEAD', filepath.split('/').pop());
+    },
+  });
+}

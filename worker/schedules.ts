@@ -1,0 +1,59 @@
+// The Temporal Schedule daily-gpc/<germline>: 00:00 UTC every day. Created at `up`, or brought
+// back to this definition if it exists (so `up` twice is a no-op).
+//
+// Overlap BUFFER_ALL: after an outage or a backfill the days run one after another, in order, and
+// none is dropped; each day's workflow id is the day, so a day runs at most once anyway.
+// Catch-up window 7 days: a server down over a week-end still publishes every missed day; older
+// gaps are filled on purpose with `computatrum backfill`.
+import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy, type ScheduleOptions } from '@temporalio/client';
+import { GermlineId } from '../workflows/search-attributes';
+
+export const dailyScheduleId = (germline: string) => `daily-gpc/${germline}`;
+
+function dailySchedule(germline: string, taskQueue: string): ScheduleOptions {
+  return {
+    scheduleId: dailyScheduleId(germline),
+    spec: { calendars: [{ hour: 0, minute: 0, second: 0 }], timezone: 'UTC' },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'dailyGpcScheduleWorkflow',
+      workflowId: dailyScheduleId(germline),
+      taskQueue,
+      args: [{ germline }],
+      typedSearchAttributes: [{ key: GermlineId, value: germline }],
+    },
+    policies: { overlap: ScheduleOverlapPolicy.BUFFER_ALL, catchupWindow: '7 days', pauseOnFailure: false },
+  };
+}
+
+export async function ensureDailySchedule(client: Client, options: { germline: string; taskQueue: string }): Promise<'created' | 'updated'> {
+  const desired = dailySchedule(options.germline, options.taskQueue);
+  try {
+    await client.schedule.create(desired);
+    return 'created';
+  } catch (error) {
+    if (!(error instanceof ScheduleAlreadyRunning)) throw error;
+    await client.schedule.getHandle(desired.scheduleId).update((current) => ({
+      ...current,
+      spec: desired.spec,
+      action: desired.action,
+      policies: { ...current.policies, ...desired.policies },
+    }));
+    return 'updated';
+  }
+}
+
+/** Runs the daily workflow for every day from `from` to `to` (inclusive, YYYY-MM-DD). */
+export async function backfillDaily(client: Client, germline: string, from: string, to: string): Promise<number> {
+  const start = new Date(`${from}T00:00:00Z`);
+  const end = new Date(`${to}T00:00:00Z`);
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) throw new Error(`days must be YYYY-MM-DD, got ${from} and ${to}`);
+  if (end < start) throw new Error(`--to ${to} is before --from ${from}`);
+  // The range is closed at the start and open at the end: reach one second past the last midnight.
+  await client.schedule.getHandle(dailyScheduleId(germline)).backfill({
+    start,
+    end: new Date(end.getTime() + 1000),
+    overlap: ScheduleOverlapPolicy.BUFFER_ALL,
+  });
+  return Math.round((end.getTime() - start.getTime()) / 86_400_000) + 1;
+}

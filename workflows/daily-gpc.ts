@@ -1,0 +1,50 @@
+// The daily gpc checkpoint. The Schedule daily-gpc/<germline> starts dailyGpcScheduleWorkflow at
+// 00:00 UTC; it starts daily-gpc/<germline>/<YYYY-MM-DD> as a child whose id is the day, so a day
+// that runs twice (catch-up, backfill, a manual trigger) is tagged once.
+import {
+  ApplicationFailure,
+  executeChild,
+  ParentClosePolicy,
+  proxyActivities,
+  upsertSearchAttributes,
+  workflowInfo,
+  WorkflowIdReusePolicy,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { CheckpointActivities, DailyTagResult } from '../activities/checkpoints';
+import { CheckpointTag, GermlineId } from './search-attributes';
+
+const { tagDailyCheckpoint } = proxyActivities<CheckpointActivities>({
+  startToCloseTimeout: '10 minutes',
+  retry: { initialInterval: '5 seconds', maximumInterval: '5 minutes', maximumAttempts: 20 },
+});
+
+/** Set by the server on every workflow a Schedule starts: the time it was due. */
+const TemporalScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+
+export const dailyGpcWorkflowId = (germline: string, day: string) => `daily-gpc/${germline}/${day}`;
+
+export async function dailyGpcWorkflow(input: { germline: string; day: string }): Promise<DailyTagResult> {
+  upsertSearchAttributes([
+    { key: GermlineId, value: input.germline },
+    { key: CheckpointTag, value: `gpc-${input.day}` },
+  ]);
+  return tagDailyCheckpoint(input);
+}
+
+export async function dailyGpcScheduleWorkflow(input: { germline: string }): Promise<DailyTagResult | { status: 'already-done'; day: string }> {
+  const due = workflowInfo().typedSearchAttributes.get(TemporalScheduledStartTime);
+  if (!due) throw ApplicationFailure.nonRetryable('dailyGpcScheduleWorkflow runs from the daily-gpc Schedule, which sets its due time');
+  const day = due.toISOString().slice(0, 10);
+  try {
+    return await executeChild(dailyGpcWorkflow, {
+      workflowId: dailyGpcWorkflowId(input.germline, day),
+      args: [{ germline: input.germline, day }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+    });
+  } catch (error) {
+    if (error instanceof WorkflowExecutionAlreadyStartedError) return { status: 'already-done', day };
+    throw error;
+  }
+}
