@@ -357,6 +357,15 @@ export function buildProgram(config: () => Config): Command {
     });
 
   program
+    .command('daily')
+    .description("trigger today's gpc tagging now, through the schedule (it also runs by itself at 00:00 UTC)")
+    .action(async () => {
+      const cfg = config();
+      await withGermline(cfg, (client) => client.schedule.getHandle(dailyScheduleId(cfg.germline)).trigger());
+      print(`triggered ${dailyScheduleId(cfg.germline)}; see the result with \`computatrum tags germline/${cfg.germline}\``);
+    });
+
+  program
     .command('backfill')
     .description('run the daily gpc tagging for missed days, through the schedule')
     .requiredOption('--from <day>', 'first day, YYYY-MM-DD')

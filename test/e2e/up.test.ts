@@ -1,11 +1,13 @@
 // `npm start` as an operator runs it: the real `computatrum up` process on the embedded default
 // (Temporal dev server + PGlite), driven by the real `computatrum` CLI, stopped with Ctrl-C.
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../../worker/embedded/temporal-dev-server';
+import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
@@ -89,6 +91,30 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(refused.stderr).toContain('amount "1.234" has 3 decimals; USD has at most 2');
   const reconciled = await cli(env, 'reconcile');
   expect(reconciled).toMatchObject({ code: 0, stdout: expect.stringContaining('journal and workflow agree') });
+
+  // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
+  const germlineRepo = `germline/${env.COMPUTATRUM_GERMLINE}`;
+  const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
+  writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));
+  const push = await cli(env, 'push', checkpoint, `${germlineRepo}:main`);
+  expect(push).toMatchObject({ code: 0, stdout: expect.stringContaining(`${germlineRepo}:main -> sha256:`) });
+  expect((await cli(env, 'daily')).code).toBe(0);
+  const today = `gpc-${new Date().toISOString().slice(0, 10)}`;
+  const listing = await eventually(async () => {
+    const tags = await cli(env, 'tags', germlineRepo, '--json');
+    const parsed = JSON.parse(tags.stdout) as { tags: Array<{ tag: string; nickname: string | null }> };
+    return parsed.tags.find((t) => t.tag === today && t.nickname) ? parsed : undefined;
+  }, `${today} to be tagged`, 60_000);
+  expect(listing.tags.find((t) => t.tag === today)!.nickname).toMatch(/^[A-Z][a-z]+ [A-Z][a-z]+$/);
+  const pulled = mkdtempSync(path.join(tmpdir(), 'computatrum-pulled-'));
+  const pull = await cli(env, 'pull', `${germlineRepo}:${today}`, pulled);
+  expect(pull).toMatchObject({ code: 0, stdout: expect.stringContaining('1 files, 200000 bytes verified') });
+  expect(readFileSync(path.join(pulled, 'model.safetensors'))).toEqual(readFileSync(path.join(checkpoint, 'model.safetensors')));
+  const fork = await cli(env, 'fork', `${germlineRepo}:${today}`, 'trainers/alice/coder:main');
+  expect(fork).toMatchObject({ code: 0, stdout: expect.stringContaining('no bytes copied') });
+  const missing = await cli(env, 'pull', `${germlineRepo}:gpc-1999-01-01`, pulled);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toContain(`${germlineRepo} has no gpc-1999-01-01; its tags are:`);
 
   up.process.kill('SIGINT');
   expect(await up.exited).toBe(0);
