@@ -1,0 +1,137 @@
+// npm run bench:checkpoints [-- --shards 4 --shard-mb 128 --large-mb 2048]
+//
+// Three measurements, each printed beside a baseline measured in the same run:
+// 1. publish a multi-shard checkpoint into the layout store vs `sha256sum` + `cp` of the same files
+//    (goal: ratio >= 0.8, higher is faster);
+// 2. pull it from the platform's /v2/ with `computatrum pull`'s code vs `curl` of the same blobs
+//    from the same server, 4 at a time each (goal >= 0.8);
+// 3. fork time and blob bytes written for a 1 MB and a large checkpoint (goal: flat).
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import pino from 'pino';
+import { forkCheckpoint, publishCheckpoint } from '../activities/store/checkpoint';
+import { hashPool } from '../activities/store/hashing';
+import { LayoutStore } from '../activities/store/layout';
+import { pullCheckpoint } from '../activities/store/pull';
+import type { Database } from '../activities/db/prisma';
+import { buildPlatform } from '../platform/server';
+
+const { values } = parseArgs({
+  options: {
+    shards: { type: 'string', default: '4' },
+    'shard-mb': { type: 'string', default: '128' },
+    'large-mb': { type: 'string', default: '1024' },
+  },
+});
+const SHARDS = Number(values.shards);
+const SHARD_BYTES = Number(values['shard-mb']) * 1024 * 1024;
+const LARGE_BYTES = Number(values['large-mb']) * 1024 * 1024;
+
+function writeRandomFile(file: string, bytes: number): void {
+  const fd = openSync(file, 'w');
+  const chunk = randomBytes(8 * 1024 * 1024);
+  for (let written = 0; written < bytes; written += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
+  closeSync(fd);
+}
+
+function checkpoint(root: string, shards: number, shardBytes: number): string {
+  const dir = mkdtempSync(path.join(root, 'ckpt-'));
+  for (let i = 1; i <= shards; i++) writeRandomFile(path.join(dir, `model-${String(i).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`), shardBytes);
+  return dir;
+}
+
+async function seconds(action: () => Promise<unknown> | unknown): Promise<number> {
+  const started = process.hrtime.bigint();
+  await action();
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** Best of a few runs: the machine is noisy, the best run is the least disturbed. */
+async function best(runs: number, action: () => Promise<unknown> | unknown, reset?: () => void): Promise<number> {
+  let fastest = Infinity;
+  for (let i = 0; i < runs; i++) {
+    reset?.();
+    fastest = Math.min(fastest, await seconds(action));
+  }
+  return fastest;
+}
+
+function blobBytes(store: string): number {
+  const dir = path.join(store, 'blobs', 'sha256');
+  return readdirSync(dir).reduce((sum, name) => sum + statSync(path.join(dir, name)).size, 0);
+}
+
+function line(label: string, baseline: number, ours: number, unit = 's'): void {
+  console.log(`${label.padEnd(44)} baseline ${baseline.toFixed(3)} ${unit}  ours ${ours.toFixed(3)} ${unit}  ratio (baseline/ours) ${(baseline / ours).toFixed(3)}`);
+}
+
+async function main(): Promise<void> {
+  const root = mkdtempSync(path.join(tmpdir(), 'computatrum-bench-ckpt-'));
+  try {
+    const total = SHARDS * SHARD_BYTES;
+    console.log(`checkpoint: ${SHARDS} x ${SHARD_BYTES / 1048576} MB = ${(total / 1048576).toFixed(0)} MB, in ${root}`);
+    const source = checkpoint(root, SHARDS, SHARD_BYTES);
+    const files = readdirSync(source).map((f) => path.join(source, f));
+
+    // 1. publish
+    const copies = path.join(root, 'cp');
+    const baselinePublish = await best(2, () => {
+      execFileSync('sha256sum', files, { stdio: 'ignore' });
+      execFileSync('cp', [...files, copies]);
+    }, () => {
+      rmSync(copies, { recursive: true, force: true });
+      mkdirSync(copies);
+    });
+    let store!: LayoutStore;
+    const oursPublish = await best(2, async () => publishCheckpoint(await store.init(), 'germline/bench', source, { tag: 'main' }), () => {
+      rmSync(path.join(root, 'store'), { recursive: true, force: true });
+      store = new LayoutStore(path.join(root, 'store'));
+    });
+    line('publish (sha256sum + cp  vs  publish)', baselinePublish, oursPublish);
+
+    // 2. pull
+    const platform = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'bench', store, db: {} as Database });
+    await platform.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(platform.server.address() as AddressInfo).port}`;
+    const manifest = (await store.getManifest('germline/bench', 'main'))!;
+    const layers = (JSON.parse(manifest.bytes.toString()) as { layers: Array<{ digest: string }> }).layers;
+    const curlDir = path.join(root, 'curl');
+    // curl runs asynchronously: the platform serving it lives in this process.
+    const baselinePull = await best(2, async () => {
+      await promisify(execFile)('curl', ['-sf', '--parallel', '--parallel-max', '4', ...layers.flatMap((l, i) => ['-o', path.join(curlDir, `f${i}`), `${base}/v2/germline/bench/blobs/${l.digest}`])]);
+    }, () => {
+      rmSync(curlDir, { recursive: true, force: true });
+      mkdirSync(curlDir);
+    });
+    const pullDir = path.join(root, 'pulled');
+    const oursPull = await best(2, () => pullCheckpoint({ baseUrl: base, repo: 'germline/bench', reference: 'main', dir: pullDir, concurrency: 4 }), () =>
+      rmSync(pullDir, { recursive: true, force: true }),
+    );
+    await platform.close();
+    line('pull (curl, 4 at once  vs  pull, verified)', baselinePull, oursPull);
+
+    // 3. fork: time and bytes written, small vs large
+    const small = checkpoint(root, 1, 1024 * 1024);
+    const large = checkpoint(root, Math.max(1, Math.round(LARGE_BYTES / (512 * 1048576))), Math.min(LARGE_BYTES, 512 * 1048576));
+    await publishCheckpoint(store, 'germline/small', small, { tag: 'main' });
+    await publishCheckpoint(store, 'germline/large', large, { tag: 'main' });
+    for (const [name, repo] of [['1 MB', 'germline/small'], [`${(LARGE_BYTES / 1048576).toFixed(0)} MB`, 'germline/large']] as const) {
+      const before = blobBytes(store.location);
+      const time = await seconds(() => forkCheckpoint(store, { repo, reference: 'main' }, { repo: `trainers/bench/${repo.split('/')[1]}`, branch: 'main' }));
+      console.log(`fork of a ${name} checkpoint`.padEnd(44) + ` ${(time * 1000).toFixed(1)} ms, ${blobBytes(store.location) - before} blob bytes written`);
+    }
+  } finally {
+    await hashPool().close();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
