@@ -29,6 +29,8 @@ interface LayoutIndex {
 
 export class LayoutStore implements CheckpointStore {
   private writes: Promise<unknown> = Promise.resolve();
+  /** Digests whose blob this process is storing right now. */
+  private readonly storing = new Set<string>();
 
   constructor(readonly location: string) {}
 
@@ -81,9 +83,16 @@ export class LayoutStore implements CheckpointStore {
     const temp = path.join(this.location, 'blobs', 'sha256', `.ingest-${randomUUID()}`);
     try {
       const { digest, size } = await hashPool().copyAndHash(file, temp);
-      if (await this.hasBlob('', digest)) return { digest, size, written: 0 };
-      await rename(temp, this.blobPath(digest));
-      return { digest, size, written: size };
+      // Two identical files ingested at once: the first to get here stores the blob, the other writes nothing.
+      if (this.storing.has(digest)) return { digest, size, written: 0 };
+      this.storing.add(digest);
+      try {
+        if (await this.hasBlob('', digest)) return { digest, size, written: 0 };
+        await rename(temp, this.blobPath(digest));
+        return { digest, size, written: size };
+      } finally {
+        this.storing.delete(digest);
+      }
     } finally {
       await rm(temp, { force: true });
     }
