@@ -80,6 +80,11 @@ function capOption(config: Config) {
   return (text: string): string | null => (text === 'none' ? null : amountOption(config)(text).toString());
 }
 
+/** The platform to download from: --from, or this computatrum's own. */
+function platformUrl(config: Config, from?: string): string {
+  return (from ?? `http://${config.platform.host}:${config.platform.port}`).replace(/\/+$/, '');
+}
+
 function print(line = ''): void {
   process.stdout.write(`${line}\n`);
 }
@@ -306,7 +311,7 @@ export function buildProgram(config: () => Config): Command {
     .action(async (source: string, dir: string, options: { from?: string; parallel: number }) => {
       const cfg = config();
       const { repo, reference } = parseReference(source);
-      const baseUrl = (options.from ?? `http://${cfg.platform.host}:${cfg.platform.port}`).replace(/\/+$/, '');
+      const baseUrl = platformUrl(cfg, options.from);
       const view = new PullProgressView(process.stderr);
       const result = await pullCheckpoint({
         baseUrl,
@@ -342,7 +347,7 @@ export function buildProgram(config: () => Config): Command {
     .option('--json', 'print JSON')
     .action(async (repo: string, options: { from?: string; json?: boolean }) => {
       const cfg = config();
-      const baseUrl = (options.from ?? `http://${cfg.platform.host}:${cfg.platform.port}`).replace(/\/+$/, '');
+      const baseUrl = platformUrl(cfg, options.from);
       let response: Response;
       try {
         response = await fetch(`${baseUrl}/api/checkpoints/${repo}`);

@@ -58,6 +58,8 @@ export class HashPool {
   private readonly queue: Job[] = [];
   private readonly running = new Map<number, Job>();
   private readonly workers: Worker[] = [];
+  /** The job each busy thread is working on, so a crash fails that job only. */
+  private readonly busy = new Map<Worker, number>();
   private nextId = 0;
 
   constructor(readonly size = Math.min(availableParallelism(), 4)) {}
@@ -92,6 +94,7 @@ export class HashPool {
       const job = this.queue.shift()!;
       const id = this.nextId++;
       this.running.set(id, job);
+      this.busy.set(worker, id);
       worker.ref();
       worker.postMessage({ id, file: job.file, copyTo: job.copyTo });
     }
@@ -102,6 +105,7 @@ export class HashPool {
     worker.on('message', (message: { id: number; digest?: string; size?: number; error?: string }) => {
       const job = this.running.get(message.id);
       this.running.delete(message.id);
+      this.busy.delete(worker);
       worker.unref();
       this.idle.push(worker);
       if (job) {
@@ -111,10 +115,14 @@ export class HashPool {
       this.pump();
     });
     worker.on('error', (error) => {
-      for (const [id, job] of this.running) {
-        job.reject(error);
+      const id = this.busy.get(worker);
+      this.busy.delete(worker);
+      if (id !== undefined) {
+        this.running.get(id)?.reject(error);
         this.running.delete(id);
       }
+      this.workers.splice(this.workers.indexOf(worker), 1); // a crashed thread is replaced on demand
+      this.pump();
     });
     this.workers.push(worker);
     return worker;
