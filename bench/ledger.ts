@@ -64,7 +64,7 @@ async function main(): Promise<void> {
     connection: workerConnection,
     namespace: 'default',
     taskQueue: 'bench',
-    activities: { db, store: await new LayoutStore(path.join(dir, 'store')).init(), dataDir: dir },
+    activities: { db, store: await new LayoutStore(path.join(dir, 'store')).init(), dataDir: dir, client, runners: {} },
     workflowsPath: path.join(__dirname, 'workflows.ts'),
   });
 

@@ -1,12 +1,10 @@
 // The `computatrum` command for operators.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
 import { journalBalances, reconcile } from '../activities/journal';
 import { openDatabase } from '../activities/db/prisma';
-import { ConfigError, type Config, databaseUrl, loadConfig, temporalAddress } from '../worker/config';
+import { ConfigError, type Config, databaseUrl, loadConfig } from '../worker/config';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { createLogger } from '../worker/logging';
-import { connectTemporal, temporalClient } from '../worker/temporal';
 import { findTool, installTool, ToolError, TOOLS } from '../worker/tools';
 import type { BudgetPolicy, LedgerEntry } from '../workflows/budget';
 import {
@@ -18,7 +16,7 @@ import {
   setPolicyUpdate,
   statusQuery,
 } from '../workflows/germline-api';
-import { formatMoney, MoneyError, parseAmount } from '../workflows/money';
+import { formatMoney, MoneyError } from '../workflows/money';
 import { table } from './table';
 import { PullProgressView } from './progress';
 import { openStore } from '../activities/store';
@@ -28,66 +26,9 @@ import { pullCheckpoint, PullError } from '../activities/store/pull';
 import { StoreError } from '../activities/store/types';
 import type { CheckpointListing } from '../platform/checkpoint-listing';
 import { backfillDaily, dailyScheduleId } from '../worker/schedules';
+import { amountOption, capOption, platformUrl, print, UserError, withGermline } from './common';
+import { addTrainingCommands } from './training';
 import { startStack } from './up';
-
-/** A failure the user can fix; printed without a stack trace. */
-class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-  }
-}
-
-async function withGermline<T>(config: Config, action: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
-  let connection: Connection;
-  try {
-    connection = await connectTemporal(config);
-  } catch (error) {
-    throw new UserError(
-      `cannot reach Temporal at ${temporalAddress(config)} (${(error as Error).message}): ` +
-        `is \`computatrum up\` running, or is TEMPORAL_ADDRESS right?`,
-    );
-  }
-  try {
-    return await action(temporalClient(connection, config), connection);
-  } catch (error) {
-    if (error instanceof WorkflowNotFoundError) {
-      throw new UserError(`${germlineWorkflowId(config.germline)} is not running: start it with \`computatrum up\``);
-    }
-    if (error instanceof WorkflowUpdateFailedError) {
-      throw new UserError(`refused: ${error.cause?.message ?? error.message}`);
-    }
-    throw error;
-  } finally {
-    await connection.close();
-  }
-}
-
-function amountOption(config: Config) {
-  return (text: string): bigint => {
-    try {
-      return parseAmount(text, config.currency);
-    } catch (error) {
-      throw new InvalidArgumentError((error as Error).message);
-    }
-  };
-}
-
-/** A cap given on the command line: an amount, or "none" to lift it. */
-function capOption(config: Config) {
-  return (text: string): string | null => (text === 'none' ? null : amountOption(config)(text).toString());
-}
-
-/** The platform to download from: --from, or this computatrum's own. */
-function platformUrl(config: Config, from?: string): string {
-  return (from ?? `http://${config.platform.host}:${config.platform.port}`).replace(/\/+$/, '');
-}
-
-function print(line = ''): void {
-  process.stdout.write(`${line}\n`);
-}
 
 function ledgerTable(entries: LedgerEntry[], currency: string): string {
   return table(
@@ -382,6 +323,8 @@ export function buildProgram(config: () => Config): Command {
       }));
       print(`backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`);
     });
+
+  addTrainingCommands(program, config);
 
   const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');
   tools

@@ -15,6 +15,7 @@ import { ensureGermline } from '../worker/germline-client';
 import { installTemporalLogging, type Logger } from '../worker/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../worker/temporal';
 import { installTool, TEMPORAL_CLI } from '../worker/tools';
+import { createRunners } from '../worker/runners';
 import { connectWorker, createWorker } from '../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../worker/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
@@ -87,7 +88,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       connection: workerConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.taskQueue,
-      activities: { db, store, dataDir: config.dataDir },
+      activities: { db, store, dataDir: config.dataDir, client, runners: createRunners(config, store), logger: logger.child({ component: 'trainer' }) },
     });
     const workerRun = worker.run();
     stops.push({

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { isCurrency } from '../workflows/money';
+import { isCurrency, parseAmount } from '../workflows/money';
 
 const PORT = 'a TCP port number from 1 to 65535';
 const port = z.coerce.number({ error: PORT }).int(PORT).min(1, PORT).max(65_535, PORT);
@@ -60,6 +60,24 @@ export const configSchema = z
     /** A mounted secret holding the password (Kubernetes), read at start. */
     COMPUTATRUM_REGISTRY_PASSWORD_FILE: optionalText,
 
+    /** Price of one GPU-hour in the germline's currency, e.g. 2.40; runs are charged per GPU-second. */
+    COMPUTATRUM_GPU_RATE: z.string().regex(/^\d+(\.\d+)?$/, 'an amount like 2.40 (per GPU-hour)').default('2.00'),
+    COMPUTATRUM_RUNNER: z.enum(['local', 'kubernetes']).default('local'),
+    /** The local runner's trainer when a run names none: a JSON array of argv; the bundled tiny trainer when unset. */
+    COMPUTATRUM_TRAINER_COMMAND: optionalText.refine(
+      (v) => v === undefined || isArgv(v),
+      'a JSON array of strings, like ["python", "train.py"]',
+    ),
+    COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
+    COMPUTATRUM_TRAINING_MAX_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
+    /** Enables the kubernetes runner: Jobs are created in this namespace. */
+    COMPUTATRUM_KUBE_NAMESPACE: optionalText,
+    /** A kubeconfig file; unset: the in-cluster service account. */
+    COMPUTATRUM_KUBECONFIG: optionalText,
+    COMPUTATRUM_KUEUE_QUEUE: optionalText,
+    COMPUTATRUM_TRAINING_IMAGE: optionalText,
+    COMPUTATRUM_TRAINING_JOB_TEMPLATE: optionalText,
+
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
 
@@ -105,6 +123,15 @@ export interface Config {
   store:
     | { kind: 'layout'; path: string }
     | { kind: 'registry'; url: string; username?: string; password?: string; passwordFile?: string };
+  training: {
+    /** Minor units per GPU-hour. */
+    ratePerGpuHour: bigint;
+    defaultRunner: 'local' | 'kubernetes';
+    trainerCommand?: string[];
+    maxPreemptions: number;
+    maxDurationSeconds: number;
+    kubernetes?: { namespace: string; kubeconfig?: string; queueName?: string; image?: string; template?: string };
+  };
   platform: { host: string; port: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
 }
@@ -161,6 +188,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             passwordFile: c.COMPUTATRUM_REGISTRY_PASSWORD_FILE,
           }
         : { kind: 'layout', path: path.resolve(c.COMPUTATRUM_STORE_PATH ?? path.join(c.COMPUTATRUM_DATA_DIR, 'store')) },
+    training: {
+      ratePerGpuHour: gpuRate(c.COMPUTATRUM_GPU_RATE, c.COMPUTATRUM_CURRENCY),
+      defaultRunner: c.COMPUTATRUM_RUNNER,
+      ...(c.COMPUTATRUM_TRAINER_COMMAND ? { trainerCommand: JSON.parse(c.COMPUTATRUM_TRAINER_COMMAND) as string[] } : {}),
+      maxPreemptions: c.COMPUTATRUM_MAX_PREEMPTIONS,
+      maxDurationSeconds: Math.round(c.COMPUTATRUM_TRAINING_MAX_HOURS * 3600),
+      ...(c.COMPUTATRUM_KUBE_NAMESPACE
+        ? {
+            kubernetes: {
+              namespace: c.COMPUTATRUM_KUBE_NAMESPACE,
+              ...(c.COMPUTATRUM_KUBECONFIG ? { kubeconfig: path.resolve(c.COMPUTATRUM_KUBECONFIG) } : {}),
+              ...(c.COMPUTATRUM_KUEUE_QUEUE ? { queueName: c.COMPUTATRUM_KUEUE_QUEUE } : {}),
+              ...(c.COMPUTATRUM_TRAINING_IMAGE ? { image: c.COMPUTATRUM_TRAINING_IMAGE } : {}),
+              ...(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) } : {}),
+            },
+          }
+        : {}),
+    },
     platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT },
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };
@@ -192,6 +237,23 @@ function readConfigFile(file: string | undefined): Record<string, unknown> {
     throw new ConfigError(
       `COMPUTATRUM_CONFIG file ${file} must be a JSON object of KEY: value, like {"PLATFORM_PORT": 8080}: ${(error as Error).message}`,
     );
+  }
+}
+
+function gpuRate(text: string, currency: string): bigint {
+  try {
+    return parseAmount(text, currency);
+  } catch (error) {
+    throw new ConfigError(`invalid configuration:\n  COMPUTATRUM_GPU_RATE: ${(error as Error).message} (the price of one GPU-hour)`);
+  }
+}
+
+function isArgv(text: string): boolean {
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) && value.length > 0 && value.every((v) => typeof v === 'string' && v.length > 0);
+  } catch {
+    return false;
   }
 }
 

@@ -1,10 +1,15 @@
 // The Temporal worker: every workflow of the project and the activities bound to their outside systems.
 import path from 'node:path';
+import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import type { Logger } from 'pino';
+import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
 import { createJournalActivities } from '../activities/journal';
 import type { Database } from '../activities/db/prisma';
+import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
 import type { CheckpointStore } from '../activities/store/types';
+import { createTrainingActivities } from '../activities/training';
 import type { Config } from './config';
 import { temporalConnectionOptions } from './temporal';
 
@@ -15,10 +20,20 @@ export interface ActivityDependencies {
   store: CheckpointStore;
   /** Where model cards and other files of the daemon go. */
   dataDir: string;
+  /** For activities that ask other workflows for something (budget reservations). */
+  client: Client;
+  /** The training runners this worker can launch jobs with. */
+  runners: Partial<Record<RunnerKind, TrainingRunner>>;
+  logger?: Logger;
 }
 
 export function createActivities(deps: ActivityDependencies) {
-  return { ...createJournalActivities(deps.db), ...createCheckpointActivities(deps) };
+  return {
+    ...createJournalActivities(deps.db),
+    ...createCheckpointActivities(deps),
+    ...createBudgetActivities(deps.client),
+    ...createTrainingActivities(deps),
+  };
 }
 
 export async function connectWorker(config: Config): Promise<NativeConnection> {
@@ -42,6 +57,9 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     namespace: options.namespace,
     taskQueue: options.taskQueue,
     activities: createActivities(options.activities),
+    // Cancellation reaches a running activity only with a heartbeat's answer: a cancelled training
+    // run stops within seconds instead of after most of its heartbeat timeout.
+    maxHeartbeatThrottleInterval: '2 seconds',
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
       : { workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH }),

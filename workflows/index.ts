@@ -1,3 +1,4 @@
 // Every workflow the worker registers.
 export { germlineWorkflow } from './germline';
 export { dailyGpcScheduleWorkflow, dailyGpcWorkflow } from './daily-gpc';
+export { trainingWorkflow } from './training';

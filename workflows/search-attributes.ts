@@ -9,6 +9,13 @@ export const BudgetState = defineSearchAttributeKey('BudgetState', SearchAttribu
 /** gpc-YYYY-MM-DD on daily checkpoint workflows. */
 export const CheckpointTag = defineSearchAttributeKey('CheckpointTag', SearchAttributeType.KEYWORD);
 
-export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag];
+/** What kind of run a workflow is (training; later evaluation, distillation). */
+export const RunKind = defineSearchAttributeKey('RunKind', SearchAttributeType.KEYWORD);
+/** The workflow id of the budget paying for a run, e.g. germline/computatrum. */
+export const Payer = defineSearchAttributeKey('Payer', SearchAttributeType.KEYWORD);
+/** reserving | running | publishing | succeeded | failed | cancelled | cost-cap | deadline | refused */
+export const RunState = defineSearchAttributeKey('RunState', SearchAttributeType.KEYWORD);
+
+export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag, RunKind, Payer, RunState];
 
 export type SearchAttributeKey = (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;

@@ -7,6 +7,8 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { openDatabase, type Database } from '../../activities/db/prisma';
 import { LayoutStore } from '../../activities/store/layout';
+import type { RunnerKind, TrainingRunner } from '../../activities/runners/types';
+import { localRunner } from '../../worker/runners';
 import { createWorker } from '../../worker/worker';
 import { ensureGermline, type GermlineHandle } from '../../worker/germline-client';
 import { testGlobals } from '../setup/globals';
@@ -41,7 +43,12 @@ export function quietTemporalLogs(): void {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-export async function testEnvironment(): Promise<TestEnvironment> {
+export interface TestEnvironmentOptions {
+  /** Runners beside (or instead of) the local runner with the tiny trainer. */
+  runners?: Partial<Record<RunnerKind, TrainingRunner>>;
+}
+
+export async function testEnvironment(options: TestEnvironmentOptions = {}): Promise<TestEnvironment> {
   quietTemporalLogs();
   const globals = testGlobals();
   const connection = await Connection.connect({ address: globals.temporalAddress });
@@ -58,7 +65,7 @@ export async function testEnvironment(): Promise<TestEnvironment> {
       connection: workerConnection,
       namespace: 'default',
       taskQueue,
-      activities: { db, store, dataDir },
+      activities: { db, store, dataDir, client, runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners } },
       workflowBundlePath: globals.workflowBundlePath,
     });
     const running = worker.run();

@@ -35,10 +35,17 @@ test('a germline outlives a restart of the dev server on the same db file', asyn
       logFile: path.join(dir, 'temporal.log'),
     });
     const connection = await Connection.connect({ address: server.address });
+    const client = new Client({ connection });
     const workerConnection = await NativeConnection.connect({ address: server.address });
-    const worker = await createWorker({ connection: workerConnection, namespace: 'default', taskQueue: 'restart', activities: { db, store, dataDir: dir }, workflowBundlePath: globals.workflowBundlePath });
+    const worker = await createWorker({
+      connection: workerConnection,
+      namespace: 'default',
+      taskQueue: 'restart',
+      activities: { db, store, dataDir: dir, client, runners: {} },
+      workflowBundlePath: globals.workflowBundlePath,
+    });
     try {
-      return await worker.runUntil(action(new Client({ connection })));
+      return await worker.runUntil(action(client));
     } finally {
       await workerConnection.close();
       await connection.close();

@@ -1,0 +1,115 @@
+// A training runner launches one training job somewhere (a child process on this host, a
+// Kubernetes Job), watches it, reports progress, and stops it on request. The `training/<id>`
+// workflow drives runners through the runTraining activity (activities/training.ts), which turns
+// the runner's errors into retryable (preempted) or final (trainer failed) Temporal failures.
+import type { Logger } from 'pino';
+
+/**
+ * The contract between computatrum and any trainer program (the tiny trainer shipped in
+ * activities/runners/tiny-trainer, or an operator's own):
+ * - environment: COMPUTATRUM_RUN_ID, COMPUTATRUM_BASE_DIR (the base checkpoint's files, read only;
+ *   empty folder: start from scratch), COMPUTATRUM_OUTPUT_DIR, COMPUTATRUM_GPUS,
+ *   COMPUTATRUM_MAX_SECONDS (the run is stopped after this much wall time);
+ * - checkpoints: each saved as a folder `checkpoint-<step, 8 digits>` in the output folder, written
+ *   under a temporary name and renamed when complete, holding safetensors files and `metrics.json`;
+ * - resume: on start, a trainer carries on from the newest complete checkpoint folder in its output;
+ * - stdout: JSON lines `{"event":"progress","step":N,"loss":X}`, `{"event":"checkpoint","step":N,
+ *   "path":"checkpoint-00000100"}`, `{"event":"resumed","step":N}`; any other line is a log line;
+ * - exit 0: done, and the newest checkpoint folder is the run's output; any other exit code: a
+ *   trainer bug (not retried); killed by a signal: preempted (retried from the last checkpoint).
+ */
+export const TRAINER_ENV = {
+  runId: 'COMPUTATRUM_RUN_ID',
+  baseDir: 'COMPUTATRUM_BASE_DIR',
+  outputDir: 'COMPUTATRUM_OUTPUT_DIR',
+  gpus: 'COMPUTATRUM_GPUS',
+  maxSeconds: 'COMPUTATRUM_MAX_SECONDS',
+} as const;
+
+export const CHECKPOINT_FOLDER = /^checkpoint-(\d{8})$/;
+export const checkpointFolderName = (step: number): string => `checkpoint-${String(step).padStart(8, '0')}`;
+
+export type RunnerKind = 'local' | 'kubernetes';
+
+export interface TrainingJobSpec {
+  runId: string;
+  /** The base checkpoint; absent: the trainer starts from scratch. */
+  base?: { repo: string; reference: string; digest: string };
+  output: { repo: string; branch: string };
+  /** local: the trainer's argv; kubernetes: the container's command (the image's entrypoint when absent). */
+  command?: string[];
+  /** kubernetes: the container image. */
+  image?: string;
+  gpus: number;
+  gpuType?: string;
+  /** The cost cap expressed in GPU-seconds: the runner stops the job when usage reaches it. */
+  maxGpuSeconds: number;
+  /** Wall-clock limit of the whole run, from its first start. */
+  maxDurationSeconds: number;
+  env?: Record<string, string>;
+}
+
+/** What a runner reports while a job runs; also the state a later attempt resumes from. */
+export interface TrainingProgress {
+  /** GPU-seconds used so far, across all attempts (whole seconds × GPUs, rounded up per attempt). */
+  gpuSeconds: number;
+  step?: number;
+  /** The newest complete checkpoint folder's name. */
+  lastCheckpoint?: string;
+  loss?: number;
+  /** The step the newest attempt's trainer resumed from (its `resumed` event). */
+  resumedFromStep?: number;
+  /** Attempts started so far (1 on the first). */
+  attempt?: number;
+  /** Runner-specific state carried between attempts (e.g. which Kubernetes Job holds the usage already counted). */
+  runner?: Record<string, unknown>;
+}
+
+export type TrainingOutput =
+  /** A folder on this host holding the final checkpoint (local runner). */
+  | { kind: 'folder'; path: string }
+  /** A manifest the job pushed to the store itself (kubernetes runner: the pod pushes `<repo>:run-<id>`). */
+  | { kind: 'store'; repo: string; reference: string };
+
+export type TrainingOutcome =
+  | { state: 'succeeded'; progress: TrainingProgress; output: TrainingOutput; metrics: Record<string, number> }
+  /** Stopped by the runner: the cost cap or the maximum duration was reached, or the run was cancelled. */
+  | { state: 'cost-cap' | 'deadline' | 'cancelled'; progress: TrainingProgress; output?: TrainingOutput };
+
+export interface RunnerContext {
+  /** Progress to record (heartbeat + run row); call as often as progress changes, it is throttled by the caller. */
+  report(progress: TrainingProgress): void;
+  /** Aborted when the run is cancelled or the worker shuts down: stop the job, then resolve with state 'cancelled'. */
+  signal: AbortSignal;
+  log: Logger;
+  /** Progress of the previous attempt (from its last heartbeat); undefined on the first attempt. */
+  resumeFrom?: TrainingProgress;
+}
+
+export interface TrainingRunner {
+  readonly kind: RunnerKind;
+  /** Runs the job to an outcome. Throws PreemptedError (retry from the last checkpoint) or TrainerFailedError. */
+  run(spec: TrainingJobSpec, context: RunnerContext): Promise<TrainingOutcome>;
+}
+
+/** The machine or the process went away: retried from the last checkpoint, up to the run's limit. */
+export class PreemptedError extends Error {
+  override name = 'PreemptedError';
+  constructor(
+    message: string,
+    readonly progress: TrainingProgress,
+  ) {
+    super(message);
+  }
+}
+
+/** The trainer itself failed (non-zero exit, bad image, failed Job): retrying would fail again. */
+export class TrainerFailedError extends Error {
+  override name = 'TrainerFailedError';
+  constructor(
+    message: string,
+    readonly progress: TrainingProgress,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,66 @@
+// What every CLI command shares: user-facing errors, reaching Temporal, parsing amounts, printing.
+import { InvalidArgumentError } from 'commander';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
+import { type Config, temporalAddress } from '../worker/config';
+import { connectTemporal, temporalClient } from '../worker/temporal';
+import { germlineWorkflowId } from '../workflows/germline-api';
+import { parseAmount } from '../workflows/money';
+
+/** A failure the user can fix; printed without a stack trace. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+  }
+}
+
+export async function withGermline<T>(config: Config, action: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  let connection: Connection;
+  try {
+    connection = await connectTemporal(config);
+  } catch (error) {
+    throw new UserError(
+      `cannot reach Temporal at ${temporalAddress(config)} (${(error as Error).message}): ` +
+        `is \`computatrum up\` running, or is TEMPORAL_ADDRESS right?`,
+    );
+  }
+  try {
+    return await action(temporalClient(connection, config), connection);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) {
+      throw new UserError(`${germlineWorkflowId(config.germline)} is not running: start it with \`computatrum up\``);
+    }
+    if (error instanceof WorkflowUpdateFailedError) {
+      throw new UserError(`refused: ${error.cause?.message ?? error.message}`);
+    }
+    throw error;
+  } finally {
+    await connection.close();
+  }
+}
+
+export function amountOption(config: Config) {
+  return (text: string): bigint => {
+    try {
+      return parseAmount(text, config.currency);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+/** A cap given on the command line: an amount, or "none" to lift it. */
+export function capOption(config: Config) {
+  return (text: string): string | null => (text === 'none' ? null : amountOption(config)(text).toString());
+}
+
+/** The platform to download from: --from, or this computatrum's own. */
+export function platformUrl(config: Config, from?: string): string {
+  return (from ?? `http://${config.platform.host}:${config.platform.port}`).replace(/\/+$/, '');
+}
+
+export function print(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}

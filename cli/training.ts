@@ -1,0 +1,246 @@
+// Training runs from the command line: train, runs, run <id>, cancel <id>.
+import { randomBytes } from 'node:crypto';
+import { type Command, InvalidArgumentError } from 'commander';
+import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, WorkflowIdReusePolicy } from '@temporalio/common';
+import { openDatabase, type Database } from '../activities/db/prisma';
+import { parseReference } from '../activities/store/names';
+import { trainingPayer } from '../activities/training';
+import { type Config, databaseUrl } from '../worker/config';
+import { germlineRepository } from '../activities/checkpoints';
+import { formatMoney } from '../workflows/money';
+import { Payer, RunKind, RunState } from '../workflows/search-attributes';
+import type { trainingWorkflow } from '../workflows/training';
+import { type TrainingRequest, type TrainingStatus, TRAINING_RUN_ID, trainingStatusQuery, trainingWorkflowId, FINAL_TRAINING_STATES } from '../workflows/training-api';
+import { trainingCost } from '../workflows/training-cost';
+import { amountOption, print, UserError, withGermline } from './common';
+import { table } from './table';
+
+const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+
+export function parseDuration(text: string): number {
+  const match = DURATION.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`"${text}" is not a duration: write it like 90m, 2h or 1d`);
+  const seconds = Math.round(Number(match[1]) * UNIT_SECONDS[match[2] as keyof typeof UNIT_SECONDS]);
+  if (seconds < 1) throw new InvalidArgumentError(`"${text}" is shorter than a second`);
+  return seconds;
+}
+
+function positiveInteger(name: string) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got "${text}"`);
+    return n;
+  };
+}
+
+function newRunId(): string {
+  const now = new Date().toISOString();
+  return `train-${now.slice(0, 10).replace(/-/g, '')}-${now.slice(11, 19).replace(/:/g, '')}-${randomBytes(2).toString('hex')}`;
+}
+
+async function withDatabase<T>(config: Config, action: (db: Database) => Promise<T>): Promise<T> {
+  const db = openDatabase(databaseUrl(config), { maxConnections: 2 });
+  try {
+    return await action(db);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`cannot read training runs from the database (${(error as Error).message}): is \`computatrum up\` running, or is DATABASE_URL right?`);
+  } finally {
+    await db.$disconnect();
+  }
+}
+
+type RunRow = NonNullable<Awaited<ReturnType<Database['trainingRun']['findUnique']>>>;
+
+/** What the run has cost so far: settled, or its usage at its own rate. */
+function costSoFar(row: RunRow): bigint {
+  return row.cost ?? trainingCost(row.gpuSeconds, row.ratePerGpuHour, row.maxCost);
+}
+
+function describeFailure(error: unknown): string {
+  let cause: unknown = error;
+  while (cause instanceof Error && cause.cause && !(cause instanceof ApplicationFailure)) cause = cause.cause;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+interface TrainOptions {
+  base?: string;
+  branch: string;
+  repo?: string;
+  gpus: number;
+  gpuType?: string;
+  maxCost: bigint;
+  maxDuration?: number;
+  runner?: 'local' | 'kubernetes';
+  image?: string;
+  id?: string;
+  detach?: boolean;
+}
+
+export function addTrainingCommands(program: Command, config: () => Config): void {
+  program
+    .command('train')
+    .description('start a GPU training run, paid from the germline budget: the cap is reserved first, the real cost settled at the end')
+    .option('--base <repo:ref>', 'checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-25 (none: from scratch)')
+    .requiredOption('--branch <name>', 'branch the finished checkpoint is published to')
+    .option('--repo <repo>', "repository of the output branch (default: the base's, or germline/<name>)")
+    .option('--gpus <n>', 'GPUs for the job', positiveInteger('--gpus'), 1)
+    .option('--gpu-type <type>', 'GPU product, e.g. NVIDIA-H100-80GB-HBM3 (kubernetes node selector)')
+    .requiredOption('--max-cost <amount>', 'most the run may cost; it is stopped there', amountOption(config()))
+    .option('--max-duration <duration>', 'longest the run may take, e.g. 90m or 2h', parseDuration)
+    .option('--runner <runner>', 'local or kubernetes (default: COMPUTATRUM_RUNNER)', (v) => {
+      if (v !== 'local' && v !== 'kubernetes') throw new InvalidArgumentError('--runner is local or kubernetes');
+      return v;
+    })
+    .option('--image <image>', 'container image of the trainer (kubernetes)')
+    .option('--id <id>', 'run id (default: train-<date>-<time>-<random>)')
+    .option('--detach', 'return once the run has started instead of waiting for it')
+    .argument('[command...]', 'the trainer command after --, e.g. -- python train.py (default: the configured trainer)')
+    .action(async (command: string[], options: TrainOptions) => {
+      const cfg = config();
+      const base = options.base ? parseReference(options.base) : undefined;
+      const id = options.id ?? newRunId();
+      if (!TRAINING_RUN_ID.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
+      const runner = options.runner ?? cfg.training.defaultRunner;
+      const request: TrainingRequest = {
+        version: 1,
+        id,
+        payer: trainingPayer(cfg.germline),
+        currency: cfg.currency,
+        ...(base ? { base } : {}),
+        output: { repo: options.repo ?? base?.repo ?? germlineRepository(cfg.germline), branch: options.branch },
+        runner,
+        ...(command.length ? { command } : {}),
+        ...((options.image ?? cfg.training.kubernetes?.image) ? { image: options.image ?? cfg.training.kubernetes?.image } : {}),
+        gpus: options.gpus,
+        ...(options.gpuType ? { gpuType: options.gpuType } : {}),
+        maxCost: options.maxCost.toString(),
+        ratePerGpuHour: cfg.training.ratePerGpuHour.toString(),
+        maxDurationSeconds: options.maxDuration ?? cfg.training.maxDurationSeconds,
+        maxPreemptions: cfg.training.maxPreemptions,
+      };
+      await withGermline(cfg, async (client) => {
+        const handle = await client.workflow.start<typeof trainingWorkflow>('trainingWorkflow', {
+          workflowId: trainingWorkflowId(id),
+          taskQueue: cfg.taskQueue,
+          args: [request],
+          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+          typedSearchAttributes: [
+            { key: RunKind, value: 'training' },
+            { key: Payer, value: request.payer },
+            { key: RunState, value: 'reserving' },
+          ],
+        }).catch((error: Error) => {
+          throw new UserError(error.name === 'WorkflowExecutionAlreadyStartedError' ? `a run with id ${id} exists already: choose another --id` : error.message);
+        });
+        print(`training run ${id} started (${runner} runner, at most ${formatMoney(request.maxCost, cfg.currency)}, ${formatMoney(request.ratePerGpuHour, cfg.currency)} per GPU-hour)`);
+        print(`  workflow ${handle.workflowId}; follow it with \`computatrum run ${id}\``);
+        if (options.detach) return;
+        try {
+          const result = await handle.result();
+          print(`${id}: ${result.state}, cost ${formatMoney(result.cost ?? '0', cfg.currency)} for ${result.gpuSeconds ?? 0} GPU-seconds`);
+          if (result.outputDigest) print(`  ${request.output.repo}:${request.output.branch} -> ${result.outputDigest}`);
+          if (result.partialOutput) print(`  its last checkpoint is kept as ${result.partialOutput}`);
+        } catch (error) {
+          if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure) throw new UserError(`${id} was cancelled; see \`computatrum run ${id}\` for what it cost`);
+          if (error instanceof WorkflowFailedError) throw new UserError(`${id} did not complete: ${describeFailure(error.cause)}`);
+          throw error;
+        }
+      });
+    });
+
+  program
+    .command('runs')
+    .description('list recent training runs')
+    .option('--limit <n>', 'how many', positiveInteger('--limit'), 20)
+    .option('--json', 'print JSON')
+    .action(async (options: { limit: number; json?: boolean }) => {
+      const cfg = config();
+      const rows = await withDatabase(cfg, (db) => db.trainingRun.findMany({ orderBy: { createdAt: 'desc' }, take: options.limit }));
+      if (options.json) return print(JSON.stringify(rows.map(runJson), null, 2));
+      if (rows.length === 0) return print('no training runs yet: start one with `computatrum train`');
+      print(
+        table(
+          ['run', 'state', 'output', 'step', 'GPU-s', 'cost', 'max', 'started (UTC)'],
+          rows.map((r) => [
+            r.id,
+            r.state,
+            `${r.outputRepository}:${r.outputBranch}`,
+            r.step === null ? '' : String(r.step),
+            String(r.gpuSeconds),
+            formatMoney(costSoFar(r), r.currency),
+            formatMoney(r.maxCost, r.currency),
+            r.createdAt.toISOString().replace('T', ' ').slice(0, 19),
+          ]),
+          { alignRight: [3, 4, 5, 6] },
+        ),
+      );
+    });
+
+  program
+    .command('run')
+    .description('show one training run: state, cost so far, last checkpoint')
+    .argument('<id>', 'run id')
+    .option('--json', 'print JSON')
+    .action(async (id: string, options: { json?: boolean }) => {
+      const cfg = config();
+      const row = await withDatabase(cfg, (db) => db.trainingRun.findUnique({ where: { id } }));
+      if (!row) throw new UserError(`no training run ${id}: list them with \`computatrum runs\``);
+      if (options.json) return print(JSON.stringify(runJson(row), null, 2));
+      const money = (v: bigint) => formatMoney(v, row.currency);
+      print(`training run ${row.id}  (${row.state})`);
+      print(`  workflow          ${trainingWorkflowId(row.id)}`);
+      print(`  paid by           ${row.payer}`);
+      print(`  runner            ${row.runner}, ${row.gpus} GPU${row.gpus > 1 ? 's' : ''}${row.gpuType ? ` (${row.gpuType})` : ''}`);
+      print(`  base              ${row.baseRepository ? `${row.baseRepository}:${row.baseReference} (${row.baseDigest})` : 'none (from scratch)'}`);
+      print(`  output            ${row.outputRepository}:${row.outputBranch}${row.outputDigest ? ` -> ${row.outputDigest}` : ''}`);
+      print(`  progress          step ${row.step ?? '-'}${row.loss !== null ? `, loss ${row.loss.toFixed(4)}` : ''}, last checkpoint ${row.lastCheckpoint ?? 'none yet'}`);
+      print(`  attempts          ${row.attempts}${row.resumedFromStep !== null ? ` (last resumed from step ${row.resumedFromStep})` : ''}`);
+      print(`  usage             ${row.gpuSeconds} GPU-seconds at ${money(row.ratePerGpuHour)} per GPU-hour`);
+      print(`  cost              ${money(costSoFar(row))}${row.cost === null ? ' so far' : ' (settled)'} of at most ${money(row.maxCost)}`);
+      if (row.error) print(`  error             ${row.error}`);
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a training run: the job is stopped and the time it used is settled')
+    .argument('<id>', 'run id')
+    .action(async (id: string) => {
+      const cfg = config();
+      await withGermline(cfg, async (client) => {
+        const handle = client.workflow.getHandle<typeof trainingWorkflow>(trainingWorkflowId(id));
+        const status = await runStatus(client, id);
+        if (FINAL_TRAINING_STATES.includes(status.state)) return print(`${id} has already ended (${status.state}); nothing to cancel`);
+        await handle.cancel();
+        print(`cancel requested for ${id}; stopping the job and settling the time used...`);
+        const ended = await handle.result().then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+        const after = await handle.query(trainingStatusQuery);
+        if (ended instanceof WorkflowFailedError && !(ended.cause instanceof CancelledFailure)) print(`${id} ended before the cancel reached it: ${describeFailure(ended.cause)}`);
+        print(`${id}: ${after.state}, charged ${formatMoney(after.cost ?? '0', cfg.currency)} for ${after.gpuSeconds ?? 0} GPU-seconds; the rest of its reservation was released`);
+      });
+    });
+}
+
+async function runStatus(client: Client, id: string): Promise<TrainingStatus> {
+  try {
+    return await client.workflow.getHandle(trainingWorkflowId(id)).query(trainingStatusQuery);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new UserError(`no training run ${id}: list them with \`computatrum runs\``);
+    throw error;
+  }
+}
+
+function runJson(row: RunRow) {
+  return {
+    ...row,
+    maxCost: row.maxCost.toString(),
+    ratePerGpuHour: row.ratePerGpuHour.toString(),
+    cost: row.cost?.toString() ?? null,
+    costSoFar: costSoFar(row).toString(),
+  };
+}

@@ -1,0 +1,71 @@
+// The training run's messages and inputs: shared by the workflow, the worker's callers and the CLI.
+import { defineQuery } from '@temporalio/workflow';
+import type { MinorUnits } from './money';
+
+/** Versioned so that runs started by an older daemon keep replaying after an upgrade. */
+export interface TrainingRequestV1 {
+  version: 1;
+  /** The run id: lowercase letters, digits and dashes; the workflow is `training/<id>`. */
+  id: string;
+  /** The workflow id of the budget that pays, e.g. `germline/computatrum`. */
+  payer: string;
+  currency: string;
+  /** The checkpoint to start from; absent: the trainer starts from scratch. */
+  base?: { repo: string; reference: string };
+  output: { repo: string; branch: string };
+  runner: 'local' | 'kubernetes';
+  /** The trainer's argv (local) or container command (kubernetes); the configured default when absent. */
+  command?: string[];
+  image?: string;
+  gpus: number;
+  gpuType?: string;
+  maxCost: MinorUnits;
+  /** Minor units per GPU-hour, fixed when the run is asked for so that a later rate change never reprices it. */
+  ratePerGpuHour: MinorUnits;
+  maxDurationSeconds: number;
+  /** Preemptions survived before the run gives up (the job is retried from its last checkpoint). */
+  maxPreemptions: number;
+  /** How long the runner may go silent before its attempt counts as lost (preempted). */
+  heartbeatTimeoutSeconds?: number;
+}
+
+export type TrainingRequest = TrainingRequestV1;
+
+export type TrainingState =
+  | 'reserving'
+  | 'running'
+  | 'publishing'
+  | 'succeeded'
+  | 'failed'
+  | 'cancelled'
+  | 'cost-cap'
+  | 'deadline'
+  | 'refused';
+
+export const FINAL_TRAINING_STATES: readonly TrainingState[] = ['succeeded', 'failed', 'cancelled', 'cost-cap', 'deadline', 'refused'];
+
+export interface TrainingStatus {
+  id: string;
+  state: TrainingState;
+  payer: string;
+  reservationId?: string;
+  maxCost: MinorUnits;
+  /** Minor units charged, once settled. */
+  cost?: MinorUnits;
+  gpuSeconds?: number;
+  baseDigest?: string;
+  outputDigest?: string;
+  /** Where a run that stopped early keeps its last checkpoint (`<repo>:run-<id>`). */
+  partialOutput?: string;
+  error?: string;
+}
+
+export interface TrainingResult extends TrainingStatus {
+  state: 'succeeded' | 'cancelled' | 'cost-cap' | 'deadline';
+}
+
+export const trainingWorkflowId = (id: string): string => `training/${id}`;
+export const TRAINING_RUN_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+export const runTag = (id: string): string => `run-${id}`;
+
+export const trainingStatusQuery = defineQuery<TrainingStatus>('status');
