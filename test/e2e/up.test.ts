@@ -92,8 +92,22 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   const reconciled = await cli(env, 'reconcile');
   expect(reconciled).toMatchObject({ code: 0, stdout: expect.stringContaining('journal and workflow agree') });
 
-  // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
+  // A training run with the bundled tiny trainer: cap reserved, checkpoint on the branch, exact charge.
   const germlineRepo = `germline/${env.COMPUTATRUM_GERMLINE}`;
+  const train = await cli(env, 'train', '--branch', 'trained', '--max-cost', '1.00', '--id', 'first-run');
+  expect(train).toMatchObject({ code: 0, stdout: expect.stringMatching(/first-run: succeeded, cost \d+\.\d\d USD for \d+ GPU-seconds/) });
+  expect(train.stdout).toContain(`${germlineRepo}:trained -> sha256:`);
+  const trainedRun = JSON.parse((await cli(env, 'run', 'first-run', '--json')).stdout) as { state: string; cost: string; outputDigest: string; step: number };
+  expect(trainedRun).toMatchObject({ state: 'succeeded', step: 300, outputDigest: expect.stringMatching(/^sha256:/) });
+  expect((await cli(env, 'runs')).stdout).toMatch(/first-run\s+succeeded\s+germline\/\S+:trained\s+300/);
+  const ledgerAfterTraining = (await cli(env, 'ledger')).stdout;
+  expect(ledgerAfterTraining).toMatch(/reserve\s+1\.00 USD\s+\S+\s+training\/first-run/);
+  expect(ledgerAfterTraining).toMatch(/settle\s+1\.00 USD\s+\d+\.\d\d USD\s+\S+\s+training\/first-run/);
+  const tooExpensive = await cli(env, 'train', '--branch', 'trained', '--max-cost', '500.00');
+  expect(tooExpensive.code).toBe(1);
+  expect(tooExpensive.stderr).toMatch(/short by 40\d\.\d\d USD/);
+
+  // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
   const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
   writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));
   const push = await cli(env, 'push', checkpoint, `${germlineRepo}:main`);
@@ -125,7 +139,7 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   try {
     const status = await cli(env, 'status', '--json');
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: '10000', sequence: 1 });
+    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: String(10000 - Number(trainedRun.cost)), reserved: '0' });
     const ledger = await cli(env, 'ledger');
     expect(ledger.stdout).toMatch(/1\s+\S+ \S+\s+deposit\s+100\.00 USD\s+r1/);
   } finally {
@@ -173,6 +187,11 @@ test.each([
   [['policy', 'set', '--daily-cap', 'lots'], 'amount "lots" is not a number'],
   [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
   [['frobnicate'], "unknown command 'frobnicate'"],
+  [['train', '--branch', 'x'], "required option '--max-cost <amount>' not specified"],
+  [['train', '--branch', 'x', '--max-cost', '1.00', '--gpus', '0'], '--gpus must be a whole number of at least 1'],
+  [['train', '--branch', 'x', '--max-cost', '1.00', '--max-duration', 'forever'], '"forever" is not a duration: write it like 90m, 2h or 1d'],
+  [['train', '--branch', 'x', '--max-cost', '1.00', '--runner', 'slurm'], '--runner is local or kubernetes'],
+  [['train', '--branch', 'x', '--max-cost', '1.00', '--id', 'Bad_Id'], 'run id "Bad_Id" must be lowercase letters, digits and dashes'],
 ])('bad arguments are refused before anything is sent: computatrum %s', async (args, message) => {
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-args-')), 'nobody');
   const result = await cli(env, ...args);
