@@ -88,7 +88,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       connection: workerConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.taskQueue,
-      activities: { db, store, dataDir: config.dataDir, client, runners: createRunners(config, store), logger: logger.child({ component: 'trainer' }) },
+      activities: { db, store, dataDir: config.dataDir, client, runners: await createRunners(config, store), logger: logger.child({ component: 'trainer' }) },
     });
     const workerRun = worker.run();
     stops.push({

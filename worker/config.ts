@@ -77,6 +77,10 @@ export const configSchema = z
     COMPUTATRUM_KUEUE_QUEUE: optionalText,
     COMPUTATRUM_TRAINING_IMAGE: optionalText,
     COMPUTATRUM_TRAINING_JOB_TEMPLATE: optionalText,
+    /** The PersistentVolumeClaim training pods keep their checkpoints on (resume after preemption). */
+    COMPUTATRUM_KUBE_CHECKPOINT_CLAIM: optionalText,
+    /** A Secret with COMPUTATRUM_REGISTRY_USERNAME/PASSWORD for training pods that push to the registry. */
+    COMPUTATRUM_KUBE_REGISTRY_SECRET: optionalText,
 
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
@@ -130,7 +134,15 @@ export interface Config {
     trainerCommand?: string[];
     maxPreemptions: number;
     maxDurationSeconds: number;
-    kubernetes?: { namespace: string; kubeconfig?: string; queueName?: string; image?: string; template?: string };
+    kubernetes?: {
+      namespace: string;
+      kubeconfig?: string;
+      queueName?: string;
+      image?: string;
+      template?: string;
+      checkpointClaim?: string;
+      registrySecret?: string;
+    };
   };
   platform: { host: string; port: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
@@ -202,6 +214,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
               ...(c.COMPUTATRUM_KUEUE_QUEUE ? { queueName: c.COMPUTATRUM_KUEUE_QUEUE } : {}),
               ...(c.COMPUTATRUM_TRAINING_IMAGE ? { image: c.COMPUTATRUM_TRAINING_IMAGE } : {}),
               ...(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) } : {}),
+              ...(c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM ? { checkpointClaim: c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM } : {}),
+              ...(c.COMPUTATRUM_KUBE_REGISTRY_SECRET ? { registrySecret: c.COMPUTATRUM_KUBE_REGISTRY_SECRET } : {}),
             },
           }
         : {}),

@@ -1,6 +1,7 @@
 // The training runners a worker offers: always `local` (child processes on this host, the tiny
-// trainer by default), and `kubernetes` when a namespace is configured.
+// trainer by default), and `kubernetes` when a namespace is configured (COMPUTATRUM_KUBE_NAMESPACE).
 import path from 'node:path';
+import { KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kubernetes';
 import { LocalProcessRunner } from '../activities/runners/local';
 import { tinyTrainerCommand } from '../activities/runners/tiny-trainer';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
@@ -17,8 +18,22 @@ export function localRunner(options: { dataDir: string; store: CheckpointStore; 
   });
 }
 
-export function createRunners(config: Config, store: CheckpointStore): Partial<Record<RunnerKind, TrainingRunner>> {
-  return {
+export async function createRunners(config: Config, store: CheckpointStore): Promise<Partial<Record<RunnerKind, TrainingRunner>>> {
+  const runners: Partial<Record<RunnerKind, TrainingRunner>> = {
     local: localRunner({ dataDir: config.dataDir, store, ...(config.training.trainerCommand ? { trainerCommand: config.training.trainerCommand } : {}) }),
   };
+  const kube = config.training.kubernetes;
+  if (kube) {
+    runners.kubernetes = new KubernetesJobRunner({
+      // A kubeconfig file when given, else the pod's service account.
+      kubeConfig: await kubeConfigFrom(kube.kubeconfig ? { kubeconfigPath: kube.kubeconfig } : { inCluster: true }),
+      namespace: kube.namespace,
+      ...(kube.template ? { template: kube.template } : {}),
+      ...(kube.queueName ? { queueName: kube.queueName } : {}),
+      ...(kube.checkpointClaim ? { checkpointClaim: kube.checkpointClaim } : {}),
+      // The pod pulls its base from, and pushes its output to, the same registry as the daemon.
+      ...(config.store.kind === 'registry' ? { storeRegistry: { url: config.store.url, ...(kube.registrySecret ? { credentialsSecret: kube.registrySecret } : {}) } } : {}),
+    });
+  }
+  return runners;
 }

@@ -1,0 +1,246 @@
+// A small, strict safetensors codec (https://huggingface.co/docs/safetensors): an 8-byte
+// little-endian header length, a JSON header padded with spaces to a multiple of 8, then the raw
+// little-endian tensor bytes. Only F32 tensors are supported; anything malformed is refused with an
+// error naming the file and the fault.
+import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export type SafetensorsDtype = 'F32';
+
+export interface F32Tensor {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data: Float32Array;
+}
+
+export interface Safetensors {
+  tensors: Record<string, F32Tensor>;
+  metadata: Record<string, string>;
+}
+
+export class SafetensorsError extends Error {
+  override name = 'SafetensorsError';
+}
+
+const METADATA_KEY = '__metadata__';
+const BYTES_PER_F32 = 4;
+/** The reference implementation's limit; a bigger header is a corrupt length, not a real file. */
+const MAX_HEADER_BYTES = 100_000_000;
+const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
+
+const elementCount = (shape: number[]): number => shape.reduce((count, size) => count * size, 1);
+
+const isShape = (value: unknown): value is number[] =>
+  Array.isArray(value) && value.every((size) => Number.isSafeInteger(size) && size >= 0);
+
+/** Copies float32 values to little-endian bytes (a plain copy on little-endian hosts). */
+function f32ToBytes(data: Float32Array, into: Buffer, at: number): void {
+  if (LITTLE_ENDIAN_HOST) {
+    into.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+    return;
+  }
+  for (let i = 0; i < data.length; i++) into.writeFloatLE(data[i]!, at + i * BYTES_PER_F32);
+}
+
+function bytesToF32(bytes: Uint8Array): Float32Array {
+  const data = new Float32Array(bytes.byteLength / BYTES_PER_F32);
+  if (LITTLE_ENDIAN_HOST) {
+    // A copy into a fresh buffer: the source offset need not be 4-byte aligned.
+    new Uint8Array(data.buffer).set(bytes);
+    return data;
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  for (let i = 0; i < data.length; i++) data[i] = view.getFloat32(i * BYTES_PER_F32, true);
+  return data;
+}
+
+/** The file's bytes; tensors are laid out in name order so equal inputs give equal files. */
+export function encodeSafetensors(tensors: Record<string, F32Tensor>, metadata: Record<string, string> = {}, file = '<memory>'): Buffer {
+  const fail = (what: string): never => {
+    throw new SafetensorsError(`cannot write safetensors ${file}: ${what}`);
+  };
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) {
+    for (const [key, value] of Object.entries(metadata)) {
+      if (typeof value !== 'string') fail(`metadata ${JSON.stringify(key)} is a ${typeof value}, not a string`);
+    }
+    header[METADATA_KEY] = metadata;
+  }
+  let offset = 0;
+  for (const name of names) {
+    const tensor = tensors[name]!;
+    if (name === '' || name === METADATA_KEY) fail(`${JSON.stringify(name)} cannot name a tensor`);
+    if (tensor.dtype !== 'F32') fail(`tensor ${name} has dtype ${String(tensor.dtype)}; only F32 is supported`);
+    if (!isShape(tensor.shape)) fail(`tensor ${name} has shape ${JSON.stringify(tensor.shape)}; expected non-negative integers`);
+    if (!(tensor.data instanceof Float32Array)) fail(`tensor ${name} data is not a Float32Array`);
+    if (tensor.data.length !== elementCount(tensor.shape)) {
+      fail(`tensor ${name} has ${tensor.data.length} values but shape ${JSON.stringify(tensor.shape)} holds ${elementCount(tensor.shape)}`);
+    }
+    const end = offset + tensor.data.byteLength;
+    header[name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, end] };
+    offset = end;
+  }
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  const bytes = Buffer.alloc(8 + headerLength + offset, 0x20);
+  bytes.writeBigUInt64LE(BigInt(headerLength), 0);
+  json.copy(bytes, 8);
+  let at = 8 + headerLength;
+  for (const name of names) {
+    f32ToBytes(tensors[name]!.data, bytes, at);
+    at += tensors[name]!.data.byteLength;
+  }
+  return bytes;
+}
+
+/** Parses and validates a whole safetensors file held in memory; `file` names it in errors. */
+export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safetensors {
+  const fail = (what: string): never => {
+    throw new SafetensorsError(`invalid safetensors ${file}: ${what}`);
+  };
+  if (bytes.byteLength < 8) fail(`${bytes.byteLength} bytes is too short for the 8-byte header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const declared = view.getBigUint64(0, true);
+  if (declared > BigInt(bytes.byteLength - 8)) fail(`header length ${declared} runs past the end of the ${bytes.byteLength}-byte file`);
+  const headerLength = Number(declared);
+  if (headerLength > MAX_HEADER_BYTES) fail(`header length ${headerLength} exceeds ${MAX_HEADER_BYTES} bytes`);
+  if (headerLength < 2) fail(`header length ${headerLength} is too short for a JSON object`);
+
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+  } catch (error) {
+    fail(`header is not valid UTF-8 JSON (${(error as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+
+  const dataStart = 8 + headerLength;
+  const dataLength = bytes.byteLength - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === METADATA_KEY) {
+      if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('__metadata__ is not an object');
+      for (const [key, value] of Object.entries(entry as Record<string, unknown>)) {
+        if (typeof value !== 'string') fail(`__metadata__.${key} is ${JSON.stringify(value)}, not a string`);
+        metadata[key] = value as string;
+      }
+      continue;
+    }
+    if (typeof entry !== 'object' || entry === null) fail(`tensor ${name} is described by ${JSON.stringify(entry)}, not an object`);
+    const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
+    if (typeof dtype !== 'string') fail(`tensor ${name} has no dtype`);
+    if (dtype !== 'F32') fail(`tensor ${name} has unsupported dtype ${String(dtype)}; only F32 is supported`);
+    if (!isShape(shape)) fail(`tensor ${name} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+      fail(`tensor ${name} has data_offsets ${JSON.stringify(offsets)}; expected [begin, end]`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end < begin) fail(`tensor ${name} has data_offsets [${begin}, ${end}] that end before they begin`);
+    if (end > dataLength) fail(`tensor ${name} has data_offsets [${begin}, ${end}] past the ${dataLength} data bytes (file truncated?)`);
+    const expected = elementCount(shape as number[]) * BYTES_PER_F32;
+    if (end - begin !== expected) fail(`tensor ${name} spans ${end - begin} bytes but F32 shape ${JSON.stringify(shape)} needs ${expected}`);
+    entries.push({ name, shape: shape as number[], begin, end });
+  }
+
+  // Tensors must tile the data section exactly: no gaps, overlaps or trailing bytes.
+  let expectedBegin = 0;
+  for (const entry of [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
+    if (entry.begin !== expectedBegin) {
+      fail(`tensor ${entry.name} begins at byte ${entry.begin} of the data, expected ${expectedBegin} (offsets must be contiguous)`);
+    }
+    expectedBegin = entry.end;
+  }
+  if (expectedBegin !== dataLength) fail(`tensors cover ${expectedBegin} data bytes but the file holds ${dataLength}`);
+
+  const tensors: Record<string, F32Tensor> = {};
+  for (const { name, shape, begin, end } of entries) {
+    tensors[name] = { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) };
+  }
+  return { tensors, metadata };
+}
+
+const temporaryName = (file: string): string =>
+  path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+
+function fsyncFolderSync(folder: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(folder, 'r');
+    fsyncSync(fd);
+  } catch {
+    // Some platforms cannot fsync a directory; the rename itself is still atomic.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Writes the file atomically: a temporary file in the same folder, fsynced, then renamed over `file`. */
+export async function writeSafetensors(file: string, tensors: Record<string, F32Tensor>, metadata?: Record<string, string>): Promise<void> {
+  const bytes = encodeSafetensors(tensors, metadata, file);
+  const temporary = temporaryName(file);
+  try {
+    const handle = await open(temporary, 'wx');
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, file);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  fsyncFolderSync(path.dirname(file));
+}
+
+/** writeSafetensors for callers that must not yield mid-write (e.g. to a signal handler). */
+export function writeSafetensorsSync(file: string, tensors: Record<string, F32Tensor>, metadata?: Record<string, string>): void {
+  const bytes = encodeSafetensors(tensors, metadata, file);
+  const temporary = temporaryName(file);
+  try {
+    const fd = openSync(temporary, 'wx');
+    try {
+      let written = 0;
+      while (written < bytes.length) written += writeSync(fd, bytes, written, bytes.length - written);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temporary, file);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
+  }
+  fsyncFolderSync(path.dirname(file));
+}
+
+export async function readSafetensors(file: string): Promise<Safetensors> {
+  return decodeSafetensors(await readFile(file), file);
+}
+
+export function readSafetensorsSync(file: string): Safetensors {
+  return decodeSafetensors(readFileSync(file), file);
+}
+
+/** A cheap sniff: the header length fits the file and the header opens a JSON object. Never throws. */
+export function isSafetensors(file: string): boolean {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const head = Buffer.alloc(9);
+    if (readSync(fd, head, 0, 9, 0) < 9) return false;
+    const declared = head.readBigUInt64LE(0);
+    const size = BigInt(fstatSync(fd).size);
+    return declared >= 2n && declared <= BigInt(MAX_HEADER_BYTES) && declared <= size - 8n && head[8] === 0x7b;
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
