@@ -1,5 +1,5 @@
 // Starting and addressing germline/<name> from outside the workflow (up, CLI, tests, platform).
-import { type Client, type WorkflowHandle, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { type Client, isGrpcServiceError, ServiceError, type WorkflowHandle, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition, WorkflowIdConflictPolicy } from '@temporalio/common';
 import type { germlineWorkflow } from '../workflows/germline';
 import { germlineWorkflowId, statusQuery } from '../workflows/germline-api';
@@ -50,28 +50,40 @@ export async function germlineStatus(client: Client, name: string) {
   return germlineHandle(client, name).query(statusQuery);
 }
 
-/** How often a budget update is sent again when it is lost in a continue-as-new. */
-const UPDATE_ATTEMPTS = 8;
+/** How often a budget update is sent again before its error reaches the caller (about 20 s in all). */
+const UPDATE_ATTEMPTS = 25;
+
+/** gRPC codes the server answers while a germline is busy or between runs. */
+const RESOURCE_EXHAUSTED = 8;
+const UNAVAILABLE = 14;
 
 /**
- * Sends a budget update to the germline, sending it again when it was lost while the germline
- * continued as new: the server rejects an update that arrived in the closing workflow task as
- * "UnprocessedUpdate", and may briefly answer "not found" between two runs. Sending again is safe
- * because every budget update is idempotent: deposits by reference, reserves by ref, settle and
- * release by reservation id, and a policy change sets values.
+ * True for an update that never reached the germline's code and may be sent again: it was lost
+ * while the germline continued as new (the server rejects it as "UnprocessedUpdate", or briefly
+ * answers "not found" or "update was aborted" between two runs), or the server turned it away
+ * because the germline already had its limit of updates in flight (RESOURCE_EXHAUSTED).
+ */
+function sendAgain(error: unknown): boolean {
+  if (error instanceof WorkflowNotFoundError) return true;
+  if (error instanceof WorkflowUpdateFailedError) return error.cause instanceof ApplicationFailure && error.cause.type === 'UnprocessedUpdate';
+  if (error instanceof ServiceError && isGrpcServiceError(error.cause)) return [RESOURCE_EXHAUSTED, UNAVAILABLE].includes(error.cause.code);
+  return false;
+}
+
+/**
+ * Sends a budget update to the germline, sending it again while the germline cannot take it yet
+ * (see sendAgain), with growing, jittered pauses so a burst of callers spreads out. Sending again is
+ * safe because every budget update is idempotent: deposits by reference, reserves by ref, settle
+ * and release by reservation id, and a policy change sets values.
  */
 export async function updateGermline<Ret, Arg>(handle: GermlineHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await handle.executeUpdate(update, { args: [arg] });
     } catch (error) {
-      const lostInContinueAsNew =
-        error instanceof WorkflowNotFoundError ||
-        (error instanceof WorkflowUpdateFailedError &&
-          error.cause instanceof ApplicationFailure &&
-          error.cause.type === 'UnprocessedUpdate');
-      if (!lostInContinueAsNew || attempt >= UPDATE_ATTEMPTS) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 25 * attempt));
+      if (!sendAgain(error) || attempt >= UPDATE_ATTEMPTS) throw error;
+      const pause = Math.min(1000, 25 * 2 ** Math.min(attempt, 6));
+      await new Promise((resolve) => setTimeout(resolve, pause / 2 + Math.random() * (pause / 2)));
     }
   }
 }

@@ -120,14 +120,15 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
 
   const dataStart = 8 + headerLength;
   const dataLength = bytes.byteLength - dataStart;
-  const metadata: Record<string, string> = {};
+  // Names come from the file: built with fromEntries so a key like "__proto__" stays a plain key.
+  const metadataEntries: [string, string][] = [];
   const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === METADATA_KEY) {
       if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('__metadata__ is not an object');
       for (const [key, value] of Object.entries(entry as Record<string, unknown>)) {
         if (typeof value !== 'string') fail(`__metadata__.${key} is ${JSON.stringify(value)}, not a string`);
-        metadata[key] = value as string;
+        metadataEntries.push([key, value as string]);
       }
       continue;
     }
@@ -157,11 +158,10 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
   }
   if (expectedBegin !== dataLength) fail(`tensors cover ${expectedBegin} data bytes but the file holds ${dataLength}`);
 
-  const tensors: Record<string, F32Tensor> = {};
-  for (const { name, shape, begin, end } of entries) {
-    tensors[name] = { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) };
-  }
-  return { tensors, metadata };
+  const tensors: Record<string, F32Tensor> = Object.fromEntries(
+    entries.map(({ name, shape, begin, end }) => [name, { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) }]),
+  );
+  return { tensors, metadata: Object.fromEntries(metadataEntries) };
 }
 
 const temporaryName = (file: string): string =>
