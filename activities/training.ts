@@ -11,7 +11,7 @@ import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from '.
 import { assertRepository, assertTag } from './store/names';
 import { type CheckpointStore, StoreError } from './store/types';
 import { germlineWorkflowId } from '../workflows/germline-api';
-import { runTag, type TrainingRequest, type TrainingState, type TrainingStatus, TRAINING_RUN_ID } from '../workflows/training-api';
+import { FINAL_TRAINING_STATES, runTag, type TrainingRequest, type TrainingState, type TrainingStatus, TRAINING_RUN_ID } from '../workflows/training-api';
 
 export interface TrainingActivities {
   prepareTrainingRun(request: TrainingRequest): Promise<{ baseDigest?: string }>;
@@ -247,7 +247,7 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
     },
 
     async recordTrainingState({ id, state, status, progress }) {
-      const final = ['succeeded', 'failed', 'cancelled', 'cost-cap', 'deadline', 'refused'].includes(state);
+      const final = FINAL_TRAINING_STATES.includes(state);
       // updateMany: a request refused before its row was written has no row to update.
       await db.trainingRun.updateMany({
         where: { id },

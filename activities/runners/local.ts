@@ -70,7 +70,9 @@ export class LocalProcessRunner implements TrainingRunner {
     const carried: TrainingProgress = context.resumeFrom ?? { gpuSeconds: 0 };
     const progress: TrainingProgress = { ...carried, attempt: (carried.attempt ?? 0) + 1, lastCheckpoint: (await newestCheckpoint(outputDir)) ?? carried.lastCheckpoint };
     delete progress.resumedFromStep;
-    const remainingSeconds = spec.maxDurationSeconds - (carried.runner?.elapsedSeconds as number | undefined ?? 0);
+    // Wall time of earlier attempts counts against the run's maximum duration.
+    const previousElapsed = (carried.runner?.elapsedSeconds as number | undefined) ?? 0;
+    const remainingSeconds = spec.maxDurationSeconds - previousElapsed;
     if (progress.gpuSeconds >= spec.maxGpuSeconds) return this.stopped('cost-cap', progress, outputDir);
     if (remainingSeconds <= 0) return this.stopped('deadline', progress, outputDir);
 
@@ -108,7 +110,6 @@ export class LocalProcessRunner implements TrainingRunner {
     context.log.info({ runId: spec.runId, pid: child.pid, attempt: progress.attempt, command }, 'trainer started');
 
     const started = Date.now();
-    const previousElapsed = (carried.runner?.elapsedSeconds as number | undefined) ?? 0;
     const measure = (): void => {
       const seconds = Math.ceil((Date.now() - started) / 1000);
       progress.gpuSeconds = carried.gpuSeconds + seconds * spec.gpus;
