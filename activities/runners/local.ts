@@ -3,6 +3,7 @@
 // checkpoints, kept across attempts so a retry resumes) and `trainer.pid`. A trainer that outlived
 // the worker which started it (the worker was killed) is stopped by the next attempt, which resumes.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -86,6 +87,13 @@ export class LocalProcessRunner implements TrainingRunner {
     await mkdir(baseDir, { recursive: true });
 
     const command = spec.command?.length ? spec.command : this.options.defaultCommand;
+    const started = Date.now();
+    const measure = (): void => {
+      const seconds = Math.ceil((Date.now() - started) / 1000);
+      progress.gpuSeconds = carried.gpuSeconds + seconds * spec.gpus;
+      progress.runner = { elapsedSeconds: previousElapsed + seconds };
+    };
+    const tail: string[] = [];
     const child = spawn(command[0]!, command.slice(1), {
       cwd: dir,
       // Its own process group, so stopping it reaches whatever it started.
@@ -101,6 +109,9 @@ export class LocalProcessRunner implements TrainingRunner {
         [TRAINER_ENV.maxSeconds]: String(remainingSeconds),
       },
     });
+    // Listened to at once: a trainer that fails fast can be gone before the next await returns.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+    const outputRead = this.follow(child, progress, tail, context, measure);
     const spawned = await new Promise<Error | undefined>((resolve) => {
       child.once('spawn', () => resolve(undefined));
       child.once('error', resolve);
@@ -109,14 +120,6 @@ export class LocalProcessRunner implements TrainingRunner {
     await writeFile(path.join(dir, 'trainer.pid'), JSON.stringify({ pid: child.pid, commandLine: command.join(' ') }));
     context.log.info({ runId: spec.runId, pid: child.pid, attempt: progress.attempt, command }, 'trainer started');
 
-    const started = Date.now();
-    const measure = (): void => {
-      const seconds = Math.ceil((Date.now() - started) / 1000);
-      progress.gpuSeconds = carried.gpuSeconds + seconds * spec.gpus;
-      progress.runner = { elapsedSeconds: previousElapsed + seconds };
-    };
-    const tail: string[] = [];
-    this.follow(child, progress, tail, context, measure);
 
     let stopReason: StopReason | undefined;
     const stop = (reason: StopReason): void => {
@@ -135,9 +138,8 @@ export class LocalProcessRunner implements TrainingRunner {
     context.signal.addEventListener('abort', onAbort);
     if (context.signal.aborted) onAbort();
 
-    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      child.once('close', (code, signal) => resolve({ code, signal })),
-    );
+    const exit = await exited;
+    await outputRead; // every line it wrote, before its exit is judged
     clearInterval(tick);
     clearTimeout(deadline);
     context.signal.removeEventListener('abort', onAbort);
@@ -162,13 +164,15 @@ export class LocalProcessRunner implements TrainingRunner {
     return { state, progress, ...(output ? { output } : {}) };
   }
 
-  /** Parses the trainer's JSON-line events; every other line goes to the log. */
-  private follow(child: ChildProcess, progress: TrainingProgress, tail: string[], context: RunnerContext, measure: () => void): void {
+  /** Parses the trainer's JSON-line events; every other line goes to the log. Resolves when both streams end. */
+  private follow(child: ChildProcess, progress: TrainingProgress, tail: string[], context: RunnerContext, measure: () => void): Promise<unknown> {
     const keep = (line: string) => {
       tail.push(line);
       if (tail.length > LOG_TAIL) tail.shift();
     };
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    const stdout = createInterface({ input: child.stdout! });
+    const stderr = createInterface({ input: child.stderr! });
+    stdout.on('line', (line) => {
       const event = parseEvent(line);
       if (!event) {
         keep(line);
@@ -184,10 +188,11 @@ export class LocalProcessRunner implements TrainingRunner {
         context.report({ ...progress });
       }
     });
-    createInterface({ input: child.stderr! }).on('line', (line) => {
+    stderr.on('line', (line) => {
       keep(line);
       context.log.warn({ trainer: child.pid }, line);
     });
+    return Promise.all([once(stdout, 'close'), once(stderr, 'close')]);
   }
 
   private terminate(child: ChildProcess): void {

@@ -121,6 +121,14 @@ test('a run reserves its cap, trains, publishes its checkpoint with lineage, set
   const status = await germline.handle.query(statusQuery);
   expect(status.reserved).toBe('0');
   expect(BigInt(status.available)).toBe(10000n - BigInt(firstResult.cost!) - row.cost!);
+
+  // Operators find the runs in the Temporal UI by kind, payer and state.
+  const listed = await eventually(async () => {
+    const ids: string[] = [];
+    for await (const run of env.client.workflow.list({ query: `RunKind = "training" AND Payer = "germline/${germline.name}" AND RunState = "succeeded"` })) ids.push(run.workflowId);
+    return ids.length === 2 ? ids.sort() : undefined;
+  }, 'both runs listed by their search attributes');
+  expect(listed).toEqual([trainingWorkflowId(first.id), trainingWorkflowId(second.id)].sort());
 });
 
 test('not enough budget: the run is refused before anything starts, with the shortfall in the error', async () => {
@@ -185,7 +193,9 @@ test('the cost cap is reached: the job is stopped, the run ends as cost-cap, set
   expect(ledger.map((e) => [e.kind, e.spent])).toEqual([['reserve', undefined], ['settle', '30']]);
   // The branch did not move to a half-trained model; the partial result is kept under run-<id>.
   expect(await env.store.getManifest(`germline/${germline.name}`, 'main')).toBeUndefined();
-  if (row.lastCheckpoint) expect(result.partialOutput).toBe(`germline/${germline.name}:run-${input.id}`);
+  expect(row.lastCheckpoint).toMatch(/^checkpoint-\d{8}$/);
+  expect(result.partialOutput).toBe(`germline/${germline.name}:run-${input.id}`);
+  expect(await env.store.getManifest(`germline/${germline.name}`, `run-${input.id}`)).toBeDefined();
 });
 
 test('cancel: the trainer is stopped and the time it used is settled', async () => {
