@@ -6,7 +6,7 @@ import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { Prisma } from '@prisma/client';
 import type { Database } from './db/prisma';
-import { ANNOTATION, tagCheckpoint } from './store/checkpoint';
+import { ANNOTATION, forkCheckpoint, tagCheckpoint } from './store/checkpoint';
 import type { CheckpointStore, ImageManifest } from './store/types';
 import { nicknameCandidate, NICKNAME_SPACE } from '../workflows/nickname';
 
@@ -27,6 +27,8 @@ export interface DailyTagResult {
 
 export interface CheckpointActivities {
   tagDailyCheckpoint(input: DailyTagInput): Promise<DailyTagResult>;
+  /** Forks `from` to `to` (no bytes copied); undefined when `from` has no such tag yet. */
+  forkBranch(input: { from: { repo: string; reference: string }; to: { repo: string; branch: string } }): Promise<string | undefined>;
 }
 
 export const germlineRepository = (germline: string) => `germline/${germline}`;
@@ -55,6 +57,11 @@ function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 
 export function createCheckpointActivities(deps: { store: CheckpointStore; db: Database; dataDir: string }): CheckpointActivities {
   const { store, db } = deps;
   return {
+    async forkBranch({ from, to }) {
+      if (!(await store.getManifest(from.repo, from.reference))) return undefined;
+      return forkCheckpoint(store, from, to);
+    },
+
     async tagDailyCheckpoint({ germline, day }) {
       if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) throw new Error(`day must be YYYY-MM-DD, got ${day}`);
       const repository = germlineRepository(germline);

@@ -15,13 +15,19 @@ import type {
   SettleRequest,
   SettleResult,
 } from './budget';
+import type { ChildRecord } from './child-api';
+import type { AutonomyPolicy } from './guardrails';
 
 export interface GermlineInput {
   name: string;
   currency: string;
   policy?: BudgetPolicy;
+  /** The operators' limits on what the germline does by itself (and on operator spawns). */
+  autonomy?: AutonomyPolicy;
   /** Carried across continue-as-new; absent on the first run. */
   state?: BudgetState;
+  /** The children it spawned, carried across continue-as-new. */
+  children?: ChildRecord[];
 }
 
 export const germlineWorkflowId = (name: string): string => `germline/${name}`;

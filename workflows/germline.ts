@@ -2,10 +2,23 @@
 // decision (updates with synchronous validators, served by budget-entity.ts), books each accepted
 // change in the PostgreSQL journal through an activity, and continues as new when history grows,
 // carrying plain JSON state.
-import { allHandlersFinished, condition, continueAsNew, setHandler, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { Budget, initialBudgetState } from './budget';
-import { now, serveBudget } from './budget-entity';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  continueAsNew,
+  ParentClosePolicy,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { Budget, BudgetRejection, initialBudgetState } from './budget';
+import { asFailure, now, serveBudget } from './budget-entity';
+import { childWorkflow } from './child';
+import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, spawnChildUpdate } from './child-api';
 import { type GermlineInput, statusQuery } from './germline-api';
+import { DEFAULT_AUTONOMY_POLICY, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
 
 export async function germlineWorkflow(input: GermlineInput): Promise<void> {
@@ -24,10 +37,67 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     upsertSearchAttributes([{ key: GermlineId, value: input.name }]);
   }
   showBudgetState();
-  serveBudget(budget, { book: input.name, onChange: showBudgetState });
+  const { afterJournal, updateKey } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
+
+  // ---- children ----
+  const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
+  const autonomy = input.autonomy ?? DEFAULT_AUTONOMY_POLICY;
+  function observe(): Observation {
+    return {
+      budget: budget.status(now()),
+      // Burn and income are measured by the autonomy tick; an operator's spawn is judged without them.
+      burnPerDay: '0',
+      revenuePerDay: '0',
+      children: [...children.values()].map((c) => ({ name: c.name, state: c.state, allowance: c.allowance, spent: c.spent ?? '0' })),
+    };
+  }
+  setHandler(childrenQuery, () => [...children.values()]);
+  setHandler(
+    spawnChildUpdate,
+    async (request) => {
+      const reserved = await afterJournal(
+        asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, updateKey(), now())),
+      );
+      const record: ChildRecord = {
+        name: request.name,
+        workflowId: childWorkflowId(input.name, request.name),
+        purpose: request.purpose,
+        allowance: request.allowance,
+        reservationId: reserved.reservationId,
+        state: 'active',
+      };
+      children.set(request.name, record);
+      // ABANDON: the germline's continue-as-new must not close its children.
+      await startChild(childWorkflow, {
+        workflowId: record.workflowId,
+        args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: reserved.reservationId }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      });
+      return record;
+    },
+    {
+      validator: (request) => {
+        const judgement = judge({ kind: 'spawn', child: request?.name, allowance: request?.allowance, purpose: request?.purpose }, observe(), autonomy);
+        if (!judgement.allowed) throw ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request?.name} refused: ${refusalReasons(judgement)}` });
+        asFailure(() => budget.checkReserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: request.purpose }, now()));
+      },
+    },
+  );
+  setHandler(childEndedSignal, (ended) => {
+    const record = children.get(ended.name);
+    if (!record || record.state !== 'active' || record.reservationId !== ended.reservationId) return; // told twice, or not ours
+    try {
+      // What the child spent is charged; the rest of its allowance comes back.
+      budget.settle({ reservationId: ended.reservationId, actual: ended.spent }, `${workflowInfo().workflowId}/child-ended/${ended.name}`, now());
+    } catch (error) {
+      if (!(error instanceof BudgetRejection)) throw error;
+    }
+    Object.assign(record, { state: ended.how, spent: ended.spent, reason: ended.reason, ...(ended.owner ? { owner: ended.owner } : {}) });
+    showBudgetState();
+  });
 
   await condition(() => workflowInfo().continueAsNewSuggested);
   // Every update answered and every change booked before the state moves to the next run.
   await condition(() => allHandlersFinished() && budget.journalPending === 0);
-  await continueAsNew<typeof germlineWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }) });
+  await continueAsNew<typeof germlineWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }), children: [...children.values()] });
 }

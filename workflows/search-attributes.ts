@@ -16,6 +16,11 @@ export const Payer = defineSearchAttributeKey('Payer', SearchAttributeType.KEYWO
 /** reserving | running | publishing | succeeded | failed | cancelled | cost-cap | deadline | refused */
 export const RunState = defineSearchAttributeKey('RunState', SearchAttributeType.KEYWORD);
 
-export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag, RunKind, Payer, RunState];
+/** A child computatrum's name, on child/<germline>/<child>. */
+export const ChildName = defineSearchAttributeKey('ChildName', SearchAttributeType.KEYWORD);
+/** active | paused | retiring | leaving | retired | left */
+export const ChildState = defineSearchAttributeKey('ChildState', SearchAttributeType.KEYWORD);
+
+export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag, RunKind, Payer, RunState, ChildName, ChildState];
 
 export type SearchAttributeKey = (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;
