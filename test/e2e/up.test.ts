@@ -107,6 +107,18 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(tooExpensive.code).toBe(1);
   expect(tooExpensive.stderr).toMatch(/short by 40\d\.\d\d USD/);
 
+  // A child: spawned within the guardrails, listed, retired with its allowance returned.
+  const spawned = await cli(env, 'spawn', 'coder', '--allowance', '5.00', '--purpose', 'programming');
+  expect(spawned).toMatchObject({ code: 0, stdout: expect.stringContaining('spawned coder with 5.00 USD') });
+  expect((await cli(env, 'children')).stdout).toMatch(/coder\s+active\s+5\.00 USD\s+programming/);
+  expect((await cli(env, 'child', 'coder')).stdout).toContain('allowance   5.00 USD: spent 0.00 USD');
+  const retiredChild = await cli(env, 'retire', 'coder', '--reason', 'demo done');
+  expect(retiredChild).toMatchObject({ code: 0, stdout: expect.stringContaining('child coder of germline/') });
+  expect(retiredChild.stdout).toContain('(retired)');
+  const tooRich = await cli(env, 'spawn', 'animator', '--allowance', '900.00');
+  expect(tooRich.code).toBe(1);
+  expect(tooRich.stderr).toContain('available-funds: needs 900.00 USD');
+
   // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
   const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
   writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));
@@ -188,6 +200,8 @@ test.each([
   [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
   [['frobnicate'], "unknown command 'frobnicate'"],
   [['train', '--branch', 'x'], "required option '--max-cost <amount>' not specified"],
+  [['spawn', 'coder'], "required option '--allowance <amount>' not specified"],
+  [['leave', 'coder', '--reason', 'x'], "required option '--owner <handle>' not specified"],
   [['train', '--branch', 'x', '--max-cost', '1.00', '--gpus', '0'], '--gpus must be a whole number of at least 1'],
   [['train', '--branch', 'x', '--max-cost', '1.00', '--max-duration', 'forever'], '"forever" is not a duration: write it like 90m, 2h or 1d'],
   [['train', '--branch', 'x', '--max-cost', '1.00', '--runner', 'slurm'], '--runner is local or kubernetes'],

@@ -1,0 +1,99 @@
+// Children from the command line: children, child <name>, spawn, retire, leave.
+import type { Command } from 'commander';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import type { Config } from '../worker/config';
+import { germlineHandle, updateGermline } from '../worker/germline-client';
+import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
+import { formatMoney } from '../workflows/money';
+import { amountOption, print, UserError, withGermline } from './common';
+import { table } from './table';
+
+function showChild(status: ChildStatus, currency: string): void {
+  const money = (v: string) => formatMoney(v, currency);
+  print(`child ${status.name} of germline/${status.germline}  (${status.state})`);
+  print(`  purpose     ${status.purpose}`);
+  print(`  allowance   ${money(status.allowance)}: spent ${money(status.spent)}, reserved ${money(status.reserved)}, available ${money(status.available)}`);
+  print(`  branch      ${status.branch ?? 'none yet (the germline had no head to fork)'}`);
+  if (status.owner) print(`  owner       ${status.owner}`);
+  if (status.endReason) print(`  why ended   ${status.endReason}`);
+}
+
+export function addChildrenCommands(program: Command, config: () => Config): void {
+  program
+    .command('children')
+    .description("list the germline's children: allowance, state, what they spent")
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => {
+      const cfg = config();
+      const children = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(childrenQuery));
+      if (options.json) return print(JSON.stringify(children, null, 2));
+      if (children.length === 0) return print('no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`');
+      print(
+        table(
+          ['child', 'state', 'allowance', 'spent', 'purpose', 'workflow'],
+          children.map((c) => [c.name, c.state, formatMoney(c.allowance, cfg.currency), c.spent === undefined ? '' : formatMoney(c.spent, cfg.currency), c.purpose, c.workflowId]),
+          { alignRight: [2, 3] },
+        ),
+      );
+    });
+
+  program
+    .command('child')
+    .description('show one child: state, allowance, branch')
+    .argument('<name>', 'child name')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { json?: boolean }) => {
+      const cfg = config();
+      const status = await withGermline(cfg, async (client) => {
+        try {
+          return await client.workflow.getHandle(childWorkflowId(cfg.germline, name)).query(childStatusQuery);
+        } catch (error) {
+          if (error instanceof WorkflowNotFoundError) throw new UserError(`no child ${name}: list them with \`computatrum children\``);
+          throw error;
+        }
+      });
+      if (options.json) return print(JSON.stringify(status, null, 2));
+      showChild(status, cfg.currency);
+    });
+
+  program
+    .command('spawn')
+    .description('spawn a child with an allowance reserved from the germline budget (within the guardrails)')
+    .argument('<name>', 'child name: lowercase letters, digits and dashes')
+    .requiredOption('--allowance <amount>', 'what the child may spend, e.g. 50.00', amountOption(config()))
+    .option('--purpose <text>', 'what the child is for', 'a specialised breed')
+    .action(async (name: string, options: { allowance: bigint; purpose: string }) => {
+      const cfg = config();
+      const record = await withGermline(cfg, (client) =>
+        updateGermline(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
+      );
+      print(`spawned ${record.name} with ${formatMoney(record.allowance, cfg.currency)} (reservation ${record.reservationId}); workflow ${record.workflowId}`);
+    });
+
+  for (const [command, description] of [
+    ['retire', 'retire a child: no new spending, its runs settle, what it spent is charged and the rest returns'],
+    ['leave', 'let a child leave: its branch goes to a new owner, what it spent is charged and the rest returns'],
+  ] as const) {
+    const sub = program
+      .command(command)
+      .description(description)
+      .argument('<name>', 'child name')
+      .requiredOption('--reason <text>', 'why, for the record');
+    if (command === 'leave') sub.requiredOption('--owner <handle>', 'who receives its branch (trainers/<handle>/<name>)');
+    sub.action(async (name: string, options: { reason: string; owner?: string }) => {
+      const cfg = config();
+      const status = await withGermline(cfg, async (client) => {
+        const handle = client.workflow.getHandle(childWorkflowId(cfg.germline, name));
+        try {
+          return (command === 'retire'
+            ? await handle.executeUpdate(retireUpdate, { args: [options.reason] })
+            : await handle.executeUpdate(leaveUpdate, { args: [{ owner: options.owner!, reason: options.reason }] })) as ChildStatus;
+        } catch (error) {
+          if (error instanceof WorkflowNotFoundError) throw new UserError(`no running child ${name}: list them with \`computatrum children\``);
+          throw error;
+        }
+      });
+      showChild(status, cfg.currency);
+    });
+  }
+}
