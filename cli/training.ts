@@ -8,6 +8,7 @@ import { parseReference } from '../activities/store/names';
 import { trainingPayer } from '../activities/training';
 import { type Config, databaseUrl } from '../worker/config';
 import { germlineRepository } from '../activities/checkpoints';
+import { childRepository, childWorkflowId } from '../workflows/child-api';
 import { formatMoney } from '../workflows/money';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
 import type { trainingWorkflow } from '../workflows/training';
@@ -76,6 +77,7 @@ interface TrainOptions {
   runner?: 'local' | 'kubernetes';
   image?: string;
   id?: string;
+  child?: string;
   detach?: boolean;
 }
 
@@ -96,6 +98,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     })
     .option('--image <image>', 'container image of the trainer (kubernetes)')
     .option('--id <id>', 'run id (default: train-<date>-<time>-<random>)')
+    .option('--child <name>', 'a child pays from its allowance, and the output goes to children/<name> (default: the germline pays)')
     .option('--detach', 'return once the run has started instead of waiting for it')
     .argument('[command...]', 'the trainer command after --, e.g. -- python train.py (default: the configured trainer)')
     .action(async (command: string[], options: TrainOptions) => {
@@ -107,10 +110,10 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       const request: TrainingRequest = {
         version: 1,
         id,
-        payer: trainingPayer(cfg.germline),
+        payer: options.child ? childWorkflowId(cfg.germline, options.child) : trainingPayer(cfg.germline),
         currency: cfg.currency,
         ...(base ? { base } : {}),
-        output: { repo: options.repo ?? base?.repo ?? germlineRepository(cfg.germline), branch: options.branch },
+        output: { repo: options.repo ?? base?.repo ?? (options.child ? childRepository(options.child) : germlineRepository(cfg.germline)), branch: options.branch },
         runner,
         ...(command.length ? { command } : {}),
         ...((options.image ?? cfg.training.kubernetes?.image) ? { image: options.image ?? cfg.training.kubernetes?.image } : {}),

@@ -112,6 +112,10 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(spawned).toMatchObject({ code: 0, stdout: expect.stringContaining('spawned coder with 5.00 USD') });
   expect((await cli(env, 'children')).stdout).toMatch(/coder\s+active\s+5\.00 USD\s+programming/);
   expect((await cli(env, 'child', 'coder')).stdout).toContain('allowance   5.00 USD: spent 0.00 USD');
+  const childRun = await cli(env, 'train', '--child', 'coder', '--branch', 'main', '--max-cost', '1.00', '--id', 'child-run');
+  expect(childRun).toMatchObject({ code: 0, stdout: expect.stringContaining('children/coder:main -> sha256:') });
+  const childRunCost = (JSON.parse((await cli(env, 'run', 'child-run', '--json')).stdout) as { cost: string }).cost;
+  expect((await cli(env, 'child', 'coder', '--json')).stdout).toContain(`"spent": "${childRunCost}"`);
   const retiredChild = await cli(env, 'retire', 'coder', '--reason', 'demo done');
   expect(retiredChild).toMatchObject({ code: 0, stdout: expect.stringContaining('child coder of germline/') });
   expect(retiredChild.stdout).toContain('(retired)');
@@ -151,7 +155,7 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   try {
     const status = await cli(env, 'status', '--json');
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: String(10000 - Number(trainedRun.cost)), reserved: '0' });
+    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: String(10000 - Number(trainedRun.cost) - Number(childRunCost)), reserved: '0' });
     const ledger = await cli(env, 'ledger');
     expect(ledger.stdout).toMatch(/1\s+\S+ \S+\s+deposit\s+100\.00 USD\s+r1/);
   } finally {
