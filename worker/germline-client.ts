@@ -50,8 +50,8 @@ export async function germlineStatus(client: Client, name: string) {
   return germlineHandle(client, name).query(statusQuery);
 }
 
-/** How often a budget update is sent again before its error reaches the caller (about 20 s in all). */
-const UPDATE_ATTEMPTS = 25;
+/** How long a budget update is sent again before the germline's last answer reaches the caller. */
+const RESEND_FOR_MS = 60_000;
 
 /** gRPC codes the server answers while a germline is busy or between runs. */
 const RESOURCE_EXHAUSTED = 8;
@@ -77,11 +77,12 @@ function sendAgain(error: unknown): boolean {
  * and release by reservation id, and a policy change sets values.
  */
 export async function updateGermline<Ret, Arg>(handle: GermlineHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+  const giveUpAt = Date.now() + RESEND_FOR_MS;
   for (let attempt = 1; ; attempt++) {
     try {
       return await handle.executeUpdate(update, { args: [arg] });
     } catch (error) {
-      if (!sendAgain(error) || attempt >= UPDATE_ATTEMPTS) throw error;
+      if (!sendAgain(error) || Date.now() >= giveUpAt) throw error;
       const pause = Math.min(1000, 25 * 2 ** Math.min(attempt, 6));
       await new Promise((resolve) => setTimeout(resolve, pause / 2 + Math.random() * (pause / 2)));
     }

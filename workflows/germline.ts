@@ -7,6 +7,7 @@ import {
   ApplicationFailure,
   condition,
   continueAsNew,
+  log,
   ParentClosePolicy,
   setHandler,
   startChild,
@@ -67,12 +68,19 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
         state: 'active',
       };
       children.set(request.name, record);
-      // ABANDON: the germline's continue-as-new must not close its children.
-      await startChild(childWorkflow, {
-        workflowId: record.workflowId,
-        args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: reserved.reservationId }],
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-      });
+      try {
+        // ABANDON: the germline's continue-as-new must not close its children.
+        await startChild(childWorkflow, {
+          workflowId: record.workflowId,
+          args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: reserved.reservationId }],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+        });
+      } catch (error) {
+        // No child, no allowance: the reservation goes back before the refusal is answered.
+        children.delete(request.name);
+        await afterJournal(budget.release({ reservationId: reserved.reservationId }, `${updateKey()}/undo`, now()));
+        throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
+      }
       return record;
     },
     {
@@ -91,6 +99,9 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       budget.settle({ reservationId: ended.reservationId, actual: ended.spent }, `${workflowInfo().workflowId}/child-ended/${ended.name}`, now());
     } catch (error) {
       if (!(error instanceof BudgetRejection)) throw error;
+      // e.g. a spend above the allowance: the child stays on the books as active, for an operator to see.
+      log.error('a child reported an end the budget refuses', { child: ended.name, spent: ended.spent, error: error.message });
+      return;
     }
     Object.assign(record, { state: ended.how, spent: ended.spent, reason: ended.reason, ...(ended.owner ? { owner: ended.owner } : {}) });
     showBudgetState();
