@@ -167,7 +167,8 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
 const temporaryName = (file: string): string =>
   path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 
-function fsyncFolderSync(folder: string): void {
+/** Makes a rename inside `folder` durable. */
+export function fsyncFolderSync(folder: string): void {
   let fd: number | undefined;
   try {
     fd = openSync(folder, 'r');

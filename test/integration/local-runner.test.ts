@@ -8,6 +8,7 @@ import { LocalProcessRunner } from '../../activities/runners/local';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { PreemptedError, TrainerFailedError, type RunnerContext, type TrainingJobSpec, type TrainingProgress } from '../../activities/runners/types';
 import { eventually } from '../helpers/eventually';
+import { isAlive } from '../helpers/processes';
 
 let runsDir: string;
 let fetched: string[];
@@ -44,14 +45,6 @@ function shell(script: string): string[] {
   return ['sh', '-c', script];
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test('the default trainer runs to success: progress, checkpoints and metrics are reported, the base is fetched once', async () => {
   const ctx = context();
@@ -85,7 +78,7 @@ test('a trainer left running by a dead worker is stopped before the run resumes 
   await eventually(async () => (existsSync(path.join(output, 'checkpoint-00000100')) ? true : undefined), 'the orphan to save a checkpoint');
 
   const outcome = await runner().run(spec({ command: tinyTrainerCommand(['--steps', '300', '--save-every', '100']) }), context({ gpuSeconds: 7, attempt: 1 }));
-  expect(alive(orphan.pid!)).toBe(false);
+  expect(isAlive(orphan.pid!)).toBe(false);
   expect(outcome).toMatchObject({ state: 'succeeded', progress: { attempt: 2 } });
   expect(outcome.progress.resumedFromStep).toBeGreaterThanOrEqual(100);
   expect(outcome.progress.step).toBeGreaterThanOrEqual(300);

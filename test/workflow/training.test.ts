@@ -13,6 +13,7 @@ import { trainingWorkflow } from '../../workflows/training';
 import { type TrainingRequest, trainingWorkflowId } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
 import { eventually } from '../helpers/eventually';
+import { isAlive } from '../helpers/processes';
 import { type TestEnvironment, type TestWorker, testEnvironment, uniqueName } from '../helpers/temporal';
 
 let env: TestEnvironment;
@@ -74,14 +75,6 @@ async function trainerWithCheckpoint(id: string): Promise<{ pid: number; step: n
   return { pid, step: Number(row.lastCheckpoint!.slice('checkpoint-'.length)) };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The budget's ledger entries for one run's reservation. */
 async function ledgerFor(germline: { handle: Awaited<ReturnType<typeof fundedGermline>>['handle'] }, runId: string) {
@@ -167,7 +160,7 @@ test('the worker stops mid-run: another worker resumes the run from its last che
   const handle = await start(input);
   const { pid, step } = await trainerWithCheckpoint(input.id);
   await worker.stop();
-  expect(alive(pid)).toBe(false);
+  expect(isAlive(pid)).toBe(false);
   worker = await env.startWorker();
 
   const result = await handle.result();
@@ -206,7 +199,7 @@ test('cancel: the trainer is stopped and the time it used is settled', async () 
   await handle.cancel();
   const error = await handle.result().catch((e: unknown) => e);
   expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
-  expect(alive(pid)).toBe(false);
+  expect(isAlive(pid)).toBe(false);
 
   const row = await runRow(input.id);
   expect(row.state).toBe('cancelled');

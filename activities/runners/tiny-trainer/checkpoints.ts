@@ -2,7 +2,7 @@
 // contract (../types.ts) asks: under a temporary name, fsynced, then renamed.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { type F32Tensor, readSafetensorsSync, writeSafetensorsSync } from '../../store/safetensors';
+import { type F32Tensor, fsyncFolderSync, readSafetensorsSync, writeSafetensorsSync } from '../../store/safetensors';
 import { CHECKPOINT_FOLDER, checkpointFolderName } from '../types';
 import { type AdamState, type Architecture, type Parameters, PARAMETER_NAMES, parameterShapes } from './model';
 
@@ -32,17 +32,6 @@ export function loadCorpus(file = CORPUS_PATH): Corpus {
   return { vocab, tokens: Int32Array.from(characters, (character) => ids.get(character)!) };
 }
 
-function fsyncFolder(folder: string): void {
-  let fd: number | undefined;
-  try {
-    fd = openSync(folder, 'r');
-    fsyncSync(fd);
-  } catch {
-    // Some platforms cannot fsync a directory; the rename itself is still atomic.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
 
 function writeFileDurably(file: string, text: string): void {
   const fd = openSync(file, 'wx');
@@ -99,13 +88,13 @@ export function saveCheckpoint(outputDir: string, architecture: Architecture, co
     );
     writeSafetensorsSync(path.join(temporary, OPTIMIZER_FILE), optimizer, { optimizer: 'adam', step: String(content.step) });
     writeFileDurably(path.join(temporary, METRICS_FILE), `${JSON.stringify(content.metrics)}\n`);
-    fsyncFolder(temporary);
+    fsyncFolderSync(temporary);
     renameSync(temporary, folder);
   } catch (error) {
     rmSync(temporary, { recursive: true, force: true });
     throw error;
   }
-  fsyncFolder(outputDir);
+  fsyncFolderSync(outputDir);
   return name;
 }
 
