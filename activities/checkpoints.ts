@@ -4,6 +4,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { log } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
 import type { Database } from './db/prisma';
 import { ANNOTATION, forkCheckpoint, tagCheckpoint } from './store/checkpoint';
@@ -27,6 +28,8 @@ export interface DailyTagResult {
 
 export interface CheckpointActivities {
   tagDailyCheckpoint(input: DailyTagInput): Promise<DailyTagResult>;
+  /** A checkpoint's digest and the training metrics its manifest records. */
+  readCheckpointMetrics(input: { repo: string; reference: string }): Promise<{ digest: string; metrics: Record<string, number> }>;
   /** Forks `from` to `to` (no bytes copied); undefined when `from` has no such tag yet. */
   forkBranch(input: { from: { repo: string; reference: string }; to: { repo: string; branch: string } }): Promise<string | undefined>;
 }
@@ -57,6 +60,20 @@ function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 
 export function createCheckpointActivities(deps: { store: CheckpointStore; db: Database; dataDir: string }): CheckpointActivities {
   const { store, db } = deps;
   return {
+    async readCheckpointMetrics({ repo, reference }) {
+      const stored = await store.getManifest(repo, reference);
+      if (!stored) throw ApplicationFailure.create({ type: 'CheckpointUnknown', nonRetryable: true, message: `${repo} has no ${reference} in ${store.location}` });
+      const annotation = (JSON.parse(stored.bytes.toString('utf8')) as ImageManifest).annotations?.[ANNOTATION.metrics];
+      let metrics: Record<string, number> = {};
+      try {
+        const parsed = annotation ? (JSON.parse(annotation) as Record<string, unknown>) : {};
+        metrics = Object.fromEntries(Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === 'number'));
+      } catch {
+        log.warn('a checkpoint has unreadable metrics', { repo, reference });
+      }
+      return { digest: stored.digest, metrics };
+    },
+
     async forkBranch({ from, to }) {
       if (!(await store.getManifest(from.repo, from.reference))) return undefined;
       return forkCheckpoint(store, from, to);

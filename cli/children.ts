@@ -1,9 +1,11 @@
-// Children from the command line: children, child <name>, spawn, retire, leave.
+// Children and merges from the command line: children, child <name>, spawn, retire, leave, promote.
 import type { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Config } from '../worker/config';
+import { parseReference } from '../activities/store/names';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
+import { promoteUpdate } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';
 import { amountOption, print, UserError, withGermline } from './common';
 import { table } from './table';
@@ -68,6 +70,17 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
         updateGermline(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
       );
       print(`spawned ${record.name} with ${formatMoney(record.allowance, cfg.currency)} (reservation ${record.reservationId}); workflow ${record.workflowId}`);
+    });
+
+  program
+    .command('promote')
+    .description("make a trainer's or child's checkpoint the germline's head, if its metrics pass the eval gate")
+    .argument('<checkpoint>', 'e.g. children/coder:main or trainers/alice/coder@sha256:...')
+    .action(async (checkpoint: string) => {
+      const cfg = config();
+      const { repo, reference } = parseReference(checkpoint);
+      const result = await withGermline(cfg, (client) => updateGermline(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }));
+      print(`germline/${cfg.germline}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`);
     });
 
   for (const [command, description] of [

@@ -16,7 +16,7 @@ import type {
   SettleResult,
 } from './budget';
 import type { ChildRecord } from './child-api';
-import type { AutonomyPolicy } from './guardrails';
+import type { AutonomyPolicy, EvalGate } from './guardrails';
 
 export interface GermlineInput {
   name: string;
@@ -28,6 +28,21 @@ export interface GermlineInput {
   state?: BudgetState;
   /** The children it spawned, carried across continue-as-new. */
   children?: ChildRecord[];
+  /** What a checkpoint's metrics must reach to be promoted to the germline's head; none: no gate. */
+  evalGate?: EvalGate | null;
+}
+
+export interface PromotionRequest {
+  repo: string;
+  /** A tag or digest in `repo`. */
+  reference: string;
+}
+
+export interface PromotionResult {
+  /** The manifest germline/<name>:main now points at (its lineage annotations unchanged). */
+  digest: string;
+  metrics: Record<string, number>;
+  gate: string;
 }
 
 export const germlineWorkflowId = (name: string): string => `germline/${name}`;
@@ -37,6 +52,8 @@ export const reserveUpdate = defineUpdate<ReserveResult, [ReserveRequest]>('rese
 export const settleUpdate = defineUpdate<SettleResult, [SettleRequest]>('settle');
 export const releaseUpdate = defineUpdate<ReleaseResult, [ReleaseRequest]>('release');
 export const setPolicyUpdate = defineUpdate<BudgetPolicy, [PolicyChange]>('setPolicy');
+/** Moves the germline's head (main) to a trainer's or child's checkpoint whose metrics pass the eval gate. */
+export const promoteUpdate = defineUpdate<PromotionResult, [PromotionRequest]>('promote');
 
 export const pauseSignal = defineSignal<[reason?: string]>('pause');
 export const resumeSignal = defineSignal('resume');

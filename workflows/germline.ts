@@ -3,12 +3,14 @@
 // change in the PostgreSQL journal through an activity, and continues as new when history grows,
 // carrying plain JSON state.
 import {
+  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
   continueAsNew,
   log,
   ParentClosePolicy,
+  proxyActivities,
   setHandler,
   startChild,
   upsertSearchAttributes,
@@ -16,11 +18,20 @@ import {
 } from '@temporalio/workflow';
 import { Budget, BudgetRejection, initialBudgetState } from './budget';
 import { asFailure, now, serveBudget } from './budget-entity';
+import type { CheckpointActivities } from '../activities/checkpoints';
 import { childWorkflow } from './child';
 import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, spawnChildUpdate } from './child-api';
-import { type GermlineInput, statusQuery } from './germline-api';
-import { DEFAULT_AUTONOMY_POLICY, judge, type Observation, refusalReasons } from './guardrails';
+import { type GermlineInput, promoteUpdate, statusQuery } from './germline-api';
+import { checkEvalGate, DEFAULT_AUTONOMY_POLICY, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
+
+/** An OCI repository name (checked again by the store). */
+const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
+
+const checkpoints = proxyActivities<CheckpointActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['CheckpointUnknown'] },
+});
 
 export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   const budget = new Budget(input.state ?? initialBudgetState(input.name, input.currency, input.policy));
@@ -91,6 +102,26 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       },
     },
   );
+  // ---- merge online: a checkpoint whose training metrics pass the eval gate becomes the head ----
+  setHandler(promoteUpdate, async ({ repo, reference }) => {
+    const { digest, metrics } = await checkpoints.readCheckpointMetrics({ repo, reference }).catch((error: unknown) => {
+      // The caller reads why (an unknown checkpoint), not that an activity failed.
+      const cause = error instanceof ActivityFailure && error.cause ? error.cause : error;
+      throw ApplicationFailure.create({ type: 'PromotionFailed', nonRetryable: true, message: (cause as Error).message });
+    });
+    const gate = checkEvalGate(metrics, input.evalGate);
+    if (!gate.ok) throw ApplicationFailure.create({ type: 'BelowEvalGate', nonRetryable: true, message: `${repo}:${reference} is not promoted: ${gate.detail}` });
+    // The same manifest, so its lineage (parent, training run, metrics) stays as it was.
+    await checkpoints.forkBranch({ from: { repo, reference: digest }, to: { repo: `germline/${input.name}`, branch: 'main' } });
+    return { digest, metrics, gate: gate.detail };
+  }, {
+    validator: ({ repo, reference }) => {
+      if (!REPOSITORY.test(repo ?? '') || !reference) {
+        throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: `promote needs a repository and a tag or digest, like trainers/alice/coder:main; got ${repo}:${reference}` });
+      }
+    },
+  });
+
   setHandler(childEndedSignal, (ended) => {
     const record = children.get(ended.name);
     if (!record || record.state !== 'active' || record.reservationId !== ended.reservationId) return; // told twice, or not ours

@@ -177,3 +177,22 @@ export function refusalReasons(judgement: Judgement): string {
     .map((v) => `${v.rule}: ${v.detail}`)
     .join('; ');
 }
+
+/** What a checkpoint's training metrics must reach before it may become the germline's head. */
+export interface EvalGate {
+  metric: string;
+  /** The metric must be at most this (losses, perplexity). */
+  atMost?: number;
+  /** The metric must be at least this (accuracy, scores). */
+  atLeast?: number;
+}
+
+/** Checks a checkpoint's metrics against the gate; the detail names the gate and the score. */
+export function checkEvalGate(metrics: Record<string, number>, gate: EvalGate | null | undefined): { ok: boolean; detail: string } {
+  if (!gate) return { ok: true, detail: 'no eval gate' };
+  const score = metrics[gate.metric];
+  const wanted = [gate.atMost !== undefined ? `at most ${gate.atMost}` : '', gate.atLeast !== undefined ? `at least ${gate.atLeast}` : ''].filter(Boolean).join(' and ');
+  if (typeof score !== 'number') return { ok: false, detail: `the eval gate needs ${gate.metric} ${wanted}, and the checkpoint records no ${gate.metric}` };
+  const ok = (gate.atMost === undefined || score <= gate.atMost) && (gate.atLeast === undefined || score >= gate.atLeast);
+  return { ok, detail: `${gate.metric} ${score} ${ok ? 'passes' : 'fails'} the eval gate (${gate.metric} ${wanted})` };
+}

@@ -3,7 +3,7 @@
 // itself always accepts what they allow.
 import fc from 'fast-check';
 import { Budget, initialBudgetState, type BudgetPolicy } from '../../workflows/budget';
-import { type AutonomyPolicy, type ChildSummary, germlineOutlay, judge, type Observation, type Proposal, refusalReasons } from '../../workflows/guardrails';
+import { type AutonomyPolicy, checkEvalGate, type ChildSummary, germlineOutlay, judge, type Observation, type Proposal, refusalReasons } from '../../workflows/guardrails';
 
 const NOW = new Date('2026-11-25T12:00:00Z');
 
@@ -51,6 +51,17 @@ describe('judge', () => {
 
   test('retiring is allowed while paused: it stops spending', () => {
     expect(judge({ kind: 'retire', child: 'a', reason: 'no longer pays off' }, observation({ paused: true, children: [child('a')] }), POLICY).allowed).toBe(true);
+  });
+});
+
+describe('checkEvalGate', () => {
+  test.each([
+    [{ loss: 1.9 }, { metric: 'loss', atMost: 2 }, true, 'loss 1.9 passes the eval gate (loss at most 2)'],
+    [{ accuracy: 0.8 }, { metric: 'accuracy', atLeast: 0.9 }, false, 'accuracy 0.8 fails the eval gate (accuracy at least 0.9)'],
+    [{ loss: 1 }, { metric: 'accuracy', atLeast: 0.9 }, false, 'the eval gate needs accuracy at least 0.9, and the checkpoint records no accuracy'],
+    [{}, null, true, 'no eval gate'],
+  ])('%j against %j', (metrics, gate, ok, detail) => {
+    expect(checkEvalGate(metrics, gate)).toEqual({ ok, detail });
   });
 });
 

@@ -6,10 +6,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
-import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { ANNOTATION, publishCheckpoint } from '../../activities/store/checkpoint';
 import { updateGermline } from '../../worker/germline-client';
 import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
-import { depositUpdate, ledgerQuery, pauseSignal, statusQuery } from '../../workflows/germline-api';
+import { germlineWorkflow } from '../../workflows/germline';
+import { depositUpdate, germlineWorkflowId, ledgerQuery, pauseSignal, promoteUpdate, statusQuery } from '../../workflows/germline-api';
 import { trainingWorkflow } from '../../workflows/training';
 import { trainingWorkflowId } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
@@ -150,3 +151,32 @@ test('100 children spawned and retired across continue-as-new stay tracked, and 
   const books = await germline.handle.query(statusQuery);
   expect(books).toMatchObject({ available: '1000000', reserved: '0', spent: '0' });
 }, 300_000);
+
+test('promotion: a checkpoint below the eval gate is refused with the gate and the score; one above becomes the head with its lineage', async () => {
+  const name = uniqueName('gated');
+  const handle = await env.client.workflow.start(germlineWorkflow, {
+    workflowId: germlineWorkflowId(name),
+    taskQueue: env.taskQueue,
+    args: [{ name, currency: 'usd', evalGate: { metric: 'loss', atMost: 2 } }],
+  });
+  const publish = async (tag: string, loss: number) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'candidate-'));
+    writeFileSync(path.join(dir, 'model.safetensors'), `weights at loss ${loss}`);
+    return publishCheckpoint(env.store, 'trainers/alice/coder', dir, { tag, parent: 'sha256:' + 'a'.repeat(64), annotations: { [ANNOTATION.metrics]: JSON.stringify({ loss, step: 300 }) } });
+  };
+  await publish('weak', 2.5);
+  const strong = await publish('strong', 1.5);
+
+  const refused = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'weak' }).catch((e: unknown) => e);
+  expect((refused as WorkflowUpdateFailedError).cause?.message).toBe('trainers/alice/coder:weak is not promoted: loss 2.5 fails the eval gate (loss at most 2)');
+  expect(await env.store.getManifest(`germline/${name}`, 'main')).toBeUndefined();
+
+  const promoted = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'strong' });
+  expect(promoted).toMatchObject({ digest: strong.digest, metrics: { loss: 1.5, step: 300 }, gate: 'loss 1.5 passes the eval gate (loss at most 2)' });
+  const head = await env.store.getManifest(`germline/${name}`, 'main');
+  expect(head?.digest).toBe(strong.digest);
+  expect(JSON.parse(head!.bytes.toString()).annotations[ANNOTATION.parent]).toBe('sha256:' + 'a'.repeat(64));
+
+  const unknown = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch((e: unknown) => e);
+  expect((unknown as WorkflowUpdateFailedError).cause?.message).toContain('trainers/alice/coder has no nope');
+});
