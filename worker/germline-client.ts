@@ -51,7 +51,7 @@ export async function germlineStatus(client: Client, name: string) {
 }
 
 /** How long a budget update is sent again before the germline's last answer reaches the caller. */
-const RESEND_FOR_MS = 60_000;
+const RESEND_FOR_MS = 120_000;
 
 /** gRPC codes the server answers while a germline is busy or between runs. */
 const RESOURCE_EXHAUSTED = 8;
