@@ -67,29 +67,32 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   setHandler(
     spawnChildUpdate,
     async (request) => {
-      const reserved = await afterJournal(
-        asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, updateKey(), now())),
-      );
+      // Reserved and recorded before the first await, so a second spawn of the same name is refused.
+      const taken = () => ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request.name} refused: a child named ${request.name} exists already` });
+      if (children.has(request.name)) throw taken();
+      const reserved = asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, updateKey(), now()));
+      if (reserved.result.duplicate) throw taken(); // an earlier child's reservation, not a new one
       const record: ChildRecord = {
         name: request.name,
         workflowId: childWorkflowId(input.name, request.name),
         purpose: request.purpose,
         allowance: request.allowance,
-        reservationId: reserved.reservationId,
+        reservationId: reserved.result.reservationId,
         state: 'active',
       };
       children.set(request.name, record);
+      await afterJournal(reserved);
       try {
         // ABANDON: the germline's continue-as-new must not close its children.
         await startChild(childWorkflow, {
           workflowId: record.workflowId,
-          args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: reserved.reservationId }],
+          args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: record.reservationId }],
           parentClosePolicy: ParentClosePolicy.ABANDON,
         });
       } catch (error) {
         // No child, no allowance: the reservation goes back before the refusal is answered.
         children.delete(request.name);
-        await afterJournal(budget.release({ reservationId: reserved.reservationId }, `${updateKey()}/undo`, now()));
+        await afterJournal(budget.release({ reservationId: record.reservationId }, `${updateKey()}/undo`, now()));
         throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
       }
       return record;

@@ -180,3 +180,18 @@ test('promotion: a checkpoint below the eval gate is refused with the gate and t
   const unknown = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch((e: unknown) => e);
   expect((unknown as WorkflowUpdateFailedError).cause?.message).toContain('trainers/alice/coder has no nope');
 });
+
+test('two spawns of one name at once: one child, one reservation; the other is refused', async () => {
+  const germline = await fundedGermline();
+  const outcomes = await Promise.allSettled([
+    updateGermline(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'a' }),
+    updateGermline(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'b' }),
+  ]);
+  expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
+  const refusal = (outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason as WorkflowUpdateFailedError;
+  expect(refusal.cause?.message).toMatch(/a child named twin exists already/);
+  const books = await germline.handle.query(statusQuery);
+  expect(books.openReservations).toHaveLength(1);
+  expect(books.reserved).toBe('1000');
+  expect(await germline.handle.query(childrenQuery)).toHaveLength(1);
+});
