@@ -1,5 +1,13 @@
 // Starting and addressing germline/<name> from outside the workflow (up, CLI, tests, platform).
-import { type Client, isGrpcServiceError, ServiceError, type WorkflowHandle, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import {
+  type Client,
+  isGrpcServiceError,
+  ServiceError,
+  type WorkflowHandle,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+} from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition, WorkflowIdConflictPolicy } from '@temporalio/common';
 import type { germlineWorkflow } from '../workflows/germline';
 import { germlineWorkflowId, statusQuery } from '../workflows/germline-api';
@@ -54,19 +62,22 @@ export async function germlineStatus(client: Client, name: string) {
 const RESEND_FOR_MS = 120_000;
 
 /** gRPC codes the server answers while a germline is busy or between runs. */
+const DEADLINE_EXCEEDED = 4;
 const RESOURCE_EXHAUSTED = 8;
+const ABORTED = 10;
 const UNAVAILABLE = 14;
 
 /**
  * True for an update that never reached the germline's code and may be sent again: it was lost
  * while the germline continued as new (the server rejects it as "UnprocessedUpdate", or briefly
- * answers "not found" or "update was aborted" between two runs), or the server turned it away
- * because the germline already had its limit of updates in flight (RESOURCE_EXHAUSTED).
+ * answers "not found" or "update was aborted" between two runs), the server turned it away
+ * because the germline already had its limit of updates in flight (RESOURCE_EXHAUSTED), or the
+ * call timed out waiting on a busy germline (its answer is asked for again: updates are idempotent).
  */
 function sendAgain(error: unknown): boolean {
-  if (error instanceof WorkflowNotFoundError) return true;
+  if (error instanceof WorkflowNotFoundError || error instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return true;
   if (error instanceof WorkflowUpdateFailedError) return error.cause instanceof ApplicationFailure && error.cause.type === 'UnprocessedUpdate';
-  if (error instanceof ServiceError && isGrpcServiceError(error.cause)) return [RESOURCE_EXHAUSTED, UNAVAILABLE].includes(error.cause.code);
+  if (error instanceof ServiceError && isGrpcServiceError(error.cause)) return [DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE].includes(error.cause.code);
   return false;
 }
 

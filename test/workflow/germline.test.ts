@@ -167,10 +167,13 @@ test('300 concurrent reserves asking for 1.5x the funds never overspend, and the
   );
   const accepted = outcomes.filter((o) => o.status === 'fulfilled');
   const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
+  // Every refusal is the budget's own; anything else (a busy server the client gave up on) is named here.
+  const otherFailures = rejected
+    .map((r) => r.reason as WorkflowUpdateFailedError)
+    .filter((error) => !(error.cause instanceof ApplicationFailure && error.cause.type === 'InsufficientFunds'))
+    .map((error) => `${error.name}: ${error.message} / ${error.cause?.message}`);
+  expect([...new Set(otherFailures)]).toEqual([]);
   expect(accepted).toHaveLength(200);
-  for (const failure of rejected) {
-    expect((failure.reason as WorkflowUpdateFailedError).cause).toMatchObject({ type: 'InsufficientFunds' });
-  }
   const ids = new Set(accepted.map((o) => (o as PromiseFulfilledResult<{ reservationId: string }>).value.reservationId));
   expect(ids.size).toBe(200);
 
