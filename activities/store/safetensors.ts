@@ -81,7 +81,8 @@ export function encodeSafetensors(tensors: Record<string, F32Tensor>, metadata: 
       fail(`tensor ${name} has ${tensor.data.length} values but shape ${JSON.stringify(tensor.shape)} holds ${elementCount(tensor.shape)}`);
     }
     const end = offset + tensor.data.byteLength;
-    header[name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, end] };
+    // defineProperty: a tensor named "__proto__" stays a plain key of the header.
+    Object.defineProperty(header, name, { value: { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, end] }, enumerable: true, writable: true, configurable: true });
     offset = end;
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
