@@ -53,7 +53,7 @@ function improving(losses: number[], patience: number): boolean {
 }
 
 /**
- * The rules policy:
+ * The rules policy (a child with a training run in flight is left alone until it settles):
  * 1. retire an active child that cannot pay for another run, or whose last `patience` losses did
  *    not beat its best before them;
  * 2. train every other active child with allowance left for a run of `runCost`;
@@ -65,6 +65,8 @@ export function rulesPolicy(observation: Observation, history: TrainingHistory, 
   const runCost = BigInt(params.runCost);
   const active = observation.children.filter((c) => c.state === 'active');
   for (const child of active) {
+    // A run in flight holds part of the allowance: the child is judged again once it has settled.
+    if (BigInt(child.reserved ?? '0') > 0n) continue;
     const left = BigInt(child.allowance) - BigInt(child.spent);
     const losses = history[child.name] ?? [];
     if (left < runCost) {

@@ -1,7 +1,8 @@
 // What every CLI command shares: user-facing errors, reaching Temporal, parsing amounts, printing.
 import { InvalidArgumentError } from 'commander';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
-import { type Config, temporalAddress } from '../worker/config';
+import { openDatabase, type Database } from '../activities/db/prisma';
+import { type Config, databaseUrl, temporalAddress } from '../worker/config';
 import { connectTemporal, temporalClient } from '../worker/temporal';
 import { germlineWorkflowId } from '../workflows/germline-api';
 import { parseAmount } from '../workflows/money';
@@ -39,6 +40,27 @@ export async function withGermline<T>(config: Config, action: (client: Client, c
   } finally {
     await connection.close();
   }
+}
+
+/** Reads from the daemon's PostgreSQL (runs, decisions); an unreachable database is the user's to fix. */
+export async function withDatabase<T>(config: Config, action: (db: Database) => Promise<T>): Promise<T> {
+  const db = openDatabase(databaseUrl(config), { maxConnections: 2 });
+  try {
+    return await action(db);
+  } catch (error) {
+    if (error instanceof UserError) throw error;
+    throw new UserError(`cannot read from the database (${(error as Error).message}): is \`computatrum up\` running, or is DATABASE_URL right?`);
+  } finally {
+    await db.$disconnect();
+  }
+}
+
+export function positiveInteger(name: string) {
+  return (text: string): number => {
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got "${text}"`);
+    return n;
+  };
 }
 
 export function amountOption(config: Config) {

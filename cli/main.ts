@@ -27,6 +27,7 @@ import { StoreError } from '../activities/store/types';
 import type { CheckpointListing } from '../platform/checkpoint-listing';
 import { backfillDaily, dailyScheduleId } from '../worker/schedules';
 import { amountOption, capOption, platformUrl, print, UserError, withGermline } from './common';
+import { addAutonomyCommands } from './autonomy';
 import { addChildrenCommands } from './children';
 import { addTrainingCommands } from './training';
 import { startStack } from './up';
@@ -327,6 +328,7 @@ export function buildProgram(config: () => Config): Command {
 
   addTrainingCommands(program, config);
   addChildrenCommands(program, config);
+  addAutonomyCommands(program, config);
 
   const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');
   tools

@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, WorkflowIdReusePolicy } from '@temporalio/common';
-import { openDatabase, type Database } from '../activities/db/prisma';
+import type { Database } from '../activities/db/prisma';
 import { parseReference } from '../activities/store/names';
 import { trainingPayer } from '../activities/training';
-import { type Config, databaseUrl } from '../worker/config';
+import type { Config } from '../worker/config';
 import { germlineRepository } from '../activities/checkpoints';
 import { childRepository, childWorkflowId } from '../workflows/child-api';
 import { formatMoney } from '../workflows/money';
@@ -14,7 +14,7 @@ import { Payer, RunKind, RunState } from '../workflows/search-attributes';
 import type { trainingWorkflow } from '../workflows/training';
 import { type TrainingRequest, type TrainingStatus, TRAINING_RUN_ID, trainingStatusQuery, trainingWorkflowId, FINAL_TRAINING_STATES } from '../workflows/training-api';
 import { trainingCost } from '../workflows/training-cost';
-import { amountOption, print, UserError, withGermline } from './common';
+import { amountOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
 import { table } from './table';
 
 const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
@@ -28,29 +28,9 @@ export function parseDuration(text: string): number {
   return seconds;
 }
 
-function positiveInteger(name: string) {
-  return (text: string): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got "${text}"`);
-    return n;
-  };
-}
-
 function newRunId(): string {
   const now = new Date().toISOString();
   return `train-${now.slice(0, 10).replace(/-/g, '')}-${now.slice(11, 19).replace(/:/g, '')}-${randomBytes(2).toString('hex')}`;
-}
-
-async function withDatabase<T>(config: Config, action: (db: Database) => Promise<T>): Promise<T> {
-  const db = openDatabase(databaseUrl(config), { maxConnections: 2 });
-  try {
-    return await action(db);
-  } catch (error) {
-    if (error instanceof UserError) throw error;
-    throw new UserError(`cannot read training runs from the database (${(error as Error).message}): is \`computatrum up\` running, or is DATABASE_URL right?`);
-  } finally {
-    await db.$disconnect();
-  }
 }
 
 type RunRow = NonNullable<Awaited<ReturnType<Database['trainingRun']['findUnique']>>>;

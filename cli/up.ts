@@ -88,7 +88,22 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       connection: workerConnection,
       namespace: config.temporal.namespace,
       taskQueue: config.taskQueue,
-      activities: { db, store, dataDir: config.dataDir, client, runners: await createRunners(config, store), logger: logger.child({ component: 'trainer' }) },
+      activities: {
+        db,
+        store,
+        dataDir: config.dataDir,
+        client,
+        runners: await createRunners(config, store),
+        training: {
+          runner: config.training.defaultRunner,
+          ratePerGpuHour: config.training.ratePerGpuHour,
+          maxDurationSeconds: config.training.maxDurationSeconds,
+          maxPreemptions: config.training.maxPreemptions,
+          ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
+        },
+        ...(config.agentToken ? { agentToken: config.agentToken } : {}),
+        logger: logger.child({ component: 'trainer' }),
+      },
     });
     const workerRun = worker.run();
     stops.push({

@@ -60,6 +60,9 @@ export const configSchema = z
     /** A mounted secret holding the password (Kubernetes), read at start. */
     COMPUTATRUM_REGISTRY_PASSWORD_FILE: optionalText,
 
+    /** Bearer token sent to the http decision policy's agent; a secret, never put in workflow input. */
+    COMPUTATRUM_AGENT_TOKEN: optionalText,
+
     /** Price of one GPU-hour in the germline's currency, e.g. 2.40; runs are charged per GPU-second. */
     COMPUTATRUM_GPU_RATE: z.string().regex(/^\d+(\.\d+)?$/, 'an amount like 2.40 (per GPU-hour)').default('2.00'),
     COMPUTATRUM_RUNNER: z.enum(['local', 'kubernetes']).default('local'),
@@ -144,6 +147,8 @@ export interface Config {
       registrySecret?: string;
     };
   };
+  /** Bearer token for the http decision policy's agent. */
+  agentToken?: string;
   platform: { host: string; port: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
 }
@@ -220,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           }
         : {}),
     },
+    ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
     platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT },
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };

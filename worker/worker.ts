@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
+import { createAutonomyActivities, type TrainingDefaults } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
 import { createJournalActivities } from '../activities/journal';
@@ -24,8 +25,14 @@ export interface ActivityDependencies {
   client: Client;
   /** The training runners this worker can launch jobs with. */
   runners: Partial<Record<RunnerKind, TrainingRunner>>;
+  /** Training runs the germline's tick starts for its children; default: local, 2.00 per GPU-hour, at most a day. */
+  training?: TrainingDefaults;
+  /** Bearer token for the http decision policy's agent (COMPUTATRUM_AGENT_TOKEN). */
+  agentToken?: string;
   logger?: Logger;
 }
+
+const DEFAULT_TRAINING: TrainingDefaults = { runner: 'local', ratePerGpuHour: 200n, maxDurationSeconds: 86_400, maxPreemptions: 3 };
 
 export function createActivities(deps: ActivityDependencies) {
   return {
@@ -33,6 +40,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createCheckpointActivities(deps),
     ...createBudgetActivities(deps.client),
     ...createTrainingActivities(deps),
+    ...createAutonomyActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
   };
 }
 

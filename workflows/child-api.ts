@@ -44,6 +44,8 @@ export interface ChildRecord {
   allowance: MinorUnits;
   reservationId: string;
   state: 'active' | 'retired' | 'left';
+  /** Allowance added after the spawn, each held by a reservation of its own (settled in order after the first). */
+  fundings?: Array<{ reservationId: string; amount: MinorUnits }>;
   spent?: MinorUnits;
   owner?: string;
   reason?: string;
@@ -70,6 +72,8 @@ export const childRepository = (name: string): string => `children/${name}`;
 // On the child.
 export const childStatusQuery = defineQuery<ChildStatus>('childStatus');
 export const retireUpdate = defineUpdate<ChildStatus, [reason: string]>('retire');
+/** The germline's own request to retire (its tick cannot wait on an update): the same as `retire`, unanswered. */
+export const retireRequestedSignal = defineSignal<[reason: string]>('retireRequested');
 export const leaveUpdate = defineUpdate<ChildStatus, [{ owner: string; reason: string }]>('leave');
 
 // On the germline.

@@ -26,6 +26,7 @@ import {
   type ChildStatus,
   childStatusQuery,
   leaveUpdate,
+  retireRequestedSignal,
   retireUpdate,
 } from './child-api';
 import { germlineWorkflowId } from './germline-api';
@@ -62,7 +63,8 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
       name: input.name,
       purpose: input.purpose,
       state: state(),
-      allowance: input.allowance,
+      // Everything deposited in its books: the allowance at spawn and any funding since.
+      allowance: books.deposited,
       spent: books.spent,
       reserved: books.reserved,
       available: books.available,
@@ -93,6 +95,9 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
     },
     { validator: (_reason: string) => checkNotEnding() },
   );
+  setHandler(retireRequestedSignal, (reason) => {
+    if (!ending) ending = { how: 'retired', reason };
+  });
   setHandler(
     leaveUpdate,
     async ({ owner, reason }) => {

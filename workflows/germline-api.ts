@@ -16,6 +16,8 @@ import type {
   SettleResult,
 } from './budget';
 import type { ChildRecord } from './child-api';
+import type { DeciderSettings } from './autonomy-api';
+import type { AutonomyState } from './autonomy';
 import type { AutonomyPolicy, EvalGate } from './guardrails';
 
 export interface GermlineInput {
@@ -30,6 +32,10 @@ export interface GermlineInput {
   children?: ChildRecord[];
   /** What a checkpoint's metrics must reach to be promoted to the germline's head; none: no gate. */
   evalGate?: EvalGate | null;
+  /** How it decides by itself (policy, tick interval); default: the rules policy, hourly. */
+  decider?: DeciderSettings;
+  /** Limits, decider, gate, tick count and approvals waiting, carried across continue-as-new (they win over the fields above). */
+  autonomyState?: AutonomyState;
 }
 
 export interface PromotionRequest {

@@ -20,9 +20,10 @@ import { Budget, BudgetRejection, initialBudgetState } from './budget';
 import { asFailure, now, serveBudget } from './budget-entity';
 import type { CheckpointActivities } from '../activities/checkpoints';
 import { childWorkflow } from './child';
-import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, spawnChildUpdate } from './child-api';
+import { initialAutonomyState, serveAutonomy } from './autonomy';
+import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, type SpawnRequest, spawnChildUpdate } from './child-api';
 import { type GermlineInput, promoteUpdate, statusQuery } from './germline-api';
-import { checkEvalGate, DEFAULT_AUTONOMY_POLICY, judge, type Observation, refusalReasons } from './guardrails';
+import { checkEvalGate, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
 
 /** An OCI repository name (checked again by the store). */
@@ -53,58 +54,62 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
 
   // ---- children ----
   const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
-  const autonomy = input.autonomy ?? DEFAULT_AUTONOMY_POLICY;
+
+  /** Reserves the allowance and starts child/<germline>/<name>; the budget key makes a retry book nothing twice. */
+  async function spawnChild(request: SpawnRequest, key: string): Promise<ChildRecord> {
+    // Reserved and recorded before the first await, so a second spawn of the same name is refused.
+    const taken = () => ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request.name} refused: a child named ${request.name} exists already` });
+    if (children.has(request.name)) throw taken();
+    const reserved = asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, key, now()));
+    if (reserved.result.duplicate) throw taken(); // an earlier child's reservation, not a new one
+    const record: ChildRecord = {
+      name: request.name,
+      workflowId: childWorkflowId(input.name, request.name),
+      purpose: request.purpose,
+      allowance: request.allowance,
+      reservationId: reserved.result.reservationId,
+      state: 'active',
+    };
+    children.set(request.name, record);
+    await afterJournal(reserved);
+    try {
+      // ABANDON: the germline's continue-as-new must not close its children.
+      await startChild(childWorkflow, {
+        workflowId: record.workflowId,
+        args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: record.reservationId }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+      });
+    } catch (error) {
+      // No child, no allowance: the reservation goes back before the refusal is answered.
+      children.delete(request.name);
+      await afterJournal(budget.release({ reservationId: record.reservationId }, `${key}/undo`, now()));
+      throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
+    }
+    return record;
+  }
+
+  // ---- autonomy: the tick, the policy, approvals (workflows/autonomy.ts) ----
+  const autonomy = serveAutonomy(
+    { germline: input.name, budget, children, spawn: spawnChild, afterJournal },
+    input.autonomyState ?? initialAutonomyState(input.autonomy, input.evalGate, input.decider),
+  );
+  /** What an operator's spawn is judged on: the books as they are; burn and income are measured by the tick. */
   function observe(): Observation {
     return {
       budget: budget.status(now()),
-      // Burn and income are measured by the autonomy tick; an operator's spawn is judged without them.
       burnPerDay: '0',
       revenuePerDay: '0',
       children: [...children.values()].map((c) => ({ name: c.name, state: c.state, allowance: c.allowance, spent: c.spent ?? '0' })),
     };
   }
   setHandler(childrenQuery, () => [...children.values()]);
-  setHandler(
-    spawnChildUpdate,
-    async (request) => {
-      // Reserved and recorded before the first await, so a second spawn of the same name is refused.
-      const taken = () => ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request.name} refused: a child named ${request.name} exists already` });
-      if (children.has(request.name)) throw taken();
-      const reserved = asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, updateKey(), now()));
-      if (reserved.result.duplicate) throw taken(); // an earlier child's reservation, not a new one
-      const record: ChildRecord = {
-        name: request.name,
-        workflowId: childWorkflowId(input.name, request.name),
-        purpose: request.purpose,
-        allowance: request.allowance,
-        reservationId: reserved.result.reservationId,
-        state: 'active',
-      };
-      children.set(request.name, record);
-      await afterJournal(reserved);
-      try {
-        // ABANDON: the germline's continue-as-new must not close its children.
-        await startChild(childWorkflow, {
-          workflowId: record.workflowId,
-          args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: record.reservationId }],
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-        });
-      } catch (error) {
-        // No child, no allowance: the reservation goes back before the refusal is answered.
-        children.delete(request.name);
-        await afterJournal(budget.release({ reservationId: record.reservationId }, `${updateKey()}/undo`, now()));
-        throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
-      }
-      return record;
+  setHandler(spawnChildUpdate, (request) => spawnChild(request, updateKey()), {
+    validator: (request) => {
+      const judgement = judge({ kind: 'spawn', child: request?.name, allowance: request?.allowance, purpose: request?.purpose }, observe(), autonomy.limits());
+      if (!judgement.allowed) throw ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request?.name} refused: ${refusalReasons(judgement)}` });
+      asFailure(() => budget.checkReserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: request.purpose }, now()));
     },
-    {
-      validator: (request) => {
-        const judgement = judge({ kind: 'spawn', child: request?.name, allowance: request?.allowance, purpose: request?.purpose }, observe(), autonomy);
-        if (!judgement.allowed) throw ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request?.name} refused: ${refusalReasons(judgement)}` });
-        asFailure(() => budget.checkReserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: request.purpose }, now()));
-      },
-    },
-  );
+  });
   // ---- merge online: a checkpoint whose training metrics pass the eval gate becomes the head ----
   setHandler(promoteUpdate, async ({ repo, reference }) => {
     const { digest, metrics } = await checkpoints.readCheckpointMetrics({ repo, reference }).catch((error: unknown) => {
@@ -112,7 +117,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       const cause = error instanceof ActivityFailure && error.cause ? error.cause : error;
       throw ApplicationFailure.create({ type: 'PromotionFailed', nonRetryable: true, message: (cause as Error).message });
     });
-    const gate = checkEvalGate(metrics, input.evalGate);
+    const gate = checkEvalGate(metrics, autonomy.evalGate());
     if (!gate.ok) throw ApplicationFailure.create({ type: 'BelowEvalGate', nonRetryable: true, message: `${repo}:${reference} is not promoted: ${gate.detail}` });
     // The same manifest, so its lineage (parent, training run, metrics) stays as it was.
     await checkpoints.forkBranch({ from: { repo, reference: digest }, to: { repo: `germline/${input.name}`, branch: 'main' } });
@@ -128,21 +133,36 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   setHandler(childEndedSignal, (ended) => {
     const record = children.get(ended.name);
     if (!record || record.state !== 'active' || record.reservationId !== ended.reservationId) return; // told twice, or not ours
+    // What the child spent is charged, in the order its allowance was reserved; the rest comes back.
+    const fundings = record.fundings ?? [];
+    const held = [{ reservationId: record.reservationId, amount: (BigInt(record.allowance) - fundings.reduce((sum, f) => sum + BigInt(f.amount), 0n)).toString() }, ...fundings];
+    let left = BigInt(ended.spent);
+    const settlements = held.map(({ reservationId, amount }) => {
+      const actual = left < BigInt(amount) ? left : BigInt(amount);
+      left -= actual;
+      return { reservationId, actual: actual.toString() };
+    });
     try {
-      // What the child spent is charged; the rest of its allowance comes back.
-      budget.settle({ reservationId: ended.reservationId, actual: ended.spent }, `${workflowInfo().workflowId}/child-ended/${ended.name}`, now());
+      if (left > 0n) throw new BudgetRejection('InvalidRequest', `${ended.name} reports ${ended.spent} spent, more than its allowance of ${record.allowance}`);
+      for (const settlement of settlements) budget.checkSettle(settlement);
     } catch (error) {
       if (!(error instanceof BudgetRejection)) throw error;
-      // e.g. a spend above the allowance: the child stays on the books as active, for an operator to see.
+      // The child stays on the books as active, for an operator to see.
       log.error('a child reported an end the budget refuses', { child: ended.name, spent: ended.spent, error: error.message });
       return;
     }
+    settlements.forEach((settlement, i) => budget.settle(settlement, `${workflowInfo().workflowId}/child-ended/${ended.name}${i === 0 ? '' : `/${i}`}`, now()));
     Object.assign(record, { state: ended.how, spent: ended.spent, reason: ended.reason, ...(ended.owner ? { owner: ended.owner } : {}) });
     showBudgetState();
   });
 
-  await condition(() => workflowInfo().continueAsNewSuggested);
-  // Every update answered and every change booked before the state moves to the next run.
-  await condition(() => allHandlersFinished() && budget.journalPending === 0);
-  await continueAsNew<typeof germlineWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }), children: [...children.values()] });
+  await autonomy.run(() => workflowInfo().continueAsNewSuggested);
+  // Every update answered, every tick finished and every change booked before the state moves on.
+  await condition(() => allHandlersFinished() && !autonomy.busy() && budget.journalPending === 0);
+  await continueAsNew<typeof germlineWorkflow>({
+    ...input,
+    state: budget.snapshot({ nextGeneration: true }),
+    children: [...children.values()],
+    autonomyState: autonomy.snapshot(),
+  });
 }

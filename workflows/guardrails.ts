@@ -33,6 +33,8 @@ export interface ChildSummary {
   allowance: MinorUnits;
   /** Spent out of the allowance so far. */
   spent: MinorUnits;
+  /** Held for its training runs in flight (absent: none). */
+  reserved?: MinorUnits;
 }
 
 /** What the germline sees when it decides. */
@@ -161,7 +163,7 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
   }
 
   if (proposal.kind === 'train' && child) {
-    const left = BigInt(child.allowance) - BigInt(child.spent);
+    const left = BigInt(child.allowance) - BigInt(child.spent) - BigInt(child.reserved ?? '0');
     add('allowance-left', BigInt(proposal.maxCost) <= left, `needs ${money(proposal.maxCost)}, ${money(left)} of ${proposal.child}'s allowance left`);
   }
 

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import type { TrainingDefaults } from '../../activities/autonomy';
 import { openDatabase, type Database } from '../../activities/db/prisma';
 import { LayoutStore } from '../../activities/store/layout';
 import type { RunnerKind, TrainingRunner } from '../../activities/runners/types';
@@ -46,6 +47,8 @@ export function quietTemporalLogs(): void {
 export interface TestEnvironmentOptions {
   /** Runners beside (or instead of) the local runner with the tiny trainer. */
   runners?: Partial<Record<RunnerKind, TrainingRunner>>;
+  /** The training runs the germline's tick starts (rate, runner); the worker's default otherwise. */
+  training?: TrainingDefaults;
 }
 
 export async function testEnvironment(options: TestEnvironmentOptions = {}): Promise<TestEnvironment> {
@@ -65,7 +68,7 @@ export async function testEnvironment(options: TestEnvironmentOptions = {}): Pro
       connection: workerConnection,
       namespace: 'default',
       taskQueue,
-      activities: { db, store, dataDir, client, runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners } },
+      activities: { db, store, dataDir, client, runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners }, ...(options.training ? { training: options.training } : {}) },
       workflowBundlePath: globals.workflowBundlePath,
     });
     const running = worker.run();
