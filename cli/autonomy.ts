@@ -16,7 +16,7 @@ import {
 } from '../workflows/autonomy-api';
 import type { EvalGate, Proposal, Verdict } from '../workflows/guardrails';
 import { formatMoney } from '../workflows/money';
-import { amountOption, capOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
+import { amountOption, capOption, liftable, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
 import { table } from './table';
 import { parseDuration } from './training';
 
@@ -35,9 +35,9 @@ function describeProposal(proposal: Proposal | null | undefined, currency: strin
   }
 }
 
-/** `loss<=2.5`, `accuracy>=0.9`, or `none`. */
-export function parseEvalGate(text: string): EvalGate | null {
-  if (text === 'none') return null;
+/** `loss<=2.5`, `accuracy>=0.9`, or `none` (kept as the string: commander turns a parser's null into ''). */
+export function parseEvalGate(text: string): EvalGate | 'none' {
+  if (text === 'none') return 'none';
   const match = /^([A-Za-z][\w.-]*)\s*(<=|>=)\s*(-?\d+(?:\.\d+)?)$/.exec(text.trim());
   if (!match) throw new InvalidArgumentError(`"${text}" is not an eval gate: write it like loss<=2.5 or accuracy>=0.9, or none`);
   return match[2] === '<=' ? { metric: match[1]!, atMost: Number(match[3]) } : { metric: match[1]!, atLeast: Number(match[3]) };
@@ -71,14 +71,14 @@ function showDecisions(decisions: DecisionSummary[], currency: string): void {
 
 interface AutonomyOptions {
   maxChildren?: number;
-  childCap?: string | null;
+  childCap?: string;
   minRunwayDays?: string;
-  approvalThreshold?: string | null;
+  approvalThreshold?: string;
   policy?: 'rules' | 'http';
   endpoint?: string;
   timeout?: number;
-  tickInterval?: number | null;
-  evalGate?: EvalGate | null;
+  tickInterval?: number;
+  evalGate?: EvalGate | 'none';
   runCost?: bigint;
   allowancePercent?: number;
   patience?: number;
@@ -104,7 +104,8 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
     })
     .option('--endpoint <url>', "the http policy's agent (its token: COMPUTATRUM_AGENT_TOKEN on the worker)")
     .option('--timeout <duration>', 'how long the agent may take, e.g. 10s', (v) => parseDuration(v) * 1000)
-    .option('--tick-interval <duration>', 'time between ticks, e.g. 1h, or off (only `computatrum tick`)', (v) => (v === 'off' ? null : parseDuration(v)))
+    // 0 stands for off: commander does not keep a null from a parser.
+    .option('--tick-interval <duration>', 'time between ticks, e.g. 1h, or off (only `computatrum tick`)', (v) => (v === 'off' ? 0 : parseDuration(v)))
     .option('--eval-gate <gate>', 'what promotion needs, e.g. loss<=2.5, or none', parseEvalGate)
     .option('--run-cost <amount>', "rules: the most one child's training run may cost", amountOption(config()))
     .option('--allowance-percent <n>', "rules: a new child's allowance as a percentage of the available funds", positiveInteger('--allowance-percent'))
@@ -115,14 +116,14 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       const cfg = config();
       const change: AutonomyChange = {
         ...(options.maxChildren !== undefined ? { maxChildren: options.maxChildren } : {}),
-        ...(options.childCap !== undefined ? { perChildAllowanceCap: options.childCap } : {}),
+        ...(options.childCap !== undefined ? { perChildAllowanceCap: liftable(options.childCap) } : {}),
         ...(options.minRunwayDays !== undefined ? { minRunwayDays: Number(options.minRunwayDays) } : {}),
-        ...(options.approvalThreshold !== undefined ? { approvalThreshold: options.approvalThreshold } : {}),
+        ...(options.approvalThreshold !== undefined ? { approvalThreshold: liftable(options.approvalThreshold) } : {}),
         ...(options.policy ? { policy: options.policy } : {}),
         ...(options.endpoint ? { endpoint: options.endpoint } : {}),
         ...(options.timeout !== undefined ? { timeoutMs: options.timeout } : {}),
-        ...(options.tickInterval !== undefined ? { tickIntervalSeconds: options.tickInterval } : {}),
-        ...(options.evalGate !== undefined ? { evalGate: options.evalGate } : {}),
+        ...(options.tickInterval !== undefined ? { tickIntervalSeconds: options.tickInterval || null } : {}),
+        ...(options.evalGate !== undefined ? { evalGate: options.evalGate === 'none' ? null : options.evalGate } : {}),
       };
       const rules = {
         ...(options.runCost !== undefined ? { runCost: options.runCost.toString() } : {}),

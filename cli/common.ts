@@ -73,9 +73,16 @@ export function amountOption(config: Config) {
   };
 }
 
-/** A cap given on the command line: an amount, or "none" to lift it. */
+/**
+ * A cap given on the command line: an amount (as minor units), or "none" to lift it. The parser keeps
+ * "none" (commander turns a null from a parser into an empty string); `liftable` makes it null.
+ */
 export function capOption(config: Config) {
-  return (text: string): string | null => (text === 'none' ? null : amountOption(config)(text).toString());
+  return (text: string): string => (text === 'none' ? 'none' : amountOption(config)(text).toString());
+}
+
+export function liftable(cap: string): string | null {
+  return cap === 'none' ? null : cap;
 }
 
 /** The platform to download from: --from, or this computatrum's own. */

@@ -26,7 +26,7 @@ import { pullCheckpoint, PullError } from '../activities/store/pull';
 import { StoreError } from '../activities/store/types';
 import type { CheckpointListing } from '../platform/checkpoint-listing';
 import { backfillDaily, dailyScheduleId } from '../worker/schedules';
-import { amountOption, capOption, platformUrl, print, UserError, withGermline } from './common';
+import { amountOption, capOption, liftable, platformUrl, print, UserError, withGermline } from './common';
 import { addAutonomyCommands } from './autonomy';
 import { addChildrenCommands } from './children';
 import { addTrainingCommands } from './training';
@@ -190,11 +190,11 @@ export function buildProgram(config: () => Config): Command {
     .description('change caps; give an amount, or "none" to lift a cap')
     .option('--daily-cap <amount>', 'most that may be committed per UTC day', capOption(config()))
     .option('--per-reservation-cap <amount>', 'most one reservation may hold', capOption(config()))
-    .action(async (options: { dailyCap?: string | null; perReservationCap?: string | null }) => {
+    .action(async (options: { dailyCap?: string; perReservationCap?: string }) => {
       const cfg = config();
       const change: Partial<BudgetPolicy> = {};
-      if (options.dailyCap !== undefined) change.dailySpendCap = options.dailyCap;
-      if (options.perReservationCap !== undefined) change.perReservationCap = options.perReservationCap;
+      if (options.dailyCap !== undefined) change.dailySpendCap = liftable(options.dailyCap);
+      if (options.perReservationCap !== undefined) change.perReservationCap = liftable(options.perReservationCap);
       if (Object.keys(change).length === 0) throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
       const updated = await withGermline(cfg, (client) => updateGermline(germlineHandle(client, cfg.germline), setPolicyUpdate, change));
       for (const line of policyLines(updated, cfg.currency)) print(line);

@@ -7,6 +7,7 @@ import {
   condition,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -342,6 +343,8 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     busy: () => busy,
     snapshot: () => ({ ...state, pending: [...state.pending] }),
     async run(stop) {
+      // A germline run begun by a daemon without autonomy replays without timers; it ticks from its next run on.
+      if (!patched('germline-autonomy-tick')) return condition(stop);
       for (;;) {
         if (stop()) return;
         rescheduled = false;

@@ -123,6 +123,23 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(tooRich.code).toBe(1);
   expect(tooRich.stderr).toContain('available-funds: needs 900.00 USD');
 
+  // Autonomy: the operator sets the rules and a threshold; a tick proposes a spawn, which waits for approval.
+  const autonomy = await cli(env, 'autonomy', '--tick-interval', 'off', '--purposes', 'tutor', '--allowance-percent', '1', '--run-cost', '0.10', '--approval-threshold', '0.50');
+  expect(autonomy).toMatchObject({ stderr: '', code: 0, stdout: expect.stringContaining('approval threshold  0.50 USD') });
+  const tick = await cli(env, 'tick');
+  expect(tick.stdout).toMatch(/awaiting-approval\s+spawn tutor with 0\.9\d USD/);
+  const decisionId = /^(\S+\/1\/0)\s/m.exec(tick.stdout)![1]!;
+  expect((await cli(env, 'decisions', '--awaiting')).stdout).toContain(decisionId);
+  const approved = await cli(env, 'approve', decisionId, '--by', 'operator-e2e');
+  expect(approved).toMatchObject({ code: 0, stdout: expect.stringContaining(`${decisionId}: approved — approved by operator-e2e: spawned child/`) });
+  expect((await cli(env, 'decision', decisionId)).stdout).toMatch(/ok\s+max-children\s+0 of at most 8 children are funded/);
+  expect((await cli(env, 'children')).stdout).toMatch(/tutor\s+active/);
+  const tutorAllowance = Number((JSON.parse((await cli(env, 'children', '--json')).stdout) as Array<{ name: string; allowance: string }>).find((c) => c.name === 'tutor')!.allowance);
+  // "none" lifts a cap or a threshold.
+  expect((await cli(env, 'autonomy', '--approval-threshold', 'none')).stdout).toContain('approval threshold  none');
+  expect((await cli(env, 'policy', 'set', '--daily-cap', '500.00')).stdout).toContain('daily spend cap:       500.00 USD');
+  expect((await cli(env, 'policy', 'set', '--daily-cap', 'none')).stdout).toContain('daily spend cap:       no cap');
+
   // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
   const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
   writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));
@@ -155,7 +172,12 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   try {
     const status = await cli(env, 'status', '--json');
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toMatchObject({ deposited: '10000', available: String(10000 - Number(trainedRun.cost) - Number(childRunCost)), reserved: '0' });
+    // The tutor's allowance stays reserved for it across the restart.
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      deposited: '10000',
+      available: String(10000 - Number(trainedRun.cost) - Number(childRunCost) - tutorAllowance),
+      reserved: String(tutorAllowance),
+    });
     const ledger = await cli(env, 'ledger');
     expect(ledger.stdout).toMatch(/1\s+\S+ \S+\s+deposit\s+100\.00 USD\s+r1/);
   } finally {
