@@ -4,7 +4,8 @@
 // 1. publish a multi-shard checkpoint into the layout store vs `sha256sum` + `cp` of the same files
 //    (goal: ratio >= 0.8, higher is faster);
 // 2. pull it from the platform's /v2/ with `computatrum pull`'s code vs `curl` of the same blobs
-//    from the same server, 4 at a time each (goal >= 0.8);
+//    from the same server, 4 at a time each (goal >= 0.8), and vs curl followed by `sync` of its
+//    files: pull fsyncs every file before renaming it, curl leaves its bytes in the page cache;
 // 3. fork time and blob bytes written for a 1 MB and a large checkpoint (goal: flat).
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -100,22 +101,32 @@ async function main(): Promise<void> {
 
     // 2. pull
     const platform = await serveStore(store.location);
-    const base = `http://127.0.0.1:${platform.port}`;
-    const manifest = (await store.getManifest('germline/bench', 'main'))!;
-    const layers = (JSON.parse(manifest.bytes.toString()) as { layers: Array<{ digest: string }> }).layers;
-    const curlDir = path.join(root, 'curl');
-    const baselinePull = await best(3, async () => {
-      await promisify(execFile)('curl', ['-sf', '--parallel', '--parallel-max', '4', ...layers.flatMap((l, i) => ['-o', path.join(curlDir, `f${i}`), `${base}/v2/germline/bench/blobs/${l.digest}`])]);
-    }, () => {
-      rmSync(curlDir, { recursive: true, force: true });
-      mkdirSync(curlDir);
-    });
-    const pullDir = path.join(root, 'pulled');
-    const oursPull = await best(3, () => pullCheckpoint({ baseUrl: base, repo: 'germline/bench', reference: 'main', dir: pullDir, concurrency: 4 }), () =>
-      rmSync(pullDir, { recursive: true, force: true }),
-    );
-    platform.stop();
-    line('pull (curl, 4 at once  vs  pull, verified)', baselinePull, oursPull);
+    try {
+      const base = `http://127.0.0.1:${platform.port}`;
+      const manifest = (await store.getManifest('germline/bench', 'main'))!;
+      const layers = (JSON.parse(manifest.bytes.toString()) as { layers: Array<{ digest: string }> }).layers;
+      const curlDir = path.join(root, 'curl');
+      const curlFiles = layers.map((_l, i) => path.join(curlDir, `f${i}`));
+      const curl = () => promisify(execFile)('curl', ['-sf', '--parallel', '--parallel-max', '4', ...layers.flatMap((l, i) => ['-o', curlFiles[i]!, `${base}/v2/germline/bench/blobs/${l.digest}`])]);
+      const freshCurlDir = () => {
+        rmSync(curlDir, { recursive: true, force: true });
+        mkdirSync(curlDir);
+      };
+      const baselinePull = await best(3, curl, freshCurlDir);
+      // curl leaves its bytes in the page cache; pull fsyncs every file before it takes its final name.
+      const baselineDurable = await best(3, async () => {
+        await curl();
+        await promisify(execFile)('sync', curlFiles);
+      }, freshCurlDir);
+      const pullDir = path.join(root, 'pulled');
+      const oursPull = await best(3, () => pullCheckpoint({ baseUrl: base, repo: 'germline/bench', reference: 'main', dir: pullDir, concurrency: 4 }), () =>
+        rmSync(pullDir, { recursive: true, force: true }),
+      );
+      line('pull (curl, 4 at once  vs  pull, verified)', baselinePull, oursPull);
+      line('pull (curl + sync of its files  vs  pull)', baselineDurable, oursPull);
+    } finally {
+      platform.stop();
+    }
 
     // 3. fork: time and bytes written, small vs large
     const small = checkpoint(root, 1, 1024 * 1024);
