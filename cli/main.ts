@@ -3,7 +3,9 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { journalBalances, reconcile } from '../activities/journal';
 import { openDatabase } from '../activities/db/prisma';
 import { ConfigError, type Config, databaseUrl, loadConfig } from '../worker/config';
+import { type Client, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
+import { childWorkflowId } from '../workflows/child-api';
 import { createLogger } from '../worker/logging';
 import { findTool, installTool, ToolError, TOOLS } from '../worker/tools';
 import type { BudgetPolicy, LedgerEntry } from '../workflows/budget';
@@ -200,23 +202,35 @@ export function buildProgram(config: () => Config): Command {
       for (const line of policyLines(updated, cfg.currency)) print(line);
     });
 
+  /** The germline, or with --child one of its children: both hold books that pause the same way. */
+  async function signalBooks(client: Client, cfg: Config, child: string | undefined, send: (handle: WorkflowHandle) => Promise<void>): Promise<void> {
+    if (!child) return send(germlineHandle(client, cfg.germline));
+    try {
+      await send(client.workflow.getHandle(childWorkflowId(cfg.germline, child)));
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) throw new UserError(`no running child ${child}: list them with \`computatrum children\``);
+      throw error;
+    }
+  }
   program
     .command('pause')
     .description('refuse new reservations until resumed (deposits and settlements still go through)')
+    .option('--child <name>', 'pause one child instead: it starts no new training run')
     .option('--reason <text>', 'why, for the record')
-    .action(async (options: { reason?: string }) => {
+    .action(async (options: { reason?: string; child?: string }) => {
       const cfg = config();
-      await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).signal(pauseSignal, options.reason));
-      print(`germline ${cfg.germline} paused`);
+      await withGermline(cfg, (client) => signalBooks(client, cfg, options.child, (handle) => handle.signal(pauseSignal, options.reason)));
+      print(options.child ? `child ${options.child} paused` : `germline ${cfg.germline} paused`);
     });
 
   program
     .command('resume')
     .description('accept new reservations again')
-    .action(async () => {
+    .option('--child <name>', 'resume one child instead')
+    .action(async (options: { child?: string }) => {
       const cfg = config();
-      await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).signal(resumeSignal));
-      print(`germline ${cfg.germline} resumed`);
+      await withGermline(cfg, (client) => signalBooks(client, cfg, options.child, (handle) => handle.signal(resumeSignal)));
+      print(options.child ? `child ${options.child} resumed` : `germline ${cfg.germline} resumed`);
     });
 
   program

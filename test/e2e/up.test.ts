@@ -134,6 +134,10 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(approved).toMatchObject({ code: 0, stdout: expect.stringContaining(`${decisionId}: approved — approved by operator-e2e: spawned child/`) });
   expect((await cli(env, 'decision', decisionId)).stdout).toMatch(/ok\s+max-children\s+0 of at most 8 children are funded/);
   expect((await cli(env, 'children')).stdout).toMatch(/tutor\s+active/);
+  expect((await cli(env, 'pause', '--child', 'tutor', '--reason', 'audit')).stdout).toContain('child tutor paused');
+  expect((await cli(env, 'child', 'tutor')).stdout).toContain('(paused)');
+  expect((await cli(env, 'resume', '--child', 'tutor')).stdout).toContain('child tutor resumed');
+  expect((await cli(env, 'pause', '--child', 'nobody')).stderr).toContain('no running child nobody');
   const tutorAllowance = Number((JSON.parse((await cli(env, 'children', '--json')).stdout) as Array<{ name: string; allowance: string }>).find((c) => c.name === 'tutor')!.allowance);
   // "none" lifts a cap or a threshold.
   expect((await cli(env, 'autonomy', '--approval-threshold', 'none')).stdout).toContain('approval threshold  none');
