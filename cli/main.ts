@@ -28,7 +28,8 @@ import { pullCheckpoint, PullError } from '../activities/store/pull';
 import { StoreError } from '../activities/store/types';
 import type { CheckpointListing } from '../platform/checkpoint-listing';
 import { backfillDaily, dailyScheduleId } from '../worker/schedules';
-import { amountOption, capOption, liftable, platformUrl, print, UserError, withGermline } from './common';
+import { amountOption, capOption, liftable, platformUrl, print, UserError, withDatabase, withGermline } from './common';
+import { AccountError, setRole } from '../platform/accounts';
 import { addAutonomyCommands } from './autonomy';
 import { addChildrenCommands } from './children';
 import { addTrainingCommands } from './training';
@@ -338,6 +339,21 @@ export function buildProgram(config: () => Config): Command {
         throw new UserError(error.message, 2);
       }));
       print(`backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`);
+    });
+
+  program
+    .command('account-role')
+    .description('make a platform account an operator, or a trainer again (needs the database)')
+    .argument('<handle>', 'the account handle')
+    .argument('<role>', 'trainer or operator')
+    .action(async (handle: string, role: string) => {
+      if (role !== 'trainer' && role !== 'operator') throw new UserError('role is trainer or operator', 2);
+      const account = await withDatabase(config(), (db) =>
+        setRole(db, handle, role).catch((error: unknown) => {
+          throw error instanceof AccountError ? new UserError(`${error.message}: accounts are made by signing up on the platform`) : error;
+        }),
+      );
+      print(`${account.handle} is now ${account.role === 'operator' ? 'an operator' : 'a trainer'}`);
     });
 
   addTrainingCommands(program, config);

@@ -119,6 +119,8 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       store,
       db,
       germline: config.germline,
+      currency: config.currency,
+      client,
       temporalUiUrl: devServer?.uiUrl,
       checks: [
         { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

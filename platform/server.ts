@@ -1,9 +1,13 @@
-// The platform's HTTP server. For now: the health endpoint that operators and load balancers poll.
+// The platform's HTTP server: health, accounts (/auth/*), the GraphQL API (/api/graphql), downloads
+// (/v2/, the read side of the OCI Distribution API) and the checkpoint listing.
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
+import type { Client } from '@temporalio/client';
+import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
+import { registerGraphQL } from './graphql';
 import { registerOciDistribution } from './oci-distribution';
 
 /** A named dependency the platform needs; it throws when that dependency is down. */
@@ -16,6 +20,10 @@ export interface PlatformOptions {
   temporalUiUrl?: string;
   store: CheckpointStore;
   db: Database;
+  /** The germline's currency, for amounts given to the API. */
+  currency?: string;
+  /** Temporal, for the germline's fields and the operators' mutations. */
+  client?: Client;
 }
 
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
@@ -41,6 +49,8 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     });
   });
 
+  await registerAuth(app, options.db);
+  await registerGraphQL(app, { db: options.db, store: options.store, germline: options.germline, currency: options.currency ?? 'usd', ...(options.client ? { client: options.client } : {}) });
   registerOciDistribution(app, options.store);
   registerCheckpointListing(app, options.store, options.db);
   return app;

@@ -144,6 +144,15 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect((await cli(env, 'policy', 'set', '--daily-cap', '500.00')).stdout).toContain('daily spend cap:       500.00 USD');
   expect((await cli(env, 'policy', 'set', '--daily-cap', 'none')).stdout).toContain('daily spend cap:       no cap');
 
+  // The platform: a person signs up, an operator role is given from the CLI, and the GraphQL API answers by role.
+  const signup = await fetch(`${platform}/auth/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ handle: 'ops', email: 'ops@example.org', password: 'a long password' }) });
+  expect(signup.status).toBe(201);
+  const sessionCookie = signup.headers.get('set-cookie')!.split(';')[0]!;
+  const books = () => fetch(`${platform}/api/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', cookie: sessionCookie }, body: JSON.stringify({ query: '{ germline { name books { available } } }' }) }).then((r) => r.json() as Promise<{ data: { germline: { books: { available: string } | null } }; errors?: Array<{ extensions: { code: string } }> }>);
+  expect((await books()).errors?.[0]?.extensions.code).toBe('FORBIDDEN');
+  expect((await cli(env, 'account-role', 'ops', 'operator')).stdout).toContain('ops is now an operator');
+  expect((await books()).data.germline.books?.available).toMatch(/^\d+$/);
+
   // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
   const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
   writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));

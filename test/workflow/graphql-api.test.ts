@@ -1,0 +1,197 @@
+// The platform's accounts and GraphQL API against the real parts: PostgreSQL for accounts, the
+// Temporal dev server for the germline, an OCI layout store for forks. Requests go through Fastify's
+// inject (the whole HTTP stack of the app, without a socket).
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { setRole } from '../../platform/accounts';
+import { buildPlatform } from '../../platform/server';
+import { updateGermline } from '../../worker/germline-client';
+import { depositUpdate, statusQuery } from '../../workflows/germline-api';
+import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+
+let env: TestEnvironment;
+let app: FastifyInstance;
+let germline: Awaited<ReturnType<TestEnvironment['startGermline']>>;
+
+beforeAll(async () => {
+  env = await testEnvironment();
+  await env.startWorker();
+  germline = await env.startGermline();
+  await updateGermline(germline.handle, depositUpdate, { amount: '5000', currency: 'usd', reference: 'seed' });
+  app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db, client: env.client });
+});
+
+afterAll(async () => {
+  await app?.close();
+  await env?.close();
+});
+
+type Headers = Record<string, string>;
+
+async function signUp(handle: string, role: 'trainer' | 'operator' = 'trainer'): Promise<{ cookie: Headers; token: Headers }> {
+  const response = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' } });
+  expect(response.statusCode).toBe(201);
+  if (role === 'operator') await setRole(env.db, handle, 'operator');
+  const session = response.cookies.find((c) => c.name === 'computatrum_session')!;
+  const cookie = { cookie: `computatrum_session=${session.value}` };
+  const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: cookie, payload: { name: 'cli' } });
+  return { cookie, token: { authorization: `Bearer ${created.json<{ token: string }>().token}` } };
+}
+
+async function graphql(query: string, variables: Record<string, unknown> = {}, headers: Headers = {}) {
+  const response = await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify({ query, variables }) });
+  return { status: response.statusCode, body: response.json<{ data?: Record<string, unknown> | null; errors?: Array<{ message: string; extensions?: { code?: string } }> }>() };
+}
+
+describe('accounts', () => {
+  test('sign up gives a session; the handle and email are taken once; bad input says what is wrong', async () => {
+    const handle = uniqueName('ann');
+    const first = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'long enough password' } });
+    expect(first.statusCode).toBe(201);
+    expect(first.json()).toEqual({ account: expect.objectContaining({ handle, role: 'trainer' }) });
+    const cookie = first.cookies.find((c) => c.name === 'computatrum_session')!;
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax', path: '/' });
+    const me = await app.inject({ method: 'GET', url: '/auth/me', headers: { cookie: `computatrum_session=${cookie.value}` } });
+    expect(me.json()).toMatchObject({ role: 'trainer', account: { handle } });
+
+    const again = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `other-${handle}@example.org`, password: 'long enough password' } });
+    expect(again.statusCode).toBe(409);
+    expect(again.json()).toEqual({ code: 'HANDLE_TAKEN', error: `the handle ${handle} is taken: choose another` });
+    const short = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle: uniqueName('b'), email: 'b@example.org', password: 'short' } });
+    expect(short.json()).toEqual({ code: 'INVALID_INPUT', error: 'a password is at least 10 characters' });
+    // A form post (what another site could make a browser send) is not accepted.
+    const form = await app.inject({ method: 'POST', url: '/auth/signup', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'handle=x&email=x@example.org&password=xxxxxxxxxxxx' });
+    expect(form.statusCode).toBe(415);
+  });
+
+  test('sign in answers the same for an unknown login and a wrong password; sign out ends the session', async () => {
+    const handle = uniqueName('cid');
+    await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'a fine password' } });
+    const wrong = await app.inject({ method: 'POST', url: '/auth/signin', payload: { login: handle, password: 'not the password' } });
+    const unknown = await app.inject({ method: 'POST', url: '/auth/signin', payload: { login: 'nobody-at-all', password: 'not the password' } });
+    expect([wrong.statusCode, unknown.statusCode]).toEqual([401, 401]);
+    expect(wrong.json()).toEqual(unknown.json());
+    const ok = await app.inject({ method: 'POST', url: '/auth/signin', payload: { login: `${handle}@EXAMPLE.org`, password: 'a fine password' } });
+    expect(ok.statusCode).toBe(200);
+    const cookie = { cookie: `computatrum_session=${ok.cookies.find((c) => c.name === 'computatrum_session')!.value}` };
+    expect((await app.inject({ method: 'GET', url: '/auth/me', headers: cookie })).json()).toMatchObject({ role: 'trainer' });
+    expect((await app.inject({ method: 'POST', url: '/auth/signout', headers: cookie })).statusCode).toBe(204);
+    expect((await app.inject({ method: 'GET', url: '/auth/me', headers: cookie })).json()).toEqual({ role: 'public', account: null });
+  });
+
+  test('an API token is shown once and stored only as a hash; an unknown token is refused, not treated as the public', async () => {
+    const handle = uniqueName('dee');
+    const { token } = await signUp(handle);
+    expect((await app.inject({ method: 'GET', url: '/auth/me', headers: token })).json()).toMatchObject({ role: 'trainer', account: { handle } });
+    const secret = token.authorization!.slice('Bearer '.length);
+    const rows = await env.db.apiToken.findMany({ where: { account: { handle } } });
+    expect(rows).toHaveLength(1);
+    expect(JSON.stringify(rows)).not.toContain(secret);
+    const bad = await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: 'Bearer ctr_not-a-real-token' } });
+    expect(bad.statusCode).toBe(401);
+    expect(bad.json()).toMatchObject({ code: 'UNAUTHENTICATED' });
+  });
+});
+
+describe('GraphQL', () => {
+  let alice: { cookie: Headers; token: Headers };
+  let bob: { cookie: Headers; token: Headers };
+  let operator: { cookie: Headers; token: Headers };
+  let aliceHandle: string;
+
+  beforeAll(async () => {
+    aliceHandle = uniqueName('alice');
+    alice = await signUp(aliceHandle);
+    bob = await signUp(uniqueName('bob'));
+    operator = await signUp(uniqueName('op'), 'operator');
+    const dir = mkdtempSync(path.join(tmpdir(), 'gql-'));
+    writeFileSync(path.join(dir, 'model.safetensors'), 'weights');
+    await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
+  });
+
+  // Every mutation, as each kind of caller: allowed ones reach their resolver, the others are refused by role.
+  const mutations: Array<{ name: string; query: () => string; allowed: Array<'public' | 'owner' | 'other trainer' | 'operator'> }> = [
+    { name: 'createApiToken', query: () => 'mutation { createApiToken(name: "matrix") { id } }', allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'fork', query: () => `mutation { fork(from: "germline/${germline.name}:main", to: "trainers/${aliceHandle}/coder:${uniqueName('b')}") { digest } }`, allowed: ['owner', 'operator'] },
+    { name: 'deposit', query: () => `mutation { deposit(amount: "1.00", reference: "${uniqueName('m')}") { available } }`, allowed: ['operator'] },
+    { name: 'pauseGermline', query: () => 'mutation { pauseGermline(reason: "matrix") { paused } }', allowed: ['operator'] },
+    { name: 'resumeGermline', query: () => 'mutation { resumeGermline { paused } }', allowed: ['operator'] },
+    { name: 'approveDecision', query: () => 'mutation { approveDecision(id: "none/1/0") { outcome } }', allowed: ['operator'] },
+    { name: 'rejectDecision', query: () => 'mutation { rejectDecision(id: "none/1/0", reason: "no") { outcome } }', allowed: ['operator'] },
+  ];
+  const callers = ['public', 'owner', 'other trainer', 'operator'] as const;
+
+  test.each(mutations.flatMap((m) => callers.map((caller) => [m.name, caller, m.allowed.includes(caller)] as const)))('authorization: %s as %s → allowed %s', async (name, caller, allowed) => {
+    const mutation = mutations.find((m) => m.name === name)!;
+    const headers = caller === 'public' ? {} : caller === 'owner' ? alice.token : caller === 'other trainer' ? bob.token : operator.token;
+    const { body } = await graphql(mutation.query(), {}, headers);
+    const code = body.errors?.[0]?.extensions?.code;
+    if (allowed) {
+      expect(['UNAUTHENTICATED', 'FORBIDDEN']).not.toContain(code);
+      // Approving a decision that does not exist reaches the germline, which says so.
+      if (name.endsWith('Decision')) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' }, message: expect.stringContaining('no decision none/1/0 awaits approval') });
+      else expect(body.errors).toBeUndefined();
+    } else {
+      expect(code).toBe(caller === 'public' ? 'UNAUTHENTICATED' : 'FORBIDDEN');
+      expect(body.data?.[name] ?? null).toBeNull();
+    }
+  });
+
+  test('a deposit through the API reaches the germline books; amounts in the wrong form are refused with what is wrong', async () => {
+    const before = BigInt((await germline.handle.query(statusQuery)).available);
+    const { body } = await graphql('mutation($ref: String!) { deposit(amount: "12.50", reference: $ref) { available } }', { ref: uniqueName('api') }, operator.token);
+    expect(body.data).toEqual({ deposit: { available: (before + 1250n).toString() } });
+    const bad = await graphql('mutation { deposit(amount: "12.505", reference: "x") { available } }', {}, operator.token);
+    expect(bad.body.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: expect.stringContaining('12.505') });
+  });
+
+  test("the public sees the germline and its daily checkpoints but not its books", async () => {
+    await env.db.checkpoint.create({ data: { id: `germline/${germline.name}:gpc-2026-11-25`, repository: `germline/${germline.name}`, tag: 'gpc-2026-11-25', day: '2026-11-25', status: 'published', nickname: 'Quiet Otter', digest: `sha256:${'c'.repeat(64)}`, size: 7n } });
+    const { body } = await graphql('{ germline { name state paused books { available } } dailyCheckpoints { tag nickname size pull } }');
+    expect(body.data).toEqual({
+      germline: { name: germline.name, state: 'funded', paused: false, books: null },
+      dailyCheckpoints: [{ tag: 'gpc-2026-11-25', nickname: 'Quiet Otter', size: '7', pull: `computatrum pull germline/${germline.name}:gpc-2026-11-25 <dir>` }],
+    });
+    expect(body.errors?.[0]).toMatchObject({ path: ['germline', 'books'], extensions: { code: 'UNAUTHENTICATED' } });
+    const open = await graphql('{ germline { name paused activeChildren } }');
+    expect(open.body).toEqual({ data: { germline: { name: germline.name, paused: false, activeChildren: 0 } } });
+    const books = await graphql('{ germline { books { deposited } } }', {}, operator.token);
+    expect(books.body.data).toEqual({ germline: { books: { deposited: expect.stringMatching(/^\d+$/) } } });
+  });
+
+  test('graphql over HTTP: GET for queries, never for mutations; malformed requests answer 400 with errors', async () => {
+    const get = await app.inject({ method: 'GET', url: `/api/graphql?query=${encodeURIComponent('{ me { handle } }')}` });
+    expect(get.statusCode).toBe(200);
+    expect(get.headers['content-type']).toMatch(/^application\/json/);
+    expect(get.json()).toEqual({ data: { me: null } });
+    const mutationByGet = await app.inject({ method: 'GET', url: `/api/graphql?query=${encodeURIComponent('mutation { resumeGermline { paused } }')}`, headers: operator.token });
+    expect(mutationByGet.statusCode).toBe(405);
+    const syntax = await graphql('{ me { handle ');
+    expect(syntax.status).toBe(400);
+    expect(syntax.body.errors?.[0]?.message).toContain('Syntax Error');
+    const unknownField = await graphql('{ germline { secrets } }');
+    expect(unknownField.status).toBe(400);
+    expect(unknownField.body.errors?.[0]?.message).toContain('Cannot query field "secrets"');
+  });
+
+  test('a session cookie changes things only through JSON', async () => {
+    const form = await app.inject({ method: 'POST', url: '/api/graphql', headers: { ...operator.cookie, 'content-type': 'application/x-www-form-urlencoded' }, payload: 'query=mutation%20%7B%20resumeGermline%20%7B%20paused%20%7D%20%7D' });
+    expect(form.statusCode).toBe(415);
+    const json = await graphql('{ me { role } }', {}, operator.cookie);
+    expect(json.body).toEqual({ data: { me: { role: 'operator' } } });
+  });
+
+  test('limits: too deep, too many aliases and too many fields are refused with the limit in the message', async () => {
+    const deep = await graphql(`{ me { ${'handle '.repeat(1)} } ${'__schema { types { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } }'} }`);
+    expect(JSON.stringify(deep.body.errors)).toMatch(/exceeds maximum operation depth|depth/i);
+    const aliases = await graphql(`{ ${Array.from({ length: 16 }, (_, i) => `a${i}: me { handle }`).join(' ')} }`);
+    expect(aliases.status).toBe(400);
+    expect(aliases.body.errors?.[0]).toMatchObject({ message: 'too many aliases: at most 15 per operation', extensions: { code: 'QUERY_TOO_COMPLEX' } });
+    const fields = await graphql(`{ ${Array.from({ length: 201 }, () => 'me { handle }').join(' ')} }`);
+    expect(fields.body.errors?.[0]?.message).toBe('too many fields: at most 200 per operation');
+  });
+});
