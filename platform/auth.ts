@@ -15,6 +15,8 @@ declare module 'fastify' {
 }
 
 export const SESSION_COOKIE = 'computatrum_session';
+/** Sign-ins and sign-ups per address per minute: password guessing is slow by design. */
+export const ACCOUNT_RATE_LIMIT = 20;
 
 /** The value of one cookie from the Cookie header (our values are base64url: nothing to decode). */
 function readCookie(request: FastifyRequest, name: string): string | undefined {
@@ -72,7 +74,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     if (!isJson(request)) return reply.code(415).send({ error: 'send JSON (content-type: application/json)', code: 'UNSUPPORTED_MEDIA_TYPE' });
   };
 
-  app.post<{ Body: { handle: string; email: string; password: string } }>('/auth/signup', { preHandler: jsonOnly }, async (request, reply) => {
+  app.post<{ Body: { handle: string; email: string; password: string } }>('/auth/signup', { preHandler: jsonOnly, config: { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } } }, async (request, reply) => {
     try {
       const account = await signUp(db, request.body ?? {});
       await setSession(reply, account.id, request.protocol === 'https');
@@ -82,7 +84,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     }
   });
 
-  app.post<{ Body: { login: string; password: string } }>('/auth/signin', { preHandler: jsonOnly }, async (request, reply) => {
+  app.post<{ Body: { login: string; password: string } }>('/auth/signin', { preHandler: jsonOnly, config: { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } } }, async (request, reply) => {
     try {
       const account = await signIn(db, request.body ?? {});
       await setSession(reply, account.id, request.protocol === 'https');

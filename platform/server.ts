@@ -4,6 +4,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
 import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
@@ -24,10 +26,27 @@ export interface PlatformOptions {
   currency?: string;
   /** Temporal, for the germline's fields and the operators' mutations. */
   client?: Client;
+  /** Requests per client address per minute on the API and accounts (downloads and health are not limited). */
+  rateLimitPerMinute?: number;
 }
 
+/** Request bodies (GraphQL operations, sign-ups) are small; a bigger one is a 413, not work. */
+export const BODY_LIMIT = 256 * 1024;
+export const DEFAULT_RATE_LIMIT = 600;
+
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger });
+  const app = Fastify({ loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger, bodyLimit: BODY_LIMIT });
+  // Security headers on every answer (pages come later; the JSON API and downloads need no scripts).
+  await app.register(helmet);
+  await app.register(rateLimit, {
+    max: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
+    timeWindow: 60_000,
+    // Pulls of big checkpoints make few, long requests; load balancers poll health.
+    allowList: (request) => request.url.startsWith('/v2/') || request.url === '/healthz',
+    // An Error, so that both Fastify's JSON errors and the GraphQL endpoint's error format carry the message.
+    errorResponseBuilder: (_request, context) =>
+      Object.assign(new Error(`too many requests: at most ${context.max} per minute; try again in ${context.after}`), { statusCode: 429, code: 'RATE_LIMITED' }),
+  });
 
   app.get('/healthz', async (_request, reply) => {
     const results = await Promise.all(
