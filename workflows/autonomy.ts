@@ -257,6 +257,15 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     }
   }
 
+  /** A tick on the timer that cannot observe or decide (the database down, say) waits for the next one: it must never end the germline. */
+  async function timerTick(): Promise<void> {
+    try {
+      await tick('timer');
+    } catch (error) {
+      log.error('the autonomy tick could not complete; the next one tries again', { error: (error as Error).message });
+    }
+  }
+
   async function tick(trigger: TickReport['trigger']): Promise<TickReport> {
     return exclusively(async () => {
       const number = ++state.ticks;
@@ -351,7 +360,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
         const due = nextTickAt();
         const wait = due === null ? undefined : due - now().getTime();
         if (wait !== undefined && wait <= 0) {
-          await tick('timer');
+          await timerTick();
           continue;
         }
         if (wait === undefined) {
@@ -359,7 +368,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
           continue;
         }
         const woken = await condition(() => stop() || rescheduled, wait);
-        if (!woken) await tick('timer');
+        if (!woken) await timerTick();
       }
     },
   };
