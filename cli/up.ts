@@ -8,6 +8,7 @@ import { migrateDatabase } from '../activities/db/migrate';
 import { openDatabase } from '../activities/db/prisma';
 import { openStore } from '../activities/store';
 import { buildPlatform } from '../platform/server';
+import { stripeClient } from '../platform/stripe';
 import { type Config, databaseUrl } from '../worker/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../worker/embedded/postgres';
 import { type DevServer, startTemporalDevServer } from '../worker/embedded/temporal-dev-server';
@@ -121,6 +122,9 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       germline: config.germline,
       currency: config.currency,
       client,
+      ...(config.stripe
+        ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl } }
+        : {}),
       temporalUiUrl: devServer?.uiUrl,
       checks: [
         { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

@@ -19,6 +19,7 @@ import { childrenQuery } from '../workflows/child-api';
 import { depositUpdate, pauseSignal, resumeSignal, statusQuery } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
+import { createFundingCheckout, StripeInputError, type StripeSettings } from './stripe';
 
 export interface GraphQLContext {
   caller: Caller;
@@ -28,6 +29,8 @@ export interface GraphQLContext {
   currency: string;
   /** Absent where the platform runs without Temporal (then germline fields answer UNAVAILABLE). */
   client?: Client;
+  /** Absent where Stripe is not configured (then payments answer UNAVAILABLE). */
+  stripe?: StripeSettings;
 }
 
 /** An error a client can act on: its `extensions.code` says which kind. */
@@ -158,6 +161,10 @@ export function buildSchema() {
     }),
   });
 
+  const CheckoutRef = builder.objectRef<{ id: string; url: string | null }>('CheckoutSession').implement({
+    fields: (t) => ({ id: t.exposeString('id'), url: t.string({ nullable: true, description: "Stripe Checkout's page: send the browser there", resolve: (c) => c.url }) }),
+  });
+
   const ForkRef = builder.objectRef<{ repository: string; branch: string; digest: string }>('Fork').implement({
     fields: (t) => ({ repository: t.exposeString('repository'), branch: t.exposeString('branch'), digest: t.exposeString('digest') }),
   });
@@ -233,6 +240,24 @@ export function buildSchema() {
           const handle = germlineHandle(temporal(context), context.germline);
           await updateGermline(handle, depositUpdate, { amount: amount.toString(), currency: context.currency, reference: args.reference }).catch(refused);
           return handle.query(statusQuery);
+        },
+      }),
+      fundGermline: t.field({
+        type: CheckoutRef,
+        description: 'A Stripe Checkout Session; once paid, its amount is deposited in the germline (by the webhook).',
+        authScopes: { operator: true },
+        args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
+        resolve: async (_root, args, context) => {
+          if (!context.stripe) throw apiError('UNAVAILABLE', 'payments are not configured on this platform (STRIPE_SECRET_KEY)');
+          let amount: bigint;
+          try {
+            amount = parseAmount(args.amount, context.currency);
+          } catch (error) {
+            throw apiError('BAD_USER_INPUT', (error as MoneyError).message);
+          }
+          return createFundingCheckout(context.stripe, { germline: context.germline, amount, currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
+            throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
+          });
         },
       }),
       pauseGermline: t.field({

@@ -10,6 +10,7 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGraphQL } from './graphql';
+import { registerStripeWebhook, type StripeSettings } from './stripe';
 import { registerOciDistribution } from './oci-distribution';
 
 /** A named dependency the platform needs; it throws when that dependency is down. */
@@ -26,6 +27,8 @@ export interface PlatformOptions {
   currency?: string;
   /** Temporal, for the germline's fields and the operators' mutations. */
   client?: Client;
+  /** Stripe, when configured: Checkout for funding and the webhook at /stripe/webhook. */
+  stripe?: StripeSettings;
   /** Requests per client address per minute on the API and accounts (downloads and health are not limited). */
   rateLimitPerMinute?: number;
 }
@@ -42,7 +45,8 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     max: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
     timeWindow: 60_000,
     // Pulls of big checkpoints make few, long requests; load balancers poll health.
-    allowList: (request) => request.url.startsWith('/v2/') || request.url === '/healthz',
+    // Stripe's webhook deliveries come in bursts from few addresses, and are verified by signature.
+    allowList: (request) => request.url.startsWith('/v2/') || request.url === '/healthz' || request.url === '/stripe/webhook',
     // An Error, so that both Fastify's JSON errors and the GraphQL endpoint's error format carry the message.
     errorResponseBuilder: (_request, context) =>
       Object.assign(new Error(`too many requests: at most ${context.max} per minute; try again in ${context.after}`), { statusCode: 429, code: 'RATE_LIMITED' }),
@@ -69,7 +73,15 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   });
 
   await registerAuth(app, options.db);
-  await registerGraphQL(app, { db: options.db, store: options.store, germline: options.germline, currency: options.currency ?? 'usd', ...(options.client ? { client: options.client } : {}) });
+  await registerGraphQL(app, {
+    db: options.db,
+    store: options.store,
+    germline: options.germline,
+    currency: options.currency ?? 'usd',
+    ...(options.client ? { client: options.client } : {}),
+    ...(options.stripe ? { stripe: options.stripe } : {}),
+  });
+  if (options.stripe) registerStripeWebhook(app, options.stripe, { db: options.db, germline: options.germline, ...(options.client ? { client: options.client } : {}) });
   registerOciDistribution(app, options.store);
   registerCheckpointListing(app, options.store, options.db);
   return app;

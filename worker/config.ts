@@ -87,11 +87,22 @@ export const configSchema = z
 
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
+    /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
+    PLATFORM_PUBLIC_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'an http:// or https:// URL'),
+
+    /** Stripe: payments are on when a secret key is set. */
+    STRIPE_SECRET_KEY: optionalText.refine((v) => v === undefined || /^(sk|rk)_(test|live)_/.test(v), 'a Stripe secret key (sk_test_…, sk_live_… or a restricted rk_…)'),
+    STRIPE_WEBHOOK_SECRET: optionalText,
+    /** Another Stripe API address, e.g. stripe-mock's http://127.0.0.1:12111 for trying payments locally. */
+    STRIPE_API_BASE: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'an http:// or https:// URL'),
 
     LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     LOG_PRETTY: flag.optional(),
   })
   .superRefine((c, ctx) => {
+    if (c.STRIPE_SECRET_KEY && !c.STRIPE_WEBHOOK_SECRET) {
+      ctx.addIssue({ code: 'custom', path: ['STRIPE_WEBHOOK_SECRET'], message: "required with STRIPE_SECRET_KEY: the webhook endpoint's signing secret (whsec_…), so paid sessions can be verified" });
+    }
     if (c.COMPUTATRUM_STORE === 'registry' && !c.COMPUTATRUM_REGISTRY_URL) {
       ctx.addIssue({ code: 'custom', path: ['COMPUTATRUM_REGISTRY_URL'], message: 'required when COMPUTATRUM_STORE=registry' });
     }
@@ -149,7 +160,9 @@ export interface Config {
   };
   /** Bearer token for the http decision policy's agent. */
   agentToken?: string;
-  platform: { host: string; port: number };
+  platform: { host: string; port: number; publicUrl: string };
+  /** Absent: payments are off. */
+  stripe?: { secretKey: string; webhookSecret: string; apiBase?: string };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
 }
 
@@ -226,7 +239,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : {}),
     },
     ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
-    platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT },
+    platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT, publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, '') },
+    ...(c.STRIPE_SECRET_KEY
+      ? { stripe: { secretKey: c.STRIPE_SECRET_KEY, webhookSecret: c.STRIPE_WEBHOOK_SECRET!, ...(c.STRIPE_API_BASE ? { apiBase: c.STRIPE_API_BASE } : {}) } }
+      : {}),
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };
 }

@@ -57,3 +57,12 @@ test('a config file supplies values and the environment overrides them', () => {
   expect(() => loadConfig({ COMPUTATRUM_CONFIG: file })).toThrow(/must be a JSON object of KEY: value/);
   expect(() => loadConfig({ COMPUTATRUM_CONFIG: '/nonexistent/c.json' })).toThrow(/cannot read COMPUTATRUM_CONFIG file/);
 });
+
+test('payments are on with a Stripe secret key, which needs its webhook secret beside it', () => {
+  expect(loadConfig({}).stripe).toBeUndefined();
+  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc' })).toThrow(/STRIPE_WEBHOOK_SECRET: required with STRIPE_SECRET_KEY/);
+  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x' })).toThrow(/STRIPE_SECRET_KEY: a Stripe secret key/);
+  const config = loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x', STRIPE_API_BASE: 'http://127.0.0.1:12111', PLATFORM_PUBLIC_URL: 'https://computatrum.io/' });
+  expect(config.stripe).toEqual({ secretKey: 'sk_test_abc', webhookSecret: 'whsec_x', apiBase: 'http://127.0.0.1:12111' });
+  expect(config.platform.publicUrl).toBe('https://computatrum.io');
+});
