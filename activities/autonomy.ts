@@ -4,7 +4,7 @@
 // The workflow judges every proposal against the guardrails between `decide` and any act.
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import { ApplicationFailure, WorkflowIdReusePolicy } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import type { Database } from './db/prisma';
 import { DEFAULT_RULES, httpPolicy, observationDigest, type PolicyAnswer, recordDecision, rulesPolicy, type TrainingHistory } from './policy';
 import type { CheckpointStore } from './store/types';
@@ -13,10 +13,9 @@ import { type ChildLifecycle, childRepository, type ChildStatus, childStatusQuer
 import { depositUpdate, germlineWorkflowId } from '../workflows/germline-api';
 import type { Observation } from '../workflows/guardrails';
 import type { MinorUnits } from '../workflows/money';
-import { Payer, RunKind, RunState } from '../workflows/search-attributes';
-import type { trainingWorkflow } from '../workflows/training';
-import { type TrainingRequest, trainingWorkflowId } from '../workflows/training-api';
+import type { TrainingRequest } from '../workflows/training-api';
 import { updateGermline } from '../worker/germline-client';
+import { startTrainingRun } from '../worker/training-client';
 
 /** What training runs the germline starts by itself look like (from the daemon's configuration). */
 export interface TrainingDefaults {
@@ -157,17 +156,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         maxPreemptions: deps.training.maxPreemptions,
       };
       try {
-        await client.workflow.start<typeof trainingWorkflow>('trainingWorkflow', {
-          workflowId: trainingWorkflowId(runId),
-          taskQueue: Context.current().info.taskQueue,
-          args: [request],
-          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-          typedSearchAttributes: [
-            { key: RunKind, value: 'training' },
-            { key: Payer, value: request.payer },
-            { key: RunState, value: 'reserving' },
-          ],
-        });
+        await startTrainingRun(client, Context.current().info.taskQueue, request);
       } catch (error) {
         // A retried activity finds its own run started: that is the run.
         if ((error as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw error;

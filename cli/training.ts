@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure, WorkflowIdReusePolicy } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { Database } from '../activities/db/prisma';
 import { parseReference } from '../activities/store/names';
 import { trainingPayer } from '../activities/training';
@@ -10,10 +10,10 @@ import type { Config } from '../worker/config';
 import { germlineRepository } from '../activities/checkpoints';
 import { childRepository, childWorkflowId } from '../workflows/child-api';
 import { formatMoney } from '../workflows/money';
-import { Payer, RunKind, RunState } from '../workflows/search-attributes';
 import type { trainingWorkflow } from '../workflows/training';
 import { type TrainingRequest, type TrainingStatus, TRAINING_RUN_ID, trainingStatusQuery, trainingWorkflowId, FINAL_TRAINING_STATES } from '../workflows/training-api';
 import { trainingCost } from '../workflows/training-cost';
+import { startTrainingRun } from '../worker/training-client';
 import { amountOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
 import { table } from './table';
 
@@ -105,17 +105,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
         maxPreemptions: cfg.training.maxPreemptions,
       };
       await withGermline(cfg, async (client) => {
-        const handle = await client.workflow.start<typeof trainingWorkflow>('trainingWorkflow', {
-          workflowId: trainingWorkflowId(id),
-          taskQueue: cfg.taskQueue,
-          args: [request],
-          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-          typedSearchAttributes: [
-            { key: RunKind, value: 'training' },
-            { key: Payer, value: request.payer },
-            { key: RunState, value: 'reserving' },
-          ],
-        }).catch((error: Error) => {
+        const handle = await startTrainingRun(client, cfg.taskQueue, request).catch((error: Error) => {
           throw new UserError(error.name === 'WorkflowExecutionAlreadyStartedError' ? `a run with id ${id} exists already: choose another --id` : error.message);
         });
         print(`training run ${id} started (${runner} runner, at most ${formatMoney(request.maxCost, cfg.currency)}, ${formatMoney(request.ratePerGpuHour, cfg.currency)} per GPU-hour)`);
