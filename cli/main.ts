@@ -277,6 +277,8 @@ export function buildProgram(config: () => Config): Command {
         reference,
         dir,
         concurrency: options.parallel,
+        // A paid breed is downloaded by who bought it: the platform knows them by their token.
+        ...(cfg.apiToken ? { headers: { authorization: `Bearer ${cfg.apiToken}` } } : {}),
         onManifest: (files) => view.start(files),
         onProgress: (progress) => view.update(progress),
       });

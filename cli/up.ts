@@ -123,7 +123,7 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       currency: config.currency,
       client,
       ...(config.stripe
-        ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl } }
+        ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
         : {}),
       temporalUiUrl: devServer?.uiUrl,
       checks: [

@@ -48,7 +48,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       const [scheme, token] = authorization.split(' ');
       const caller = scheme === 'Bearer' && token ? await tokenCaller(db, token) : undefined;
       // A wrong token is an error, not an anonymous request: the CLI should say so, not act as the public.
-      if (!caller) return reply.code(401).send({ error: 'the API token is unknown or revoked: create one with `computatrum login`', code: 'UNAUTHENTICATED' });
+      if (!caller) return reply.code(401).send({ error: 'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN', code: 'UNAUTHENTICATED' });
       request.caller = caller;
       return;
     }
@@ -107,7 +107,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     if (!account) return reply.code(401).send({ error: 'sign in to create an API token', code: 'UNAUTHENTICATED' });
     try {
       const created = await createApiToken(db, account.id, request.body?.name);
-      return reply.code(201).send({ ...created, note: 'shown once: store it now (computatrum reads it from COMPUTATRUM_TOKEN)' });
+      return reply.code(201).send({ ...created, note: 'shown once: store it now; the computatrum CLI reads it from COMPUTATRUM_TOKEN' });
     } catch (error) {
       return failed(reply, error);
     }

@@ -19,7 +19,8 @@ import { childrenQuery } from '../workflows/child-api';
 import { depositUpdate, pauseSignal, resumeSignal, statusQuery } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
-import { createFundingCheckout, StripeInputError, type StripeSettings } from './stripe';
+import { type BreedView, listBreeds, MarketplaceError, publishBreed } from './marketplace';
+import { createBreedCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
 
 export interface GraphQLContext {
   caller: Caller;
@@ -78,6 +79,11 @@ export function buildSchema() {
           : apiError('FORBIDDEN', `this needs the operator role; ${context.caller.account?.handle} is a ${context.caller.role}`),
     },
   });
+
+  const payments = (context: GraphQLContext): StripeSettings => {
+    if (!context.stripe) throw apiError('UNAVAILABLE', 'payments are not configured on this platform (STRIPE_SECRET_KEY)');
+    return context.stripe;
+  };
 
   const temporal = (context: GraphQLContext): Client => {
     if (!context.client) throw apiError('UNAVAILABLE', 'the germline is not reachable from this platform process');
@@ -165,6 +171,25 @@ export function buildSchema() {
     fields: (t) => ({ id: t.exposeString('id'), url: t.string({ nullable: true, description: "Stripe Checkout's page: send the browser there", resolve: (c) => c.url }) }),
   });
 
+  const BreedRef = builder.objectRef<BreedView>('Breed').implement({
+    fields: (t) => ({
+      repository: t.exposeString('repository'),
+      title: t.exposeString('title'),
+      owner: t.exposeString('owner'),
+      price: t.string({ nullable: true, description: 'minor units as a string; null: free', resolve: (b) => b.price?.toString() ?? null }),
+      currency: t.exposeString('currency'),
+    }),
+  });
+
+  const PurchaseRef = builder.objectRef<{ id: string; url: string | null; amount: bigint; fee: bigint }>('BreedCheckout').implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      url: t.string({ nullable: true, resolve: (c) => c.url }),
+      amount: t.string({ resolve: (c) => c.amount.toString() }),
+      fee: t.string({ description: "the platform's share, which funds the germline", resolve: (c) => c.fee.toString() }),
+    }),
+  });
+
   const ForkRef = builder.objectRef<{ repository: string; branch: string; digest: string }>('Fork').implement({
     fields: (t) => ({ repository: t.exposeString('repository'), branch: t.exposeString('branch'), digest: t.exposeString('digest') }),
   });
@@ -187,6 +212,7 @@ export function buildSchema() {
           return context.db.checkpoint.findMany({ where: { repository: `germline/${context.germline}`, status: 'published' }, orderBy: { day: 'desc' }, take: limit });
         },
       }),
+      breeds: t.field({ type: [BreedRef], description: 'The marketplace, newest first.', resolve: (_root, _args, context) => listBreeds(context.db) }),
       me: t.field({ type: AccountRef, nullable: true, resolve: (_root, _args, context) => context.caller.account ?? null }),
       decisions: t.field({
         type: [DecisionRef],
@@ -226,6 +252,31 @@ export function buildSchema() {
           return { repository: to.repo, branch: to.reference || 'main', digest };
         },
       }),
+      publishBreed: t.field({
+        type: BreedRef,
+        description: 'Lists one of your repositories on the marketplace; a price (e.g. "9.99") makes it paid, none makes it free.',
+        authScopes: { trainer: true },
+        args: { repository: t.arg.string({ required: true }), title: t.arg.string({ required: true }), price: t.arg.string() },
+        resolve: (_root, args, context) =>
+          publishBreed(context.db, context.store, context.caller.account!, { repository: args.repository, title: args.title, price: args.price ?? null, currency: context.currency }).catch(refused),
+      }),
+      onboardPayouts: t.field({
+        type: 'String',
+        description: "A link to Stripe's onboarding for your payouts (a connected account is made once).",
+        authScopes: { trainer: true },
+        args: { requestId: t.arg.string({ required: true }) },
+        resolve: async (_root, args, context) => (await createPayoutsOnboarding(payments(context), context.db, context.caller.account!, args.requestId)).url,
+      }),
+      buyBreed: t.field({
+        type: PurchaseRef,
+        description: 'A Stripe Checkout Session for a paid breed; once paid, you may download it.',
+        authScopes: { trainer: true },
+        args: { repository: t.arg.string({ required: true }), requestId: t.arg.string({ required: true }) },
+        resolve: (_root, args, context) =>
+          createBreedCheckout(payments(context), context.db, context.caller.account!, args).catch((error: unknown) => {
+            throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
+          }),
+      }),
       deposit: t.field({
         type: BooksRef,
         authScopes: { operator: true },
@@ -248,14 +299,14 @@ export function buildSchema() {
         authScopes: { operator: true },
         args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
         resolve: async (_root, args, context) => {
-          if (!context.stripe) throw apiError('UNAVAILABLE', 'payments are not configured on this platform (STRIPE_SECRET_KEY)');
+          const stripe = payments(context);
           let amount: bigint;
           try {
             amount = parseAmount(args.amount, context.currency);
           } catch (error) {
             throw apiError('BAD_USER_INPUT', (error as MoneyError).message);
           }
-          return createFundingCheckout(context.stripe, { germline: context.germline, amount, currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
+          return createFundingCheckout(stripe, { germline: context.germline, amount, currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
             throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
           });
         },
@@ -287,6 +338,7 @@ export function buildSchema() {
 
 /** What a refusal from below (the budget, the store, the accounts) means to an API client. */
 function refused(error: unknown): never {
+  if (error instanceof MarketplaceError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
   if (error instanceof CheckpointError) throw apiError('BAD_USER_INPUT', error.message);

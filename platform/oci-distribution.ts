@@ -1,7 +1,7 @@
 // The read side of the OCI Distribution API under /v2/, so any OCI client (oras, skopeo, crane)
 // pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
 // Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FILEPATH_ANNOTATION, type CheckpointStore, type ImageManifest, StoreError } from '../activities/store/types';
 import { isDigest } from '../activities/store/names';
 
@@ -10,7 +10,10 @@ const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
 const RESOLVE_PATH = /^\/hub\/(.+)\/resolve\/([^/]+)\/(.+)$/;
 
-type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE';
+type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED';
+
+/** Why this request may not read this repository (a paid breed), or undefined when it may. */
+export type ReadAccess = (request: FastifyRequest, repo: string) => Promise<{ status: 401 | 403; message: string } | undefined>;
 
 function distributionError(reply: FastifyReply, status: number, code: DistributionCode, message: string) {
   return reply.code(status).header('content-type', 'application/json').send({ errors: [{ code, message }] });
@@ -34,7 +37,16 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return { start, end };
 }
 
-export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore): void {
+export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore, canRead: ReadAccess = async () => undefined): void {
+  /** Answers the refusal and returns true when the caller may not read `repo`. */
+  const refused = async (request: FastifyRequest, reply: FastifyReply, repo: string): Promise<boolean> => {
+    const refusal = await canRead(request, repo);
+    if (!refusal) return false;
+    if (refusal.status === 401) reply.header('www-authenticate', 'Bearer realm="computatrum"');
+    await distributionError(reply, refusal.status, refusal.status === 401 ? 'UNAUTHORIZED' : 'DENIED', refusal.message);
+    return true;
+  };
+
   const sendBlob = async (reply: FastifyReply, repo: string, digest: string, rangeHeader: string | undefined, head: boolean, filename?: string) => {
     if (!isDigest(digest)) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
     const size = await store.blobSize(repo, digest);
@@ -65,6 +77,7 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
       try {
         if ((match = MANIFEST_PATH.exec(url))) {
           const [, repo, reference] = match as unknown as [string, string, string];
+          if (await refused(request, reply, repo)) return reply;
           const manifest = await store.getManifest(repo, decodeURIComponent(reference));
           if (!manifest) return distributionError(reply, 404, 'MANIFEST_UNKNOWN', `${repo} has no manifest ${reference}`);
           reply.header('content-type', manifest.mediaType).header('docker-content-digest', manifest.digest).header('etag', `"${manifest.digest}"`).header('content-length', manifest.bytes.length);
@@ -72,6 +85,7 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
         }
         if ((match = BLOB_PATH.exec(url))) {
           const [, repo, digest] = match as unknown as [string, string, string];
+          if (await refused(request, reply, repo)) return reply;
           return await sendBlob(reply, repo, decodeURIComponent(digest), request.headers.range, head);
         }
         if ((match = TAGS_PATH.exec(url))) {
@@ -96,6 +110,7 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
       const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
       if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
       const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
+      if (await refused(request, reply, repo)) return reply;
       const manifest = await store.getManifest(repo, reference).catch(() => undefined);
       if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
       const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);

@@ -10,6 +10,7 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGraphQL } from './graphql';
+import { downloadRefusal } from './marketplace';
 import { registerStripeWebhook, type StripeSettings } from './stripe';
 import { registerOciDistribution } from './oci-distribution';
 
@@ -82,7 +83,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     ...(options.stripe ? { stripe: options.stripe } : {}),
   });
   if (options.stripe) registerStripeWebhook(app, options.stripe, { db: options.db, germline: options.germline, ...(options.client ? { client: options.client } : {}) });
-  registerOciDistribution(app, options.store);
+  registerOciDistribution(app, options.store, (request, repo) => downloadRefusal(options.db, request.caller, repo));
   registerCheckpointListing(app, options.store, options.db);
   return app;
 }

@@ -1,5 +1,7 @@
-// Stripe, the platform's one module for it: Checkout Sessions that fund the germline, and the
-// webhook that turns a paid session into a deposit. The webhook verifies Stripe's signature on the
+// Stripe, the platform's one module for it: Checkout Sessions that fund the germline or buy a breed
+// (a destination charge to the trainer's connected account, the platform fee kept), trainers'
+// payouts onboarding (Account Links), and the webhook that turns a paid session into a deposit
+// and, for a purchase, an entitlement. The webhook verifies Stripe's signature on the
 // raw body, and processes each event once: the deposit's reference is the event id (the germline
 // books a reference once) and the event is stored after it is processed, so Stripe's redeliveries
 // and concurrent duplicates credit nothing twice. Every call to Stripe carries an idempotency key
@@ -12,6 +14,8 @@ import type { Database } from '../activities/db/prisma';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { depositUpdate } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';
+import type { AccountView } from './accounts';
+import { entitlementId } from './marketplace';
 
 export interface StripeSettings {
   client: Stripe;
@@ -19,6 +23,8 @@ export interface StripeSettings {
   webhookSecret: string;
   /** Where people come back to after Checkout, e.g. https://computatrum.io */
   publicUrl: string;
+  /** The platform's share of a breed sale, in percent (it funds the germline). */
+  feePercent: number;
 }
 
 /** A Stripe client; `apiBase` points it elsewhere (stripe-mock in tests: http://127.0.0.1:12111). */
@@ -61,6 +67,62 @@ export async function createFundingCheckout(
   return { id: session.id, url: session.url };
 }
 
+export const PURCHASE_KIND = 'buy-breed';
+
+/** The platform's fee on a sale: a whole percentage, rounded down to the minor unit. */
+export function platformFee(amount: bigint, feePercent: number): bigint {
+  return (amount * BigInt(feePercent)) / 100n;
+}
+
+/**
+ * A trainer's payouts: a Stripe connected account (Express) made once and remembered, and an
+ * Account Link to Stripe's onboarding pages, where the trainer gives Stripe their details.
+ */
+export async function createPayoutsOnboarding(settings: StripeSettings, db: Database, account: AccountView, requestId: string): Promise<{ url: string; stripeAccountId: string }> {
+  const row = await db.account.findUniqueOrThrow({ where: { id: account.id } });
+  let stripeAccountId = row.stripeAccountId;
+  if (!stripeAccountId) {
+    const created = await settings.client.accounts.create(
+      { type: 'express', email: account.email, metadata: { computatrum_account: account.id, handle: account.handle } },
+      { idempotencyKey: `connect-account/${account.id}` },
+    );
+    stripeAccountId = created.id;
+    await db.account.update({ where: { id: account.id }, data: { stripeAccountId } });
+  }
+  const link = await settings.client.accountLinks.create(
+    { account: stripeAccountId, type: 'account_onboarding', refresh_url: `${settings.publicUrl}/marketplace/payouts`, return_url: `${settings.publicUrl}/marketplace/payouts?done=1` },
+    { idempotencyKey: `account-link/${account.id}/${requestId}` },
+  );
+  return { url: link.url, stripeAccountId };
+}
+
+/** A buyer's Checkout Session for a paid breed: a destination charge to the trainer, the fee kept for the germline. */
+export async function createBreedCheckout(
+  settings: StripeSettings,
+  db: Database,
+  buyer: AccountView,
+  input: { repository: string; requestId: string },
+): Promise<{ id: string; url: string | null; amount: bigint; fee: bigint }> {
+  const breed = await db.breed.findUnique({ where: { repository: input.repository }, include: { owner: true } });
+  if (!breed) throw new StripeInputError(`${input.repository} is not listed on the marketplace`);
+  if (breed.price === null) throw new StripeInputError(`${input.repository} is free: download it, no purchase needed`);
+  if (breed.ownerId === buyer.id) throw new StripeInputError('this breed is yours already');
+  if (!breed.owner.stripeAccountId) throw new StripeInputError(`${breed.owner.handle} has not set up payouts yet, so ${input.repository} cannot be sold`);
+  const fee = platformFee(breed.price, settings.feePercent);
+  const session = await settings.client.checkout.sessions.create(
+    {
+      mode: 'payment',
+      line_items: [{ quantity: 1, price_data: { currency: breed.currency, unit_amount: Number(breed.price), product_data: { name: `${breed.title} (${breed.repository})` } } }],
+      payment_intent_data: { application_fee_amount: Number(fee), transfer_data: { destination: breed.owner.stripeAccountId } },
+      metadata: { kind: PURCHASE_KIND, repository: breed.repository, buyer: buyer.id, fee: fee.toString() },
+      success_url: `${settings.publicUrl}/hub/${breed.repository}?bought={CHECKOUT_SESSION_ID}`,
+      cancel_url: `${settings.publicUrl}/hub/${breed.repository}`,
+    },
+    { idempotencyKey: `${PURCHASE_KIND}/${buyer.id}/${breed.repository}/${input.requestId}` },
+  );
+  return { id: session.id, url: session.url, amount: breed.price, fee };
+}
+
 export function registerStripeWebhook(app: FastifyInstance, settings: StripeSettings, deps: { db: Database; client?: Client; germline: string }): void {
   void app.register(async (scope) => {
     // The signature covers the exact bytes Stripe sent: keep them, unparsed, on this route only.
@@ -92,22 +154,43 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
   async function process(event: Stripe.Event): Promise<string> {
     if (event.type !== 'checkout.session.completed') return `ignored: ${event.type} is not handled`;
     const session = event.data.object;
-    if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline) return 'ignored: not a funding of this germline';
     if (session.payment_status !== 'paid') return `ignored: the session is ${session.payment_status}`;
-    if (!deps.client) throw new Error('the germline is not reachable from this platform process');
+    if (session.metadata?.kind === PURCHASE_KIND) return purchased(event, session);
+    if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline) return 'ignored: not a funding of this germline';
     const amount = String(session.amount_total ?? 0);
-    const currency = session.currency ?? '';
+    return deposit(event, amount, session.currency ?? '', `deposited ${formatMoney(amount, session.currency ?? '')} into germline/${deps.germline}`);
+  }
+
+  /** A breed bought: the buyer may download it from now on, and the platform's fee funds the germline. */
+  async function purchased(event: Stripe.Event, session: Stripe.Checkout.Session): Promise<string> {
+    const { repository, buyer, fee } = session.metadata as { repository?: string; buyer?: string; fee?: string };
+    if (!repository || !buyer || !fee || !/^\d+$/.test(fee)) return 'ignored: a purchase without its repository, buyer and fee';
+    const breed = await deps.db.breed.findUnique({ where: { repository } });
+    if (!breed) return `ignored: ${repository} is not listed`;
+    const amount = BigInt(session.amount_total ?? 0);
+    await deps.db.entitlement.upsert({
+      where: { id: entitlementId(buyer, repository) },
+      create: { id: entitlementId(buyer, repository), accountId: buyer, repository, checkoutSessionId: session.id, amount, fee: BigInt(fee) },
+      update: {},
+    });
+    const currency = session.currency ?? breed.currency;
+    if (fee === '0') return `granted ${repository} to ${buyer}; no fee`;
+    return deposit(event, fee, currency, `granted ${repository} to ${buyer}; fee ${formatMoney(fee, currency)} deposited into germline/${deps.germline}`);
+  }
+
+  async function deposit(event: Stripe.Event, amount: string, currency: string, done: string): Promise<string> {
+    if (!deps.client) throw new Error('the germline is not reachable from this platform process');
     try {
       await updateGermline(germlineHandle(deps.client, deps.germline), depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
       const cause = (error as { cause?: { message?: string } }).cause;
       if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) {
         // Paid money the books refuse (another currency, say) needs a person: it is recorded, not retried.
-        app.log.error({ event: event.id, reason: cause.message }, 'a paid Stripe funding was refused by the germline');
+        app.log.error({ event: event.id, reason: cause.message }, 'a payment was refused by the germline');
         return `refused by the germline: ${cause.message}`;
       }
       throw error;
     }
-    return `deposited ${formatMoney(amount, currency)} into germline/${deps.germline}`;
+    return done;
   }
 }

@@ -60,6 +60,8 @@ export const configSchema = z
     /** A mounted secret holding the password (Kubernetes), read at start. */
     COMPUTATRUM_REGISTRY_PASSWORD_FILE: optionalText,
 
+    /** The CLI's personal API token for the platform (paid breeds, the API); from /auth/tokens. */
+    COMPUTATRUM_TOKEN: optionalText,
     /** Bearer token sent to the http decision policy's agent; a secret, never put in workflow input. */
     COMPUTATRUM_AGENT_TOKEN: optionalText,
 
@@ -93,6 +95,8 @@ export const configSchema = z
     /** Stripe: payments are on when a secret key is set. */
     STRIPE_SECRET_KEY: optionalText.refine((v) => v === undefined || /^(sk|rk)_(test|live)_/.test(v), 'a Stripe secret key (sk_test_…, sk_live_… or a restricted rk_…)'),
     STRIPE_WEBHOOK_SECRET: optionalText,
+    /** The platform's share of each breed sale, in whole percent; it is deposited in the germline. */
+    PLATFORM_FEE_PERCENT: z.coerce.number().int().min(0).max(50).default(10),
     /** Another Stripe API address, e.g. stripe-mock's http://127.0.0.1:12111 for trying payments locally. */
     STRIPE_API_BASE: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'an http:// or https:// URL'),
 
@@ -160,9 +164,11 @@ export interface Config {
   };
   /** Bearer token for the http decision policy's agent. */
   agentToken?: string;
+  /** The CLI's API token for the platform. */
+  apiToken?: string;
   platform: { host: string; port: number; publicUrl: string };
   /** Absent: payments are off. */
-  stripe?: { secretKey: string; webhookSecret: string; apiBase?: string };
+  stripe?: { secretKey: string; webhookSecret: string; apiBase?: string; feePercent: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
 }
 
@@ -239,9 +245,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : {}),
     },
     ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
+    ...(c.COMPUTATRUM_TOKEN ? { apiToken: c.COMPUTATRUM_TOKEN } : {}),
     platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT, publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, '') },
     ...(c.STRIPE_SECRET_KEY
-      ? { stripe: { secretKey: c.STRIPE_SECRET_KEY, webhookSecret: c.STRIPE_WEBHOOK_SECRET!, ...(c.STRIPE_API_BASE ? { apiBase: c.STRIPE_API_BASE } : {}) } }
+      ? { stripe: { secretKey: c.STRIPE_SECRET_KEY, webhookSecret: c.STRIPE_WEBHOOK_SECRET!, feePercent: c.PLATFORM_FEE_PERCENT, ...(c.STRIPE_API_BASE ? { apiBase: c.STRIPE_API_BASE } : {}) } }
       : {}),
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };

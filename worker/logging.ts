@@ -7,7 +7,7 @@ import type { Config } from './config';
 export type { Logger };
 
 /** Keys whose values never reach a log line. */
-const REDACTED = ['apiKey', '*.apiKey', 'password', '*.password', 'token', '*.token', 'agentToken', '*.agentToken', 'secretKey', '*.secretKey', 'webhookSecret', '*.webhookSecret', 'databaseUrl', '*.databaseUrl'];
+const REDACTED = ['apiKey', '*.apiKey', 'password', '*.password', 'token', '*.token', 'agentToken', '*.agentToken', 'apiToken', '*.apiToken', 'secretKey', '*.secretKey', 'webhookSecret', '*.webhookSecret', 'databaseUrl', '*.databaseUrl'];
 
 export function createLogger(options: Config['log'], destination?: pino.DestinationStream): Logger {
   const base = { level: options.level, redact: { paths: REDACTED, censor: '[redacted]' } };

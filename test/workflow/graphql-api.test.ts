@@ -117,6 +117,9 @@ describe('GraphQL', () => {
   const mutations: Array<{ name: string; query: () => string; allowed: Array<'public' | 'owner' | 'other trainer' | 'operator'> }> = [
     { name: 'createApiToken', query: () => 'mutation { createApiToken(name: "matrix") { id } }', allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'fork', query: () => `mutation { fork(from: "germline/${germline.name}:main", to: "trainers/${aliceHandle}/coder:${uniqueName('b')}") { digest } }`, allowed: ['owner', 'operator'] },
+    { name: 'publishBreed', query: () => `mutation { publishBreed(repository: "trainers/${aliceHandle}/coder", title: "Coder", price: "9.99") { repository } }`, allowed: ['owner'] },
+    { name: 'onboardPayouts', query: () => 'mutation { onboardPayouts(requestId: "r1") }', allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'buyBreed', query: () => `mutation { buyBreed(repository: "trainers/${aliceHandle}/coder", requestId: "r1") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'deposit', query: () => `mutation { deposit(amount: "1.00", reference: "${uniqueName('m')}") { available } }`, allowed: ['operator'] },
     { name: 'fundGermline', query: () => `mutation { fundGermline(amount: "5.00", requestId: "${uniqueName('r')}") { id } }`, allowed: ['operator'] },
     { name: 'pauseGermline', query: () => 'mutation { pauseGermline(reason: "matrix") { paused } }', allowed: ['operator'] },
@@ -136,7 +139,7 @@ describe('GraphQL', () => {
       // Approving a decision that does not exist reaches the germline, which says so.
       if (name.endsWith('Decision')) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' }, message: expect.stringContaining('no decision none/1/0 awaits approval') });
       // This platform has no Stripe configured (test/workflow/stripe.test.ts has): the resolver says so.
-      else if (name === 'fundGermline') expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
+      else if (['fundGermline', 'onboardPayouts', 'buyBreed'].includes(name)) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
       else expect(body.errors).toBeUndefined();
     } else {
       expect(code).toBe(caller === 'public' ? 'UNAUTHENTICATED' : 'FORBIDDEN');

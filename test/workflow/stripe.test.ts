@@ -1,10 +1,16 @@
 // Stripe against stripe-mock (its real API surface, started here) and webhooks signed as Stripe
 // signs them: an operator's funding Checkout Session carries an idempotency key from our ids; a paid
 // session's event credits the germline once however often it is delivered; a bad signature is a
-// 400 that records nothing.
+// 400 that records nothing; a paid breed is sold as a destination charge and downloaded only once bought.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import type Stripe from 'stripe';
+import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { pullCheckpoint } from '../../activities/store/pull';
 import { setRole } from '../../platform/accounts';
 import { buildPlatform } from '../../platform/server';
 import { FUNDING_KIND, stripeClient } from '../../platform/stripe';
@@ -36,7 +42,7 @@ beforeAll(async () => {
     store: env.store,
     db: env.db,
     client: env.client,
-    stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080' },
+    stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080', feePercent: 10 },
   });
 });
 
@@ -110,4 +116,71 @@ test('events that are not a paid funding of this germline are acknowledged and r
   const id = `evt_${uniqueName('other').replace(/-/g, '')}`;
   expect((await deliver(paidSessionEvent(id, 500, { kind: FUNDING_KIND, germline: 'someone-else' }))).statusCode).toBe(200);
   expect(await env.db.stripeEvent.findUnique({ where: { id } })).toMatchObject({ outcome: 'ignored: not a funding of this germline' });
+});
+
+describe('the marketplace: a paid breed', () => {
+  async function person(handle: string) {
+    const signup = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'a long password' } });
+    const cookie = `computatrum_session=${signup.cookies.find((c) => c.name === 'computatrum_session')!.value}`;
+    const token = (await app.inject({ method: 'POST', url: '/auth/tokens', headers: { cookie }, payload: { name: 'cli' } })).json<{ token: string }>().token;
+    const id = (await app.inject({ method: 'GET', url: '/auth/me', headers: { cookie } })).json<{ account: { id: string } }>().account.id;
+    const gql = async (query: string) =>
+      (await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: { query } })).json<{ data?: Record<string, never>; errors?: Array<{ message: string; extensions: { code: string } }> }>();
+    return { handle, id, auth: { authorization: `Bearer ${token}` }, gql };
+  }
+
+  test('is listed by its trainer, sold through Checkout as a destination charge with the fee, and downloadable only once bought; the fee funds the germline', async () => {
+    const tess = await person(uniqueName('tess'));
+    const bert = await person(uniqueName('bert'));
+    const repository = `trainers/${tess.handle}/painter`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'breed-'));
+    writeFileSync(path.join(dir, 'model.safetensors'), 'painter weights');
+    const published = await publishCheckpoint(env.store, repository, dir, { tag: 'main' });
+
+    const listed = await tess.gql(`mutation { publishBreed(repository: "${repository}", title: "Painter", price: "9.99") { repository price owner } }`);
+    expect(listed).toEqual({ data: { publishBreed: { repository, price: '999', owner: tess.handle } } });
+    expect((await bert.gql(`mutation { publishBreed(repository: "${repository}", title: "Mine now") { repository } }`)).errors?.[0]?.extensions.code).toBe('FORBIDDEN');
+
+    // No payouts yet: it cannot be sold. Onboarding makes the connected account once.
+    expect((await bert.gql(`mutation { buyBreed(repository: "${repository}", requestId: "b1") { id } }`)).errors?.[0]?.message).toBe(`${tess.handle} has not set up payouts yet, so ${repository} cannot be sold`);
+    const onboarding = await tess.gql('mutation { onboardPayouts(requestId: "o1") }');
+    expect(onboarding.data?.onboardPayouts).toEqual(expect.any(String));
+    expect((await env.db.account.findUnique({ where: { id: tess.id } }))?.stripeAccountId).toMatch(/^acct_/);
+    expect(sent.filter((r) => r.path === '/v1/accounts' || r.path === '/v1/account_links').map((r) => r.idempotencyKey)).toEqual([`connect-account/${tess.id}`, `account-link/${tess.id}/o1`]);
+
+    // Not bought: the public is asked to sign in, bert is refused, the trainer downloads her own.
+    const manifestUrl = `/v2/${repository}/manifests/main`;
+    const anonymous = await app.inject({ method: 'GET', url: manifestUrl });
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json()).toEqual({ errors: [{ code: 'UNAUTHORIZED', message: `${repository} is a paid breed: sign in (an API token) to download what you bought` }] });
+    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: bert.auth })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.auth })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: tess.auth })).statusCode).toBe(200);
+
+    const checkout = await bert.gql(`mutation { buyBreed(repository: "${repository}", requestId: "b2") { id url amount fee } }`);
+    expect(checkout.data?.buyBreed).toMatchObject({ id: expect.stringMatching(/^cs_/), amount: '999', fee: '99' });
+    expect(sent.at(-1)).toEqual({ path: '/v1/checkout/sessions', idempotencyKey: `buy-breed/${bert.id}/${repository}/b2` });
+
+    // Stripe reports the payment: bert may download, and the 0.99 fee is deposited in the germline.
+    const before = BigInt((await germline.handle.query(statusQuery)).deposited);
+    const event = `evt_${uniqueName('sale').replace(/-/g, '')}`;
+    const paid = await deliver(paidSessionEvent(event, 999, { kind: 'buy-breed', repository, buyer: bert.id, fee: '99' }));
+    expect(paid.statusCode).toBe(200);
+    expect(BigInt((await germline.handle.query(statusQuery)).deposited)).toBe(before + 99n);
+    expect(await env.db.stripeEvent.findUnique({ where: { id: event } })).toMatchObject({ outcome: `granted ${repository} to ${bert.id}; fee 0.99 USD deposited into germline/${germline.name}` });
+    const manifest = await app.inject({ method: 'GET', url: manifestUrl, headers: bert.auth });
+    expect(manifest.statusCode).toBe(200);
+    expect(manifest.headers['docker-content-digest']).toBe(published.digest);
+    const file = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.auth });
+    expect(file.body).toBe('painter weights');
+
+    // `computatrum pull`'s code over a socket: refused without the token, whole with it.
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const into = mkdtempSync(path.join(tmpdir(), 'bought-'));
+    await expect(pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into })).rejects.toThrow(`${baseUrl} refused access to ${repository}: sign in or use an API token`);
+    const pulled = await pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into, headers: bert.auth });
+    expect(pulled.digest).toBe(published.digest);
+    expect(readFileSync(path.join(into, 'model.safetensors'), 'utf8')).toBe('painter weights');
+  });
 });
