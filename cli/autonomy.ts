@@ -16,7 +16,7 @@ import {
 } from '../workflows/autonomy-api';
 import type { EvalGate, Proposal, Verdict } from '../workflows/guardrails';
 import { formatMoney } from '../workflows/money';
-import { amountOption, capOption, liftable, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
+import { amountOption, capOption, liftable, positiveInteger, print, UserError, wholeNumber, withDatabase, withGermline } from './common';
 import { table } from './table';
 import { parseDuration } from './training';
 
@@ -72,7 +72,7 @@ function showDecisions(decisions: DecisionSummary[], currency: string): void {
 interface AutonomyOptions {
   maxChildren?: number;
   childCap?: string;
-  minRunwayDays?: string;
+  minRunwayDays?: number;
   approvalThreshold?: string;
   policy?: 'rules' | 'http';
   endpoint?: string;
@@ -90,13 +90,9 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
   program
     .command('autonomy')
     .description('show, or change, how the germline decides by itself and the limits it decides within')
-    .option('--max-children <n>', 'children funded at once', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`--max-children is a whole number, got "${v}"`);
-      return n;
-    })
+    .option('--max-children <n>', 'children funded at once', wholeNumber('--max-children', 0))
     .option('--child-cap <amount>', "most one child's allowance may reach, or none", capOption(config()))
-    .option('--min-runway-days <n>', 'days of net burn the funds must still cover after any spending')
+    .option('--min-runway-days <n>', 'days of net burn the funds must still cover after any spending', wholeNumber('--min-runway-days', 0))
     .option('--approval-threshold <amount>', 'proposals moving more wait for approve/reject, or none', capOption(config()))
     .option('--policy <policy>', 'rules or http', (v) => {
       if (v !== 'rules' && v !== 'http') throw new InvalidArgumentError('--policy is rules or http');
@@ -117,7 +113,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       const change: AutonomyChange = {
         ...(options.maxChildren !== undefined ? { maxChildren: options.maxChildren } : {}),
         ...(options.childCap !== undefined ? { perChildAllowanceCap: liftable(options.childCap) } : {}),
-        ...(options.minRunwayDays !== undefined ? { minRunwayDays: Number(options.minRunwayDays) } : {}),
+        ...(options.minRunwayDays !== undefined ? { minRunwayDays: options.minRunwayDays } : {}),
         ...(options.approvalThreshold !== undefined ? { approvalThreshold: liftable(options.approvalThreshold) } : {}),
         ...(options.policy ? { policy: options.policy } : {}),
         ...(options.endpoint ? { endpoint: options.endpoint } : {}),

@@ -56,9 +56,14 @@ export async function withDatabase<T>(config: Config, action: (db: Database) => 
 }
 
 export function positiveInteger(name: string) {
+  return wholeNumber(name, 1);
+}
+
+/** A whole number of at least `min` given on the command line. */
+export function wholeNumber(name: string, min: number) {
   return (text: string): number => {
     const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a whole number of at least 1, got "${text}"`);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}, got "${text}"`);
     return n;
   };
 }

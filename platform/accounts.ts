@@ -137,7 +137,10 @@ export async function tokenCaller(db: Database, token: string): Promise<Caller |
   if (!token.startsWith(TOKEN_PREFIX)) return undefined;
   const found = await db.apiToken.findUnique({ where: { tokenHash: sha256(token) }, include: { account: true } });
   if (!found) return undefined;
-  await db.apiToken.update({ where: { id: found.id }, data: { lastUsedAt: new Date() } });
+  // Written at most once a minute: a pull sends the token with every blob request.
+  if (!found.lastUsedAt || Date.now() - found.lastUsedAt.getTime() > 60_000) {
+    await db.apiToken.update({ where: { id: found.id }, data: { lastUsedAt: new Date() } });
+  }
   const account = view(found.account);
   return { role: account.role, account };
 }

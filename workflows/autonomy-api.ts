@@ -2,7 +2,7 @@
 // it decides within (guardrails), what a tick reports, and the proposals waiting for an operator.
 // Shared by the germline workflow, the CLI and (later) the platform.
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
-import type { RulesPolicyParams } from '../activities/policy';
+import type { DecisionOutcome, RulesPolicyParams } from '../activities/policy';
 import type { AutonomyPolicy, EvalGate, Judgement, Proposal } from './guardrails';
 
 export interface DeciderSettings {
@@ -52,7 +52,7 @@ export interface DecisionSummary {
   proposal?: Proposal;
   why?: string;
   judgement?: Judgement;
-  outcome: 'executed' | 'refused' | 'awaiting-approval' | 'approved' | 'rejected' | 'failed' | 'no-answer';
+  outcome: DecisionOutcome;
   reason: string;
 }
 

@@ -40,6 +40,7 @@ import {
   type Proposal,
   refusalReasons,
 } from './guardrails';
+import { failureMessage } from './failures';
 import { formatMoney } from './money';
 
 // Measuring and deciding are retried a few times; a policy that cannot answer is an answer itself.
@@ -251,9 +252,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     try {
       return { ok: true, done: await act(id, proposal) };
     } catch (error) {
-      let cause: unknown = error;
-      while (cause instanceof Error && cause.cause instanceof Error && !(cause instanceof ApplicationFailure && cause.message)) cause = cause.cause;
-      return { ok: false, error: (cause as Error).message };
+      return { ok: false, error: failureMessage(error) };
     }
   }
 

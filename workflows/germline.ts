@@ -3,7 +3,6 @@
 // change in the PostgreSQL journal through an activity, and continues as new when history grows,
 // carrying plain JSON state.
 import {
-  ActivityFailure,
   allHandlersFinished,
   ApplicationFailure,
   condition,
@@ -23,6 +22,7 @@ import { childWorkflow } from './child';
 import { initialAutonomyState, serveAutonomy } from './autonomy';
 import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, type SpawnRequest, spawnChildUpdate } from './child-api';
 import { type GermlineInput, promoteUpdate, statusQuery } from './germline-api';
+import { failureMessage } from './failures';
 import { checkEvalGate, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
 
@@ -114,8 +114,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   setHandler(promoteUpdate, async ({ repo, reference }) => {
     const { digest, metrics } = await checkpoints.readCheckpointMetrics({ repo, reference }).catch((error: unknown) => {
       // The caller reads why (an unknown checkpoint), not that an activity failed.
-      const cause = error instanceof ActivityFailure && error.cause ? error.cause : error;
-      throw ApplicationFailure.create({ type: 'PromotionFailed', nonRetryable: true, message: (cause as Error).message });
+      throw ApplicationFailure.create({ type: 'PromotionFailed', nonRetryable: true, message: failureMessage(error) });
     });
     const gate = checkEvalGate(metrics, autonomy.evalGate());
     if (!gate.ok) throw ApplicationFailure.create({ type: 'BelowEvalGate', nonRetryable: true, message: `${repo}:${reference} is not promoted: ${gate.detail}` });

@@ -5,7 +5,6 @@
 // reservation (by ref) and one settlement (by reservation id), both idempotent.
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
@@ -17,6 +16,7 @@ import {
 import type { BudgetActivities } from '../activities/budget';
 import type { TrainingActivities } from '../activities/training';
 import type { TrainingOutcome, TrainingProgress } from '../activities/runners/types';
+import { failureMessage, failureType } from './failures';
 import { toMinor } from './money';
 import { Payer, RunKind, RunState } from './search-attributes';
 import { type TrainingRequest, type TrainingResult, type TrainingState, type TrainingStatus, trainingStatusQuery } from './training-api';
@@ -48,17 +48,6 @@ function runnerActivity(request: TrainingRequest) {
       nonRetryableErrorTypes: ['TrainerFailed', 'TrainingRequestInvalid'],
     },
   }).runTraining;
-}
-
-function failureMessage(error: unknown): string {
-  let cause = error;
-  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
-  return cause instanceof Error ? cause.message : String(cause);
-}
-
-function failureType(error: unknown): string | undefined {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
-  return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
 
 export async function trainingWorkflow(request: TrainingRequest): Promise<TrainingResult> {
