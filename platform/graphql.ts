@@ -15,10 +15,11 @@ import { type CheckpointStore, StoreError } from '../activities/store/types';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { approveUpdate, type DecisionSummary, rejectUpdate } from '../workflows/autonomy-api';
 import type { BudgetStatus } from '../workflows/budget';
-import { childrenQuery } from '../workflows/child-api';
-import { depositUpdate, pauseSignal, resumeSignal, statusQuery } from '../workflows/germline-api';
+import { type ChildRecord, childrenQuery } from '../workflows/child-api';
+import { depositUpdate, pauseSignal, promoteUpdate, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
+import { addComment, attachRecording, type CommentView, HubError, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
 import { type BreedView, listBreeds, MarketplaceError, publishBreed } from './marketplace';
 import { createBreedCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
 
@@ -194,6 +195,132 @@ export function buildSchema() {
     fields: (t) => ({ repository: t.exposeString('repository'), branch: t.exposeString('branch'), digest: t.exposeString('digest') }),
   });
 
+  const CommentRef = builder.objectRef<CommentView>('Comment').implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      author: t.exposeString('author'),
+      body: t.exposeString('body'),
+      createdAt: t.string({ resolve: (c) => c.createdAt.toISOString() }),
+    }),
+  });
+
+  const ThreadRef = builder.objectRef<ThreadView>('Thread').implement({
+    description: 'A discussion of an image; its first comment is the opening text.',
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      repository: t.exposeString('repository'),
+      reference: t.string({ nullable: true, description: 'the tag or digest it is about; null: the image as a whole', resolve: (th) => th.reference }),
+      title: t.exposeString('title'),
+      author: t.exposeString('author'),
+      createdAt: t.string({ resolve: (th) => th.createdAt.toISOString() }),
+      comments: t.field({ type: [CommentRef], resolve: (th) => th.comments }),
+    }),
+  });
+
+  const RecordingRef = builder.objectRef<RecordingView>('Recording').implement({
+    description: "A recording of a session with the model, stored as a referrer of the image's manifest.",
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      repository: t.exposeString('repository'),
+      subjectDigest: t.exposeString('subjectDigest'),
+      reference: t.string({ nullable: true, resolve: (r) => r.reference }),
+      title: t.exposeString('title'),
+      filename: t.exposeString('filename'),
+      mediaType: t.exposeString('mediaType'),
+      size: t.exposeInt('size'),
+      author: t.exposeString('author'),
+      createdAt: t.string({ resolve: (r) => r.createdAt.toISOString() }),
+      downloadUrl: t.exposeString('downloadUrl'),
+    }),
+  });
+
+  const ReportRef = builder.objectRef<ReportView>('Report').implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      repository: t.exposeString('repository'),
+      reference: t.string({ nullable: true, resolve: (r) => r.reference }),
+      reason: t.exposeString('reason'),
+      reporter: t.exposeString('reporter'),
+      createdAt: t.string({ resolve: (r) => r.createdAt.toISOString() }),
+    }),
+  });
+
+  const ImageRef = builder.objectRef<ImageView>('Image').implement({
+    description: 'An image on the hub: a repository of checkpoints (the germline, a child, a trainer\'s breed).',
+    fields: (t) => ({
+      repository: t.exposeString('repository'),
+      kind: t.exposeString('kind', { description: 'germline | child | trainer' }),
+      tags: t.exposeInt('tags'),
+      latestTag: t.string({ nullable: true, resolve: (i) => i.latestTag }),
+      latestNickname: t.string({ nullable: true, resolve: (i) => i.latestNickname }),
+      breedTitle: t.string({ nullable: true, resolve: (i) => i.breed?.title ?? null }),
+      price: t.string({ nullable: true, description: 'minor units as a string; null: free', resolve: (i) => i.breed?.price?.toString() ?? null }),
+      reports: t.exposeInt('reports'),
+      threads: t.field({ type: [ThreadRef], resolve: (i, _args, context) => listThreads(context.db, i.repository) }),
+      recordings: t.field({ type: [RecordingRef], resolve: (i, _args, context) => listRecordings(context.db, i.repository) }),
+    }),
+  });
+
+  const ChildRef = builder.objectRef<ChildRecord>('Child').implement({
+    description: "A child computatrum funded by the germline; its money is for operators.",
+    fields: (t) => ({
+      name: t.exposeString('name'),
+      purpose: t.exposeString('purpose'),
+      state: t.exposeString('state'),
+      repository: t.string({ resolve: (c) => `children/${c.name}` }),
+      allowance: t.string({ nullable: true, authScopes: { operator: true }, resolve: (c) => c.allowance }),
+      spent: t.string({ nullable: true, authScopes: { operator: true }, resolve: (c) => c.spent ?? null }),
+    }),
+  });
+
+  interface RunShape {
+    id: string;
+    payer: string;
+    state: string;
+    outputRepository: string;
+    outputBranch: string;
+    gpus: number;
+    gpuSeconds: number;
+    step: number | null;
+    loss: number | null;
+    cost: bigint | null;
+    maxCost: bigint;
+    outputDigest: string | null;
+    createdAt: Date;
+  }
+  const RunRef = builder.objectRef<RunShape>('TrainingRun').implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      state: t.exposeString('state'),
+      outputRepository: t.exposeString('outputRepository'),
+      outputBranch: t.exposeString('outputBranch'),
+      gpus: t.exposeInt('gpus'),
+      gpuSeconds: t.exposeInt('gpuSeconds'),
+      step: t.int({ nullable: true, resolve: (r) => r.step }),
+      loss: t.float({ nullable: true, resolve: (r) => r.loss }),
+      outputDigest: t.string({ nullable: true, resolve: (r) => r.outputDigest }),
+      createdAt: t.string({ resolve: (r) => r.createdAt.toISOString() }),
+      payer: t.string({ nullable: true, authScopes: { operator: true }, resolve: (r) => r.payer }),
+      cost: t.string({ nullable: true, authScopes: { operator: true }, description: 'minor units charged, once settled', resolve: (r) => r.cost?.toString() ?? null }),
+      maxCost: t.string({ nullable: true, authScopes: { operator: true }, resolve: (r) => r.maxCost.toString() }),
+    }),
+  });
+
+  const PolicyRef = builder.objectRef<{ dailySpendCap: string | null; perReservationCap: string | null }>('SpendingPolicy').implement({
+    fields: (t) => ({
+      dailySpendCap: t.string({ nullable: true, resolve: (p) => p.dailySpendCap }),
+      perReservationCap: t.string({ nullable: true, resolve: (p) => p.perReservationCap }),
+    }),
+  });
+
+  const PromotionRef = builder.objectRef<{ digest: string; gate: string; metrics: Record<string, number> }>('Promotion').implement({
+    fields: (t) => ({
+      digest: t.exposeString('digest'),
+      gate: t.exposeString('gate'),
+      metrics: t.string({ description: 'the metrics judged, as JSON', resolve: (p) => JSON.stringify(p.metrics) }),
+    }),
+  });
+
   async function germline(context: GraphQLContext) {
     const handle = germlineHandle(temporal(context), context.germline);
     const [status, children] = await Promise.all([handle.query(statusQuery), handle.query(childrenQuery)]);
@@ -213,6 +340,33 @@ export function buildSchema() {
         },
       }),
       breeds: t.field({ type: [BreedRef], description: 'The marketplace, newest first.', resolve: (_root, _args, context) => listBreeds(context.db) }),
+      images: t.field({
+        type: [ImageRef],
+        description: "The hub's images, the germline's first; `search` matches names, breed titles and nicknames.",
+        args: { search: t.arg.string() },
+        resolve: (_root, { search }, context) => listImages(context.db, context.store, { germline: context.germline, ...(search ? { search } : {}) }),
+      }),
+      threads: t.field({ type: [ThreadRef], args: { repository: t.arg.string({ required: true }) }, resolve: (_root, { repository }, context) => listThreads(context.db, repository) }),
+      recordings: t.field({ type: [RecordingRef], args: { repository: t.arg.string({ required: true }) }, resolve: (_root, { repository }, context) => listRecordings(context.db, repository) }),
+      reports: t.field({
+        type: [ReportRef],
+        description: 'Images flagged by the community, newest first.',
+        authScopes: { operator: true },
+        args: { repository: t.arg.string(), limit: t.arg.int({ defaultValue: 50 }) },
+        resolve: (_root, { repository, limit }, context) => listReports(context.db, { ...(repository ? { repository } : {}), limit: limit ?? 50 }),
+      }),
+      children: t.field({
+        type: [ChildRef],
+        description: "The germline's children, every state.",
+        resolve: async (_root, _args, context) => germlineHandle(temporal(context), context.germline).query(childrenQuery),
+      }),
+      trainingRuns: t.field({
+        type: [RunRef],
+        description: 'Training runs, newest first; `repository` keeps those publishing there.',
+        args: { repository: t.arg.string(), limit: t.arg.int({ defaultValue: 30 }) },
+        resolve: (_root, { repository, limit }, context) =>
+          context.db.trainingRun.findMany({ where: repository ? { outputRepository: repository } : {}, orderBy: { createdAt: 'desc' }, take: Math.min(Math.max(limit ?? 30, 1), 200) }),
+      }),
       me: t.field({ type: AccountRef, nullable: true, resolve: (_root, _args, context) => context.caller.account ?? null }),
       decisions: t.field({
         type: [DecisionRef],
@@ -277,6 +431,77 @@ export function buildSchema() {
             throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
           }),
       }),
+      startThread: t.field({
+        type: ThreadRef,
+        description: 'Opens a discussion of an image (or one checkpoint of it); the body is its first comment.',
+        authScopes: { trainer: true },
+        args: { repository: t.arg.string({ required: true }), reference: t.arg.string(), title: t.arg.string({ required: true }), body: t.arg.string({ required: true }) },
+        resolve: (_root, args, context) => startThread(context.db, context.store, context.caller.account!, args).catch(refused),
+      }),
+      comment: t.field({
+        type: CommentRef,
+        authScopes: { trainer: true },
+        args: { threadId: t.arg.string({ required: true }), body: t.arg.string({ required: true }) },
+        resolve: (_root, args, context) => addComment(context.db, context.caller.account!, args).catch(refused),
+      }),
+      attachRecording: t.field({
+        type: RecordingRef,
+        description: 'Attaches a text transcript of a session with the model (files: POST /api/recordings/<repo>).',
+        authScopes: { trainer: true },
+        args: {
+          repository: t.arg.string({ required: true }),
+          reference: t.arg.string({ required: true, description: 'the tag or digest recorded' }),
+          title: t.arg.string({ required: true }),
+          transcript: t.arg.string({ required: true }),
+          filename: t.arg.string({ defaultValue: 'transcript.txt' }),
+        },
+        resolve: (_root, args, context) =>
+          attachRecording(context.db, context.store, context.caller.account!, {
+            repository: args.repository,
+            reference: args.reference,
+            title: args.title,
+            filename: args.filename ?? 'transcript.txt',
+            content: Buffer.from(args.transcript, 'utf8'),
+          }).catch(refused),
+      }),
+      reportImage: t.field({
+        type: ReportRef,
+        description: 'Flags an image (or one checkpoint of it) for the operators, with the reason.',
+        authScopes: { trainer: true },
+        args: { repository: t.arg.string({ required: true }), reference: t.arg.string(), reason: t.arg.string({ required: true }) },
+        resolve: (_root, args, context) => reportImage(context.db, context.store, context.caller.account!, args).catch(refused),
+      }),
+      setPolicy: t.field({
+        type: PolicyRef,
+        description: 'Changes the spending caps; an amount like "500.00", or "none" to lift a cap; a cap left out stays.',
+        authScopes: { operator: true },
+        args: { dailySpendCap: t.arg.string(), perReservationCap: t.arg.string() },
+        resolve: async (_root, args, context) => {
+          const cap = (value: string | null | undefined, field: string): string | null | undefined => {
+            if (value === undefined || value === null) return undefined;
+            if (value === 'none') return null;
+            try {
+              return parseAmount(value, context.currency).toString();
+            } catch (error) {
+              throw apiError('BAD_USER_INPUT', `${field}: ${(error as MoneyError).message}`);
+            }
+          };
+          const change: Record<string, string | null> = {};
+          for (const field of ['dailySpendCap', 'perReservationCap'] as const) {
+            const value = cap(args[field], field);
+            if (value !== undefined) change[field] = value;
+          }
+          if (Object.keys(change).length === 0) throw apiError('BAD_USER_INPUT', 'give dailySpendCap or perReservationCap (an amount, or "none")');
+          return updateGermline(germlineHandle(temporal(context), context.germline), setPolicyUpdate, change).catch(refused);
+        },
+      }),
+      promote: t.field({
+        type: PromotionRef,
+        description: "Moves the germline's main to a checkpoint whose training metrics pass the eval gate.",
+        authScopes: { operator: true },
+        args: { repository: t.arg.string({ required: true }), reference: t.arg.string({ required: true }) },
+        resolve: (_root, args, context) => updateGermline(germlineHandle(temporal(context), context.germline), promoteUpdate, { repo: args.repository, reference: args.reference }).catch(refused),
+      }),
       deposit: t.field({
         type: BooksRef,
         authScopes: { operator: true },
@@ -338,7 +563,7 @@ export function buildSchema() {
 
 /** What a refusal from below (the budget, the store, the accounts) means to an API client. */
 function refused(error: unknown): never {
-  if (error instanceof MarketplaceError) throw apiError(error.code, error.message);
+  if (error instanceof MarketplaceError || error instanceof HubError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
   if (error instanceof CheckpointError) throw apiError('BAD_USER_INPUT', error.message);

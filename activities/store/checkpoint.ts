@@ -112,20 +112,28 @@ export function safeTargetPath(dir: string, filepath: string): string {
 
 /** Refuses pickle files: loading one can run arbitrary code. */
 export async function assertNotPickle(file: string, relative: string): Promise<void> {
-  const extension = path.extname(file).toLowerCase();
-  const advice = 'pickle files can run code when loaded: convert it to safetensors (safetensors.torch.save_file) and publish again';
-  if (PICKLE_EXTENSIONS.has(extension)) throw new CheckpointError(`${relative} is a pickle file; ${advice}`);
-  if (!MAYBE_PICKLE_EXTENSIONS.has(extension)) return;
-  const handle = await open(file, 'r');
-  try {
-    const head = Buffer.alloc(4);
-    await handle.read(head, 0, 4, 0);
-    const pickleProtocol = head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5;
-    const torchZip = head.toString('latin1') === 'PK\u0003\u0004'; // torch.save's zip holds data.pkl
-    if (pickleProtocol || torchZip) throw new CheckpointError(`${relative} holds pickle data; ${advice}`);
-  } finally {
-    await handle.close();
+  const head = Buffer.alloc(4);
+  if (MAYBE_PICKLE_EXTENSIONS.has(path.extname(file).toLowerCase())) {
+    const handle = await open(file, 'r');
+    try {
+      await handle.read(head, 0, 4, 0);
+    } finally {
+      await handle.close();
+    }
   }
+  const refusal = pickleRefusal(relative, head);
+  if (refusal) throw new CheckpointError(refusal);
+}
+
+/** Why the file `name` starting with `head` is refused as a pickle, or undefined when it is not one. */
+export function pickleRefusal(name: string, head: Buffer): string | undefined {
+  const extension = path.extname(name).toLowerCase();
+  const advice = 'pickle files can run code when loaded: convert it to safetensors (safetensors.torch.save_file) and publish again';
+  if (PICKLE_EXTENSIONS.has(extension)) return `${name} is a pickle file; ${advice}`;
+  if (!MAYBE_PICKLE_EXTENSIONS.has(extension)) return undefined;
+  const pickleProtocol = head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5;
+  const torchZip = head.subarray(0, 4).toString('latin1') === 'PK\u0003\u0004'; // torch.save's zip holds data.pkl
+  return pickleProtocol || torchZip ? `${name} holds pickle data; ${advice}` : undefined;
 }
 
 function layerMediaType(file: string): string {

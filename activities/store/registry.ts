@@ -155,6 +155,22 @@ export class RegistryStore implements CheckpointStore {
     return [...tags].sort();
   }
 
+  /** The registry's catalog (`/v2/_catalog`, followed page by page). */
+  async listRepositories(): Promise<string[]> {
+    const repositories = new Set<string>();
+    const seen = new Set<string>();
+    let path: string | undefined = '/v2/_catalog?n=1000';
+    while (path !== undefined && !seen.has(path)) {
+      seen.add(path);
+      const res = await this.request('GET', path);
+      if (res.status !== 200) throw await this.failure(res, 'GET', path);
+      const page = (await res.json()) as { repositories?: string[] | null };
+      for (const repo of page.repositories ?? []) repositories.add(repo);
+      path = nextLink(res.headers.get('link'));
+    }
+    return [...repositories].sort();
+  }
+
   // Uploads
 
   private async upload(repo: string, digest: string, size: number, source: ChunkSource, mismatch: string): Promise<void> {

@@ -79,4 +79,6 @@ export interface CheckpointStore {
   getManifest(repo: string, reference: string): Promise<StoredManifest | undefined>;
   /** The tags of a repository, sorted; empty for an unknown repository. */
   listTags(repo: string): Promise<string[]>;
+  /** Every repository in the store, sorted. */
+  listRepositories(): Promise<string[]>;
 }

@@ -287,6 +287,12 @@ describe('manifests and tags', () => {
     expect(await store.listTags(repo)).toEqual([]);
   });
 
+  test("the registry's catalog lists every repository pushed to it", async () => {
+    const repos = ['trainers/ivy/one', 'trainers/ivy/two'];
+    for (const repo of repos) await store.putManifest(repo, await pushModel(repo), OCI_MANIFEST, 'main');
+    expect(await store.listRepositories()).toEqual(expect.arrayContaining(repos));
+  });
+
   test('tags come back sorted', async () => {
     const repo = 'trainers/grace/breed';
     const bytes = await pushModel(repo);

@@ -102,6 +102,7 @@ describe('GraphQL', () => {
   let bob: { cookie: Headers; token: Headers };
   let operator: { cookie: Headers; token: Headers };
   let aliceHandle: string;
+  let threadId: string;
 
   beforeAll(async () => {
     aliceHandle = uniqueName('alice');
@@ -111,6 +112,8 @@ describe('GraphQL', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gql-'));
     writeFileSync(path.join(dir, 'model.safetensors'), 'weights');
     await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
+    const opened = await graphql(`mutation { startThread(repository: "germline/${germline.name}", title: "Matrix", body: "a thread to reply to") { id } }`, {}, alice.token);
+    threadId = (opened.body.data as { startThread: { id: string } }).startThread.id;
   });
 
   // Every mutation, as each kind of caller: allowed ones reach their resolver, the others are refused by role.
@@ -120,6 +123,12 @@ describe('GraphQL', () => {
     { name: 'publishBreed', query: () => `mutation { publishBreed(repository: "trainers/${aliceHandle}/coder", title: "Coder", price: "9.99") { repository } }`, allowed: ['owner'] },
     { name: 'onboardPayouts', query: () => 'mutation { onboardPayouts(requestId: "r1") }', allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'buyBreed', query: () => `mutation { buyBreed(repository: "trainers/${aliceHandle}/coder", requestId: "r1") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'startThread', query: () => `mutation { startThread(repository: "germline/${germline.name}", reference: "main", title: "How it codes", body: "It wrote a parser.") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'comment', query: () => `mutation { comment(threadId: "${threadId}", body: "Same here.") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'attachRecording', query: () => `mutation { attachRecording(repository: "germline/${germline.name}", reference: "main", title: "A session", transcript: "> hi\\nhello") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'reportImage', query: () => `mutation { reportImage(repository: "germline/${germline.name}", reason: "matrix") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'setPolicy', query: () => 'mutation { setPolicy(perReservationCap: "none") { perReservationCap } }', allowed: ['operator'] },
+    { name: 'promote', query: () => `mutation { promote(repository: "germline/${germline.name}", reference: "main") { digest } }`, allowed: ['operator'] },
     { name: 'deposit', query: () => `mutation { deposit(amount: "1.00", reference: "${uniqueName('m')}") { available } }`, allowed: ['operator'] },
     { name: 'fundGermline', query: () => `mutation { fundGermline(amount: "5.00", requestId: "${uniqueName('r')}") { id } }`, allowed: ['operator'] },
     { name: 'pauseGermline', query: () => 'mutation { pauseGermline(reason: "matrix") { paused } }', allowed: ['operator'] },
@@ -140,6 +149,8 @@ describe('GraphQL', () => {
       if (name.endsWith('Decision')) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' }, message: expect.stringContaining('no decision none/1/0 awaits approval') });
       // This platform has no Stripe configured (test/workflow/stripe.test.ts has): the resolver says so.
       else if (['fundGermline', 'onboardPayouts', 'buyBreed'].includes(name)) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
+      // The germline's main has no training metrics: the eval gate, if any, says so; without one it is promoted.
+      else if (name === 'promote' && body.errors) expect(body.errors[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
       else expect(body.errors).toBeUndefined();
     } else {
       expect(code).toBe(caller === 'public' ? 'UNAUTHENTICATED' : 'FORBIDDEN');
