@@ -32,6 +32,8 @@ import { amountOption, capOption, liftable, platformUrl, print, UserError, withD
 import { AccountError, setRole } from '../platform/accounts';
 import { addAutonomyCommands } from './autonomy';
 import { addChildrenCommands } from './children';
+import { addHubCommands } from './hub';
+import { platformApi } from './platform-api';
 import { addTrainingCommands } from './training';
 import { startStack } from './up';
 
@@ -288,14 +290,18 @@ export function buildProgram(config: () => Config): Command {
 
   program
     .command('fork')
-    .description('start a branch from any tag: nothing is copied')
+    .description('start a branch from any tag: nothing is copied (with COMPUTATRUM_TOKEN: on the platform, as your account)')
     .argument('<source>', 'e.g. germline/computatrum:gpc-2026-11-25')
     .argument('<target>', 'e.g. trainers/alice/coder:main')
-    .action(async (source: string, target: string) => {
+    .option('--from <url>', 'platform URL, with COMPUTATRUM_TOKEN (default: this computatrum platform)')
+    .action(async (source: string, target: string, options: { from?: string }) => {
       const cfg = config();
       const from = parseReference(source);
       const to = parseReference(target);
-      const digest = await forkCheckpoint(await openStore(cfg.store), from, { repo: to.repo, branch: to.reference });
+      // A trainer forks on the platform, which checks where they may write; an operator on the daemon's host uses the store.
+      const digest = cfg.apiToken
+        ? (await platformApi(cfg, { ...options, signedIn: true }).graphql<{ fork: { digest: string } }>('mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { digest } }', { from: source, to: target })).fork.digest
+        : await forkCheckpoint(await openStore(cfg.store), from, { repo: to.repo, branch: to.reference });
       print(`${to.repo}:${to.reference} -> ${digest} (forked from ${source}, no bytes copied)`);
     });
 
@@ -360,6 +366,7 @@ export function buildProgram(config: () => Config): Command {
 
   addTrainingCommands(program, config);
   addChildrenCommands(program, config);
+  addHubCommands(program, config);
   addAutonomyCommands(program, config);
 
   const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');
