@@ -32,7 +32,7 @@ export interface TrainingDependencies {
 }
 
 /** The workflows that hold a budget: a germline, or one of its children. */
-const PAYER = /^(germline\/[a-z0-9][a-z0-9-]{0,62}|child\/[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62})$/;
+const PAYER = /^(germline\/[a-z0-9][a-z0-9-]{0,62}|child\/[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}|credit\/[a-z0-9][a-z0-9-]{0,62})$/;
 
 function invalid(message: string): never {
   throw ApplicationFailure.create({ type: 'TrainingRequestInvalid', message, nonRetryable: true });
@@ -42,7 +42,7 @@ function invalid(message: string): never {
 function validate(request: TrainingRequest, runners: TrainingDependencies['runners']): void {
   if (request.version !== 1) invalid(`unsupported training request version ${String(request.version)}`);
   if (!TRAINING_RUN_ID.test(request.id)) invalid(`run id "${request.id}" must be lowercase letters, digits and dashes (at most 63)`);
-  if (!PAYER.test(request.payer)) invalid(`payer "${request.payer}" is not a budget: use germline/<name> or child/<germline>/<child>`);
+  if (!PAYER.test(request.payer)) invalid(`payer "${request.payer}" is not a budget: use germline/<name>, child/<germline>/<child> or credit/<trainer>`);
   if (!Number.isInteger(request.gpus) || request.gpus < 1 || request.gpus > 64) invalid(`gpus must be a whole number from 1 to 64, got ${request.gpus}`);
   if (!Number.isInteger(request.maxDurationSeconds) || request.maxDurationSeconds < 1) invalid(`the maximum duration must be at least 1 second, got ${request.maxDurationSeconds}`);
   if (!runners[request.runner]) invalid(`the ${request.runner} runner is not configured on this worker (COMPUTATRUM_RUNNERS)`);

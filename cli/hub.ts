@@ -184,6 +184,22 @@ export function addHubCommands(program: Command, config: () => Config): void {
     });
 
   program
+    .command('credit')
+    .description('your training credit on the platform; --buy adds to it through Stripe Checkout')
+    .option('--buy <amount>', 'e.g. 20.00: prints the Checkout page to pay on')
+    .option(from, fromHelp)
+    .action(async (options: { buy?: string; from?: string }) => {
+      const api = platformApi(config(), { ...options, signedIn: true });
+      const currency = config().currency;
+      if (options.buy) {
+        const { fundCredit } = await api.graphql<{ fundCredit: { url: string | null } }>('mutation($amount: String!, $requestId: String!) { fundCredit(amount: $amount, requestId: $requestId) { url } }', { amount: options.buy, requestId: requestId() });
+        return print(`pay at: ${fundCredit.url ?? '(Stripe gave no page)'}`);
+      }
+      const { myCredit } = await api.graphql<{ myCredit: { deposited: string; spent: string; reserved: string; available: string } }>('{ myCredit { deposited spent reserved available } }');
+      print(`available ${formatMoney(myCredit.available, currency)}  (paid in ${formatMoney(myCredit.deposited, currency)}, spent ${formatMoney(myCredit.spent, currency)}, held by runs ${formatMoney(myCredit.reserved, currency)})`);
+    });
+
+  program
     .command('payouts')
     .description("set up where your breeds' sales are paid: prints Stripe's onboarding page")
     .option(from, fromHelp)

@@ -9,12 +9,13 @@ import { trainingPayer } from '../activities/training';
 import type { Config } from '../worker/config';
 import { germlineRepository } from '../activities/checkpoints';
 import { childRepository, childWorkflowId } from '../workflows/child-api';
-import { formatMoney } from '../workflows/money';
+import { formatAmount, formatMoney } from '../workflows/money';
 import type { trainingWorkflow } from '../workflows/training';
 import { type TrainingRequest, type TrainingStatus, TRAINING_RUN_ID, trainingStatusQuery, trainingWorkflowId, FINAL_TRAINING_STATES } from '../workflows/training-api';
 import { trainingCost } from '../workflows/training-cost';
 import { startTrainingRun } from '../worker/training-client';
 import { amountOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
+import { platformApi } from './platform-api';
 import { table } from './table';
 
 const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
@@ -59,6 +60,8 @@ interface TrainOptions {
   id?: string;
   child?: string;
   detach?: boolean;
+  onCredit?: boolean;
+  from?: string;
 }
 
 export function addTrainingCommands(program: Command, config: () => Config): void {
@@ -80,9 +83,12 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .option('--id <id>', 'run id (default: train-<date>-<time>-<random>)')
     .option('--child <name>', 'a child pays from its allowance, and the output goes to children/<name> (default: the germline pays)')
     .option('--detach', 'return once the run has started instead of waiting for it')
+    .option('--on-credit', "paid from your training credit on the platform (COMPUTATRUM_TOKEN), into --repo under trainers/<you>/; the platform's trainer runs")
+    .option('--from <url>', 'platform URL for --on-credit (default: this computatrum platform)')
     .argument('[command...]', 'the trainer command after --, e.g. -- python train.py (default: the configured trainer)')
     .action(async (command: string[], options: TrainOptions) => {
       const cfg = config();
+      if (options.onCredit) return trainOnCredit(cfg, command, options);
       const base = options.base ? parseReference(options.base) : undefined;
       const id = options.id ?? newRunId();
       if (!TRAINING_RUN_ID.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
@@ -216,4 +222,16 @@ function runJson(row: RunRow) {
     cost: row.cost?.toString() ?? null,
     costSoFar: costSoFar(row).toString(),
   };
+}
+
+/** A trainer's run through the platform's API: the platform chooses the trainer, runner and rate. */
+async function trainOnCredit(cfg: Config, command: string[], options: TrainOptions): Promise<void> {
+  const notHere = [command.length && 'a trainer command', options.child && '--child', options.runner && '--runner', options.image && '--image', options.gpuType && '--gpu-type', options.id && '--id', options.maxDuration && '--max-duration'].filter(Boolean);
+  if (notHere.length) throw new UserError(`--on-credit runs the platform's own trainer: leave out ${notHere.join(', ')}`, 2);
+  if (!options.repo) throw new UserError('--on-credit needs --repo trainers/<you>/<name>: where the run publishes', 2);
+  const { startTrainingRun } = await platformApi(cfg, { ...(options.from ? { from: options.from } : {}), signedIn: true }).graphql<{ startTrainingRun: { id: string; workflowId: string } }>(
+    'mutation($base: String, $repo: String!, $branch: String!, $maxCost: String!, $gpus: Int!) { startTrainingRun(base: $base, repository: $repo, branch: $branch, maxCost: $maxCost, gpus: $gpus) { id workflowId } }',
+    { base: options.base ?? null, repo: options.repo, branch: options.branch, maxCost: formatAmount(options.maxCost, cfg.currency), gpus: options.gpus },
+  );
+  print(`training run ${startTrainingRun.id} started on your credit (at most ${formatMoney(options.maxCost, cfg.currency)}); workflow ${startTrainingRun.workflowId}`);
 }

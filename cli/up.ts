@@ -125,6 +125,15 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
       ...(config.stripe
         ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
         : {}),
+      training: {
+        taskQueue: config.taskQueue,
+        ratePerGpuHour: config.training.ratePerGpuHour,
+        runner: config.training.defaultRunner,
+        ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
+        maxDurationSeconds: config.training.maxDurationSeconds,
+        maxPreemptions: config.training.maxPreemptions,
+        maxGpus: config.training.trainerMaxGpus,
+      },
       temporalUiUrl: devServer?.uiUrl,
       checks: [
         { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

@@ -21,7 +21,8 @@ import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
 import { addComment, attachRecording, type CommentView, HubError, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
 import { type BreedView, listBreeds, MarketplaceError, publishBreed } from './marketplace';
-import { createBreedCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
+import { CreditError, creditStatus, startTrainerRun, type TrainingSettings } from './credit';
+import { createBreedCheckout, createCreditCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
 
 export interface GraphQLContext {
   caller: Caller;
@@ -33,6 +34,8 @@ export interface GraphQLContext {
   client?: Client;
   /** Absent where Stripe is not configured (then payments answer UNAVAILABLE). */
   stripe?: StripeSettings;
+  /** Absent where trainers cannot train through the platform (then training answers UNAVAILABLE). */
+  training?: TrainingSettings;
 }
 
 /** An error a client can act on: its `extensions.code` says which kind. */
@@ -89,6 +92,19 @@ export function buildSchema() {
   const temporal = (context: GraphQLContext): Client => {
     if (!context.client) throw apiError('UNAVAILABLE', 'the germline is not reachable from this platform process');
     return context.client;
+  };
+
+  const training = (context: GraphQLContext): { client: Client; settings: TrainingSettings } => {
+    if (!context.training) throw apiError('UNAVAILABLE', 'training through the platform is not configured on this platform process');
+    return { client: temporal(context), settings: context.training };
+  };
+
+  const amount = (text: string, context: GraphQLContext, field = 'amount'): bigint => {
+    try {
+      return parseAmount(text, context.currency);
+    } catch (error) {
+      throw apiError('BAD_USER_INPUT', `${field}: ${(error as MoneyError).message}`);
+    }
   };
 
   const AccountRef = builder.objectRef<AccountView>('Account').implement({
@@ -306,6 +322,14 @@ export function buildSchema() {
     }),
   });
 
+  const StartedRunRef = builder.objectRef<{ id: string; workflowId: string; maxCost: string }>('StartedTrainingRun').implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      workflowId: t.exposeString('workflowId', { description: 'follow it in the Temporal UI' }),
+      maxCost: t.exposeString('maxCost', { description: 'minor units reserved from your credit' }),
+    }),
+  });
+
   const PolicyRef = builder.objectRef<{ dailySpendCap: string | null; perReservationCap: string | null }>('SpendingPolicy').implement({
     fields: (t) => ({
       dailySpendCap: t.string({ nullable: true, resolve: (p) => p.dailySpendCap }),
@@ -368,6 +392,15 @@ export function buildSchema() {
           context.db.trainingRun.findMany({ where: repository ? { outputRepository: repository } : {}, orderBy: { createdAt: 'desc' }, take: Math.min(Math.max(limit ?? 30, 1), 200) }),
       }),
       me: t.field({ type: AccountRef, nullable: true, resolve: (_root, _args, context) => context.caller.account ?? null }),
+      myCredit: t.field({
+        type: BooksRef,
+        description: 'Your training credit: what you paid in, what runs spent and hold.',
+        authScopes: { trainer: true },
+        resolve: (_root, _args, context) => {
+          const { client, settings } = training(context);
+          return creditStatus(client, settings.taskQueue, context.caller.account!.handle, context.currency);
+        },
+      }),
       decisions: t.field({
         type: [DecisionRef],
         authScopes: { operator: true },
@@ -471,21 +504,52 @@ export function buildSchema() {
         args: { repository: t.arg.string({ required: true }), reference: t.arg.string(), reason: t.arg.string({ required: true }) },
         resolve: (_root, args, context) => reportImage(context.db, context.store, context.caller.account!, args).catch(refused),
       }),
+      fundCredit: t.field({
+        type: CheckoutRef,
+        description: 'A Stripe Checkout Session; once paid, its amount is your training credit.',
+        authScopes: { trainer: true },
+        args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
+        resolve: async (_root, args, context) => {
+          const stripe = payments(context);
+          const { client, settings } = training(context);
+          // The credit exists before the money arrives, so the webhook finds it.
+          await creditStatus(client, settings.taskQueue, context.caller.account!.handle, context.currency);
+          return createCreditCheckout(stripe, context.caller.account!, { amount: amount(args.amount, context), currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
+            throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
+          });
+        },
+      }),
+      startTrainingRun: t.field({
+        type: StartedRunRef,
+        description: "Trains the platform's trainer from `base` into trainers/<you>/…:<branch>, paid from your credit (at most maxCost).",
+        authScopes: { trainer: true },
+        args: {
+          base: t.arg.string({ description: 'the checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-30' }),
+          repository: t.arg.string({ required: true, description: 'trainers/<you>/<name>' }),
+          branch: t.arg.string({ defaultValue: 'main' }),
+          maxCost: t.arg.string({ required: true }),
+          gpus: t.arg.int({ defaultValue: 1 }),
+        },
+        resolve: async (_root, args, context) => {
+          const { client, settings } = training(context);
+          const started = await startTrainerRun({ client, db: context.db, store: context.store, currency: context.currency, settings }, context.caller.account!, {
+            base: args.base ?? null,
+            repository: args.repository,
+            branch: args.branch ?? 'main',
+            maxCost: amount(args.maxCost, context, 'maxCost'),
+            gpus: args.gpus ?? 1,
+          }).catch(refused);
+          return { id: started.id, workflowId: started.workflowId, maxCost: started.request.maxCost };
+        },
+      }),
       setPolicy: t.field({
         type: PolicyRef,
         description: 'Changes the spending caps; an amount like "500.00", or "none" to lift a cap; a cap left out stays.',
         authScopes: { operator: true },
         args: { dailySpendCap: t.arg.string(), perReservationCap: t.arg.string() },
         resolve: async (_root, args, context) => {
-          const cap = (value: string | null | undefined, field: string): string | null | undefined => {
-            if (value === undefined || value === null) return undefined;
-            if (value === 'none') return null;
-            try {
-              return parseAmount(value, context.currency).toString();
-            } catch (error) {
-              throw apiError('BAD_USER_INPUT', `${field}: ${(error as MoneyError).message}`);
-            }
-          };
+          const cap = (value: string | null | undefined, field: string): string | null | undefined =>
+            value === undefined || value === null ? undefined : value === 'none' ? null : amount(value, context, field).toString();
           const change: Record<string, string | null> = {};
           for (const field of ['dailySpendCap', 'perReservationCap'] as const) {
             const value = cap(args[field], field);
@@ -507,14 +571,9 @@ export function buildSchema() {
         authScopes: { operator: true },
         args: { amount: t.arg.string({ required: true, description: 'e.g. "12.50" in the germline currency' }), reference: t.arg.string({ required: true }) },
         resolve: async (_root, args, context) => {
-          let amount: bigint;
-          try {
-            amount = parseAmount(args.amount, context.currency);
-          } catch (error) {
-            throw apiError('BAD_USER_INPUT', (error as MoneyError).message);
-          }
+          const deposited = amount(args.amount, context);
           const handle = germlineHandle(temporal(context), context.germline);
-          await updateGermline(handle, depositUpdate, { amount: amount.toString(), currency: context.currency, reference: args.reference }).catch(refused);
+          await updateGermline(handle, depositUpdate, { amount: deposited.toString(), currency: context.currency, reference: args.reference }).catch(refused);
           return handle.query(statusQuery);
         },
       }),
@@ -525,13 +584,7 @@ export function buildSchema() {
         args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
         resolve: async (_root, args, context) => {
           const stripe = payments(context);
-          let amount: bigint;
-          try {
-            amount = parseAmount(args.amount, context.currency);
-          } catch (error) {
-            throw apiError('BAD_USER_INPUT', (error as MoneyError).message);
-          }
-          return createFundingCheckout(stripe, { germline: context.germline, amount, currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
+          return createFundingCheckout(stripe, { germline: context.germline, amount: amount(args.amount, context), currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
             throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
           });
         },
@@ -563,7 +616,7 @@ export function buildSchema() {
 
 /** What a refusal from below (the budget, the store, the accounts) means to an API client. */
 function refused(error: unknown): never {
-  if (error instanceof MarketplaceError || error instanceof HubError) throw apiError(error.code, error.message);
+  if (error instanceof MarketplaceError || error instanceof HubError || error instanceof CreditError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
   if (error instanceof CheckpointError) throw apiError('BAD_USER_INPUT', error.message);

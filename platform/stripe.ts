@@ -7,14 +7,15 @@
 // and concurrent duplicates credit nothing twice. Every call to Stripe carries an idempotency key
 // derived from our own ids.
 import { Prisma } from '@prisma/client';
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import Stripe from 'stripe';
 import type { Database } from '../activities/db/prisma';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { depositUpdate } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';
-import type { AccountView } from './accounts';
+import { type AccountView, HANDLE } from './accounts';
+import { creditHandle } from './credit';
 import { entitlementId } from './marketplace';
 
 export interface StripeSettings {
@@ -47,9 +48,39 @@ export class StripeInputError extends Error {
 }
 
 /** A Checkout Session that, once paid, becomes a deposit in the germline; `requestId` makes a retried request the same session. */
-export async function createFundingCheckout(
+export function createFundingCheckout(
   settings: StripeSettings,
   input: { germline: string; amount: bigint; currency: string; requestId: string },
+): Promise<{ id: string; url: string | null }> {
+  return fundingSession(settings, {
+    ...input,
+    product: `Funding for germline/${input.germline}`,
+    metadata: { kind: FUNDING_KIND, germline: input.germline },
+    idempotencyKey: `${FUNDING_KIND}/${input.germline}/${input.requestId}`,
+    returnPath: '/zookeeper',
+  });
+}
+
+export const CREDIT_KIND = 'fund-credit';
+
+/** A trainer's Checkout Session that, once paid, becomes credit for their training runs. */
+export function createCreditCheckout(
+  settings: StripeSettings,
+  trainer: AccountView,
+  input: { amount: bigint; currency: string; requestId: string },
+): Promise<{ id: string; url: string | null }> {
+  return fundingSession(settings, {
+    ...input,
+    product: `Training credit for ${trainer.handle}`,
+    metadata: { kind: CREDIT_KIND, handle: trainer.handle },
+    idempotencyKey: `${CREDIT_KIND}/${trainer.id}/${input.requestId}`,
+    returnPath: '/auth/account',
+  });
+}
+
+async function fundingSession(
+  settings: StripeSettings,
+  input: { amount: bigint; currency: string; product: string; metadata: Record<string, string>; idempotencyKey: string; returnPath: string },
 ): Promise<{ id: string; url: string | null }> {
   if (input.amount <= 0n || input.amount > MAX_CHECKOUT_AMOUNT) {
     throw new StripeInputError(`a Checkout payment is from ${formatMoney(1n, input.currency)} to ${formatMoney(MAX_CHECKOUT_AMOUNT, input.currency)}`);
@@ -57,12 +88,12 @@ export async function createFundingCheckout(
   const session = await settings.client.checkout.sessions.create(
     {
       mode: 'payment',
-      line_items: [{ quantity: 1, price_data: { currency: input.currency, unit_amount: Number(input.amount), product_data: { name: `Funding for germline/${input.germline}` } } }],
-      metadata: { kind: FUNDING_KIND, germline: input.germline },
-      success_url: `${settings.publicUrl}/zookeeper?funded={CHECKOUT_SESSION_ID}`,
-      cancel_url: `${settings.publicUrl}/zookeeper`,
+      line_items: [{ quantity: 1, price_data: { currency: input.currency, unit_amount: Number(input.amount), product_data: { name: input.product } } }],
+      metadata: input.metadata,
+      success_url: `${settings.publicUrl}${input.returnPath}?funded={CHECKOUT_SESSION_ID}`,
+      cancel_url: `${settings.publicUrl}${input.returnPath}`,
     },
-    { idempotencyKey: `${FUNDING_KIND}/${input.germline}/${input.requestId}` },
+    { idempotencyKey: input.idempotencyKey },
   );
   return { id: session.id, url: session.url };
 }
@@ -123,7 +154,7 @@ export async function createBreedCheckout(
   return { id: session.id, url: session.url, amount: breed.price, fee };
 }
 
-export function registerStripeWebhook(app: FastifyInstance, settings: StripeSettings, deps: { db: Database; client?: Client; germline: string }): void {
+export function registerStripeWebhook(app: FastifyInstance, settings: StripeSettings, deps: { db: Database; client?: Client; germline: string; taskQueue?: string }): void {
   void app.register(async (scope) => {
     // The signature covers the exact bytes Stripe sent: keep them, unparsed, on this route only.
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -156,9 +187,26 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     const session = event.data.object;
     if (session.payment_status !== 'paid') return `ignored: the session is ${session.payment_status}`;
     if (session.metadata?.kind === PURCHASE_KIND) return purchased(event, session);
+    if (session.metadata?.kind === CREDIT_KIND) return credited(event, session);
     if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline) return 'ignored: not a funding of this germline';
     const amount = String(session.amount_total ?? 0);
-    return deposit(event, amount, session.currency ?? '', `deposited ${formatMoney(amount, session.currency ?? '')} into germline/${deps.germline}`);
+    return deposit(event, germlineHandle(temporal(), deps.germline), amount, session.currency ?? '', `deposited ${formatMoney(amount, session.currency ?? '')} into germline/${deps.germline}`);
+  }
+
+  function temporal(): Client {
+    if (!deps.client) throw new Error('the germline is not reachable from this platform process');
+    return deps.client;
+  }
+
+  /** A trainer's credit paid in: deposited in credit/<handle>, started if this is its first money. */
+  async function credited(event: Stripe.Event, session: Stripe.Checkout.Session): Promise<string> {
+    const handle = session.metadata?.handle;
+    if (!handle || !HANDLE.test(handle)) return 'ignored: a credit without its trainer';
+    if (!deps.taskQueue) throw new Error('training credit needs the worker task queue');
+    const amount = String(session.amount_total ?? 0);
+    const currency = session.currency ?? '';
+    const credit = await creditHandle(temporal(), deps.taskQueue, handle, currency);
+    return deposit(event, credit, amount, currency, `deposited ${formatMoney(amount, currency)} into credit/${handle}`);
   }
 
   /** A breed bought: the buyer may download it from now on, and the platform's fee funds the germline. */
@@ -175,19 +223,18 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     });
     const currency = session.currency ?? breed.currency;
     if (fee === '0') return `granted ${repository} to ${buyer}; no fee`;
-    return deposit(event, fee, currency, `granted ${repository} to ${buyer}; fee ${formatMoney(fee, currency)} deposited into germline/${deps.germline}`);
+    return deposit(event, germlineHandle(temporal(), deps.germline), fee, currency, `granted ${repository} to ${buyer}; fee ${formatMoney(fee, currency)} deposited into germline/${deps.germline}`);
   }
 
-  async function deposit(event: Stripe.Event, amount: string, currency: string, done: string): Promise<string> {
-    if (!deps.client) throw new Error('the germline is not reachable from this platform process');
+  async function deposit(event: Stripe.Event, books: WorkflowHandle, amount: string, currency: string, done: string): Promise<string> {
     try {
-      await updateGermline(germlineHandle(deps.client, deps.germline), depositUpdate, { amount, currency, reference: event.id });
+      await updateGermline(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
       const cause = (error as { cause?: { message?: string } }).cause;
       if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) {
         // Paid money the books refuse (another currency, say) needs a person: it is recorded, not retried.
-        app.log.error({ event: event.id, reason: cause.message }, 'a payment was refused by the germline');
-        return `refused by the germline: ${cause.message}`;
+        app.log.error({ event: event.id, books: books.workflowId, reason: cause.message }, 'a payment was refused by the books it was for');
+        return `refused by ${books.workflowId}: ${cause.message}`;
       }
       throw error;
     }

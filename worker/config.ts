@@ -74,6 +74,8 @@ export const configSchema = z
       'a JSON array of strings, like ["python", "train.py"]',
     ),
     COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
+    /** The most GPUs a trainer's run through the platform may ask for. */
+    COMPUTATRUM_TRAINER_MAX_GPUS: z.coerce.number().int().min(1).max(1024).default(8),
     COMPUTATRUM_TRAINING_MAX_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
     /** Enables the kubernetes runner: Jobs are created in this namespace. */
     COMPUTATRUM_KUBE_NAMESPACE: optionalText,
@@ -152,6 +154,8 @@ export interface Config {
     trainerCommand?: string[];
     maxPreemptions: number;
     maxDurationSeconds: number;
+    /** The most GPUs one trainer's run through the platform may ask for. */
+    trainerMaxGpus: number;
     kubernetes?: {
       namespace: string;
       kubeconfig?: string;
@@ -229,6 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       defaultRunner: c.COMPUTATRUM_RUNNER,
       ...(c.COMPUTATRUM_TRAINER_COMMAND ? { trainerCommand: JSON.parse(c.COMPUTATRUM_TRAINER_COMMAND) as string[] } : {}),
       maxPreemptions: c.COMPUTATRUM_MAX_PREEMPTIONS,
+      trainerMaxGpus: c.COMPUTATRUM_TRAINER_MAX_GPUS,
       maxDurationSeconds: Math.round(c.COMPUTATRUM_TRAINING_MAX_HOURS * 3600),
       ...(c.COMPUTATRUM_KUBE_NAMESPACE
         ? {

@@ -82,12 +82,12 @@ function sendAgain(error: unknown): boolean {
 }
 
 /**
- * Sends a budget update to the germline, sending it again while the germline cannot take it yet
+ * Sends a budget update to a budget workflow (the germline, a child, a trainer's credit), sending it again while the germline cannot take it yet
  * (see sendAgain), with growing, jittered pauses so a burst of callers spreads out. Sending again is
  * safe because every budget update is idempotent: deposits by reference, reserves by ref, settle
  * and release by reservation id, and a policy change sets values.
  */
-export async function updateGermline<Ret, Arg>(handle: GermlineHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+export async function updateGermline<Ret, Arg>(handle: WorkflowHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
   const giveUpAt = Date.now() + RESEND_FOR_MS;
   for (let attempt = 1; ; attempt++) {
     try {

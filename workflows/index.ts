@@ -3,3 +3,4 @@ export { germlineWorkflow } from './germline';
 export { dailyGpcScheduleWorkflow, dailyGpcWorkflow } from './daily-gpc';
 export { trainingWorkflow } from './training';
 export { childWorkflow } from './child';
+export { creditWorkflow } from './credit';

@@ -107,3 +107,11 @@ test('no token, a revoked token and an unreachable platform each say what to do'
   expect(nowhere.code).toBe(1);
   expect(nowhere.stderr).toMatch(/cannot reach the platform at http:\/\/127\.0\.0\.1:\d+ \(.*ECONNREFUSED.*\): is `computatrum up` running/);
 });
+
+test("training on credit goes through the platform, which refuses what it does not offer; the platform's own trainer is not negotiable", async () => {
+  const options = await cli(['train', '--on-credit', '--repo', `trainers/${handle}/x`, '--branch', 'main', '--max-cost', '1.00', '--runner', 'kubernetes', '--from', url]);
+  expect(options).toMatchObject({ code: 2, stderr: expect.stringContaining("--on-credit runs the platform's own trainer: leave out --runner") });
+  // This platform runs without Temporal: the API says training is not offered here.
+  const credit = await cli(['credit', '--from', url]);
+  expect(credit.stderr).toContain('refused by the platform (UNAVAILABLE): training through the platform is not configured');
+});

@@ -127,6 +127,8 @@ describe('GraphQL', () => {
     { name: 'comment', query: () => `mutation { comment(threadId: "${threadId}", body: "Same here.") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'attachRecording', query: () => `mutation { attachRecording(repository: "germline/${germline.name}", reference: "main", title: "A session", transcript: "> hi\\nhello") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'reportImage', query: () => `mutation { reportImage(repository: "germline/${germline.name}", reason: "matrix") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'fundCredit', query: () => 'mutation { fundCredit(amount: "5.00", requestId: "r1") { id } }', allowed: ['owner', 'other trainer', 'operator'] },
+    { name: 'startTrainingRun', query: () => `mutation { startTrainingRun(repository: "trainers/${aliceHandle}/coder", maxCost: "1.00") { id } }`, allowed: ['owner', 'other trainer', 'operator'] },
     { name: 'setPolicy', query: () => 'mutation { setPolicy(perReservationCap: "none") { perReservationCap } }', allowed: ['operator'] },
     { name: 'promote', query: () => `mutation { promote(repository: "germline/${germline.name}", reference: "main") { digest } }`, allowed: ['operator'] },
     { name: 'deposit', query: () => `mutation { deposit(amount: "1.00", reference: "${uniqueName('m')}") { available } }`, allowed: ['operator'] },
@@ -147,8 +149,8 @@ describe('GraphQL', () => {
       expect(['UNAUTHENTICATED', 'FORBIDDEN']).not.toContain(code);
       // Approving a decision that does not exist reaches the germline, which says so.
       if (name.endsWith('Decision')) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' }, message: expect.stringContaining('no decision none/1/0 awaits approval') });
-      // This platform has no Stripe configured (test/workflow/stripe.test.ts has): the resolver says so.
-      else if (['fundGermline', 'onboardPayouts', 'buyBreed'].includes(name)) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
+      // This platform has neither Stripe nor trainers' training configured (stripe.test.ts and trainer-credit.test.ts have): the resolver says so.
+      else if (['fundGermline', 'onboardPayouts', 'buyBreed', 'fundCredit', 'startTrainingRun'].includes(name)) expect(body.errors?.[0]).toMatchObject({ extensions: { code: 'UNAVAILABLE' } });
       // The germline's main has no training metrics: the eval gate, if any, says so; without one it is promoted.
       else if (name === 'promote' && body.errors) expect(body.errors[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' } });
       else expect(body.errors).toBeUndefined();

@@ -1,0 +1,118 @@
+// A trainer's credit and the training runs it pays: the workflow credit/<handle> is started the
+// first time a trainer needs it, and a run asked for through the API trains on the platform's own
+// trainer (never a command or image the trainer names: it runs on the operators' machines), from a
+// checkpoint the trainer may read, into a branch under trainers/<handle>/.
+import { randomBytes } from 'node:crypto';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { WorkflowIdConflictPolicy } from '@temporalio/common';
+import type { Database } from '../activities/db/prisma';
+import { requireManifest } from '../activities/store/checkpoint';
+import { assertRepository, assertTag, parseReference } from '../activities/store/names';
+import { type CheckpointStore, StoreError } from '../activities/store/types';
+import { startTrainingRun } from '../worker/training-client';
+import type { BudgetStatus } from '../workflows/budget';
+import type { creditWorkflow } from '../workflows/credit';
+import { creditWorkflowId } from '../workflows/credit-api';
+import { statusQuery } from '../workflows/germline-api';
+import { formatMoney } from '../workflows/money';
+import type { TrainingRequest } from '../workflows/training-api';
+import type { AccountView } from './accounts';
+import { downloadRefusal } from './marketplace';
+
+/** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
+export interface TrainingSettings {
+  taskQueue: string;
+  /** Minor units per GPU-hour. */
+  ratePerGpuHour: bigint;
+  runner: 'local' | 'kubernetes';
+  image?: string;
+  maxDurationSeconds: number;
+  maxPreemptions: number;
+  /** The most GPUs one trainer's run may ask for. */
+  maxGpus: number;
+}
+
+export class CreditError extends Error {
+  override name = 'CreditError';
+  constructor(
+    readonly code: 'BAD_USER_INPUT' | 'FORBIDDEN' | 'NOT_FOUND',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The trainer's credit workflow, started now if it never was (a second start joins the running one). */
+export async function creditHandle(client: Client, taskQueue: string, handle: string, currency: string): Promise<WorkflowHandle<typeof creditWorkflow>> {
+  return client.workflow.start<typeof creditWorkflow>('creditWorkflow', {
+    workflowId: creditWorkflowId(handle),
+    taskQueue,
+    args: [{ handle, currency }],
+    workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+  });
+}
+
+export async function creditStatus(client: Client, taskQueue: string, handle: string, currency: string): Promise<BudgetStatus> {
+  return (await creditHandle(client, taskQueue, handle, currency)).query(statusQuery);
+}
+
+/**
+ * Starts a training run paid from `trainer`'s credit. The credit workflow reserves `maxCost` before
+ * anything runs (refusing a run the credit cannot pay); checked here first so the answer says so.
+ */
+export async function startTrainerRun(
+  deps: { client: Client; db: Database; store: CheckpointStore; currency: string; settings: TrainingSettings },
+  trainer: AccountView,
+  input: { base?: string | null; repository: string; branch: string; maxCost: bigint; gpus: number },
+): Promise<{ id: string; workflowId: string; request: TrainingRequest }> {
+  const own = `trainers/${trainer.handle}/`;
+  try {
+    assertRepository(input.repository);
+    assertTag(input.branch);
+  } catch (error) {
+    throw new CreditError('BAD_USER_INPUT', (error as StoreError).message);
+  }
+  if (!input.repository.startsWith(own)) throw new CreditError('FORBIDDEN', `your runs publish only under ${own}, not ${input.repository}`);
+  if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new CreditError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
+  if (input.maxCost <= 0n) throw new CreditError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
+
+  let base: { repo: string; reference: string } | undefined;
+  if (input.base) {
+    try {
+      base = parseReference(input.base);
+      await requireManifest(deps.store, base.repo, base.reference);
+    } catch (error) {
+      if (error instanceof StoreError) throw new CreditError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
+      throw error;
+    }
+    // A paid breed trains only for those who may download it.
+    const refusal = await downloadRefusal(deps.db, { role: trainer.role, account: trainer }, base.repo);
+    if (refusal) throw new CreditError('FORBIDDEN', refusal.message);
+  }
+
+  const credit = await creditStatus(deps.client, deps.settings.taskQueue, trainer.handle, deps.currency);
+  if (BigInt(credit.available) < input.maxCost) {
+    throw new CreditError(
+      'BAD_USER_INPUT',
+      `your credit has ${formatMoney(credit.available, deps.currency)} available and the run may cost up to ${formatMoney(input.maxCost, deps.currency)}: add credit (fundCredit) or lower maxCost`,
+    );
+  }
+  const id = `${trainer.handle}-${new Date().toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(3).toString('hex')}`;
+  const request: TrainingRequest = {
+    version: 1,
+    id,
+    payer: creditWorkflowId(trainer.handle),
+    currency: deps.currency,
+    ...(base ? { base } : {}),
+    output: { repo: input.repository, branch: input.branch },
+    runner: deps.settings.runner,
+    ...(deps.settings.image ? { image: deps.settings.image } : {}),
+    gpus: input.gpus,
+    maxCost: input.maxCost.toString(),
+    ratePerGpuHour: deps.settings.ratePerGpuHour.toString(),
+    maxDurationSeconds: deps.settings.maxDurationSeconds,
+    maxPreemptions: deps.settings.maxPreemptions,
+  };
+  const handle = await startTrainingRun(deps.client, deps.settings.taskQueue, request);
+  return { id, workflowId: handle.workflowId, request };
+}
