@@ -69,17 +69,21 @@ export function buildProgram(config: () => Config): Command {
   program
     .command('up')
     .description('start Temporal (embedded unless TEMPORAL_ADDRESS), PostgreSQL (PGlite unless DATABASE_URL), the worker, the platform and the germline')
-    .action(async () => {
+    .option('--only <part>', 'run one part of a split deployment: platform or worker (needs TEMPORAL_ADDRESS and DATABASE_URL)', (v) => {
+      if (v !== 'platform' && v !== 'worker') throw new InvalidArgumentError('--only is platform or worker');
+      return v;
+    })
+    .action(async (options: { only?: 'platform' | 'worker' }) => {
       const cfg = config();
       const logger = createLogger(cfg.log);
-      const stack = await startStack(cfg, logger);
+      const stack = await startStack(cfg, logger, options.only ?? 'all');
       print('');
-      print(`computatrum is up — germline ${germlineWorkflowId(cfg.germline)}`);
+      print(`computatrum is up${options.only ? ` (${options.only} only)` : ''} — germline ${germlineWorkflowId(cfg.germline)}`);
       if (stack.urls.temporalUi) print(`  Temporal Web UI  ${stack.urls.temporalUi}/namespaces/${cfg.temporal.namespace}/workflows`);
       print(`  Temporal         ${stack.urls.temporal} (namespace ${cfg.temporal.namespace})`);
-      print(`  platform         ${stack.urls.platform}  (health: ${stack.urls.platform}/healthz)`);
+      if (stack.urls.platform) print(`  platform         ${stack.urls.platform}  (health: ${stack.urls.platform}/healthz)`);
       print(`  database         ${stack.urls.database}`);
-      print(`  checkpoints      ${stack.urls.store}  (pull: ${stack.urls.platform}/v2/)`);
+      print(`  checkpoints      ${stack.urls.store}${stack.urls.platform ? `  (pull: ${stack.urls.platform}/v2/)` : ''}`);
       print(`  data folder      ${cfg.dataDir}`);
       print('Press Ctrl-C to stop.');
       await new Promise<void>((resolve) => {

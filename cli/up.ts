@@ -8,6 +8,7 @@ import { migrateDatabase } from '../activities/db/migrate';
 import { openDatabase } from '../activities/db/prisma';
 import { openStore } from '../activities/store';
 import { buildPlatform } from '../platform/server';
+import { UserError } from './common';
 import { stripeClient } from '../platform/stripe';
 import { type Config, databaseUrl } from '../worker/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../worker/embedded/postgres';
@@ -23,14 +24,23 @@ import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { germlineWorkflowId } from '../workflows/germline-api';
 
 export interface RunningStack {
-  urls: { temporalUi?: string; platform: string; temporal: string; database: string; store: string };
+  urls: { temporalUi?: string; platform?: string; temporal: string; database: string; store: string };
   /** Stops everything, in the reverse order of starting. */
   stop(): Promise<void>;
   /** Settles when the worker stops on its own (a fatal error) or after stop(). */
   done: Promise<void>;
 }
 
-export async function startStack(config: Config, logger: Logger): Promise<RunningStack> {
+/** What one process runs: everything (`up`), or one part of a deployment that splits them. */
+export type StackParts = 'all' | 'platform' | 'worker';
+
+export async function startStack(config: Config, logger: Logger, parts: StackParts = 'all'): Promise<RunningStack> {
+  // One part alone is a deployment's process: the others reach the same Temporal and PostgreSQL.
+  if (parts !== 'all' && (!config.temporal.address || !config.database.url)) {
+    throw new UserError(`up --only ${parts} runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL (plain \`up\` embeds both)`, 2);
+  }
+  const runsWorker = parts !== 'platform';
+  const runsPlatform = parts !== 'worker';
   const stops: Array<{ name: string; stop: () => Promise<unknown> }> = [];
   const stopAll = async () => {
     for (const { name, stop } of stops.reverse()) {
@@ -83,85 +93,95 @@ export async function startStack(config: Config, logger: Logger): Promise<Runnin
     if (added.length > 0) logger.info({ searchAttributes: added }, 'registered search attributes');
     const client = temporalClient(connection, config);
 
-    const workerConnection = await connectWorker(config);
-    stops.push({ name: 'worker connection', stop: () => workerConnection.close() });
-    const worker: Worker = await createWorker({
-      connection: workerConnection,
-      namespace: config.temporal.namespace,
-      taskQueue: config.taskQueue,
-      activities: {
-        db,
+    // Settles when the worker stops on its own (a fatal error), or when a platform-only process is stopped.
+    let done: Promise<void> = new Promise<void>((resolve) => stops.push({ name: 'process', stop: async () => resolve() }));
+    if (runsWorker) {
+      const workerConnection = await connectWorker(config);
+      stops.push({ name: 'worker connection', stop: () => workerConnection.close() });
+      const worker: Worker = await createWorker({
+        connection: workerConnection,
+        namespace: config.temporal.namespace,
+        taskQueue: config.taskQueue,
+        activities: {
+          db,
+          store,
+          dataDir: config.dataDir,
+          client,
+          runners: await createRunners(config, store),
+          training: {
+            runner: config.training.defaultRunner,
+            ratePerGpuHour: config.training.ratePerGpuHour,
+            maxDurationSeconds: config.training.maxDurationSeconds,
+            maxPreemptions: config.training.maxPreemptions,
+            ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
+          },
+          ...(config.agentToken ? { agentToken: config.agentToken } : {}),
+          logger: logger.child({ component: 'trainer' }),
+        },
+      });
+      const workerRun = worker.run();
+      done = workerRun;
+      stops.push({
+        name: 'worker',
+        stop: async () => {
+          if (worker.getState() === 'RUNNING') worker.shutdown();
+          await workerRun;
+        },
+      });
+    }
+
+    if (runsPlatform) {
+      const platform = await buildPlatform({
+        logger,
         store,
-        dataDir: config.dataDir,
+        db,
+        germline: config.germline,
+        currency: config.currency,
         client,
-        runners: await createRunners(config, store),
+        ...(config.stripe
+          ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
+          : {}),
         training: {
-          runner: config.training.defaultRunner,
+          taskQueue: config.taskQueue,
           ratePerGpuHour: config.training.ratePerGpuHour,
+          runner: config.training.defaultRunner,
+          ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
           maxDurationSeconds: config.training.maxDurationSeconds,
           maxPreemptions: config.training.maxPreemptions,
-          ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
+          maxGpus: config.training.trainerMaxGpus,
         },
-        ...(config.agentToken ? { agentToken: config.agentToken } : {}),
-        logger: logger.child({ component: 'trainer' }),
-      },
-    });
-    const workerRun = worker.run();
-    stops.push({
-      name: 'worker',
-      stop: async () => {
-        if (worker.getState() === 'RUNNING') worker.shutdown();
-        await workerRun;
-      },
-    });
+        temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
+        checks: [
+          { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
+          { name: 'database', check: async () => void (await db.$queryRaw`SELECT 1`) },
+        ],
+      });
+      await platform.listen({ host: config.platform.host, port: config.platform.port });
+      stops.push({ name: 'platform', stop: () => platform.close() });
+    }
 
-    const platform = await buildPlatform({
-      logger,
-      store,
-      db,
-      germline: config.germline,
-      currency: config.currency,
-      client,
-      ...(config.stripe
-        ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
-        : {}),
-      training: {
+    // The worker's side owns the germline and its schedule: both are started once, idempotently.
+    if (runsWorker) {
+      const { started } = await ensureGermline(client, {
+        name: config.germline,
+        currency: config.currency,
         taskQueue: config.taskQueue,
-        ratePerGpuHour: config.training.ratePerGpuHour,
-        runner: config.training.defaultRunner,
-        ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
-        maxDurationSeconds: config.training.maxDurationSeconds,
-        maxPreemptions: config.training.maxPreemptions,
-        maxGpus: config.training.trainerMaxGpus,
-      },
-      temporalUiUrl: devServer?.uiUrl,
-      checks: [
-        { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
-        { name: 'database', check: async () => void (await db.$queryRaw`SELECT 1`) },
-      ],
-    });
-    await platform.listen({ host: config.platform.host, port: config.platform.port });
-    stops.push({ name: 'platform', stop: () => platform.close() });
-
-    const { started } = await ensureGermline(client, {
-      name: config.germline,
-      currency: config.currency,
-      taskQueue: config.taskQueue,
-    });
-    logger.info({ workflowId: germlineWorkflowId(config.germline), started }, started ? 'germline started' : 'germline already running');
-    const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
-    logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
+      });
+      logger.info({ workflowId: germlineWorkflowId(config.germline), started }, started ? 'germline started' : 'germline already running');
+      const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
+      logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
+    }
 
     return {
       urls: {
-        temporalUi: devServer?.uiUrl,
+        temporalUi: devServer?.uiUrl ?? config.temporal.uiUrl,
         temporal: devServer?.address ?? config.temporal.address!,
-        platform: `http://${config.platform.host}:${config.platform.port}`,
+        ...(runsPlatform ? { platform: `http://${config.platform.host}:${config.platform.port}` } : {}),
         database: embeddedPostgres ? embeddedPostgres.url : '(DATABASE_URL)',
         store: store.location,
       },
       stop: stopAll,
-      done: workerRun,
+      done,
     };
   } catch (error) {
     await stopAll();

@@ -2,9 +2,15 @@
 // every request: a bearer API token (the CLI), a session cookie (the browser), or the public.
 // Cookie-authenticated changes must come as JSON: a cross-site form cannot send that without a
 // CORS preflight, which this server never grants, so a session cannot be ridden from another site.
+// The one exception is our own pages' forms (sign up, sign in, sign out), which carry the CSRF token
+// (csrf.ts) that another site cannot know: they are answered with a redirect or the form again.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../activities/db/prisma';
+import { readCookie } from './cookies';
+import { CSRF_FIELD } from './csrf';
 import { AccountError, type Caller, createApiToken, createSession, endSession, PUBLIC, SESSION_DAYS, sessionCaller, signIn, signUp, tokenCaller } from './accounts';
+import { sendSignIn, sendSignUp } from './pages/account';
+import { formFields, redirect, refuseForgedForm, safeNext, viewOf } from './pages/view';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -18,23 +24,21 @@ export const SESSION_COOKIE = 'computatrum_session';
 /** Sign-ins and sign-ups per address per minute: password guessing is slow by design. */
 export const ACCOUNT_RATE_LIMIT = 20;
 
-/** The value of one cookie from the Cookie header (our values are base64url: nothing to decode). */
-function readCookie(request: FastifyRequest, name: string): string | undefined {
-  for (const pair of (request.headers.cookie ?? '').split(';')) {
-    const at = pair.indexOf('=');
-    if (at > 0 && pair.slice(0, at).trim() === name) return pair.slice(at + 1).trim();
-  }
-  return undefined;
-}
-
 function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
   return [`${SESSION_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Lax', `Max-Age=${maxAgeSeconds}`, ...(secure ? ['Secure'] : [])].join('; ');
 }
 
 const STATUS: Record<AccountError['code'], number> = { INVALID_INPUT: 400, HANDLE_TAKEN: 409, EMAIL_TAKEN: 409, BAD_CREDENTIALS: 401 };
 
+const contentType = (request: FastifyRequest) => (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+
 function isJson(request: FastifyRequest): boolean {
-  return (request.headers['content-type'] ?? '').split(';')[0]!.trim() === 'application/json';
+  return contentType(request) === 'application/json';
+}
+
+/** A form from one of our pages: urlencoded and carrying a CSRF token field (checked before anything is done). */
+function isPageForm(request: FastifyRequest): boolean {
+  return contentType(request) === 'application/x-www-form-urlencoded' && typeof (request.body as Record<string, unknown> | undefined)?.[CSRF_FIELD] === 'string';
 }
 
 export async function registerAuth(app: FastifyInstance, db: Database): Promise<void> {
@@ -73,31 +77,54 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
   const jsonOnly = async (request: FastifyRequest, reply: FastifyReply) => {
     if (!isJson(request)) return reply.code(415).send({ error: 'send JSON (content-type: application/json)', code: 'UNSUPPORTED_MEDIA_TYPE' });
   };
+  /** JSON, or a form from our pages with this browser's CSRF token (a wrong token is a 403 page; any other form, a 415). */
+  const jsonOrPageForm = async (request: FastifyRequest, reply: FastifyReply) => {
+    if (isPageForm(request)) {
+      if (refuseForgedForm(request, reply)) return reply;
+      return;
+    }
+    return jsonOnly(request, reply);
+  };
+  const accountLimit = { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } };
 
-  app.post<{ Body: { handle: string; email: string; password: string } }>('/auth/signup', { preHandler: jsonOnly, config: { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } } }, async (request, reply) => {
+  app.post<{ Body: { handle: string; email: string; password: string } }>('/auth/signup', { preHandler: jsonOrPageForm, config: accountLimit }, async (request, reply) => {
+    const form = isPageForm(request) ? formFields(request) : undefined;
     try {
-      const account = await signUp(db, request.body ?? {});
+      const account = await signUp(db, form ? { handle: form.handle ?? '', email: form.email ?? '', password: form.password ?? '' } : (request.body ?? {}));
       await setSession(reply, account.id, request.protocol === 'https');
+      if (form) return redirect(reply, safeNext(form.next));
       return reply.code(201).send({ account });
     } catch (error) {
+      if (form && error instanceof AccountError) {
+        return sendSignUp(reply, viewOf(request, reply), { handle: form.handle ?? '', email: form.email ?? '', next: form.next ?? '' }, { status: STATUS[error.code], message: error.message });
+      }
       return failed(reply, error);
     }
   });
 
-  app.post<{ Body: { login: string; password: string } }>('/auth/signin', { preHandler: jsonOnly, config: { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } } }, async (request, reply) => {
+  app.post<{ Body: { login: string; password: string } }>('/auth/signin', { preHandler: jsonOrPageForm, config: accountLimit }, async (request, reply) => {
+    const form = isPageForm(request) ? formFields(request) : undefined;
     try {
-      const account = await signIn(db, request.body ?? {});
+      const account = await signIn(db, form ? { login: form.login ?? '', password: form.password ?? '' } : (request.body ?? {}));
       await setSession(reply, account.id, request.protocol === 'https');
+      if (form) return redirect(reply, safeNext(form.next));
       return reply.send({ account });
     } catch (error) {
+      if (form && error instanceof AccountError) {
+        return sendSignIn(reply, viewOf(request, reply), { login: form.login ?? '', next: form.next ?? '' }, { status: STATUS[error.code], message: error.message });
+      }
       return failed(reply, error);
     }
   });
 
+  // The pages' Sign out button is a form (with the CSRF token) and goes home; the API's signout answers 204.
   app.post('/auth/signout', async (request, reply) => {
+    const form = contentType(request) === 'application/x-www-form-urlencoded';
+    if (form && refuseForgedForm(request, reply)) return reply;
     const session = readCookie(request, SESSION_COOKIE);
     if (session) await endSession(db, session);
-    return reply.header('set-cookie', sessionCookie('', 0, request.protocol === 'https')).code(204).send();
+    reply.header('set-cookie', sessionCookie('', 0, request.protocol === 'https'));
+    return form ? redirect(reply, '/') : reply.code(204).send();
   });
 
   app.get('/auth/me', async (request) => ({ role: request.caller.role, account: request.caller.account ?? null }));

@@ -33,9 +33,3 @@ export function hasValidCsrf(request: FastifyRequest): boolean {
   if (!cookie || typeof presented !== 'string' || !TOKEN.test(cookie) || presented.length !== cookie.length) return false;
   return timingSafeEqual(Buffer.from(presented), Buffer.from(cookie));
 }
-
-/** True for the content types a cross-site page can send without a preflight. */
-export function isSimpleRequest(request: FastifyRequest): boolean {
-  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  return type === 'application/x-www-form-urlencoded' || type === 'multipart/form-data' || type === 'text/plain' || type === '';
-}

@@ -2,17 +2,21 @@
 // pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
 // Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { FILEPATH_ANNOTATION, type CheckpointStore, type ImageManifest, StoreError } from '../activities/store/types';
+import { type Descriptor, FILEPATH_ANNOTATION, OCI_INDEX, type CheckpointStore, type ImageManifest, StoreError } from '../activities/store/types';
 import { isDigest } from '../activities/store/names';
 
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
+const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 const RESOLVE_PATH = /^\/hub\/(.+)\/resolve\/([^/]+)\/(.+)$/;
 
 type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED';
 
 /** Why this request may not read this repository (a paid breed), or undefined when it may. */
+/** The manifests whose `subject` is `digest` (recordings), optionally of one artifact type. */
+export type Referrers = (repo: string, digest: string, artifactType?: string) => Promise<Descriptor[]>;
+
 export type ReadAccess = (request: FastifyRequest, repo: string) => Promise<{ status: 401 | 403; message: string } | undefined>;
 
 function distributionError(reply: FastifyReply, status: number, code: DistributionCode, message: string) {
@@ -37,7 +41,14 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return { start, end };
 }
 
-export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore, canRead: ReadAccess = async () => undefined): void {
+/** Serves a GET or HEAD of /hub/<repo>/resolve/<ref>/<file> (a download, `content-disposition: attachment`). */
+export type ResolveHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>;
+
+/** True for a friendly download link's path (without its query). */
+export const isResolvePath = (path: string): boolean => RESOLVE_PATH.test(path);
+
+/** Registers /v2/ and returns the handler of the friendly download links, for the one /hub/* route. */
+export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore, canRead: ReadAccess = async () => undefined, referrers: Referrers = async () => []): { resolve: ResolveHandler } {
   /** Answers the refusal and returns true when the caller may not read `repo`. */
   const refused = async (request: FastifyRequest, reply: FastifyReply, repo: string): Promise<boolean> => {
     const refusal = await canRead(request, repo);
@@ -88,6 +99,15 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
           if (await refused(request, reply, repo)) return reply;
           return await sendBlob(reply, repo, decodeURIComponent(digest), request.headers.range, head);
         }
+        if ((match = REFERRERS_PATH.exec(url))) {
+          // The OCI 1.1 referrers API: an image index of the manifests that refer to this one.
+          const [, repo, digest] = match as unknown as [string, string, string];
+          if (!isDigest(decodeURIComponent(digest))) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
+          const artifactType = (request.query as { artifactType?: string }).artifactType;
+          const manifests = await referrers(repo, decodeURIComponent(digest), artifactType);
+          if (artifactType) reply.header('oci-filters-applied', 'artifactType');
+          return reply.header('content-type', OCI_INDEX).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
+        }
         if ((match = TAGS_PATH.exec(url))) {
           const repo = match[1]!;
           const tags = await store.listTags(repo);
@@ -102,20 +122,18 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
     },
   });
 
-  // Friendly download links: /hub/<repo>/resolve/<tag or digest>/<file path in the checkpoint>.
-  app.route({
-    method: ['GET', 'HEAD'],
-    url: '/hub/*',
-    handler: async (request, reply) => {
-      const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
-      if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
-      const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
-      if (await refused(request, reply, repo)) return reply;
-      const manifest = await store.getManifest(repo, reference).catch(() => undefined);
-      if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
-      const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);
-      if (!layer) return reply.code(404).send({ error: `${repo}:${reference} has no file ${filepath}` });
-      return sendBlob(reply, repo, layer.digest, request.headers.range, request.method === 'HEAD', filepath.split('/').pop());
-    },
-  });
+  // Friendly download links: /hub/<repo>/resolve/<tag or digest>/<file path in the checkpoint>. Fastify
+  // allows one /hub/* route, which the pages own (pages/hub.ts): it sends these paths here.
+  const resolve: ResolveHandler = async (request, reply) => {
+    const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
+    if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
+    const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
+    if (await refused(request, reply, repo)) return reply;
+    const manifest = await store.getManifest(repo, reference).catch(() => undefined);
+    if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
+    const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);
+    if (!layer) return reply.code(404).send({ error: `${repo}:${reference} has no file ${filepath}` });
+    return sendBlob(reply, repo, layer.digest, request.headers.range, request.method === 'HEAD', filepath.split('/').pop());
+  };
+  return { resolve };
 }

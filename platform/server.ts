@@ -1,9 +1,10 @@
 // The platform's HTTP server: health, accounts (/auth/*), the GraphQL API (/api/graphql), downloads
-// (/v2/, the read side of the OCI Distribution API) and the checkpoint listing.
+// (/v2/, the read side of the OCI Distribution API), the checkpoint listing and the pages (pages/).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
+import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { Client } from '@temporalio/client';
@@ -11,8 +12,12 @@ import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGraphQL } from './graphql';
 import { downloadRefusal } from './marketplace';
+import type { TrainingSettings } from './credit';
 import { registerStripeWebhook, type StripeSettings } from './stripe';
 import { registerOciDistribution } from './oci-distribution';
+import { registerPages } from './pages';
+import { listReferrers } from './hub';
+import { registerRecordings } from './recordings';
 
 /** A named dependency the platform needs; it throws when that dependency is down. */
 export type HealthCheck = { name: string; check: () => Promise<void> };
@@ -30,6 +35,8 @@ export interface PlatformOptions {
   client?: Client;
   /** Stripe, when configured: Checkout for funding and the webhook at /stripe/webhook. */
   stripe?: StripeSettings;
+  /** How trainers' runs are made (with a Temporal client): without it, trainers cannot train through the API. */
+  training?: TrainingSettings;
   /** Requests per client address per minute on the API and accounts (downloads and health are not limited). */
   rateLimitPerMinute?: number;
 }
@@ -40,7 +47,7 @@ export const DEFAULT_RATE_LIMIT = 600;
 
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
   const app = Fastify({ loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger, bodyLimit: BODY_LIMIT });
-  // Security headers on every answer (pages come later; the JSON API and downloads need no scripts).
+  // Security headers on every answer; the pages set a stricter Content-Security-Policy of their own.
   await app.register(helmet);
   await app.register(rateLimit, {
     max: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
@@ -73,6 +80,8 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     });
   });
 
+  // The pages' forms are urlencoded; each route that takes one checks its CSRF token (csrf.ts).
+  await app.register(formbody);
   await registerAuth(app, options.db);
   await registerGraphQL(app, {
     db: options.db,
@@ -81,9 +90,33 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     currency: options.currency ?? 'usd',
     ...(options.client ? { client: options.client } : {}),
     ...(options.stripe ? { stripe: options.stripe } : {}),
+    ...(options.training ? { training: options.training } : {}),
   });
-  if (options.stripe) registerStripeWebhook(app, options.stripe, { db: options.db, germline: options.germline, ...(options.client ? { client: options.client } : {}) });
-  registerOciDistribution(app, options.store, (request, repo) => downloadRefusal(options.db, request.caller, repo));
+  if (options.stripe) {
+    registerStripeWebhook(app, options.stripe, {
+      db: options.db,
+      germline: options.germline,
+      ...(options.client ? { client: options.client } : {}),
+      ...(options.training ? { taskQueue: options.training.taskQueue } : {}),
+    });
+  }
+  const { resolve } = registerOciDistribution(
+    app,
+    options.store,
+    (request, repo) => downloadRefusal(options.db, request.caller, repo),
+    (repo, digest, artifactType) => listReferrers(options.db, repo, digest, artifactType),
+  );
   registerCheckpointListing(app, options.store, options.db);
+  registerRecordings(app, options.db, options.store);
+  await registerPages(app, {
+    db: options.db,
+    store: options.store,
+    germline: options.germline,
+    currency: options.currency ?? 'usd',
+    resolve,
+    ...(options.client ? { client: options.client } : {}),
+    ...(options.stripe ? { stripe: options.stripe } : {}),
+    ...(options.temporalUiUrl ? { temporalUiUrl: options.temporalUiUrl } : {}),
+  });
   return app;
 }

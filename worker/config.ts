@@ -45,6 +45,8 @@ export const configSchema = z
     TEMPORAL_CLI_PATH: optionalText,
     TEMPORAL_DEV_PORT: port.default(7233),
     TEMPORAL_UI_PORT: port.default(8233),
+    /** Where operators open the Temporal Web UI of a cluster (the embedded one is known): the platform links into it. */
+    TEMPORAL_UI_URL: optionalText.refine((v) => v === undefined || /^https?:\/\//.test(v), 'an http(s) URL'),
 
     DATABASE_URL: optionalText.refine(
       (v) => v === undefined || /^postgres(ql)?:\/\//.test(v),
@@ -138,6 +140,8 @@ export interface Config {
     cliPath?: string;
     devPort: number;
     uiPort: number;
+    /** The Web UI of a cluster given by TEMPORAL_ADDRESS. */
+    uiUrl?: string;
   };
   database: {
     /** Undefined: start embedded PGlite. */
@@ -216,6 +220,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       cliPath: c.TEMPORAL_CLI_PATH,
       devPort: c.TEMPORAL_DEV_PORT,
       uiPort: c.TEMPORAL_UI_PORT,
+      ...(c.TEMPORAL_UI_URL ? { uiUrl: c.TEMPORAL_UI_URL.replace(/\/+$/, '') } : {}),
     },
     database: { url: c.DATABASE_URL, pglitePort: c.PGLITE_PORT },
     store:

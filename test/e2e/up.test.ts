@@ -41,8 +41,8 @@ async function environment(dataDir: string, germline: string): Promise<NodeJS.Pr
   return env;
 }
 
-function startUp(env: NodeJS.ProcessEnv): Promise<Up> {
-  const child = spawn(process.execPath, [BIN, 'up'], { env, cwd: ROOT });
+function startUp(env: NodeJS.ProcessEnv, ...options: string[]): Promise<Up> {
+  const child = spawn(process.execPath, [BIN, 'up', ...options], { env, cwd: ROOT });
   let output = '';
   child.stdout.on('data', (chunk) => (output += chunk));
   child.stderr.on('data', (chunk) => (output += chunk));
@@ -220,6 +220,36 @@ test('with TEMPORAL_ADDRESS and DATABASE_URL set, up starts no embedded parts an
   }
 });
 
+test('a split deployment: `up --only worker` and `up --only platform` share Temporal and PostgreSQL', async () => {
+  const globals = testGlobals();
+  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-split-')), uniqueName('split'));
+  Object.assign(env, { TEMPORAL_ADDRESS: globals.temporalAddress, DATABASE_URL: globals.databaseUrl, COMPUTATRUM_TASK_QUEUE: uniqueName('split'), TEMPORAL_UI_URL: 'https://temporal.example.org' });
+  const worker = await startUp(env, '--only', 'worker');
+  const platform = await startUp({ ...env, COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'computatrum-split-web-')) }, '--only', 'platform');
+  try {
+    expect(worker.output()).toContain('computatrum is up (worker only)');
+    expect(worker.output()).not.toContain('platform         http');
+    expect(platform.output()).toContain(`platform         http://127.0.0.1:${env.PLATFORM_PORT}`);
+    expect((await cli(env, 'deposit', '3.00', '--reference', 'split-1')).stdout).toContain('deposited 3.00 USD');
+    // The platform process reads the germline the worker process runs.
+    const answer = await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/api/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ germline { name state } }' }) });
+    expect(await answer.json()).toEqual({ data: { germline: { name: env.COMPUTATRUM_GERMLINE, state: 'funded' } } });
+    const health = await (await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/healthz`)).json();
+    expect(health).toMatchObject({ status: 'ok', temporalUi: 'https://temporal.example.org' });
+  } finally {
+    platform.process.kill('SIGINT');
+    worker.process.kill('SIGINT');
+    expect([await platform.exited, await worker.exited]).toEqual([0, 0]);
+  }
+});
+
+test('one part alone needs the shared services', async () => {
+  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-alone-')), 'nobody');
+  const result = await cli(env, 'up', '--only', 'platform');
+  expect(result.code).toBe(2);
+  expect(result.stderr).toContain('up --only platform runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL');
+});
+
 test('the CLI says what to do when nothing is running', async () => {
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-down-')), 'nobody');
   const result = await cli(env, 'status');
@@ -241,6 +271,7 @@ test.each([
   [['autonomy', '--policy', 'oracle'], '--policy is rules or http'],
   [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
   [['frobnicate'], "unknown command 'frobnicate'"],
+  [['up', '--only', 'database'], '--only is platform or worker'],
   [['train', '--branch', 'x'], "required option '--max-cost <amount>' not specified"],
   [['spawn', 'coder'], "required option '--allowance <amount>' not specified"],
   [['leave', 'coder', '--reason', 'x'], "required option '--owner <handle>' not specified"],
