@@ -15,7 +15,7 @@ const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/computatrum.js');
 const run = promisify(execFile);
 
-jest.setTimeout(180_000);
+jest.setTimeout(300_000);
 
 interface Up {
   process: ChildProcessWithoutNullStreams;
