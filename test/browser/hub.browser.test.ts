@@ -146,6 +146,20 @@ test('starts a thread and replies to it; markup in them stays text', async () =>
   await expect(page.locator('article.thread b').count()).resolves.toBe(0);
 });
 
+test("forks today's checkpoint under the trainer's name and lists it as a priced breed", async () => {
+  await page.goto(`${baseUrl}/hub/${repository}`);
+  await page.selectOption('#fork-from', tag);
+  await page.fill('#fork-to', `trainers/${handle}/latin`);
+  await Promise.all([page.waitForURL(`${baseUrl}/hub/trainers/${handle}/latin?done=forked`), page.click('form[action$="/fork"] button[type="submit"]')]);
+  await expect(page.locator('.notice').textContent()).resolves.toContain('No bytes were copied');
+
+  await page.fill('#breed-title', 'Latin tutor');
+  await page.fill('#breed-price', '7.50');
+  await Promise.all([page.waitForURL(/\?done=published/), page.click('form[action$="/publish"] button[type="submit"]')]);
+  await page.goto(`${baseUrl}/marketplace`);
+  await expect(page.locator('tr', { hasText: 'Latin tutor' }).locator('td.num').textContent()).resolves.toBe('7.50 USD');
+});
+
 test("buys another trainer's breed up to Stripe's Checkout page", async () => {
   await page.goto(`${baseUrl}/marketplace`);
   const row = page.locator('tr', { hasText: breed.title });
