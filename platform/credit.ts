@@ -18,6 +18,7 @@ import { formatMoney } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
 import type { AccountView } from './accounts';
 import { downloadRefusal } from './marketplace';
+import { PlatformError } from './errors';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
 export interface TrainingSettings {
@@ -30,16 +31,6 @@ export interface TrainingSettings {
   maxPreemptions: number;
   /** The most GPUs one trainer's run may ask for. */
   maxGpus: number;
-}
-
-export class CreditError extends Error {
-  override name = 'CreditError';
-  constructor(
-    readonly code: 'BAD_USER_INPUT' | 'FORBIDDEN' | 'NOT_FOUND',
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 /** The trainer's credit workflow, started now if it never was (a second start joins the running one). */
@@ -70,11 +61,11 @@ export async function startTrainerRun(
     assertRepository(input.repository);
     assertTag(input.branch);
   } catch (error) {
-    throw new CreditError('BAD_USER_INPUT', (error as StoreError).message);
+    throw new PlatformError('BAD_USER_INPUT', (error as StoreError).message);
   }
-  if (!input.repository.startsWith(own)) throw new CreditError('FORBIDDEN', `your runs publish only under ${own}, not ${input.repository}`);
-  if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new CreditError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
-  if (input.maxCost <= 0n) throw new CreditError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
+  if (!input.repository.startsWith(own)) throw new PlatformError('FORBIDDEN', `your runs publish only under ${own}, not ${input.repository}`);
+  if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
+  if (input.maxCost <= 0n) throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
 
   let base: { repo: string; reference: string } | undefined;
   if (input.base) {
@@ -82,17 +73,17 @@ export async function startTrainerRun(
       base = parseReference(input.base);
       await requireManifest(deps.store, base.repo, base.reference);
     } catch (error) {
-      if (error instanceof StoreError) throw new CreditError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
+      if (error instanceof StoreError) throw new PlatformError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
       throw error;
     }
     // A paid breed trains only for those who may download it.
     const refusal = await downloadRefusal(deps.db, { role: trainer.role, account: trainer }, base.repo);
-    if (refusal) throw new CreditError('FORBIDDEN', refusal.message);
+    if (refusal) throw new PlatformError('FORBIDDEN', refusal.message);
   }
 
   const credit = await creditStatus(deps.client, deps.settings.taskQueue, trainer.handle, deps.currency);
   if (BigInt(credit.available) < input.maxCost) {
-    throw new CreditError(
+    throw new PlatformError(
       'BAD_USER_INPUT',
       `your credit has ${formatMoney(credit.available, deps.currency)} available and the run may cost up to ${formatMoney(input.maxCost, deps.currency)}: add credit (fundCredit) or lower maxCost`,
     );

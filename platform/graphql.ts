@@ -19,9 +19,10 @@ import { type ChildRecord, childrenQuery } from '../workflows/child-api';
 import { depositUpdate, pauseSignal, promoteUpdate, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
-import { addComment, attachRecording, type CommentView, HubError, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
-import { type BreedView, listBreeds, MarketplaceError, publishBreed } from './marketplace';
-import { CreditError, creditStatus, startTrainerRun, type TrainingSettings } from './credit';
+import { addComment, attachRecording, type CommentView, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
+import { PlatformError } from './errors';
+import { type BreedView, listBreeds, publishBreed } from './marketplace';
+import { creditStatus, startTrainerRun, type TrainingSettings } from './credit';
 import { createBreedCheckout, createCreditCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
 
 export interface GraphQLContext {
@@ -616,7 +617,7 @@ export function buildSchema() {
 
 /** What a refusal from below (the budget, the store, the accounts) means to an API client. */
 function refused(error: unknown): never {
-  if (error instanceof MarketplaceError || error instanceof HubError || error instanceof CreditError) throw apiError(error.code, error.message);
+  if (error instanceof PlatformError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
   if (error instanceof CheckpointError) throw apiError('BAD_USER_INPUT', error.message);

@@ -11,16 +11,7 @@ import { pickleRefusal, requireManifest } from '../activities/store/checkpoint';
 import { assertRepository } from '../activities/store/names';
 import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../activities/store/types';
 import type { AccountView } from './accounts';
-
-export class HubError extends Error {
-  override name = 'HubError';
-  constructor(
-    readonly code: 'BAD_USER_INPUT' | 'NOT_FOUND' | 'FORBIDDEN' | 'CONFLICT',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { PlatformError } from './errors';
 
 export interface CommentView {
   id: string;
@@ -102,8 +93,8 @@ const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).d
 
 function text(value: unknown, field: string, max: number): string {
   const trimmed = String(value ?? '').trim();
-  if (!trimmed) throw new HubError('BAD_USER_INPUT', `${field} is empty: write something`);
-  if (trimmed.length > max) throw new HubError('BAD_USER_INPUT', `${field} is ${trimmed.length} characters; at most ${max}`);
+  if (!trimmed) throw new PlatformError('BAD_USER_INPUT', `${field} is empty: write something`);
+  if (trimmed.length > max) throw new PlatformError('BAD_USER_INPUT', `${field} is ${trimmed.length} characters; at most ${max}`);
   return trimmed;
 }
 
@@ -112,9 +103,9 @@ async function requireImage(store: CheckpointStore, repository: string): Promise
   try {
     assertRepository(repository);
   } catch (error) {
-    throw new HubError('BAD_USER_INPUT', (error as StoreError).message);
+    throw new PlatformError('BAD_USER_INPUT', (error as StoreError).message);
   }
-  if ((await store.listTags(repository)).length === 0) throw new HubError('NOT_FOUND', `${repository} is not an image on the hub (it has no checkpoints)`);
+  if ((await store.listTags(repository)).length === 0) throw new PlatformError('NOT_FOUND', `${repository} is not an image on the hub (it has no checkpoints)`);
 }
 
 /** The manifest `reference` names in `repository`, as a NOT_FOUND the user can act on. */
@@ -122,7 +113,7 @@ async function requireSubject(store: CheckpointStore, repository: string, refere
   try {
     return await requireManifest(store, repository, reference);
   } catch (error) {
-    if (error instanceof StoreError) throw new HubError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
+    if (error instanceof StoreError) throw new PlatformError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
     throw error;
   }
 }
@@ -219,7 +210,7 @@ export async function addComment(db: Database, author: AccountView, input: { thr
     return { id: comment.id, author: author.handle, body, createdAt: comment.createdAt };
   } catch (error) {
     // The thread's foreign key: it was never there, or was removed.
-    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2003') throw new HubError('NOT_FOUND', `there is no thread ${input.threadId}`);
+    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2003') throw new PlatformError('NOT_FOUND', `there is no thread ${input.threadId}`);
     throw error;
   }
 }
@@ -255,7 +246,7 @@ function recordingFilename(name: unknown): string {
   const filename = text(name, 'the file name', LIMITS.filename);
   const unprintable = [...filename].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
   if (filename !== path.basename(filename) || filename === '.' || filename === '..' || unprintable || /[/\\]/.test(filename)) {
-    throw new HubError('BAD_USER_INPUT', `"${filename}" is not a file name: give a plain name like session.webm, without folders`);
+    throw new PlatformError('BAD_USER_INPUT', `"${filename}" is not a file name: give a plain name like session.webm, without folders`);
   }
   return filename;
 }
@@ -273,12 +264,12 @@ export async function attachRecording(
   const title = text(input.title, 'the title', LIMITS.title);
   const filename = recordingFilename(input.filename);
   const mediaType = (input.mediaType?.split(';')[0]?.trim().toLowerCase() || MEDIA_TYPES_BY_EXTENSION[path.extname(filename).toLowerCase()]) ?? 'application/octet-stream';
-  if (!MEDIA_TYPE.test(mediaType)) throw new HubError('BAD_USER_INPUT', `"${mediaType}" is not a media type like text/plain or video/webm`);
+  if (!MEDIA_TYPE.test(mediaType)) throw new PlatformError('BAD_USER_INPUT', `"${mediaType}" is not a media type like text/plain or video/webm`);
   const content = input.content;
-  if (content.length === 0) throw new HubError('BAD_USER_INPUT', 'the recording is empty');
-  if (content.length > LIMITS.recordingBytes) throw new HubError('BAD_USER_INPUT', `the recording is ${content.length} bytes; at most ${LIMITS.recordingBytes} (16 MiB): link a longer video from a comment instead`);
+  if (content.length === 0) throw new PlatformError('BAD_USER_INPUT', 'the recording is empty');
+  if (content.length > LIMITS.recordingBytes) throw new PlatformError('BAD_USER_INPUT', `the recording is ${content.length} bytes; at most ${LIMITS.recordingBytes} (16 MiB): link a longer video from a comment instead`);
   const pickle = pickleRefusal(filename, content.subarray(0, 4));
-  if (pickle) throw new HubError('BAD_USER_INPUT', pickle);
+  if (pickle) throw new PlatformError('BAD_USER_INPUT', pickle);
   await requireImage(store, input.repository);
   const subject = await requireSubject(store, input.repository, input.reference);
 

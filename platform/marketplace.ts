@@ -5,16 +5,7 @@ import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
 import { parseAmount } from '../workflows/money';
 import type { AccountView, Caller } from './accounts';
-
-export class MarketplaceError extends Error {
-  override name = 'MarketplaceError';
-  constructor(
-    readonly code: 'BAD_USER_INPUT' | 'FORBIDDEN' | 'NOT_FOUND',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+import { PlatformError } from './errors';
 
 export interface BreedView {
   repository: string;
@@ -32,20 +23,20 @@ export async function publishBreed(
   input: { repository: string; title: string; price?: string | null; currency: string },
 ): Promise<BreedView> {
   const own = `trainers/${owner.handle}/`;
-  if (!input.repository.startsWith(own) || input.repository.length === own.length) throw new MarketplaceError('FORBIDDEN', `you can list only your own repositories, under ${own}`);
+  if (!input.repository.startsWith(own) || input.repository.length === own.length) throw new PlatformError('FORBIDDEN', `you can list only your own repositories, under ${own}`);
   const title = input.title.trim();
-  if (!title || title.length > 120) throw new MarketplaceError('BAD_USER_INPUT', 'a title is 1 to 120 characters');
+  if (!title || title.length > 120) throw new PlatformError('BAD_USER_INPUT', 'a title is 1 to 120 characters');
   let price: bigint | null = null;
   if (input.price) {
     try {
       price = parseAmount(input.price, input.currency);
     } catch (error) {
-      throw new MarketplaceError('BAD_USER_INPUT', (error as Error).message);
+      throw new PlatformError('BAD_USER_INPUT', (error as Error).message);
     }
-    if (price <= 0n) throw new MarketplaceError('BAD_USER_INPUT', 'a price is above zero; leave it out for a free breed');
+    if (price <= 0n) throw new PlatformError('BAD_USER_INPUT', 'a price is above zero; leave it out for a free breed');
   }
   if ((await store.listTags(input.repository)).length === 0) {
-    throw new MarketplaceError('NOT_FOUND', `${input.repository} has no checkpoints yet: push or fork one there first`);
+    throw new PlatformError('NOT_FOUND', `${input.repository} has no checkpoints yet: push or fork one there first`);
   }
   const breed = await db.breed.upsert({
     where: { repository: input.repository },

@@ -6,9 +6,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
 import { hasValidCsrf } from './csrf';
-import { attachRecording, findRecording, HubError, LIMITS } from './hub';
-
-const STATUS: Record<HubError['code'], number> = { BAD_USER_INPUT: 400, NOT_FOUND: 404, FORBIDDEN: 403, CONFLICT: 409 };
+import { PlatformError, REFUSAL_STATUS } from './errors';
+import { attachRecording, findRecording, LIMITS } from './hub';
 
 export function registerRecordings(app: FastifyInstance, db: Database, store: CheckpointStore): void {
   app.get<{ Params: { id: string } }>('/api/recordings/:id', async (request, reply) => {
@@ -49,7 +48,7 @@ export function registerRecordings(app: FastifyInstance, db: Database, store: Ch
           });
           return reply.code(201).send({ recording });
         } catch (error) {
-          if (error instanceof HubError) return reply.code(STATUS[error.code]).send({ error: error.message, code: error.code });
+          if (error instanceof PlatformError) return reply.code(REFUSAL_STATUS[error.code]).send({ error: error.message, code: error.code });
           throw error;
         }
       },

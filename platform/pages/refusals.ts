@@ -4,8 +4,7 @@ import { CheckpointError } from '../../activities/store/checkpoint';
 import { StoreError } from '../../activities/store/types';
 import { MoneyError } from '../../workflows/money';
 import { AccountError } from '../accounts';
-import { HubError } from '../hub';
-import { MarketplaceError } from '../marketplace';
+import { PlatformError } from '../errors';
 import { StripeInputError } from '../stripe';
 
 export interface Refusal {
@@ -33,7 +32,7 @@ const BY_CODE: Record<string, number> = {
 
 /** The refusal `error` stands for, or undefined when it is not one a person can act on. */
 export function refusalOf(error: unknown): Refusal | undefined {
-  if (error instanceof HubError || error instanceof MarketplaceError || error instanceof AccountError || error instanceof StoreError) {
+  if (error instanceof PlatformError || error instanceof AccountError || error instanceof StoreError) {
     const status = BY_CODE[error.code];
     return status ? { status, message: error.message } : undefined;
   }

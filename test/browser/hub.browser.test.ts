@@ -153,11 +153,11 @@ test("forks today's checkpoint under the trainer's name and lists it as a priced
   await Promise.all([page.waitForURL(`${baseUrl}/hub/trainers/${handle}/latin?done=forked`), page.click('form[action$="/fork"] button[type="submit"]')]);
   await expect(page.locator('.notice').textContent()).resolves.toContain('No bytes were copied');
 
-  await page.fill('#breed-title', 'Latin tutor');
+  await page.fill('#breed-title', `Latin tutor ${handle}`);
   await page.fill('#breed-price', '7.50');
   await Promise.all([page.waitForURL(/\?done=published/), page.click('form[action$="/publish"] button[type="submit"]')]);
   await page.goto(`${baseUrl}/marketplace`);
-  await expect(page.locator('tr', { hasText: 'Latin tutor' }).locator('td.num').textContent()).resolves.toBe('7.50 USD');
+  await expect(page.locator('tr', { hasText: `Latin tutor ${handle}` }).locator('td.num').textContent()).resolves.toBe('7.50 USD');
 });
 
 test("buys another trainer's breed up to Stripe's Checkout page", async () => {

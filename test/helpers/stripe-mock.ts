@@ -9,7 +9,8 @@ import { freePort } from './registry';
 export async function startStripeMock(): Promise<{ url: string; stop: () => Promise<void> }> {
   const binary = requireTool(STRIPE_MOCK, loadConfig().toolsDir);
   const port = await freePort();
-  const child = spawn(binary, ['-http-addr', `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its HTTPS listener too gets a free port: left at 12112, two test files starting it at once collide.
+  const child = spawn(binary, ['-http-addr', `127.0.0.1:${port}`, '-https-addr', `127.0.0.1:${await freePort()}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
