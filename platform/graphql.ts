@@ -11,7 +11,7 @@ import mercurius, { ErrorWithProps } from 'mercurius';
 import type { Database } from '../activities/db/prisma';
 import { CheckpointError, forkCheckpoint } from '../activities/store/checkpoint';
 import { parseReference } from '../activities/store/names';
-import { type CheckpointStore, StoreError } from '../activities/store/types';
+import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../activities/store/types';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { approveUpdate, type DecisionSummary, rejectUpdate } from '../workflows/autonomy-api';
 import type { BudgetStatus } from '../workflows/budget';
@@ -153,7 +153,16 @@ export function buildSchema() {
     digest: string | null;
     size: bigint | null;
     status: string;
+    parentDigest: string | null;
   }
+  const FileRef = builder.objectRef<{ path: string; size: number; digest: string; downloadUrl: string }>('CheckpointFile').implement({
+    fields: (t) => ({
+      path: t.exposeString('path'),
+      size: t.string({ description: 'bytes, as a string', resolve: (f) => String(f.size) }),
+      digest: t.exposeString('digest'),
+      downloadUrl: t.exposeString('downloadUrl', { description: 'relative to the platform; answers Range requests' }),
+    }),
+  });
   const CheckpointRef = builder.objectRef<CheckpointShape>('DailyCheckpoint').implement({
     fields: (t) => ({
       repository: t.exposeString('repository'),
@@ -164,6 +173,18 @@ export function buildSchema() {
       size: t.string({ nullable: true, description: 'bytes, as a string (checkpoints outgrow 2^53)', resolve: (c) => c.size?.toString() ?? null }),
       pull: t.string({ resolve: (c) => `computatrum pull ${c.repository}:${c.tag} <dir>` }),
       manifestUrl: t.string({ resolve: (c) => `/v2/${c.repository}/manifests/${c.tag}` }),
+      parentDigest: t.string({ nullable: true, description: 'the checkpoint it was trained or forked from (lineage)', resolve: (c) => c.parentDigest }),
+      files: t.field({
+        type: [FileRef],
+        resolve: async (c, _args, context) => {
+          const manifest = await context.store.getManifest(c.repository, c.tag);
+          if (!manifest) return [];
+          return (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.map((layer) => {
+            const filepath = layer.annotations?.[FILEPATH_ANNOTATION] ?? layer.digest;
+            return { path: filepath, size: layer.size, digest: layer.digest, downloadUrl: `/hub/${c.repository}/resolve/${c.tag}/${filepath.split('/').map(encodeURIComponent).join('/')}` };
+          });
+        },
+      }),
     }),
   });
 

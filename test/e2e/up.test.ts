@@ -172,6 +172,12 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(readFileSync(path.join(pulled, 'model.safetensors'))).toEqual(readFileSync(path.join(checkpoint, 'model.safetensors')));
   const fork = await cli(env, 'fork', `${germlineRepo}:${today}`, 'trainers/alice/coder:main');
   expect(fork).toMatchObject({ code: 0, stdout: expect.stringContaining('no bytes copied') });
+  // The home page and the hub show today's checkpoint by its nickname.
+  const nickname = listing.tags.find((t) => t.tag === today)!.nickname!;
+  for (const page of ['/', `/hub/${germlineRepo}`]) {
+    const html = await (await fetch(`${platform}${page}`)).text();
+    expect(html).toContain(nickname);
+  }
   const missing = await cli(env, 'pull', `${germlineRepo}:gpc-1999-01-01`, pulled);
   expect(missing.code).toBe(1);
   expect(missing.stderr).toContain(`${germlineRepo} has no gpc-1999-01-01; its tags are:`);

@@ -182,6 +182,19 @@ describe('GraphQL', () => {
     expect(books.body.data).toEqual({ germline: { books: { deposited: expect.stringMatching(/^\d+$/) } } });
   });
 
+  test('a daily checkpoint lists its files with download links that serve them, and its parent', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'gql-daily-'));
+    writeFileSync(path.join(dir, 'model.safetensors'), 'weights of the 26th');
+    const repository = `germline/${germline.name}`;
+    const parent = `sha256:${'d'.repeat(64)}`;
+    const published = await publishCheckpoint(env.store, repository, dir, { tag: 'gpc-2026-11-26', parent });
+    await env.db.checkpoint.create({ data: { id: `${repository}:gpc-2026-11-26`, repository, tag: 'gpc-2026-11-26', day: '2026-11-26', status: 'published', nickname: 'Brave Heron', digest: published.digest, size: 19n, parentDigest: parent } });
+    const { body } = await graphql('{ dailyCheckpoints(limit: 1) { tag parentDigest files { path size downloadUrl } } }');
+    expect(body.data).toEqual({ dailyCheckpoints: [{ tag: 'gpc-2026-11-26', parentDigest: parent, files: [{ path: 'model.safetensors', size: '19', downloadUrl: `/hub/${repository}/resolve/gpc-2026-11-26/model.safetensors` }] }] });
+    const download = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/gpc-2026-11-26/model.safetensors` });
+    expect(download.body).toBe('weights of the 26th');
+  });
+
   test('graphql over HTTP: GET for queries, never for mutations; malformed requests answer 400 with errors', async () => {
     const get = await app.inject({ method: 'GET', url: `/api/graphql?query=${encodeURIComponent('{ me { handle } }')}` });
     expect(get.statusCode).toBe(200);
