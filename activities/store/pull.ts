@@ -1,16 +1,14 @@
 // Downloads a checkpoint from any OCI Distribution endpoint (the platform's /v2/ or a registry):
 // files in parallel, each into `<file>.partial`, resumed with Range after an interruption (only a
-// 206 with the matching Content-Range is accepted), verified against its sha256 as written on disk,
-// and renamed to its final name only when the digest matches. No half file ever carries a final name.
+// 206 with the matching Content-Range is accepted), hashed as it is written (the bytes an earlier
+// attempt kept are hashed from the disk first), synced, and renamed to its final name only when
+// the digest of the whole file matches. No half file ever carries a final name.
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { safeTargetPath } from './checkpoint';
 import { hashPool } from './hashing';
+import { ReceiveError, receivePool, type Received } from './receive';
 import { FILEPATH_ANNOTATION, type ImageManifest, OCI_MANIFEST, StoreError } from './types';
 
 export interface PullProgress {
@@ -64,20 +62,6 @@ function unreachable(error: unknown, baseUrl: string): StoreError {
   );
 }
 
-// Blobs stream through node:http rather than fetch: measured in bench/checkpoints, WHATWG streams
-// cost about a third of the throughput. Kept-alive sockets serve the files one after another.
-const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
-
-function getStream(url: string, headers: Record<string, string>, baseUrl: string): Promise<IncomingMessage> {
-  const target = new URL(url);
-  const client = target.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    client
-      .get(target, { headers, agent: agents[target.protocol as keyof typeof agents] }, resolve)
-      .on('error', (error) => reject(unreachable(error, baseUrl)));
-  });
-}
-
 async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageManifest; digest: string }> {
   const url = `${options.baseUrl}/v2/${options.repo}/manifests/${encodeURIComponent(options.reference)}`;
   const response = await request(url, { headers: { accept: OCI_MANIFEST, ...options.headers } }, options.baseUrl);
@@ -108,11 +92,21 @@ function diskError(error: unknown, file: string): never {
   throw error;
 }
 
-/** A failure while bytes flow: the disk, or the connection dropping mid-file. */
-function transferError(error: unknown, file: string): never {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC' || code === 'EACCES' || code === 'EROFS') diskError(error, file);
-  throw new PullError(`the download of ${file} was interrupted (${(error as Error).message}); run pull again: it resumes where it stopped`);
+/** A download that did not finish, as the error the user reads. */
+function receiveError(error: unknown, url: string, file: string, baseUrl: string): never {
+  if (!(error instanceof ReceiveError)) throw error;
+  const failure = error.failure;
+  switch (failure.kind) {
+    case 'status':
+      throw new PullError(`${url} answered ${failure.status} ${failure.contentRange ?? ''}: cannot download ${file}`);
+    case 'unreachable':
+      throw unreachable(error, baseUrl);
+    case 'disk':
+      if (failure.code === 'ENOSPC' || failure.code === 'EACCES' || failure.code === 'EROFS') diskError(error, file);
+      throw new PullError(`cannot write ${file} (${failure.message}); run pull again: it resumes where it stopped`);
+    case 'interrupted':
+      throw new PullError(`the download of ${file} was interrupted (${failure.message}); run pull again: it resumes where it stopped`);
+  }
 }
 
 /** The sha256 of what a file holds, hashed on a worker thread so downloads keep streaming meanwhile. */
@@ -133,39 +127,25 @@ async function pullFile(options: PullOptions, layer: { digest: string; size: num
     return 0;
   }
   await mkdir(path.dirname(target), { recursive: true }).catch((error) => diskError(error, target));
-  let done = (await stat(partial).catch(() => undefined))?.size ?? 0;
-  if (done > layer.size) {
+  let have = (await stat(partial).catch(() => undefined))?.size ?? 0;
+  if (have > layer.size) {
     await rm(partial, { force: true });
-    done = 0;
+    have = 0;
   }
-  let received = 0;
-  if (done < layer.size) {
+  let actual: Received | { digest: string; size: number; received: 0 } | undefined;
+  if (have === layer.size && have > 0) {
+    // An earlier attempt received everything but stopped before the rename: check what it kept.
+    actual = await digestOf(partial).then((d) => d && { ...d, received: 0 as const });
+  } else {
     const url = `${options.baseUrl}/v2/${options.repo}/blobs/${layer.digest}`;
-    const headers: Record<string, string> = { ...options.headers };
-    if (done > 0) headers.range = `bytes=${done}-`;
-    const body = await getStream(url, headers, options.baseUrl);
-    const status = body.statusCode ?? 0;
-    const resumed = done > 0 && status === 206 && body.headers['content-range'] === `bytes ${done}-${layer.size - 1}/${layer.size}`;
-    if (status < 200 || status > 299 || (status === 206 && !resumed)) {
-      body.resume();
-      throw new PullError(`${url} answered ${status} ${body.headers['content-range'] ?? ''}: cannot download ${layer.filepath}`);
-    }
-    if (done > 0 && !resumed) done = 0; // a 200 to a Range request: the whole blob again, from the start
-    try {
-      body.on('data', (chunk: Buffer) => {
-        done += chunk.length;
-        received += chunk.length;
-        report({ file: layer.filepath, done, size: layer.size, received: chunk.length, state: 'downloading' });
-      });
-      await pipeline(body, createWriteStream(partial, { flags: done > 0 ? 'a' : 'w', highWaterMark: 1 << 20 }));
-      const handle = await open(partial, 'r+');
-      await handle.sync().finally(() => handle.close());
-    } catch (error) {
-      transferError(error, layer.filepath);
-    }
+    // The receiving thread writes each byte to the .partial file and hashes it on the way: what is
+    // renamed is exactly what was hashed, and the file is synced before the digest is reported.
+    actual = await receivePool()
+      .receive({ url, headers: { ...options.headers }, file: partial, have, size: layer.size }, (done, received) =>
+        report({ file: layer.filepath, done, size: layer.size, received, state: 'downloading' }),
+      )
+      .catch((error) => receiveError(error, url, layer.filepath, options.baseUrl));
   }
-  // Verified from the disk, not from the wire: what is renamed is exactly what was checked.
-  const actual = await digestOf(partial);
   if (actual?.digest !== layer.digest || actual.size !== layer.size) {
     await rm(partial, { force: true });
     throw new PullError(
@@ -174,8 +154,8 @@ async function pullFile(options: PullOptions, layer: { digest: string; size: num
     );
   }
   await rename(partial, target);
-  report({ file: layer.filepath, done: layer.size, size: layer.size, received: 0, state: 'verified' });
-  return received;
+  report({ file: layer.filepath, done: layer.size, size: layer.size, received: actual.received, state: 'verified' });
+  return actual.received;
 }
 
 export async function pullCheckpoint(options: PullOptions): Promise<PullResult> {

@@ -44,6 +44,9 @@ afterAll(async () => {
   await db?.$disconnect();
 });
 
+/** Compares two files without jest's element-wise Buffer diff, which takes seconds per megabyte. */
+const sameBytes = (a: string, b: string) => readFileSync(a).equals(readFileSync(b));
+
 const layer = (file: string) => published.manifest.layers.find((l) => l.annotations?.['org.cncf.model.filepath'] === file)!;
 
 test('/v2/ speaks the OCI Distribution read protocol', async () => {
@@ -97,16 +100,23 @@ test('a pull is byte-identical, and a second pull into the same folder downloads
   const dir = mkdtempSync(path.join(tmpdir(), 'pull-'));
   const result = await pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir });
   expect(result).toMatchObject({ digest: published.digest, files: 2, received: published.size });
-  for (const file of ['model.safetensors', 'tokenizer.json']) expect(readFileSync(path.join(dir, file))).toEqual(readFileSync(path.join(source, file)));
+  for (const file of ['model.safetensors', 'tokenizer.json']) expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
   expect((await pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir })).received).toBe(0);
 });
 
-/** A proxy in front of the platform that can cut the connection after some bytes of a response. */
-async function cuttingProxy(cutAfter: { bytes: number | undefined }) {
+/**
+ * A proxy in front of the platform that can cut the connection after some bytes of a response,
+ * drop the Range header of requests (a server that ignores Range), or rewrite a Content-Range.
+ */
+async function cuttingProxy(cutAfter: { bytes: number | undefined }, tamper: { dropRange?: boolean; contentRange?: string } = {}) {
   let served = 0;
   const server = http.createServer((request, response) => {
-    const upstream = http.request(`${baseUrl}${request.url}`, { method: request.method, headers: request.headers }, (answer) => {
-      response.writeHead(answer.statusCode!, answer.headers);
+    const headers = { ...request.headers };
+    if (tamper.dropRange) delete headers.range;
+    const upstream = http.request(`${baseUrl}${request.url}`, { method: request.method, headers }, (answer) => {
+      const answerHeaders = { ...answer.headers };
+      if (tamper.contentRange !== undefined && answerHeaders['content-range']) answerHeaders['content-range'] = tamper.contentRange;
+      response.writeHead(answer.statusCode!, answerHeaders);
       let sent = 0;
       answer.on('data', (chunk: Buffer) => {
         if (cutAfter.bytes !== undefined && sent + chunk.length > cutAfter.bytes) {
@@ -151,8 +161,66 @@ test('an interrupted pull resumes: the second pull fetches only what was missing
     const result = await pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 });
     const missing = published.size - kept;
     expect(result.received).toBeLessThanOrEqual(missing * 1.01);
-    expect(readFileSync(path.join(dir, 'model.safetensors'))).toEqual(readFileSync(path.join(source, 'model.safetensors')));
+    expect(sameBytes(path.join(dir, 'model.safetensors'), path.join(source, 'model.safetensors'))).toBe(true);
     expect(existsSync(path.join(dir, 'model.safetensors.partial'))).toBe(false);
+  } finally {
+    await proxy.close();
+  }
+});
+
+/** Leaves `model.safetensors.partial` holding the first 40% of the shard in a new folder, as an interrupted pull does. */
+async function interruptedPull(): Promise<{ dir: string; kept: number }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'resume-'));
+  const proxy = await cuttingProxy({ bytes: Math.floor(layer('model.safetensors').size * 0.4) });
+  try {
+    await expect(pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(/was interrupted/);
+  } finally {
+    await proxy.close();
+  }
+  return { dir, kept: readFileSync(path.join(dir, 'model.safetensors.partial')).length };
+}
+
+test('a resume hashes the bytes an earlier attempt kept: damage in them is caught, and the next pull starts over', async () => {
+  const { dir, kept } = await interruptedPull();
+  const partial = path.join(dir, 'model.safetensors.partial');
+  const bytes = readFileSync(partial);
+  bytes[Math.floor(kept / 2)] = bytes[Math.floor(kept / 2)]! ^ 0xff; // damaged on the disk between the two pulls
+  writeFileSync(partial, bytes);
+  const shard = layer('model.safetensors');
+  await expect(pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(
+    `model.safetensors is corrupt: expected ${shard.digest}`,
+  );
+  expect(existsSync(path.join(dir, 'model.safetensors'))).toBe(false);
+  expect(existsSync(partial)).toBe(false);
+
+  const result = await pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir, concurrency: 1 });
+  expect(result.received).toBe(published.size); // every byte again: nothing of the damaged attempt was kept
+  expect(sameBytes(path.join(dir, 'model.safetensors'), path.join(source, 'model.safetensors'))).toBe(true);
+});
+
+test('a server that answers a Range request with the whole blob (200) is downloaded again from the start', async () => {
+  const { dir } = await interruptedPull();
+  const proxy = await cuttingProxy({ bytes: undefined }, { dropRange: true });
+  try {
+    const result = await pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 });
+    expect(result.received).toBe(published.size);
+    expect(sameBytes(path.join(dir, 'model.safetensors'), path.join(source, 'model.safetensors'))).toBe(true);
+    expect(existsSync(path.join(dir, 'model.safetensors.partial'))).toBe(false);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test('a 206 whose Content-Range is not the one asked for is refused, and the kept bytes stay', async () => {
+  const { dir, kept } = await interruptedPull();
+  const shard = layer('model.safetensors');
+  const proxy = await cuttingProxy({ bytes: undefined }, { contentRange: `bytes 0-${shard.size - 1}/${shard.size}` });
+  try {
+    await expect(pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(
+      `answered 206 bytes 0-${shard.size - 1}/${shard.size}: cannot download model.safetensors`,
+    );
+    expect(existsSync(path.join(dir, 'model.safetensors'))).toBe(false);
+    expect(readFileSync(path.join(dir, 'model.safetensors.partial')).length).toBe(kept);
   } finally {
     await proxy.close();
   }
@@ -177,5 +245,59 @@ test('a corrupted blob is detected, named, and leaves no file under its final na
     expect(readdirSync(dir)).toEqual([]);
   } finally {
     await server.close();
+  }
+});
+
+test('an empty file is pulled too', async () => {
+  const emptyStore = await new LayoutStore(mkdtempSync(path.join(tmpdir(), 'empty-store-'))).init();
+  const src = mkdtempSync(path.join(tmpdir(), 'empty-src-'));
+  writeFileSync(path.join(src, 'weights.safetensors'), randomBytes(1000));
+  writeFileSync(path.join(src, 'added_tokens.json'), '');
+  await publishCheckpoint(emptyStore, 'germline/empty', src, { tag: 'main' });
+  const server = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'empty', store: emptyStore, db });
+  await server.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const dir = mkdtempSync(path.join(tmpdir(), 'empty-pull-'));
+    const url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`;
+    expect(await pullCheckpoint({ baseUrl: url, repo: 'germline/empty', reference: 'main', dir })).toMatchObject({ files: 2, received: 1000 });
+    expect(readdirSync(dir).sort()).toEqual(['added_tokens.json', 'weights.safetensors']);
+    expect(readFileSync(path.join(dir, 'added_tokens.json')).length).toBe(0);
+  } finally {
+    await server.close();
+  }
+});
+
+test('blobs redirected to object storage are followed, without the credentials, which stay with the registry', async () => {
+  const seen: Array<{ server: 'registry' | 'storage'; url: string; authorization?: string }> = [];
+  const forward = (request: http.IncomingMessage, response: http.ServerResponse) => {
+    const upstream = http.request(`${baseUrl}${request.url}`, { method: request.method, headers: { ...(request.headers.range ? { range: request.headers.range } : {}) } }, (answer) => {
+      response.writeHead(answer.statusCode!, answer.headers);
+      answer.pipe(response);
+    });
+    upstream.end();
+  };
+  const storage = http.createServer((request, response) => {
+    seen.push({ server: 'storage', url: request.url!, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+    forward(request, response);
+  });
+  await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
+  const storageUrl = `http://localhost:${(storage.address() as AddressInfo).port}`;
+  const registry = http.createServer((request, response) => {
+    seen.push({ server: 'registry', url: request.url!, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+    if (request.url!.includes('/blobs/')) return response.writeHead(307, { location: `${storageUrl}${request.url}` }).end();
+    forward(request, response);
+  });
+  await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
+  try {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pull-redirect-'));
+    const registryUrl = `http://127.0.0.1:${(registry.address() as AddressInfo).port}`;
+    await pullCheckpoint({ baseUrl: registryUrl, repo: REPO, reference: TAG, dir, headers: { authorization: 'Bearer ctr_registry-only' } });
+    for (const file of ['model.safetensors', 'tokenizer.json']) expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
+    expect(seen.filter((s) => s.server === 'storage').map((s) => s.url).sort()).toEqual(published.manifest.layers.map((l) => `/v2/${REPO}/blobs/${l.digest}`).sort());
+    expect(seen.filter((s) => s.server === 'storage' && s.authorization)).toEqual([]);
+    expect(seen.filter((s) => s.server === 'registry').every((s) => s.authorization === 'Bearer ctr_registry-only')).toBe(true);
+  } finally {
+    await new Promise<void>((resolve) => registry.close(() => resolve()));
+    await new Promise<void>((resolve) => storage.close(() => resolve()));
   }
 });
