@@ -25,8 +25,8 @@ import { type BreedView, listBreeds, publishBreed } from './marketplace';
 import { creditStatus, startTrainerRun, type TrainingSettings } from './credit';
 import { createBreedCheckout, createCreditCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
 
-export interface GraphQLContext {
-  caller: Caller;
+/** What the API and the pages work with; the optional parts answer UNAVAILABLE (or say so) where absent. */
+export interface PlatformParts {
   db: Database;
   store: CheckpointStore;
   germline: string;
@@ -37,6 +37,10 @@ export interface GraphQLContext {
   stripe?: StripeSettings;
   /** Absent where trainers cannot train through the platform (then training answers UNAVAILABLE). */
   training?: TrainingSettings;
+}
+
+export interface GraphQLContext extends PlatformParts {
+  caller: Caller;
 }
 
 /** An error a client can act on: its `extensions.code` says which kind. */

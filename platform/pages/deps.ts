@@ -1,18 +1,7 @@
 // What the pages read and change: the same parts the GraphQL API is given.
-import type { Client } from '@temporalio/client';
-import type { Database } from '../../activities/db/prisma';
-import type { CheckpointStore } from '../../activities/store/types';
-import type { StripeSettings } from '../stripe';
+import type { PlatformParts } from '../graphql';
 
-export interface PagesDeps {
-  db: Database;
-  store: CheckpointStore;
-  germline: string;
-  currency: string;
-  /** Absent where the platform runs without Temporal: the zookeeper says so. */
-  client?: Client;
-  /** Absent where payments are not configured: buying and payouts say so. */
-  stripe?: StripeSettings;
+export interface PagesDeps extends PlatformParts {
   /** The Temporal Web UI, for links from the zookeeper. */
   temporalUiUrl?: string;
 }
