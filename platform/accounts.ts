@@ -5,6 +5,7 @@
 import { createHash, randomBytes, randomUUID, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../activities/db/prisma';
+import { PlatformError } from './errors';
 
 export type Role = 'public' | 'trainer' | 'operator';
 
@@ -150,4 +151,17 @@ export async function setRole(db: Database, handle: string, role: 'trainer' | 'o
   const account = await db.account.update({ where: { handle }, data: { role } }).catch(() => undefined);
   if (!account) throw new AccountError('INVALID_INPUT', `no account ${handle}`);
   return view(account);
+}
+
+/** Where an account's own repositories live: `trainers/<handle>/`. */
+export const ownNamespace = (account: { handle: string }): string => `trainers/${account.handle}/`;
+
+/**
+ * Refuses `account` writing to `repository` outside its own namespace (`what` says who may do what,
+ * e.g. "you can fork"); with `operatorsAnywhere`, operators may write anywhere.
+ */
+export function assertOwnRepository(account: AccountView, repository: string, what: string, options: { operatorsAnywhere?: boolean } = {}): void {
+  if (options.operatorsAnywhere && account.role === 'operator') return;
+  const own = ownNamespace(account);
+  if (!repository.startsWith(own) || repository.length === own.length) throw new PlatformError('FORBIDDEN', `${what} only under ${own}, not ${repository || 'nowhere'}`);
 }

@@ -16,7 +16,7 @@ import { creditWorkflowId } from '../workflows/credit-api';
 import { statusQuery } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
-import type { AccountView } from './accounts';
+import { type AccountView, assertOwnRepository } from './accounts';
 import { downloadRefusal } from './marketplace';
 import { PlatformError } from './errors';
 
@@ -56,14 +56,13 @@ export async function startTrainerRun(
   trainer: AccountView,
   input: { base?: string | null; repository: string; branch: string; maxCost: bigint; gpus: number },
 ): Promise<{ id: string; workflowId: string; request: TrainingRequest }> {
-  const own = `trainers/${trainer.handle}/`;
   try {
     assertRepository(input.repository);
     assertTag(input.branch);
   } catch (error) {
     throw new PlatformError('BAD_USER_INPUT', (error as StoreError).message);
   }
-  if (!input.repository.startsWith(own)) throw new PlatformError('FORBIDDEN', `your runs publish only under ${own}, not ${input.repository}`);
+  assertOwnRepository(trainer, input.repository, 'your runs publish');
   if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
   if (input.maxCost <= 0n) throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
 

@@ -9,8 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { GraphQLError, Kind, type ValidationRule } from 'graphql';
 import mercurius, { ErrorWithProps } from 'mercurius';
 import type { Database } from '../activities/db/prisma';
-import { CheckpointError, forkCheckpoint } from '../activities/store/checkpoint';
-import { parseReference } from '../activities/store/names';
+import { CheckpointError } from '../activities/store/checkpoint';
 import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../activities/store/types';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { approveUpdate, type DecisionSummary, rejectUpdate } from '../workflows/autonomy-api';
@@ -19,7 +18,7 @@ import { type ChildRecord, childrenQuery } from '../workflows/child-api';
 import { depositUpdate, pauseSignal, promoteUpdate, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
-import { addComment, attachRecording, type CommentView, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
+import { addComment, attachRecording, type CommentView, forkImage, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
 import { PlatformError } from './errors';
 import { type BreedView, listBreeds, publishBreed } from './marketplace';
 import { creditStatus, startTrainerRun, type TrainingSettings } from './credit';
@@ -457,13 +456,7 @@ export function buildSchema() {
         description: 'Forks a checkpoint (no bytes copied) to a branch under trainers/<your handle>/ (operators: anywhere).',
         authScopes: { trainer: true },
         args: { from: t.arg.string({ required: true }), to: t.arg.string({ required: true }) },
-        resolve: async (_root, args, context) => {
-          const to = parseReference(args.to);
-          const own = `trainers/${context.caller.account!.handle}/`;
-          if (context.caller.role !== 'operator' && !to.repo.startsWith(own)) throw apiError('FORBIDDEN', `you can publish only under ${own}, not ${to.repo}`);
-          const digest = await forkCheckpoint(context.store, parseReference(args.from), { repo: to.repo, branch: to.reference || 'main' }).catch(refused);
-          return { repository: to.repo, branch: to.reference || 'main', digest };
-        },
+        resolve: (_root, args, context) => forkImage(context.store, context.caller.account!, args.from, args.to).catch(refused),
       }),
       publishBreed: t.field({
         type: BreedRef,

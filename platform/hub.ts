@@ -7,10 +7,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../activities/db/prisma';
-import { pickleRefusal, requireManifest } from '../activities/store/checkpoint';
-import { assertRepository } from '../activities/store/names';
+import { forkCheckpoint, pickleRefusal, requireManifest } from '../activities/store/checkpoint';
+import { assertRepository, parseReference } from '../activities/store/names';
 import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../activities/store/types';
-import type { AccountView } from './accounts';
+import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
 
 export interface CommentView {
@@ -344,4 +344,20 @@ export async function listReports(db: Database, options: { repository?: string; 
     include: { reporter: { select: { handle: true } } },
   });
   return rows.map((r) => ({ id: r.id, repository: r.repository, reference: r.reference, reason: r.reason, reporter: r.reporter.handle, createdAt: r.createdAt }));
+}
+
+/**
+ * Forks the checkpoint `from` (`repo:tag`) to the branch `to` (`repo:branch`) as `account`: no bytes
+ * are copied. Trainers fork into their own namespace, operators anywhere. `keepExisting` refuses a
+ * branch that exists already, where a form should not silently move someone's work.
+ */
+export async function forkImage(store: CheckpointStore, account: AccountView, from: string, to: string, options: { keepExisting?: boolean } = {}): Promise<{ repository: string; branch: string; digest: string }> {
+  const source = parseReference(from);
+  const target = parseReference(to);
+  assertOwnRepository(account, target.repo, 'you can fork', { operatorsAnywhere: true });
+  if (options.keepExisting && (await store.getManifest(target.repo, target.reference))) {
+    throw new PlatformError('CONFLICT', `${target.repo}:${target.reference} exists already: choose another name`);
+  }
+  const digest = await forkCheckpoint(store, source, { repo: target.repo, branch: target.reference });
+  return { repository: target.repo, branch: target.reference, digest };
 }

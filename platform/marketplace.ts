@@ -4,7 +4,7 @@
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
 import { parseAmount } from '../workflows/money';
-import type { AccountView, Caller } from './accounts';
+import { type AccountView, assertOwnRepository, type Caller } from './accounts';
 import { PlatformError } from './errors';
 
 export interface BreedView {
@@ -22,8 +22,7 @@ export async function publishBreed(
   owner: AccountView,
   input: { repository: string; title: string; price?: string | null; currency: string },
 ): Promise<BreedView> {
-  const own = `trainers/${owner.handle}/`;
-  if (!input.repository.startsWith(own) || input.repository.length === own.length) throw new PlatformError('FORBIDDEN', `you can list only your own repositories, under ${own}`);
+  assertOwnRepository(owner, input.repository, 'you can list breeds');
   const title = input.title.trim();
   if (!title || title.length > 120) throw new PlatformError('BAD_USER_INPUT', 'a title is 1 to 120 characters');
   let price: bigint | null = null;

@@ -3,10 +3,10 @@
 // or publish it). Fastify allows one /hub/* route: it also sends the friendly download links
 // (/hub/<repo>/resolve/<ref>/<file>) to oci-distribution.ts, unchanged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { forkCheckpoint } from '../../activities/store/checkpoint';
 import { assertRepository } from '../../activities/store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
-import { addComment, attachRecording, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
+import { addComment, attachRecording, forkImage, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
+import { ownNamespace } from '../accounts';
 import { downloadRefusal, entitlementId, publishBreed } from '../marketplace';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { type PagesDeps, latestDaily } from './deps';
@@ -127,7 +127,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const tags = checkpoints.tags.slice(0, SHOWN_TAGS);
     const draft = problem?.draft;
     const value = (form: Draft['form'], field: string, fallback = '') => (draft?.form === form ? (draft.fields[field] ?? fallback) : fallback);
-    const own = account ? repository.startsWith(`trainers/${account.handle}/`) : false;
+    const own = account ? repository.startsWith(ownNamespace(account)) : false;
 
     const lineage = (version: CheckpointVersion): SafeHtml => {
       if (!version.parent) return html`<p>Lineage: a root checkpoint (no parent).</p>`;
@@ -293,19 +293,10 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           await reportImage(deps.db, deps.store, author, { repository, reference: fields.reference || null, reason: fields.reason ?? '' });
           return redirect(reply, `${page}?done=reported#report`);
         case 'fork': {
-          const to = (fields.to ?? '').trim();
-          const own = `trainers/${author.handle}/`;
-          if (author.role !== 'operator' && (!to.startsWith(own) || to.length === own.length)) {
-            return sendRepository(request, reply, repository, { status: 403, message: `you can fork only into your own repositories, under ${own}; not ${to || 'nowhere'}`, draft: { form, fields } });
-          }
           if (!fields.from) return sendRepository(request, reply, repository, { status: 400, message: 'choose the checkpoint to fork', draft: { form, fields } });
-          assertRepository(to);
-          // A form should not silently move a branch someone already works on.
-          if (await deps.store.getManifest(to, 'main')) {
-            return sendRepository(request, reply, repository, { status: 409, message: `${to} has a main branch already: choose another name`, draft: { form, fields } });
-          }
-          await forkCheckpoint(deps.store, { repo: repository, reference: fields.from ?? '' }, { repo: to, branch: 'main' });
-          return redirect(reply, `${pathOf('hub', to)}?done=forked`);
+          if (!fields.to?.trim()) return sendRepository(request, reply, repository, { status: 400, message: `name the new repository, under ${ownNamespace(author)}`, draft: { form, fields } });
+          const forked = await forkImage(deps.store, author, `${repository}:${fields.from}`, `${(fields.to ?? '').trim()}:main`, { keepExisting: true });
+          return redirect(reply, `${pathOf('hub', forked.repository)}?done=forked`);
         }
         case 'publish':
           await publishBreed(deps.db, deps.store, author, { repository, title: fields.title ?? '', price: fields.price?.trim() || null, currency: deps.currency });

@@ -72,7 +72,7 @@ test('a trainer forks on the platform, discusses, records, reports and lists a b
   // The platform decides where a trainer may write, not the CLI.
   const elsewhere = await cli(['fork', `${image}:gpc-2026-11-30`, 'trainers/someone-else/coder:main', '--from', url]);
   expect(elsewhere.code).toBe(1);
-  expect(elsewhere.stderr).toContain(`refused by the platform (FORBIDDEN): you can publish only under trainers/${handle}/`);
+  expect(elsewhere.stderr).toContain(`refused by the platform (FORBIDDEN): you can fork only under trainers/${handle}/, not trainers/someone-else/coder`);
 
   const discussed = await cli(['discuss', `${image}:gpc-2026-11-30`, '--title', 'Good at regex', '--body', 'It wrote a lexer.', '--from', url]);
   const threadId = /thread (\S+) started/.exec(discussed.stdout)![1]!;

@@ -186,9 +186,10 @@ describe('pages render', () => {
     expect(page.body).toContain('Publish as a breed');
     const again = await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: `trainers/${browser.handle}/coder` });
     expect(again.statusCode).toBe(409);
-    expect(again.body).toContain('has a main branch already');
+    expect(again.body).toContain(`trainers/${browser.handle}/coder:main exists already: choose another name`);
     const elsewhere = await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: 'trainers/someone-else/coder' });
     expect(elsewhere.statusCode).toBe(403);
+    expect(elsewhere.body).toContain(`you can fork only under trainers/${browser.handle}/, not trainers/someone-else/coder`);
     expect(await env.store.listTags('trainers/someone-else/coder')).toEqual([]);
   });
 
