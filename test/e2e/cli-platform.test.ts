@@ -13,6 +13,7 @@ import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { LayoutStore } from '../../activities/store/layout';
 import { buildPlatform } from '../../platform/server';
 import { freePort } from '../../worker/embedded/temporal-dev-server';
+import { signUpAccount } from '../helpers/accounts';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
@@ -39,9 +40,7 @@ beforeAll(async () => {
   await publishCheckpoint(store, image, dir, { tag: 'gpc-2026-11-30' });
   app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline, store, db, rateLimitPerMinute: 10_000 });
   url = await app.listen({ host: '127.0.0.1', port: 0 });
-  const signUp = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' } });
-  const cookie = `computatrum_session=${signUp.cookies.find((c) => c.name === 'computatrum_session')!.value}`;
-  token = (await app.inject({ method: 'POST', url: '/auth/tokens', headers: { cookie }, payload: { name: 'laptop' } })).json<{ token: string }>().token;
+  token = (await signUpAccount(app, handle)).token.authorization!.slice('Bearer '.length);
 });
 
 afterAll(async () => {

@@ -10,9 +10,9 @@ import { openDatabase, type Database } from '../../activities/db/prisma';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { LayoutStore } from '../../activities/store/layout';
 import { type ImageManifest, OCI_INDEX } from '../../activities/store/types';
-import { setRole } from '../../platform/accounts';
 import { RECORDING_ARTIFACT } from '../../platform/hub';
 import { buildPlatform } from '../../platform/server';
+import { type GraphQLAnswer, graphqlAs, type Headers, signUpAccount } from '../helpers/accounts';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
@@ -23,9 +23,6 @@ const germline = uniqueName('hubgerm');
 const repo = `germline/${germline}`;
 const poet = `trainers/${uniqueName('someone')}/poet`;
 let mainDigest: string;
-
-type Headers = Record<string, string>;
-type GraphQLBody = { data?: Record<string, unknown> | null; errors?: Array<{ message: string; extensions?: { code?: string } }> };
 
 beforeAll(async () => {
   db = openDatabase(testGlobals().databaseUrl);
@@ -42,18 +39,8 @@ afterAll(async () => {
   await db?.$disconnect();
 });
 
-async function signUp(handle: string, role: 'trainer' | 'operator' = 'trainer'): Promise<{ cookie: Headers; token: Headers }> {
-  const response = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' } });
-  if (role === 'operator') await setRole(db, handle, 'operator');
-  const cookie = { cookie: `computatrum_session=${response.cookies.find((c) => c.name === 'computatrum_session')!.value}` };
-  const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: cookie, payload: { name: 'cli' } });
-  return { cookie, token: { authorization: `Bearer ${created.json<{ token: string }>().token}` } };
-}
-
-async function graphql(query: string, variables: Record<string, unknown> = {}, headers: Headers = {}): Promise<GraphQLBody> {
-  const response = await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify({ query, variables }) });
-  return response.json<GraphQLBody>();
-}
+const signUp = (handle: string, role: 'trainer' | 'operator' = 'trainer') => signUpAccount(app, handle, role === 'operator' ? { db } : undefined);
+const graphql = async (query: string, variables: Record<string, unknown> = {}, headers: Headers = {}): Promise<GraphQLAnswer> => graphqlAs(app, headers, query, variables);
 
 const upload = (target: string, content: Buffer | string, headers: Headers, contentType = 'text/plain') =>
   app.inject({ method: 'POST', url: `/api/recordings/${target}`, headers: { 'content-type': contentType, ...headers }, payload: content });
@@ -181,4 +168,14 @@ describe('reports and images', () => {
     expect(list[0]).toEqual({ repository: repo, kind: 'germline', latestTag: 'main' });
     expect(list.map((i) => i.repository)).toContain(poet);
   });
+});
+
+test('a fork through the API: under your own name, no bytes copied; a target without a branch or elsewhere is refused with what to do', async () => {
+  const ida = await signUp(uniqueName('ida'));
+  const forked = await ida.gql('mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { repository branch digest } }', { from: `${repo}:main`, to: `trainers/${ida.handle}/coder:tuned` });
+  expect(forked.data).toEqual({ fork: { repository: `trainers/${ida.handle}/coder`, branch: 'tuned', digest: mainDigest } });
+  const noBranch = await ida.gql('mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { digest } }', { from: `${repo}:main`, to: `trainers/${ida.handle}/coder` });
+  expect(noBranch.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: `"trainers/${ida.handle}/coder" needs a tag or digest: write it like germline/computatrum:main` });
+  const elsewhere = await ida.gql('mutation($from: String!) { fork(from: $from, to: "trainers/someone/coder:main") { digest } }', { from: `${repo}:main` });
+  expect(elsewhere.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' }, message: `you can fork only under trainers/${ida.handle}/, not trainers/someone/coder` });
 });

@@ -7,10 +7,10 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
-import { setRole } from '../../platform/accounts';
 import { buildPlatform } from '../../platform/server';
 import { updateGermline } from '../../worker/germline-client';
 import { depositUpdate, statusQuery } from '../../workflows/germline-api';
+import { graphqlAs, type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 let env: TestEnvironment;
@@ -30,21 +30,13 @@ afterAll(async () => {
   await env?.close();
 });
 
-type Headers = Record<string, string>;
-
-async function signUp(handle: string, role: 'trainer' | 'operator' = 'trainer'): Promise<{ cookie: Headers; token: Headers }> {
-  const response = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' } });
-  expect(response.statusCode).toBe(201);
-  if (role === 'operator') await setRole(env.db, handle, 'operator');
-  const session = response.cookies.find((c) => c.name === 'computatrum_session')!;
-  const cookie = { cookie: `computatrum_session=${session.value}` };
-  const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: cookie, payload: { name: 'cli' } });
-  return { cookie, token: { authorization: `Bearer ${created.json<{ token: string }>().token}` } };
+async function signUp(handle: string, role: 'trainer' | 'operator' = 'trainer'): Promise<TestAccount> {
+  return signUpAccount(app, handle, role === 'operator' ? { db: env.db } : undefined);
 }
 
 async function graphql(query: string, variables: Record<string, unknown> = {}, headers: Headers = {}) {
-  const response = await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify({ query, variables }) });
-  return { status: response.statusCode, body: response.json<{ data?: Record<string, unknown> | null; errors?: Array<{ message: string; extensions?: { code?: string } }> }>() };
+  const { status, ...body } = await graphqlAs(app, headers, query, variables);
+  return { status, body };
 }
 
 describe('accounts', () => {
@@ -98,9 +90,9 @@ describe('accounts', () => {
 });
 
 describe('GraphQL', () => {
-  let alice: { cookie: Headers; token: Headers };
-  let bob: { cookie: Headers; token: Headers };
-  let operator: { cookie: Headers; token: Headers };
+  let alice: TestAccount;
+  let bob: TestAccount;
+  let operator: TestAccount;
   let aliceHandle: string;
   let threadId: string;
 

@@ -16,6 +16,7 @@ import { buildPlatform } from '../../platform/server';
 import { FUNDING_KIND, stripeClient } from '../../platform/stripe';
 import { statusQuery } from '../../workflows/germline-api';
 import { startStripeMock } from '../helpers/stripe-mock';
+import { signUpAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const WEBHOOK_SECRET = 'whsec_test_computatrum';
@@ -119,15 +120,7 @@ test('events that are not a paid funding of this germline are acknowledged and r
 });
 
 describe('the marketplace: a paid breed', () => {
-  async function person(handle: string) {
-    const signup = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'a long password' } });
-    const cookie = `computatrum_session=${signup.cookies.find((c) => c.name === 'computatrum_session')!.value}`;
-    const token = (await app.inject({ method: 'POST', url: '/auth/tokens', headers: { cookie }, payload: { name: 'cli' } })).json<{ token: string }>().token;
-    const id = (await app.inject({ method: 'GET', url: '/auth/me', headers: { cookie } })).json<{ account: { id: string } }>().account.id;
-    const gql = async (query: string) =>
-      (await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: { query } })).json<{ data?: Record<string, never>; errors?: Array<{ message: string; extensions: { code: string } }> }>();
-    return { handle, id, auth: { authorization: `Bearer ${token}` }, gql };
-  }
+  const person = (handle: string) => signUpAccount(app, handle);
 
   test('is listed by its trainer, sold through Checkout as a destination charge with the fee, and downloadable only once bought; the fee funds the germline', async () => {
     const tess = await person(uniqueName('tess'));
@@ -139,7 +132,7 @@ describe('the marketplace: a paid breed', () => {
 
     const listed = await tess.gql(`mutation { publishBreed(repository: "${repository}", title: "Painter", price: "9.99") { repository price owner } }`);
     expect(listed).toEqual({ data: { publishBreed: { repository, price: '999', owner: tess.handle } } });
-    expect((await bert.gql(`mutation { publishBreed(repository: "${repository}", title: "Mine now") { repository } }`)).errors?.[0]?.extensions.code).toBe('FORBIDDEN');
+    expect((await bert.gql(`mutation { publishBreed(repository: "${repository}", title: "Mine now") { repository } }`)).errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
 
     // No payouts yet: it cannot be sold. Onboarding makes the connected account once.
     expect((await bert.gql(`mutation { buyBreed(repository: "${repository}", requestId: "b1") { id } }`)).errors?.[0]?.message).toBe(`${tess.handle} has not set up payouts yet, so ${repository} cannot be sold`);
@@ -153,9 +146,9 @@ describe('the marketplace: a paid breed', () => {
     const anonymous = await app.inject({ method: 'GET', url: manifestUrl });
     expect(anonymous.statusCode).toBe(401);
     expect(anonymous.json()).toEqual({ errors: [{ code: 'UNAUTHORIZED', message: `${repository} is a paid breed: sign in (an API token) to download what you bought` }] });
-    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: bert.auth })).statusCode).toBe(403);
-    expect((await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.auth })).statusCode).toBe(403);
-    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: tess.auth })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: bert.token })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.token })).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url: manifestUrl, headers: tess.token })).statusCode).toBe(200);
 
     const checkout = await bert.gql(`mutation { buyBreed(repository: "${repository}", requestId: "b2") { id url amount fee } }`);
     expect(checkout.data?.buyBreed).toMatchObject({ id: expect.stringMatching(/^cs_/), amount: '999', fee: '99' });
@@ -168,10 +161,10 @@ describe('the marketplace: a paid breed', () => {
     expect(paid.statusCode).toBe(200);
     expect(BigInt((await germline.handle.query(statusQuery)).deposited)).toBe(before + 99n);
     expect(await env.db.stripeEvent.findUnique({ where: { id: event } })).toMatchObject({ outcome: `granted ${repository} to ${bert.id}; fee 0.99 USD deposited into germline/${germline.name}` });
-    const manifest = await app.inject({ method: 'GET', url: manifestUrl, headers: bert.auth });
+    const manifest = await app.inject({ method: 'GET', url: manifestUrl, headers: bert.token });
     expect(manifest.statusCode).toBe(200);
     expect(manifest.headers['docker-content-digest']).toBe(published.digest);
-    const file = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.auth });
+    const file = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.token });
     expect(file.body).toBe('painter weights');
 
     // `computatrum pull`'s code over a socket: refused without the token, whole with it.
@@ -179,7 +172,7 @@ describe('the marketplace: a paid breed', () => {
     const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const into = mkdtempSync(path.join(tmpdir(), 'bought-'));
     await expect(pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into })).rejects.toThrow(`${baseUrl} refused access to ${repository}: sign in or use an API token`);
-    const pulled = await pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into, headers: bert.auth });
+    const pulled = await pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into, headers: bert.token });
     expect(pulled.digest).toBe(published.digest);
     expect(readFileSync(path.join(into, 'model.safetensors'), 'utf8')).toBe('painter weights');
   });

@@ -13,6 +13,7 @@ import { buildPlatform } from '../../platform/server';
 import { CREDIT_KIND, stripeClient } from '../../platform/stripe';
 import type { trainingWorkflow } from '../../workflows/training';
 import { startStripeMock } from '../helpers/stripe-mock';
+import { type GraphQLAnswer, signUpAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const WEBHOOK_SECRET = 'whsec_test_credit';
@@ -56,18 +57,7 @@ afterAll(async () => {
   await mock?.stop();
 });
 
-type Answer = { data?: Record<string, never> | null; errors?: Array<{ message: string; extensions: { code: string } }> };
-
-async function trainer() {
-  const handle = uniqueName('tr');
-  const signup = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'a long password' } });
-  const cookie = `computatrum_session=${signup.cookies.find((c) => c.name === 'computatrum_session')!.value}`;
-  const token = (await app.inject({ method: 'POST', url: '/auth/tokens', headers: { cookie }, payload: { name: 'cli' } })).json<{ token: string }>().token;
-  const id = (await app.inject({ method: 'GET', url: '/auth/me', headers: { cookie } })).json<{ account: { id: string } }>().account.id;
-  const gql = async (query: string, variables: Record<string, unknown> = {}) =>
-    (await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: { query, variables } })).json<Answer>();
-  return { handle, id, gql };
-}
+const trainer = () => signUpAccount(app, uniqueName('tr'));
 
 function paidCredit(eventId: string, handle: string, amount: number): Promise<{ statusCode: number }> {
   const payload = JSON.stringify({
@@ -122,9 +112,9 @@ test('a run the credit cannot pay, a branch outside your own, an unknown base an
   const elsewhere = await ugo.gql('mutation { startTrainingRun(repository: "trainers/someone/x", maxCost: "1.00") { id } }');
   expect(elsewhere.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' }, message: `your runs publish only under trainers/${ugo.handle}/, not trainers/someone/x` });
   const noBase = await ugo.gql('mutation($repo: String!) { startTrainingRun(base: "germline/nothing-here:main", repository: $repo, maxCost: "1.00") { id } }', { repo });
-  expect(noBase.errors?.[0]?.extensions.code).toBe('NOT_FOUND');
+  expect(noBase.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   const gpus = await ugo.gql('mutation($repo: String!) { startTrainingRun(repository: $repo, maxCost: "1.00", gpus: 3) { id } }', { repo });
   expect(gpus.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: 'gpus is 1 to 2' });
   const publicCaller = await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json' }, payload: { query: '{ myCredit { available } }' } });
-  expect(publicCaller.json<Answer>().errors?.[0]?.extensions.code).toBe('UNAUTHENTICATED');
+  expect(publicCaller.json<GraphQLAnswer>().errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
 });
