@@ -8,7 +8,7 @@ import { WorkflowIdConflictPolicy } from '@temporalio/common';
 import type { Database } from '../activities/db/prisma';
 import { requireManifest } from '../activities/store/checkpoint';
 import { assertRepository, assertTag, parseReference } from '../activities/store/names';
-import { type CheckpointStore, StoreError } from '../activities/store/types';
+import type { CheckpointStore } from '../activities/store/types';
 import { startTrainingRun } from '../worker/training-client';
 import type { BudgetStatus } from '../workflows/budget';
 import type { creditWorkflow } from '../workflows/credit';
@@ -56,25 +56,17 @@ export async function startTrainerRun(
   trainer: AccountView,
   input: { base?: string | null; repository: string; branch: string; maxCost: bigint; gpus: number },
 ): Promise<{ id: string; workflowId: string; request: TrainingRequest }> {
-  try {
-    assertRepository(input.repository);
-    assertTag(input.branch);
-  } catch (error) {
-    throw new PlatformError('BAD_USER_INPUT', (error as StoreError).message);
-  }
+  // Names and checkpoints that are wrong throw the store's own errors, which the API answers as BAD_USER_INPUT or NOT_FOUND.
+  assertRepository(input.repository);
+  assertTag(input.branch);
   assertOwnRepository(trainer, input.repository, 'your runs publish');
   if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
   if (input.maxCost <= 0n) throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
 
   let base: { repo: string; reference: string } | undefined;
   if (input.base) {
-    try {
-      base = parseReference(input.base);
-      await requireManifest(deps.store, base.repo, base.reference);
-    } catch (error) {
-      if (error instanceof StoreError) throw new PlatformError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
-      throw error;
-    }
+    base = parseReference(input.base);
+    await requireManifest(deps.store, base.repo, base.reference);
     // A paid breed trains only for those who may download it.
     const refusal = await downloadRefusal(deps.db, { role: trainer.role, account: trainer }, base.repo);
     if (refusal) throw new PlatformError('FORBIDDEN', refusal.message);

@@ -1,9 +1,6 @@
 // The platform's pages, rendered on the server: home, learn, hub, marketplace, zookeeper and the
 // account forms. Every page works without JavaScript (plain HTML forms, urlencoded, with the CSRF
 // token); their Content-Security-Policy allows no script at all.
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { registerAccountPages } from './account';
@@ -12,7 +9,8 @@ import { registerHomePages } from './home';
 import { registerHubPages } from './hub';
 import { registerMarketplacePages } from './marketplace';
 import { refusalOf } from './refusals';
-import { sendProblem, setStylesheetUrl, viewOf } from './view';
+import { STYLESHEET, STYLESHEET_ETAG } from './stylesheet';
+import { sendProblem, viewOf } from './view';
 import { registerZookeeperPages } from './zookeeper';
 
 export interface PagesOptions extends PagesDeps {
@@ -37,11 +35,7 @@ function contentSecurityPolicy(https: boolean): string {
   ].join('; ');
 }
 
-const STYLESHEET = readFileSync(path.join(__dirname, 'assets', 'site.css'));
-const STYLESHEET_TAG = `"${createHash('sha256').update(STYLESHEET).digest('hex').slice(0, 16)}"`;
-
 export async function registerPages(app: FastifyInstance, options: PagesOptions): Promise<void> {
-  setStylesheetUrl(`/assets/site.css?v=${STYLESHEET_TAG.slice(1, 9)}`);
   await app.register(async (pages) => {
     // Helmet's default policy is for the API; pages get a stricter one (no scripts) that lets a form lead to Stripe.
     pages.addHook('onRequest', async (request, reply) => {
@@ -62,8 +56,8 @@ export async function registerPages(app: FastifyInstance, options: PagesOptions)
     });
 
     pages.get('/assets/site.css', async (request, reply) => {
-      reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', STYLESHEET_TAG);
-      if (request.headers['if-none-match'] === STYLESHEET_TAG) return reply.code(304).send();
+      reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', STYLESHEET_ETAG);
+      if (request.headers['if-none-match'] === STYLESHEET_ETAG) return reply.code(304).send();
       return reply.header('content-type', 'text/css; charset=utf-8').send(STYLESHEET);
     });
 

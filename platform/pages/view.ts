@@ -4,6 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Caller, PUBLIC } from '../accounts';
 import { CSRF_FIELD, csrfToken, hasValidCsrf } from '../csrf';
 import { html, type Renderable, SafeHtml } from './html';
+import { STYLESHEET_URL } from './stylesheet';
 
 export interface View {
   caller: Caller;
@@ -24,12 +25,6 @@ export function viewOf(request: FastifyRequest, reply: FastifyReply): View {
 }
 
 export const csrfField = (view: View) => html`<input type="hidden" name="${CSRF_FIELD}" value="${view.csrf}">`;
-
-/** The stylesheet's URL carries its hash, so it can be cached for a year. */
-let stylesheetUrl = '/assets/site.css';
-export function setStylesheetUrl(url: string): void {
-  stylesheetUrl = url;
-}
 
 function header(view: View): SafeHtml {
   const account = view.caller.account;
@@ -69,7 +64,7 @@ export function sendPage(reply: FastifyReply, view: View, page: PageOptions): Fa
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${page.title} · computatrum</title>
-<link rel="stylesheet" href="${stylesheetUrl}">
+<link rel="stylesheet" href="${STYLESHEET_URL}">
 </head>
 <body>
 ${header(view)}
