@@ -16,7 +16,7 @@ import { publishBreed } from '../../platform/marketplace';
 import { buildPlatform } from '../../platform/server';
 import { createPayoutsOnboarding, type StripeSettings, stripeClient } from '../../platform/stripe';
 import { dailyGpcWorkflow, dailyGpcWorkflowId } from '../../workflows/daily-gpc';
-import { startStripeMock } from '../helpers/stripe-mock';
+import { recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -45,7 +45,7 @@ let tag: string;
 let nickname: string;
 let weights: Buffer;
 let breed: { repository: string; title: string };
-const stripeRequests: Array<{ path: string; idempotencyKey?: string }> = [];
+let stripeRequests: SentRequest[];
 const handle = uniqueName('web');
 
 beforeAll(async () => {
@@ -70,7 +70,7 @@ beforeAll(async () => {
   nickname = daily.nickname!;
 
   const client = stripeClient('sk_test_mock', mock.url);
-  client.on('request', (request: { path: string; idempotency_key?: string }) => stripeRequests.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }));
+  stripeRequests = recordRequests(client);
   const stripe: StripeSettings = { client, webhookSecret: 'whsec_browser', publicUrl: 'http://127.0.0.1', feePercent: 10 };
   app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db, client: env.client, stripe });
   await app.listen({ host: '127.0.0.1', port: 0 });

@@ -1,6 +1,8 @@
 // stripe-mock (Stripe's own mock of its API, built by `npm run tools`) on loopback, for the tests
 // that create Checkout Sessions; it goes away with the test file.
 import { spawn } from 'node:child_process';
+import type { FastifyInstance } from 'fastify';
+import type Stripe from 'stripe';
 import { loadConfig } from '../../worker/config';
 import { requireTool, STRIPE_MOCK } from '../../worker/tools';
 import { eventually } from './eventually';
@@ -31,4 +33,33 @@ export async function startStripeMock(): Promise<{ url: string; stop: () => Prom
     throw error;
   }
   return { url, stop };
+}
+
+export interface SentRequest {
+  path: string;
+  idempotencyKey?: string;
+}
+
+/** The requests `client` sends from now on (path and idempotency key), in order. */
+export function recordRequests(client: Stripe): SentRequest[] {
+  const sent: SentRequest[] = [];
+  client.on('request', (request: { path: string; idempotency_key?: string }) => sent.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }));
+  return sent;
+}
+
+/** A `checkout.session.completed` event of a paid session, as Stripe sends it. */
+export function paidCheckoutEvent(id: string, amount: number, metadata: Record<string, string>): string {
+  return JSON.stringify({
+    id,
+    object: 'event',
+    type: 'checkout.session.completed',
+    api_version: '2025-01-01',
+    created: 1_764_000_000,
+    data: { object: { id: `cs_${id}`, object: 'checkout.session', amount_total: amount, currency: 'usd', payment_status: 'paid', metadata } },
+  });
+}
+
+/** Delivers `payload` to the app's webhook, signed with `secret` as Stripe signs (or with the `signature` given). */
+export function deliverWebhook(app: FastifyInstance, client: Stripe, secret: string, payload: string, signature = client.webhooks.generateTestHeaderString({ payload, secret })) {
+  return app.inject({ method: 'POST', url: '/stripe/webhook', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, payload });
 }

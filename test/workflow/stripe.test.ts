@@ -15,7 +15,7 @@ import { setRole } from '../../platform/accounts';
 import { buildPlatform } from '../../platform/server';
 import { FUNDING_KIND, stripeClient } from '../../platform/stripe';
 import { statusQuery } from '../../workflows/germline-api';
-import { startStripeMock } from '../helpers/stripe-mock';
+import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { signUpAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
@@ -26,7 +26,7 @@ let app: FastifyInstance;
 let stripe: Stripe;
 let mock: Awaited<ReturnType<typeof startStripeMock>>;
 let germline: Awaited<ReturnType<TestEnvironment['startGermline']>>;
-const sent: Array<{ path: string; idempotencyKey?: string }> = [];
+let sent: SentRequest[];
 
 beforeAll(async () => {
   mock = await startStripeMock();
@@ -34,7 +34,7 @@ beforeAll(async () => {
   await env.startWorker();
   germline = await env.startGermline();
   stripe = stripeClient('sk_test_mock', mock.url);
-  stripe.on('request', (request: { path: string; idempotency_key?: string }) => sent.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }));
+  sent = recordRequests(stripe);
   app = await buildPlatform({
     logger: pino({ level: 'silent' }),
     checks: [],
@@ -53,20 +53,8 @@ afterAll(async () => {
   await mock?.stop();
 });
 
-function paidSessionEvent(id: string, amount: number, metadata: Record<string, string> = { kind: FUNDING_KIND, germline: germline.name }): string {
-  return JSON.stringify({
-    id,
-    object: 'event',
-    type: 'checkout.session.completed',
-    api_version: '2025-01-01',
-    created: 1_764_000_000,
-    data: { object: { id: `cs_${id}`, object: 'checkout.session', amount_total: amount, currency: 'usd', payment_status: 'paid', metadata } },
-  });
-}
-
-function deliver(payload: string, signature = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET })) {
-  return app.inject({ method: 'POST', url: '/stripe/webhook', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, payload });
-}
+const paidSessionEvent = (id: string, amount: number, metadata: Record<string, string> = { kind: FUNDING_KIND, germline: germline.name }) => paidCheckoutEvent(id, amount, metadata);
+const deliver = (payload: string, signature?: string) => deliverWebhook(app, stripe, WEBHOOK_SECRET, payload, signature);
 
 test('an operator starts a funding Checkout Session; its request to Stripe carries an idempotency key from our ids', async () => {
   const handle = uniqueName('op');

@@ -12,7 +12,7 @@ import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { buildPlatform } from '../../platform/server';
 import { CREDIT_KIND, stripeClient } from '../../platform/stripe';
 import type { trainingWorkflow } from '../../workflows/training';
-import { startStripeMock } from '../helpers/stripe-mock';
+import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { type GraphQLAnswer, signUpAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
@@ -23,7 +23,7 @@ let app: FastifyInstance;
 let stripe: Stripe;
 let mock: Awaited<ReturnType<typeof startStripeMock>>;
 let germline: Awaited<ReturnType<TestEnvironment['startGermline']>>;
-const sent: Array<{ path: string; idempotencyKey?: string }> = [];
+let sent: SentRequest[];
 
 jest.setTimeout(120_000);
 
@@ -36,7 +36,7 @@ beforeAll(async () => {
   writeFileSync(path.join(dir, 'notes.txt'), 'the germline head');
   await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   stripe = stripeClient('sk_test_mock', mock.url);
-  stripe.on('request', (request: { path: string; idempotency_key?: string }) => sent.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }));
+  sent = recordRequests(stripe);
   app = await buildPlatform({
     logger: pino({ level: 'silent' }),
     checks: [],
@@ -59,18 +59,7 @@ afterAll(async () => {
 
 const trainer = () => signUpAccount(app, uniqueName('tr'));
 
-function paidCredit(eventId: string, handle: string, amount: number): Promise<{ statusCode: number }> {
-  const payload = JSON.stringify({
-    id: eventId,
-    object: 'event',
-    type: 'checkout.session.completed',
-    api_version: '2025-01-01',
-    created: 1_764_000_000,
-    data: { object: { id: `cs_${eventId}`, object: 'checkout.session', amount_total: amount, currency: 'usd', payment_status: 'paid', metadata: { kind: CREDIT_KIND, handle } } },
-  });
-  const signature = stripe.webhooks.generateTestHeaderString({ payload, secret: WEBHOOK_SECRET });
-  return app.inject({ method: 'POST', url: '/stripe/webhook', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, payload });
-}
+const paidCredit = (eventId: string, handle: string, amount: number) => deliverWebhook(app, stripe, WEBHOOK_SECRET, paidCheckoutEvent(eventId, amount, { kind: CREDIT_KIND, handle }));
 
 test('credit bought through Checkout pays a training run; the run publishes under the trainer and settles its real cost', async () => {
   const tia = await trainer();
