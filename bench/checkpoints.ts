@@ -33,8 +33,14 @@ const SHARDS = Number(values.shards);
 const SHARD_BYTES = Number(values['shard-mb']) * 1024 * 1024;
 const LARGE_BYTES = Number(values['large-mb']) * 1024 * 1024;
 
-function writeRandomFile(file: string, bytes: number): void {
+/** A valid safetensors shard (publishing validates them): one U8 tensor of `bytes` random bytes. */
+function writeRandomShard(file: string, bytes: number): void {
   const fd = openSync(file, 'w');
+  const json = JSON.stringify({ weights: { dtype: 'U8', shape: [bytes], data_offsets: [0, bytes] } });
+  const header = Buffer.from(json.padEnd(Math.ceil(json.length / 8) * 8));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(header.length));
+  writeSync(fd, Buffer.concat([length, header]));
   const chunk = randomBytes(8 * 1024 * 1024);
   for (let written = 0; written < bytes; written += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
   closeSync(fd);
@@ -42,7 +48,7 @@ function writeRandomFile(file: string, bytes: number): void {
 
 function checkpoint(root: string, shards: number, shardBytes: number): string {
   const dir = mkdtempSync(path.join(root, 'ckpt-'));
-  for (let i = 1; i <= shards; i++) writeRandomFile(path.join(dir, `model-${String(i).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`), shardBytes);
+  for (let i = 1; i <= shards; i++) writeRandomShard(path.join(dir, `model-${String(i).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`), shardBytes);
   return dir;
 }
 

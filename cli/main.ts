@@ -33,6 +33,7 @@ import { AccountError, setRole } from '../platform/accounts';
 import { addAutonomyCommands } from './autonomy';
 import { addChildrenCommands } from './children';
 import { addHubCommands } from './hub';
+import { addStoreCommands } from './store';
 import { platformApi } from './platform-api';
 import { addTrainingCommands } from './training';
 import { startStack } from './up';
@@ -371,6 +372,7 @@ export function buildProgram(config: () => Config): Command {
   addTrainingCommands(program, config);
   addChildrenCommands(program, config);
   addHubCommands(program, config);
+  addStoreCommands(program, config);
   addAutonomyCommands(program, config);
 
   const tools = program.command('tools').description('the Go programs computatrum runs: the Temporal CLI and stripe-mock');

@@ -7,13 +7,15 @@ import type { Worker } from '@temporalio/worker';
 import { migrateDatabase } from '../activities/db/migrate';
 import { openDatabase } from '../activities/db/prisma';
 import { openStore } from '../activities/store';
+import { LayoutStore } from '../activities/store/layout';
+import { removeLeftovers } from '../activities/store/layout-maintenance';
 import { buildPlatform } from '../platform/server';
 import { UserError } from './common';
 import { stripeClient } from '../platform/stripe';
 import { type Config, databaseUrl } from '../worker/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../worker/embedded/postgres';
 import { type DevServer, startTemporalDevServer } from '../worker/embedded/temporal-dev-server';
-import { ensureGermline } from '../worker/germline-client';
+import { assertJournalBooks, ensureGermline } from '../worker/germline-client';
 import { installTemporalLogging, type Logger } from '../worker/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../worker/temporal';
 import { installTool, TEMPORAL_CLI } from '../worker/tools';
@@ -86,6 +88,11 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     const db = openDatabase(dbUrl);
     stops.push({ name: 'database client', stop: () => db.$disconnect() });
     const store = await openStore(config.store);
+    // What an interrupted push left behind goes at start; a push still running keeps its files.
+    if (store instanceof LayoutStore) {
+      const removed = await removeLeftovers(store.location);
+      if (removed.length > 0) logger.info({ files: removed.length, bytes: removed.reduce((sum, l) => sum + l.bytes, 0) }, 'removed the half-written files of interrupted writes from the store');
+    }
 
     const connection = await connectTemporal(config);
     stops.push({ name: 'temporal client', stop: () => connection.close() });
@@ -154,6 +161,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         checks: [
           { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
           { name: 'database', check: async () => void (await db.$queryRaw`SELECT 1`) },
+          { name: 'journal', check: () => assertJournalBooks(client, config.germline) },
         ],
       });
       await platform.listen({ host: config.platform.host, port: config.platform.port });

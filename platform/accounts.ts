@@ -36,8 +36,9 @@ export class AccountError extends Error {
 
 export const HANDLE = /^[a-z0-9][a-z0-9-]{1,38}$/;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,}$/;
-const MIN_PASSWORD = 10;
-const MAX_PASSWORD = 1024;
+export const MIN_PASSWORD = 10;
+/** Enough for any passphrase; longer input is refused before scrypt ever sees it (hashing is the cost an attacker would pick). */
+export const MAX_PASSWORD = 200;
 
 // N = 2^15, r = 8: about 32 MiB and tens of milliseconds per hash (OWASP's scrypt floor is 2^17 with
 // r = 8 and p = 1 at about 128 MiB; 2^15 keeps sign-ins cheap on a small host and can be raised:
@@ -69,13 +70,24 @@ function view(account: { id: string; handle: string; email: string; role: string
   return { id: account.id, handle: account.handle, email: account.email, role: account.role === 'operator' ? 'operator' : 'trainer' };
 }
 
+/** Refuses a password too long to be one, before any hashing; sign-up and sign-in both call it. */
+function refuseOverlongPassword(password: string): void {
+  if (password.length > MAX_PASSWORD) throw new AccountError('INVALID_INPUT', `a password is at most ${MAX_PASSWORD} characters`);
+}
+
+/** The rules a new password meets, wherever one is set. */
+function checkNewPassword(password: string): void {
+  refuseOverlongPassword(password);
+  if (password.length < MIN_PASSWORD) throw new AccountError('INVALID_INPUT', `a password is at least ${MIN_PASSWORD} characters`);
+}
+
 export async function signUp(db: Database, input: { handle: string; email: string; password: string }): Promise<AccountView> {
   const handle = String(input.handle ?? '').trim();
   const email = String(input.email ?? '').trim().toLowerCase();
   const password = String(input.password ?? '');
   if (!HANDLE.test(handle)) throw new AccountError('INVALID_INPUT', 'a handle is 2 to 39 lowercase letters, digits and dashes, starting with a letter or digit');
   if (!EMAIL.test(email)) throw new AccountError('INVALID_INPUT', `"${email}" is not an email address`);
-  if (password.length < MIN_PASSWORD || password.length > MAX_PASSWORD) throw new AccountError('INVALID_INPUT', `a password is at least ${MIN_PASSWORD} characters`);
+  checkNewPassword(password);
   try {
     const account = await db.account.create({ data: { id: randomUUID(), handle, email, passwordHash: await hashPassword(password) } });
     return view(account);
@@ -92,8 +104,11 @@ export async function signUp(db: Database, input: { handle: string; email: strin
 /** The same answer for an unknown login and a wrong password, so sign-in does not reveal who has an account. */
 export async function signIn(db: Database, input: { login: string; password: string }): Promise<AccountView> {
   const login = String(input.login ?? '').trim().toLowerCase();
+  const password = String(input.password ?? '');
+  // Before the account is looked up: the answer is the same whoever the login names.
+  refuseOverlongPassword(password);
   const account = await db.account.findFirst({ where: login.includes('@') ? { email: login } : { handle: login } });
-  const ok = account ? await verifyPassword(String(input.password ?? ''), account.passwordHash) : await hashPassword('timing: as slow as a real check').then(() => false);
+  const ok = account ? await verifyPassword(password, account.passwordHash) : await hashPassword('timing: as slow as a real check').then(() => false);
   if (!account || !ok) throw new AccountError('BAD_CREDENTIALS', 'wrong handle, email or password');
   return view(account);
 }

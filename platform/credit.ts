@@ -14,10 +14,10 @@ import type { BudgetStatus } from '../workflows/budget';
 import type { creditWorkflow } from '../workflows/credit';
 import { creditWorkflowId } from '../workflows/credit-api';
 import { statusQuery } from '../workflows/germline-api';
-import { formatMoney } from '../workflows/money';
+import { assertAtMostMaximum, formatMoney } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
 import { type AccountView, assertOwnRepository } from './accounts';
-import { downloadRefusal } from './marketplace';
+import { assertMayRead, inheritTerms } from './read-access';
 import { PlatformError } from './errors';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
@@ -62,14 +62,14 @@ export async function startTrainerRun(
   assertOwnRepository(trainer, input.repository, 'your runs publish');
   if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
   if (input.maxCost <= 0n) throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
+  assertAtMostMaximum(input.maxCost, `maxCost ${input.maxCost}`, deps.currency, { inMinorUnits: true });
 
   let base: { repo: string; reference: string } | undefined;
   if (input.base) {
     base = parseReference(input.base);
     await requireManifest(deps.store, base.repo, base.reference);
-    // A paid breed trains only for those who may download it.
-    const refusal = await downloadRefusal(deps.db, { role: trainer.role, account: trainer }, base.repo);
-    if (refusal) throw new PlatformError('FORBIDDEN', refusal.message);
+    // A paid breed trains only for those who may download it, and what the run makes keeps its terms.
+    await assertMayRead(deps.db, { role: trainer.role, account: trainer }, base.repo, 'train from');
   }
 
   const credit = await creditStatus(deps.client, deps.settings.taskQueue, trainer.handle, deps.currency);
@@ -95,6 +95,7 @@ export async function startTrainerRun(
     maxDurationSeconds: deps.settings.maxDurationSeconds,
     maxPreemptions: deps.settings.maxPreemptions,
   };
+  if (base) await inheritTerms(deps.db, base.repo, input.repository);
   const handle = await startTrainingRun(deps.client, deps.settings.taskQueue, request);
   return { id, workflowId: handle.workflowId, request };
 }

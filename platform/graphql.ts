@@ -6,7 +6,7 @@ import SchemaBuilder from '@pothos/core';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
-import { GraphQLError, Kind, type ValidationRule } from 'graphql';
+import { type ASTNode, type FragmentDefinitionNode, GraphQLError, Kind, type SelectionSetNode, type ValidationRule } from 'graphql';
 import mercurius, { ErrorWithProps } from 'mercurius';
 import type { Database } from '../activities/db/prisma';
 import { CheckpointError } from '../activities/store/checkpoint';
@@ -49,14 +49,51 @@ export function apiError(code: 'BAD_USER_INPUT' | 'UNAUTHENTICATED' | 'FORBIDDEN
 
 export const LIMITS = { depth: 8, aliases: 15, fields: 200 };
 
+/** One kind of refusal for every limit, so a client can tell "ask for less" from any other error. */
+function tooComplex(problem: string, node: ASTNode): GraphQLError {
+  return new GraphQLError(`${problem}; ask for less, or split it into several operations`, { nodes: [node], extensions: { code: 'QUERY_TOO_COMPLEX' } });
+}
+
+/** Refuses operations nesting fields deeper than the limit (each level can multiply a query's cost). */
+const depthLimit: ValidationRule = (context) => {
+  // Each fragment's depth once: a fragment spread many times must not be walked many times.
+  const fragmentDepths = new Map<string, number>();
+  const fragmentDepth = (fragment: FragmentDefinitionNode): number => {
+    const name = fragment.name.value;
+    if (!fragmentDepths.has(name)) {
+      fragmentDepths.set(name, 0); // a cycle counts nothing here; NoFragmentCyclesRule refuses it
+      fragmentDepths.set(name, depthOf(fragment.selectionSet));
+    }
+    return fragmentDepths.get(name)!;
+  };
+  /** Levels of fields below `set` (fragments add none of their own), cut off just above the limit. */
+  const depthOf = (set: SelectionSetNode | undefined, level = 0): number => {
+    if (!set || level > LIMITS.depth) return 0;
+    let deepest = 0;
+    for (const selection of set.selections) {
+      const fragment = selection.kind === Kind.FRAGMENT_SPREAD ? context.getFragment(selection.name.value) : undefined;
+      const depth =
+        selection.kind === Kind.FIELD ? 1 + depthOf(selection.selectionSet, level + 1)
+        : selection.kind === Kind.INLINE_FRAGMENT ? depthOf(selection.selectionSet, level)
+        : fragment ? fragmentDepth(fragment) : 0;
+      deepest = Math.max(deepest, depth);
+    }
+    return deepest;
+  };
+  return {
+    OperationDefinition(operation) {
+      const depth = depthOf(operation.selectionSet);
+      if (depth > LIMITS.depth) context.reportError(tooComplex(`too deep: at most ${LIMITS.depth} levels of fields per operation`, operation));
+    },
+  };
+};
+
 /** Refuses operations with more aliases than the limit (alias batching multiplies a query's cost). */
 const aliasLimit: ValidationRule = (context) => {
   let aliases = 0;
   return {
     Field(node) {
-      if (node.alias && ++aliases === LIMITS.aliases + 1) {
-        context.reportError(new GraphQLError(`too many aliases: at most ${LIMITS.aliases} per operation`, { nodes: [node], extensions: { code: 'QUERY_TOO_COMPLEX' } }));
-      }
+      if (node.alias && ++aliases === LIMITS.aliases + 1) context.reportError(tooComplex(`too many aliases: at most ${LIMITS.aliases} per operation`, node));
     },
   };
 };
@@ -66,9 +103,7 @@ const fieldLimit: ValidationRule = (context) => {
   let fields = 0;
   return {
     Field(node) {
-      if (node.kind === Kind.FIELD && ++fields === LIMITS.fields + 1) {
-        context.reportError(new GraphQLError(`too many fields: at most ${LIMITS.fields} per operation`, { nodes: [node], extensions: { code: 'QUERY_TOO_COMPLEX' } }));
-      }
+      if (node.kind === Kind.FIELD && ++fields === LIMITS.fields + 1) context.reportError(tooComplex(`too many fields: at most ${LIMITS.fields} per operation`, node));
     },
   };
 };
@@ -456,7 +491,7 @@ export function buildSchema() {
         description: 'Forks a checkpoint (no bytes copied) to a branch under trainers/<your handle>/ (operators: anywhere).',
         authScopes: { trainer: true },
         args: { from: t.arg.string({ required: true }), to: t.arg.string({ required: true }) },
-        resolve: (_root, args, context) => forkImage(context.store, context.caller.account!, args.from, args.to).catch(refused),
+        resolve: (_root, args, context) => forkImage(context.db, context.store, context.caller.account!, args.from, args.to).catch(refused),
       }),
       publishBreed: t.field({
         type: BreedRef,
@@ -531,9 +566,10 @@ export function buildSchema() {
         resolve: async (_root, args, context) => {
           const stripe = payments(context);
           const { client, settings } = training(context);
+          const paid = amount(args.amount, context); // a refused amount starts no credit
           // The credit exists before the money arrives, so the webhook finds it.
           await creditStatus(client, settings.taskQueue, context.caller.account!.handle, context.currency);
-          return createCreditCheckout(stripe, context.caller.account!, { amount: amount(args.amount, context), currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
+          return createCreditCheckout(stripe, context.caller.account!, { amount: paid, currency: context.currency, requestId: args.requestId }).catch((error: unknown) => {
             throw error instanceof StripeInputError ? apiError('BAD_USER_INPUT', error.message) : error;
           });
         },
@@ -638,7 +674,7 @@ function refused(error: unknown): never {
   if (error instanceof PlatformError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
-  if (error instanceof CheckpointError) throw apiError('BAD_USER_INPUT', error.message);
+  if (error instanceof CheckpointError || error instanceof MoneyError) throw apiError('BAD_USER_INPUT', error.message);
   const cause = (error as { cause?: { message?: string; type?: string } }).cause;
   if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) throw apiError(cause.type === 'NotAwaitingApproval' ? 'NOT_FOUND' : 'BAD_USER_INPUT', cause.message);
   throw error;
@@ -657,8 +693,8 @@ export async function registerGraphQL(app: FastifyInstance, context: Omit<GraphQ
     path: '/api/graphql',
     graphiql: false,
     jit: 1,
-    queryDepth: LIMITS.depth,
-    validationRules: [aliasLimit, fieldLimit],
+    // Depth is our own rule, not mercurius' queryDepth, whose refusal carries no extensions.code.
+    validationRules: [depthLimit, aliasLimit, fieldLimit],
     context: (request) => ({ ...context, caller: request.caller }),
   });
 }

@@ -7,11 +7,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../activities/db/prisma';
-import { forkCheckpoint, pickleRefusal, requireManifest } from '../activities/store/checkpoint';
+import { forkCheckpoint, requireManifest } from '../activities/store/checkpoint';
 import { assertRepository, parseReference } from '../activities/store/names';
+import { scanBytes } from '../activities/store/scan';
 import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../activities/store/types';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
+import { assertMayRead, inheritTerms } from './read-access';
 
 export interface CommentView {
   id: string;
@@ -268,8 +270,9 @@ export async function attachRecording(
   const content = input.content;
   if (content.length === 0) throw new PlatformError('BAD_USER_INPUT', 'the recording is empty');
   if (content.length > LIMITS.recordingBytes) throw new PlatformError('BAD_USER_INPUT', `the recording is ${content.length} bytes; at most ${LIMITS.recordingBytes} (16 MiB): link a longer video from a comment instead`);
-  const pickle = pickleRefusal(filename, content.subarray(0, 4));
-  if (pickle) throw new PlatformError('BAD_USER_INPUT', pickle);
+  // Decided by the whole content, whatever the name: pickles (bare, zipped, compressed), object arrays.
+  const refusal = await scanBytes(filename, content);
+  if (refusal) throw new PlatformError('BAD_USER_INPUT', refusal);
   await requireImage(store, input.repository);
   const subject = await requireSubject(store, input.repository, input.reference);
 
@@ -351,13 +354,24 @@ export async function listReports(db: Database, options: { repository?: string; 
  * are copied. Trainers fork into their own namespace, operators anywhere. `keepExisting` refuses a
  * branch that exists already, where a form should not silently move someone's work.
  */
-export async function forkImage(store: CheckpointStore, account: AccountView, from: string, to: string, options: { keepExisting?: boolean } = {}): Promise<{ repository: string; branch: string; digest: string }> {
+export async function forkImage(
+  db: Database,
+  store: CheckpointStore,
+  account: AccountView,
+  from: string,
+  to: string,
+  options: { keepExisting?: boolean } = {},
+): Promise<{ repository: string; branch: string; digest: string }> {
   const source = parseReference(from);
   const target = parseReference(to);
   assertOwnRepository(account, target.repo, 'you can fork', { operatorsAnywhere: true });
+  // A paid breed forks only for those who may download it, and the fork keeps its terms.
+  await assertMayRead(db, { role: account.role, account }, source.repo, 'fork');
   if (options.keepExisting && (await store.getManifest(target.repo, target.reference))) {
     throw new PlatformError('CONFLICT', `${target.repo}:${target.reference} exists already: choose another name`);
   }
+  // Recorded before any content arrives, so the fork is never readable on looser terms.
+  await inheritTerms(db, source.repo, target.repo);
   const digest = await forkCheckpoint(store, source, { repo: target.repo, branch: target.reference });
   return { repository: target.repo, branch: target.reference, digest };
 }

@@ -1,11 +1,13 @@
 // The marketplace's own rules: a trainer lists a breed (a repository under trainers/<handle>/) free
-// or for a price, and a paid breed's checkpoints are downloaded only by its owner, operators and
-// buyers holding an entitlement. Payments themselves are in stripe.ts.
+// or for a price. Who may download a paid breed is read-access.ts; payments are stripe.ts.
 import type { Database } from '../activities/db/prisma';
 import type { CheckpointStore } from '../activities/store/types';
 import { parseAmount } from '../workflows/money';
-import { type AccountView, assertOwnRepository, type Caller } from './accounts';
+import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
+import { inheritedBreeds } from './read-access';
+
+export { entitlementId } from './read-access';
 
 export interface BreedView {
   repository: string;
@@ -37,6 +39,11 @@ export async function publishBreed(
   if ((await store.listTags(input.repository)).length === 0) {
     throw new PlatformError('NOT_FOUND', `${input.repository} has no checkpoints yet: push or fork one there first`);
   }
+  // A fork or a run from someone else's paid breed keeps that breed's terms: it is not the publisher's to list.
+  const foreign = (await inheritedBreeds(db, input.repository)).filter((b) => b.ownerId !== owner.id);
+  if (foreign.length > 0) {
+    throw new PlatformError('FORBIDDEN', `${input.repository} holds content of the paid breed ${foreign.map((b) => b.repository).join(', ')}: it cannot be listed as a breed of yours`);
+  }
   const breed = await db.breed.upsert({
     where: { repository: input.repository },
     create: { repository: input.repository, ownerId: owner.id, title, price, currency: input.currency },
@@ -48,21 +55,4 @@ export async function publishBreed(
 export async function listBreeds(db: Database, limit = 50): Promise<BreedView[]> {
   const rows = await db.breed.findMany({ orderBy: { createdAt: 'desc' }, take: limit, include: { owner: { select: { handle: true } } } });
   return rows.map((b) => ({ repository: b.repository, title: b.title, owner: b.owner.handle, price: b.price, currency: b.currency }));
-}
-
-export const entitlementId = (accountId: string, repository: string): string => `${accountId}:${repository}`;
-
-/**
- * Why `caller` may not download from `repository`, or undefined when it may: everything is free
- * except a priced breed, which its owner, operators and its buyers may download.
- */
-export async function downloadRefusal(db: Database, caller: Caller, repository: string): Promise<{ status: 401 | 403; message: string } | undefined> {
-  if (!repository.startsWith('trainers/')) return undefined;
-  const breed = await db.breed.findUnique({ where: { repository } });
-  if (!breed || breed.price === null) return undefined;
-  const account = caller.account;
-  if (!account) return { status: 401, message: `${repository} is a paid breed: sign in (an API token) to download what you bought` };
-  if (account.role === 'operator' || account.id === breed.ownerId) return undefined;
-  if (await db.entitlement.findUnique({ where: { id: entitlementId(account.id, repository) } })) return undefined;
-  return { status: 403, message: `${repository} is a paid breed and ${account.handle} has not bought it: buy it on the marketplace` };
 }

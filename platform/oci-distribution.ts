@@ -13,11 +13,15 @@ const RESOLVE_PATH = /^\/hub\/(.+)\/resolve\/([^/]+)\/(.+)$/;
 
 type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED';
 
-/** Why this request may not read this repository (a paid breed), or undefined when it may. */
 /** The manifests whose `subject` is `digest` (recordings), optionally of one artifact type. */
 export type Referrers = (repo: string, digest: string, artifactType?: string) => Promise<Descriptor[]>;
 
-export type ReadAccess = (request: FastifyRequest, repo: string) => Promise<{ status: 401 | 403; message: string } | undefined>;
+/**
+ * Why this request may not read `digest` (a manifest or blob that `repo` holds), or undefined when
+ * it may. The store has already answered that `repo` holds it, so the name in the URL cannot lend
+ * one repository's terms to another's bytes.
+ */
+export type ReadAccess = (request: FastifyRequest, repo: string, digest: string) => Promise<{ status: 401 | 403; message: string } | undefined>;
 
 function distributionError(reply: FastifyReply, status: number, code: DistributionCode, message: string) {
   return reply.code(status).header('content-type', 'application/json').send({ errors: [{ code, message }] });
@@ -49,19 +53,22 @@ export const isResolvePath = (path: string): boolean => RESOLVE_PATH.test(path);
 
 /** Registers /v2/ and returns the handler of the friendly download links, for the one /hub/* route. */
 export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore, canRead: ReadAccess = async () => undefined, referrers: Referrers = async () => []): { resolve: ResolveHandler } {
-  /** Answers the refusal and returns true when the caller may not read `repo`. */
-  const refused = async (request: FastifyRequest, reply: FastifyReply, repo: string): Promise<boolean> => {
-    const refusal = await canRead(request, repo);
+  /** Answers the refusal and returns true when the caller may not read `digest` of `repo`. */
+  const refused = async (request: FastifyRequest, reply: FastifyReply, repo: string, digest: string): Promise<boolean> => {
+    const refusal = await canRead(request, repo, digest);
     if (!refusal) return false;
     if (refusal.status === 401) reply.header('www-authenticate', 'Bearer realm="computatrum"');
     await distributionError(reply, refusal.status, refusal.status === 401 ? 'UNAUTHORIZED' : 'DENIED', refusal.message);
     return true;
   };
 
-  const sendBlob = async (reply: FastifyReply, repo: string, digest: string, rangeHeader: string | undefined, head: boolean, filename?: string) => {
+  const sendBlob = async (request: FastifyRequest, reply: FastifyReply, repo: string, digest: string, filename?: string) => {
     if (!isDigest(digest)) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
     const size = await store.blobSize(repo, digest);
     if (size === undefined) return distributionError(reply, 404, 'BLOB_UNKNOWN', `blob ${digest} is unknown in ${repo}`);
+    if (await refused(request, reply, repo, digest)) return reply;
+    const head = request.method === 'HEAD';
+    const rangeHeader = request.headers.range;
     reply.header('accept-ranges', 'bytes').header('docker-content-digest', digest).header('etag', `"${digest}"`).header('content-type', 'application/octet-stream');
     if (filename) reply.header('content-disposition', `attachment; filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
     const range = parseRange(rangeHeader, size);
@@ -88,16 +95,15 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
       try {
         if ((match = MANIFEST_PATH.exec(url))) {
           const [, repo, reference] = match as unknown as [string, string, string];
-          if (await refused(request, reply, repo)) return reply;
           const manifest = await store.getManifest(repo, decodeURIComponent(reference));
           if (!manifest) return distributionError(reply, 404, 'MANIFEST_UNKNOWN', `${repo} has no manifest ${reference}`);
+          if (await refused(request, reply, repo, manifest.digest)) return reply;
           reply.header('content-type', manifest.mediaType).header('docker-content-digest', manifest.digest).header('etag', `"${manifest.digest}"`).header('content-length', manifest.bytes.length);
           return head ? reply.send() : reply.send(manifest.bytes);
         }
         if ((match = BLOB_PATH.exec(url))) {
           const [, repo, digest] = match as unknown as [string, string, string];
-          if (await refused(request, reply, repo)) return reply;
-          return await sendBlob(reply, repo, decodeURIComponent(digest), request.headers.range, head);
+          return await sendBlob(request, reply, repo, decodeURIComponent(digest));
         }
         if ((match = REFERRERS_PATH.exec(url))) {
           // The OCI 1.1 referrers API: an image index of the manifests that refer to this one.
@@ -128,12 +134,12 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
     const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
     if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
     const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
-    if (await refused(request, reply, repo)) return reply;
     const manifest = await store.getManifest(repo, reference).catch(() => undefined);
     if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
+    if (await refused(request, reply, repo, manifest.digest)) return reply;
     const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);
     if (!layer) return reply.code(404).send({ error: `${repo}:${reference} has no file ${filepath}` });
-    return sendBlob(reply, repo, layer.digest, request.headers.range, request.method === 'HEAD', filepath.split('/').pop());
+    return sendBlob(request, reply, repo, layer.digest, filepath.split('/').pop());
   };
   return { resolve };
 }

@@ -11,12 +11,12 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGraphQL } from './graphql';
-import { downloadRefusal } from './marketplace';
 import type { TrainingSettings } from './credit';
 import { registerStripeWebhook, type StripeSettings } from './stripe';
 import { registerOciDistribution } from './oci-distribution';
 import { registerPages } from './pages';
 import { listReferrers } from './hub';
+import { isPublicAttachment, readRefusal } from './read-access';
 import { registerRecordings } from './recordings';
 
 /** A named dependency the platform needs; it throws when that dependency is down. */
@@ -103,7 +103,10 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   const { resolve } = registerOciDistribution(
     app,
     options.store,
-    (request, repo) => downloadRefusal(options.db, request.caller, repo),
+    async (request, repo, digest) => {
+      const refusal = await readRefusal(options.db, request.caller, repo);
+      return refusal && !(await isPublicAttachment(options.db, repo, digest)) ? refusal : undefined;
+    },
     (repo, digest, artifactType) => listReferrers(options.db, repo, digest, artifactType),
   );
   registerCheckpointListing(app, options.store, options.db);

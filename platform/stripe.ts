@@ -13,10 +13,10 @@ import Stripe from 'stripe';
 import type { Database } from '../activities/db/prisma';
 import { germlineHandle, updateGermline } from '../worker/germline-client';
 import { depositUpdate } from '../workflows/germline-api';
-import { formatMoney } from '../workflows/money';
+import { formatMoney, MoneyError, toMinor } from '../workflows/money';
 import { type AccountView, HANDLE } from './accounts';
 import { creditHandle } from './credit';
-import { entitlementId } from './marketplace';
+import { entitlementId } from './read-access';
 
 export interface StripeSettings {
   client: Stripe;
@@ -99,6 +99,25 @@ async function fundingSession(
 }
 
 export const PURCHASE_KIND = 'buy-breed';
+
+/** The sessions whose payment the webhook books somewhere. */
+const PAID_KINDS: ReadonlySet<string | undefined> = new Set([FUNDING_KIND, CREDIT_KIND, PURCHASE_KIND]);
+
+/**
+ * Why the money a paid session names cannot be booked (not whole minor units, or above the most one
+ * amount may be), or undefined when it can: checked before anything is deposited, granted or started.
+ */
+export function unbookablePayment(session: Stripe.Checkout.Session): string | undefined {
+  const currency = session.currency ?? undefined;
+  try {
+    toMinor(String(session.amount_total ?? 0), 'amount_total', currency);
+    if (session.metadata?.fee !== undefined) toMinor(session.metadata.fee, 'the fee', currency);
+  } catch (error) {
+    if (error instanceof MoneyError) return error.message;
+    throw error;
+  }
+  return undefined;
+}
 
 /** The platform's fee on a sale: a whole percentage, rounded down to the minor unit. */
 export function platformFee(amount: bigint, feePercent: number): bigint {
@@ -186,6 +205,9 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     if (event.type !== 'checkout.session.completed') return `ignored: ${event.type} is not handled`;
     const session = event.data.object;
     if (session.payment_status !== 'paid') return `ignored: the session is ${session.payment_status}`;
+    // Answered 200 and recorded, never thrown: Stripe redelivers any non-2xx for days, and no redelivery makes this amount bookable.
+    const unbookable = PAID_KINDS.has(session.metadata?.kind) ? unbookablePayment(session) : undefined;
+    if (unbookable) return refusedPayment(event, `checkout session ${session.id}`, unbookable);
     if (session.metadata?.kind === PURCHASE_KIND) return purchased(event, session);
     if (session.metadata?.kind === CREDIT_KIND) return credited(event, session);
     if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline) return 'ignored: not a funding of this germline';
@@ -231,13 +253,15 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
       await updateGermline(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
       const cause = (error as { cause?: { message?: string } }).cause;
-      if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) {
-        // Paid money the books refuse (another currency, say) needs a person: it is recorded, not retried.
-        app.log.error({ event: event.id, books: books.workflowId, reason: cause.message }, 'a payment was refused by the books it was for');
-        return `refused by ${books.workflowId}: ${cause.message}`;
-      }
+      if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) return refusedPayment(event, books.workflowId, cause.message);
       throw error;
     }
     return done;
+  }
+
+  /** Paid money that cannot be booked (another currency, an amount above the maximum) needs a person: it is logged and recorded, not retried. */
+  function refusedPayment(event: Stripe.Event, by: string, reason: string): string {
+    app.log.error({ event: event.id, by, reason }, 'a payment was refused: a person must look at it (refund it, or book it by hand)');
+    return `refused by ${by}: ${reason}`;
   }
 }

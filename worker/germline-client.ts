@@ -99,3 +99,20 @@ export async function updateGermline<Ret, Arg>(handle: WorkflowHandle, update: U
     }
   }
 }
+
+/** How long /healthz waits for the germline to answer. */
+const HEALTH_QUERY_MS = 5_000;
+
+/**
+ * Throws, saying why, when the germline's journal has stopped booking accepted changes (for
+ * /healthz). A germline that is not started yet is healthy.
+ */
+export async function assertJournalBooks(client: Client, name: string): Promise<void> {
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`germline/${name} did not answer in ${HEALTH_QUERY_MS / 1000} s: is a worker running?`)), HEALTH_QUERY_MS).unref());
+  const status = await Promise.race([germlineStatus(client, name), timeout]).catch((error: unknown) => {
+    if (error instanceof WorkflowNotFoundError) return undefined;
+    throw error;
+  });
+  const failure = status?.journalFailure;
+  if (failure) throw new Error(`the journal has not booked changes since ${failure.since} (${failure.message}); ${status.journalPending} accepted change(s) wait`);
+}

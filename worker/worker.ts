@@ -68,6 +68,9 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     // Cancellation reaches a running activity only with a heartbeat's answer: a cancelled training
     // run stops within seconds instead of after most of its heartbeat timeout.
     maxHeartbeatThrottleInterval: '2 seconds',
+    // Ctrl-C (or a pod's SIGTERM) never waits long on an activity that does not finish: what it was
+    // doing is retried by the next worker (every activity is idempotent).
+    shutdownForceTime: '15 seconds',
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
       : { workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH }),

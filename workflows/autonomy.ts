@@ -41,7 +41,7 @@ import {
   refusalReasons,
 } from './guardrails';
 import { failureMessage } from './failures';
-import { formatMoney } from './money';
+import { formatMoney, minorUnitsProblem } from './money';
 
 // Measuring and deciding are retried a few times; a policy that cannot answer is an answer itself.
 const thinking = proxyActivities<AutonomyActivities>({
@@ -75,15 +75,19 @@ export interface AutonomyHost {
   children: Map<string, ChildRecord>;
   /** Reserves the allowance and starts the child; throws an ApplicationFailure when it cannot. */
   spawn(request: SpawnRequest, key: string): Promise<ChildRecord>;
-  afterJournal: ServedBudget['afterJournal'];
+  accepted: ServedBudget['accepted'];
 }
 
-const MINOR = /^(0|[1-9]\d*)$/;
-const POSITIVE_MINOR = /^[1-9]\d*$/;
 const ENDPOINT = /^https?:\/\/[^\s]+$/;
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message });
+}
+
+/** A money setting: bookable minor units (at most the maximum), or `malformed` says the form it takes. */
+function minorSetting(value: unknown, name: string, malformed: string, options: { positive?: boolean; currency?: string }): void {
+  const problem = minorUnitsProblem(value, name, malformed, options);
+  if (problem) throw invalid(problem);
 }
 
 function wholeNumber(value: unknown, name: string, min: number, max: number): void {
@@ -92,8 +96,8 @@ function wholeNumber(value: unknown, name: string, min: number, max: number): vo
 
 const CHANGE_KEYS = ['maxChildren', 'perChildAllowanceCap', 'minRunwayDays', 'approvalThreshold', 'policy', 'rules', 'endpoint', 'timeoutMs', 'tickIntervalSeconds', 'evalGate'];
 
-/** Checks an operator's change and returns the settings it leads to; throws an InvalidRequest saying what is wrong. */
-export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange): Pick<AutonomyState, 'limits' | 'decider' | 'evalGate'> {
+/** Checks an operator's change and returns the settings it leads to; throws an InvalidRequest saying what is wrong (amounts shown in `currency`). */
+export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange, currency?: string): Pick<AutonomyState, 'limits' | 'decider' | 'evalGate'> {
   if (change === null || typeof change !== 'object') throw invalid('an autonomy change is an object of settings');
   const unknown = Object.keys(change).filter((key) => !CHANGE_KEYS.includes(key));
   if (unknown.length > 0) throw invalid(`unknown autonomy settings: ${unknown.join(', ')}; known: ${CHANGE_KEYS.join(', ')}`);
@@ -101,7 +105,7 @@ export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange
   if ('maxChildren' in c) wholeNumber(c.maxChildren, 'maxChildren', 0, 10_000);
   if ('minRunwayDays' in c) wholeNumber(c.minRunwayDays, 'minRunwayDays', 0, 3650);
   for (const key of ['perChildAllowanceCap', 'approvalThreshold'] as const) {
-    if (key in c && c[key] !== null && !(typeof c[key] === 'string' && MINOR.test(c[key]))) throw invalid(`${key} is whole minor units as a string (e.g. "5000"), or null for none`);
+    if (key in c && c[key] !== null) minorSetting(c[key], key, `${key} is whole minor units as a string (e.g. "5000"), or null for none`, { currency });
   }
   if ('policy' in c && c.policy !== 'rules' && c.policy !== 'http') throw invalid(`policy is "rules" or "http", got ${JSON.stringify(c.policy)}`);
   if ('endpoint' in c && !(typeof c.endpoint === 'string' && ENDPOINT.test(c.endpoint))) throw invalid(`endpoint must be an http:// or https:// URL, got ${JSON.stringify(c.endpoint)}`);
@@ -113,7 +117,7 @@ export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange
     if ('allowancePercent' in rules) wholeNumber(rules.allowancePercent, 'rules.allowancePercent', 1, 100);
     if ('spawnRunwayDays' in rules) wholeNumber(rules.spawnRunwayDays, 'rules.spawnRunwayDays', 0, 3650);
     if ('patience' in rules) wholeNumber(rules.patience, 'rules.patience', 1, 1000);
-    if ('runCost' in rules && !(typeof rules.runCost === 'string' && POSITIVE_MINOR.test(rules.runCost))) throw invalid('rules.runCost is whole minor units above zero, as a string');
+    if ('runCost' in rules) minorSetting(rules.runCost, 'rules.runCost', 'rules.runCost is whole minor units above zero, as a string', { positive: true, currency });
     if ('purposes' in rules && !(Array.isArray(rules.purposes) && rules.purposes.length > 0 && rules.purposes.every((p) => typeof p === 'string' && CHILD_NAME.test(p)))) {
       throw invalid('rules.purposes is a list of child names: lowercase letters, digits and dashes');
     }
@@ -223,14 +227,14 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
         const funding = { reservationId: reserved.result.reservationId, amount: proposal.amount };
         record.fundings = [...(record.fundings ?? []), funding];
         record.allowance = (BigInt(record.allowance) + BigInt(proposal.amount)).toString();
-        await host.afterJournal(reserved);
+        await host.accepted(reserved);
         try {
           await acting.fundChild({ workflowId: record.workflowId, amount: proposal.amount, currency: host.budget.currency, reference: `allowance/${funding.reservationId}` });
         } catch (error) {
           // The child did not take it: the reservation goes back, and its allowance is what it was.
           record.fundings = record.fundings.filter((f) => f !== funding);
           record.allowance = (BigInt(record.allowance) - BigInt(proposal.amount)).toString();
-          await host.afterJournal(host.budget.release({ reservationId: funding.reservationId }, `${key}/undo`, now()));
+          await host.accepted(host.budget.release({ reservationId: funding.reservationId }, `${key}/undo`, now()));
           throw error;
         }
         return `added ${money(proposal.amount)} to ${proposal.child}'s allowance (now ${money(record.allowance)})`;
@@ -325,10 +329,10 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
   setHandler(tickUpdate, () => tick('operator'));
   setHandler(autonomyQuery, status);
   setHandler(setAutonomyUpdate, (change) => {
-    Object.assign(state, applyAutonomyChange(state, change));
+    Object.assign(state, applyAutonomyChange(state, change, host.budget.currency));
     rescheduled = true;
     return status();
-  }, { validator: (change) => void applyAutonomyChange(state, change) });
+  }, { validator: (change) => void applyAutonomyChange(state, change, host.budget.currency) });
 
   setHandler(approveUpdate, ({ decisionId, by, reason }) => exclusively(async () => {
     const pending = awaiting(decisionId);

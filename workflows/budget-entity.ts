@@ -1,21 +1,32 @@
-// What every budget-holding workflow does (germline/<name>, child/<germline>/<child>): takes budget
-// changes as updates with synchronous validators, books each accepted change in the PostgreSQL
-// journal through an activity, and answers an update only once its change is booked.
-import { ApplicationFailure, condition, currentUpdateInfo, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+// What every budget-holding workflow does (germline/<name>, child/<germline>/<child>, credit/<handle>):
+// takes budget changes as updates with synchronous validators and answers each one as soon as it is
+// applied, which is when Temporal has made it durable in the workflow's history. The PostgreSQL
+// journal is a projection of that history: a writer books accepted changes in sequence order, in
+// batches, moments later (status and reconcile show how many are pending). Answering before the
+// journal keeps every update one workflow task long, so a burst of callers is answered in bounded
+// time whatever the database is doing; a journal that keeps failing is shown (status, the
+// BudgetState search attribute, /healthz) and refuses new money in, never silently.
+import { ApplicationFailure, condition, currentUpdateInfo, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { JournalActivities } from '../activities/journal';
 import { type Budget, BudgetRejection, type LedgerEntry } from './budget';
+import { failureMessage } from './failures';
 import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate } from './germline-api';
 
-// The journal must eventually hold every accepted change, so its writes retry without a limit.
-// (Local activities would save a server round trip per batch, but SDK 1.24's core mishandles
-// them under bursts of concurrent updates: "unprocessed protocol messages"; measured, not used.)
+// A few quick retries ride out a database restart; after them the failure is shown and the writer
+// tries again on a slower timer, for as long as it takes. (Local activities would save a server
+// round trip per batch, but SDK 1.24's core mishandles them under bursts of concurrent updates:
+// "unprocessed protocol messages"; measured, not used.)
 const { recordJournalEntries } = proxyActivities<JournalActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumInterval: '8 seconds', maximumAttempts: 4 },
 });
+const RETRY_FAILING_JOURNAL = '30 seconds';
 
 /** Entries booked per activity call: concurrent updates share one database transaction. */
 const JOURNAL_BATCH = 250;
+
+/** Workflows started before answers stopped waiting for the journal replay as they ran. */
+const ANSWER_WHEN_DURABLE = 'budget-answers-when-durable';
 
 /** Budget rejections reach callers as non-retryable failures typed by reason (e.g. InsufficientFunds). */
 export function asFailure<T>(action: () => T): T {
@@ -36,20 +47,26 @@ export function now(): Date {
 }
 
 export interface ServedBudget {
-  /** Waits until the change is in the journal, then gives its result. */
-  afterJournal<T>(change: { result: T; entry?: LedgerEntry }): Promise<T>;
+  /** Gives an accepted change's result (and refreshes what the workflow shows). */
+  accepted<T>(change: { result: T; entry?: LedgerEntry }): Promise<T>;
   /** `<workflowId>/<updateId>` of the update being handled: the journal's idempotency key. */
   updateKey(): string;
+  /**
+   * Stops the journal writer once its batch in flight is booked, before continue-as-new: what is
+   * not booked yet is carried in the state and booked by the next run.
+   */
+  stopJournalWriter(): Promise<void>;
 }
 
 /**
  * Registers the budget's updates, signals and ledger query on this workflow and starts its journal
- * writer, which books accepted changes in sequence order, in batches, for the whole run.
- * `onChange` runs after every accepted change (e.g. to refresh a search attribute).
+ * writer. `onChange` runs after every accepted change (e.g. to refresh a search attribute).
  */
 export function serveBudget(budget: Budget, options: { book: string; onChange?: () => void }): ServedBudget {
   const { workflowId } = workflowInfo();
   const onChange = options.onChange ?? (() => undefined);
+  // Asked once, as the run starts: a patch marker written from inside an update handler breaks replay.
+  const answerWhenDurable = patched(ANSWER_WHEN_DURABLE);
 
   function updateKey(): string {
     const update = currentUpdateInfo();
@@ -57,23 +74,23 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
     return `${workflowId}/${update.id}`;
   }
 
-  async function afterJournal<T>(change: { result: T; entry?: LedgerEntry }): Promise<T> {
+  async function accepted<T>(change: { result: T; entry?: LedgerEntry }): Promise<T> {
     onChange();
     const sequence = change.entry?.sequence;
-    if (sequence !== undefined) await condition(() => budget.isJournaled(sequence));
+    if (sequence !== undefined && !answerWhenDurable) await condition(() => budget.isJournaled(sequence));
     return change.result;
   }
 
-  setHandler(depositUpdate, (request) => afterJournal(asFailure(() => budget.deposit(request, updateKey(), now()))), {
+  setHandler(depositUpdate, (request) => accepted(asFailure(() => budget.deposit(request, updateKey(), now()))), {
     validator: (request) => asFailure(() => budget.checkDeposit(request)),
   });
-  setHandler(reserveUpdate, (request) => afterJournal(asFailure(() => budget.reserve(request, updateKey(), now()))), {
+  setHandler(reserveUpdate, (request) => accepted(asFailure(() => budget.reserve(request, updateKey(), now()))), {
     validator: (request) => asFailure(() => budget.checkReserve(request, now())),
   });
-  setHandler(settleUpdate, (request) => afterJournal(asFailure(() => budget.settle(request, updateKey(), now()))), {
+  setHandler(settleUpdate, (request) => accepted(asFailure(() => budget.settle(request, updateKey(), now()))), {
     validator: (request) => asFailure(() => budget.checkSettle(request)),
   });
-  setHandler(releaseUpdate, (request) => afterJournal(asFailure(() => budget.release(request, updateKey(), now()))), {
+  setHandler(releaseUpdate, (request) => accepted(asFailure(() => budget.release(request, updateKey(), now()))), {
     validator: (request) => asFailure(() => budget.checkRelease(request)),
   });
   setHandler(setPolicyUpdate, (change) => asFailure(() => budget.setPolicy(change)), {
@@ -89,14 +106,37 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
   });
   setHandler(ledgerQuery, (limit) => budget.ledger(limit));
 
+  let writing = false;
+  let stopped = false;
   void (async () => {
     for (;;) {
-      await condition(() => budget.journalPending > 0);
+      await condition(() => budget.journalPending > 0 && !stopped);
+      writing = true;
       const batch = budget.unjournaled().slice(0, JOURNAL_BATCH);
-      await recordJournalEntries({ germline: options.book, currency: budget.currency, entries: batch });
-      budget.markJournaled(batch[batch.length - 1]!.sequence);
+      try {
+        await recordJournalEntries({ germline: options.book, currency: budget.currency, entries: batch });
+        budget.markJournaled(batch[batch.length - 1]!.sequence);
+        if (budget.journalFailure) {
+          budget.journalRecovered();
+          log.info('the journal books changes again', { book: options.book });
+          onChange();
+        }
+      } catch (error) {
+        budget.journalFailed(failureMessage(error), now());
+        log.error('the journal cannot book accepted changes; new deposits and reservations are refused until it can', { book: options.book, pending: budget.journalPending, error: failureMessage(error) });
+        onChange();
+        writing = false;
+        await sleep(RETRY_FAILING_JOURNAL);
+      } finally {
+        writing = false;
+      }
     }
   })();
 
-  return { afterJournal, updateKey };
+  async function stopJournalWriter(): Promise<void> {
+    stopped = true;
+    await condition(() => !writing);
+  }
+
+  return { accepted, updateKey, stopJournalWriter };
 }

@@ -3,7 +3,7 @@
 //
 // Invariant, checked after every change: open reservations never exceed the funds held
 // (deposited − spent), and nothing is negative.
-import { formatMoney, isCurrency, MinorUnits, toMinor } from './money';
+import { AboveMaximumError, formatMaximum, formatMoney, isCurrency, MAX_MINOR_UNITS, MinorUnits, toMinor } from './money';
 
 export interface BudgetPolicy {
   /** Most that may be committed (reserved, then spent) per UTC day, in minor units; null: no cap. */
@@ -67,6 +67,8 @@ export interface BudgetState {
   recent: LedgerEntry[];
   /** Entries accepted but not yet confirmed written to the journal (the outbox). */
   unjournaled: LedgerEntry[];
+  /** Set while the journal keeps refusing to book: new money in is refused until it books again. */
+  journalFailure?: JournalFailure;
   /** How many times the germline continued as new. */
   generation: number;
 }
@@ -86,14 +88,23 @@ export interface BudgetStatus {
   openReservations: Reservation[];
   sequence: number;
   journalPending: number;
+  journalFailure?: JournalFailure;
   generation: number;
 }
 
+/** Why the journal writer stopped booking, since when (workflow time), and how often it failed since. */
+export interface JournalFailure {
+  message: string;
+  since: string;
+  failures: number;
+}
+
 /** Shown in the Temporal UI as the BudgetState search attribute. */
-export type BudgetStateLabel = 'paused' | 'funded' | 'empty';
+export type BudgetStateLabel = 'journal-failing' | 'paused' | 'funded' | 'empty';
 
 export type RejectionReason =
   | 'InvalidRequest'
+  | 'AboveMaximum'
   | 'CurrencyMismatch'
   | 'DuplicateReference'
   | 'InsufficientFunds'
@@ -102,7 +113,8 @@ export type RejectionReason =
   | 'Paused'
   | 'UnknownReservation'
   | 'AlreadyClosed'
-  | 'SettleAboveReservation';
+  | 'SettleAboveReservation'
+  | 'JournalUnavailable';
 
 /** A request the budget refuses; the message says why and what to do. */
 export class BudgetRejection extends Error {
@@ -203,17 +215,18 @@ function requireText(value: unknown, field: string): string {
   return value;
 }
 
-function positiveMinor(value: unknown, field: string): bigint {
-  const minor = nonNegativeMinor(value, field);
+function positiveMinor(value: unknown, field: string, currency: string): bigint {
+  const minor = nonNegativeMinor(value, field, currency);
   if (minor === 0n) throw new BudgetRejection('InvalidRequest', `${field} must be more than zero`);
   return minor;
 }
 
-function nonNegativeMinor(value: unknown, field: string): bigint {
+/** Wire minor units, at most MAX_MINOR_UNITS (toMinor's message names the maximum). */
+function nonNegativeMinor(value: unknown, field: string, currency: string): bigint {
   try {
-    return toMinor(value, field);
+    return toMinor(value, field, currency);
   } catch (error) {
-    throw new BudgetRejection('InvalidRequest', (error as Error).message);
+    throw new BudgetRejection(error instanceof AboveMaximumError ? 'AboveMaximum' : 'InvalidRequest', (error as Error).message);
   }
 }
 
@@ -269,6 +282,7 @@ export class Budget {
   }
 
   label(): BudgetStateLabel {
+    if (this.state.journalFailure) return 'journal-failing';
     if (this.state.paused) return 'paused';
     return this.available > 0n ? 'funded' : 'empty';
   }
@@ -289,6 +303,7 @@ export class Budget {
       openReservations: this.state.reservations.map((r) => ({ ...r })),
       sequence: this.state.sequence,
       journalPending: this.state.unjournaled.length,
+      ...(this.state.journalFailure ? { journalFailure: { ...this.state.journalFailure } } : {}),
       generation: this.state.generation,
     };
   }
@@ -307,6 +322,20 @@ export class Budget {
     this.state.unjournaled = this.state.unjournaled.filter((e) => e.sequence > sequence);
   }
 
+  get journalFailure(): JournalFailure | undefined {
+    return this.state.journalFailure;
+  }
+
+  /** The journal writer's batch failed after its retries. */
+  journalFailed(message: string, now: Date): void {
+    const earlier = this.state.journalFailure;
+    this.state.journalFailure = { message: message.slice(0, 1000), since: earlier?.since ?? now.toISOString(), failures: (earlier?.failures ?? 0) + 1 };
+  }
+
+  journalRecovered(): void {
+    delete this.state.journalFailure;
+  }
+
   isJournaled(sequence: number): boolean {
     return !this.state.unjournaled.some((e) => e.sequence <= sequence);
   }
@@ -321,7 +350,7 @@ export class Budget {
   // ---- validations (synchronous, used as update validators; they change nothing) ----
 
   checkDeposit(request: DepositRequest): void {
-    const amount = positiveMinor(request?.amount, 'amount');
+    const amount = positiveMinor(request?.amount, 'amount', this.state.currency);
     const reference = requireText(request.reference, 'reference');
     if (typeof request.currency !== 'string' || !isCurrency(request.currency)) {
       throw new BudgetRejection('InvalidRequest', `currency must be a supported ISO code such as "usd"`);
@@ -341,10 +370,26 @@ export class Budget {
           `use a new reference for a different deposit`,
       );
     }
+    if (earlier) return; // a retry of an accepted deposit: answered again
+    this.checkJournalBooks('deposits');
+    this.checkDepositedTotal(amount);
+  }
+
+  /** Everything a budget keeps (balance, spent, reservations) is at most what it took in, so that total is what is bounded. */
+  private checkDepositedTotal(amount: bigint): void {
+    const total = this.deposited + amount;
+    if (total <= MAX_MINOR_UNITS) return;
+    const room = MAX_MINOR_UNITS - this.deposited;
+    throw new BudgetRejection(
+      'AboveMaximum',
+      `a deposit of ${this.money(amount)} would bring the total deposited in ${this.state.germline} to ${this.money(total)}, ` +
+        `above the most one budget may take in (${formatMaximum(this.state.currency)}): ` +
+        (room > 0n ? `deposit at most ${this.money(room)} here, and the rest in another budget` : 'it takes no more deposits; use another budget'),
+    );
   }
 
   checkReserve(request: ReserveRequest, now: Date): void {
-    const amount = positiveMinor(request?.amount, 'amount');
+    const amount = positiveMinor(request?.amount, 'amount', this.state.currency);
     const ref = requireText(request.ref, 'ref');
     requireText(request.purpose, 'purpose');
     const earlier = this.reserveRefIndex.get(ref);
@@ -357,6 +402,7 @@ export class Budget {
       }
       return; // a retry of an accepted reserve: answered with the same reservation
     }
+    this.checkJournalBooks('reservations');
     if (this.state.paused) {
       throw new BudgetRejection(
         'Paused',
@@ -391,7 +437,7 @@ export class Budget {
   }
 
   checkSettle(request: SettleRequest): void {
-    const actual = nonNegativeMinor(request?.actual, 'actual');
+    const actual = nonNegativeMinor(request?.actual, 'actual', this.state.currency);
     if (this.isRepeatedClose(request.reservationId, 'settle', actual.toString())) return;
     const reservation = this.openReservation(request.reservationId);
     if (actual > BigInt(reservation.amount)) {
@@ -420,7 +466,7 @@ export class Budget {
         );
       }
       const value = change[key as keyof BudgetPolicy];
-      if (value !== null) nonNegativeMinor(value, key);
+      if (value !== null) nonNegativeMinor(value, key, this.state.currency);
     }
   }
 
@@ -527,6 +573,20 @@ export class Budget {
   }
 
   // ---- internals ----
+
+  /**
+   * New deposits and reservations wait for a journal that books again: the workflow would take them,
+   * but operators could not see them in PostgreSQL. Settles and releases are always taken.
+   */
+  private checkJournalBooks(what: string): void {
+    const failure = this.state.journalFailure;
+    if (!failure) return;
+    throw new BudgetRejection(
+      'JournalUnavailable',
+      `the journal of ${this.state.germline} has not booked changes since ${failure.since} (${failure.message}); ` +
+        `no new ${what} until it books again: try again later, and operators see it in computatrum status and /healthz`,
+    );
+  }
 
   private openReservation(reservationId: unknown): Reservation {
     const id = requireText(reservationId, 'reservationId');

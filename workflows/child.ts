@@ -79,7 +79,7 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
     { key: ChildName, value: input.name },
   ]);
   showState();
-  serveBudget(budget, { book, onChange: showState });
+  const { stopJournalWriter } = serveBudget(budget, { book, onChange: showState });
   setHandler(childStatusQuery, status);
 
   const ended = () => lifecycle === 'retired' || lifecycle === 'left';
@@ -124,7 +124,8 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
 
   await condition(() => ending !== undefined || workflowInfo().continueAsNewSuggested);
   if (!ending) {
-    await condition(() => allHandlersFinished() && budget.journalPending === 0);
+    await stopJournalWriter();
+    await condition(allHandlersFinished);
     await continueAsNew<typeof childWorkflow>({ ...input, state: { budget: budget.snapshot({ nextGeneration: true }), lifecycle, ...(branch ? { branch } : {}) } });
   }
 

@@ -8,10 +8,11 @@ import { statusQuery } from './germline-api';
 
 export async function creditWorkflow(input: CreditInput): Promise<void> {
   const budget = new Budget(input.state ?? initialBudgetState(creditBook(input.handle), input.currency));
-  serveBudget(budget, { book: creditBook(input.handle) });
+  const { stopJournalWriter } = serveBudget(budget, { book: creditBook(input.handle) });
   setHandler(statusQuery, () => budget.status(now()));
 
   await condition(() => workflowInfo().continueAsNewSuggested);
-  await condition(() => allHandlersFinished() && budget.journalPending === 0);
+  await stopJournalWriter();
+  await condition(allHandlersFinished);
   await continueAsNew<typeof creditWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }) });
 }

@@ -50,7 +50,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     upsertSearchAttributes([{ key: GermlineId, value: input.name }]);
   }
   showBudgetState();
-  const { afterJournal, updateKey } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
+  const { accepted, updateKey, stopJournalWriter } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
 
   // ---- children ----
   const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
@@ -71,7 +71,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       state: 'active',
     };
     children.set(request.name, record);
-    await afterJournal(reserved);
+    await accepted(reserved);
     try {
       // ABANDON: the germline's continue-as-new must not close its children.
       await startChild(childWorkflow, {
@@ -82,7 +82,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     } catch (error) {
       // No child, no allowance: the reservation goes back before the refusal is answered.
       children.delete(request.name);
-      await afterJournal(budget.release({ reservationId: record.reservationId }, `${key}/undo`, now()));
+      await accepted(budget.release({ reservationId: record.reservationId }, `${key}/undo`, now()));
       throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
     }
     return record;
@@ -90,7 +90,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
 
   // ---- autonomy: the tick, the policy, approvals (workflows/autonomy.ts) ----
   const autonomy = serveAutonomy(
-    { germline: input.name, budget, children, spawn: spawnChild, afterJournal },
+    { germline: input.name, budget, children, spawn: spawnChild, accepted },
     input.autonomyState ?? initialAutonomyState(input.autonomy, input.evalGate, input.decider),
   );
   /** What an operator's spawn is judged on: the books as they are; burn and income are measured by the tick. */
@@ -156,8 +156,10 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   });
 
   await autonomy.run(() => workflowInfo().continueAsNewSuggested);
-  // Every update answered, every tick finished and every change booked before the state moves on.
-  await condition(() => allHandlersFinished() && !autonomy.busy() && budget.journalPending === 0);
+  // Changes the journal has not booked yet travel in the state and are booked by the next run; every
+  // update is answered and every tick finished in the same activation as continue-as-new.
+  await stopJournalWriter();
+  await condition(() => allHandlersFinished() && !autonomy.busy());
   await continueAsNew<typeof germlineWorkflow>({
     ...input,
     state: budget.snapshot({ nextGeneration: true }),

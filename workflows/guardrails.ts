@@ -3,7 +3,7 @@
 // Pure and deterministic: the germline workflow judges with it, and property tests check it
 // against the budget's own rules for many random histories.
 import type { BudgetStatus } from './budget';
-import { formatMoney, type MinorUnits } from './money';
+import { formatMoney, type MinorUnits, minorUnitsProblem } from './money';
 
 /** The operators' limits on what the germline may do by itself. */
 export interface AutonomyPolicy {
@@ -79,7 +79,6 @@ export interface Judgement {
 }
 
 export const CHILD_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-const MINOR = /^(0|[1-9]\d*)$/;
 
 /** Money the proposal takes from the germline's available funds (a child's training spends its allowance). */
 export function germlineOutlay(proposal: Proposal): bigint {
@@ -94,10 +93,11 @@ function moved(proposal: Proposal): bigint {
   return germlineOutlay(proposal);
 }
 
-function wellFormed(proposal: Proposal): string | undefined {
+function wellFormed(proposal: Proposal, currency: string): string | undefined {
   if (!CHILD_NAME.test(proposal.child ?? '')) return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
   const amount = proposal.kind === 'spawn' ? proposal.allowance : proposal.kind === 'fund' ? proposal.amount : proposal.kind === 'train' ? proposal.maxCost : '1';
-  if (typeof amount !== 'string' || !MINOR.test(amount) || amount === '0') return `the amount must be whole minor units above zero, got ${JSON.stringify(amount)}`;
+  const problem = minorUnitsProblem(amount, 'the amount', `the amount must be whole minor units above zero, got ${JSON.stringify(amount)}`, { positive: true, currency });
+  if (problem) return problem;
   if (proposal.kind === 'spawn' && !proposal.purpose?.trim()) return 'a spawn needs a purpose';
   if (proposal.kind === 'retire' && !proposal.reason?.trim()) return 'a retirement needs a reason';
   return undefined;
@@ -109,7 +109,7 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
   const add = (rule: GuardrailRule, ok: boolean, detail: string) => verdicts.push({ rule, ok, detail });
   const money = (minor: bigint | string) => formatMoney(minor, observation.budget.currency);
 
-  const malformed = wellFormed(proposal);
+  const malformed = wellFormed(proposal, observation.budget.currency);
   add('valid-proposal', malformed === undefined, malformed ?? `${proposal.kind} ${proposal.child}`);
   if (malformed) return { allowed: false, needsApproval: false, verdicts };
 

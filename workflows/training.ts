@@ -17,7 +17,7 @@ import type { BudgetActivities } from '../activities/budget';
 import type { TrainingActivities } from '../activities/training';
 import type { TrainingOutcome, TrainingProgress } from '../activities/runners/types';
 import { failureMessage, failureType } from './failures';
-import { toMinor } from './money';
+import { type MinorUnits, toMinor } from './money';
 import { Payer, RunKind, RunState } from './search-attributes';
 import { type TrainingRequest, type TrainingResult, type TrainingState, type TrainingStatus, trainingStatusQuery } from './training-api';
 import { gpuSecondsForCost, trainingCost } from './training-cost';
@@ -50,9 +50,18 @@ function runnerActivity(request: TrainingRequest) {
   }).runTraining;
 }
 
+/** The request's money; a malformed or above-maximum amount fails the run instead of its workflow task, forever. */
+function requestMoney(value: MinorUnits, field: string, currency: string): bigint {
+  try {
+    return toMinor(value, field, currency);
+  } catch (error) {
+    throw ApplicationFailure.nonRetryable((error as Error).message, 'TrainingRequestInvalid');
+  }
+}
+
 export async function trainingWorkflow(request: TrainingRequest): Promise<TrainingResult> {
-  const maxCost = toMinor(request.maxCost, 'maxCost');
-  const rate = toMinor(request.ratePerGpuHour, 'ratePerGpuHour');
+  const maxCost = requestMoney(request.maxCost, 'maxCost', request.currency);
+  const rate = requestMoney(request.ratePerGpuHour, 'ratePerGpuHour', request.currency);
   const status: TrainingStatus = { id: request.id, state: 'reserving', payer: request.payer, maxCost: request.maxCost };
   setHandler(trainingStatusQuery, () => status);
 

@@ -1,12 +1,13 @@
 // Checkpoints as CNCF ModelPack artifacts: publishing a folder (one raw layer per file, lineage in
 // annotations), tagging (gpc-* immutable, branches move), forking (no bytes copied), and the
-// safety checks that refuse pickle files and paths that escape the checkpoint folder.
+// safety checks that refuse dangerous or broken files (scan.ts) and paths that escape the folder.
 import { createHash } from 'node:crypto';
-import { lstat, open, readdir, realpath } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { hashPool } from './hashing';
 import { LayoutStore } from './layout';
 import { assertRepository, assertTag } from './names';
+import { scanFile } from './scan';
 import {
   type CheckpointStore,
   type Descriptor,
@@ -32,9 +33,6 @@ export const ANNOTATION = {
 export const IMMUTABLE_TAG = /^gpc-\d{4}-\d{2}-\d{2}$/;
 
 const WEIGHT_EXTENSIONS = new Set(['.safetensors', '.gguf', '.onnx']);
-const PICKLE_EXTENSIONS = new Set(['.pkl', '.pickle']);
-/** Extensions that often hold pickles (PyTorch, joblib): their first bytes decide. */
-const MAYBE_PICKLE_EXTENSIONS = new Set(['.pt', '.pth', '.bin', '.ckpt', '.joblib']);
 
 export class CheckpointError extends Error {
   override name = 'CheckpointError';
@@ -46,7 +44,7 @@ export interface PublishOptions {
   /** Digest of the checkpoint this one was trained from. */
   parent?: string;
   annotations?: Record<string, string>;
-  /** Pickle files can run code when loaded, so they are refused unless explicitly allowed. */
+  /** Pickle files can run code when loaded, so they are refused unless explicitly allowed (safetensors are validated regardless). */
   allowPickle?: boolean;
   /** When it was made (ISO 8601); defaults to now. */
   created?: string;
@@ -62,20 +60,18 @@ export interface Published {
   written: number;
 }
 
-/** The files of a checkpoint folder, as relative POSIX paths, refusing links that leave it. */
+/** The files of a checkpoint folder, as relative POSIX paths, refusing links that leave it, dangle or loop. */
 export async function checkpointFiles(dir: string): Promise<string[]> {
-  const root = await realpath(dir).catch(() => {
-    throw new CheckpointError(`checkpoint folder ${dir} does not exist`);
+  const root = await realpath(dir).catch((error: NodeJS.ErrnoException) => {
+    throw new CheckpointError(error.code === 'ELOOP' ? `checkpoint folder ${dir} is a symbolic link loop: give the folder itself` : `checkpoint folder ${dir} does not exist`);
   });
+  if (!(await lstat(root)).isDirectory()) throw new CheckpointError(`${dir} is not a folder: push the folder that holds the checkpoint's files`);
   const files: string[] = [];
   async function walk(relative: string): Promise<void> {
     for (const entry of await readdir(path.join(root, relative), { withFileTypes: true })) {
       const child = path.posix.join(relative, entry.name);
       if (entry.isSymbolicLink()) {
-        const target = await realpath(path.join(root, child));
-        if (!isInside(root, target)) {
-          throw new CheckpointError(`${child} links to ${target}, outside the checkpoint folder: copy the file in instead`);
-        }
+        const target = await linkTarget(root, child);
         if ((await lstat(target)).isFile()) files.push(child);
       } else if (entry.isDirectory()) await walk(child);
       else if (entry.isFile()) files.push(child);
@@ -84,6 +80,23 @@ export async function checkpointFiles(dir: string): Promise<string[]> {
   await walk('');
   if (files.length === 0) throw new CheckpointError(`checkpoint folder ${dir} has no files`);
   return files.sort();
+}
+
+/** Where the link `child` finally points, refused when that is nowhere, a loop, or outside the folder. */
+async function linkTarget(root: string, child: string): Promise<string> {
+  const link = path.join(root, child);
+  const target = await realpath(link).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code === 'ELOOP') throw new CheckpointError(`${child} is a symbolic link loop (${link}): replace it with the file it should point to, or remove it, and push again`);
+    if (error.code === 'ENOENT') {
+      const points = await readlink(link).catch(() => '?');
+      throw new CheckpointError(`${child} links to ${points}, which does not exist: copy the file in, or remove the link, and push again`);
+    }
+    throw error;
+  });
+  if (!isInside(root, target)) {
+    throw new CheckpointError(`${child} links to ${target}, outside the checkpoint folder: copy the file in instead`);
+  }
+  return target;
 }
 
 function isInside(root: string, target: string): boolean {
@@ -110,30 +123,10 @@ export function safeTargetPath(dir: string, filepath: string): string {
   return path.join(dir, ...normalized.split('/'));
 }
 
-/** Refuses pickle files: loading one can run arbitrary code. */
-export async function assertNotPickle(file: string, relative: string): Promise<void> {
-  const head = Buffer.alloc(4);
-  if (MAYBE_PICKLE_EXTENSIONS.has(path.extname(file).toLowerCase())) {
-    const handle = await open(file, 'r');
-    try {
-      await handle.read(head, 0, 4, 0);
-    } finally {
-      await handle.close();
-    }
-  }
-  const refusal = pickleRefusal(relative, head);
+/** Refuses a file the content scan finds dangerous (pickles, unless allowed) or broken (safetensors). */
+async function assertPublishable(file: string, relative: string, allowPickle: boolean): Promise<void> {
+  const refusal = await scanFile(file, relative, { allowPickle });
   if (refusal) throw new CheckpointError(refusal);
-}
-
-/** Why the file `name` starting with `head` is refused as a pickle, or undefined when it is not one. */
-export function pickleRefusal(name: string, head: Buffer): string | undefined {
-  const extension = path.extname(name).toLowerCase();
-  const advice = 'pickle files can run code when loaded: convert it to safetensors (safetensors.torch.save_file) and publish again';
-  if (PICKLE_EXTENSIONS.has(extension)) return `${name} is a pickle file; ${advice}`;
-  if (!MAYBE_PICKLE_EXTENSIONS.has(extension)) return undefined;
-  const pickleProtocol = head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5;
-  const torchZip = head.subarray(0, 4).toString('latin1') === 'PK\u0003\u0004'; // torch.save's zip holds data.pkl
-  return pickleProtocol || torchZip ? `${name} holds pickle data; ${advice}` : undefined;
 }
 
 function layerMediaType(file: string): string {
@@ -150,7 +143,7 @@ export async function publishCheckpoint(store: CheckpointStore, repo: string, di
   if (options.tag !== undefined) assertTag(options.tag);
   const root = await realpath(dir).catch(() => dir);
   const files = await checkpointFiles(root);
-  if (!options.allowPickle) for (const file of files) await assertNotPickle(path.join(root, file), file);
+  for (const file of files) await assertPublishable(path.join(root, file), file, options.allowPickle === true);
 
   // Layers in file order; files go to the store several at once (the hash pool bounds the work).
   const layers = await Promise.all(

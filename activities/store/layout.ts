@@ -2,13 +2,14 @@
 // blobs/sha256/...) shared by every repository, so identical files are stored once and a fork
 // writes no blob bytes. Tags are index entries named `<repo>:<tag>`, which `oras cp
 // --from-oci-layout` and skopeo (`oci:<dir>:<repo>:<tag>`) understand.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hashPool } from './hashing';
 import { type ByteRange, type CheckpointStore, OCI_INDEX, type StoredManifest, StoreError } from './types';
-import { assertDigest, assertRepository } from './names';
+import { assertDigest, assertRepository, isDigest } from './names';
+import { temporaryName } from './layout-maintenance';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 /** Which repository an index entry belongs to (untagged manifests have no ref name). */
@@ -27,10 +28,19 @@ interface LayoutIndex {
   manifests: IndexEntry[];
 }
 
+/** Which digests each repository holds, derived from the index as it was at `stamp`. */
+interface ContentIndex {
+  stamp: string;
+  byRepository: Map<string, Set<string>>;
+}
+
 export class LayoutStore implements CheckpointStore {
   private writes: Promise<unknown> = Promise.resolve();
   /** Digests whose blob this process is storing right now. */
   private readonly storing = new Set<string>();
+  /** Manifests are immutable: parsed once per process. */
+  private readonly manifestRefs = new Map<string, { blobs: string[]; manifests: string[] }>();
+  private content: Promise<ContentIndex> | undefined;
 
   constructor(readonly location: string) {}
 
@@ -53,8 +63,33 @@ export class LayoutStore implements CheckpointStore {
     return (await this.blobSize(repo, digest)) !== undefined;
   }
 
-  async blobSize(_repo: string, digest: string): Promise<number | undefined> {
+  /**
+   * Blobs are stored once for the whole layout, but a repository holds only the blobs its own
+   * manifests reference (as a registry holds only the blobs pushed or mounted into a repository):
+   * a digest asked for under another repository's name is unknown there.
+   */
+  async blobSize(repo: string, digest: string): Promise<number | undefined> {
     assertDigest(digest);
+    if (!(await this.holds(repo, digest))) return undefined;
+    return this.storedSize(digest);
+  }
+
+  /** Every digest some repository holds, and which repositories hold it (for fsck and gc). */
+  async referencedDigests(): Promise<Map<string, string[]>> {
+    const { byRepository } = await this.contentIndex();
+    const holders = new Map<string, string[]>();
+    for (const [repo, digests] of byRepository) for (const digest of digests) holders.set(digest, [...(holders.get(digest) ?? []), repo]);
+    return holders;
+  }
+
+  /** True when `repo` has a manifest that is, or references, `digest`. */
+  async holds(repo: string, digest: string): Promise<boolean> {
+    const { byRepository } = await this.contentIndex();
+    return byRepository.get(repo)?.has(digest) === true;
+  }
+
+  /** The size of a stored blob, whichever repositories hold it; undefined when it is not stored. */
+  private async storedSize(digest: string): Promise<number | undefined> {
     try {
       return (await stat(this.blobPath(digest))).size;
     } catch {
@@ -64,7 +99,8 @@ export class LayoutStore implements CheckpointStore {
 
   async putBlobFile(repo: string, file: string, digest: string, size: number): Promise<{ written: number }> {
     assertRepository(repo);
-    if (await this.hasBlob(repo, digest)) return { written: 0 };
+    assertDigest(digest);
+    if ((await this.storedSize(digest)) !== undefined) return { written: 0 };
     const ingested = await this.ingestFile(file);
     if (ingested.digest !== digest || ingested.size !== size) {
       throw new StoreError(
@@ -80,14 +116,14 @@ export class LayoutStore implements CheckpointStore {
    * digest only once the digest is known. A blob already present costs the copy, never a duplicate.
    */
   async ingestFile(file: string): Promise<{ digest: string; size: number; written: number }> {
-    const temp = path.join(this.location, 'blobs', 'sha256', `.ingest-${randomUUID()}`);
+    const temp = path.join(this.location, 'blobs', 'sha256', temporaryName('ingest'));
     try {
       const { digest, size } = await hashPool().copyAndHash(file, temp);
       // Two identical files ingested at once: the first to get here stores the blob, the other writes nothing.
       if (this.storing.has(digest)) return { digest, size, written: 0 };
       this.storing.add(digest);
       try {
-        if (await this.hasBlob('', digest)) return { digest, size, written: 0 };
+        if ((await this.storedSize(digest)) !== undefined) return { digest, size, written: 0 };
         await rename(temp, this.blobPath(digest));
         return { digest, size, written: size };
       } finally {
@@ -102,8 +138,8 @@ export class LayoutStore implements CheckpointStore {
     assertDigest(digest);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== digest) throw new StoreError('DIGEST_INVALID', `content digest is ${actual}, not ${digest}`);
-    if (await this.hasBlob('', digest)) return { written: 0 };
-    const temp = `${this.blobPath(digest)}.${randomUUID()}.tmp`;
+    if ((await this.storedSize(digest)) !== undefined) return { written: 0 };
+    const temp = path.join(this.location, 'blobs', 'sha256', temporaryName('blob'));
     const handle = await open(temp, 'wx');
     try {
       await handle.writeFile(bytes);
@@ -115,15 +151,18 @@ export class LayoutStore implements CheckpointStore {
     return { written: bytes.length };
   }
 
-  async mountBlob(repo: string, _fromRepo: string, digest: string): Promise<void> {
-    // Blobs are shared by every repository of the layout: mounting is only a check.
-    if (!(await this.hasBlob(repo, digest))) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
+  async mountBlob(repo: string, fromRepo: string, digest: string): Promise<void> {
+    // Blobs are shared by every repository of the layout: mounting writes nothing, and `repo` holds
+    // the blob once a manifest of its own references it. Only a blob `fromRepo` holds may be mounted.
+    assertRepository(repo);
+    assertRepository(fromRepo);
+    if (!(await this.hasBlob(fromRepo, digest))) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${fromRepo}`);
   }
 
-  async openBlob(_repo: string, digest: string, range?: ByteRange) {
+  async openBlob(repo: string, digest: string, range?: ByteRange) {
     assertDigest(digest);
-    const size = await this.blobSize(_repo, digest);
-    if (size === undefined) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${this.location}`);
+    const size = await this.blobSize(repo, digest);
+    if (size === undefined) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${repo}`);
     const stream = createReadStream(this.blobPath(digest), range ? { start: range.start, end: range.end } : {});
     return { stream, size };
   }
@@ -171,6 +210,57 @@ export class LayoutStore implements CheckpointStore {
     return [...new Set(index.manifests.map((m) => m.annotations[REPOSITORY]).filter((r): r is string => Boolean(r)))].sort();
   }
 
+  /**
+   * Which digests each repository holds: its manifests (tagged or not) and what they reference
+   * (config, layers, the manifests of an index), never a `subject`, which is another image. Rebuilt
+   * when index.json changes, by this process or another one.
+   */
+  private async contentIndex(): Promise<ContentIndex> {
+    const indexFile = path.join(this.location, 'index.json');
+    const stamp = await stat(indexFile).then((s) => `${s.mtimeMs}:${s.size}:${s.ino}`, () => 'none');
+    const current = await this.content;
+    if (current?.stamp === stamp) return current;
+    this.content = (async () => {
+      const index = await this.readIndex();
+      const byRepository = new Map<string, Set<string>>();
+      for (const entry of index.manifests) {
+        const repo = entry.annotations[REPOSITORY];
+        if (!repo) continue;
+        const held = byRepository.get(repo) ?? new Set<string>();
+        byRepository.set(repo, held);
+        await this.collectReferences(entry.digest, held);
+      }
+      return { stamp, byRepository };
+    })();
+    this.content.catch(() => (this.content = undefined));
+    return this.content;
+  }
+
+  /** Adds a manifest, its config and layers, and (for an index) its manifests, to `held`. */
+  private async collectReferences(manifestDigest: string, held: Set<string>): Promise<void> {
+    if (held.has(manifestDigest)) return;
+    held.add(manifestDigest);
+    const { blobs, manifests } = await this.referencesOf(manifestDigest);
+    for (const blob of blobs) held.add(blob);
+    for (const child of manifests) await this.collectReferences(child, held);
+  }
+
+  /** What a manifest references: blobs (config, layers) and, for an index, child manifests. */
+  private async referencesOf(manifestDigest: string): Promise<{ blobs: string[]; manifests: string[] }> {
+    const known = this.manifestRefs.get(manifestDigest);
+    if (known) return known;
+    const digests = (list: unknown[]) => list.map((d) => (d as { digest?: unknown } | undefined)?.digest).filter((d): d is string => typeof d === 'string' && isDigest(d));
+    let refs = { blobs: [] as string[], manifests: [] as string[] };
+    try {
+      const parsed = JSON.parse(await readFile(this.blobPath(manifestDigest), 'utf8')) as { config?: unknown; layers?: unknown[]; manifests?: unknown[] };
+      refs = { blobs: digests([parsed.config, ...(parsed.layers ?? [])]), manifests: digests(parsed.manifests ?? []) };
+    } catch {
+      // A missing or unreadable manifest references nothing more (fsck reports it).
+    }
+    this.manifestRefs.set(manifestDigest, refs);
+    return refs;
+  }
+
   private async readIndex(): Promise<LayoutIndex> {
     try {
       return JSON.parse(await readFile(path.join(this.location, 'index.json'), 'utf8')) as LayoutIndex;
@@ -183,7 +273,7 @@ export class LayoutStore implements CheckpointStore {
   }
 
   private async writeIndex(index: LayoutIndex): Promise<void> {
-    const temp = path.join(this.location, `index.json.${randomUUID()}.tmp`);
+    const temp = path.join(this.location, temporaryName('index'));
     await writeFile(temp, JSON.stringify(index, null, 1));
     await rename(temp, path.join(this.location, 'index.json')); // readers see the old or the new index, whole
   }

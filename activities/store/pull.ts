@@ -62,6 +62,18 @@ function unreachable(error: unknown, baseUrl: string): StoreError {
   );
 }
 
+/** The server's own reason for a 401 or 403 (an OCI error body), or what to try when it gives none. */
+async function refusalReason(response: Response): Promise<string> {
+  const fallback = response.status === 401 ? 'sign in: set COMPUTATRUM_TOKEN to an API token' : 'this account may not read it';
+  try {
+    const body = (await response.json()) as { errors?: Array<{ message?: unknown }> };
+    const message = body.errors?.[0]?.message;
+    return typeof message === 'string' && message ? message.slice(0, 500) : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
 async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageManifest; digest: string }> {
   const url = `${options.baseUrl}/v2/${options.repo}/manifests/${encodeURIComponent(options.reference)}`;
   const response = await request(url, { headers: { accept: OCI_MANIFEST, ...options.headers } }, options.baseUrl);
@@ -75,7 +87,7 @@ async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageMan
         : `${options.repo} has no ${options.reference}; its tags are: ${known.slice(-10).join(', ')}`,
     );
   }
-  if (response.status === 401 || response.status === 403) throw new StoreError('DENIED', `${options.baseUrl} refused access to ${options.repo}: sign in or use an API token`);
+  if (response.status === 401 || response.status === 403) throw new StoreError('DENIED', `${options.baseUrl} refused access to ${options.repo}: ${await refusalReason(response)}`);
   if (!response.ok) throw new PullError(`${url} answered ${response.status}: ${await response.text()}`);
   const bytes = Buffer.from(await response.arrayBuffer());
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;

@@ -1,6 +1,7 @@
 // A small, strict safetensors codec (https://huggingface.co/docs/safetensors): an 8-byte
 // little-endian header length, a JSON header padded with spaces to a multiple of 8, then the raw
-// little-endian tensor bytes. Only F32 tensors are supported; anything malformed is refused with an
+// little-endian tensor bytes. Only F32 tensors are read and written; checkSafetensorsLayout validates
+// the layout of a file of any dtype from its header alone. Anything malformed is refused with an
 // error naming the file and the fault.
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
@@ -23,6 +24,12 @@ export interface Safetensors {
 
 export class SafetensorsError extends Error {
   override name = 'SafetensorsError';
+  /** What is wrong, without the file's name: for callers that word the refusal themselves. */
+  readonly fault: string;
+  constructor(message: string, fault = message) {
+    super(message);
+    this.fault = fault;
+  }
 }
 
 const METADATA_KEY = '__metadata__';
@@ -30,6 +37,11 @@ const BYTES_PER_F32 = 4;
 /** The reference implementation's limit; a bigger header is a corrupt length, not a real file. */
 const MAX_HEADER_BYTES = 100_000_000;
 const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
+/** Bits per element of every dtype the format defines (the reference implementation's table). */
+const DTYPE_BITS: Readonly<Record<string, number>> = {
+  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
+  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+};
 
 const elementCount = (shape: number[]): number => shape.reduce((count, size) => count * size, 1);
 
@@ -98,32 +110,59 @@ export function encodeSafetensors(tensors: Record<string, F32Tensor>, metadata: 
   return bytes;
 }
 
-/** Parses and validates a whole safetensors file held in memory; `file` names it in errors. */
-export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safetensors {
-  const fail = (what: string): never => {
-    throw new SafetensorsError(`invalid safetensors ${file}: ${what}`);
-  };
-  if (bytes.byteLength < 8) fail(`${bytes.byteLength} bytes is too short for the 8-byte header length`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const declared = view.getBigUint64(0, true);
-  if (declared > BigInt(bytes.byteLength - 8)) fail(`header length ${declared} runs past the end of the ${bytes.byteLength}-byte file`);
+/** Where each tensor's bytes lie in the data section, as the header says. */
+export interface TensorExtent {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsLayout {
+  tensors: TensorExtent[];
+  metadata: Record<string, string>;
+  /** Offset of the data section in the file. */
+  dataStart: number;
+}
+
+type Fail = (what: string) => never;
+
+/** The header length the first 8 bytes declare, checked against a file of `size` bytes. */
+function declaredHeaderLength(bytes: Uint8Array, size: number, fail: Fail): number {
+  if (size < 8 || bytes.byteLength < 8) fail(`${size} bytes is too short for the 8-byte header length`);
+  const declared = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (declared > BigInt(size - 8)) fail(`header length ${declared} runs past the end of the ${size}-byte file`);
   const headerLength = Number(declared);
   if (headerLength > MAX_HEADER_BYTES) fail(`header length ${headerLength} exceeds ${MAX_HEADER_BYTES} bytes`);
   if (headerLength < 2) fail(`header length ${headerLength} is too short for a JSON object`);
+  return headerLength;
+}
 
+/** Bytes a tensor of `dtype` and `shape` occupies; BigInt so that a huge shape cannot overflow. */
+function tensorBytes(name: string, dtype: string, shape: number[], bits: number, fail: Fail): bigint {
+  const totalBits = shape.reduce((count, size) => count * BigInt(size), 1n) * BigInt(bits);
+  if (totalBits % 8n !== 0n) fail(`tensor ${name} of ${dtype} shape ${JSON.stringify(shape)} is not a whole number of bytes`);
+  return totalBits / 8n;
+}
+
+/**
+ * Checks a header (the JSON after the length) against a data section of `dataLength` bytes:
+ * known dtypes (`bitsOf` decides), integer shapes, offsets within the data and sized by the shape,
+ * tensors tiling the data exactly, string metadata.
+ */
+function parseLayout(json: Uint8Array, dataLength: number, fail: Fail, bitsOf: (name: string, dtype: string) => number) {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
   } catch (error) {
     fail(`header is not valid UTF-8 JSON (${(error as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
 
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.byteLength - dataStart;
   // Names come from the file: built with fromEntries so a key like "__proto__" stays a plain key.
   const metadataEntries: [string, string][] = [];
-  const entries: { name: string; shape: number[]; begin: number; end: number }[] = [];
+  const tensors: TensorExtent[] = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === METADATA_KEY) {
       if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) fail('__metadata__ is not an object');
@@ -136,7 +175,7 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
     if (typeof entry !== 'object' || entry === null) fail(`tensor ${name} is described by ${JSON.stringify(entry)}, not an object`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(`tensor ${name} has no dtype`);
-    if (dtype !== 'F32') fail(`tensor ${name} has unsupported dtype ${String(dtype)}; only F32 is supported`);
+    const bits = bitsOf(name, dtype as string);
     if (!isShape(shape)) fail(`tensor ${name} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       fail(`tensor ${name} has data_offsets ${JSON.stringify(offsets)}; expected [begin, end]`);
@@ -144,25 +183,65 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
     const [begin, end] = offsets as [number, number];
     if (end < begin) fail(`tensor ${name} has data_offsets [${begin}, ${end}] that end before they begin`);
     if (end > dataLength) fail(`tensor ${name} has data_offsets [${begin}, ${end}] past the ${dataLength} data bytes (file truncated?)`);
-    const expected = elementCount(shape as number[]) * BYTES_PER_F32;
-    if (end - begin !== expected) fail(`tensor ${name} spans ${end - begin} bytes but F32 shape ${JSON.stringify(shape)} needs ${expected}`);
-    entries.push({ name, shape: shape as number[], begin, end });
+    const expected = tensorBytes(name, dtype as string, shape as number[], bits, fail);
+    if (BigInt(end - begin) !== expected) fail(`tensor ${name} spans ${end - begin} bytes but ${String(dtype)} shape ${JSON.stringify(shape)} needs ${expected}`);
+    tensors.push({ name, dtype: dtype as string, shape: shape as number[], begin, end });
   }
 
   // Tensors must tile the data section exactly: no gaps, overlaps or trailing bytes.
   let expectedBegin = 0;
-  for (const entry of [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
-    if (entry.begin !== expectedBegin) {
-      fail(`tensor ${entry.name} begins at byte ${entry.begin} of the data, expected ${expectedBegin} (offsets must be contiguous)`);
+  for (const tensor of [...tensors].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
+    if (tensor.begin !== expectedBegin) {
+      fail(`tensor ${tensor.name} begins at byte ${tensor.begin} of the data, expected ${expectedBegin} (offsets must be contiguous)`);
     }
-    expectedBegin = entry.end;
+    expectedBegin = tensor.end;
   }
   if (expectedBegin !== dataLength) fail(`tensors cover ${expectedBegin} data bytes but the file holds ${dataLength}`);
+  return { tensors, metadata: Object.fromEntries(metadataEntries) as Record<string, string> };
+}
 
-  const tensors: Record<string, F32Tensor> = Object.fromEntries(
-    entries.map(({ name, shape, begin, end }) => [name, { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) }]),
-  );
-  return { tensors, metadata: Object.fromEntries(metadataEntries) };
+const failing =
+  (file: string): Fail =>
+  (what) => {
+    throw new SafetensorsError(`invalid safetensors ${file}: ${what}`, what);
+  };
+
+/** Parses and validates a whole safetensors file held in memory; `file` names it in errors. */
+export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safetensors {
+  const fail = failing(file);
+  const headerLength = declaredHeaderLength(bytes, bytes.byteLength, fail);
+  const dataStart = 8 + headerLength;
+  const onlyF32 = (name: string, dtype: string): number =>
+    dtype === 'F32' ? BYTES_PER_F32 * 8 : fail(`tensor ${name} has unsupported dtype ${dtype}; only F32 is supported`);
+  const { tensors, metadata } = parseLayout(bytes.subarray(8, dataStart), bytes.byteLength - dataStart, fail, onlyF32);
+  return {
+    tensors: Object.fromEntries(
+      tensors.map(({ name, shape, begin, end }) => [name, { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) }]),
+    ),
+    metadata,
+  };
+}
+
+/**
+ * Validates the layout of a safetensors file of `size` bytes of any dtype the format defines,
+ * reading only its header through `read` (the tensor bytes can be gigabytes). Throws a
+ * SafetensorsError naming `file` and the fault.
+ */
+export async function checkSafetensorsLayout(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, file: string): Promise<SafetensorsLayout> {
+  const fail = failing(file);
+  const headerLength = declaredHeaderLength(await read(0, 8), size, fail);
+  const json = await read(8, headerLength);
+  if (json.byteLength !== headerLength) fail(`the header could not be read whole (${json.byteLength} of ${headerLength} bytes)`);
+  const knownDtype = (name: string, dtype: string): number =>
+    Object.hasOwn(DTYPE_BITS, dtype) ? DTYPE_BITS[dtype]! : fail(`tensor ${name} has unknown dtype ${dtype} (not one the format defines)`);
+  return { ...parseLayout(json, size - 8 - headerLength, fail, knownDtype), dataStart: 8 + headerLength };
+}
+
+/** A cheap sniff of a file's first bytes: the header length fits the file and the header opens a JSON object. */
+export function looksLikeSafetensors(head: Uint8Array, size: number): boolean {
+  if (head.byteLength < 9) return false;
+  const declared = new DataView(head.buffer, head.byteOffset, 8).getBigUint64(0, true);
+  return declared >= 2n && declared <= BigInt(MAX_HEADER_BYTES) && declared <= BigInt(size) - 8n && head[8] === 0x7b;
 }
 
 const temporaryName = (file: string): string =>
@@ -230,16 +309,13 @@ export function readSafetensorsSync(file: string): Safetensors {
   return decodeSafetensors(readFileSync(file), file);
 }
 
-/** A cheap sniff: the header length fits the file and the header opens a JSON object. Never throws. */
+/** A cheap sniff of a file on disk (see looksLikeSafetensors). Never throws. */
 export function isSafetensors(file: string): boolean {
   let fd: number | undefined;
   try {
     fd = openSync(file, 'r');
     const head = Buffer.alloc(9);
-    if (readSync(fd, head, 0, 9, 0) < 9) return false;
-    const declared = head.readBigUInt64LE(0);
-    const size = BigInt(fstatSync(fd).size);
-    return declared >= 2n && declared <= BigInt(MAX_HEADER_BYTES) && declared <= size - 8n && head[8] === 0x7b;
+    return readSync(fd, head, 0, 9, 0) === 9 && looksLikeSafetensors(head, fstatSync(fd).size);
   } catch {
     return false;
   } finally {

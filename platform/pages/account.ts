@@ -1,7 +1,7 @@
 // /auth/signup, /auth/signin (the forms; auth.ts takes their POSTs) and /auth/account (who you are,
 // your API tokens, a new one shown once).
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { createApiToken } from '../accounts';
+import { createApiToken, MAX_PASSWORD, MIN_PASSWORD } from '../accounts';
 import type { PagesDeps } from './deps';
 import { html } from './html';
 import { refusalOf } from './refusals';
@@ -29,8 +29,8 @@ export function sendSignUp(reply: FastifyReply, view: View, values: AccountFormV
         <label for="email">Email</label>
         <input type="email" id="email" name="email" value="${values.email ?? ''}" required autocomplete="email">
         <label for="password">Password</label>
-        <input type="password" id="password" name="password" required minlength="10" autocomplete="new-password">
-        <p class="muted">At least 10 characters.</p>
+        <input type="password" id="password" name="password" required minlength="${MIN_PASSWORD}" autocomplete="new-password">
+        <p class="muted">${MIN_PASSWORD} to ${MAX_PASSWORD} characters.</p>
         <button type="submit">Sign up</button>
       </form>
       <p>Have an account? <a href="/auth/signin?next=${encodeURIComponent(next)}">Sign in</a>.</p>`,

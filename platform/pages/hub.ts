@@ -7,7 +7,8 @@ import { assertRepository } from '../../activities/store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
 import { addComment, attachRecording, forkImage, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
 import { ownNamespace } from '../accounts';
-import { downloadRefusal, entitlementId, publishBreed } from '../marketplace';
+import { publishBreed } from '../marketplace';
+import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { type PagesDeps, latestDaily } from './deps';
 import { hostOf } from './home';
@@ -116,7 +117,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const parents = [...new Set(checkpoints.tags.map((t) => t.parent).filter((p): p is string => p !== null))];
     const [breed, refusal, threads, recordings, parentRows, bought] = await Promise.all([
       deps.db.breed.findUnique({ where: { repository }, include: { owner: { select: { handle: true } } } }),
-      downloadRefusal(deps.db, view.caller, repository),
+      readRefusal(deps.db, view.caller, repository),
       listThreads(deps.db, repository),
       listRecordings(deps.db, repository),
       parents.length ? deps.db.checkpoint.findMany({ where: { digest: { in: parents }, status: 'published' }, select: { repository: true, tag: true, digest: true, nickname: true } }) : Promise.resolve([]),
@@ -295,7 +296,7 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
         case 'fork': {
           if (!fields.from) return sendRepository(request, reply, repository, { status: 400, message: 'choose the checkpoint to fork', draft: { form, fields } });
           if (!fields.to?.trim()) return sendRepository(request, reply, repository, { status: 400, message: `name the new repository, under ${ownNamespace(author)}`, draft: { form, fields } });
-          const forked = await forkImage(deps.store, author, `${repository}:${fields.from}`, `${(fields.to ?? '').trim()}:main`, { keepExisting: true });
+          const forked = await forkImage(deps.db, deps.store, author, `${repository}:${fields.from}`, `${(fields.to ?? '').trim()}:main`, { keepExisting: true });
           return redirect(reply, `${pathOf('hub', forked.repository)}?done=forked`);
         }
         case 'publish':

@@ -18,6 +18,7 @@ import { createPayoutsOnboarding, type StripeSettings, stripeClient } from '../.
 import { dailyGpcWorkflow, dailyGpcWorkflowId } from '../../workflows/daily-gpc';
 import { recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [
@@ -60,7 +61,7 @@ beforeAll(async () => {
   // The germline's head, tagged as today's gpc checkpoint by the real daily workflow (tag, nickname, Checkpoint row).
   const head = mkdtempSync(path.join(tmpdir(), 'browser-head-'));
   weights = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i * 31) % 251));
-  writeFileSync(path.join(head, 'model.safetensors'), weights);
+  writeFileSync(path.join(head, 'model.safetensors'), safetensorsOf(weights));
   writeFileSync(path.join(head, 'config.json'), '{"layers":2}');
   await publishCheckpoint(env.store, repository, head, { tag: 'main' });
   const day = new Date().toISOString().slice(0, 10);
@@ -80,7 +81,7 @@ beforeAll(async () => {
   const tessHandle = uniqueName('tess');
   const tess = await signUp(env.db, { handle: tessHandle, email: `${tessHandle}@example.org`, password: 'a long password' });
   const painter = mkdtempSync(path.join(tmpdir(), 'browser-breed-'));
-  writeFileSync(path.join(painter, 'model.safetensors'), 'painter weights');
+  writeFileSync(path.join(painter, 'model.safetensors'), safetensorsOf('painter weights'));
   breed = { repository: `trainers/${tessHandle}/painter`, title: `Painter ${tessHandle}` };
   await publishCheckpoint(env.store, breed.repository, painter, { tag: 'main' });
   await publishBreed(env.db, env.store, tess, { repository: breed.repository, title: breed.title, price: '4.20', currency: 'usd' });

@@ -16,6 +16,7 @@ import { freePort } from '../../worker/embedded/temporal-dev-server';
 import { signUpAccount } from '../helpers/accounts';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
+import { safetensorsOf } from '../helpers/content';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/computatrum.js');
@@ -36,7 +37,7 @@ beforeAll(async () => {
   db = openDatabase(testGlobals().databaseUrl);
   store = await new LayoutStore(path.join(mkdtempSync(path.join(tmpdir(), 'cli-platform-')), 'store')).init();
   const dir = mkdtempSync(path.join(tmpdir(), 'cli-model-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), 'the germline today');
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('the germline today'));
   await publishCheckpoint(store, image, dir, { tag: 'gpc-2026-11-30' });
   app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline, store, db, rateLimitPerMinute: 10_000 });
   url = await app.listen({ host: '127.0.0.1', port: 0 });

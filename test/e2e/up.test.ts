@@ -10,6 +10,7 @@ import { freePort } from '../../worker/embedded/temporal-dev-server';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
+import { safetensorsOf } from '../helpers/content';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/computatrum.js');
@@ -155,16 +156,22 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
 
   // A checkpoint pushed to the germline head becomes today's gpc tag, with a nickname.
   const checkpoint = mkdtempSync(path.join(tmpdir(), 'computatrum-ckpt-'));
-  writeFileSync(path.join(checkpoint, 'model.safetensors'), randomBytes(200_000));
+  writeFileSync(path.join(checkpoint, 'model.safetensors'), safetensorsOf(randomBytes(200_000)));
   const push = await cli(env, 'push', checkpoint, `${germlineRepo}:main`);
   expect(push).toMatchObject({ code: 0, stdout: expect.stringContaining(`${germlineRepo}:main -> sha256:`) });
+  // The schedule tags the UTC day it runs on: read the day before and after the trigger (a midnight
+  // may fall between them), and then use the tag it made.
+  const utcDay = () => new Date().toISOString().slice(0, 10);
+  const dayBefore = utcDay();
   expect((await cli(env, 'daily')).code).toBe(0);
-  const today = `gpc-${new Date().toISOString().slice(0, 10)}`;
+  const candidates = [...new Set([`gpc-${utcDay()}`, `gpc-${dayBefore}`])];
+  const tagged = (parsed: { tags: Array<{ tag: string; nickname: string | null }> }) => candidates.find((tag) => parsed.tags.some((t) => t.tag === tag && t.nickname));
   const listing = await eventually(async () => {
     const tags = await cli(env, 'tags', germlineRepo, '--json');
     const parsed = JSON.parse(tags.stdout) as { tags: Array<{ tag: string; nickname: string | null }> };
-    return parsed.tags.find((t) => t.tag === today && t.nickname) ? parsed : undefined;
-  }, `${today} to be tagged`, 60_000);
+    return tagged(parsed) ? parsed : undefined;
+  }, `${candidates.join(' or ')} to be tagged`, 60_000);
+  const today = tagged(listing)!;
   expect(listing.tags.find((t) => t.tag === today)!.nickname).toMatch(/^[A-Z][a-z]+ [A-Z][a-z]+$/);
   const pulled = mkdtempSync(path.join(tmpdir(), 'computatrum-pulled-'));
   const pull = await cli(env, 'pull', `${germlineRepo}:${today}`, pulled);

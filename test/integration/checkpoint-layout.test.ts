@@ -1,11 +1,14 @@
 // Checkpoints in the embedded OCI Image Layout store: publish, dedup, tags, forks, and refusals.
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { checkpointFiles, forkCheckpoint, publishCheckpoint, safeTargetPath, tagCheckpoint } from '../../activities/store/checkpoint';
+import { promisify } from 'node:util';
+import { CheckpointError, checkpointFiles, forkCheckpoint, publishCheckpoint, safeTargetPath, tagCheckpoint } from '../../activities/store/checkpoint';
 import { LayoutStore } from '../../activities/store/layout';
 import { FILEPATH_ANNOTATION, MODEL_ARTIFACT, MODEL_WEIGHT_LAYER, type ImageManifest } from '../../activities/store/types';
+import { PROTOCOL_0_PICKLE, safetensorsOf, zip } from '../helpers/content';
 
 function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
@@ -14,9 +17,10 @@ function tempDir(prefix: string): string {
 /** A small checkpoint folder: two shards (one repeated), a tokenizer and a card. */
 function checkpointFolder(seed = 'a'): string {
   const dir = tempDir('ckpt-');
-  const shard = randomBytes(300_000);
+  const bytes = randomBytes(300_000);
+  const shard = safetensorsOf(bytes);
   writeFileSync(path.join(dir, 'model-00001-of-00002.safetensors'), shard);
-  writeFileSync(path.join(dir, 'model-00002-of-00002.safetensors'), Buffer.concat([shard, Buffer.from(seed)]));
+  writeFileSync(path.join(dir, 'model-00002-of-00002.safetensors'), safetensorsOf(Buffer.concat([bytes, Buffer.from(seed)])));
   mkdirSync(path.join(dir, 'tokenizer'));
   writeFileSync(path.join(dir, 'tokenizer', 'tokenizer.json'), JSON.stringify({ seed }));
   writeFileSync(path.join(dir, 'copy-of-first.safetensors'), shard); // identical file: stored once
@@ -95,21 +99,68 @@ test('a fork is a branch on the same manifest and writes no blob bytes', async (
   );
 });
 
-test('pickle files are refused with advice to convert to safetensors', async () => {
+test('pickle files are refused by content, whatever their name, with advice to convert to safetensors', async () => {
   const store = await newStore();
-  for (const [name, bytes] of [
-    ['weights.pkl', Buffer.from('anything')],
-    ['pytorch_model.bin', Buffer.from([0x80, 0x04, 0x95, 0x00])],
-    ['model.pt', Buffer.from('PK\u0003\u0004rest-of-zip')],
+  const torchZip = zip([
+    { name: 'archive/data.pkl', data: Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x2e]) }, // protocol 2: {}
+    { name: 'archive/data/0', data: randomBytes(64) },
+  ]);
+  for (const [name, bytes, refusal] of [
+    ['weights.pkl', Buffer.from('anything'), 'weights.pkl is a file named as a pickle'],
+    ['pytorch_model.bin', Buffer.from([0x80, 0x04, 0x95, 0x00]), 'pytorch_model.bin is a pickle (protocol 4)'],
+    ['model.bin', PROTOCOL_0_PICKLE, 'model.bin is a pickle (protocol 0)'],
+    ['model.pt', torchZip, 'model.pt holds a pickle (protocol 2) in archive/data.pkl'],
   ] as const) {
     const dir = tempDir('pickle-');
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('fine'));
     writeFileSync(path.join(dir, name), bytes);
-    await expect(publishCheckpoint(store, 'germline/g', dir, { tag: 'main' })).rejects.toThrow(/pickle.*convert it to safetensors/);
+    const published = publishCheckpoint(store, 'germline/g', dir, { tag: 'main' });
+    await expect(published).rejects.toThrow(CheckpointError);
+    await expect(published).rejects.toThrow(`${refusal}: pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again`);
   }
   expect(await store.listTags('germline/g')).toEqual([]);
   const raw = tempDir('raw-');
   writeFileSync(path.join(raw, 'embeddings.bin'), Buffer.from([1, 2, 3, 4])); // a raw .bin is not a pickle
   await expect(publishCheckpoint(store, 'germline/g', raw, { tag: 'main' })).resolves.toMatchObject({ size: 4 });
+  const allowed = tempDir('allowed-');
+  writeFileSync(path.join(allowed, 'model.bin'), PROTOCOL_0_PICKLE);
+  await expect(publishCheckpoint(store, 'germline/allowed', allowed, { tag: 'main', allowPickle: true })).resolves.toMatchObject({ size: PROTOCOL_0_PICKLE.length });
+});
+
+test('safetensors are validated at publish, even with pickles allowed: random bytes never pull as "verified" weights', async () => {
+  const store = await newStore();
+  const dir = tempDir('broken-');
+  writeFileSync(path.join(dir, 'config.json'), '{}');
+  writeFileSync(path.join(dir, 'model.safetensors'), randomBytes(4096));
+  for (const allowPickle of [false, true]) {
+    await expect(publishCheckpoint(store, 'germline/g', dir, { tag: 'main', allowPickle })).rejects.toThrow(
+      /^model.safetensors is not a valid safetensors file: header length \d+ runs past the end of the 4096-byte file; write it again with safetensors/,
+    );
+  }
+  expect(await store.listTags('germline/g')).toEqual([]);
+});
+
+test('a symbolic link loop, or a link to nothing, is refused with the path and what to do, not an ELOOP stack', async () => {
+  const store = await newStore();
+  const looping = tempDir('loop-');
+  writeFileSync(path.join(looping, 'model.safetensors'), safetensorsOf('fine'));
+  mkdirSync(path.join(looping, 'tokenizer'));
+  symlinkSync('b', path.join(looping, 'tokenizer', 'a'));
+  symlinkSync('a', path.join(looping, 'tokenizer', 'b'));
+  const refused = publishCheckpoint(store, 'germline/g', looping, { tag: 'main' });
+  await expect(refused).rejects.toThrow(CheckpointError);
+  await expect(refused).rejects.toThrow(/^tokenizer\/[ab] is a symbolic link loop \(.*tokenizer\/[ab]\): replace it with the file it should point to, or remove it, and push again$/);
+
+  const dangling = tempDir('dangling-');
+  symlinkSync('gone.safetensors', path.join(dangling, 'model.safetensors'));
+  await expect(checkpointFiles(dangling)).rejects.toThrow('model.safetensors links to gone.safetensors, which does not exist: copy the file in, or remove the link, and push again');
+
+  // The CLI prints the message alone: no "unexpected error", no stack.
+  const cli = await promisify(execFile)(process.execPath, [path.join(__dirname, '../../bin/computatrum.js'), 'push', looping, 'germline/g:main'], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, COMPUTATRUM_DATA_DIR: tempDir('cli-data-') },
+  }).catch((error: { code: number; stdout: string; stderr: string }) => error);
+  expect(cli).toMatchObject({ code: 1, stdout: '' });
+  expect(cli.stderr).toMatch(/^computatrum: tokenizer\/[ab] is a symbolic link loop \([^\n]*\): replace it with the file it should point to, or remove it, and push again\n$/);
 });
 
 test('paths that escape the checkpoint folder are refused, on publish and on pull', async () => {

@@ -8,6 +8,7 @@ import { forkCheckpoint, publishCheckpoint, tagCheckpoint } from '../../activiti
 import { pullCheckpoint } from '../../activities/store/pull';
 import { RegistryStore } from '../../activities/store/registry';
 import { startRegistry } from '../helpers/registry';
+import { safetensorsOf } from '../helpers/content';
 
 let registry: Awaited<ReturnType<typeof startRegistry>>;
 beforeAll(async () => {
@@ -20,7 +21,7 @@ afterAll(async () => {
 test('push to a real registry, pull back byte-identical; a daily tag never moves; a fork mounts', async () => {
   const store = new RegistryStore({ url: registry.url, chunkSize: 1024 * 1024 });
   const source = mkdtempSync(path.join(tmpdir(), 'reg-src-'));
-  writeFileSync(path.join(source, 'model.safetensors'), randomBytes(3 * 1024 * 1024 + 17));
+  writeFileSync(path.join(source, 'model.safetensors'), safetensorsOf(randomBytes(3 * 1024 * 1024 + 17)));
   writeFileSync(path.join(source, 'config.json'), '{"layers": 2}');
 
   const published = await publishCheckpoint(store, 'germline/registry', source, { tag: 'main' });

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { deflateSync } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { openDatabase, type Database } from '../../activities/db/prisma';
@@ -13,6 +14,7 @@ import { type ImageManifest, OCI_INDEX } from '../../activities/store/types';
 import { RECORDING_ARTIFACT } from '../../platform/hub';
 import { buildPlatform } from '../../platform/server';
 import { type GraphQLAnswer, graphqlAs, type Headers, signUpAccount } from '../helpers/accounts';
+import { PROTOCOL_0_PICKLE, safetensorsOf } from '../helpers/content';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
@@ -28,7 +30,7 @@ beforeAll(async () => {
   db = openDatabase(testGlobals().databaseUrl);
   store = await new LayoutStore(path.join(mkdtempSync(path.join(tmpdir(), 'hub-')), 'store')).init();
   const dir = mkdtempSync(path.join(tmpdir(), 'hub-model-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), 'weights of the day');
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('weights of the day'));
   mainDigest = (await publishCheckpoint(store, repo, dir, { tag: 'main' })).digest;
   await publishCheckpoint(store, poet, dir, { tag: 'main' });
   app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline, store, db, rateLimitPerMinute: 10_000 });
@@ -135,6 +137,13 @@ describe('recordings', () => {
     const pickle = await upload(`${repo}?reference=main&title=t&filename=agent.pt`, Buffer.from([0x80, 0x04, 0x95, 0x00]), token, 'application/octet-stream');
     expect(pickle.statusCode).toBe(400);
     expect(pickle.json<{ error: string }>().error).toContain('convert it to safetensors');
+    // Decided by the whole content, whatever the name: a protocol 0 pickle, a joblib file (a zlib stream of a protocol 4 pickle).
+    const advice = 'pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again';
+    const textPickle = await upload(`${repo}?reference=main&title=t&filename=session.txt`, PROTOCOL_0_PICKLE, token);
+    expect(textPickle.json()).toEqual({ error: `session.txt is a pickle (protocol 0): ${advice}`, code: 'BAD_USER_INPUT' });
+    const protocol4 = Buffer.from('8004950a000000000000007d948c0161944b01732e', 'hex'); // pickle.dumps({'a': 1}, protocol=4)
+    const joblib = await upload(`${repo}?reference=main&title=t&filename=agent.joblib`, deflateSync(protocol4), token, 'application/octet-stream');
+    expect(joblib.json()).toEqual({ error: `agent.joblib holds a pickle (protocol 4) in its zlib-compressed content: ${advice}`, code: 'BAD_USER_INPUT' });
     const escaping = await upload(`${repo}?reference=main&title=t&filename=${encodeURIComponent('../../etc/passwd')}`, 'x', token);
     expect(escaping.statusCode).toBe(400);
     expect(escaping.json<{ error: string }>().error).toContain('is not a file name');
@@ -143,7 +152,7 @@ describe('recordings', () => {
     const noReference = await upload(`${repo}?title=t&filename=a.txt`, 'x', token);
     expect(noReference.json()).toEqual({ error: 'say which checkpoint it records: ?reference=<tag or digest>', code: 'BAD_USER_INPUT' });
     // None of the refused uploads left a recording behind.
-    expect(await db.recording.count({ where: { repository: repo, filename: { in: ['agent.pt', 'session.txt'] } } })).toBe(0);
+    expect(await db.recording.count({ where: { repository: repo, filename: { in: ['agent.pt', 'session.txt', 'agent.joblib'] } } })).toBe(0);
   });
 });
 

@@ -16,6 +16,7 @@ import { LayoutStore } from '../../activities/store/layout';
 import { pullCheckpoint } from '../../activities/store/pull';
 import { buildPlatform } from '../../platform/server';
 import { testGlobals } from '../setup/globals';
+import { safetensorsOf } from '../helpers/content';
 
 const REPO = 'germline/downloads';
 const TAG = 'gpc-2026-11-25';
@@ -29,7 +30,7 @@ let published: Published;
 beforeAll(async () => {
   store = await new LayoutStore(mkdtempSync(path.join(tmpdir(), 'platform-store-'))).init();
   source = mkdtempSync(path.join(tmpdir(), 'platform-src-'));
-  writeFileSync(path.join(source, 'model.safetensors'), randomBytes(4 * 1024 * 1024));
+  writeFileSync(path.join(source, 'model.safetensors'), safetensorsOf(randomBytes(4 * 1024 * 1024)));
   writeFileSync(path.join(source, 'tokenizer.json'), JSON.stringify({ vocab: ['a', 'b'] }));
   published = await publishCheckpoint(store, REPO, source, { tag: 'main' });
   await tagCheckpoint(store, REPO, 'main', TAG);
@@ -229,7 +230,7 @@ test('a 206 whose Content-Range is not the one asked for is refused, and the kep
 test('a corrupted blob is detected, named, and leaves no file under its final name', async () => {
   const corruptStore = await new LayoutStore(mkdtempSync(path.join(tmpdir(), 'corrupt-store-'))).init();
   const src = mkdtempSync(path.join(tmpdir(), 'corrupt-src-'));
-  writeFileSync(path.join(src, 'weights.safetensors'), randomBytes(100_000));
+  writeFileSync(path.join(src, 'weights.safetensors'), safetensorsOf(randomBytes(100_000)));
   const corrupt = await publishCheckpoint(corruptStore, 'germline/corrupt', src, { tag: 'main' });
   const blob = path.join(corruptStore.location, 'blobs', 'sha256', corrupt.manifest.layers[0]!.digest.slice('sha256:'.length));
   const bytes = readFileSync(blob);
@@ -251,7 +252,7 @@ test('a corrupted blob is detected, named, and leaves no file under its final na
 test('an empty file is pulled too', async () => {
   const emptyStore = await new LayoutStore(mkdtempSync(path.join(tmpdir(), 'empty-store-'))).init();
   const src = mkdtempSync(path.join(tmpdir(), 'empty-src-'));
-  writeFileSync(path.join(src, 'weights.safetensors'), randomBytes(1000));
+  writeFileSync(path.join(src, 'weights.safetensors'), safetensorsOf(randomBytes(1000)));
   writeFileSync(path.join(src, 'added_tokens.json'), '');
   await publishCheckpoint(emptyStore, 'germline/empty', src, { tag: 'main' });
   const server = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'empty', store: emptyStore, db });

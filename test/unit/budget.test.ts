@@ -179,3 +179,73 @@ test('random operation sequences never break the invariant, the caps or the book
     { numRuns: 300 },
   );
 });
+
+// ---- the most one amount may be (workflows/money.ts MAX_MINOR_UNITS = 10^15 minor units) ----
+
+function rejection(action: () => unknown): BudgetRejection {
+  try {
+    action();
+  } catch (error) {
+    if (error instanceof BudgetRejection) return error;
+    throw error;
+  }
+  throw new Error('accepted, but a rejection was expected');
+}
+
+describe('amounts above the maximum are refused by every validator, naming the limit', () => {
+  const MAX = '1000000000000000';
+  const ABOVE = '1000000000000001';
+  const HUGE = '100000000000000000000';
+  const LIMIT = /above the most one amount may be \(1,000,000,000,000,000 minor units, 10,000,000,000,000\.00 USD\)/;
+
+  test.each([
+    ['deposit', (b: Budget) => b.checkDeposit({ amount: HUGE, currency: 'usd', reference: 'poison' })],
+    ['deposit one above', (b: Budget) => b.checkDeposit({ amount: ABOVE, currency: 'usd', reference: 'poison' })],
+    ['reserve', (b: Budget) => b.checkReserve({ amount: HUGE, ref: 'poison', purpose: 'p' }, NOON)],
+    ['settle', (b: Budget) => b.checkSettle({ reservationId: b.reserve({ amount: '100', ref: 'x', purpose: 'p' }, key(), NOON).result.reservationId, actual: HUGE })],
+    ['daily cap', (b: Budget) => b.checkPolicy({ dailySpendCap: HUGE })],
+    ['per-reservation cap', (b: Budget) => b.checkPolicy({ perReservationCap: ABOVE })],
+  ])('%s', (_name, check) => {
+    const budget = funded();
+    const refused = rejection(() => check(budget));
+    expect(refused.reason).toBe('AboveMaximum');
+    expect(refused.message).toMatch(LIMIT);
+  });
+
+  test('a megabyte of digits is refused without being parsed or echoed', () => {
+    const refused = rejection(() => funded().checkDeposit({ amount: '9'.repeat(1_000_000), currency: 'usd', reference: 'poison' }));
+    expect(refused.reason).toBe('AboveMaximum');
+    expect(refused.message.length).toBeLessThan(200);
+  });
+
+  test('the maximum itself is accepted everywhere', () => {
+    const budget = new Budget(initialBudgetState('test', 'usd'));
+    budget.deposit({ amount: MAX, currency: 'usd', reference: 'all of it' }, key(), NOON);
+    budget.setPolicy({ dailySpendCap: MAX, perReservationCap: MAX });
+    const { result } = budget.reserve({ amount: MAX, ref: 'all', purpose: 'p' }, key(), NOON);
+    budget.settle({ reservationId: result.reservationId, actual: MAX }, key(), NOON);
+    expect(budget.status(NOON)).toMatchObject({ deposited: MAX, spent: MAX, available: '0' });
+  });
+
+  test('a deposit that would bring the total deposited past the maximum is refused; up to it is accepted', () => {
+    const budget = funded('999999999999000'); // 10 USD short of the maximum
+    const refused = rejection(() => budget.checkDeposit({ amount: '1001', currency: 'usd', reference: 'over' }));
+    expect(refused.reason).toBe('AboveMaximum');
+    expect(refused.message).toBe(
+      'a deposit of 10.01 USD would bring the total deposited in test to 10,000,000,000,000.01 USD, above the most one budget may take in ' +
+        '(10,000,000,000,000.00 USD): deposit at most 10.00 USD here, and the rest in another budget',
+    );
+    expect(reason(() => budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON))).toBe('accepted');
+    expect(rejection(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'one more' })).message).toMatch(/it takes no more deposits; use another budget$/);
+    // A retried deposit is answered again, not counted twice.
+    expect(budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON).result.duplicate).toBe(true);
+  });
+
+  test('spending does not make room: what a budget took in over its life is what is bounded', () => {
+    const budget = funded(MAX);
+    const { result } = budget.reserve({ amount: MAX, ref: 'spend', purpose: 'p' }, key(), NOON);
+    budget.settle({ reservationId: result.reservationId, actual: MAX }, key(), NOON);
+    expect(budget.status(NOON).balance).toBe('0');
+    expect(reason(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'refill' }))).toBe('AboveMaximum');
+  });
+});

@@ -38,6 +38,8 @@ describe('judge', () => {
     ['training beyond the allowance', { kind: 'train', child: 'a', maxCost: '600' }, { children: [child('a', 'active', '1000', '500')] }, "allowance-left: needs 6.00 USD, 5.00 USD of a's allowance left"],
     ['a bad name', { kind: 'spawn', child: 'Bad Name', allowance: '100', purpose: 'p' }, {}, 'valid-proposal: child name "Bad Name" must be lowercase'],
     ['a zero amount', { kind: 'fund', child: 'a', amount: '0' }, { children: [child('a')] }, 'valid-proposal: the amount must be whole minor units above zero'],
+    ['an allowance above the maximum', { kind: 'spawn', child: 'x', allowance: '1000000000000001', purpose: 'p' }, {}, 'valid-proposal: the amount "1000000000000001" is above the most one amount may be (1,000,000,000,000,000 minor units, 10,000,000,000,000.00 USD)'],
+    ['a run cost above the maximum', { kind: 'train', child: 'a', maxCost: '100000000000000000000' }, { children: [child('a')] }, 'valid-proposal: the amount "100000000000000000000" is above the most one amount may be'],
   ])('%s is refused, and the refusal says why', (_name, proposal, seen, reason) => {
     const judgement = judge(proposal, observation(seen), POLICY);
     expect(judgement.allowed).toBe(false);

@@ -16,6 +16,7 @@ import { trainingWorkflowId } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 let env: TestEnvironment;
 
@@ -41,7 +42,7 @@ function child(germline: string, name: string) {
 test('a spawned child holds its allowance as a reservation of the germline and works on a fork of the head', async () => {
   const germline = await fundedGermline();
   const dir = mkdtempSync(path.join(tmpdir(), 'head-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), 'head weights');
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('head weights'));
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('coder');
 
@@ -99,7 +100,7 @@ test('a child pays for its own training run; retiring it settles exactly what it
 test('leave: funding ends, the allowance is settled to the cent, the branch goes to its new owner, the reason is recorded', async () => {
   const germline = await fundedGermline();
   const dir = mkdtempSync(path.join(tmpdir(), 'head-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), 'head weights');
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('head weights'));
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('tutor');
   await updateGermline(germline.handle, spawnChildUpdate, { name, allowance: '2500', purpose: 'teaching' });
@@ -161,7 +162,7 @@ test('promotion: a checkpoint below the eval gate is refused with the gate and t
   });
   const publish = async (tag: string, loss: number) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'candidate-'));
-    writeFileSync(path.join(dir, 'model.safetensors'), `weights at loss ${loss}`);
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`weights at loss ${loss}`));
     return publishCheckpoint(env.store, 'trainers/alice/coder', dir, { tag, parent: 'sha256:' + 'a'.repeat(64), annotations: { [ANNOTATION.metrics]: JSON.stringify({ loss, step: 300 }) } });
   };
   await publish('weak', 2.5);

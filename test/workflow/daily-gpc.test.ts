@@ -9,6 +9,7 @@ import { backfillDaily, dailyScheduleId, ensureDailySchedule } from '../../worke
 import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 let env: TestEnvironment;
 const schedules: string[] = [];
@@ -26,7 +27,7 @@ afterAll(async () => {
 async function germlineWithHead(): Promise<{ germline: string; digest: string }> {
   const germline = uniqueName('daily');
   const dir = mkdtempSync(path.join(tmpdir(), 'head-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), `weights of ${germline}`);
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`weights of ${germline}`));
   const { digest } = await publishCheckpoint(env.store, `germline/${germline}`, dir, { tag: 'main' });
   return { germline, digest };
 }

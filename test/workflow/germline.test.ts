@@ -3,7 +3,7 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
-import { journalBalances, reconcile } from '../../activities/journal';
+import { reconciledBooks } from '../helpers/journal';
 import { type GermlineHandle, updateGermline } from '../../worker/germline-client';
 import {
   depositUpdate,
@@ -58,8 +58,7 @@ async function rejection(promise: Promise<unknown>): Promise<{ type: string | un
 }
 
 async function expectBooksAgree(name: string, handle: GermlineHandle): Promise<void> {
-  const status = await handle.query(statusQuery);
-  const result = reconcile(status, await journalBalances(env.db, name));
+  const result = await reconciledBooks(env.db, handle, name);
   expect(result.rows.filter((row) => !row.agrees)).toEqual([]);
   expect(result.agrees).toBe(true);
 }

@@ -1,6 +1,7 @@
 // The platform's accounts and GraphQL API against the real parts: PostgreSQL for accounts, the
 // Temporal dev server for the germline, an OCI layout store for forks. Requests go through Fastify's
 // inject (the whole HTTP stack of the app, without a socket).
+import crypto from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { updateGermline } from '../../worker/germline-client';
 import { depositUpdate, statusQuery } from '../../workflows/germline-api';
 import { graphqlAs, type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 let env: TestEnvironment;
 let app: FastifyInstance;
@@ -55,6 +57,11 @@ describe('accounts', () => {
     expect(again.json()).toEqual({ code: 'HANDLE_TAKEN', error: `the handle ${handle} is taken: choose another` });
     const short = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle: uniqueName('b'), email: 'b@example.org', password: 'short' } });
     expect(short.json()).toEqual({ code: 'INVALID_INPUT', error: 'a password is at least 10 characters' });
+    const long = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle: uniqueName('b'), email: 'b@example.org', password: 'x'.repeat(200_000) } });
+    expect(long.statusCode).toBe(400);
+    expect(long.json()).toEqual({ code: 'INVALID_INPUT', error: 'a password is at most 200 characters' });
+    const longest = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle: uniqueName('b'), email: `${uniqueName('b')}@example.org`, password: 'x'.repeat(200) } });
+    expect(longest.statusCode).toBe(201);
     // A form post (what another site could make a browser send) is not accepted.
     const form = await app.inject({ method: 'POST', url: '/auth/signup', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'handle=x&email=x@example.org&password=xxxxxxxxxxxx' });
     expect(form.statusCode).toBe(415);
@@ -73,6 +80,25 @@ describe('accounts', () => {
     expect((await app.inject({ method: 'GET', url: '/auth/me', headers: cookie })).json()).toMatchObject({ role: 'trainer' });
     expect((await app.inject({ method: 'POST', url: '/auth/signout', headers: cookie })).statusCode).toBe(204);
     expect((await app.inject({ method: 'GET', url: '/auth/me', headers: cookie })).json()).toEqual({ role: 'public', account: null });
+  });
+
+  test('sign in with an over-long password is refused at once, before any hashing, whoever the login names', async () => {
+    const handle = uniqueName('eve');
+    const remoteAddress = '203.0.113.7'; // an address of its own: sign-ins are rate limited per address
+    await app.inject({ method: 'POST', url: '/auth/signup', remoteAddress, payload: { handle, email: `${handle}@example.org`, password: 'a fine password' } });
+    const hashing = jest.spyOn(crypto, 'scrypt');
+    const answers = await Promise.all(
+      [handle, 'nobody-at-all'].map((login) => app.inject({ method: 'POST', url: '/auth/signin', remoteAddress, payload: { login, password: 'x'.repeat(200_000) } })),
+    );
+    expect(hashing).not.toHaveBeenCalled();
+    // The spy sees a real check: a wrong password of a fair length is hashed.
+    await app.inject({ method: 'POST', url: '/auth/signin', remoteAddress, payload: { login: handle, password: 'not the password' } });
+    expect(hashing).toHaveBeenCalled();
+    hashing.mockRestore();
+    for (const answer of answers) {
+      expect(answer.statusCode).toBe(400);
+      expect(answer.json()).toEqual({ code: 'INVALID_INPUT', error: 'a password is at most 200 characters' });
+    }
   });
 
   test('an API token is shown once and stored only as a hash; an unknown token is refused, not treated as the public', async () => {
@@ -102,7 +128,7 @@ describe('GraphQL', () => {
     bob = await signUp(uniqueName('bob'));
     operator = await signUp(uniqueName('op'), 'operator');
     const dir = mkdtempSync(path.join(tmpdir(), 'gql-'));
-    writeFileSync(path.join(dir, 'model.safetensors'), 'weights');
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('weights'));
     await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
     const opened = await graphql(`mutation { startThread(repository: "germline/${germline.name}", title: "Matrix", body: "a thread to reply to") { id } }`, {}, alice.token);
     threadId = (opened.body.data as { startThread: { id: string } }).startThread.id;
@@ -176,15 +202,15 @@ describe('GraphQL', () => {
 
   test('a daily checkpoint lists its files with download links that serve them, and its parent', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gql-daily-'));
-    writeFileSync(path.join(dir, 'model.safetensors'), 'weights of the 26th');
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('weights of the 26th'));
     const repository = `germline/${germline.name}`;
     const parent = `sha256:${'d'.repeat(64)}`;
     const published = await publishCheckpoint(env.store, repository, dir, { tag: 'gpc-2026-11-26', parent });
     await env.db.checkpoint.create({ data: { id: `${repository}:gpc-2026-11-26`, repository, tag: 'gpc-2026-11-26', day: '2026-11-26', status: 'published', nickname: 'Brave Heron', digest: published.digest, size: 19n, parentDigest: parent } });
     const { body } = await graphql('{ dailyCheckpoints(limit: 1) { tag parentDigest files { path size downloadUrl } } }');
-    expect(body.data).toEqual({ dailyCheckpoints: [{ tag: 'gpc-2026-11-26', parentDigest: parent, files: [{ path: 'model.safetensors', size: '19', downloadUrl: `/hub/${repository}/resolve/gpc-2026-11-26/model.safetensors` }] }] });
+    expect(body.data).toEqual({ dailyCheckpoints: [{ tag: 'gpc-2026-11-26', parentDigest: parent, files: [{ path: 'model.safetensors', size: String(safetensorsOf('weights of the 26th').length), downloadUrl: `/hub/${repository}/resolve/gpc-2026-11-26/model.safetensors` }] }] });
     const download = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/gpc-2026-11-26/model.safetensors` });
-    expect(download.body).toBe('weights of the 26th');
+    expect(download.rawPayload.equals(safetensorsOf('weights of the 26th'))).toBe(true);
   });
 
   test('graphql over HTTP: GET for queries, never for mutations; malformed requests answer 400 with errors', async () => {
@@ -209,13 +235,28 @@ describe('GraphQL', () => {
     expect(json.body).toEqual({ data: { me: { role: 'operator' } } });
   });
 
-  test('limits: too deep, too many aliases and too many fields are refused with the limit in the message', async () => {
-    const deep = await graphql(`{ me { ${'handle '.repeat(1)} } ${'__schema { types { fields { type { ofType { ofType { ofType { ofType { name } } } } } } } }'} }`);
-    expect(JSON.stringify(deep.body.errors)).toMatch(/exceeds maximum operation depth|depth/i);
-    const aliases = await graphql(`{ ${Array.from({ length: 16 }, (_, i) => `a${i}: me { handle }`).join(' ')} }`);
-    expect(aliases.status).toBe(400);
-    expect(aliases.body.errors?.[0]).toMatchObject({ message: 'too many aliases: at most 15 per operation', extensions: { code: 'QUERY_TOO_COMPLEX' } });
-    const fields = await graphql(`{ ${Array.from({ length: 201 }, () => 'me { handle }').join(' ')} }`);
-    expect(fields.body.errors?.[0]?.message).toBe('too many fields: at most 200 per operation');
+  describe('limits: each is refused with QUERY_TOO_COMPLEX and the limit in the message', () => {
+    const nested = (levels: number) => `${'__schema { types { fields { type '}${'{ ofType '.repeat(levels - 5)}{ name }${' }'.repeat(levels - 5)} } } }`;
+    const tooComplex = (message: string) => ({ status: 400, body: { data: null, errors: [expect.objectContaining({ message, extensions: { code: 'QUERY_TOO_COMPLEX' } })] } });
+
+    test('depth: 8 levels of fields answer; 9 are refused, also when fragments hide them', async () => {
+      expect((await graphql(`{ ${nested(8)} }`)).body.errors).toBeUndefined();
+      const refused = 'too deep: at most 8 levels of fields per operation; ask for less, or split it into several operations';
+      expect(await graphql(`{ ${nested(9)} }`)).toEqual(tooComplex(refused));
+      const throughFragments = '{ __schema { ...T } } fragment T on __Schema { types { fields { type { ...O } } } } fragment O on __Type { ofType { ofType { ... on __Type { ofType { ofType { name } } } } } }';
+      expect(await graphql(throughFragments)).toEqual(tooComplex(refused));
+    });
+
+    test('aliases: 15 answer; 16 are refused', async () => {
+      const aliased = (n: number) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: me { handle }`).join(' ')} }`;
+      expect((await graphql(aliased(15))).body.errors).toBeUndefined();
+      expect(await graphql(aliased(16))).toEqual(tooComplex('too many aliases: at most 15 per operation; ask for less, or split it into several operations'));
+    });
+
+    test('fields: 200 answer; 201 are refused', async () => {
+      const twoHundred = Array.from({ length: 100 }, () => 'me { handle }').join(' ');
+      expect((await graphql(`{ ${twoHundred} }`)).body.errors).toBeUndefined();
+      expect(await graphql(`{ ${twoHundred} __typename }`)).toEqual(tooComplex('too many fields: at most 200 per operation; ask for less, or split it into several operations'));
+    });
   });
 });

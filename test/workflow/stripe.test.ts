@@ -18,6 +18,7 @@ import { statusQuery } from '../../workflows/germline-api';
 import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { signUpAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 const WEBHOOK_SECRET = 'whsec_test_computatrum';
 
@@ -115,7 +116,7 @@ describe('the marketplace: a paid breed', () => {
     const bert = await person(uniqueName('bert'));
     const repository = `trainers/${tess.handle}/painter`;
     const dir = mkdtempSync(path.join(tmpdir(), 'breed-'));
-    writeFileSync(path.join(dir, 'model.safetensors'), 'painter weights');
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('painter weights'));
     const published = await publishCheckpoint(env.store, repository, dir, { tag: 'main' });
 
     const listed = await tess.gql(`mutation { publishBreed(repository: "${repository}", title: "Painter", price: "9.99") { repository price owner } }`);
@@ -153,7 +154,7 @@ describe('the marketplace: a paid breed', () => {
     expect(manifest.statusCode).toBe(200);
     expect(manifest.headers['docker-content-digest']).toBe(published.digest);
     const file = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/main/model.safetensors`, headers: bert.token });
-    expect(file.body).toBe('painter weights');
+    expect(file.rawPayload.equals(safetensorsOf('painter weights'))).toBe(true);
 
     // `computatrum pull`'s code over a socket: refused without the token, whole with it.
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -162,6 +163,6 @@ describe('the marketplace: a paid breed', () => {
     await expect(pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into })).rejects.toThrow(`${baseUrl} refused access to ${repository}: sign in or use an API token`);
     const pulled = await pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into, headers: bert.token });
     expect(pulled.digest).toBe(published.digest);
-    expect(readFileSync(path.join(into, 'model.safetensors'), 'utf8')).toBe('painter weights');
+    expect(readFileSync(path.join(into, 'model.safetensors')).equals(safetensorsOf('painter weights'))).toBe(true);
   });
 });

@@ -18,6 +18,7 @@ import { eventually } from '../helpers/eventually';
 import { type FakeKubeApiServer, startFakeKubeApiServer } from '../helpers/fake-kube-apiserver';
 import { kubernetesClient, loadKubernetesClientNatively, loopbackKubeConfig } from '../helpers/kube';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { safetensorsOf } from '../helpers/content';
 
 jest.mock('@kubernetes/client-node', () => kubernetesClient.module);
 
@@ -49,7 +50,7 @@ async function germlineWithBase() {
   const { name, handle } = await env.startGermline();
   await updateGermline(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: `seed-${name}` });
   const dir = mkdtempSync(path.join(tmpdir(), 'base-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), `base weights of ${name}`);
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`base weights of ${name}`));
   const base = await publishCheckpoint(env.store, `germline/${name}`, dir, { tag: 'main' });
   return { name, handle, baseDigest: base.digest };
 }
@@ -76,7 +77,7 @@ function request(germline: string, overrides: Partial<TrainingRequest> = {}): Tr
 /** What the trainer pod does at the end: push its output as <repo>:run-<id>, naming its parent. */
 async function podPushesOutput(input: TrainingRequest, parent: string): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'output-'));
-  writeFileSync(path.join(dir, 'model.safetensors'), `trained by ${input.id}`);
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`trained by ${input.id}`));
   const pushed = await publishCheckpoint(env.store, input.output.repo, dir, { tag: `run-${input.id}`, parent, annotations: { [ANNOTATION.trainingRun]: input.id } });
   return pushed.digest;
 }

@@ -1,6 +1,6 @@
 // The worker stops in the middle of a stream of budget changes and another one takes over:
 // every change is applied and booked exactly once.
-import { journalBalances, reconcile } from '../../activities/journal';
+import { reconciledBooks } from '../helpers/journal';
 import { updateGermline } from '../../worker/germline-client';
 import { depositUpdate, ledgerQuery, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
@@ -47,7 +47,7 @@ test('a worker stopped mid-sequence and replaced loses nothing and doubles nothi
   });
   const ledger = await handle.query(ledgerQuery);
   expect(ledger.map((e) => e.sequence)).toEqual(Array.from({ length: rounds * 3 }, (_, i) => i + 1));
-  const books = reconcile(status, await journalBalances(env.db, name));
+  const books = await reconciledBooks(env.db, handle, name);
   expect(books.rows.filter((r) => !r.agrees)).toEqual([]);
   expect(books.agrees).toBe(true);
 });

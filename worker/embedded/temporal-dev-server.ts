@@ -29,6 +29,13 @@ export interface DevServer {
   stop(): Promise<void>;
 }
 
+/**
+ * What computatrum needs of any Temporal server, the embedded one included: a budget workflow takes
+ * every concurrent caller's update at once (the default of 10 in flight turns a burst away with
+ * RESOURCE_EXHAUSTED). A cluster needs the same value in its dynamic config (README, Deploying).
+ */
+export const SERVER_DYNAMIC_CONFIG: Record<string, unknown> = { 'history.maxInFlightUpdates': 1000 };
+
 /** start-dev's flag spells types in title case (Keyword, Int, KeywordList...). */
 function searchAttributeFlag(key: SearchAttributeKey): string {
   const type = key.type
@@ -58,7 +65,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     '--log-level',
     'warn',
     ...options.searchAttributes.flatMap((key) => ['--search-attribute', searchAttributeFlag(key)]),
-    ...Object.entries(options.dynamicConfig ?? {}).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
+    ...Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig }).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
   ];
   const log = createWriteStream(options.logFile, { flags: 'a' });
   const child = spawn(options.cliPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });

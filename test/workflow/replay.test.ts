@@ -1,0 +1,125 @@
+// Every workflow type the worker registers, run for real on the dev server and then replayed from
+// its recorded history against the workflow bundle: a germline (autonomy settings, a child spawned
+// and retired, a promotion), the child, a training run of the tiny trainer paid by the child, a
+// daily gpc tag (directly and through its Schedule) and a trainer's credit. A type the worker
+// registers without a history replayed here fails the test by name.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
+import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { creditHandle } from '../../platform/credit';
+import { updateGermline } from '../../worker/germline-client';
+import { backfillDaily, dailyScheduleId, ensureDailySchedule } from '../../worker/schedules';
+import * as registered from '../../workflows';
+import { setAutonomyUpdate } from '../../workflows/autonomy-api';
+import { type ChildStatus, childStatusQuery, childWorkflowId, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
+import { dailyGpcWorkflow, dailyGpcWorkflowId } from '../../workflows/daily-gpc';
+import { depositUpdate, promoteUpdate, statusQuery } from '../../workflows/germline-api';
+import { trainingWorkflow } from '../../workflows/training';
+import { trainingWorkflowId } from '../../workflows/training-api';
+import { testGlobals } from '../setup/globals';
+import { eventually } from '../helpers/eventually';
+import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+
+jest.setTimeout(120_000);
+
+let env: TestEnvironment;
+let schedule: string | undefined;
+
+beforeAll(async () => {
+  env = await testEnvironment();
+  await env.startWorker();
+});
+
+afterAll(async () => {
+  if (schedule) await env.client.schedule.getHandle(schedule).delete().catch(() => undefined);
+  await env?.close();
+});
+
+interface Recorded {
+  workflowId: string;
+  runId?: string;
+}
+
+const typeOf = (history: temporal.api.history.v1.IHistory) => history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? '(no start event)';
+
+async function waitClosed(workflowId: string, runId?: string): Promise<void> {
+  await eventually(async () => ((await env.client.workflow.getHandle(workflowId, runId).describe()).status.name === 'RUNNING' ? undefined : true), `${workflowId} to close`, 60_000);
+}
+
+test('the histories of every workflow type replay without a determinism error', async () => {
+  const recorded: Recorded[] = [];
+  const { name, handle } = await env.startGermline(uniqueName('replay'));
+  recorded.push({ workflowId: handle.workflowId });
+  await updateGermline(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
+  await updateGermline(handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '90000' });
+  const head = mkdtempSync(path.join(tmpdir(), 'replay-head-'));
+  writeFileSync(path.join(head, 'notes.txt'), 'head weights');
+  await publishCheckpoint(env.store, `germline/${name}`, head, { tag: 'main' });
+
+  // A child, paying for a training run of the tiny trainer from its allowance, then retired.
+  const child = 'coder';
+  await updateGermline(handle, spawnChildUpdate, { name: child, allowance: '3000', purpose: 'programming' });
+  const childHandle = env.client.workflow.getHandle(childWorkflowId(name, child));
+  recorded.push({ workflowId: childHandle.workflowId });
+  await eventually(async () => ((await childHandle.query(childStatusQuery)).branch ? true : undefined), 'the child to fork its branch');
+  const runId = uniqueName('replay-run');
+  const run = await env.client.workflow.start(trainingWorkflow, {
+    workflowId: trainingWorkflowId(runId),
+    taskQueue: env.taskQueue,
+    args: [{ version: 1, id: runId, payer: childWorkflowId(name, child), currency: 'usd', output: { repo: `children/${child}-${name}`, branch: 'main' }, runner: 'local', command: tinyTrainerCommand(['--steps', '60', '--save-every', '30']), gpus: 1, maxCost: '1000', ratePerGpuHour: '3600', maxDurationSeconds: 600, maxPreemptions: 1 }],
+  });
+  recorded.push({ workflowId: run.workflowId });
+  expect(await run.result()).toMatchObject({ state: 'succeeded' });
+  // The germline promotes the run's output (no eval gate here), and the child retires with what it spent.
+  expect(await updateGermline(handle, promoteUpdate, { repo: `children/${child}-${name}`, reference: 'main' })).toMatchObject({ gate: 'no eval gate' });
+  const retired = (await childHandle.executeUpdate(retireUpdate, { args: ['replayed'] })) as ChildStatus;
+  expect(retired.state).toBe('retired');
+  await eventually(async () => ((await handle.query(statusQuery)).reserved === '0' ? true : undefined), 'the germline to settle the retired child');
+
+  // A daily tag started directly, and one through the Schedule (its workflow starts the day's as a child).
+  const day = await env.client.workflow.execute(dailyGpcWorkflow, { workflowId: dailyGpcWorkflowId(name, '2026-11-25'), taskQueue: env.taskQueue, args: [{ germline: name, day: '2026-11-25' }] });
+  expect(day.status).toBe('published');
+  recorded.push({ workflowId: dailyGpcWorkflowId(name, '2026-11-25') });
+  await ensureDailySchedule(env.client, { germline: name, taskQueue: env.taskQueue });
+  schedule = dailyScheduleId(name);
+  await backfillDaily(env.client, name, '2020-01-02', '2020-01-02');
+  const action = await eventually(async () => (await env.client.schedule.getHandle(schedule!).describe()).info.recentActions[0]?.action, 'the schedule to start its workflow', 45_000);
+  recorded.push({ workflowId: action.workflow.workflowId, runId: action.workflow.firstExecutionRunId });
+  await waitClosed(action.workflow.workflowId, action.workflow.firstExecutionRunId);
+  recorded.push({ workflowId: dailyGpcWorkflowId(name, '2020-01-02') });
+  await waitClosed(dailyGpcWorkflowId(name, '2020-01-02'));
+
+  // A trainer's credit: started as the platform starts it, with a deposit booked.
+  const credit = await creditHandle(env.client, env.taskQueue, uniqueName('tr'), 'usd');
+  recorded.push({ workflowId: credit.workflowId });
+  await updateGermline(credit, depositUpdate, { amount: '2000', currency: 'usd', reference: 'paid-in' });
+
+  const histories = await Promise.all(recorded.map(async ({ workflowId, runId }) => ({ workflowId, history: await env.client.workflow.getHandle(workflowId, runId).fetchHistory() })));
+  const types = new Map(histories.map((h) => [h.workflowId, typeOf(h.history)]));
+
+  // Every workflow type the worker registers has a history here.
+  const missing = Object.keys(registered).filter((type) => ![...types.values()].includes(type));
+  expect(missing).toEqual([]);
+
+  const failures: string[] = [];
+  let replayed = 0;
+  for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, histories)) {
+    replayed += 1;
+    if (result.error) failures.push(`${types.get(result.workflowId)} ${result.workflowId}: ${result.error.message}`);
+  }
+  expect(failures).toEqual([]);
+  expect(replayed).toBe(histories.length);
+
+  // The replayer does report a history that the code does not produce: the germline's replayed as a credit's
+  // (the SDK logs the expected "Nondeterminism error" as a WARN).
+  const germlineHistory = histories[0]!.history;
+  const forged = structuredClone(germlineHistory);
+  forged.events![0]!.workflowExecutionStartedEventAttributes!.workflowType!.name = 'creditWorkflow';
+  let forgedError: Error | undefined;
+  for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, [{ workflowId: 'forged', history: forged }])) forgedError = result.error;
+  expect(forgedError).toBeDefined();
+});
