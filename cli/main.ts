@@ -132,6 +132,10 @@ export function buildProgram(config: () => Config): Command {
       print(`  committed today       ${money(status.committedToday.amount)}  (${status.committedToday.day} UTC)`);
       for (const line of policyLines(status.policy, status.currency)) print(`  ${line}`);
       print(`  ledger entries        ${status.sequence}  (${status.journalPending} not yet in the journal)`);
+      if (status.journalFailure) {
+        print(`  JOURNAL FAILING       since ${status.journalFailure.since}, ${status.journalFailure.failures} failed batch(es): ${status.journalFailure.message}`);
+        print('                        new deposits and reservations are refused until it books again');
+      }
     });
 
   program

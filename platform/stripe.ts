@@ -202,7 +202,8 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
 
   /** What the event does; a failure to reach the germline throws, so Stripe delivers the event again later. */
   async function process(event: Stripe.Event): Promise<string> {
-    if (event.type !== 'checkout.session.completed') return `ignored: ${event.type} is not handled`;
+    // A delayed payment method (a bank debit) completes the session unpaid and succeeds later, as its own event.
+    if (event.type !== 'checkout.session.completed' && event.type !== 'checkout.session.async_payment_succeeded') return `ignored: ${event.type} is not handled`;
     const session = event.data.object;
     if (session.payment_status !== 'paid') return `ignored: the session is ${session.payment_status}`;
     // Answered 200 and recorded, never thrown: Stripe redelivers any non-2xx for days, and no redelivery makes this amount bookable.
@@ -252,7 +253,9 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     try {
       await updateGermline(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
-      const cause = (error as { cause?: { message?: string } }).cause;
+      const cause = (error as { cause?: { message?: string; type?: string } }).cause;
+      // A journal that cannot book right now is a failure to retry: Stripe delivers the event again later.
+      if (cause?.type === 'JournalUnavailable') throw error;
       if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) return refusedPayment(event, books.workflowId, cause.message);
       throw error;
     }

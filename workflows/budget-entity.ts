@@ -17,7 +17,9 @@ import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, 
 // round trip per batch, but SDK 1.24's core mishandles them under bursts of concurrent updates:
 // "unprocessed protocol messages"; measured, not used.)
 const { recordJournalEntries } = proxyActivities<JournalActivities>({
-  startToCloseTimeout: '30 seconds',
+  // A batch is one transaction of at most JOURNAL_BATCH small rows: seconds at worst. A batch lost
+  // with a stopped worker is retried after this, so it is short.
+  startToCloseTimeout: '10 seconds',
   retry: { initialInterval: '1 second', maximumInterval: '8 seconds', maximumAttempts: 4 },
 });
 const RETRY_FAILING_JOURNAL = '30 seconds';
@@ -122,7 +124,9 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
           onChange();
         }
       } catch (error) {
-        budget.journalFailed(failureMessage(error), now());
+        // Database clients quote the failed call over many lines; its last line says why.
+        const why = failureMessage(error).trim().split('\n').filter((line) => line.trim()).at(-1) ?? 'unknown error';
+        budget.journalFailed(why, now());
         log.error('the journal cannot book accepted changes; new deposits and reservations are refused until it can', { book: options.book, pending: budget.journalPending, error: failureMessage(error) });
         onChange();
         writing = false;

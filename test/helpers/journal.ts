@@ -11,5 +11,5 @@ export async function reconciledBooks(db: Database, handle: WorkflowHandle, book
     const status = await handle.query(statusQuery);
     if (status.journalPending > 0) return undefined;
     return reconcile(status, await journalBalances(db, book));
-  }, `the journal of ${book} to book every accepted change`);
+  }, `the journal of ${book} to book every accepted change`, 60_000);
 }

@@ -219,7 +219,7 @@ describe('a breed purchase', () => {
     expect((await manifest(bert)).statusCode).toBe(200);
   });
 
-  test('a completed session whose payment is still pending (unpaid) grants nothing and deposits nothing', async () => {
+  test('a completed session whose payment is still pending (unpaid) grants nothing until its payment succeeds', async () => {
     const cara = await signUpAccount(app, uniqueName('cara'));
     const exchange = await checkout(cara);
     const before = await deposited();
@@ -233,5 +233,13 @@ describe('a breed purchase', () => {
     expect((await deliver(event.payload)).json()).toEqual({ received: true, duplicate: true });
     expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(cara.id, repository) } })).toBeNull();
     expect(await deposited()).toBe(before);
+
+    // The payment clears later: Stripe's async_payment_succeeded grants the breed and books the fee, once.
+    const succeeded = sessionEvent('checkout.session.async_payment_succeeded', sessionOf(exchange, 'paid'));
+    expect((await deliver(succeeded.payload)).statusCode).toBe(200);
+    expect((await deliver(succeeded.payload)).json()).toEqual({ received: true, duplicate: true });
+    expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(cara.id, repository) } })).toMatchObject({ checkoutSessionId: exchange.answer.id });
+    expect(await deposited()).toBe(before + BigInt(Math.floor((PRICE * FEE_PERCENT) / 100)));
+    expect((await manifest(cara)).statusCode).toBe(200);
   });
 });

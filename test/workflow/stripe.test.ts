@@ -160,7 +160,7 @@ describe('the marketplace: a paid breed', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const into = mkdtempSync(path.join(tmpdir(), 'bought-'));
-    await expect(pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into })).rejects.toThrow(`${baseUrl} refused access to ${repository}: sign in or use an API token`);
+    await expect(pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into })).rejects.toThrow(`${baseUrl} refused access to ${repository}: ${repository} is a paid breed: sign in (an API token) to download what you bought`);
     const pulled = await pullCheckpoint({ baseUrl, repo: repository, reference: 'main', dir: into, headers: bert.token });
     expect(pulled.digest).toBe(published.digest);
     expect(readFileSync(path.join(into, 'model.safetensors')).equals(safetensorsOf('painter weights'))).toBe(true);
