@@ -16,7 +16,9 @@ const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin/computatrum.js');
 const run = promisify(execFile);
 
-jest.setTimeout(300_000);
+// The npm-start test drives about fifty CLI starts (about 3 s each here); beside the rest of the suite
+// on two cores it took 350-430 s, alone 156 s.
+jest.setTimeout(600_000);
 
 interface Up {
   process: ChildProcessWithoutNullStreams;

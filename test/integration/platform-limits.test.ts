@@ -46,7 +46,7 @@ test('a body over the limit is a 413 with a JSON error, before any work', async 
   const big = await app.inject({ method: 'POST', url: '/auth/signup', headers: { 'content-type': 'application/json' }, payload: JSON.stringify({ handle: 'x'.repeat(BODY_LIMIT) }), remoteAddress: '10.0.0.9' });
   expect(big.statusCode).toBe(413);
   expect(big.json()).toMatchObject({ statusCode: 413, code: 'FST_ERR_CTP_BODY_TOO_LARGE' });
-  expect(await db.account.count({ where: { handle: { startsWith: 'xxxx' } } })).toBe(0);
+  expect(await db.account.count({ where: { handle: 'x'.repeat(BODY_LIMIT) } })).toBe(0);
 });
 
 test('answers carry security headers', async () => {

@@ -6,7 +6,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/germline-api';
 import { eventually } from '../helpers/eventually';
-import { reconciledBooks } from '../helpers/journal';
+import { reconciledBooks } from '../helpers/budget';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
 
 jest.setTimeout(180_000);

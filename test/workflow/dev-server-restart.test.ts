@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { openDatabase } from '../../activities/db/prisma';
 import { LayoutStore } from '../../activities/store/layout';
-import { reconciledBooks } from '../helpers/journal';
+import { reconciledBooks } from '../helpers/budget';
 import { freePort, startTemporalDevServer } from '../../worker/embedded/temporal-dev-server';
 import { ensureGermline, updateGermline } from '../../worker/germline-client';
 import { createWorker } from '../../worker/worker';

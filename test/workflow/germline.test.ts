@@ -3,7 +3,7 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
-import { reconciledBooks } from '../helpers/journal';
+import { budgetRefusal, reconciledBooks } from '../helpers/budget';
 import { type GermlineHandle, updateGermline } from '../../worker/germline-client';
 import {
   depositUpdate,
@@ -44,18 +44,6 @@ const deposit = (handle: GermlineHandle, amount: string, reference: string) =>
 const reserve = (handle: GermlineHandle, amount: string, ref: string, purpose = 'training run') =>
   updateGermline(handle, reserveUpdate, { amount, ref, purpose });
 
-/** The rejection a client sees: the failure's type (reason) and message. */
-async function rejection(promise: Promise<unknown>): Promise<{ type: string | undefined; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
-    const cause = (error as WorkflowUpdateFailedError).cause;
-    expect(cause).toBeInstanceOf(ApplicationFailure);
-    return { type: (cause as ApplicationFailure).type ?? undefined, message: cause!.message };
-  }
-  throw new Error('expected the update to be rejected, but it was accepted');
-}
 
 async function expectBooksAgree(name: string, handle: GermlineHandle): Promise<void> {
   const result = await reconciledBooks(env.db, handle, name);
@@ -70,7 +58,7 @@ test('a deposit sent twice with the same reference is booked once', async () => 
   expect(first).toMatchObject({ duplicate: false, available: '10000' });
   expect(second).toMatchObject({ duplicate: true, sequence: first.sequence, available: '10000' });
 
-  const reused = await rejection(deposit(handle, '500', 'wire-1'));
+  const reused = await budgetRefusal(deposit(handle, '500', 'wire-1'));
   expect(reused.type).toBe('DuplicateReference');
   expect(reused.message).toContain('already used for a deposit of 100.00 USD');
 
@@ -82,7 +70,7 @@ test('a deposit sent twice with the same reference is booked once', async () => 
 test('a reserve over the available funds is rejected with the shortfall, and changes nothing', async () => {
   const { name, handle } = await newGermline('shortfall');
   await deposit(handle, '10000', 'd1');
-  const refused = await rejection(reserve(handle, '15000', 'job-1'));
+  const refused = await budgetRefusal(reserve(handle, '15000', 'job-1'));
   expect(refused.type).toBe('InsufficientFunds');
   expect(refused.message).toBe('insufficient funds: requested 150.00 USD, available 100.00 USD (short by 50.00 USD)');
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', available: '10000', sequence: 1 });
@@ -92,13 +80,13 @@ test('a reserve over the available funds is rejected with the shortfall, and cha
 test('bad amounts and unknown reservations are refused with what was wrong', async () => {
   const { handle } = await newGermline('bad-input');
   for (const amount of ['0', '-5', '12.50', 'NaN', '']) {
-    const refused = await rejection(deposit(handle, amount, `ref-${amount}`));
+    const refused = await budgetRefusal(deposit(handle, amount, `ref-${amount}`));
     expect(refused.type).toBe('InvalidRequest');
     expect(refused.message).toMatch(/amount must/);
   }
-  const wrongCurrency = await rejection(updateGermline(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }));
+  const wrongCurrency = await budgetRefusal(updateGermline(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }));
   expect(wrongCurrency.type).toBe('CurrencyMismatch');
-  const unknown = await rejection(updateGermline(handle, settleUpdate, { reservationId: 'r999', actual: '1' }));
+  const unknown = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId: 'r999', actual: '1' }));
   expect(unknown).toEqual({ type: 'UnknownReservation', message: expect.stringContaining('reservation r999 is not open') });
 });
 
@@ -108,7 +96,7 @@ test('settling below the reservation releases the rest; settling above it is ref
   const { reservationId } = await reserve(handle, '4000', 'job-1');
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '4000', available: '6000', balance: '10000' });
 
-  const above = await rejection(updateGermline(handle, settleUpdate, { reservationId, actual: '4001' }));
+  const above = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId, actual: '4001' }));
   expect(above.type).toBe('SettleAboveReservation');
   expect(above.message).toContain('it reserved only 40.00 USD');
 
@@ -116,7 +104,7 @@ test('settling below the reservation releases the rest; settling above it is ref
   expect(settled).toEqual({ reservationId, duplicate: false, spent: '2500', released: '1500', available: '7500' });
   // A retried settle is answered again and books nothing; another amount is refused.
   expect(await updateGermline(handle, settleUpdate, { reservationId, actual: '2500' })).toMatchObject({ duplicate: true, released: '1500' });
-  const changed = await rejection(updateGermline(handle, settleUpdate, { reservationId, actual: '2000' }));
+  const changed = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId, actual: '2000' }));
   expect(changed).toEqual({ type: 'AlreadyClosed', message: expect.stringContaining('already settled at 25.00 USD') });
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', spent: '2500', balance: '7500', available: '7500' });
 
@@ -124,7 +112,7 @@ test('settling below the reservation releases the rest; settling above it is ref
   const released = await updateGermline(handle, releaseUpdate, { reservationId: second.reservationId });
   expect(released).toMatchObject({ released: '1000', available: '7500' });
   expect(await updateGermline(handle, releaseUpdate, { reservationId: second.reservationId })).toMatchObject({ duplicate: true });
-  const settleReleased = await rejection(updateGermline(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }));
+  const settleReleased = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }));
   expect(settleReleased.type).toBe('AlreadyClosed');
 
   const kinds = (await handle.query(ledgerQuery)).map((entry) => entry.kind);
@@ -136,24 +124,24 @@ test('pause refuses new reservations until resume; the daily and per-reservation
   const { name, handle } = await newGermline('policy');
   await deposit(handle, '100000', 'd1');
   await handle.signal(pauseSignal, 'audit');
-  const paused = await rejection(reserve(handle, '100', 'p1'));
+  const paused = await budgetRefusal(reserve(handle, '100', 'p1'));
   expect(paused.type).toBe('Paused');
   expect((await deposit(handle, '100', 'd2')).duplicate).toBe(false); // money still comes in
   await handle.signal(resumeSignal);
 
   await updateGermline(handle, setPolicyUpdate, { dailySpendCap: '5000', perReservationCap: '3000' });
-  const tooBig = await rejection(reserve(handle, '3001', 'c1'));
+  const tooBig = await budgetRefusal(reserve(handle, '3001', 'c1'));
   expect(tooBig.type).toBe('ReservationCapExceeded');
   await reserve(handle, '3000', 'c2');
-  const overDay = await rejection(reserve(handle, '2500', 'c3'));
+  const overDay = await budgetRefusal(reserve(handle, '2500', 'c3'));
   expect(overDay.type).toBe('DailyCapExceeded');
   expect(overDay.message).toContain('30.00 USD of 50.00 USD already committed');
   expect(overDay.message).toContain('over by 5.00 USD');
   await reserve(handle, '2000', 'c4');
 
-  const badPolicy = await rejection(updateGermline(handle, setPolicyUpdate, { dailySpendCap: '-1' }));
+  const badPolicy = await budgetRefusal(updateGermline(handle, setPolicyUpdate, { dailySpendCap: '-1' }));
   expect(badPolicy.type).toBe('InvalidRequest');
-  const unknownKey = await rejection(updateGermline(handle, setPolicyUpdate, { weeklyCap: '1' } as never));
+  const unknownKey = await budgetRefusal(updateGermline(handle, setPolicyUpdate, { weeklyCap: '1' } as never));
   expect(unknownKey.message).toContain('unknown policy key "weeklyCap"');
   await expectBooksAgree(name, handle);
 });

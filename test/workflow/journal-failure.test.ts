@@ -1,7 +1,6 @@
 // A journal that cannot book never wedges a budget silently: the germline keeps answering, shows
 // the failure (status, the BudgetState search attribute, the health check), refuses new money in
 // with a clear reason, still takes settles, and books everything once the database is back.
-import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { openDatabase } from '../../activities/db/prisma';
 import { assertJournalBooks } from '../../worker/germline-client';
@@ -9,7 +8,7 @@ import { createWorker } from '../../worker/worker';
 import { depositUpdate, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { BudgetState } from '../../workflows/search-attributes';
 import { eventually } from '../helpers/eventually';
-import { reconciledBooks } from '../helpers/journal';
+import { budgetRefusal, reconciledBooks } from '../helpers/budget';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
@@ -47,11 +46,6 @@ async function workerWithDatabaseDown(): Promise<{ stop(): Promise<void> }> {
   };
 }
 
-const refusal = async (promise: Promise<unknown>) => {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
-  expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
-  return (error as WorkflowUpdateFailedError).cause as unknown as { type: string; message: string };
-};
 
 test('with the database down the germline answers, shows the failure, refuses new money in, and books it all once the database is back', async () => {
   const down = await workerWithDatabaseDown();
@@ -69,9 +63,9 @@ test('with the database down the germline answers, shows the failure, refuses ne
   await expect(assertJournalBooks(env.client, name)).rejects.toThrow(/the journal has not booked changes since .*; 2 accepted change\(s\) wait/);
   await eventually(async () => ((await handle.describe()).typedSearchAttributes.get(BudgetState) === 'journal-failing' ? true : undefined), 'BudgetState journal-failing in visibility');
 
-  const deposit = await refusal(handle.executeUpdate(depositUpdate, { args: [{ amount: '500', currency: 'usd', reference: 'd2' }] }));
+  const deposit = await budgetRefusal(handle.executeUpdate(depositUpdate, { args: [{ amount: '500', currency: 'usd', reference: 'd2' }] }));
   expect(deposit).toMatchObject({ type: 'JournalUnavailable', message: expect.stringMatching(/has not booked changes since .*no new deposits until it books again/) });
-  const reserve = await refusal(handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] }));
+  const reserve = await budgetRefusal(handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] }));
   expect(reserve.type).toBe('JournalUnavailable');
   // A retry of what was accepted gets the same answer; a settle closes what was reserved.
   expect(await handle.executeUpdate(depositUpdate, { args: [{ amount: '10000', currency: 'usd', reference: 'd1' }] })).toMatchObject({ duplicate: true });

@@ -2,8 +2,7 @@
 // 10^15 minor units) is refused at every entry point with a message naming the limit, and nothing
 // behind it changes or hangs: the germline's updates from a plain Temporal client (validators), the
 // children's and autonomy's updates, the GraphQL API, and the Stripe webhook. (The CLI: test/e2e/cli-amounts.test.ts.)
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { journalBalances, reconcile } from '../../activities/journal';
@@ -14,6 +13,7 @@ import { childrenQuery, spawnChildUpdate } from '../../workflows/child-api';
 import { creditWorkflowId } from '../../workflows/credit-api';
 import { depositUpdate, germlineWorkflowId, ledgerQuery, reserveUpdate, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
+import { budgetRefusal } from '../helpers/budget';
 import { eventually } from '../helpers/eventually';
 import { deliverWebhook, paidCheckoutEvent } from '../helpers/stripe-mock';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
@@ -41,18 +41,6 @@ async function plainGermline(): Promise<{ name: string; handle: WorkflowHandle }
   return { name, handle: env.client.workflow.getHandle(germlineWorkflowId(name)) };
 }
 
-/** The failure a client sees for a refused update: its type (the budget's reason) and message. */
-async function refusal(promise: Promise<unknown>): Promise<{ type: string | undefined; message: string }> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(WorkflowUpdateFailedError);
-    const cause = (error as WorkflowUpdateFailedError).cause;
-    expect(cause).toBeInstanceOf(ApplicationFailure);
-    return { type: (cause as ApplicationFailure).type ?? undefined, message: cause!.message };
-  }
-  throw new Error('expected the update to be refused, but it was accepted');
-}
 
 const depositOf = (handle: WorkflowHandle, amount: string, reference: string) => handle.executeUpdate(depositUpdate, { args: [{ amount, currency: 'usd', reference }] });
 
@@ -69,7 +57,7 @@ async function expectBooksAgree(name: string, handle: WorkflowHandle): Promise<v
 describe('the germline, from a plain Temporal client', () => {
   test('a deposit of 10^20 minor units is refused by the validator; the next deposit is booked and the books reconcile', async () => {
     const { name, handle } = await plainGermline();
-    const refused = await refusal(depositOf(handle, POISON, 'poison'));
+    const refused = await budgetRefusal(depositOf(handle, POISON, 'poison'));
     expect(refused).toEqual({ type: 'AboveMaximum', message: `amount "${POISON}" is ${LIMIT_IN_MINOR_UNITS}` });
     // A refused update leaves no trace: not in the ledger, and its reference is still free.
     expect(await handle.query(ledgerQuery)).toEqual([]);
@@ -84,10 +72,10 @@ describe('the germline, from a plain Temporal client', () => {
     await depositOf(handle, '10000', 'seed');
     const { reservationId } = await handle.executeUpdate(reserveUpdate, { args: [{ amount: '4000', ref: 'job', purpose: 'training run' }] });
     const refusals = await Promise.all([
-      refusal(handle.executeUpdate(reserveUpdate, { args: [{ amount: POISON, ref: 'poison', purpose: 'p' }] })),
-      refusal(handle.executeUpdate(settleUpdate, { args: [{ reservationId, actual: POISON }] })),
-      refusal(handle.executeUpdate(setPolicyUpdate, { args: [{ dailySpendCap: POISON }] })),
-      refusal(handle.executeUpdate(setPolicyUpdate, { args: [{ perReservationCap: '1000000000000001' }] })),
+      budgetRefusal(handle.executeUpdate(reserveUpdate, { args: [{ amount: POISON, ref: 'poison', purpose: 'p' }] })),
+      budgetRefusal(handle.executeUpdate(settleUpdate, { args: [{ reservationId, actual: POISON }] })),
+      budgetRefusal(handle.executeUpdate(setPolicyUpdate, { args: [{ dailySpendCap: POISON }] })),
+      budgetRefusal(handle.executeUpdate(setPolicyUpdate, { args: [{ perReservationCap: '1000000000000001' }] })),
     ]);
     for (const refused of refusals) {
       expect(refused.type).toBe('AboveMaximum');
@@ -101,7 +89,7 @@ describe('the germline, from a plain Temporal client', () => {
     const { name, handle } = await plainGermline();
     await depositOf(handle, '999999999999000', 'almost all');
     expect(await depositOf(handle, '1000', 'the last ten')).toMatchObject({ balance: MAX });
-    const over = await refusal(depositOf(handle, '1', 'one more'));
+    const over = await budgetRefusal(depositOf(handle, '1', 'one more'));
     expect(over.type).toBe('AboveMaximum');
     expect(over.message).toContain(`above the most one budget may take in (10,000,000,000,000.00 USD)`);
     const { reservationId } = await handle.executeUpdate(reserveUpdate, { args: [{ amount: MAX, ref: 'all', purpose: 'everything' }] });
@@ -113,20 +101,20 @@ describe('the germline, from a plain Temporal client', () => {
   test("children and autonomy: a spawn's allowance and the autonomy's caps above the maximum are refused naming it", async () => {
     const { handle } = await plainGermline();
     await depositOf(handle, '10000', 'seed');
-    const spawn = await refusal(handle.executeUpdate(spawnChildUpdate, { args: [{ name: 'coder', allowance: POISON, purpose: 'programming' }] }));
+    const spawn = await budgetRefusal(handle.executeUpdate(spawnChildUpdate, { args: [{ name: 'coder', allowance: POISON, purpose: 'programming' }] }));
     expect(spawn.type).toBe('GuardrailRefused');
     expect(spawn.message).toContain(`valid-proposal: the amount "${POISON}" is ${LIMIT_IN_MINOR_UNITS}`);
     expect(await handle.query(childrenQuery)).toEqual([]);
 
     const { limits, decider } = await handle.query(autonomyQuery);
     for (const change of [{ perChildAllowanceCap: POISON }, { approvalThreshold: '1000000000000001' }, { rules: { runCost: POISON } }]) {
-      const refused = await refusal(handle.executeUpdate(setAutonomyUpdate, { args: [change] }));
+      const refused = await budgetRefusal(handle.executeUpdate(setAutonomyUpdate, { args: [change] }));
       expect(refused.type).toBe('InvalidRequest');
       expect(refused.message).toContain(LIMIT_IN_MINOR_UNITS);
     }
     expect(await handle.query(autonomyQuery)).toMatchObject({ limits, decider });
     // In the right form but malformed is still answered in the autonomy's own words.
-    expect((await refusal(handle.executeUpdate(setAutonomyUpdate, { args: [{ perChildAllowanceCap: '12.50' }] }))).message).toBe(
+    expect((await budgetRefusal(handle.executeUpdate(setAutonomyUpdate, { args: [{ perChildAllowanceCap: '12.50' }] }))).message).toBe(
       'perChildAllowanceCap is whole minor units as a string (e.g. "5000"), or null for none',
     );
   });

@@ -1,6 +1,6 @@
 // The worker stops in the middle of a stream of budget changes and another one takes over:
 // every change is applied and booked exactly once.
-import { reconciledBooks } from '../helpers/journal';
+import { reconciledBooks } from '../helpers/budget';
 import { updateGermline } from '../../worker/germline-client';
 import { depositUpdate, ledgerQuery, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
