@@ -670,13 +670,16 @@ export function buildSchema() {
 }
 
 /** What a refusal from below (the budget, the store, the accounts) means to an API client. */
+/** Refusals of a workflow update that are not the caller's input: their own API codes. */
+const UPDATE_REFUSAL_CODES: Record<string, 'NOT_FOUND' | 'UNAVAILABLE'> = { NotAwaitingApproval: 'NOT_FOUND', JournalUnavailable: 'UNAVAILABLE' };
+
 function refused(error: unknown): never {
   if (error instanceof PlatformError) throw apiError(error.code, error.message);
   if (error instanceof AccountError) throw apiError(error.code === 'INVALID_INPUT' ? 'BAD_USER_INPUT' : 'CONFLICT', error.message);
   if (error instanceof StoreError) throw apiError(error.code === 'MANIFEST_UNKNOWN' || error.code === 'BLOB_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
   if (error instanceof CheckpointError || error instanceof MoneyError) throw apiError('BAD_USER_INPUT', error.message);
   const cause = (error as { cause?: { message?: string; type?: string } }).cause;
-  if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) throw apiError(cause.type === 'NotAwaitingApproval' ? 'NOT_FOUND' : 'BAD_USER_INPUT', cause.message);
+  if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) throw apiError(UPDATE_REFUSAL_CODES[cause.type ?? ''] ?? 'BAD_USER_INPUT', cause.message);
   throw error;
 }
 
