@@ -6,7 +6,7 @@
 // journal keeps every update one workflow task long, so a burst of callers is answered in bounded
 // time whatever the database is doing; a journal that keeps failing is shown (status, the
 // BudgetState search attribute, /healthz) and refuses new money in, never silently.
-import { ApplicationFailure, condition, currentUpdateInfo, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import { allHandlersFinished, ApplicationFailure, condition, currentUpdateInfo, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { JournalActivities } from '../activities/journal';
 import { type Budget, BudgetRejection, type LedgerEntry } from './budget';
 import { failureMessage } from './failures';
@@ -54,10 +54,11 @@ export interface ServedBudget {
   /** `<workflowId>/<updateId>` of the update being handled: the journal's idempotency key. */
   updateKey(): string;
   /**
-   * Stops the journal writer once its batch in flight is booked, before continue-as-new: what is
-   * not booked yet is carried in the state and booked by the next run.
+   * Resolves when the workflow may continue as new: the journal writer stopped after its batch in
+   * flight (what is not booked yet is carried in the state and booked by the next run), every
+   * update handler finished, and `ready()` holds, all in the activation that continues as new.
    */
-  stopJournalWriter(): Promise<void>;
+  readyToContinueAsNew(ready?: () => boolean): Promise<void>;
 }
 
 /**
@@ -137,10 +138,17 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
     }
   })();
 
-  async function stopJournalWriter(): Promise<void> {
+  async function readyToContinueAsNew(ready: () => boolean = () => true): Promise<void> {
+    if (!answerWhenDurable) {
+      // A run begun before answers stopped waiting: its handlers wait for their entries, so it
+      // continues as new, as it always did, once everything is booked.
+      await condition(() => allHandlersFinished() && ready() && budget.journalPending === 0);
+      return;
+    }
     stopped = true;
     await condition(() => !writing);
+    await condition(() => allHandlersFinished() && ready());
   }
 
-  return { accepted, updateKey, stopJournalWriter };
+  return { accepted, updateKey, readyToContinueAsNew };
 }

@@ -79,7 +79,7 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
     { key: ChildName, value: input.name },
   ]);
   showState();
-  const { stopJournalWriter } = serveBudget(budget, { book, onChange: showState });
+  const { readyToContinueAsNew } = serveBudget(budget, { book, onChange: showState });
   setHandler(childStatusQuery, status);
 
   const ended = () => lifecycle === 'retired' || lifecycle === 'left';
@@ -124,8 +124,7 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
 
   await condition(() => ending !== undefined || workflowInfo().continueAsNewSuggested);
   if (!ending) {
-    await stopJournalWriter();
-    await condition(allHandlersFinished);
+    await readyToContinueAsNew();
     await continueAsNew<typeof childWorkflow>({ ...input, state: { budget: budget.snapshot({ nextGeneration: true }), lifecycle, ...(branch ? { branch } : {}) } });
   }
 

@@ -1,6 +1,6 @@
 // credit/<handle>: a trainer's credit, held as a budget of its own. It lives as long as the trainer
 // does, taking deposits (paid Checkout Sessions) and the reservations of the training runs it pays.
-import { allHandlersFinished, condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
+import { condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { Budget, initialBudgetState } from './budget';
 import { now, serveBudget } from './budget-entity';
 import { creditBook, type CreditInput } from './credit-api';
@@ -8,11 +8,10 @@ import { statusQuery } from './germline-api';
 
 export async function creditWorkflow(input: CreditInput): Promise<void> {
   const budget = new Budget(input.state ?? initialBudgetState(creditBook(input.handle), input.currency));
-  const { stopJournalWriter } = serveBudget(budget, { book: creditBook(input.handle) });
+  const { readyToContinueAsNew } = serveBudget(budget, { book: creditBook(input.handle) });
   setHandler(statusQuery, () => budget.status(now()));
 
   await condition(() => workflowInfo().continueAsNewSuggested);
-  await stopJournalWriter();
-  await condition(allHandlersFinished);
+  await readyToContinueAsNew();
   await continueAsNew<typeof creditWorkflow>({ ...input, state: budget.snapshot({ nextGeneration: true }) });
 }

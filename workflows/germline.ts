@@ -3,9 +3,7 @@
 // change in the PostgreSQL journal through an activity, and continues as new when history grows,
 // carrying plain JSON state.
 import {
-  allHandlersFinished,
   ApplicationFailure,
-  condition,
   continueAsNew,
   log,
   ParentClosePolicy,
@@ -50,7 +48,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     upsertSearchAttributes([{ key: GermlineId, value: input.name }]);
   }
   showBudgetState();
-  const { accepted, updateKey, stopJournalWriter } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
+  const { accepted, updateKey, readyToContinueAsNew } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
 
   // ---- children ----
   const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
@@ -158,8 +156,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   await autonomy.run(() => workflowInfo().continueAsNewSuggested);
   // Changes the journal has not booked yet travel in the state and are booked by the next run; every
   // update is answered and every tick finished in the same activation as continue-as-new.
-  await stopJournalWriter();
-  await condition(() => allHandlersFinished() && !autonomy.busy());
+  await readyToContinueAsNew(() => !autonomy.busy());
   await continueAsNew<typeof germlineWorkflow>({
     ...input,
     state: budget.snapshot({ nextGeneration: true }),
