@@ -177,6 +177,8 @@ const RECENT_LEDGER_LIMIT = 500;
 const RESERVE_REF_MEMORY = 5_000;
 const CLOSED_MEMORY = 5_000;
 const MAX_TEXT = 200;
+// eslint-disable-next-line no-control-regex -- control characters are what this finds
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
 export function initialBudgetState(germline: string, currency: string, policy = DEFAULT_POLICY): BudgetState {
   return {
@@ -212,6 +214,8 @@ function requireText(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_TEXT) {
     throw new BudgetRejection('InvalidRequest', `${field} must be a non-empty string of at most ${MAX_TEXT} characters`);
   }
+  // PostgreSQL's text refuses NUL, which would stop the journal for every later change.
+  if (CONTROL_CHARACTERS.test(value)) throw new BudgetRejection('InvalidRequest', `${field} must not hold control characters; use printable text`);
   return value;
 }
 

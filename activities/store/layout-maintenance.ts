@@ -130,10 +130,14 @@ export async function collectGarbage(store: LayoutStore, options: { graceMs: num
     ...report.leftovers.filter((l) => !l.writing).map((l) => ({ file: l.file, bytes: l.bytes })),
     ...report.unreferenced.filter((b) => !writing && b.ageMs >= options.graceMs).map((b) => ({ file: path.join(blobs, b.digest.slice('sha256:'.length)), bytes: b.bytes })),
   ];
-  // Checked again at the last moment: a manifest written since the report keeps its blobs.
-  const referencedNow = await store.referencedDigests();
-  const removed = doomed.filter((item) => !referencedNow.has(`sha256:${path.basename(item.file)}`));
-  if (!options.dryRun) for (const item of removed) await rm(item.file, { force: true });
+  // Checked again, and removed, under the index lock: a manifest written meanwhile keeps its blobs,
+  // and one written after finds its blobs gone and is refused (publish again), never left dangling.
+  const removed = await store.exclusively(async () => {
+    const referencedNow = await store.referencedDigests();
+    const unreferenced = doomed.filter((item) => !referencedNow.has(`sha256:${path.basename(item.file)}`));
+    if (!options.dryRun) for (const item of unreferenced) await rm(item.file, { force: true });
+    return unreferenced;
+  });
   const removedBlobs = removed.filter((item) => BLOB_NAME.test(path.basename(item.file))).length;
   return { removed, kept: report.unreferenced.length - removedBlobs, bytes: removed.reduce((sum, d) => sum + d.bytes, 0) };
 }

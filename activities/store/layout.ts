@@ -4,7 +4,7 @@
 // --from-oci-layout` and skopeo (`oci:<dir>:<repo>:<tag>`) understand.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { hashPool } from './hashing';
 import { type ByteRange, type CheckpointStore, OCI_INDEX, type StoredManifest, StoreError } from './types';
@@ -32,6 +32,8 @@ interface LayoutIndex {
 interface ContentIndex {
   stamp: string;
   byRepository: Map<string, Set<string>>;
+  /** What index entries of no repository reference (written by other tools, e.g. skopeo): served by none, kept by gc. */
+  unattributed: Set<string>;
 }
 
 export class LayoutStore implements CheckpointStore {
@@ -78,7 +80,9 @@ export class LayoutStore implements CheckpointStore {
   async referencedDigests(): Promise<Map<string, string[]>> {
     const { byRepository } = await this.contentIndex();
     const holders = new Map<string, string[]>();
+    const { unattributed } = await this.contentIndex();
     for (const [repo, digests] of byRepository) for (const digest of digests) holders.set(digest, [...(holders.get(digest) ?? []), repo]);
+    for (const digest of unattributed) holders.set(digest, [...(holders.get(digest) ?? []), '(an index entry of no repository)']);
     return holders;
   }
 
@@ -86,6 +90,15 @@ export class LayoutStore implements CheckpointStore {
   async holds(repo: string, digest: string): Promise<boolean> {
     const { byRepository } = await this.contentIndex();
     return byRepository.get(repo)?.has(digest) === true;
+  }
+
+  /**
+   * True when the blob is stored already; its time is set to now, so that garbage collection's grace
+   * time protects it until the manifest being published references it.
+   */
+  private async touchStored(digest: string): Promise<boolean> {
+    const now = new Date();
+    return utimes(this.blobPath(digest), now, now).then(() => true, () => false);
   }
 
   /** The size of a stored blob, whichever repositories hold it; undefined when it is not stored. */
@@ -100,7 +113,7 @@ export class LayoutStore implements CheckpointStore {
   async putBlobFile(repo: string, file: string, digest: string, size: number): Promise<{ written: number }> {
     assertRepository(repo);
     assertDigest(digest);
-    if ((await this.storedSize(digest)) !== undefined) return { written: 0 };
+    if (await this.touchStored(digest)) return { written: 0 };
     const ingested = await this.ingestFile(file);
     if (ingested.digest !== digest || ingested.size !== size) {
       throw new StoreError(
@@ -123,7 +136,7 @@ export class LayoutStore implements CheckpointStore {
       if (this.storing.has(digest)) return { digest, size, written: 0 };
       this.storing.add(digest);
       try {
-        if ((await this.storedSize(digest)) !== undefined) return { digest, size, written: 0 };
+        if (await this.touchStored(digest)) return { digest, size, written: 0 };
         await rename(temp, this.blobPath(digest));
         return { digest, size, written: size };
       } finally {
@@ -138,7 +151,7 @@ export class LayoutStore implements CheckpointStore {
     assertDigest(digest);
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== digest) throw new StoreError('DIGEST_INVALID', `content digest is ${actual}, not ${digest}`);
-    if ((await this.storedSize(digest)) !== undefined) return { written: 0 };
+    if (await this.touchStored(digest)) return { written: 0 };
     const temp = path.join(this.location, 'blobs', 'sha256', temporaryName('blob'));
     const handle = await open(temp, 'wx');
     try {
@@ -171,7 +184,15 @@ export class LayoutStore implements CheckpointStore {
     assertRepository(repo);
     const digest = `sha256:${createHash('sha256').update(manifest).digest('hex')}`;
     await this.putBlobBytes(repo, manifest, digest);
-    await this.updateIndex((index) => {
+    await this.updateIndex(async (index) => {
+      // Under the lock that garbage collection deletes under: what this manifest references is still here.
+      if ((await this.storedSize(digest)) === undefined) await this.putBlobBytes(repo, manifest, digest);
+      const { blobs, manifests } = await this.referencesOf(digest);
+      for (const referenced of [...blobs, ...manifests]) {
+        if ((await this.storedSize(referenced)) === undefined) {
+          throw new StoreError('BLOB_UNKNOWN', `${referenced}, which the manifest ${digest} references, is not in ${this.location} (removed by \`computatrum store gc\` while it was published?): publish again`);
+        }
+      }
       const entry: IndexEntry = { mediaType, digest, size: manifest.length, annotations: { [REPOSITORY]: repo } };
       if (tag === undefined) {
         if (!index.manifests.some((m) => m.digest === digest && m.annotations[REPOSITORY] === repo)) index.manifests.push(entry);
@@ -223,14 +244,14 @@ export class LayoutStore implements CheckpointStore {
     this.content = (async () => {
       const index = await this.readIndex();
       const byRepository = new Map<string, Set<string>>();
+      const unattributed = new Set<string>();
       for (const entry of index.manifests) {
-        const repo = entry.annotations[REPOSITORY];
-        if (!repo) continue;
-        const held = byRepository.get(repo) ?? new Set<string>();
-        byRepository.set(repo, held);
+        const repo = entry.annotations?.[REPOSITORY];
+        const held = repo ? (byRepository.get(repo) ?? new Set<string>()) : unattributed;
+        if (repo) byRepository.set(repo, held);
         await this.collectReferences(entry.digest, held);
       }
-      return { stamp, byRepository };
+      return { stamp, byRepository, unattributed };
     })();
     this.content.catch(() => (this.content = undefined));
     return this.content;
@@ -250,15 +271,15 @@ export class LayoutStore implements CheckpointStore {
     const known = this.manifestRefs.get(manifestDigest);
     if (known) return known;
     const digests = (list: unknown[]) => list.map((d) => (d as { digest?: unknown } | undefined)?.digest).filter((d): d is string => typeof d === 'string' && isDigest(d));
-    let refs = { blobs: [] as string[], manifests: [] as string[] };
     try {
       const parsed = JSON.parse(await readFile(this.blobPath(manifestDigest), 'utf8')) as { config?: unknown; layers?: unknown[]; manifests?: unknown[] };
-      refs = { blobs: digests([parsed.config, ...(parsed.layers ?? [])]), manifests: digests(parsed.manifests ?? []) };
+      const refs = { blobs: digests([parsed.config, ...(parsed.layers ?? [])]), manifests: digests(parsed.manifests ?? []) };
+      this.manifestRefs.set(manifestDigest, refs);
+      return refs;
     } catch {
-      // A missing or unreadable manifest references nothing more (fsck reports it).
+      // A missing or unreadable manifest references nothing more for now (fsck reports it); read again next time.
+      return { blobs: [], manifests: [] };
     }
-    this.manifestRefs.set(manifestDigest, refs);
-    return refs;
   }
 
   private async readIndex(): Promise<LayoutIndex> {
@@ -279,13 +300,23 @@ export class LayoutStore implements CheckpointStore {
   }
 
   /** Read-modify-write of index.json, one at a time in this process and under a lock file across processes. */
-  private updateIndex(change: (index: LayoutIndex) => void): Promise<void> {
+  private updateIndex(change: (index: LayoutIndex) => void | Promise<void>): Promise<void> {
+    return this.exclusively(async () => {
+      const index = await this.readIndex();
+      await change(index);
+      await this.writeIndex(index);
+    });
+  }
+
+  /**
+   * Runs `action` holding the index lock: one at a time in this process, and under a lock file
+   * across processes. Index changes and garbage collection's deletes never interleave.
+   */
+  exclusively<T>(action: () => Promise<T>): Promise<T> {
     const next = this.writes.then(async () => {
       const release = await lockFile(path.join(this.location, 'index.json.lock'));
       try {
-        const index = await this.readIndex();
-        change(index);
-        await this.writeIndex(index);
+        return await action();
       } finally {
         await release();
       }

@@ -101,10 +101,23 @@ test('gc removes the blobs a moved branch left behind, keeps what is referenced 
   expect((await store.getManifest('germline/gc', 'main'))?.digest).toBe(second.digest);
   expect((await checkLayout(store, { verify: true })).unreferenced).toEqual([]);
 
-  rmSync(path.join(blobsOf(storePath), second.manifest.layers[0]!.digest.slice(7)));
+  // A push that finds a file stored already makes it young again, so gc keeps it until the manifest
+  // references it; a manifest whose files gc removed all the same is refused, not left dangling.
+  const third = version('third');
+  const { digest: thirdNotes } = await store.ingestFile(path.join(third, 'notes.txt'));
+  utimesSync(path.join(blobsOf(storePath), thirdNotes.slice(7)), twoHoursAgo, twoHoursAgo);
+  await store.ingestFile(path.join(third, 'notes.txt')); // published again: found, and touched
+  expect((await collectGarbage(store, { graceMs: 60 * 60 * 1000 })).removed).toEqual([]);
+  rmSync(path.join(blobsOf(storePath), thirdNotes.slice(7)));
+  await expect(publishCheckpoint(store, 'germline/gc', third, { tag: 'main' })).resolves.toMatchObject({ manifest: { layers: [{ digest: thirdNotes }, expect.anything()] } });
+  const dangling = Buffer.from(JSON.stringify({ ...second.manifest, layers: [{ ...second.manifest.layers[0]!, digest: `sha256:${'0'.repeat(64)}` }] }));
+  await expect(store.putManifest('germline/gc', dangling, 'application/vnd.oci.image.manifest.v1+json', 'dangling')).rejects.toMatchObject({ code: 'BLOB_UNKNOWN', message: expect.stringContaining('publish again') });
+  expect(await store.listTags('germline/gc')).toEqual(['main']);
+
+  rmSync(path.join(blobsOf(storePath), thirdNotes.slice(7)));
   const fsck = await cli(storePath, 'store', 'fsck');
   expect(fsck.code).toBe(1);
-  expect(fsck.stdout).toContain(`MISSING  ${second.manifest.layers[0]!.digest}  referenced by germline/gc`);
+  expect(fsck.stdout).toContain(`MISSING  ${thirdNotes}  referenced by germline/gc`);
   expect(fsck.stderr).toContain('push the affected checkpoints again');
   rmSync(root, { recursive: true, force: true });
 });

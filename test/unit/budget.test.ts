@@ -249,3 +249,20 @@ describe('amounts above the maximum are refused by every validator, naming the l
     expect(reason(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'refill' }))).toBe('AboveMaximum');
   });
 });
+
+test('references, refs and purposes with control characters are refused: PostgreSQL text cannot hold NUL, and the journal would stop', () => {
+  const budget = new Budget(initialBudgetState('test', 'usd'));
+  const refused = (action: () => unknown) => {
+    try {
+      action();
+    } catch (error) {
+      return error as BudgetRejection;
+    }
+    throw new Error('expected a refusal');
+  };
+  expect(refused(() => budget.checkDeposit({ amount: '100', currency: 'usd', reference: 'wire\u0000' }))).toMatchObject({ reason: 'InvalidRequest', message: 'reference must not hold control characters; use printable text' });
+  budget.deposit({ amount: '100', currency: 'usd', reference: 'wire-1' }, 'k1', new Date('2026-11-30T00:00:00Z'));
+  expect(refused(() => budget.checkReserve({ amount: '10', ref: 'job\n1', purpose: 'training' }, new Date('2026-11-30T00:00:00Z'))).reason).toBe('InvalidRequest');
+  expect(refused(() => budget.checkReserve({ amount: '10', ref: 'job-1', purpose: 'train\u007fing' }, new Date('2026-11-30T00:00:00Z'))).reason).toBe('InvalidRequest');
+  expect(() => budget.checkReserve({ amount: '10', ref: 'job-1 (été)', purpose: 'training' }, new Date('2026-11-30T00:00:00Z'))).not.toThrow();
+});
