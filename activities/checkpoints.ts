@@ -6,6 +6,7 @@ import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
+import { pricedBreedsGoverning } from './db/breed-terms';
 import type { Database } from './db/prisma';
 import { ANNOTATION, forkCheckpoint, tagCheckpoint } from './store/checkpoint';
 import type { CheckpointStore, ImageManifest } from './store/types';
@@ -61,6 +62,15 @@ export function createCheckpointActivities(deps: { store: CheckpointStore; db: D
   const { store, db } = deps;
   return {
     async readCheckpointMetrics({ repo, reference }) {
+      // The germline's head is free for everyone: a paid breed's content never becomes it.
+      const paid = await pricedBreedsGoverning(db, repo);
+      if (paid.length > 0) {
+        throw ApplicationFailure.create({
+          type: 'PaidContent',
+          nonRetryable: true,
+          message: `${repo} holds content of the paid breed ${paid.map((b) => b.repository).join(', ')}: promoting it would give it away for free; promote a checkpoint free of paid content`,
+        });
+      }
       const stored = await store.getManifest(repo, reference);
       if (!stored) throw ApplicationFailure.create({ type: 'CheckpointUnknown', nonRetryable: true, message: `${repo} has no ${reference} in ${store.location}` });
       const annotation = (JSON.parse(stored.bytes.toString('utf8')) as ImageManifest).annotations?.[ANNOTATION.metrics];

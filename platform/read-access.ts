@@ -2,6 +2,7 @@
 // owner, operators and buyers read; a repository whose content came from a breed (a fork of it, a
 // training run from it) keeps that breed's terms. The store answers only for blobs a repository
 // holds, so these rules are decided by what is served, whichever URL or name asked for it.
+import { pricedBreedsGoverning } from '../activities/db/breed-terms';
 import type { Database } from '../activities/db/prisma';
 import type { Caller } from './accounts';
 import { PlatformError } from './errors';
@@ -16,18 +17,9 @@ const EMPTY_CONFIG_DIGEST = 'sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe7
 
 export const entitlementId = (accountId: string, repository: string): string => `${accountId}:${repository}`;
 
-/** The priced breeds whose terms govern reading `repository`: itself, and those its content came from. */
-async function governingBreeds(db: Database, repository: string) {
-  return db.breed.findMany({
-    where: { price: { not: null }, OR: [{ repository }, { inheritors: { some: { repository } } }] },
-    select: { repository: true, ownerId: true },
-    orderBy: { repository: 'asc' },
-  });
-}
-
 /** Why `caller` may not read `repository`, or undefined when it may. */
 export async function readRefusal(db: Database, caller: Caller, repository: string): Promise<ReadRefusal | undefined> {
-  const breeds = await governingBreeds(db, repository);
+  const breeds = await pricedBreedsGoverning(db, repository);
   if (breeds.length === 0) return undefined;
   const account = caller.account;
   const named = (breed: string) => (breed === repository ? `${repository} is a paid breed` : `${repository} holds content of the paid breed ${breed}`);
@@ -53,16 +45,20 @@ export async function assertMayRead(db: Database, caller: Caller, repository: st
  */
 export async function inheritTerms(db: Database, source: string, target: string): Promise<void> {
   if (source === target) return;
-  const breeds = await governingBreeds(db, source);
-  await db.inheritedTerms.createMany({
-    data: breeds.filter((b) => b.repository !== target).map((b) => ({ repository: target, breedRepository: b.repository })),
-    skipDuplicates: true,
-  });
+  const breeds = (await pricedBreedsGoverning(db, source)).filter((b) => b.repository !== target);
+  if (breeds.length === 0) return;
+  // A listed breed's buyers paid its owner for it: someone else's paid content cannot go into it.
+  const listed = await db.breed.findUnique({ where: { repository: target }, select: { ownerId: true } });
+  const foreign = breeds.filter((b) => listed && b.ownerId !== listed.ownerId);
+  if (foreign.length > 0) {
+    throw new PlatformError('FORBIDDEN', `${target} is listed as a breed: content of the paid breed ${foreign.map((b) => b.repository).join(', ')} cannot go into it; choose a repository that is not listed`);
+  }
+  await db.inheritedTerms.createMany({ data: breeds.map((b) => ({ repository: target, breedRepository: b.repository })), skipDuplicates: true });
 }
 
 /** The priced breeds (other than `repository` itself) whose terms `repository` keeps. */
 export async function inheritedBreeds(db: Database, repository: string): Promise<Array<{ repository: string; ownerId: string }>> {
-  return (await governingBreeds(db, repository)).filter((b) => b.repository !== repository);
+  return (await pricedBreedsGoverning(db, repository)).filter((b) => b.repository !== repository);
 }
 
 /**

@@ -16,7 +16,9 @@ import { pullCheckpoint } from '../../activities/store/pull';
 import { RegistryStore } from '../../activities/store/registry';
 import type { CheckpointStore } from '../../activities/store/types';
 import { attachRecording } from '../../platform/hub';
-import { entitlementId } from '../../platform/read-access';
+import { creditHandle } from '../../platform/credit';
+import { entitlementId, readRefusal } from '../../platform/read-access';
+import { depositUpdate } from '../../workflows/germline-api';
 import { buildPlatform } from '../../platform/server';
 import { type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
@@ -46,7 +48,7 @@ afterAll(async () => {
 
 /** One platform on one store, with a free image, a paid breed and an unchanged file they share. */
 async function world(store: CheckpointStore) {
-  const germline = uniqueName('g');
+  const { name: germline } = await env.startGermline();
   const free = `germline/${germline}`;
   const shared = randomBytes(64 * 1024);
   const freeDir = mkdtempSync(path.join(tmpdir(), 'access-free-'));
@@ -208,6 +210,22 @@ describe.each(backends)('on the %s', (_name, makeStore) => {
     expect(listing.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' }, message: expect.stringContaining(`holds content of the paid breed ${w.paid}`) });
   });
 
+  test('a buyer cannot fork the paid breed into a breed listed already (its buyers paid for something else)', async () => {
+    const buyer = w.people.buyer;
+    const listed = `trainers/${buyer.handle}/listed-${uniqueName('l')}`;
+    expect((await buyer.gql(`mutation { fork(from: "${w.free}:main", to: "${listed}:main") { digest } }`)).errors).toBeUndefined();
+    expect((await buyer.gql(`mutation { publishBreed(repository: "${listed}", title: "Mine", price: "1.00") { price } }`)).errors).toBeUndefined();
+    const fork = await buyer.gql(`mutation { fork(from: "${w.paid}:main", to: "${listed}:main") { digest } }`);
+    expect(fork.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' }, message: expect.stringContaining(`${listed} is listed as a breed`) });
+    expect((await w.store.getManifest(listed, 'main'))?.digest).not.toBe(w.published.digest);
+  });
+
+  test('an operator cannot promote the paid breed to the germline\'s free head', async () => {
+    const promoted = await w.people.operator.gql(`mutation { promote(repository: "${w.paid}", reference: "main") { digest } }`);
+    expect(promoted.errors?.[0]?.message).toContain(`${w.paid} holds content of the paid breed ${w.paid}: promoting it would give it away for free`);
+    expect((await w.store.getManifest(w.free, 'main'))?.digest).not.toBe(w.published.digest);
+  });
+
   test.each(['stranger', 'buyer'] as const)('a training run from the paid breed as the base, as %s', async (who) => {
     const person = w.people[who];
     const target = `trainers/${person.handle}/tuned-${uniqueName('t')}`;
@@ -216,8 +234,19 @@ describe.each(backends)('on the %s', (_name, makeStore) => {
       expect(answer.errors?.[0]).toMatchObject({ extensions: { code: 'FORBIDDEN' }, message: expect.stringContaining('has not bought it') });
       return;
     }
-    // The buyer may train from it (refused only for want of credit), and the output keeps the breed's terms.
+    // The buyer may train from it (refused only for want of credit) ...
     expect(answer.errors?.[0]).toMatchObject({ extensions: { code: 'BAD_USER_INPUT' }, message: expect.stringContaining('your credit has') });
+    // ... and with credit the run starts, and what it makes keeps the breed's terms.
+    const credit = await creditHandle(env.client, env.taskQueue, person.handle, 'usd');
+    await credit.executeUpdate(depositUpdate, { args: [{ amount: '500', currency: 'usd', reference: `credit-${target}` }] });
+    const started = await person.gql(`mutation { startTrainingRun(base: "${w.paid}:main", repository: "${target}", maxCost: "1.00") { id } }`);
+    expect(started.errors).toBeUndefined();
+    expect(await readRefusal(env.db, { role: 'trainer', account: { id: w.people.stranger.id, handle: w.people.stranger.handle, email: 'x@example.org', role: 'trainer' } }, target)).toMatchObject({
+      status: 403,
+      message: expect.stringContaining(`${target} holds content of the paid breed ${w.paid}`),
+    });
+    expect(await readRefusal(env.db, { role: 'public' }, target)).toMatchObject({ status: 401 });
+    expect(await readRefusal(env.db, { role: 'trainer', account: { id: person.id, handle: person.handle, email: 'x@example.org', role: 'trainer' } }, target)).toBeUndefined();
   });
 });
 
