@@ -9,7 +9,6 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import { publishCheckpoint, type Published } from '../../activities/store/checkpoint';
 import { LayoutStore } from '../../activities/store/layout';
 import { pullCheckpoint } from '../../activities/store/pull';
@@ -19,9 +18,9 @@ import { attachRecording } from '../../platform/hub';
 import { creditHandle } from '../../platform/credit';
 import { entitlementId, readRefusal } from '../../platform/read-access';
 import { depositUpdate } from '../../workflows/germline-api';
-import { buildPlatform } from '../../platform/server';
 import { type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
+import { testPlatform } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 jest.setTimeout(120_000);
@@ -56,14 +55,8 @@ async function world(store: CheckpointStore) {
   writeFileSync(path.join(freeDir, 'notes.txt'), 'the free germline');
   await publishCheckpoint(store, free, freeDir, { tag: 'main' });
 
-  const app = await buildPlatform({
-    logger: pino({ level: 'silent' }),
-    checks: [],
-    germline,
-    currency: 'usd',
+  const app = await testPlatform(env, germline, {
     store,
-    db: env.db,
-    client: env.client,
     training: { taskQueue: env.taskQueue, ratePerGpuHour: 3600n, runner: 'local', maxDurationSeconds: 60, maxPreemptions: 0, maxGpus: 1 },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });

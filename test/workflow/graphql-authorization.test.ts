@@ -9,11 +9,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { creditHandle } from '../../platform/credit';
 import { buildSchema } from '../../platform/graphql';
-import { buildPlatform } from '../../platform/server';
 import { stripeClient } from '../../platform/stripe';
 import { updateGermline } from '../../worker/germline-client';
 import { autonomyQuery, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
@@ -22,6 +20,7 @@ import { depositUpdate, statusQuery } from '../../workflows/germline-api';
 import type { trainingWorkflow } from '../../workflows/training';
 import { type GraphQLAnswer, graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startStripeMock } from '../helpers/stripe-mock';
+import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 jest.setTimeout(90_000);
@@ -61,15 +60,8 @@ beforeAll(async () => {
   // The germline decides only when ticked, and parks every spawn for an operator.
   await updateGermline(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '500', rules: { purposes: ['tutor', 'painter'] } });
   await publish(`germline/${germline.name}`, 'head weights');
-  app = await buildPlatform({
-    logger: pino({ level: 'silent' }),
-    checks: [],
-    germline: germline.name,
-    currency: 'usd',
-    store: env.store,
-    db: env.db,
-    client: env.client,
-    stripe: { client: stripeClient('sk_test_mock', mock.url), webhookSecret: 'whsec_authz', publicUrl: 'http://127.0.0.1:8080', feePercent: 10 },
+  app = await testPlatform(env, germline.name, {
+    stripe: testStripe(stripeClient('sk_test_mock', mock.url), 'whsec_authz'),
     // 36.00 an hour: a cent per second of the tiny trainer.
     training: { taskQueue: env.taskQueue, ratePerGpuHour: 3600n, runner: 'local', maxDurationSeconds: 600, maxPreemptions: 1, maxGpus: 1 },
   });

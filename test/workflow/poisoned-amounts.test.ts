@@ -6,7 +6,6 @@ import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { journalBalances, reconcile } from '../../activities/journal';
-import { buildPlatform } from '../../platform/server';
 import { CREDIT_KIND, FUNDING_KIND, PURCHASE_KIND, stripeClient } from '../../platform/stripe';
 import { autonomyQuery, setAutonomyUpdate } from '../../workflows/autonomy-api';
 import { childrenQuery, spawnChildUpdate } from '../../workflows/child-api';
@@ -16,6 +15,7 @@ import { graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts'
 import { budgetRefusal } from '../helpers/budget';
 import { eventually } from '../helpers/eventually';
 import { deliverWebhook, paidCheckoutEvent } from '../helpers/stripe-mock';
+import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const MAX = '1000000000000000';
@@ -131,15 +131,9 @@ describe('the platform: GraphQL and the Stripe webhook', () => {
   beforeAll(async () => {
     germline = await plainGermline();
     await depositOf(germline.handle, '5000', 'seed');
-    app = await buildPlatform({
+    app = await testPlatform(env, germline.name, {
       logger: pino({ level: 'warn' }, { write: (line: string) => void logLines.push(line) }),
-      checks: [],
-      germline: germline.name,
-      currency: 'usd',
-      store: env.store,
-      db: env.db,
-      client: env.client,
-      stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080', feePercent: 10 },
+      stripe: testStripe(stripe, WEBHOOK_SECRET),
       training: { taskQueue: env.taskQueue, ratePerGpuHour: 360n, runner: 'local', maxDurationSeconds: 600, maxPreemptions: 0, maxGpus: 1 },
     });
     operator = await signUpAccount(app, uniqueName('op'), { db: env.db });

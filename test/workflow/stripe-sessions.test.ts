@@ -8,15 +8,14 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import type Stripe from 'stripe';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { entitlementId } from '../../platform/marketplace';
-import { buildPlatform } from '../../platform/server';
 import { FUNDING_KIND, PURCHASE_KIND, stripeClient } from '../../platform/stripe';
 import { statusQuery } from '../../workflows/germline-api';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { deliverWebhook, startStripeMock } from '../helpers/stripe-mock';
+import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const WEBHOOK_SECRET = 'whsec_test_sessions';
@@ -79,16 +78,7 @@ beforeAll(async () => {
   await env.startWorker();
   germline = await env.startGermline();
   stripe = stripeClient('sk_test_mock', proxy.url);
-  app = await buildPlatform({
-    logger: pino({ level: 'silent' }),
-    checks: [],
-    germline: germline.name,
-    currency: 'usd',
-    store: env.store,
-    db: env.db,
-    client: env.client,
-    stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080', feePercent: FEE_PERCENT },
-  });
+  app = await testPlatform(env, germline.name, { stripe: testStripe(stripe, WEBHOOK_SECRET, FEE_PERCENT) });
 });
 
 afterAll(async () => {

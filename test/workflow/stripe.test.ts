@@ -7,16 +7,15 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import type Stripe from 'stripe';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
 import { pullCheckpoint } from '../../activities/store/pull';
 import { setRole } from '../../platform/accounts';
-import { buildPlatform } from '../../platform/server';
 import { FUNDING_KIND, stripeClient } from '../../platform/stripe';
 import { statusQuery } from '../../workflows/germline-api';
 import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { signUpAccount } from '../helpers/accounts';
+import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
 
@@ -36,16 +35,7 @@ beforeAll(async () => {
   germline = await env.startGermline();
   stripe = stripeClient('sk_test_mock', mock.url);
   sent = recordRequests(stripe);
-  app = await buildPlatform({
-    logger: pino({ level: 'silent' }),
-    checks: [],
-    germline: germline.name,
-    currency: 'usd',
-    store: env.store,
-    db: env.db,
-    client: env.client,
-    stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080', feePercent: 10 },
-  });
+  app = await testPlatform(env, germline.name, { stripe: testStripe(stripe, WEBHOOK_SECRET) });
 });
 
 afterAll(async () => {

@@ -6,14 +6,13 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import type Stripe from 'stripe';
 import { publishCheckpoint } from '../../activities/store/checkpoint';
-import { buildPlatform } from '../../platform/server';
 import { CREDIT_KIND, stripeClient } from '../../platform/stripe';
 import type { trainingWorkflow } from '../../workflows/training';
 import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { type GraphQLAnswer, signUpAccount } from '../helpers/accounts';
+import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const WEBHOOK_SECRET = 'whsec_test_credit';
@@ -37,15 +36,8 @@ beforeAll(async () => {
   await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   stripe = stripeClient('sk_test_mock', mock.url);
   sent = recordRequests(stripe);
-  app = await buildPlatform({
-    logger: pino({ level: 'silent' }),
-    checks: [],
-    germline: germline.name,
-    currency: 'usd',
-    store: env.store,
-    db: env.db,
-    client: env.client,
-    stripe: { client: stripe, webhookSecret: WEBHOOK_SECRET, publicUrl: 'http://127.0.0.1:8080', feePercent: 10 },
+  app = await testPlatform(env, germline.name, {
+    stripe: testStripe(stripe, WEBHOOK_SECRET),
     // 36.00 an hour: a cent per second of the tiny trainer, so its real cost is small but not zero.
     training: { taskQueue: env.taskQueue, ratePerGpuHour: 3600n, runner: 'local', maxDurationSeconds: 600, maxPreemptions: 1, maxGpus: 2 },
   });
