@@ -5,17 +5,17 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Database } from './db/prisma';
+import type { Database } from '../db/prisma';
 import { DEFAULT_RULES, httpPolicy, observationDigest, type PolicyAnswer, recordDecision, rulesPolicy, type TrainingHistory } from './policy';
-import type { CheckpointStore } from './store/types';
+import type { CheckpointStore } from '../store/types';
 import type { DecisionSummary, DeciderSettings } from '../workflows/autonomy-api';
 import { type ChildLifecycle, childRepository, type ChildStatus, childStatusQuery } from '../workflows/child-api';
 import { depositUpdate, germlineWorkflowId } from '../workflows/germline-api';
 import type { Observation } from '../workflows/guardrails';
 import type { MinorUnits } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
-import { updateGermline } from '../worker/germline-client';
-import { startTrainingRun } from '../worker/training-client';
+import { updateGermline } from '../temporal/germline-client';
+import { startTrainingRun } from '../temporal/training-client';
 
 /** What training runs the germline starts by itself look like (from the daemon's configuration). */
 export interface TrainingDefaults {

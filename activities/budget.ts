@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { ReserveResult, SettleResult } from '../workflows/budget';
 import { reserveUpdate, settleUpdate } from '../workflows/germline-api';
 import type { MinorUnits } from '../workflows/money';
-import { updateGermline } from '../worker/germline-client';
+import { updateGermline } from '../temporal/germline-client';
 
 export interface BudgetActivities {
   reserveForTraining(input: { payer: string; ref: string; amount: MinorUnits; purpose: string }): Promise<ReserveResult>;

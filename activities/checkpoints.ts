@@ -6,10 +6,10 @@ import path from 'node:path';
 import { log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
-import { pricedBreedsGoverning } from './db/breed-terms';
-import type { Database } from './db/prisma';
-import { ANNOTATION, forkCheckpoint, tagCheckpoint } from './store/checkpoint';
-import type { CheckpointStore, ImageManifest } from './store/types';
+import { pricedBreedsGoverning } from '../db/breed-terms';
+import type { Database } from '../db/prisma';
+import { ANNOTATION, forkCheckpoint, tagCheckpoint } from '../store/checkpoint';
+import type { CheckpointStore, ImageManifest } from '../store/types';
 import { nicknameCandidate, NICKNAME_SPACE } from '../workflows/nickname';
 
 export interface DailyTagInput {

@@ -1,7 +1,7 @@
 // The double-entry budget journal in PostgreSQL: append-only, one transaction per accepted budget
 // change, keyed by `<workflowId>/<updateId>` so a retried activity books nothing twice.
 import { log } from '@temporalio/activity';
-import type { Database } from './db/prisma';
+import type { Database } from '../db/prisma';
 import { type JournalAccount, type LedgerEntry, postingsFor } from '../workflows/budget';
 
 export interface RecordJournalInput {

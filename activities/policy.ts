@@ -6,7 +6,7 @@
 //   answer is validated; a slow, failing or malformed answer proposes nothing and says why.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import type { Database } from './db/prisma';
+import type { Database } from '../db/prisma';
 import { CHILD_NAME, type ChildSummary, type Judgement, type Observation, type Proposal } from '../workflows/guardrails';
 
 export interface RulesPolicyParams {

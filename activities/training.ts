@@ -5,11 +5,11 @@ import { Context, heartbeat, log } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
 import pino, { type Logger } from 'pino';
-import type { Database } from './db/prisma';
+import type { Database } from '../db/prisma';
 import { PreemptedError, type RunnerKind, TrainerFailedError, type TrainingOutcome, type TrainingProgress, type TrainingRunner } from './runners/types';
-import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from './store/checkpoint';
-import { assertRepository, assertTag } from './store/names';
-import { type CheckpointStore, StoreError } from './store/types';
+import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from '../store/checkpoint';
+import { assertRepository, assertTag } from '../store/names';
+import { type CheckpointStore, StoreError } from '../store/types';
 import { germlineWorkflowId } from '../workflows/germline-api';
 import { FINAL_TRAINING_STATES, runTag, type TrainingRequest, type TrainingState, type TrainingStatus, TRAINING_RUN_ID } from '../workflows/training-api';
 

@@ -19,12 +19,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { migrateDatabase } from '../activities/db/migrate';
-import { type Database, openDatabase } from '../activities/db/prisma';
-import { LayoutStore } from '../activities/store/layout';
+import { migrateDatabase } from '../db/migrate';
+import { type Database, openDatabase } from '../db/prisma';
+import { LayoutStore } from '../store/layout';
 import { buildPlatform } from '../platform/server';
-import { startEmbeddedPostgres } from '../worker/embedded/postgres';
-import { freePort } from '../worker/embedded/temporal-dev-server';
+import { startEmbeddedPostgres } from '../runtime/embedded/postgres';
+import { freePort } from '../runtime/embedded/temporal-dev-server';
 import { nicknameCandidate } from '../workflows/nickname';
 import type { LoadJob, LoadResult } from './support/load';
 

@@ -16,11 +16,11 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, statS
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { forkCheckpoint, publishCheckpoint } from '../activities/store/checkpoint';
-import { hashPool } from '../activities/store/hashing';
-import { receivePool } from '../activities/store/receive';
-import { LayoutStore } from '../activities/store/layout';
-import { pullCheckpoint } from '../activities/store/pull';
+import { forkCheckpoint, publishCheckpoint } from '../store/checkpoint';
+import { hashPool } from '../store/hashing';
+import { receivePool } from '../store/receive';
+import { LayoutStore } from '../store/layout';
+import { pullCheckpoint } from '../store/pull';
 
 const { values } = parseArgs({
   options: {

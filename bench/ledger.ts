@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ensureGermline, updateGermline } from '../worker/germline-client';
+import { ensureGermline, updateGermline } from '../temporal/germline-client';
 import { depositUpdate, reserveUpdate, settleUpdate } from '../workflows/germline-api';
 import { startBenchStack } from './support/stack';
 import { noopUpdate } from './workflows';

@@ -5,7 +5,7 @@
 // by a bare parent on the same server in the same run; prints the ratio and the germline's history
 // at the end (it continues as new on the way, carrying its children).
 import { parseArgs } from 'node:util';
-import { updateGermline } from '../worker/germline-client';
+import { updateGermline } from '../temporal/germline-client';
 import { spawnChildUpdate } from '../workflows/child-api';
 import { depositUpdate, germlineWorkflowId, statusQuery } from '../workflows/germline-api';
 import { germlineWorkflow } from '../workflows/germline';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tinyTrainerCommand } from '../activities/runners/tiny-trainer';
 import { TRAINER_ENV } from '../activities/runners/types';
-import { ensureGermline, updateGermline } from '../worker/germline-client';
+import { ensureGermline, updateGermline } from '../temporal/germline-client';
 import { localRunner } from '../worker/runners';
 import { depositUpdate } from '../workflows/germline-api';
 import { trainingWorkflow } from '../workflows/training';

@@ -2,8 +2,8 @@
 // tick (decide now), decisions / decision <id> (why it did what it did), approve|reject <id>.
 import { userInfo } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { Config } from '../worker/config';
-import { germlineHandle, updateGermline } from '../worker/germline-client';
+import type { Config } from '../runtime/config';
+import { germlineHandle, updateGermline } from '../temporal/germline-client';
 import {
   type AutonomyChange,
   type AutonomyStatus,

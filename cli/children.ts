@@ -1,9 +1,9 @@
 // Children and merges from the command line: children, child <name>, spawn, retire, leave, promote.
 import type { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import type { Config } from '../worker/config';
-import { parseReference } from '../activities/store/names';
-import { germlineHandle, updateGermline } from '../worker/germline-client';
+import type { Config } from '../runtime/config';
+import { parseReference } from '../store/names';
+import { germlineHandle, updateGermline } from '../temporal/germline-client';
 import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
 import { promoteUpdate } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';

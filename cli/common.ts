@@ -1,9 +1,9 @@
 // What every CLI command shares: user-facing errors, reaching Temporal, parsing amounts, printing.
 import { InvalidArgumentError } from 'commander';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
-import { openDatabase, type Database } from '../activities/db/prisma';
-import { type Config, databaseUrl, temporalAddress } from '../worker/config';
-import { connectTemporal, temporalClient } from '../worker/temporal';
+import { openDatabase, type Database } from '../db/prisma';
+import { type Config, databaseUrl, temporalAddress } from '../runtime/config';
+import { connectTemporal, temporalClient } from '../temporal/connection';
 import { germlineWorkflowId } from '../workflows/germline-api';
 import { parseAmount } from '../workflows/money';
 

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { Config } from '../worker/config';
+import type { Config } from '../runtime/config';
 import { formatMoney } from '../workflows/money';
 import { print, UserError } from './common';
 import { platformApi } from './platform-api';

@@ -1,13 +1,13 @@
 // The `computatrum` command for operators.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { journalBalances, reconcile } from '../activities/journal';
-import { openDatabase } from '../activities/db/prisma';
-import { ConfigError, type Config, databaseUrl, loadConfig } from '../worker/config';
+import { openDatabase } from '../db/prisma';
+import { ConfigError, type Config, databaseUrl, loadConfig } from '../runtime/config';
 import { type Client, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
-import { germlineHandle, updateGermline } from '../worker/germline-client';
+import { germlineHandle, updateGermline } from '../temporal/germline-client';
 import { childWorkflowId } from '../workflows/child-api';
-import { createLogger } from '../worker/logging';
-import { findTool, installTool, ToolError, TOOLS } from '../worker/tools';
+import { createLogger } from '../runtime/logging';
+import { findTool, installTool, ToolError, TOOLS } from '../runtime/tools';
 import type { BudgetPolicy, LedgerEntry } from '../workflows/budget';
 import {
   depositUpdate,
@@ -21,13 +21,13 @@ import {
 import { formatMoney, MoneyError } from '../workflows/money';
 import { table } from './table';
 import { PullProgressView } from './progress';
-import { openStore } from '../activities/store';
-import { forkCheckpoint, CheckpointError, publishCheckpoint } from '../activities/store/checkpoint';
-import { parseReference } from '../activities/store/names';
-import { pullCheckpoint, PullError } from '../activities/store/pull';
-import { StoreError } from '../activities/store/types';
+import { openStore } from '../store';
+import { forkCheckpoint, CheckpointError, publishCheckpoint } from '../store/checkpoint';
+import { parseReference } from '../store/names';
+import { pullCheckpoint, PullError } from '../store/pull';
+import { StoreError } from '../store/types';
 import type { CheckpointListing } from '../platform/checkpoint-listing';
-import { backfillDaily, dailyScheduleId } from '../worker/schedules';
+import { backfillDaily, dailyScheduleId } from '../temporal/schedules';
 import { amountOption, capOption, liftable, platformUrl, print, UserError, withDatabase, withGermline } from './common';
 import { AccountError, setRole } from '../platform/accounts';
 import { addAutonomyCommands } from './autonomy';

@@ -1,6 +1,6 @@
 // The platform's API as the CLI uses it: GraphQL at /api/graphql and recording uploads, as the
 // account whose token is in COMPUTATRUM_TOKEN. Every failure becomes a UserError that says what to do.
-import type { Config } from '../worker/config';
+import type { Config } from '../runtime/config';
 import { platformUrl, UserError } from './common';
 
 interface GraphQLAnswer<T> {

@@ -1,5 +1,5 @@
 // Progress for `computatrum pull`: one bar per file and a total on a terminal, plain lines elsewhere.
-import type { PullProgress } from '../activities/store/pull';
+import type { PullProgress } from '../store/pull';
 
 function bytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];

@@ -1,10 +1,10 @@
 // `computatrum store fsck|gc`: housekeeping of the embedded checkpoint store (the OCI layout). A
 // registry keeps its own books: its operators run the registry's garbage collector instead.
 import type { Command } from 'commander';
-import { openStore } from '../activities/store';
-import { LayoutStore } from '../activities/store/layout';
-import { checkLayout, collectGarbage } from '../activities/store/layout-maintenance';
-import type { Config } from '../worker/config';
+import { openStore } from '../store';
+import { LayoutStore } from '../store/layout';
+import { checkLayout, collectGarbage } from '../store/layout-maintenance';
+import type { Config } from '../runtime/config';
 import { print, UserError } from './common';
 import { parseDuration } from './training';
 

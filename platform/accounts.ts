@@ -4,7 +4,7 @@
 // leaked database opens no session.
 import { createHash, randomBytes, randomUUID, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
 import { Prisma } from '@prisma/client';
-import type { Database } from '../activities/db/prisma';
+import type { Database } from '../db/prisma';
 import { PlatformError } from './errors';
 
 export type Role = 'public' | 'trainer' | 'operator';

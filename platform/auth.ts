@@ -5,7 +5,7 @@
 // The one exception is our own pages' forms (sign up, sign in, sign out), which carry the CSRF token
 // (csrf.ts) that another site cannot know: they are answered with a redirect or the form again.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Database } from '../activities/db/prisma';
+import type { Database } from '../db/prisma';
 import { readCookie } from './cookies';
 import { CSRF_FIELD } from './csrf';
 import { AccountError, type Caller, createApiToken, createSession, endSession, PUBLIC, SESSION_DAYS, sessionCaller, signIn, signUp, tokenCaller } from './accounts';

@@ -1,10 +1,10 @@
 // The checkpoints of a repository, read once for the hub's pages and for GET /api/checkpoints/<repo>
 // (JSON): tags with nickname, size, digest, files, parent and download links, newest first.
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../activities/db/prisma';
-import { ANNOTATION } from '../activities/store/checkpoint';
-import { assertRepository } from '../activities/store/names';
-import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../activities/store/types';
+import type { Database } from '../db/prisma';
+import { ANNOTATION } from '../store/checkpoint';
+import { assertRepository } from '../store/names';
+import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../store/types';
 
 export interface CheckpointFile {
   path: string;

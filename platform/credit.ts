@@ -5,11 +5,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowIdConflictPolicy } from '@temporalio/common';
-import type { Database } from '../activities/db/prisma';
-import { requireManifest } from '../activities/store/checkpoint';
-import { assertRepository, assertTag, parseReference } from '../activities/store/names';
-import type { CheckpointStore } from '../activities/store/types';
-import { startTrainingRun } from '../worker/training-client';
+import type { Database } from '../db/prisma';
+import { requireManifest } from '../store/checkpoint';
+import { assertRepository, assertTag, parseReference } from '../store/names';
+import type { CheckpointStore } from '../store/types';
+import { startTrainingRun } from '../temporal/training-client';
 import type { BudgetStatus } from '../workflows/budget';
 import type { creditWorkflow } from '../workflows/credit';
 import { creditWorkflowId } from '../workflows/credit-api';

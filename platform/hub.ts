@@ -6,11 +6,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Prisma } from '@prisma/client';
-import type { Database } from '../activities/db/prisma';
-import { forkCheckpoint, requireManifest } from '../activities/store/checkpoint';
-import { assertRepository, parseReference } from '../activities/store/names';
-import { scanBytes } from '../activities/store/scan';
-import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../activities/store/types';
+import type { Database } from '../db/prisma';
+import { forkCheckpoint, requireManifest } from '../store/checkpoint';
+import { assertRepository, parseReference } from '../store/names';
+import { scanBytes } from '../store/scan';
+import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../store/types';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
 import { assertMayRead, inheritTerms } from './read-access';

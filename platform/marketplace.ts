@@ -1,7 +1,7 @@
 // The marketplace's own rules: a trainer lists a breed (a repository under trainers/<handle>/) free
 // or for a price. Who may download a paid breed is read-access.ts; payments are stripe.ts.
-import type { Database } from '../activities/db/prisma';
-import type { CheckpointStore } from '../activities/store/types';
+import type { Database } from '../db/prisma';
+import type { CheckpointStore } from '../store/types';
 import { parseAmount } from '../workflows/money';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';

@@ -2,8 +2,8 @@
 // pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
 // Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Descriptor, FILEPATH_ANNOTATION, OCI_INDEX, type CheckpointStore, type ImageManifest, StoreError } from '../activities/store/types';
-import { isDigest } from '../activities/store/names';
+import { type Descriptor, FILEPATH_ANNOTATION, OCI_INDEX, type CheckpointStore, type ImageManifest, StoreError } from '../store/types';
+import { isDigest } from '../store/names';
 
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;

@@ -2,8 +2,8 @@
 // owner, operators and buyers read; a repository whose content came from a breed (a fork of it, a
 // training run from it) keeps that breed's terms. The store answers only for blobs a repository
 // holds, so these rules are decided by what is served, whichever URL or name asked for it.
-import { pricedBreedsGoverning } from '../activities/db/breed-terms';
-import type { Database } from '../activities/db/prisma';
+import { pricedBreedsGoverning } from '../db/breed-terms';
+import type { Database } from '../db/prisma';
 import type { Caller } from './accounts';
 import { PlatformError } from './errors';
 

@@ -3,8 +3,8 @@
 // content type, up to 16 MiB) and download with `GET /api/recordings/<id>`. Downloads are always
 // attachments in a sandbox: a recording is whatever someone uploaded, never a page of ours.
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../activities/db/prisma';
-import type { CheckpointStore } from '../activities/store/types';
+import type { Database } from '../db/prisma';
+import type { CheckpointStore } from '../store/types';
 import { hasValidCsrf } from './csrf';
 import { PlatformError, REFUSAL_STATUS } from './errors';
 import { attachRecording, findRecording, LIMITS } from './hub';

@@ -2,8 +2,8 @@
 // (/v2/, the read side of the OCI Distribution API), the checkpoint listing and the pages (pages/).
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import type { Database } from '../activities/db/prisma';
-import type { CheckpointStore } from '../activities/store/types';
+import type { Database } from '../db/prisma';
+import type { CheckpointStore } from '../store/types';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';

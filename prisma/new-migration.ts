@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { MIGRATIONS_DIR, migrationFiles } from '../activities/db/migrate';
+import { MIGRATIONS_DIR, migrationFiles } from '../db/migrate';
 
 const name = process.argv[2];
 if (!name || !/^[a-z][a-z0-9_]*$/.test(name)) {

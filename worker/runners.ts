@@ -5,9 +5,9 @@ import { KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kuber
 import { LocalProcessRunner } from '../activities/runners/local';
 import { tinyTrainerCommand } from '../activities/runners/tiny-trainer';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
-import { materializeCheckpoint } from '../activities/store/materialize';
-import type { CheckpointStore } from '../activities/store/types';
-import type { Config } from './config';
+import { materializeCheckpoint } from '../store/materialize';
+import type { CheckpointStore } from '../store/types';
+import type { Config } from '../runtime/config';
 
 export function localRunner(options: { dataDir: string; store: CheckpointStore; trainerCommand?: string[]; tickMs?: number }): LocalProcessRunner {
   return new LocalProcessRunner({

@@ -7,12 +7,12 @@ import { createAutonomyActivities, type TrainingDefaults } from '../activities/a
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
 import { createJournalActivities } from '../activities/journal';
-import type { Database } from '../activities/db/prisma';
+import type { Database } from '../db/prisma';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
-import type { CheckpointStore } from '../activities/store/types';
+import type { CheckpointStore } from '../store/types';
 import { createTrainingActivities } from '../activities/training';
-import type { Config } from './config';
-import { temporalConnectionOptions } from './temporal';
+import type { Config } from '../runtime/config';
+import { temporalConnectionOptions } from '../temporal/connection';
 
 export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows/index.ts');
 

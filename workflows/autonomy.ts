@@ -14,7 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { AutonomyActivities, Measurements } from '../activities/autonomy';
 import type { Budget } from './budget';
-import { now, type ServedBudget } from './budget-entity';
+import { now, type ServedBudget } from './serve-budget';
 import {
   type AutonomyChange,
   type AutonomyStatus,

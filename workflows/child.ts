@@ -17,7 +17,7 @@ import {
 } from '@temporalio/workflow';
 import type { CheckpointActivities } from '../activities/checkpoints';
 import { Budget, initialBudgetState } from './budget';
-import { now, serveBudget } from './budget-entity';
+import { now, serveBudget } from './serve-budget';
 import {
   type ChildInput,
   type ChildLifecycle,

@@ -2,7 +2,7 @@
 // does, taking deposits (paid Checkout Sessions) and the reservations of the training runs it pays.
 import { condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { Budget, initialBudgetState } from './budget';
-import { now, serveBudget } from './budget-entity';
+import { now, serveBudget } from './serve-budget';
 import { creditBook, type CreditInput } from './credit-api';
 import { statusQuery } from './germline-api';
 

@@ -14,7 +14,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { Budget, BudgetRejection, initialBudgetState } from './budget';
-import { asFailure, now, serveBudget } from './budget-entity';
+import { asFailure, now, serveBudget } from './serve-budget';
 import type { CheckpointActivities } from '../activities/checkpoints';
 import { childWorkflow } from './child';
 import { initialAutonomyState, serveAutonomy } from './autonomy';

@@ -2,8 +2,8 @@
 // benchmark's client never shares an event loop with the server it measures. Prints the port.
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
-import type { Database } from '../../activities/db/prisma';
-import { LayoutStore } from '../../activities/store/layout';
+import type { Database } from '../../db/prisma';
+import { LayoutStore } from '../../store/layout';
 import { buildPlatform } from '../../platform/server';
 
 async function main(): Promise<void> {

@@ -3,7 +3,7 @@
 // or publish it). Fastify allows one /hub/* route: it also sends the friendly download links
 // (/hub/<repo>/resolve/<ref>/<file>) to oci-distribution.ts, unchanged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { assertRepository } from '../../activities/store/names';
+import { assertRepository } from '../../store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
 import { addComment, attachRecording, forkImage, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
 import { ownNamespace } from '../accounts';

@@ -1,7 +1,7 @@
 // What a refusal from below (the hub, the marketplace, the store, Stripe, the germline) means to a
 // person filling in a form: an HTTP status and the message to show. Anything else is a real fault.
-import { CheckpointError } from '../../activities/store/checkpoint';
-import { StoreError } from '../../activities/store/types';
+import { CheckpointError } from '../../store/checkpoint';
+import { StoreError } from '../../store/types';
 import { MoneyError } from '../../workflows/money';
 import { AccountError } from '../accounts';
 import { PlatformError } from '../errors';

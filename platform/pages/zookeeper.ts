@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Stripe from 'stripe';
-import { germlineHandle, updateGermline } from '../../worker/germline-client';
+import { germlineHandle, updateGermline } from '../../temporal/germline-client';
 import { approveUpdate, rejectUpdate } from '../../workflows/autonomy-api';
 import type { BudgetStatus } from '../../workflows/budget';
 import { childrenQuery, type ChildRecord } from '../../workflows/child-api';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
-import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { publishCheckpoint } from '../../store/checkpoint';
 import { signUp } from '../../platform/accounts';
 import { publishBreed } from '../../platform/marketplace';
 import { buildPlatform } from '../../platform/server';

@@ -6,9 +6,9 @@ import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { publishCheckpoint } from '../../activities/store/checkpoint';
-import { LayoutStore } from '../../activities/store/layout';
-import { checkLayout, collectGarbage, removeLeftovers, temporaryName } from '../../activities/store/layout-maintenance';
+import { publishCheckpoint } from '../../store/checkpoint';
+import { LayoutStore } from '../../store/layout';
+import { checkLayout, collectGarbage, removeLeftovers, temporaryName } from '../../store/layout-maintenance';
 
 jest.setTimeout(120_000);
 

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../worker/embedded/temporal-dev-server';
+import { freePort } from '../../runtime/embedded/temporal-dev-server';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';

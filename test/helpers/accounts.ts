@@ -1,7 +1,7 @@
 // A person on the platform as the tests need one: signed up through /auth/signup (a session
 // cookie), with an API token from /auth/tokens, and a GraphQL caller that sends the token.
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../../activities/db/prisma';
+import type { Database } from '../../db/prisma';
 import { setRole } from '../../platform/accounts';
 
 export type Headers = Record<string, string>;

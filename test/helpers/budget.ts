@@ -3,7 +3,7 @@
 // and the refusal a client sees for a refused update.
 import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Database } from '../../activities/db/prisma';
+import type { Database } from '../../db/prisma';
 import { journalBalances, reconcile, type Reconciliation } from '../../activities/journal';
 import { statusQuery } from '../../workflows/germline-api';
 import { eventually } from './eventually';

@@ -3,8 +3,8 @@
 import { spawn } from 'node:child_process';
 import type { FastifyInstance } from 'fastify';
 import type Stripe from 'stripe';
-import { loadConfig } from '../../worker/config';
-import { requireTool, STRIPE_MOCK } from '../../worker/tools';
+import { loadConfig } from '../../runtime/config';
+import { requireTool, STRIPE_MOCK } from '../../runtime/tools';
 import { eventually } from './eventually';
 import { freePort } from './registry';
 

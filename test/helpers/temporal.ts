@@ -6,12 +6,12 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import type { TrainingDefaults } from '../../activities/autonomy';
-import { openDatabase, type Database } from '../../activities/db/prisma';
-import { LayoutStore } from '../../activities/store/layout';
+import { openDatabase, type Database } from '../../db/prisma';
+import { LayoutStore } from '../../store/layout';
 import type { RunnerKind, TrainingRunner } from '../../activities/runners/types';
 import { localRunner } from '../../worker/runners';
 import { createWorker } from '../../worker/worker';
-import { ensureGermline, type GermlineHandle } from '../../worker/germline-client';
+import { ensureGermline, type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
 
 export function uniqueName(prefix: string): string {

@@ -5,9 +5,9 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { CheckpointError, checkpointFiles, forkCheckpoint, publishCheckpoint, safeTargetPath, tagCheckpoint } from '../../activities/store/checkpoint';
-import { LayoutStore } from '../../activities/store/layout';
-import { FILEPATH_ANNOTATION, MODEL_ARTIFACT, MODEL_WEIGHT_LAYER, type ImageManifest } from '../../activities/store/types';
+import { CheckpointError, checkpointFiles, forkCheckpoint, publishCheckpoint, safeTargetPath, tagCheckpoint } from '../../store/checkpoint';
+import { LayoutStore } from '../../store/layout';
+import { FILEPATH_ANNOTATION, MODEL_ARTIFACT, MODEL_WEIGHT_LAYER, type ImageManifest } from '../../store/types';
 import { PROTOCOL_0_PICKLE, safetensorsOf, zip } from '../helpers/content';
 
 function tempDir(prefix: string): string {

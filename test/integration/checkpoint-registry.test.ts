@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { forkCheckpoint, publishCheckpoint, tagCheckpoint } from '../../activities/store/checkpoint';
-import { pullCheckpoint } from '../../activities/store/pull';
-import { RegistryStore } from '../../activities/store/registry';
+import { forkCheckpoint, publishCheckpoint, tagCheckpoint } from '../../store/checkpoint';
+import { pullCheckpoint } from '../../store/pull';
+import { RegistryStore } from '../../store/registry';
 import { startRegistry } from '../helpers/registry';
 import { safetensorsOf } from '../helpers/content';
 

@@ -2,9 +2,9 @@
 // books cannot be edited after the fact.
 import { randomUUID } from 'node:crypto';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { openDatabase, type Database } from '../../activities/db/prisma';
+import { openDatabase, type Database } from '../../db/prisma';
 import { createJournalActivities, journalBalances } from '../../activities/journal';
-import { MIGRATIONS_DIR, migrateDatabase, migrationFiles } from '../../activities/db/migrate';
+import { MIGRATIONS_DIR, migrateDatabase, migrationFiles } from '../../db/migrate';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Budget, initialBudgetState } from '../../workflows/budget';

@@ -6,8 +6,8 @@ import pino from 'pino';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { openDatabase, type Database } from '../../activities/db/prisma';
-import { LayoutStore } from '../../activities/store/layout';
+import { openDatabase, type Database } from '../../db/prisma';
+import { LayoutStore } from '../../store/layout';
 import { BODY_LIMIT, buildPlatform } from '../../platform/server';
 import { testGlobals } from '../setup/globals';
 

@@ -2,7 +2,7 @@
 // loopback (valid, malformed, slow, failing), and decisions recorded in PostgreSQL.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { openDatabase, type Database } from '../../activities/db/prisma';
+import { openDatabase, type Database } from '../../db/prisma';
 import { DEFAULT_RULES, httpPolicy, observationDigest, recordDecision, rulesPolicy } from '../../activities/policy';
 import { DEFAULT_AUTONOMY_POLICY, judge, type ChildSummary, type Observation } from '../../workflows/guardrails';
 import { uniqueName } from '../helpers/temporal';

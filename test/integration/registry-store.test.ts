@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { RegistryStore } from '../../activities/store/registry';
-import { MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT_LAYER, OCI_MANIFEST, StoreError, type ImageManifest } from '../../activities/store/types';
+import { RegistryStore } from '../../store/registry';
+import { MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT_LAYER, OCI_MANIFEST, StoreError, type ImageManifest } from '../../store/types';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry';
 
 const MB = 1024 * 1024;

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, databaseUrl, loadConfig, temporalAddress } from '../../worker/config';
+import { ConfigError, databaseUrl, loadConfig, temporalAddress } from '../../runtime/config';
 
 test('with nothing set, everything is embedded on loopback', () => {
   const config = loadConfig({});

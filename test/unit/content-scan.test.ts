@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
-import { encodeSafetensors } from '../../activities/store/safetensors';
-import { scanBytes, scanFile, type ScanOptions } from '../../activities/store/scan';
+import { encodeSafetensors } from '../../store/safetensors';
+import { scanBytes, scanFile, type ScanOptions } from '../../store/scan';
 import { PROTOCOL_0_PICKLE, zip } from '../helpers/content';
 
 const folder = mkdtempSync(path.join(tmpdir(), 'content-scan-'));

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { HashPool } from '../../activities/store/hashing';
+import { HashPool } from '../../store/hashing';
 
 const pool = new HashPool(2);
 afterAll(() => pool.close());

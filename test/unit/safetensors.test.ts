@@ -13,7 +13,7 @@ import {
   readSafetensorsSync,
   writeSafetensors,
   writeSafetensorsSync,
-} from '../../activities/store/safetensors';
+} from '../../store/safetensors';
 
 const folders: string[] = [];
 const folder = (): string => {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { CHECKPOINT_FOLDER, checkpointFolderName, TRAINER_ENV } from '../../activities/runners/types';
-import { readSafetensorsSync, writeSafetensorsSync } from '../../activities/store/safetensors';
+import { readSafetensorsSync, writeSafetensorsSync } from '../../store/safetensors';
 
 type TrainerEvent = { event: 'progress'; step: number; loss: number } | { event: 'checkpoint'; step: number; path: string } | { event: 'resumed'; step: number };
 

@@ -2,7 +2,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { findTool, installTool, requireTool, TEMPORAL_CLI, ToolError } from '../../worker/tools';
+import { findTool, installTool, requireTool, TEMPORAL_CLI, ToolError } from '../../runtime/tools';
 
 function fakeBinary(dir: string, name: string): string {
   mkdirSync(dir, { recursive: true });

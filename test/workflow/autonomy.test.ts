@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
-import { updateGermline } from '../../worker/germline-client';
+import { updateGermline } from '../../temporal/germline-client';
 import { approveUpdate, autonomyQuery, rejectUpdate, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { childrenQuery, childStatusQuery, childWorkflowId, retireUpdate } from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';

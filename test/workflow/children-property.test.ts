@@ -3,7 +3,7 @@
 // accepts or refuses, the pure model (Budget + judge) accepts or refuses too, and the books agree.
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import fc from 'fast-check';
-import { updateGermline } from '../../worker/germline-client';
+import { updateGermline } from '../../temporal/germline-client';
 import { Budget, initialBudgetState } from '../../workflows/budget';
 import { childrenQuery, childWorkflowId, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
 import { depositUpdate, pauseSignal, resumeSignal, setPolicyUpdate, statusQuery } from '../../workflows/germline-api';

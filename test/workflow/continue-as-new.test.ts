@@ -7,7 +7,7 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { journalBalances, reconcile } from '../../activities/journal';
-import { type GermlineHandle, updateGermline } from '../../worker/germline-client';
+import { type GermlineHandle, updateGermline } from '../../temporal/germline-client';
 import { approveUpdate, autonomyQuery, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { Budget, initialBudgetState } from '../../workflows/budget';
 import { childrenQuery, childWorkflowId } from '../../workflows/child-api';

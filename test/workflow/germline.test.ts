@@ -4,7 +4,7 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { budgetRefusal, reconciledBooks } from '../helpers/budget';
-import { type GermlineHandle, updateGermline } from '../../worker/germline-client';
+import { type GermlineHandle, updateGermline } from '../../temporal/germline-client';
 import {
   depositUpdate,
   ledgerQuery,

@@ -2,8 +2,8 @@
 // the failure (status, the BudgetState search attribute, the health check), refuses new money in
 // with a clear reason, still takes settles, and books everything once the database is back.
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { openDatabase } from '../../activities/db/prisma';
-import { assertJournalBooks } from '../../worker/germline-client';
+import { openDatabase } from '../../db/prisma';
+import { assertJournalBooks } from '../../temporal/germline-client';
 import { createWorker } from '../../worker/worker';
 import { depositUpdate, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { BudgetState } from '../../workflows/search-attributes';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type Stripe from 'stripe';
-import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { publishCheckpoint } from '../../store/checkpoint';
 import { entitlementId } from '../../platform/marketplace';
 import { FUNDING_KIND, PURCHASE_KIND, stripeClient } from '../../platform/stripe';
 import { statusQuery } from '../../workflows/germline-api';

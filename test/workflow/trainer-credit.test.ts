@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type Stripe from 'stripe';
-import { publishCheckpoint } from '../../activities/store/checkpoint';
+import { publishCheckpoint } from '../../store/checkpoint';
 import { CREDIT_KIND, stripeClient } from '../../platform/stripe';
 import type { trainingWorkflow } from '../../workflows/training';
 import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';

@@ -1,7 +1,7 @@
 // The worker stops in the middle of a stream of budget changes and another one takes over:
 // every change is applied and booked exactly once.
 import { reconciledBooks } from '../helpers/budget';
-import { updateGermline } from '../../worker/germline-client';
+import { updateGermline } from '../../temporal/germline-client';
 import { depositUpdate, ledgerQuery, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
 

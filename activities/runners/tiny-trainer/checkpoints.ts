@@ -2,7 +2,7 @@
 // contract (../types.ts) asks: under a temporary name, fsynced, then renamed.
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
-import { type F32Tensor, fsyncFolderSync, readSafetensorsSync, writeSafetensorsSync } from '../../store/safetensors';
+import { type F32Tensor, fsyncFolderSync, readSafetensorsSync, writeSafetensorsSync } from '../../../store/safetensors';
 import { CHECKPOINT_FOLDER, checkpointFolderName } from '../types';
 import { type AdamState, type Architecture, type Parameters, PARAMETER_NAMES, parameterShapes } from './model';
 

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { SearchAttributeKey } from '../workflows/search-attributes';
-import { type Config, temporalAddress } from './config';
+import { type Config, temporalAddress } from '../runtime/config';
 
 /** Address and credentials for Temporal, shared by the client and the worker's native connection. */
 export async function temporalConnectionOptions(config: Config) {

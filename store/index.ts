@@ -1,6 +1,6 @@
 // Opens the configured checkpoint store.
 import { readFile } from 'node:fs/promises';
-import type { Config } from '../../worker/config';
+import type { Config } from '../runtime/config';
 import { LayoutStore } from './layout';
 import { RegistryStore } from './registry';
 import type { CheckpointStore } from './types';

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Client } from 'pg';
 import { Umzug, type UmzugStorage } from 'umzug';
 
-export const MIGRATIONS_DIR = path.resolve(__dirname, '../../prisma/migrations');
+export const MIGRATIONS_DIR = path.resolve(__dirname, '../prisma/migrations');
 const HISTORY_TABLE = '_computatrum_migrations';
 /** Arbitrary constant shared by every computatrum process: "migrations are running". */
 const MIGRATION_LOCK = 727_001;
