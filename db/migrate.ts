@@ -6,8 +6,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client } from 'pg';
 import { Umzug, type UmzugStorage } from 'umzug';
+import { projectPath } from '../runtime/paths';
 
-export const MIGRATIONS_DIR = path.resolve(__dirname, '../prisma/migrations');
+export const MIGRATIONS_DIR = projectPath('prisma', 'migrations');
 const HISTORY_TABLE = '_computatrum_migrations';
 /** Arbitrary constant shared by every computatrum process: "migrations are running". */
 const MIGRATION_LOCK = 727_001;

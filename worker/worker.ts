@@ -1,5 +1,4 @@
 // The Temporal worker: every workflow of the project and the activities bound to their outside systems.
-import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
@@ -13,8 +12,9 @@ import type { CheckpointStore } from '../store/types';
 import { createTrainingActivities } from '../activities/training';
 import type { Config } from '../runtime/config';
 import { temporalConnectionOptions } from '../temporal/connection';
+import { projectPath } from '../runtime/paths';
 
-export const WORKFLOWS_PATH = path.resolve(__dirname, '../workflows/index.ts');
+export const WORKFLOWS_PATH = projectPath('workflows', 'index.ts');
 
 export interface ActivityDependencies {
   db: Database;

@@ -2,9 +2,9 @@
 // to an outcome and counts its GPU-seconds. The pod pulls its base and pushes its output itself.
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { BatchV1Api, CoreV1Api, KubeConfig, V1EnvVar, V1Job, V1JobCondition } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
 import type { Logger } from 'pino';
+import { projectPath } from '../../runtime/paths';
 import {
   PreemptedError,
   TRAINER_ENV,
@@ -18,7 +18,7 @@ import {
 
 type KubernetesClient = typeof import('@kubernetes/client-node', { with: { 'resolution-mode': 'import' } });
 
-export const DEFAULT_TRAINING_JOB_TEMPLATE = path.resolve(__dirname, '../../deploy/training-job.yaml');
+export const DEFAULT_TRAINING_JOB_TEMPLATE = projectPath('deploy', 'training-job.yaml');
 export const TRAINER_CONTAINER = 'trainer';
 export const CHECKPOINTS_VOLUME = 'checkpoints';
 export const RUN_ID_LABEL = 'computatrum.io/run-id';

@@ -5,8 +5,9 @@ import path from 'node:path';
 import { type F32Tensor, fsyncFolderSync, readSafetensorsSync, writeSafetensorsSync } from '../../../store/safetensors';
 import { CHECKPOINT_FOLDER, checkpointFolderName } from '../types';
 import { type AdamState, type Architecture, type Parameters, PARAMETER_NAMES, parameterShapes } from './model';
+import { projectPath } from '../../../runtime/paths';
 
-export const CORPUS_PATH = path.join(__dirname, 'corpus.txt');
+export const CORPUS_PATH = projectPath('activities', 'runners', 'tiny-trainer', 'corpus.txt');
 export const MODEL_FILE = 'model.safetensors';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
 export const METRICS_FILE = 'metrics.json';
