@@ -9,13 +9,14 @@ import type { Database } from '../db/prisma';
 import { DEFAULT_RULES, httpPolicy, observationDigest, type PolicyAnswer, recordDecision, rulesPolicy, type TrainingHistory } from './policy';
 import type { CheckpointStore } from '../store/types';
 import type { DecisionSummary, DeciderSettings } from '../workflows/autonomy-api';
-import { type ChildLifecycle, childRepository, type ChildStatus, childStatusQuery } from '../workflows/child-api';
-import { depositUpdate, germlineWorkflowId } from '../workflows/germline-api';
+import { type ChildLifecycle, type ChildStatus, childStatusQuery } from '../workflows/child-api';
 import type { Observation } from '../workflows/guardrails';
 import type { MinorUnits } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
-import { updateGermline } from '../temporal/germline-client';
 import { startTrainingRun } from '../temporal/training-client';
+import { depositUpdate } from '../workflows/budget-api';
+import { germlineWorkflowId, childRepository, childWorkflowPrefix, childWorkflowId } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 /** What training runs the germline starts by itself look like (from the daemon's configuration). */
 export interface TrainingDefaults {
@@ -77,7 +78,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
   return {
     async measureGermline({ germline, children }) {
       const since = new Date(Date.now() - WINDOW_DAYS * DAY_MS);
-      const payers = [{ payer: germlineWorkflowId(germline) }, { payer: { startsWith: `child/${germline}/` } }];
+      const payers = [{ payer: germlineWorkflowId(germline) }, { payer: { startsWith: childWorkflowPrefix(germline) } }];
       const [spent, revenue, runs] = await Promise.all([
         db.trainingRun.aggregate({ _sum: { cost: true }, where: { OR: payers, finishedAt: { gte: since } } }),
         db.journalTransaction.aggregate({
@@ -142,7 +143,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
       const request: TrainingRequest = {
         version: 1,
         id: runId,
-        payer: `child/${germline}/${child}`,
+        payer: childWorkflowId(germline, child),
         currency,
         ...(head ? { base: { repo, reference: 'main' } } : {}),
         output: { repo, branch: 'main' },
@@ -166,7 +167,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
 
     async fundChild({ workflowId, amount, currency, reference }) {
       try {
-        await updateGermline(client.workflow.getHandle(workflowId), depositUpdate, { amount, currency, reference });
+        await updateBudget(client.workflow.getHandle(workflowId), depositUpdate, { amount, currency, reference });
       } catch (error) {
         const cause = (error as { cause?: ApplicationFailure }).cause;
         if (cause instanceof ApplicationFailure && cause.type !== 'UnprocessedUpdate') {

@@ -3,10 +3,10 @@
 // idempotent (reserve by ref, settle by reservation id), so a retried activity books nothing twice.
 import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ReserveResult, SettleResult } from '../workflows/budget';
-import { reserveUpdate, settleUpdate } from '../workflows/germline-api';
 import type { MinorUnits } from '../workflows/money';
-import { updateGermline } from '../temporal/germline-client';
+import type { ReserveResult, SettleResult } from '../workflows/budget-api';
+import { reserveUpdate, settleUpdate } from '../workflows/budget-api';
+import { updateBudget } from '../temporal/budget-client';
 
 export interface BudgetActivities {
   reserveForTraining(input: { payer: string; ref: string; amount: MinorUnits; purpose: string }): Promise<ReserveResult>;
@@ -28,7 +28,7 @@ async function askBudget<T>(action: () => Promise<T>): Promise<T> {
 export function createBudgetActivities(client: Client): BudgetActivities {
   const handle = (payer: string) => client.workflow.getHandle(payer);
   return {
-    reserveForTraining: ({ payer, ref, amount, purpose }) => askBudget(() => updateGermline(handle(payer), reserveUpdate, { ref, amount, purpose })),
-    settleForTraining: ({ payer, reservationId, actual }) => askBudget(() => updateGermline(handle(payer), settleUpdate, { reservationId, actual })),
+    reserveForTraining: ({ payer, ref, amount, purpose }) => askBudget(() => updateBudget(handle(payer), reserveUpdate, { ref, amount, purpose })),
+    settleForTraining: ({ payer, reservationId, actual }) => askBudget(() => updateBudget(handle(payer), settleUpdate, { reservationId, actual })),
   };
 }

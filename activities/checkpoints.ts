@@ -11,6 +11,7 @@ import type { Database } from '../db/prisma';
 import { ANNOTATION, forkCheckpoint, tagCheckpoint } from '../store/checkpoint';
 import type { CheckpointStore, ImageManifest } from '../store/types';
 import { nicknameCandidate, NICKNAME_SPACE } from '../workflows/nickname';
+import { germlineRepository } from '../workflows/names';
 
 export interface DailyTagInput {
   germline: string;
@@ -35,7 +36,6 @@ export interface CheckpointActivities {
   forkBranch(input: { from: { repo: string; reference: string }; to: { repo: string; branch: string } }): Promise<string | undefined>;
 }
 
-export const germlineRepository = (germline: string) => `germline/${germline}`;
 export const HEAD_BRANCH = 'main';
 
 function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 'digest' | 'nickname'>>, manifest: ImageManifest, size: number): string {

@@ -2,7 +2,8 @@
 // change, keyed by `<workflowId>/<updateId>` so a retried activity books nothing twice.
 import { log } from '@temporalio/activity';
 import type { Database } from '../db/prisma';
-import { type JournalAccount, type LedgerEntry, postingsFor } from '../workflows/budget';
+import { type JournalAccount, postingsFor } from '../workflows/budget';
+import { type LedgerEntry } from '../workflows/budget-api';
 
 export interface RecordJournalInput {
   germline: string;

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Database } from '../db/prisma';
-import { CHILD_NAME, type ChildSummary, type Judgement, type Observation, type Proposal } from '../workflows/guardrails';
+import { type ChildSummary, type Judgement, type Observation, type Proposal } from '../workflows/guardrails';
+import { NAME } from '../workflows/names';
 
 export interface RulesPolicyParams {
   /** Breeds the germline may spawn, in order: a child is named after its purpose. */
@@ -94,7 +95,7 @@ export function rulesPolicy(observation: Observation, history: TrainingHistory, 
 }
 
 const minor = z.string().regex(/^[1-9]\d*$/, 'whole minor units above zero, as a string');
-const child = z.string().regex(CHILD_NAME, 'lowercase letters, digits and dashes');
+const child = z.string().regex(NAME, 'lowercase letters, digits and dashes');
 const agentAnswer = z.object({
   proposals: z
     .array(

@@ -10,8 +10,8 @@ import { PreemptedError, type RunnerKind, TrainerFailedError, type TrainingOutco
 import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from '../store/checkpoint';
 import { assertRepository, assertTag } from '../store/names';
 import { type CheckpointStore, StoreError } from '../store/types';
-import { germlineWorkflowId } from '../workflows/germline-api';
-import { FINAL_TRAINING_STATES, runTag, type TrainingRequest, type TrainingState, type TrainingStatus, TRAINING_RUN_ID } from '../workflows/training-api';
+import { FINAL_TRAINING_STATES, type TrainingRequest, type TrainingState, type TrainingStatus } from '../workflows/training-api';
+import { germlineWorkflowId, runTag, NAME, PAYER } from '../workflows/names';
 
 export interface TrainingActivities {
   prepareTrainingRun(request: TrainingRequest): Promise<{ baseDigest?: string }>;
@@ -31,9 +31,6 @@ export interface TrainingDependencies {
   progressWriteMs?: number;
 }
 
-/** The workflows that hold a budget: a germline, or one of its children. */
-const PAYER = /^(germline\/[a-z0-9][a-z0-9-]{0,62}|child\/[a-z0-9][a-z0-9-]{0,62}\/[a-z0-9][a-z0-9-]{0,62}|credit\/[a-z0-9][a-z0-9-]{0,62})$/;
-
 function invalid(message: string): never {
   throw ApplicationFailure.create({ type: 'TrainingRequestInvalid', message, nonRetryable: true });
 }
@@ -41,7 +38,7 @@ function invalid(message: string): never {
 /** Checks what the workflow cannot: names, the runner, and that the base checkpoint exists. */
 function validate(request: TrainingRequest, runners: TrainingDependencies['runners']): void {
   if (request.version !== 1) invalid(`unsupported training request version ${String(request.version)}`);
-  if (!TRAINING_RUN_ID.test(request.id)) invalid(`run id "${request.id}" must be lowercase letters, digits and dashes (at most 63)`);
+  if (!NAME.test(request.id)) invalid(`run id "${request.id}" must be lowercase letters, digits and dashes (at most 63)`);
   if (!PAYER.test(request.payer)) invalid(`payer "${request.payer}" is not a budget: use germline/<name>, child/<germline>/<child> or credit/<trainer>`);
   if (!Number.isInteger(request.gpus) || request.gpus < 1 || request.gpus > 64) invalid(`gpus must be a whole number from 1 to 64, got ${request.gpus}`);
   if (!Number.isInteger(request.maxDurationSeconds) || request.maxDurationSeconds < 1) invalid(`the maximum duration must be at least 1 second, got ${request.maxDurationSeconds}`);

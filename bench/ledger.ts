@@ -8,10 +8,11 @@
 import { parseArgs } from 'node:util';
 import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { ensureGermline, updateGermline } from '../temporal/germline-client';
-import { depositUpdate, reserveUpdate, settleUpdate } from '../workflows/germline-api';
+import { ensureGermline } from '../temporal/germline-client';
 import { startBenchStack } from './support/stack';
 import { noopUpdate } from './workflows';
+import { depositUpdate, reserveUpdate, settleUpdate } from '../workflows/budget-api';
+import { updateBudget } from '../temporal/budget-client';
 
 const { values } = parseArgs({
   options: { pairs: { type: 'string', default: '400' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '500' } },
@@ -54,7 +55,7 @@ async function main(): Promise<void> {
   await worker.runUntil(async () => {
     const bare = await client.workflow.start('bareUpdateWorkflow', { workflowId: `bench/bare-${Date.now()}`, taskQueue: 'bench' });
     const { handle: germline } = await ensureGermline(client, { name: `bench-${Date.now()}`, currency: 'usd', taskQueue: 'bench' });
-    await updateGermline(germline, depositUpdate, { amount: String(PAIRS * 100), currency: 'usd', reference: 'bench' });
+    await updateBudget(germline, depositUpdate, { amount: String(PAIRS * 100), currency: 'usd', reference: 'bench' });
     // Warm both paths (workflow cache, connections) before timing.
     await bare.executeUpdate(noopUpdate, { args: [null] });
 
@@ -63,8 +64,8 @@ async function main(): Promise<void> {
       await bare.executeUpdate(noopUpdate, { args: [null] });
     });
     const ledger = await measure(PAIRS, CONCURRENCY, async (i) => {
-      const { reservationId } = await updateGermline(germline, reserveUpdate, { amount: '100', ref: `pair-${i}`, purpose: 'bench' });
-      await updateGermline(germline, settleUpdate, { reservationId, actual: '40' });
+      const { reservationId } = await updateBudget(germline, reserveUpdate, { amount: '100', ref: `pair-${i}`, purpose: 'bench' });
+      await updateBudget(germline, settleUpdate, { reservationId, actual: '40' });
     });
 
     console.log(`pairs ${PAIRS}, concurrency ${CONCURRENCY}, one germline, journal in ${database}`);
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
     console.log(`ratio     ledger / baseline: ${(ledger / baseline).toFixed(3)}`);
 
     const { handle: burstGermline } = await ensureGermline(client, { name: `bench-burst-${Date.now()}`, currency: 'usd', taskQueue: 'bench' });
-    await updateGermline(burstGermline, depositUpdate, { amount: String(BURST * 200), currency: 'usd', reference: 'burst' });
+    await updateBudget(burstGermline, depositUpdate, { amount: String(BURST * 200), currency: 'usd', reference: 'burst' });
     const answered = await burst(burstGermline, BURST);
     console.log(
       `burst     ${BURST} concurrent reserves of 5.00 against ${BURST * 2}.00 from a plain client: every answer in ${answered.seconds.toFixed(2)} s ` +

@@ -5,12 +5,13 @@
 // by a bare parent on the same server in the same run; prints the ratio and the germline's history
 // at the end (it continues as new on the way, carrying its children).
 import { parseArgs } from 'node:util';
-import { updateGermline } from '../temporal/germline-client';
 import { spawnChildUpdate } from '../workflows/child-api';
-import { depositUpdate, germlineWorkflowId, statusQuery } from '../workflows/germline-api';
 import { germlineWorkflow } from '../workflows/germline';
 import { startBenchStack } from './support/stack';
 import { spawnBareUpdate } from './workflows';
+import { depositUpdate, statusQuery } from '../workflows/budget-api';
+import { germlineWorkflowId } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 const { values } = parseArgs({ options: { children: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' } } });
 const CHILDREN = Number(values.children);
@@ -36,10 +37,10 @@ async function main(): Promise<void> {
         taskQueue: 'bench',
         args: [{ name, currency: 'usd', autonomy: { maxChildren: CHILDREN + 1, perChildAllowanceCap: null, minRunwayDays: 0, approvalThreshold: null } }],
       });
-      await updateGermline(germline, depositUpdate, { amount: String(CHILDREN * 100), currency: 'usd', reference: 'bench' });
+      await updateBudget(germline, depositUpdate, { amount: String(CHILDREN * 100), currency: 'usd', reference: 'bench' });
 
       const baseline = await perSecond(CHILDREN, (i) => parent.executeUpdate(spawnBareUpdate, { args: [`c${i}`] }));
-      const spawned = await perSecond(CHILDREN, (i) => updateGermline(germline, spawnChildUpdate, { name: `c${i}`, allowance: '100', purpose: 'bench' }));
+      const spawned = await perSecond(CHILDREN, (i) => updateBudget(germline, spawnChildUpdate, { name: `c${i}`, allowance: '100', purpose: 'bench' }));
 
       const described = await germline.describe();
       const status = await germline.query(statusQuery);

@@ -10,12 +10,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { tinyTrainerCommand } from '../activities/runners/tiny-trainer';
 import { TRAINER_ENV } from '../activities/runners/types';
-import { ensureGermline, updateGermline } from '../temporal/germline-client';
+import { ensureGermline } from '../temporal/germline-client';
 import { localRunner } from '../worker/runners';
-import { depositUpdate } from '../workflows/germline-api';
 import { trainingWorkflow } from '../workflows/training';
-import { trainingWorkflowId } from '../workflows/training-api';
 import { startBenchStack } from './support/stack';
+import { depositUpdate } from '../workflows/budget-api';
+import { trainingWorkflowId } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 const { values } = parseArgs({ options: { steps: { type: 'string', default: '2000' }, runs: { type: 'string', default: '3' } } });
 const TRAINER = tinyTrainerCommand(['--steps', values.steps!, '--save-every', '500']);
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     const after: number[] = [];
     await stack.worker.runUntil(async () => {
       const { handle } = await ensureGermline(stack.client, { name: 'bench', currency: 'usd', taskQueue: 'bench' });
-      await updateGermline(handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'bench' });
+      await updateBudget(handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'bench' });
       for (let i = 0; i < RUNS + 1; i++) {
         const id = `bench-${i}`;
         const t0 = Date.now();

@@ -3,7 +3,7 @@
 import { userInfo } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { Config } from '../runtime/config';
-import { germlineHandle, updateGermline } from '../temporal/germline-client';
+import { germlineHandle } from '../temporal/germline-client';
 import {
   type AutonomyChange,
   type AutonomyStatus,
@@ -19,6 +19,7 @@ import { formatMoney } from '../workflows/money';
 import { amountOption, capOption, liftable, positiveInteger, print, UserError, wholeNumber, withDatabase, withGermline } from './common';
 import { table } from './table';
 import { parseDuration } from './training';
+import { updateBudget } from '../temporal/budget-client';
 
 function describeProposal(proposal: Proposal | null | undefined, currency: string): string {
   if (!proposal) return '';
@@ -130,7 +131,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       if (Object.keys(rules).length > 0) change.rules = rules;
       const status = await withGermline(cfg, (client) => {
         const handle = germlineHandle(client, cfg.germline);
-        return Object.keys(change).length === 0 ? handle.query(autonomyQuery) : updateGermline(handle, setAutonomyUpdate, change);
+        return Object.keys(change).length === 0 ? handle.query(autonomyQuery) : updateBudget(handle, setAutonomyUpdate, change);
       });
       if (options.json) return print(JSON.stringify(status, null, 2));
       showAutonomy(status, cfg.currency);
@@ -202,7 +203,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       .action(async (id: string, options: { reason?: string; by: string }) => {
         const cfg = config();
         const summary = await withGermline(cfg, (client) =>
-          updateGermline(germlineHandle(client, cfg.germline), update, { decisionId: id, by: options.by, ...(options.reason ? { reason: options.reason } : {}) }),
+          updateBudget(germlineHandle(client, cfg.germline), update, { decisionId: id, by: options.by, ...(options.reason ? { reason: options.reason } : {}) }),
         );
         print(`${summary.id}: ${summary.outcome} — ${summary.reason}`);
       });

@@ -3,12 +3,14 @@ import type { Command } from 'commander';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Config } from '../runtime/config';
 import { parseReference } from '../store/names';
-import { germlineHandle, updateGermline } from '../temporal/germline-client';
-import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
+import { germlineHandle } from '../temporal/germline-client';
+import { type ChildStatus, childrenQuery, childStatusQuery, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
 import { promoteUpdate } from '../workflows/germline-api';
 import { formatMoney } from '../workflows/money';
 import { amountOption, print, UserError, withGermline } from './common';
 import { table } from './table';
+import { childWorkflowId, germlineRepository } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 function showChild(status: ChildStatus, currency: string): void {
   const money = (v: string) => formatMoney(v, currency);
@@ -67,7 +69,7 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .action(async (name: string, options: { allowance: bigint; purpose: string }) => {
       const cfg = config();
       const record = await withGermline(cfg, (client) =>
-        updateGermline(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
+        updateBudget(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
       );
       print(`spawned ${record.name} with ${formatMoney(record.allowance, cfg.currency)} (reservation ${record.reservationId}); workflow ${record.workflowId}`);
     });
@@ -79,8 +81,8 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .action(async (checkpoint: string) => {
       const cfg = config();
       const { repo, reference } = parseReference(checkpoint);
-      const result = await withGermline(cfg, (client) => updateGermline(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }));
-      print(`germline/${cfg.germline}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`);
+      const result = await withGermline(cfg, (client) => updateBudget(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }));
+      print(`${germlineRepository(cfg.germline)}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`);
     });
 
   for (const [command, description] of [

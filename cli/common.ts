@@ -4,8 +4,8 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Con
 import { openDatabase, type Database } from '../db/prisma';
 import { type Config, databaseUrl, temporalAddress } from '../runtime/config';
 import { connectTemporal, temporalClient } from '../temporal/connection';
-import { germlineWorkflowId } from '../workflows/germline-api';
 import { parseAmount } from '../workflows/money';
+import { germlineWorkflowId } from '../workflows/names';
 
 /** A failure the user can fix; printed without a stack trace. */
 export class UserError extends Error {

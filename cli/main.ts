@@ -4,20 +4,9 @@ import { journalBalances, reconcile } from '../activities/journal';
 import { openDatabase } from '../db/prisma';
 import { ConfigError, type Config, databaseUrl, loadConfig } from '../runtime/config';
 import { type Client, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
-import { germlineHandle, updateGermline } from '../temporal/germline-client';
-import { childWorkflowId } from '../workflows/child-api';
+import { germlineHandle } from '../temporal/germline-client';
 import { createLogger } from '../runtime/logging';
 import { findTool, installTool, ToolError, TOOLS } from '../runtime/tools';
-import type { BudgetPolicy, LedgerEntry } from '../workflows/budget';
-import {
-  depositUpdate,
-  germlineWorkflowId,
-  ledgerQuery,
-  pauseSignal,
-  resumeSignal,
-  setPolicyUpdate,
-  statusQuery,
-} from '../workflows/germline-api';
 import { formatMoney, MoneyError } from '../workflows/money';
 import { table } from './table';
 import { PullProgressView } from './progress';
@@ -37,6 +26,10 @@ import { addStoreCommands } from './store';
 import { platformApi } from './platform-api';
 import { addTrainingCommands } from './training';
 import { startStack } from './up';
+import type { BudgetPolicy, LedgerEntry } from '../workflows/budget-api';
+import { depositUpdate, ledgerQuery, pauseSignal, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/budget-api';
+import { germlineWorkflowId, childWorkflowId } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 function ledgerTable(entries: LedgerEntry[], currency: string): string {
   return table(
@@ -146,7 +139,7 @@ export function buildProgram(config: () => Config): Command {
     .action(async (amount: bigint, options: { reference: string }) => {
       const cfg = config();
       const result = await withGermline(cfg, (client) =>
-        updateGermline(germlineHandle(client, cfg.germline), depositUpdate, { amount: amount.toString(), currency: cfg.currency, reference: options.reference }),
+        updateBudget(germlineHandle(client, cfg.germline), depositUpdate, { amount: amount.toString(), currency: cfg.currency, reference: options.reference }),
       );
       print(
         result.duplicate
@@ -210,7 +203,7 @@ export function buildProgram(config: () => Config): Command {
       if (options.dailyCap !== undefined) change.dailySpendCap = liftable(options.dailyCap);
       if (options.perReservationCap !== undefined) change.perReservationCap = liftable(options.perReservationCap);
       if (Object.keys(change).length === 0) throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
-      const updated = await withGermline(cfg, (client) => updateGermline(germlineHandle(client, cfg.germline), setPolicyUpdate, change));
+      const updated = await withGermline(cfg, (client) => updateBudget(germlineHandle(client, cfg.germline), setPolicyUpdate, change));
       for (const line of policyLines(updated, cfg.currency)) print(line);
     });
 

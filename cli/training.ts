@@ -7,16 +7,15 @@ import type { Database } from '../db/prisma';
 import { parseReference } from '../store/names';
 import { trainingPayer } from '../activities/training';
 import type { Config } from '../runtime/config';
-import { germlineRepository } from '../activities/checkpoints';
-import { childRepository, childWorkflowId } from '../workflows/child-api';
 import { formatAmount, formatMoney } from '../workflows/money';
 import type { trainingWorkflow } from '../workflows/training';
-import { type TrainingRequest, type TrainingStatus, TRAINING_RUN_ID, trainingStatusQuery, trainingWorkflowId, FINAL_TRAINING_STATES } from '../workflows/training-api';
+import { type TrainingRequest, type TrainingStatus, trainingStatusQuery, FINAL_TRAINING_STATES } from '../workflows/training-api';
 import { trainingCost } from '../workflows/training-cost';
 import { startTrainingRun } from '../temporal/training-client';
 import { amountOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
 import { platformApi } from './platform-api';
 import { table } from './table';
+import { childRepository, childWorkflowId, NAME, trainingWorkflowId, germlineRepository } from '../workflows/names';
 
 const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
 const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
@@ -91,7 +90,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       if (options.onCredit) return trainOnCredit(cfg, command, options);
       const base = options.base ? parseReference(options.base) : undefined;
       const id = options.id ?? newRunId();
-      if (!TRAINING_RUN_ID.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
+      if (!NAME.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
       const runner = options.runner ?? cfg.training.defaultRunner;
       const request: TrainingRequest = {
         version: 1,

@@ -23,7 +23,7 @@ import { createRunners } from '../worker/runners';
 import { connectWorker, createWorker } from '../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
-import { germlineWorkflowId } from '../workflows/germline-api';
+import { germlineWorkflowId } from '../workflows/names';
 
 export interface RunningStack {
   urls: { temporalUi?: string; platform?: string; temporal: string; database: string; store: string };

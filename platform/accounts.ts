@@ -6,6 +6,7 @@ import { createHash, randomBytes, randomUUID, scrypt as scryptCallback, type Scr
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { PlatformError } from './errors';
+import { ACCOUNT_HANDLE, ACCOUNT_HANDLE_RULE, trainerNamespace } from '../workflows/names';
 
 export type Role = 'public' | 'trainer' | 'operator';
 
@@ -34,7 +35,6 @@ export class AccountError extends Error {
   }
 }
 
-export const HANDLE = /^[a-z0-9][a-z0-9-]{1,38}$/;
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,}$/;
 export const MIN_PASSWORD = 10;
 /** Enough for any passphrase; longer input is refused before scrypt ever sees it (hashing is the cost an attacker would pick). */
@@ -85,7 +85,7 @@ export async function signUp(db: Database, input: { handle: string; email: strin
   const handle = String(input.handle ?? '').trim();
   const email = String(input.email ?? '').trim().toLowerCase();
   const password = String(input.password ?? '');
-  if (!HANDLE.test(handle)) throw new AccountError('INVALID_INPUT', 'a handle is 2 to 39 lowercase letters, digits and dashes, starting with a letter or digit');
+  if (!ACCOUNT_HANDLE.test(handle)) throw new AccountError('INVALID_INPUT', ACCOUNT_HANDLE_RULE);
   if (!EMAIL.test(email)) throw new AccountError('INVALID_INPUT', `"${email}" is not an email address`);
   checkNewPassword(password);
   try {
@@ -169,14 +169,12 @@ export async function setRole(db: Database, handle: string, role: 'trainer' | 'o
 }
 
 /** Where an account's own repositories live: `trainers/<handle>/`. */
-export const ownNamespace = (account: { handle: string }): string => `trainers/${account.handle}/`;
-
 /**
  * Refuses `account` writing to `repository` outside its own namespace (`what` says who may do what,
  * e.g. "you can fork"); with `operatorsAnywhere`, operators may write anywhere.
  */
 export function assertOwnRepository(account: AccountView, repository: string, what: string, options: { operatorsAnywhere?: boolean } = {}): void {
   if (options.operatorsAnywhere && account.role === 'operator') return;
-  const own = ownNamespace(account);
+  const own = trainerNamespace(account.handle);
   if (!repository.startsWith(own) || repository.length === own.length) throw new PlatformError('FORBIDDEN', `${what} only under ${own}, not ${repository || 'nowhere'}`);
 }

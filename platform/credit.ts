@@ -10,15 +10,15 @@ import { requireManifest } from '../store/checkpoint';
 import { assertRepository, assertTag, parseReference } from '../store/names';
 import type { CheckpointStore } from '../store/types';
 import { startTrainingRun } from '../temporal/training-client';
-import type { BudgetStatus } from '../workflows/budget';
 import type { creditWorkflow } from '../workflows/credit';
-import { creditWorkflowId } from '../workflows/credit-api';
-import { statusQuery } from '../workflows/germline-api';
 import { assertAtMostMaximum, formatMoney } from '../workflows/money';
 import type { TrainingRequest } from '../workflows/training-api';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { assertMayRead, inheritTerms } from './read-access';
 import { PlatformError } from './errors';
+import type { BudgetStatus } from '../workflows/budget-api';
+import { statusQuery } from '../workflows/budget-api';
+import { creditWorkflowId } from '../workflows/names';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
 export interface TrainingSettings {

@@ -11,11 +11,10 @@ import mercurius, { ErrorWithProps } from 'mercurius';
 import type { Database } from '../db/prisma';
 import { CheckpointError } from '../store/checkpoint';
 import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../store/types';
-import { germlineHandle, updateGermline } from '../temporal/germline-client';
+import { germlineHandle } from '../temporal/germline-client';
 import { approveUpdate, type DecisionSummary, rejectUpdate } from '../workflows/autonomy-api';
-import type { BudgetStatus } from '../workflows/budget';
 import { type ChildRecord, childrenQuery } from '../workflows/child-api';
-import { depositUpdate, pauseSignal, promoteUpdate, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/germline-api';
+import { promoteUpdate } from '../workflows/germline-api';
 import { MoneyError, parseAmount } from '../workflows/money';
 import { type AccountView, AccountError, type Caller, createApiToken } from './accounts';
 import { addComment, attachRecording, type CommentView, forkImage, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from './hub';
@@ -23,6 +22,9 @@ import { PlatformError } from './errors';
 import { type BreedView, listBreeds, publishBreed } from './marketplace';
 import { creditStatus, startTrainerRun, type TrainingSettings } from './credit';
 import { createBreedCheckout, createCreditCheckout, createFundingCheckout, createPayoutsOnboarding, StripeInputError, type StripeSettings } from './stripe';
+import type { BudgetStatus } from '../workflows/budget-api';
+import { depositUpdate, pauseSignal, resumeSignal, setPolicyUpdate, statusQuery } from '../workflows/budget-api';
+import { updateBudget } from '../temporal/budget-client';
 
 /** What the API and the pages work with; the optional parts answer UNAVAILABLE (or say so) where absent. */
 export interface PlatformParts {
@@ -476,7 +478,7 @@ export function buildSchema() {
   });
 
   const decide = (update: typeof approveUpdate) => async (_root: unknown, args: { id: string; reason?: string | null }, context: GraphQLContext): Promise<DecisionSummary> =>
-    updateGermline(germlineHandle(temporal(context), context.germline), update, { decisionId: args.id, by: context.caller.account!.handle, ...(args.reason ? { reason: args.reason } : {}) }).catch(refused);
+    updateBudget(germlineHandle(temporal(context), context.germline), update, { decisionId: args.id, by: context.caller.account!.handle, ...(args.reason ? { reason: args.reason } : {}) }).catch(refused);
 
   builder.mutationType({
     fields: (t) => ({
@@ -611,7 +613,7 @@ export function buildSchema() {
             if (value !== undefined) change[field] = value;
           }
           if (Object.keys(change).length === 0) throw apiError('BAD_USER_INPUT', 'give dailySpendCap or perReservationCap (an amount, or "none")');
-          return updateGermline(germlineHandle(temporal(context), context.germline), setPolicyUpdate, change).catch(refused);
+          return updateBudget(germlineHandle(temporal(context), context.germline), setPolicyUpdate, change).catch(refused);
         },
       }),
       promote: t.field({
@@ -619,7 +621,7 @@ export function buildSchema() {
         description: "Moves the germline's main to a checkpoint whose training metrics pass the eval gate.",
         authScopes: { operator: true },
         args: { repository: t.arg.string({ required: true }), reference: t.arg.string({ required: true }) },
-        resolve: (_root, args, context) => updateGermline(germlineHandle(temporal(context), context.germline), promoteUpdate, { repo: args.repository, reference: args.reference }).catch(refused),
+        resolve: (_root, args, context) => updateBudget(germlineHandle(temporal(context), context.germline), promoteUpdate, { repo: args.repository, reference: args.reference }).catch(refused),
       }),
       deposit: t.field({
         type: BooksRef,
@@ -628,7 +630,7 @@ export function buildSchema() {
         resolve: async (_root, args, context) => {
           const deposited = amount(args.amount, context);
           const handle = germlineHandle(temporal(context), context.germline);
-          await updateGermline(handle, depositUpdate, { amount: deposited.toString(), currency: context.currency, reference: args.reference }).catch(refused);
+          await updateBudget(handle, depositUpdate, { amount: deposited.toString(), currency: context.currency, reference: args.reference }).catch(refused);
           return handle.query(statusQuery);
         },
       }),

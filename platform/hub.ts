@@ -14,6 +14,7 @@ import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
 import { assertMayRead, inheritTerms } from './read-access';
+import { germlineRepository } from '../workflows/names';
 
 export interface CommentView {
   id: string;
@@ -158,7 +159,7 @@ export async function listImages(db: Database, store: CheckpointStore, options: 
     }),
   );
   const search = options.search?.trim().toLowerCase();
-  const own = options.germline ? `germline/${options.germline}` : undefined;
+  const own = options.germline ? germlineRepository(options.germline) : undefined;
   return images
     .filter((image): image is ImageView => image !== undefined)
     .filter((image) => !search || [image.repository, image.breed?.title, image.latestNickname].some((field) => field?.toLowerCase().includes(search)))

@@ -11,12 +11,14 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import Stripe from 'stripe';
 import type { Database } from '../db/prisma';
-import { germlineHandle, updateGermline } from '../temporal/germline-client';
-import { depositUpdate } from '../workflows/germline-api';
+import { germlineHandle } from '../temporal/germline-client';
 import { formatMoney, MoneyError, toMinor } from '../workflows/money';
-import { type AccountView, HANDLE } from './accounts';
+import { type AccountView } from './accounts';
 import { creditHandle } from './credit';
 import { entitlementId } from './read-access';
+import { depositUpdate } from '../workflows/budget-api';
+import { ACCOUNT_HANDLE } from '../workflows/names';
+import { updateBudget } from '../temporal/budget-client';
 
 export interface StripeSettings {
   client: Stripe;
@@ -224,7 +226,7 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
   /** A trainer's credit paid in: deposited in credit/<handle>, started if this is its first money. */
   async function credited(event: Stripe.Event, session: Stripe.Checkout.Session): Promise<string> {
     const handle = session.metadata?.handle;
-    if (!handle || !HANDLE.test(handle)) return 'ignored: a credit without its trainer';
+    if (!handle || !ACCOUNT_HANDLE.test(handle)) return 'ignored: a credit without its trainer';
     if (!deps.taskQueue) throw new Error('training credit needs the worker task queue');
     const amount = String(session.amount_total ?? 0);
     const currency = session.currency ?? '';
@@ -251,7 +253,7 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
 
   async function deposit(event: Stripe.Event, books: WorkflowHandle, amount: string, currency: string, done: string): Promise<string> {
     try {
-      await updateGermline(books, depositUpdate, { amount, currency, reference: event.id });
+      await updateBudget(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
       const cause = (error as { cause?: { message?: string; type?: string } }).cause;
       // A journal that cannot book right now is a failure to retry: Stripe delivers the event again later.

@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { isCurrency, parseAmount } from '../workflows/money';
+import { NAME, NAME_RULE } from '../workflows/names';
 
 const PORT = 'a TCP port number from 1 to 65535';
 const port = z.coerce.number({ error: PORT }).int(PORT).min(1, PORT).max(65_535, PORT);
@@ -24,7 +25,7 @@ export const configSchema = z
     COMPUTATRUM_DATA_DIR: z.string().min(1).default('.computatrum'),
     COMPUTATRUM_GERMLINE: z
       .string()
-      .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes, starting with a letter or digit')
+      .regex(NAME, NAME_RULE)
       .default('computatrum'),
     COMPUTATRUM_CURRENCY: z
       .string()

@@ -1,7 +1,7 @@
 // Names and digests as the OCI Distribution spec defines them, checked before any I/O.
 import { StoreError } from './types';
+import { REPOSITORY } from '../workflows/names';
 
-const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
 const TAG = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 

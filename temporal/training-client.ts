@@ -4,7 +4,8 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
 import type { trainingWorkflow } from '../workflows/training';
-import { type TrainingRequest, trainingWorkflowId } from '../workflows/training-api';
+import { type TrainingRequest } from '../workflows/training-api';
+import { trainingWorkflowId } from '../workflows/names';
 
 /** Starts the run; a run id used before is refused (WorkflowExecutionAlreadyStartedError). */
 export function startTrainingRun(client: Client, taskQueue: string, request: TrainingRequest): Promise<WorkflowHandle<typeof trainingWorkflow>> {

@@ -14,7 +14,7 @@ import {
 } from '@temporalio/workflow';
 import type { AutonomyActivities, Measurements } from '../activities/autonomy';
 import type { Budget } from './budget';
-import { now, type ServedBudget } from './serve-budget';
+import { type ServedBudget } from './serve-budget';
 import {
   type AutonomyChange,
   type AutonomyStatus,
@@ -32,7 +32,6 @@ import {
 import { type ChildRecord, retireRequestedSignal, type SpawnRequest } from './child-api';
 import {
   type AutonomyPolicy,
-  CHILD_NAME,
   DEFAULT_AUTONOMY_POLICY,
   type EvalGate,
   judge,
@@ -42,6 +41,8 @@ import {
 } from './guardrails';
 import { failureMessage } from './failures';
 import { formatMoney, minorUnitsProblem } from './money';
+import { NAME } from './names';
+import { now } from './clock';
 
 // Measuring and deciding are retried a few times; a policy that cannot answer is an answer itself.
 const thinking = proxyActivities<AutonomyActivities>({
@@ -118,7 +119,7 @@ export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange
     if ('spawnRunwayDays' in rules) wholeNumber(rules.spawnRunwayDays, 'rules.spawnRunwayDays', 0, 3650);
     if ('patience' in rules) wholeNumber(rules.patience, 'rules.patience', 1, 1000);
     if ('runCost' in rules) minorSetting(rules.runCost, 'rules.runCost', 'rules.runCost is whole minor units above zero, as a string', { positive: true, currency });
-    if ('purposes' in rules && !(Array.isArray(rules.purposes) && rules.purposes.length > 0 && rules.purposes.every((p) => typeof p === 'string' && CHILD_NAME.test(p)))) {
+    if ('purposes' in rules && !(Array.isArray(rules.purposes) && rules.purposes.length > 0 && rules.purposes.every((p) => typeof p === 'string' && NAME.test(p)))) {
       throw invalid('rules.purposes is a list of child names: lowercase letters, digits and dashes');
     }
   }

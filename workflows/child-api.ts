@@ -1,8 +1,8 @@
 // The child computatrum's messages and inputs, shared by the child workflow, the germline, the CLI.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { BudgetState } from './budget';
 import type { ChildState } from './guardrails';
 import type { MinorUnits } from './money';
+import type { BudgetState } from './budget-api';
 
 export type ChildLifecycle = ChildState | 'retiring' | 'leaving';
 
@@ -66,8 +66,6 @@ export interface ChildEnded {
   reason: string;
 }
 
-export const childWorkflowId = (germline: string, name: string): string => `child/${germline}/${name}`;
-export const childRepository = (name: string): string => `children/${name}`;
 
 // On the child.
 export const childStatusQuery = defineQuery<ChildStatus>('childStatus');

@@ -17,27 +17,25 @@ import {
 } from '@temporalio/workflow';
 import type { CheckpointActivities } from '../activities/checkpoints';
 import { Budget, initialBudgetState } from './budget';
-import { now, serveBudget } from './serve-budget';
+import { serveBudget } from './serve-budget';
 import {
   type ChildInput,
   type ChildLifecycle,
   childEndedSignal,
-  childRepository,
   type ChildStatus,
   childStatusQuery,
   leaveUpdate,
   retireRequestedSignal,
   retireUpdate,
 } from './child-api';
-import { germlineWorkflowId } from './germline-api';
 import { ChildName, ChildState, GermlineId } from './search-attributes';
+import { germlineWorkflowId, childRepository, ACCOUNT_HANDLE, trainerRepository } from './names';
+import { now } from './clock';
 
 const { forkBranch } = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
 });
-
-const OWNER = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
   const { workflowId } = workflowInfo();
@@ -108,7 +106,7 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
     {
       validator: ({ owner, reason }) => {
         checkNotEnding();
-        if (!OWNER.test(owner ?? '')) throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: `owner "${owner}" must be a handle: lowercase letters, digits and dashes` });
+        if (!ACCOUNT_HANDLE.test(owner ?? '')) throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: `owner "${owner}" must be a handle: lowercase letters, digits and dashes` });
         if (!reason?.trim()) throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: 'leaving needs a reason, for the record' });
       },
     },
@@ -135,7 +133,7 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
   showState();
   await condition(() => budget.status(now()).openReservations.length === 0 && budget.journalPending === 0);
   if (end.how === 'left' && branch) {
-    await forkBranch({ from: { repo: childRepository(input.name), reference: 'main' }, to: { repo: `trainers/${end.owner}/${input.name}`, branch: 'main' } });
+    await forkBranch({ from: { repo: childRepository(input.name), reference: 'main' }, to: { repo: trainerRepository(end.owner!, input.name), branch: 'main' } });
   }
   const spent = budget.status(now()).spent;
   await getExternalWorkflowHandle(germlineWorkflowId(input.germline)).signal(childEndedSignal, {

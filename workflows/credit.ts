@@ -2,9 +2,11 @@
 // does, taking deposits (paid Checkout Sessions) and the reservations of the training runs it pays.
 import { condition, continueAsNew, setHandler, workflowInfo } from '@temporalio/workflow';
 import { Budget, initialBudgetState } from './budget';
-import { now, serveBudget } from './serve-budget';
-import { creditBook, type CreditInput } from './credit-api';
-import { statusQuery } from './germline-api';
+import { serveBudget } from './serve-budget';
+import { type CreditInput } from './credit-api';
+import { statusQuery } from './budget-api';
+import { creditBook } from './names';
+import { now } from './clock';
 
 export async function creditWorkflow(input: CreditInput): Promise<void> {
   const budget = new Budget(input.state ?? initialBudgetState(creditBook(input.handle), input.currency));

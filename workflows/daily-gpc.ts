@@ -13,6 +13,7 @@ import {
 import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { CheckpointActivities, DailyTagResult } from '../activities/checkpoints';
 import { CheckpointTag, GermlineId } from './search-attributes';
+import { dailyGpcWorkflowId } from './names';
 
 const { tagDailyCheckpoint } = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '10 minutes',
@@ -21,8 +22,6 @@ const { tagDailyCheckpoint } = proxyActivities<CheckpointActivities>({
 
 /** Set by the server on every workflow a Schedule starts: the time it was due. */
 const TemporalScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
-
-export const dailyGpcWorkflowId = (germline: string, day: string) => `daily-gpc/${germline}/${day}`;
 
 export async function dailyGpcWorkflow(input: { germline: string; day: string }): Promise<DailyTagResult> {
   upsertSearchAttributes([

@@ -1,20 +1,6 @@
-// The germline entity's messages: shared by the workflow, the worker's callers and the CLI.
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type {
-  BudgetPolicy,
-  BudgetState,
-  BudgetStatus,
-  DepositRequest,
-  DepositResult,
-  LedgerEntry,
-  PolicyChange,
-  ReleaseRequest,
-  ReleaseResult,
-  ReserveRequest,
-  ReserveResult,
-  SettleRequest,
-  SettleResult,
-} from './budget';
+// The germline's own messages beyond the budget's (budget-api.ts): its input and promote.
+import { defineUpdate } from '@temporalio/workflow';
+import type { BudgetPolicy, BudgetState } from './budget-api';
 import type { ChildRecord } from './child-api';
 import type { DeciderSettings } from './autonomy-api';
 import type { AutonomyState } from './autonomy';
@@ -51,18 +37,5 @@ export interface PromotionResult {
   gate: string;
 }
 
-export const germlineWorkflowId = (name: string): string => `germline/${name}`;
-
-export const depositUpdate = defineUpdate<DepositResult, [DepositRequest]>('deposit');
-export const reserveUpdate = defineUpdate<ReserveResult, [ReserveRequest]>('reserve');
-export const settleUpdate = defineUpdate<SettleResult, [SettleRequest]>('settle');
-export const releaseUpdate = defineUpdate<ReleaseResult, [ReleaseRequest]>('release');
-export const setPolicyUpdate = defineUpdate<BudgetPolicy, [PolicyChange]>('setPolicy');
 /** Moves the germline's head (main) to a trainer's or child's checkpoint whose metrics pass the eval gate. */
 export const promoteUpdate = defineUpdate<PromotionResult, [PromotionRequest]>('promote');
-
-export const pauseSignal = defineSignal<[reason?: string]>('pause');
-export const resumeSignal = defineSignal('resume');
-
-export const statusQuery = defineQuery<BudgetStatus>('status');
-export const ledgerQuery = defineQuery<LedgerEntry[], [limit?: number]>('ledger');

@@ -14,18 +14,20 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { Budget, BudgetRejection, initialBudgetState } from './budget';
-import { asFailure, now, serveBudget } from './serve-budget';
+import { asFailure, serveBudget } from './serve-budget';
 import type { CheckpointActivities } from '../activities/checkpoints';
 import { childWorkflow } from './child';
 import { initialAutonomyState, serveAutonomy } from './autonomy';
-import { type ChildRecord, childEndedSignal, childrenQuery, childWorkflowId, type SpawnRequest, spawnChildUpdate } from './child-api';
-import { type GermlineInput, promoteUpdate, statusQuery } from './germline-api';
+import { type ChildRecord, childEndedSignal, childrenQuery, type SpawnRequest, spawnChildUpdate } from './child-api';
+import { type GermlineInput, promoteUpdate } from './germline-api';
 import { failureMessage } from './failures';
 import { checkEvalGate, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
+import { statusQuery } from './budget-api';
+import { childWorkflowId, REPOSITORY } from './names';
+import { now } from './clock';
 
 /** An OCI repository name (checked again by the store). */
-const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
 
 const checkpoints = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '5 minutes',

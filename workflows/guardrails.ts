@@ -2,8 +2,9 @@
 // HTTP, or an operator) is judged here against the operators' limits before anything is done.
 // Pure and deterministic: the germline workflow judges with it, and property tests check it
 // against the budget's own rules for many random histories.
-import type { BudgetStatus } from './budget';
 import { formatMoney, type MinorUnits, minorUnitsProblem } from './money';
+import type { BudgetStatus } from './budget-api';
+import { NAME } from './names';
 
 /** The operators' limits on what the germline may do by itself. */
 export interface AutonomyPolicy {
@@ -78,8 +79,6 @@ export interface Judgement {
   verdicts: Verdict[];
 }
 
-export const CHILD_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
 /** Money the proposal takes from the germline's available funds (a child's training spends its allowance). */
 export function germlineOutlay(proposal: Proposal): bigint {
   if (proposal.kind === 'spawn') return BigInt(proposal.allowance);
@@ -94,7 +93,7 @@ function moved(proposal: Proposal): bigint {
 }
 
 function wellFormed(proposal: Proposal, currency: string): string | undefined {
-  if (!CHILD_NAME.test(proposal.child ?? '')) return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
+  if (!NAME.test(proposal.child ?? '')) return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
   const amount = proposal.kind === 'spawn' ? proposal.allowance : proposal.kind === 'fund' ? proposal.amount : proposal.kind === 'train' ? proposal.maxCost : '1';
   const problem = minorUnitsProblem(amount, 'the amount', `the amount must be whole minor units above zero, got ${JSON.stringify(amount)}`, { positive: true, currency });
   if (problem) return problem;

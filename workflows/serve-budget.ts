@@ -8,9 +8,10 @@
 // BudgetState search attribute, /healthz) and refuses new money in, never silently.
 import { allHandlersFinished, ApplicationFailure, condition, currentUpdateInfo, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { JournalActivities } from '../activities/journal';
-import { type Budget, BudgetRejection, type LedgerEntry } from './budget';
+import { type Budget, BudgetRejection } from './budget';
 import { failureMessage } from './failures';
-import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate } from './germline-api';
+import { type LedgerEntry, depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate } from './budget-api';
+import { now } from './clock';
 
 // A few quick retries ride out a database restart; after them the failure is shown and the writer
 // tries again on a slower timer, for as long as it takes. (Local activities would save a server
@@ -40,12 +41,6 @@ export function asFailure<T>(action: () => T): T {
     }
     throw error;
   }
-}
-
-/** Workflow time: deterministic inside the sandbox, replayed from history. */
-export function now(): Date {
-  // eslint-disable-next-line no-restricted-syntax -- the one place workflow time is read
-  return new Date();
 }
 
 export interface ServedBudget {

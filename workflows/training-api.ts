@@ -64,8 +64,5 @@ export interface TrainingResult extends TrainingStatus {
   state: 'succeeded' | 'cancelled' | 'cost-cap' | 'deadline';
 }
 
-export const trainingWorkflowId = (id: string): string => `training/${id}`;
-export const TRAINING_RUN_ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
-export const runTag = (id: string): string => `run-${id}`;
 
 export const trainingStatusQuery = defineQuery<TrainingStatus>('status');

@@ -1,8 +1,9 @@
 // / and /learn: what computatrum is, today's checkpoint, and how to download, fork, train and sell.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { type PagesDeps, germlineRepository, latestDaily } from './deps';
+import { type PagesDeps, latestDaily } from './deps';
 import { html, pathOf } from './html';
 import { sendPage, viewOf } from './view';
+import { germlineRepository } from '../../workflows/names';
 
 /** host:port as the caller reached us, for commands people paste (escaped where shown). */
 export const hostOf = (request: FastifyRequest) => request.host || '127.0.0.1:8080';
@@ -11,7 +12,7 @@ export function registerHomePages(app: FastifyInstance, deps: PagesDeps): void {
   app.get('/', async (request, reply) => {
     const view = viewOf(request, reply);
     const daily = await latestDaily(deps);
-    const repository = germlineRepository(deps);
+    const repository = germlineRepository(deps.germline);
     const today = new Date().toISOString().slice(0, 10);
     const latest = daily
       ? html`<section class="today">
@@ -44,7 +45,7 @@ export function registerHomePages(app: FastifyInstance, deps: PagesDeps): void {
   app.get('/learn', async (request, reply) => {
     const view = viewOf(request, reply);
     const daily = await latestDaily(deps);
-    const repository = germlineRepository(deps);
+    const repository = germlineRepository(deps.germline);
     const tag = daily?.tag ?? 'gpc-YYYY-MM-DD';
     const host = hostOf(request);
     const insecure = request.protocol === 'http';

@@ -6,7 +6,6 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { assertRepository } from '../../store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
 import { addComment, attachRecording, forkImage, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
-import { ownNamespace } from '../accounts';
 import { publishBreed } from '../marketplace';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
@@ -16,6 +15,7 @@ import { html, pathOf, type SafeHtml } from './html';
 import { buyButton, price } from './marketplace';
 import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, viewOf } from './view';
+import { trainerNamespace, trainerRepository } from '../../workflows/names';
 
 /** The newest tags shown with their files; older ones stay in the JSON listing. */
 const SHOWN_TAGS = 60;
@@ -128,7 +128,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const tags = checkpoints.tags.slice(0, SHOWN_TAGS);
     const draft = problem?.draft;
     const value = (form: Draft['form'], field: string, fallback = '') => (draft?.form === form ? (draft.fields[field] ?? fallback) : fallback);
-    const own = account ? repository.startsWith(ownNamespace(account)) : false;
+    const own = account ? repository.startsWith(trainerNamespace(account.handle)) : false;
 
     const lineage = (version: CheckpointVersion): SafeHtml => {
       if (!version.parent) return html`<p>Lineage: a root checkpoint (no parent).</p>`;
@@ -190,7 +190,7 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
         <form class="card" method="post" action="${pathOf('hub', repository, 'fork')}">${csrfField(view)}
           <label for="fork-from">Checkpoint</label><select id="fork-from" name="from">${tagOptions(value('fork', 'from', tags[0]?.tag ?? ''), false)}</select>
           <label for="fork-to">New repository</label>
-          <input type="text" id="fork-to" name="to" required value="${value('fork', 'to', `trainers/${account.handle}/${repository.split('/').pop()}`)}">
+          <input type="text" id="fork-to" name="to" required value="${value('fork', 'to', trainerRepository(account.handle, repository.split('/').pop()!))}">
           <p class="muted">Under <code>trainers/${account.handle}/</code>${account.role === 'operator' ? ' (operators may fork anywhere)' : ''}.</p>
           <button type="submit">Fork</button></form>`
       : html`<h2 id="fork">Fork</h2>${signInTo('fork this image')}`;
@@ -295,7 +295,7 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           return redirect(reply, `${page}?done=reported#report`);
         case 'fork': {
           if (!fields.from) return sendRepository(request, reply, repository, { status: 400, message: 'choose the checkpoint to fork', draft: { form, fields } });
-          if (!fields.to?.trim()) return sendRepository(request, reply, repository, { status: 400, message: `name the new repository, under ${ownNamespace(author)}`, draft: { form, fields } });
+          if (!fields.to?.trim()) return sendRepository(request, reply, repository, { status: 400, message: `name the new repository, under ${trainerNamespace(author.handle)}`, draft: { form, fields } });
           const forked = await forkImage(deps.db, deps.store, author, `${repository}:${fields.from}`, `${(fields.to ?? '').trim()}:main`, { keepExisting: true });
           return redirect(reply, `${pathOf('hub', forked.repository)}?done=forked`);
         }

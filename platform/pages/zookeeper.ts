@@ -4,11 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Stripe from 'stripe';
-import { germlineHandle, updateGermline } from '../../temporal/germline-client';
+import { germlineHandle } from '../../temporal/germline-client';
 import { approveUpdate, rejectUpdate } from '../../workflows/autonomy-api';
-import type { BudgetStatus } from '../../workflows/budget';
 import { childrenQuery, type ChildRecord } from '../../workflows/child-api';
-import { germlineWorkflowId, statusQuery } from '../../workflows/germline-api';
 import type { Proposal } from '../../workflows/guardrails';
 import { formatMoney, parseAmount } from '../../workflows/money';
 import { listReports } from '../hub';
@@ -17,6 +15,10 @@ import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
 import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, type View, viewOf } from './view';
+import type { BudgetStatus } from '../../workflows/budget-api';
+import { statusQuery } from '../../workflows/budget-api';
+import { germlineWorkflowId, childRepository, childWorkflowPrefix, trainingWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 const DONE: Record<string, string> = {
   approved: 'Approved: the germline judged the proposal again and carried it out (see its outcome below).',
@@ -98,7 +100,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
       ${list.map(
         (c) => html`<tr><td>${workflowLink(c.workflowId, c.name)}</td><td>${c.purpose}</td><td>${c.state}${c.reason ? html` <span class="muted">(${c.reason})</span>` : ''}</td>
           <td class="num">${formatMoney(c.allowance, currency)}</td><td class="num">${c.spent ? formatMoney(c.spent, currency) : ''}</td>
-          <td><a href="${pathOf('hub', `children/${c.name}`)}">children/${c.name}</a></td></tr>`,
+          <td><a href="${pathOf('hub', childRepository(c.name))}">${childRepository(c.name)}</a></td></tr>`,
       )}</table>`;
   }
 
@@ -108,7 +110,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
     const [state, awaiting, runs, reports] = await Promise.all([
       germlineState(),
       deps.db.decision.findMany({ where: { germline, outcome: 'awaiting-approval' }, orderBy: { createdAt: 'desc' }, take: 50 }),
-      deps.db.trainingRun.findMany({ where: { OR: [{ payer: germlineWorkflowId(germline) }, { payer: { startsWith: `child/${germline}/` } }] }, orderBy: { createdAt: 'desc' }, take: 20 }),
+      deps.db.trainingRun.findMany({ where: { OR: [{ payer: germlineWorkflowId(germline) }, { payer: { startsWith: childWorkflowPrefix(germline) } }] }, orderBy: { createdAt: 'desc' }, take: 20 }),
       listReports(deps.db, { limit: 20 }),
     ]);
     const currency = 'status' in state ? state.status.currency : deps.currency;
@@ -139,7 +141,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
         ${runs.length
           ? html`<table><tr><th>Run</th><th>State</th><th>Paid by</th><th>Output</th><th class="num">GPU-s</th><th class="num">Cost</th><th class="num">Loss</th><th>Started</th></tr>
               ${runs.map(
-                (r) => html`<tr><td>${workflowLink(`training/${r.id}`, r.id)}</td><td>${r.state}${r.error ? html` <span class="muted">${r.error}</span>` : ''}</td><td>${r.payer}</td>
+                (r) => html`<tr><td>${workflowLink(trainingWorkflowId(r.id), r.id)}</td><td>${r.state}${r.error ? html` <span class="muted">${r.error}</span>` : ''}</td><td>${r.payer}</td>
                   <td><a href="${pathOf('hub', r.outputRepository)}">${r.outputRepository}:${r.outputBranch}</a></td><td class="num">${r.gpuSeconds}</td>
                   <td class="num">${r.cost === null ? html`<span class="muted">≤ ${formatMoney(r.maxCost, r.currency)}</span>` : formatMoney(r.cost, r.currency)}</td>
                   <td class="num">${r.loss === null ? '' : r.loss.toFixed(3)}</td><td>${when(r.createdAt)}</td></tr>`,
@@ -166,7 +168,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
     if (action !== 'approve' && action !== 'reject') return sendZookeeper(request, reply, { status: 400, message: 'choose Approve or Reject' });
     if (!deps.client) return sendZookeeper(request, reply, { status: 503, message: 'the germline is not reachable from this platform process' });
     try {
-      await updateGermline(germlineHandle(deps.client, deps.germline), action === 'approve' ? approveUpdate : rejectUpdate, {
+      await updateBudget(germlineHandle(deps.client, deps.germline), action === 'approve' ? approveUpdate : rejectUpdate, {
         decisionId: id,
         by: request.caller.account!.handle,
         ...(reason?.trim() ? { reason: reason.trim() } : {}),

@@ -15,10 +15,11 @@ import { signUp } from '../../platform/accounts';
 import { publishBreed } from '../../platform/marketplace';
 import { buildPlatform } from '../../platform/server';
 import { createPayoutsOnboarding, type StripeSettings, stripeClient } from '../../platform/stripe';
-import { dailyGpcWorkflow, dailyGpcWorkflowId } from '../../workflows/daily-gpc';
+import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
 import { recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { dailyGpcWorkflowId } from '../../workflows/names';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = [

@@ -5,8 +5,8 @@ import { type WorkflowHandle, WorkflowUpdateFailedError } from '@temporalio/clie
 import { ApplicationFailure } from '@temporalio/common';
 import type { Database } from '../../db/prisma';
 import { journalBalances, reconcile, type Reconciliation } from '../../activities/journal';
-import { statusQuery } from '../../workflows/germline-api';
 import { eventually } from './eventually';
+import { statusQuery } from '../../workflows/budget-api';
 
 export async function reconciledBooks(db: Database, handle: WorkflowHandle, book: string): Promise<Reconciliation> {
   return eventually(async () => {

@@ -10,10 +10,10 @@ import pino from 'pino';
 import { publishCheckpoint, tagCheckpoint } from '../../store/checkpoint';
 import { setRole } from '../../platform/accounts';
 import { buildPlatform } from '../../platform/server';
-import { updateGermline } from '../../temporal/germline-client';
-import { depositUpdate } from '../../workflows/germline-api';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { depositUpdate } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 let app: FastifyInstance;
@@ -30,7 +30,7 @@ beforeAll(async () => {
   env = await testEnvironment();
   await env.startWorker();
   germline = await env.startGermline();
-  await updateGermline(germline.handle, depositUpdate, { amount: '123456', currency: 'usd', reference: 'seed' });
+  await updateBudget(germline.handle, depositUpdate, { amount: '123456', currency: 'usd', reference: 'seed' });
   repository = `germline/${germline.name}`;
   const dir = mkdtempSync(path.join(tmpdir(), 'pages-'));
   writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('germline weights'));

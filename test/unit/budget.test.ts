@@ -1,6 +1,7 @@
 // The budget's rules as pure code: every money decision the germline makes, without a server.
 import fc from 'fast-check';
-import { Budget, BudgetRejection, initialBudgetState, postingsFor, type LedgerEntry } from '../../workflows/budget';
+import { Budget, BudgetRejection, initialBudgetState, postingsFor } from '../../workflows/budget';
+import { type LedgerEntry } from '../../workflows/budget-api';
 
 const NOON = new Date('2026-11-25T12:00:00Z');
 const NEXT_DAY = new Date('2026-11-26T00:00:01Z');

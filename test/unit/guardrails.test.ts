@@ -2,8 +2,9 @@
 // germline proposes, what the guardrails allow never crosses an operator's limit, and the budget
 // itself always accepts what they allow.
 import fc from 'fast-check';
-import { Budget, initialBudgetState, type BudgetPolicy } from '../../workflows/budget';
+import { Budget, initialBudgetState } from '../../workflows/budget';
 import { type AutonomyPolicy, checkEvalGate, type ChildSummary, germlineOutlay, judge, type Observation, type Proposal, refusalReasons } from '../../workflows/guardrails';
+import { type BudgetPolicy } from '../../workflows/budget-api';
 
 const NOW = new Date('2026-11-25T12:00:00Z');
 

@@ -5,15 +5,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
-import { updateGermline } from '../../temporal/germline-client';
 import { approveUpdate, autonomyQuery, rejectUpdate, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
-import { childrenQuery, childStatusQuery, childWorkflowId, retireUpdate } from '../../workflows/child-api';
+import { childrenQuery, childStatusQuery, retireUpdate } from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';
-import { depositUpdate, germlineWorkflowId, pauseSignal, statusQuery } from '../../workflows/germline-api';
 import type { Proposal } from '../../workflows/guardrails';
-import { trainingWorkflowId } from '../../workflows/training-api';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, pauseSignal, statusQuery } from '../../workflows/budget-api';
+import { germlineWorkflowId, childWorkflowId, trainingWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 
@@ -34,8 +34,8 @@ afterAll(async () => {
 /** A germline with money that decides only when a tick is triggered. */
 async function decidingGermline(amount = '100000', settings: Record<string, unknown> = {}) {
   const germline = await env.startGermline();
-  await updateGermline(germline.handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${germline.name}` });
-  await updateGermline(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, ...settings });
+  await updateBudget(germline.handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${germline.name}` });
+  await updateBudget(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, ...settings });
   return germline;
 }
 
@@ -154,7 +154,7 @@ test('approvals waiting when the germline continued as new are carried into the 
     taskQueue: env.taskQueue,
     args: [{ name, currency: 'usd', autonomyState: { limits: { maxChildren: 8, perChildAllowanceCap: null, minRunwayDays: 30, approvalThreshold: '1000' }, decider: { policy: 'rules', tickIntervalSeconds: null }, evalGate: null, ticks: 7, lastTickAt: null, pending: [pending] } }],
   });
-  await updateGermline(handle, depositUpdate, { amount: '50000', currency: 'usd', reference: 'seed' });
+  await updateBudget(handle, depositUpdate, { amount: '50000', currency: 'usd', reference: 'seed' });
   expect(await handle.query(autonomyQuery)).toMatchObject({ ticks: 7, pending: [pending] });
   const approved = await handle.executeUpdate(approveUpdate, { args: [{ decisionId: pending.id, by: 'carol' }] });
   expect(approved.outcome).toBe('approved');

@@ -4,10 +4,10 @@
 // also takes the germline into a new run.
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/germline-api';
 import { eventually } from '../helpers/eventually';
 import { reconciledBooks } from '../helpers/budget';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
+import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/budget-api';
 
 jest.setTimeout(180_000);
 

@@ -3,13 +3,14 @@
 // accepts or refuses, the pure model (Budget + judge) accepts or refuses too, and the books agree.
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import fc from 'fast-check';
-import { updateGermline } from '../../temporal/germline-client';
 import { Budget, initialBudgetState } from '../../workflows/budget';
-import { childrenQuery, childWorkflowId, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
-import { depositUpdate, pauseSignal, resumeSignal, setPolicyUpdate, statusQuery } from '../../workflows/germline-api';
+import { childrenQuery, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
 import { type ChildSummary, DEFAULT_AUTONOMY_POLICY, judge } from '../../workflows/guardrails';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
+import { depositUpdate, pauseSignal, resumeSignal, setPolicyUpdate, statusQuery } from '../../workflows/budget-api';
+import { childWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 
@@ -56,7 +57,7 @@ test.each(HISTORIES.map((history, i) => [i, history] as const))('random history 
 
   for (const s of history) {
     if (s.kind === 'deposit') {
-      await updateGermline(handle, depositUpdate, { amount: s.amount, currency: 'usd', reference: `d${key}` });
+      await updateBudget(handle, depositUpdate, { amount: s.amount, currency: 'usd', reference: `d${key}` });
       model.deposit({ amount: s.amount, currency: 'usd', reference: `d${key}` }, `k${key++}`, now());
     } else if (s.kind === 'pause' || s.kind === 'resume') {
       await handle.signal(s.kind === 'pause' ? pauseSignal : resumeSignal);
@@ -64,12 +65,12 @@ test.each(HISTORIES.map((history, i) => [i, history] as const))('random history 
       else model.resume();
       await eventually(async () => ((await handle.query(statusQuery)).paused === (s.kind === 'pause') ? true : undefined), s.kind);
     } else if (s.kind === 'caps') {
-      await updateGermline(handle, setPolicyUpdate, { dailySpendCap: s.dailySpendCap });
+      await updateBudget(handle, setPolicyUpdate, { dailySpendCap: s.dailySpendCap });
       model.setPolicy({ dailySpendCap: s.dailySpendCap });
     } else if (s.kind === 'spawn') {
       const summaries = [...children.values()].map(({ reservationId: _r, ...c }) => c);
       const judgement = judge({ kind: 'spawn', child: s.name, allowance: s.allowance, purpose: 'sample' }, { budget: model.status(now()), burnPerDay: '0', revenuePerDay: '0', children: summaries }, DEFAULT_AUTONOMY_POLICY);
-      const real = await updateGermline(handle, spawnChildUpdate, { name: s.name, allowance: s.allowance, purpose: 'sample' }).catch((e: unknown) => e);
+      const real = await updateBudget(handle, spawnChildUpdate, { name: s.name, allowance: s.allowance, purpose: 'sample' }).catch((e: unknown) => e);
       expect({ step: s, accepted: !(real instanceof Error) }).toEqual({ step: s, accepted: judgement.allowed });
       if (real instanceof WorkflowUpdateFailedError) continue;
       if (real instanceof Error) throw real;

@@ -7,16 +7,17 @@ import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { ANNOTATION, publishCheckpoint } from '../../store/checkpoint';
-import { updateGermline } from '../../temporal/germline-client';
-import { type ChildStatus, childrenQuery, childStatusQuery, childWorkflowId, leaveUpdate, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
+import { type ChildStatus, childrenQuery, childStatusQuery, leaveUpdate, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';
-import { depositUpdate, germlineWorkflowId, ledgerQuery, pauseSignal, promoteUpdate, statusQuery } from '../../workflows/germline-api';
+import { promoteUpdate } from '../../workflows/germline-api';
 import { trainingWorkflow } from '../../workflows/training';
-import { trainingWorkflowId } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { depositUpdate, ledgerQuery, pauseSignal, statusQuery } from '../../workflows/budget-api';
+import { germlineWorkflowId, childWorkflowId, trainingWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 
@@ -31,7 +32,7 @@ afterAll(async () => {
 
 async function fundedGermline(amount = '100000') {
   const germline = await env.startGermline();
-  await updateGermline(germline.handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${germline.name}` });
+  await updateBudget(germline.handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${germline.name}` });
   return germline;
 }
 
@@ -46,7 +47,7 @@ test('a spawned child holds its allowance as a reservation of the germline and w
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('coder');
 
-  const record = await updateGermline(germline.handle, spawnChildUpdate, { name, allowance: '5000', purpose: 'programming' });
+  const record = await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '5000', purpose: 'programming' });
   expect(record).toMatchObject({ name, workflowId: childWorkflowId(germline.name, name), allowance: '5000', state: 'active' });
   const books = await germline.handle.query(statusQuery);
   expect(books.openReservations).toEqual([expect.objectContaining({ id: record.reservationId, amount: '5000', ref: `child/${name}` })]);
@@ -64,7 +65,7 @@ test('a spawned child holds its allowance as a reservation of the germline and w
 test('a child pays for its own training run; retiring it settles exactly what it spent in the germline', async () => {
   const germline = await fundedGermline();
   const name = uniqueName('animator');
-  const record = await updateGermline(germline.handle, spawnChildUpdate, { name, allowance: '3000', purpose: '3D animation' });
+  const record = await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '3000', purpose: '3D animation' });
 
   const id = uniqueName('child-run');
   const run = await env.client.workflow.start(trainingWorkflow, {
@@ -103,7 +104,7 @@ test('leave: funding ends, the allowance is settled to the cent, the branch goes
   writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('head weights'));
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('tutor');
-  await updateGermline(germline.handle, spawnChildUpdate, { name, allowance: '2500', purpose: 'teaching' });
+  await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '2500', purpose: 'teaching' });
   await eventually(async () => ((await child(germline.name, name).query(childStatusQuery)).branch ? true : undefined), 'the fork');
 
   const left = (await child(germline.name, name).executeUpdate(leaveUpdate, { args: [{ owner: 'alice', reason: 'wants to be a tutor on its own' }] })) as ChildStatus;
@@ -120,7 +121,7 @@ test('leave: funding ends, the allowance is settled to the cent, the branch goes
 test('a paused germline spawns nothing, and a refusal names every guardrail it crossed', async () => {
   const germline = await fundedGermline('1000');
   await germline.handle.signal(pauseSignal, 'audit');
-  const refused = await updateGermline(germline.handle, spawnChildUpdate, { name: 'coder', allowance: '5000', purpose: 'programming' }).catch((e: unknown) => e);
+  const refused = await updateBudget(germline.handle, spawnChildUpdate, { name: 'coder', allowance: '5000', purpose: 'programming' }).catch((e: unknown) => e);
   expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
   const message = (refused as WorkflowUpdateFailedError).cause!.message;
   expect(message).toContain('not-paused: the germline is paused');
@@ -131,11 +132,11 @@ test('a paused germline spawns nothing, and a refusal names every guardrail it c
 
 test('100 children spawned and retired across continue-as-new stay tracked, and their allowances sum exactly', async () => {
   const germline = await env.startGermline();
-  await updateGermline(germline.handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'seed' });
+  await updateBudget(germline.handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'seed' });
   const firstRun = (await germline.handle.describe()).runId;
   const names = Array.from({ length: 100 }, (_, i) => `c${i}`);
   for (const [i, name] of names.entries()) {
-    await updateGermline(germline.handle, spawnChildUpdate, { name, allowance: String(1000 + i), purpose: 'a breed' });
+    await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: String(1000 + i), purpose: 'a breed' });
     // At most 8 funded at once (the default guardrail): retire the oldest as the next arrives.
     if (i >= 4) await child(germline.name, names[i - 4]!).executeUpdate(retireUpdate, { args: ['made room'] });
   }
@@ -168,25 +169,25 @@ test('promotion: a checkpoint below the eval gate is refused with the gate and t
   await publish('weak', 2.5);
   const strong = await publish('strong', 1.5);
 
-  const refused = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'weak' }).catch((e: unknown) => e);
+  const refused = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'weak' }).catch((e: unknown) => e);
   expect((refused as WorkflowUpdateFailedError).cause?.message).toBe('trainers/alice/coder:weak is not promoted: loss 2.5 fails the eval gate (loss at most 2)');
   expect(await env.store.getManifest(`germline/${name}`, 'main')).toBeUndefined();
 
-  const promoted = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'strong' });
+  const promoted = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'strong' });
   expect(promoted).toMatchObject({ digest: strong.digest, metrics: { loss: 1.5, step: 300 }, gate: 'loss 1.5 passes the eval gate (loss at most 2)' });
   const head = await env.store.getManifest(`germline/${name}`, 'main');
   expect(head?.digest).toBe(strong.digest);
   expect(JSON.parse(head!.bytes.toString()).annotations[ANNOTATION.parent]).toBe('sha256:' + 'a'.repeat(64));
 
-  const unknown = await updateGermline(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch((e: unknown) => e);
+  const unknown = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch((e: unknown) => e);
   expect((unknown as WorkflowUpdateFailedError).cause?.message).toContain('trainers/alice/coder has no nope');
 });
 
 test('two spawns of one name at once: one child, one reservation; the other is refused', async () => {
   const germline = await fundedGermline();
   const outcomes = await Promise.allSettled([
-    updateGermline(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'a' }),
-    updateGermline(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'b' }),
+    updateBudget(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'a' }),
+    updateBudget(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'b' }),
   ]);
   expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
   const refusal = (outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason as WorkflowUpdateFailedError;

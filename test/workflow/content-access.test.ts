@@ -17,11 +17,11 @@ import type { CheckpointStore } from '../../store/types';
 import { attachRecording } from '../../platform/hub';
 import { creditHandle } from '../../platform/credit';
 import { entitlementId, readRefusal } from '../../platform/read-access';
-import { depositUpdate } from '../../workflows/germline-api';
 import { type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startRegistry, type TestRegistry } from '../helpers/registry';
 import { testPlatform } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate } from '../../workflows/budget-api';
 
 jest.setTimeout(120_000);
 

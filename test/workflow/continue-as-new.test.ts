@@ -7,26 +7,19 @@
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { journalBalances, reconcile } from '../../activities/journal';
-import { type GermlineHandle, updateGermline } from '../../temporal/germline-client';
+import { type GermlineHandle } from '../../temporal/germline-client';
 import { approveUpdate, autonomyQuery, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { Budget, initialBudgetState } from '../../workflows/budget';
-import { childrenQuery, childWorkflowId } from '../../workflows/child-api';
+import { childrenQuery } from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';
 import {
-  depositUpdate,
   type GermlineInput,
-  germlineWorkflowId,
-  ledgerQuery,
-  pauseSignal,
-  releaseUpdate,
-  reserveUpdate,
-  resumeSignal,
-  setPolicyUpdate,
-  settleUpdate,
-  statusQuery,
 } from '../../workflows/germline-api';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import { germlineWorkflowId, childWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 jest.setTimeout(120_000);
 
@@ -41,8 +34,8 @@ afterAll(async () => {
   await env?.close();
 });
 
-const deposit = (handle: GermlineHandle, amount: string, reference: string) => updateGermline(handle, depositUpdate, { amount, currency: 'usd', reference });
-const reserve = (handle: GermlineHandle, amount: string, ref: string) => updateGermline(handle, reserveUpdate, { amount, ref, purpose: 'carried' });
+const deposit = (handle: GermlineHandle, amount: string, reference: string) => updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference });
+const reserve = (handle: GermlineHandle, amount: string, ref: string) => updateBudget(handle, reserveUpdate, { amount, ref, purpose: 'carried' });
 
 async function rejection(promise: Promise<unknown>): Promise<{ type: string | undefined; message: string }> {
   const error = await promise.then(
@@ -91,17 +84,17 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
     rules: { purposes: ['tutor'], allowancePercent: 4 },
     evalGate: { metric: 'loss', atMost: 2.5 },
   };
-  await updateGermline(handle, setAutonomyUpdate, settings);
+  await updateBudget(handle, setAutonomyUpdate, settings);
   const parked = await handle.executeUpdate(tickUpdate, { args: [] });
   expect(parked.decisions).toEqual([expect.objectContaining({ id: `${name}/1/0`, outcome: 'awaiting-approval', proposal: { kind: 'spawn', child: 'tutor', allowance: '4000', purpose: 'tutor breed' } })]);
 
   // The books: caps, one reservation open, one settled below its amount, one released.
-  await updateGermline(handle, setPolicyUpdate, { dailySpendCap: '50000', perReservationCap: '20000' });
+  await updateBudget(handle, setPolicyUpdate, { dailySpendCap: '50000', perReservationCap: '20000' });
   const open = await reserve(handle, '3000', 'open-a');
   const toSettle = await reserve(handle, '2000', 'settled-b');
-  const settled = await updateGermline(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' });
+  const settled = await updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' });
   const toRelease = await reserve(handle, '1000', 'released-c');
-  const released = await updateGermline(handle, releaseUpdate, { reservationId: toRelease.reservationId });
+  const released = await updateBudget(handle, releaseUpdate, { reservationId: toRelease.reservationId });
   expect(settled).toMatchObject({ duplicate: false, spent: '1500', released: '500' });
   expect(released).toMatchObject({ duplicate: false, released: '1000' });
   await handle.signal(pauseSignal, 'audit');
@@ -131,10 +124,10 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
   expect((await rejection(reserve(handle, '100', 'new-after-can'))).type).toBe('Paused');
   expect(await reserve(handle, '3000', 'open-a')).toMatchObject({ duplicate: true, reservationId: open.reservationId });
   // Closed reservations answer retries identically; another close of them is refused.
-  expect(await updateGermline(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' })).toEqual({ ...settled, duplicate: true, available: expect.any(String) });
-  expect(await updateGermline(handle, releaseUpdate, { reservationId: toRelease.reservationId })).toEqual({ ...released, duplicate: true, available: expect.any(String) });
-  expect((await rejection(updateGermline(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1000' }))).type).toBe('AlreadyClosed');
-  expect((await rejection(updateGermline(handle, settleUpdate, { reservationId: toRelease.reservationId, actual: '0' }))).type).toBe('AlreadyClosed');
+  expect(await updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' })).toEqual({ ...settled, duplicate: true, available: expect.any(String) });
+  expect(await updateBudget(handle, releaseUpdate, { reservationId: toRelease.reservationId })).toEqual({ ...released, duplicate: true, available: expect.any(String) });
+  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1000' }))).type).toBe('AlreadyClosed');
+  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: toRelease.reservationId, actual: '0' }))).type).toBe('AlreadyClosed');
   // Deposits from before the continue-as-new are remembered by reference.
   const seed = await deposit(handle, '100000', 'seed');
   expect(seed).toMatchObject({ duplicate: true, sequence: 1 });
@@ -195,9 +188,9 @@ test('the reserve-ref and closed-reservation memories are carried at their limit
 
   // After the continue-as-new: the oldest remembered ref and close still answer as duplicates...
   expect(await reserve(handle, '10', 'ref-1')).toMatchObject({ duplicate: true, reservationId: ids[1] });
-  expect(await updateGermline(handle, settleUpdate, { reservationId: ids[1]!, actual: '6' })).toMatchObject({ duplicate: true, spent: '6', released: '4' });
+  expect(await updateBudget(handle, settleUpdate, { reservationId: ids[1]!, actual: '6' })).toMatchObject({ duplicate: true, spent: '6', released: '4' });
   // ...the evicted ones are forgotten: ref-0 for another amount is a new reservation, r-of-ref-0 is unknown...
-  expect((await rejection(updateGermline(handle, settleUpdate, { reservationId: ids[0]!, actual: '6' }))).type).toBe('UnknownReservation');
+  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: ids[0]!, actual: '6' }))).type).toBe('UnknownReservation');
   const reused = await reserve(handle, '20', 'ref-0');
   expect(reused).toMatchObject({ duplicate: false });
   expect(ids).not.toContain(reused.reservationId);

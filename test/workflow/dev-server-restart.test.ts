@@ -9,12 +9,13 @@ import { openDatabase } from '../../db/prisma';
 import { LayoutStore } from '../../store/layout';
 import { reconciledBooks } from '../helpers/budget';
 import { freePort, startTemporalDevServer } from '../../runtime/embedded/temporal-dev-server';
-import { ensureGermline, updateGermline } from '../../temporal/germline-client';
+import { ensureGermline } from '../../temporal/germline-client';
 import { createWorker } from '../../worker/worker';
-import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/germline-api';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { testGlobals } from '../setup/globals';
 import { quietTemporalLogs, uniqueName } from '../helpers/temporal';
+import { depositUpdate, reserveUpdate, statusQuery } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 test('a germline outlives a restart of the dev server on the same db file', async () => {
   quietTemporalLogs();
@@ -57,15 +58,15 @@ test('a germline outlives a restart of the dev server on the same db file', asyn
     await withServer(async (client) => {
       const { handle, started } = await ensureGermline(client, { name, currency: 'usd', taskQueue: 'restart' });
       expect(started).toBe(true);
-      await updateGermline(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' });
-      await updateGermline(handle, reserveUpdate, { amount: '5000', ref: 'open-job', purpose: 'training' });
+      await updateBudget(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' });
+      await updateBudget(handle, reserveUpdate, { amount: '5000', ref: 'open-job', purpose: 'training' });
     });
 
     const { status, books } = await withServer(async (client) => {
       const { handle, started } = await ensureGermline(client, { name, currency: 'usd', taskQueue: 'restart' });
       expect(started).toBe(false);
-      expect(await updateGermline(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' })).toMatchObject({ duplicate: true });
-      await updateGermline(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: 'after-restart' });
+      expect(await updateBudget(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' })).toMatchObject({ duplicate: true });
+      await updateBudget(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: 'after-restart' });
       return { status: await handle.query(statusQuery), books: await reconciledBooks(db, handle, name) };
     });
     expect(status).toMatchObject({ deposited: '26000', reserved: '5000', available: '21000', sequence: 3 });

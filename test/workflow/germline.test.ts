@@ -4,21 +4,12 @@ import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Worker } from '@temporalio/worker';
 import { budgetRefusal, reconciledBooks } from '../helpers/budget';
-import { type GermlineHandle, updateGermline } from '../../temporal/germline-client';
-import {
-  depositUpdate,
-  ledgerQuery,
-  pauseSignal,
-  releaseUpdate,
-  reserveUpdate,
-  resumeSignal,
-  setPolicyUpdate,
-  settleUpdate,
-  statusQuery,
-} from '../../workflows/germline-api';
+import { type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, type TestWorker } from '../helpers/temporal';
+import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 let worker: TestWorker;
@@ -40,9 +31,9 @@ async function newGermline(prefix: string): Promise<{ name: string; handle: Germ
 }
 
 const deposit = (handle: GermlineHandle, amount: string, reference: string) =>
-  updateGermline(handle, depositUpdate, { amount, currency: 'usd', reference });
+  updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference });
 const reserve = (handle: GermlineHandle, amount: string, ref: string, purpose = 'training run') =>
-  updateGermline(handle, reserveUpdate, { amount, ref, purpose });
+  updateBudget(handle, reserveUpdate, { amount, ref, purpose });
 
 
 async function expectBooksAgree(name: string, handle: GermlineHandle): Promise<void> {
@@ -84,9 +75,9 @@ test('bad amounts and unknown reservations are refused with what was wrong', asy
     expect(refused.type).toBe('InvalidRequest');
     expect(refused.message).toMatch(/amount must/);
   }
-  const wrongCurrency = await budgetRefusal(updateGermline(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }));
+  const wrongCurrency = await budgetRefusal(updateBudget(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }));
   expect(wrongCurrency.type).toBe('CurrencyMismatch');
-  const unknown = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId: 'r999', actual: '1' }));
+  const unknown = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId: 'r999', actual: '1' }));
   expect(unknown).toEqual({ type: 'UnknownReservation', message: expect.stringContaining('reservation r999 is not open') });
 });
 
@@ -96,23 +87,23 @@ test('settling below the reservation releases the rest; settling above it is ref
   const { reservationId } = await reserve(handle, '4000', 'job-1');
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '4000', available: '6000', balance: '10000' });
 
-  const above = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId, actual: '4001' }));
+  const above = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId, actual: '4001' }));
   expect(above.type).toBe('SettleAboveReservation');
   expect(above.message).toContain('it reserved only 40.00 USD');
 
-  const settled = await updateGermline(handle, settleUpdate, { reservationId, actual: '2500' });
+  const settled = await updateBudget(handle, settleUpdate, { reservationId, actual: '2500' });
   expect(settled).toEqual({ reservationId, duplicate: false, spent: '2500', released: '1500', available: '7500' });
   // A retried settle is answered again and books nothing; another amount is refused.
-  expect(await updateGermline(handle, settleUpdate, { reservationId, actual: '2500' })).toMatchObject({ duplicate: true, released: '1500' });
-  const changed = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId, actual: '2000' }));
+  expect(await updateBudget(handle, settleUpdate, { reservationId, actual: '2500' })).toMatchObject({ duplicate: true, released: '1500' });
+  const changed = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId, actual: '2000' }));
   expect(changed).toEqual({ type: 'AlreadyClosed', message: expect.stringContaining('already settled at 25.00 USD') });
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', spent: '2500', balance: '7500', available: '7500' });
 
   const second = await reserve(handle, '1000', 'job-2');
-  const released = await updateGermline(handle, releaseUpdate, { reservationId: second.reservationId });
+  const released = await updateBudget(handle, releaseUpdate, { reservationId: second.reservationId });
   expect(released).toMatchObject({ released: '1000', available: '7500' });
-  expect(await updateGermline(handle, releaseUpdate, { reservationId: second.reservationId })).toMatchObject({ duplicate: true });
-  const settleReleased = await budgetRefusal(updateGermline(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }));
+  expect(await updateBudget(handle, releaseUpdate, { reservationId: second.reservationId })).toMatchObject({ duplicate: true });
+  const settleReleased = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }));
   expect(settleReleased.type).toBe('AlreadyClosed');
 
   const kinds = (await handle.query(ledgerQuery)).map((entry) => entry.kind);
@@ -129,7 +120,7 @@ test('pause refuses new reservations until resume; the daily and per-reservation
   expect((await deposit(handle, '100', 'd2')).duplicate).toBe(false); // money still comes in
   await handle.signal(resumeSignal);
 
-  await updateGermline(handle, setPolicyUpdate, { dailySpendCap: '5000', perReservationCap: '3000' });
+  await updateBudget(handle, setPolicyUpdate, { dailySpendCap: '5000', perReservationCap: '3000' });
   const tooBig = await budgetRefusal(reserve(handle, '3001', 'c1'));
   expect(tooBig.type).toBe('ReservationCapExceeded');
   await reserve(handle, '3000', 'c2');
@@ -139,9 +130,9 @@ test('pause refuses new reservations until resume; the daily and per-reservation
   expect(overDay.message).toContain('over by 5.00 USD');
   await reserve(handle, '2000', 'c4');
 
-  const badPolicy = await budgetRefusal(updateGermline(handle, setPolicyUpdate, { dailySpendCap: '-1' }));
+  const badPolicy = await budgetRefusal(updateBudget(handle, setPolicyUpdate, { dailySpendCap: '-1' }));
   expect(badPolicy.type).toBe('InvalidRequest');
-  const unknownKey = await budgetRefusal(updateGermline(handle, setPolicyUpdate, { weeklyCap: '1' } as never));
+  const unknownKey = await budgetRefusal(updateBudget(handle, setPolicyUpdate, { weeklyCap: '1' } as never));
   expect(unknownKey.message).toContain('unknown policy key "weeklyCap"');
   await expectBooksAgree(name, handle);
 });
@@ -178,7 +169,7 @@ test('continue-as-new keeps balances, open reservations and idempotency memory',
   // Enough history to pass the test server's low continue-as-new threshold several times.
   for (let i = 0; i < 40; i++) {
     const { reservationId } = await reserve(handle, '100', `cycle-${i}`);
-    await updateGermline(handle, settleUpdate, { reservationId, actual: '60' });
+    await updateBudget(handle, settleUpdate, { reservationId, actual: '60' });
   }
   const status = await handle.query(statusQuery);
   expect(status.generation).toBeGreaterThan(0);
@@ -189,7 +180,7 @@ test('continue-as-new keeps balances, open reservations and idempotency memory',
   expect(status.openReservations.map((r) => r.id)).toEqual([kept.reservationId]);
   expect(await deposit(handle, '50000', 'first-deposit')).toMatchObject({ duplicate: true });
   expect(await reserve(handle, '1234', 'kept-open')).toMatchObject({ duplicate: true, reservationId: kept.reservationId });
-  await updateGermline(handle, settleUpdate, { reservationId: kept.reservationId, actual: '1000' });
+  await updateBudget(handle, settleUpdate, { reservationId: kept.reservationId, actual: '1000' });
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', spent: String(40 * 60 + 1000) });
   await expectBooksAgree(name, handle);
 });

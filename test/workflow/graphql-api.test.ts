@@ -9,11 +9,11 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { buildPlatform } from '../../platform/server';
-import { updateGermline } from '../../temporal/germline-client';
-import { depositUpdate, statusQuery } from '../../workflows/germline-api';
 import { graphqlAs, type Headers, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { depositUpdate, statusQuery } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 let app: FastifyInstance;
@@ -23,7 +23,7 @@ beforeAll(async () => {
   env = await testEnvironment();
   await env.startWorker();
   germline = await env.startGermline();
-  await updateGermline(germline.handle, depositUpdate, { amount: '5000', currency: 'usd', reference: 'seed' });
+  await updateBudget(germline.handle, depositUpdate, { amount: '5000', currency: 'usd', reference: 'seed' });
   app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db, client: env.client });
 });
 

@@ -13,15 +13,15 @@ import { publishCheckpoint } from '../../store/checkpoint';
 import { creditHandle } from '../../platform/credit';
 import { buildSchema } from '../../platform/graphql';
 import { stripeClient } from '../../platform/stripe';
-import { updateGermline } from '../../temporal/germline-client';
 import { autonomyQuery, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { childrenQuery } from '../../workflows/child-api';
-import { depositUpdate, statusQuery } from '../../workflows/germline-api';
 import type { trainingWorkflow } from '../../workflows/training';
 import { type GraphQLAnswer, graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startStripeMock } from '../helpers/stripe-mock';
 import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, statusQuery } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 jest.setTimeout(90_000);
 
@@ -56,9 +56,9 @@ beforeAll(async () => {
   env = await testEnvironment();
   await env.startWorker();
   germline = await env.startGermline(uniqueName('authz'));
-  await updateGermline(germline.handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
+  await updateBudget(germline.handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
   // The germline decides only when ticked, and parks every spawn for an operator.
-  await updateGermline(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '500', rules: { purposes: ['tutor', 'painter'] } });
+  await updateBudget(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '500', rules: { purposes: ['tutor', 'painter'] } });
   await publish(`germline/${germline.name}`, 'head weights');
   app = await testPlatform(env, germline.name, {
     stripe: testStripe(stripeClient('sk_test_mock', mock.url), 'whsec_authz'),
@@ -183,7 +183,7 @@ const CASES: Record<string, Case> = {
     allowed: ['trainer', 'operator'],
     operation: async (account) => {
       // Credit to pay it: as a paid Checkout Session's webhook deposits it.
-      await updateGermline(await creditHandle(env.client, env.taskQueue, account.handle, 'usd'), depositUpdate, { amount: '100', currency: 'usd', reference: unique('paid') });
+      await updateBudget(await creditHandle(env.client, env.taskQueue, account.handle, 'usd'), depositUpdate, { amount: '100', currency: 'usd', reference: unique('paid') });
       return { query: 'mutation($repository: String!) { startTrainingRun(repository: $repository, maxCost: "1.00") { id workflowId maxCost } }', variables: { repository: `trainers/${account.handle}/${unique('run')}` } };
     },
     check: async (data, account) => {

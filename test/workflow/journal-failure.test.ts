@@ -5,12 +5,12 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { openDatabase } from '../../db/prisma';
 import { assertJournalBooks } from '../../temporal/germline-client';
 import { createWorker } from '../../worker/worker';
-import { depositUpdate, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { BudgetState } from '../../workflows/search-attributes';
 import { eventually } from '../helpers/eventually';
 import { budgetRefusal, reconciledBooks } from '../helpers/budget';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
+import { depositUpdate, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
 
 jest.setTimeout(180_000);
 

@@ -9,14 +9,14 @@ import { journalBalances, reconcile } from '../../activities/journal';
 import { CREDIT_KIND, FUNDING_KIND, PURCHASE_KIND, stripeClient } from '../../platform/stripe';
 import { autonomyQuery, setAutonomyUpdate } from '../../workflows/autonomy-api';
 import { childrenQuery, spawnChildUpdate } from '../../workflows/child-api';
-import { creditWorkflowId } from '../../workflows/credit-api';
-import { depositUpdate, germlineWorkflowId, ledgerQuery, reserveUpdate, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { budgetRefusal } from '../helpers/budget';
 import { eventually } from '../helpers/eventually';
 import { deliverWebhook, paidCheckoutEvent } from '../helpers/stripe-mock';
 import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, ledgerQuery, reserveUpdate, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import { germlineWorkflowId, creditWorkflowId } from '../../workflows/names';
 
 const MAX = '1000000000000000';
 const POISON = '100000000000000000000'; // 10^20 minor units: past BIGINT's 9.2 * 10^18

@@ -11,18 +11,19 @@ import { Worker } from '@temporalio/worker';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { creditHandle } from '../../platform/credit';
-import { updateGermline } from '../../temporal/germline-client';
 import { backfillDaily, dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
 import * as registered from '../../workflows';
 import { setAutonomyUpdate } from '../../workflows/autonomy-api';
-import { type ChildStatus, childStatusQuery, childWorkflowId, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
-import { dailyGpcWorkflow, dailyGpcWorkflowId } from '../../workflows/daily-gpc';
-import { depositUpdate, promoteUpdate, statusQuery } from '../../workflows/germline-api';
+import { type ChildStatus, childStatusQuery, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
+import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
+import { promoteUpdate } from '../../workflows/germline-api';
 import { trainingWorkflow } from '../../workflows/training';
-import { trainingWorkflowId } from '../../workflows/training-api';
 import { testGlobals } from '../setup/globals';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, statusQuery } from '../../workflows/budget-api';
+import { childWorkflowId, trainingWorkflowId, dailyGpcWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 jest.setTimeout(120_000);
 
@@ -54,15 +55,15 @@ test('the histories of every workflow type replay without a determinism error', 
   const recorded: Recorded[] = [];
   const { name, handle } = await env.startGermline(uniqueName('replay'));
   recorded.push({ workflowId: handle.workflowId });
-  await updateGermline(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
-  await updateGermline(handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '90000' });
+  await updateBudget(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
+  await updateBudget(handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '90000' });
   const head = mkdtempSync(path.join(tmpdir(), 'replay-head-'));
   writeFileSync(path.join(head, 'notes.txt'), 'head weights');
   await publishCheckpoint(env.store, `germline/${name}`, head, { tag: 'main' });
 
   // A child, paying for a training run of the tiny trainer from its allowance, then retired.
   const child = 'coder';
-  await updateGermline(handle, spawnChildUpdate, { name: child, allowance: '3000', purpose: 'programming' });
+  await updateBudget(handle, spawnChildUpdate, { name: child, allowance: '3000', purpose: 'programming' });
   const childHandle = env.client.workflow.getHandle(childWorkflowId(name, child));
   recorded.push({ workflowId: childHandle.workflowId });
   await eventually(async () => ((await childHandle.query(childStatusQuery)).branch ? true : undefined), 'the child to fork its branch');
@@ -75,7 +76,7 @@ test('the histories of every workflow type replay without a determinism error', 
   recorded.push({ workflowId: run.workflowId });
   expect(await run.result()).toMatchObject({ state: 'succeeded' });
   // The germline promotes the run's output (no eval gate here), and the child retires with what it spent.
-  expect(await updateGermline(handle, promoteUpdate, { repo: `children/${child}-${name}`, reference: 'main' })).toMatchObject({ gate: 'no eval gate' });
+  expect(await updateBudget(handle, promoteUpdate, { repo: `children/${child}-${name}`, reference: 'main' })).toMatchObject({ gate: 'no eval gate' });
   const retired = (await childHandle.executeUpdate(retireUpdate, { args: ['replayed'] })) as ChildStatus;
   expect(retired.state).toBe('retired');
   await eventually(async () => ((await handle.query(statusQuery)).reserved === '0' ? true : undefined), 'the germline to settle the retired child');
@@ -96,7 +97,7 @@ test('the histories of every workflow type replay without a determinism error', 
   // A trainer's credit: started as the platform starts it, with a deposit booked.
   const credit = await creditHandle(env.client, env.taskQueue, uniqueName('tr'), 'usd');
   recorded.push({ workflowId: credit.workflowId });
-  await updateGermline(credit, depositUpdate, { amount: '2000', currency: 'usd', reference: 'paid-in' });
+  await updateBudget(credit, depositUpdate, { amount: '2000', currency: 'usd', reference: 'paid-in' });
 
   const histories = await Promise.all(recorded.map(async ({ workflowId, runId }) => ({ workflowId, history: await env.client.workflow.getHandle(workflowId, runId).fetchHistory() })));
   const types = new Map(histories.map((h) => [h.workflowId, typeOf(h.history)]));

@@ -12,11 +12,11 @@ import type Stripe from 'stripe';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { entitlementId } from '../../platform/marketplace';
 import { FUNDING_KIND, PURCHASE_KIND, stripeClient } from '../../platform/stripe';
-import { statusQuery } from '../../workflows/germline-api';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { deliverWebhook, startStripeMock } from '../helpers/stripe-mock';
 import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { statusQuery } from '../../workflows/budget-api';
 
 const WEBHOOK_SECRET = 'whsec_test_sessions';
 /** Not 10: a fee that must be computed, and rounded, from this setting. */

@@ -12,12 +12,12 @@ import { publishCheckpoint } from '../../store/checkpoint';
 import { pullCheckpoint } from '../../store/pull';
 import { setRole } from '../../platform/accounts';
 import { FUNDING_KIND, stripeClient } from '../../platform/stripe';
-import { statusQuery } from '../../workflows/germline-api';
 import { deliverWebhook, paidCheckoutEvent, recordRequests, type SentRequest, startStripeMock } from '../helpers/stripe-mock';
 import { signUpAccount } from '../helpers/accounts';
 import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { statusQuery } from '../../workflows/budget-api';
 
 const WEBHOOK_SECRET = 'whsec_test_computatrum';
 

@@ -7,14 +7,15 @@ import { CancelledFailure } from '@temporalio/common';
 import { ANNOTATION } from '../../store/checkpoint';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import type { ImageManifest } from '../../store/types';
-import { depositUpdate, ledgerQuery, statusQuery } from '../../workflows/germline-api';
-import { updateGermline } from '../../temporal/germline-client';
 import { trainingWorkflow } from '../../workflows/training';
-import { type TrainingRequest, trainingWorkflowId } from '../../workflows/training-api';
+import { type TrainingRequest } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
 import { eventually } from '../helpers/eventually';
 import { isAlive } from '../helpers/processes';
 import { type TestEnvironment, type TestWorker, testEnvironment, uniqueName } from '../helpers/temporal';
+import { depositUpdate, ledgerQuery, statusQuery } from '../../workflows/budget-api';
+import { trainingWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 let worker: TestWorker;
@@ -31,7 +32,7 @@ afterAll(async () => {
 /** A germline funded with `amount` minor units. */
 async function fundedGermline(amount: string) {
   const { name, handle } = await env.startGermline();
-  await updateGermline(handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${name}` });
+  await updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference: `seed-${name}` });
   return { name, handle };
 }
 

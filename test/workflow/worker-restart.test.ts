@@ -1,9 +1,9 @@
 // The worker stops in the middle of a stream of budget changes and another one takes over:
 // every change is applied and booked exactly once.
 import { reconciledBooks } from '../helpers/budget';
-import { updateGermline } from '../../temporal/germline-client';
-import { depositUpdate, ledgerQuery, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/germline-api';
 import { type TestEnvironment, testEnvironment } from '../helpers/temporal';
+import { depositUpdate, ledgerQuery, reserveUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
 beforeAll(async () => {
@@ -23,9 +23,9 @@ test('a worker stopped mid-sequence and replaced loses nothing and doubles nothi
 
   const sequence = (async () => {
     for (let i = 0; i < rounds; i++) {
-      await updateGermline(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: `wire-${i}` });
-      const { reservationId } = await updateGermline(handle, reserveUpdate, { amount: '600', ref: `job-${i}`, purpose: 'training' });
-      await updateGermline(handle, settleUpdate, { reservationId, actual: '250' });
+      await updateBudget(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: `wire-${i}` });
+      const { reservationId } = await updateBudget(handle, reserveUpdate, { amount: '600', ref: `job-${i}`, purpose: 'training' });
+      await updateBudget(handle, settleUpdate, { reservationId, actual: '250' });
       completed += 1;
       if (completed === rounds / 2) halfway();
     }
