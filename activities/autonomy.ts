@@ -3,7 +3,7 @@
 // decisions, and carrying out the acts that touch other workflows (training runs, child deposits).
 // The workflow judges every proposal against the guardrails between `decide` and any act.
 import { Context } from '@temporalio/activity';
-import type { Client } from '@temporalio/client';
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Database } from '../db/prisma';
 import { DEFAULT_RULES, httpPolicy, observationDigest, type PolicyAnswer, recordDecision, rulesPolicy, type TrainingHistory } from './policy';
@@ -12,23 +12,12 @@ import type { DecisionSummary, DeciderSettings } from '../workflows/autonomy-api
 import { type ChildLifecycle, type ChildStatus, childStatusQuery } from '../workflows/child-api';
 import type { Observation } from '../workflows/guardrails';
 import type { MinorUnits } from '../workflows/money';
-import type { TrainingRequest } from '../workflows/training-api';
+import { type TrainingDefaults, trainingRequest } from '../workflows/training-api';
 import { startTrainingRun } from '../temporal/training-client';
 import { depositUpdate } from '../workflows/budget-api';
 import { germlineWorkflowId, childRepository, childWorkflowPrefix, childWorkflowId } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
-
-/** What training runs the germline starts by itself look like (from the daemon's configuration). */
-export interface TrainingDefaults {
-  runner: 'local' | 'kubernetes';
-  /** Minor units per GPU-hour. */
-  ratePerGpuHour: bigint;
-  maxDurationSeconds: number;
-  maxPreemptions: number;
-  image?: string;
-  /** The trainer's argv for these runs; absent: the runner's own default (COMPUTATRUM_TRAINER_COMMAND, or the tiny trainer). */
-  command?: string[];
-}
+import { FAILURE } from '../workflows/failures';
 
 export interface AutonomyDependencies {
   db: Database;
@@ -140,27 +129,19 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
       const repo = childRepository(child);
       // The child trains on from its own head; a child spawned before the germline had one starts from scratch.
       const head = await deps.store.getManifest(repo, 'main');
-      const request: TrainingRequest = {
-        version: 1,
+      const request = trainingRequest(deps.training, {
         id: runId,
         payer: childWorkflowId(germline, child),
         currency,
         ...(head ? { base: { repo, reference: 'main' } } : {}),
         output: { repo, branch: 'main' },
-        runner: deps.training.runner,
-        ...(deps.training.image ? { image: deps.training.image } : {}),
-        ...(deps.training.command ? { command: deps.training.command } : {}),
-        gpus: 1,
-        maxCost,
-        ratePerGpuHour: deps.training.ratePerGpuHour.toString(),
-        maxDurationSeconds: deps.training.maxDurationSeconds,
-        maxPreemptions: deps.training.maxPreemptions,
-      };
+        maxCost: BigInt(maxCost),
+      });
       try {
         await startTrainingRun(client, Context.current().info.taskQueue, request);
       } catch (error) {
         // A retried activity finds its own run started: that is the run.
-        if ((error as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw error;
+        if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
       }
       return { runId, ...(head ? { base: `${repo}:main` } : {}) };
     },
@@ -170,7 +151,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         await updateBudget(client.workflow.getHandle(workflowId), depositUpdate, { amount, currency, reference });
       } catch (error) {
         const cause = (error as { cause?: ApplicationFailure }).cause;
-        if (cause instanceof ApplicationFailure && cause.type !== 'UnprocessedUpdate') {
+        if (cause instanceof ApplicationFailure && cause.type !== FAILURE.unprocessedUpdate) {
           throw ApplicationFailure.create({ type: 'FundingRefused', nonRetryable: true, message: `${workflowId} refused the funds: ${cause.message}` });
         }
         throw error;

@@ -42,7 +42,7 @@ function validate(request: TrainingRequest, runners: TrainingDependencies['runne
   if (!PAYER.test(request.payer)) invalid(`payer "${request.payer}" is not a budget: use germline/<name>, child/<germline>/<child> or credit/<trainer>`);
   if (!Number.isInteger(request.gpus) || request.gpus < 1 || request.gpus > 64) invalid(`gpus must be a whole number from 1 to 64, got ${request.gpus}`);
   if (!Number.isInteger(request.maxDurationSeconds) || request.maxDurationSeconds < 1) invalid(`the maximum duration must be at least 1 second, got ${request.maxDurationSeconds}`);
-  if (!runners[request.runner]) invalid(`the ${request.runner} runner is not configured on this worker (COMPUTATRUM_RUNNERS)`);
+  if (!runners[request.runner]) invalid(`the ${request.runner} runner is not configured on this worker (the kubernetes runner needs COMPUTATRUM_KUBE_NAMESPACE)`);
   if (request.runner === 'kubernetes' && !request.image) invalid('a kubernetes run needs a container image (--image or COMPUTATRUM_TRAINING_IMAGE)');
   try {
     assertRepository(request.output.repo);

@@ -5,7 +5,7 @@
 import { createHash, randomBytes, randomUUID, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
-import { PlatformError } from './errors';
+import { PlatformError, AccountError } from './errors';
 import { ACCOUNT_HANDLE, ACCOUNT_HANDLE_RULE, trainerNamespace } from '../workflows/names';
 
 export type Role = 'public' | 'trainer' | 'operator';
@@ -24,16 +24,6 @@ export interface Caller {
 }
 
 export const PUBLIC: Caller = { role: 'public' };
-
-export class AccountError extends Error {
-  override name = 'AccountError';
-  constructor(
-    readonly code: 'INVALID_INPUT' | 'HANDLE_TAKEN' | 'EMAIL_TAKEN' | 'BAD_CREDENTIALS',
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 const EMAIL = /^[^\s@]{1,64}@[^\s@]{1,255}\.[^\s@]{2,}$/;
 export const MIN_PASSWORD = 10;

@@ -8,9 +8,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/prisma';
 import { readCookie } from './cookies';
 import { CSRF_FIELD } from './csrf';
-import { AccountError, type Caller, createApiToken, createSession, endSession, PUBLIC, SESSION_DAYS, sessionCaller, signIn, signUp, tokenCaller } from './accounts';
+import { type Caller, createApiToken, createSession, endSession, PUBLIC, SESSION_DAYS, sessionCaller, signIn, signUp, tokenCaller } from './accounts';
 import { sendSignIn, sendSignUp } from './pages/account';
 import { formFields, redirect, refuseForgedForm, safeNext, viewOf } from './pages/view';
+import { AccountError, toRefusal } from './errors';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,7 +29,6 @@ function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): s
   return [`${SESSION_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Lax', `Max-Age=${maxAgeSeconds}`, ...(secure ? ['Secure'] : [])].join('; ');
 }
 
-const STATUS: Record<AccountError['code'], number> = { INVALID_INPUT: 400, HANDLE_TAKEN: 409, EMAIL_TAKEN: 409, BAD_CREDENTIALS: 401 };
 
 const contentType = (request: FastifyRequest) => (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 
@@ -71,7 +71,8 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     reply.header('set-cookie', sessionCookie(secret, SESSION_DAYS * 86_400, secure));
   };
   const failed = (reply: FastifyReply, error: unknown) => {
-    if (error instanceof AccountError) return reply.code(STATUS[error.code]).send({ error: error.message, code: error.code });
+    const refusal = toRefusal(error);
+    if (refusal) return reply.code(refusal.status).send({ error: refusal.message, code: refusal.reason ?? refusal.code });
     throw error;
   };
   const jsonOnly = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -96,7 +97,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       return reply.code(201).send({ account });
     } catch (error) {
       if (form && error instanceof AccountError) {
-        return sendSignUp(reply, viewOf(request, reply), { handle: form.handle ?? '', email: form.email ?? '', next: form.next ?? '' }, { status: STATUS[error.code], message: error.message });
+        return sendSignUp(reply, viewOf(request, reply), { handle: form.handle ?? '', email: form.email ?? '', next: form.next ?? '' }, toRefusal(error)!);
       }
       return failed(reply, error);
     }
@@ -111,7 +112,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       return reply.send({ account });
     } catch (error) {
       if (form && error instanceof AccountError) {
-        return sendSignIn(reply, viewOf(request, reply), { login: form.login ?? '', next: form.next ?? '' }, { status: STATUS[error.code], message: error.message });
+        return sendSignIn(reply, viewOf(request, reply), { login: form.login ?? '', next: form.next ?? '' }, toRefusal(error)!);
       }
       return failed(reply, error);
     }

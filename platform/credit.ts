@@ -12,7 +12,7 @@ import type { CheckpointStore } from '../store/types';
 import { startTrainingRun } from '../temporal/training-client';
 import type { creditWorkflow } from '../workflows/credit';
 import { assertAtMostMaximum, formatMoney } from '../workflows/money';
-import type { TrainingRequest } from '../workflows/training-api';
+import { type TrainingDefaults, type TrainingRequest, trainingRequest } from '../workflows/training-api';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { assertMayRead, inheritTerms } from './read-access';
 import { PlatformError } from './errors';
@@ -21,14 +21,8 @@ import { statusQuery } from '../workflows/budget-api';
 import { creditWorkflowId } from '../workflows/names';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
-export interface TrainingSettings {
+export interface TrainingSettings extends TrainingDefaults {
   taskQueue: string;
-  /** Minor units per GPU-hour. */
-  ratePerGpuHour: bigint;
-  runner: 'local' | 'kubernetes';
-  image?: string;
-  maxDurationSeconds: number;
-  maxPreemptions: number;
   /** The most GPUs one trainer's run may ask for. */
   maxGpus: number;
 }
@@ -80,21 +74,15 @@ export async function startTrainerRun(
     );
   }
   const id = `${trainer.handle}-${new Date().toISOString().slice(0, 10).replace(/-/g, '')}-${randomBytes(3).toString('hex')}`;
-  const request: TrainingRequest = {
-    version: 1,
+  const request = trainingRequest(deps.settings, {
     id,
     payer: creditWorkflowId(trainer.handle),
     currency: deps.currency,
     ...(base ? { base } : {}),
     output: { repo: input.repository, branch: input.branch },
-    runner: deps.settings.runner,
-    ...(deps.settings.image ? { image: deps.settings.image } : {}),
     gpus: input.gpus,
-    maxCost: input.maxCost.toString(),
-    ratePerGpuHour: deps.settings.ratePerGpuHour.toString(),
-    maxDurationSeconds: deps.settings.maxDurationSeconds,
-    maxPreemptions: deps.settings.maxPreemptions,
-  };
+    maxCost: input.maxCost,
+  });
   if (base) await inheritTerms(deps.db, base.repo, input.repository);
   const handle = await startTrainingRun(deps.client, deps.settings.taskQueue, request);
   return { id, workflowId: handle.workflowId, request };

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Database } from '../db/prisma';
 import type { CheckpointStore } from '../store/types';
 import { hasValidCsrf } from './csrf';
-import { PlatformError, REFUSAL_STATUS } from './errors';
+import { toRefusal } from './errors';
 import { attachRecording, findRecording, LIMITS } from './hub';
 
 export function registerRecordings(app: FastifyInstance, db: Database, store: CheckpointStore): void {
@@ -48,8 +48,9 @@ export function registerRecordings(app: FastifyInstance, db: Database, store: Ch
           });
           return reply.code(201).send({ recording });
         } catch (error) {
-          if (error instanceof PlatformError) return reply.code(REFUSAL_STATUS[error.code]).send({ error: error.message, code: error.code });
-          throw error;
+          const refusal = toRefusal(error);
+          if (!refusal) throw error;
+          return reply.code(refusal.status).send({ error: refusal.message, code: refusal.reason ?? refusal.code });
         }
       },
     );

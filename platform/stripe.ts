@@ -19,6 +19,7 @@ import { entitlementId } from './read-access';
 import { depositUpdate } from '../workflows/budget-api';
 import { ACCOUNT_HANDLE } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
+import { toRefusal, StripeInputError } from './errors';
 
 export interface StripeSettings {
   client: Stripe;
@@ -44,10 +45,6 @@ export const FUNDING_KIND = 'fund-germline';
 
 /** Stripe's largest amount for one Checkout line in minor units (eight digits). */
 const MAX_CHECKOUT_AMOUNT = 99_999_999n;
-
-export class StripeInputError extends Error {
-  override name = 'StripeInputError';
-}
 
 /** A Checkout Session that, once paid, becomes a deposit in the germline; `requestId` makes a retried request the same session. */
 export function createFundingCheckout(
@@ -255,11 +252,10 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     try {
       await updateBudget(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
-      const cause = (error as { cause?: { message?: string; type?: string } }).cause;
+      const refusal = toRefusal(error);
       // A journal that cannot book right now is a failure to retry: Stripe delivers the event again later.
-      if (cause?.type === 'JournalUnavailable') throw error;
-      if (error instanceof Error && error.name === 'WorkflowUpdateFailedError' && cause?.message) return refusedPayment(event, books.workflowId, cause.message);
-      throw error;
+      if (!refusal || refusal.code === 'UNAVAILABLE') throw error;
+      return refusedPayment(event, books.workflowId, refusal.message);
     }
     return done;
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { isCurrency, parseAmount } from '../workflows/money';
 import { NAME, NAME_RULE } from '../workflows/names';
+import { type TrainingDefaults } from '../workflows/training-api';
 
 const PORT = 'a TCP port number from 1 to 65535';
 const port = z.coerce.number({ error: PORT }).int(PORT).min(1, PORT).max(65_535, PORT);
@@ -313,4 +314,16 @@ function isArgv(text: string): boolean {
 
 function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** How runs are made where the asker does not say (the CLI, the platform, the germline's autonomy): one shape for all. */
+export function trainingDefaults(config: Config): TrainingDefaults {
+  const { training } = config;
+  return {
+    runner: training.defaultRunner,
+    ratePerGpuHour: training.ratePerGpuHour,
+    maxDurationSeconds: training.maxDurationSeconds,
+    maxPreemptions: training.maxPreemptions,
+    ...(training.kubernetes?.image ? { image: training.kubernetes.image } : {}),
+  };
 }

@@ -9,6 +9,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
 } from '@temporalio/client';
 import { ApplicationFailure, type UpdateDefinition } from '@temporalio/common';
+import { FAILURE } from '../workflows/failures';
 
 /** How long a budget update is sent again before the germline's last answer reaches the caller. */
 const RESEND_FOR_MS = 120_000;
@@ -28,7 +29,7 @@ const UNAVAILABLE = 14;
  */
 function sendAgain(error: unknown): boolean {
   if (error instanceof WorkflowNotFoundError || error instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return true;
-  if (error instanceof WorkflowUpdateFailedError) return error.cause instanceof ApplicationFailure && error.cause.type === 'UnprocessedUpdate';
+  if (error instanceof WorkflowUpdateFailedError) return error.cause instanceof ApplicationFailure && error.cause.type === FAILURE.unprocessedUpdate;
   if (error instanceof ServiceError && isGrpcServiceError(error.cause)) return [DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE].includes(error.cause.code);
   return false;
 }

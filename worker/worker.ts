@@ -2,7 +2,7 @@
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
-import { createAutonomyActivities, type TrainingDefaults } from '../activities/autonomy';
+import { createAutonomyActivities } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
 import { createJournalActivities } from '../activities/journal';
@@ -13,6 +13,7 @@ import { createTrainingActivities } from '../activities/training';
 import type { Config } from '../runtime/config';
 import { temporalConnectionOptions } from '../temporal/connection';
 import { projectPath } from '../runtime/paths';
+import { type TrainingDefaults } from '../workflows/training-api';
 
 export const WORKFLOWS_PATH = projectPath('workflows', 'index.ts');
 

@@ -39,7 +39,7 @@ import {
   type Proposal,
   refusalReasons,
 } from './guardrails';
-import { failureMessage } from './failures';
+import { failureMessage, FAILURE } from './failures';
 import { formatMoney, minorUnitsProblem } from './money';
 import { NAME } from './names';
 import { now } from './clock';
@@ -312,7 +312,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
 
   function awaiting(decisionId: string): PendingDecision {
     const found = state.pending.find((p) => p.id === decisionId);
-    if (!found) throw ApplicationFailure.create({ type: 'NotAwaitingApproval', nonRetryable: true, message: `no decision ${decisionId} awaits approval: list them with \`computatrum decisions --awaiting\`` });
+    if (!found) throw ApplicationFailure.create({ type: FAILURE.notAwaitingApproval, nonRetryable: true, message: `no decision ${decisionId} awaits approval: list them with \`computatrum decisions --awaiting\`` });
     return found;
   }
 

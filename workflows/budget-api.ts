@@ -3,6 +3,7 @@
 // activities, tests).
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { MinorUnits } from './money';
+import { type FAILURE } from './failures';
 
 export interface BudgetPolicy {
   /** Most that may be committed (reserved, then spent) per UTC day, in minor units; null: no cap. */
@@ -113,7 +114,7 @@ export type RejectionReason =
   | 'UnknownReservation'
   | 'AlreadyClosed'
   | 'SettleAboveReservation'
-  | 'JournalUnavailable';
+  | typeof FAILURE.journalUnavailable;
 
 
 export interface DepositRequest {

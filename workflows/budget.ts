@@ -5,6 +5,7 @@
 // (deposited − spent), and nothing is negative.
 import { DEFAULT_POLICY, type BudgetPolicy, type Reservation, type LedgerEntry, type BudgetState, type BudgetStatus, type JournalFailure, type BudgetStateLabel, type RejectionReason, type DepositRequest, type ReserveRequest, type SettleRequest, type ReleaseRequest, type PolicyChange, type DepositResult, type ReserveResult, type SettleResult, type ReleaseResult } from './budget-api';
 import { AboveMaximumError, formatMaximum, formatMoney, isCurrency, MAX_MINOR_UNITS, MinorUnits, toMinor } from './money';
+import { FAILURE } from './failures';
 
 /** A request the budget refuses; the message says why and what to do. */
 export class BudgetRejection extends Error {
@@ -430,7 +431,7 @@ export class Budget {
     const failure = this.state.journalFailure;
     if (!failure) return;
     throw new BudgetRejection(
-      'JournalUnavailable',
+      FAILURE.journalUnavailable,
       `the journal of ${this.state.germline} has not booked changes since ${failure.since} (${failure.message}); ` +
         `no new ${what} until it books again: try again later, and operators see it in computatrum status and /healthz`,
     );

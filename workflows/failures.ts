@@ -17,3 +17,16 @@ export function failureType(error: unknown): string | undefined {
   const cause = innermost(error);
   return cause instanceof ApplicationFailure ? (cause.type ?? undefined) : undefined;
 }
+
+/**
+ * Failure types that callers outside the workflows act on, shared by the code that throws them and
+ * the code that reads them (every other type reaches a person as its message).
+ */
+export const FAILURE = {
+  /** The server's: an update lost while its workflow continued as new; it may be sent again. */
+  unprocessedUpdate: 'UnprocessedUpdate',
+  /** The budget's journal cannot book: new money in is refused until it can (a retry later succeeds). */
+  journalUnavailable: 'JournalUnavailable',
+  /** An approval or rejection of a decision that waits no more. */
+  notAwaitingApproval: 'NotAwaitingApproval',
+} as const;

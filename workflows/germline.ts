@@ -1,5 +1,5 @@
 // germline/<name>: the entity that holds the LLC's budget. The workflow serializes every money
-// decision (updates with synchronous validators, served by budget-entity.ts), books each accepted
+// decision (updates with synchronous validators, served by serve-budget.ts), books each accepted
 // change in the PostgreSQL journal through an activity, and continues as new when history grows,
 // carrying plain JSON state.
 import {

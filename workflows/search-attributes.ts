@@ -1,5 +1,5 @@
 // The typed search attributes of the project, registered on the Temporal namespace at `up`
-// (worker/temporal.ts) so operators can filter workflows in the Web UI.
+// (temporal/connection.ts) so operators can filter workflows in the Web UI.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 export const GermlineId = defineSearchAttributeKey('GermlineId', SearchAttributeType.KEYWORD);

@@ -31,6 +31,57 @@ export interface TrainingRequestV1 {
 
 export type TrainingRequest = TrainingRequestV1;
 
+/** How runs are made where the asker does not say: built once from configuration (runtime/config.ts trainingDefaults). */
+export interface TrainingDefaults {
+  runner: 'local' | 'kubernetes';
+  /** Minor units per GPU-hour. */
+  ratePerGpuHour: bigint;
+  maxDurationSeconds: number;
+  maxPreemptions: number;
+  image?: string;
+  /** The trainer's argv; absent: the runner's own default (COMPUTATRUM_TRAINER_COMMAND, or the tiny trainer). */
+  command?: string[];
+}
+
+/** What a caller asks for; everything else comes from the defaults. */
+export interface TrainingAsk {
+  id: string;
+  payer: string;
+  currency: string;
+  base?: { repo: string; reference: string };
+  output: { repo: string; branch: string };
+  maxCost: bigint;
+  gpus?: number;
+  gpuType?: string;
+  runner?: TrainingDefaults['runner'];
+  image?: string;
+  command?: string[];
+  maxDurationSeconds?: number;
+}
+
+/** The one way a TrainingRequest is made (the CLI, the platform's credit runs, the germline's autonomy). */
+export function trainingRequest(defaults: TrainingDefaults, ask: TrainingAsk): TrainingRequest {
+  const image = ask.image ?? defaults.image;
+  const command = ask.command?.length ? ask.command : defaults.command;
+  return {
+    version: 1,
+    id: ask.id,
+    payer: ask.payer,
+    currency: ask.currency,
+    ...(ask.base ? { base: ask.base } : {}),
+    output: ask.output,
+    runner: ask.runner ?? defaults.runner,
+    ...(command ? { command } : {}),
+    ...(image ? { image } : {}),
+    gpus: ask.gpus ?? 1,
+    ...(ask.gpuType ? { gpuType: ask.gpuType } : {}),
+    maxCost: ask.maxCost.toString(),
+    ratePerGpuHour: defaults.ratePerGpuHour.toString(),
+    maxDurationSeconds: ask.maxDurationSeconds ?? defaults.maxDurationSeconds,
+    maxPreemptions: defaults.maxPreemptions,
+  };
+}
+
 export type TrainingState =
   | 'reserving'
   | 'running'

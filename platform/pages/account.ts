@@ -4,8 +4,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { createApiToken, MAX_PASSWORD, MIN_PASSWORD } from '../accounts';
 import type { PagesDeps } from './deps';
 import { html } from './html';
-import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, safeNext, sendPage, signInPath, type View, viewOf } from './view';
+import { toRefusal } from '../errors';
 
 export interface AccountFormValues {
   handle?: string;
@@ -105,7 +105,7 @@ export function registerAccountPages(app: FastifyInstance, deps: PagesDeps): voi
       const created = await createApiToken(deps.db, account.id, formFields(request).name ?? '');
       return await sendAccount(reply, view, created);
     } catch (error) {
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       if (!refusal) throw error;
       return sendAccount(reply, view, undefined, refusal);
     }

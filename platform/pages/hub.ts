@@ -13,9 +13,9 @@ import { type PagesDeps, latestDaily } from './deps';
 import { hostOf } from './home';
 import { html, pathOf, type SafeHtml } from './html';
 import { buyButton, price } from './marketplace';
-import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, viewOf } from './view';
 import { trainerNamespace, trainerRepository } from '../../workflows/names';
+import { toRefusal } from '../errors';
 
 /** The newest tags shown with their files; older ones stay in the JSON listing. */
 const SHOWN_TAGS = 60;
@@ -304,7 +304,7 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           return redirect(reply, `${page}?done=published`);
       }
     } catch (error) {
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       if (!refusal) throw error;
       return sendRepository(request, reply, repository, { ...refusal, draft: { form, fields, ...(comment ? { threadId: comment[2]! } : {}) } });
     }

@@ -8,10 +8,10 @@ import type { PagesDeps } from './deps';
 import { registerHomePages } from './home';
 import { registerHubPages } from './hub';
 import { registerMarketplacePages } from './marketplace';
-import { refusalOf } from './refusals';
 import { STYLESHEET, STYLESHEET_ETAG } from './stylesheet';
 import { sendProblem, viewOf } from './view';
 import { registerZookeeperPages } from './zookeeper';
+import { toRefusal } from '../errors';
 
 export interface PagesOptions extends PagesDeps {
   /** The friendly download links' handler (oci-distribution.ts), reached through the pages' /hub/* route. */
@@ -46,7 +46,7 @@ export async function registerPages(app: FastifyInstance, options: PagesOptions)
     pages.setErrorHandler(async (error: FastifyError, request, reply) => {
       if (isResolvePath(request.url.split('?')[0]!)) throw error; // downloads keep their JSON errors
       const view = viewOf(request, reply);
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       const status = refusal?.status ?? (error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500);
       if (status >= 500) {
         request.log.error({ err: error }, 'a page failed');

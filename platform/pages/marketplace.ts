@@ -8,8 +8,8 @@ import { listBreeds } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding, type StripeSettings } from '../stripe';
 import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
-import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, type View, viewOf } from './view';
+import { toRefusal } from '../errors';
 
 export const price = (amount: bigint | null, currency: string) => (amount === null ? 'free' : formatMoney(amount, currency));
 
@@ -92,7 +92,7 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
       if (!url) return sendProblem(reply, view, 502, 'Stripe gave no page to go to', 'Stripe answered without a page for this payment. Try again in a moment.');
       return redirect(reply, url);
     } catch (error) {
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       if (refusal) return sendMarketplace(request, reply, refusal);
       if (error instanceof Stripe.errors.StripeError) {
         request.log.warn({ error: error.message, type: error.type }, 'a Stripe request failed');

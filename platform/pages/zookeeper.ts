@@ -13,12 +13,12 @@ import { listReports } from '../hub';
 import { createFundingCheckout } from '../stripe';
 import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
-import { refusalOf } from './refusals';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, type View, viewOf } from './view';
 import type { BudgetStatus } from '../../workflows/budget-api';
 import { statusQuery } from '../../workflows/budget-api';
 import { germlineWorkflowId, childRepository, childWorkflowPrefix, trainingWorkflowId } from '../../workflows/names';
 import { updateBudget } from '../../temporal/budget-client';
+import { toRefusal } from '../errors';
 
 const DONE: Record<string, string> = {
   approved: 'Approved: the germline judged the proposal again and carried it out (see its outcome below).',
@@ -174,7 +174,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
         ...(reason?.trim() ? { reason: reason.trim() } : {}),
       });
     } catch (error) {
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       if (!refusal) throw error;
       return sendZookeeper(request, reply, refusal);
     }
@@ -192,7 +192,7 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
       return redirect(reply, session.url);
     } catch (error) {
       if (error instanceof Stripe.errors.StripeError) return sendZookeeper(request, reply, { status: 502, message: `Stripe did not accept the request (${error.message}); nothing was charged` });
-      const refusal = refusalOf(error);
+      const refusal = toRefusal(error);
       if (!refusal) throw error;
       return sendZookeeper(request, reply, refusal);
     }

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
-import type { TrainingDefaults } from '../../activities/autonomy';
 import { openDatabase, type Database } from '../../db/prisma';
 import { LayoutStore } from '../../store/layout';
 import type { RunnerKind, TrainingRunner } from '../../activities/runners/types';
@@ -13,6 +12,7 @@ import { localRunner } from '../../worker/runners';
 import { createWorker } from '../../worker/worker';
 import { ensureGermline, type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
+import type { TrainingDefaults } from '../../workflows/training-api';
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;

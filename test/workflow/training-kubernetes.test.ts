@@ -9,16 +9,17 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
 import { KubernetesJobRunner, trainingJobName } from '../../activities/runners/kubernetes';
 import { ANNOTATION, publishCheckpoint } from '../../store/checkpoint';
-import { updateGermline } from '../../temporal/germline-client';
-import { depositUpdate, ledgerQuery } from '../../workflows/germline-api';
 import { trainingWorkflow } from '../../workflows/training';
-import { type TrainingRequest, trainingWorkflowId } from '../../workflows/training-api';
+import { type TrainingRequest } from '../../workflows/training-api';
 import { trainingCost } from '../../workflows/training-cost';
 import { eventually } from '../helpers/eventually';
 import { type FakeKubeApiServer, startFakeKubeApiServer } from '../helpers/fake-kube-apiserver';
 import { kubernetesClient, loadKubernetesClientNatively, loopbackKubeConfig } from '../helpers/kube';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { safetensorsOf } from '../helpers/content';
+import { depositUpdate, ledgerQuery } from '../../workflows/budget-api';
+import { trainingWorkflowId } from '../../workflows/names';
+import { updateBudget } from '../../temporal/budget-client';
 
 jest.mock('@kubernetes/client-node', () => kubernetesClient.module);
 
@@ -48,7 +49,7 @@ const at = (ms: number) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 /** A germline with money and a head checkpoint to train from. */
 async function germlineWithBase() {
   const { name, handle } = await env.startGermline();
-  await updateGermline(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: `seed-${name}` });
+  await updateBudget(handle, depositUpdate, { amount: '100000', currency: 'usd', reference: `seed-${name}` });
   const dir = mkdtempSync(path.join(tmpdir(), 'base-'));
   writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`base weights of ${name}`));
   const base = await publishCheckpoint(env.store, `germline/${name}`, dir, { tag: 'main' });
