@@ -158,7 +158,6 @@ export async function setRole(db: Database, handle: string, role: 'trainer' | 'o
   return view(account);
 }
 
-/** Where an account's own repositories live: `trainers/<handle>/`. */
 /**
  * Refuses `account` writing to `repository` outside its own namespace (`what` says who may do what,
  * e.g. "you can fork"); with `operatorsAnywhere`, operators may write anywhere.

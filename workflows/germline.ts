@@ -24,7 +24,7 @@ import { failureMessage } from './failures';
 import { checkEvalGate, judge, type Observation, refusalReasons } from './guardrails';
 import { BudgetState, GermlineId } from './search-attributes';
 import { statusQuery } from './budget-api';
-import { childWorkflowId, REPOSITORY } from './names';
+import { childWorkflowId, REPOSITORY, germlineRepository } from './names';
 import { now } from './clock';
 
 /** An OCI repository name (checked again by the store). */
@@ -119,7 +119,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     const gate = checkEvalGate(metrics, autonomy.evalGate());
     if (!gate.ok) throw ApplicationFailure.create({ type: 'BelowEvalGate', nonRetryable: true, message: `${repo}:${reference} is not promoted: ${gate.detail}` });
     // The same manifest, so its lineage (parent, training run, metrics) stays as it was.
-    await checkpoints.forkBranch({ from: { repo, reference: digest }, to: { repo: `germline/${input.name}`, branch: 'main' } });
+    await checkpoints.forkBranch({ from: { repo, reference: digest }, to: { repo: germlineRepository(input.name), branch: 'main' } });
     return { digest, metrics, gate: gate.detail };
   }, {
     validator: ({ repo, reference }) => {

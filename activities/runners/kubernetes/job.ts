@@ -7,6 +7,7 @@ import { projectPath } from '../../../runtime/paths';
 import { TRAINER_ENV, type TrainingJobSpec } from '../types';
 import { KubernetesRunnerError, messageOf } from './api-errors';
 import type { KubernetesClient } from './client';
+import { runTag } from '../../../workflows/names';
 
 export const DEFAULT_TRAINING_JOB_TEMPLATE = projectPath('deploy', 'training-job.yaml');
 export const TRAINER_CONTAINER = 'trainer';
@@ -55,8 +56,8 @@ function runIdLabelValue(runId: string): string {
   return LABEL_VALUE.test(runId) && runId.length <= 63 ? runId : trainingJobName(runId);
 }
 
-/** The tag the pod pushes a run's output under. */
-export const outputReference = (runId: string): string => `run-${runId}`;
+/** The tag the pod pushes a run's output under: the run's tag. */
+export const outputReference = runTag;
 
 /** Parses the Job template at `templatePath`; buildTrainingJob checks its shape. */
 export async function readTrainingJobTemplate(k8s: KubernetesClient, templatePath: string): Promise<V1Job> {
