@@ -12,6 +12,11 @@ export const TEST_CONTINUE_AS_NEW_AFTER = 400;
 
 export function testGlobals(): TestGlobals {
   const raw = process.env.COMPUTATRUM_TEST_GLOBALS;
-  if (!raw) throw new Error('test globals missing: run the tests through jest (npm test), which runs global-setup');
+  if (!raw) {
+    throw new Error(
+      'test globals missing: run the tests through jest (npm test), whose server project runs global-setup; ' +
+        'test/unit runs without it, so a test that needs the Temporal server or PostgreSQL belongs in test/integration',
+    );
+  }
   return JSON.parse(raw) as TestGlobals;
 }
