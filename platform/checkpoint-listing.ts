@@ -5,6 +5,7 @@ import type { Database } from '../db/prisma';
 import { ANNOTATION } from '../store/checkpoint';
 import { assertRepository } from '../store/names';
 import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../store/types';
+import { germlineRepository } from '../workflows/names';
 
 export interface CheckpointFile {
   path: string;
@@ -84,6 +85,11 @@ export async function readCheckpoints(store: CheckpointStore, db: Database, repo
   const listed = versions.filter((v): v is CheckpointVersion => v !== undefined);
   listed.sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '') || b.tag.localeCompare(a.tag));
   return { repository, tags: listed, skippedDays: rows.filter((r) => r.status === 'skipped').map((r) => ({ day: r.day ?? '', reason: r.reason })) };
+}
+
+/** The germline's published daily gpc checkpoints (their Checkpoint rows), newest day first. */
+export function listDailyCheckpoints(db: Database, germline: string, limit: number) {
+  return db.checkpoint.findMany({ where: { repository: germlineRepository(germline), status: 'published' }, orderBy: { day: 'desc' }, take: limit });
 }
 
 export function registerCheckpointListing(app: FastifyInstance, store: CheckpointStore, db: Database): void {
