@@ -19,7 +19,7 @@ const LIBRARIES = ['store', 'db', 'temporal', 'runtime'];
  * Each folder's forbidden top-level folders, with what to do instead. Folders not named here (worker/,
  * bench/, prisma/, scripts/, root files) may import anything but cli/. cli/ may import everything;
  * bin/ runs the CLI and test/ exercises every folder, cli/ included (test/unit/training-cost.test.ts
- * imports cli/training), so both are exempt.
+ * imports cli/common), so both are exempt.
  */
 const FORBIDDEN = {
   workflows: [

@@ -1,9 +1,10 @@
 // What every CLI command shares: user-facing errors, reaching Temporal, parsing amounts, printing.
+// Cheap to load (every command module imports it while the program is built): the Temporal client,
+// the database client and the configuration's schema load inside the functions that use them.
 import { InvalidArgumentError } from 'commander';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
-import { openDatabase, type Database } from '../db/prisma';
-import { type Config, databaseUrl, temporalAddress } from '../runtime/config';
-import { connectTemporal, temporalClient } from '../temporal/connection';
+import type { Client, Connection } from '@temporalio/client';
+import type { Database } from '../db/prisma';
+import type { Config } from '../runtime/config';
 import { parseAmount } from '../workflows/money';
 import { germlineWorkflowId } from '../workflows/names';
 
@@ -18,6 +19,11 @@ export class UserError extends Error {
 }
 
 export async function withGermline<T>(config: Config, action: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
+  const [{ WorkflowNotFoundError, WorkflowUpdateFailedError }, { connectTemporal, temporalClient }, { temporalAddress }] = await Promise.all([
+    import('@temporalio/client'),
+    import('../temporal/connection.js'),
+    import('../runtime/config.js'),
+  ]);
   let connection: Connection;
   try {
     connection = await connectTemporal(config);
@@ -44,6 +50,7 @@ export async function withGermline<T>(config: Config, action: (client: Client, c
 
 /** Reads from the daemon's PostgreSQL (runs, decisions); an unreachable database is the user's to fix. */
 export async function withDatabase<T>(config: Config, action: (db: Database) => Promise<T>): Promise<T> {
+  const [{ openDatabase }, { databaseUrl }] = await Promise.all([import('../db/prisma.js'), import('../runtime/config.js')]);
   const db = openDatabase(databaseUrl(config), { maxConnections: 2 });
   try {
     return await action(db);
@@ -68,10 +75,12 @@ export function wholeNumber(name: string, min: number) {
   };
 }
 
-export function amountOption(config: Config) {
+/** An amount in the configured currency; the configuration is read when such an option is given. */
+export function amountOption(config: () => Config) {
   return (text: string): bigint => {
+    const { currency } = config();
     try {
-      return parseAmount(text, config.currency);
+      return parseAmount(text, currency);
     } catch (error) {
       throw new InvalidArgumentError((error as Error).message);
     }
@@ -82,12 +91,23 @@ export function amountOption(config: Config) {
  * A cap given on the command line: an amount (as minor units), or "none" to lift it. The parser keeps
  * "none" (commander turns a null from a parser into an empty string); `liftable` makes it null.
  */
-export function capOption(config: Config) {
+export function capOption(config: () => Config) {
   return (text: string): string => (text === 'none' ? 'none' : amountOption(config)(text).toString());
 }
 
 export function liftable(cap: string): string | null {
   return cap === 'none' ? null : cap;
+}
+
+const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
+const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
+
+export function parseDuration(text: string): number {
+  const match = DURATION.exec(text.trim());
+  if (!match) throw new InvalidArgumentError(`"${text}" is not a duration: write it like 90m, 2h or 1d`);
+  const seconds = Math.round(Number(match[1]) * UNIT_SECONDS[match[2] as keyof typeof UNIT_SECONDS]);
+  if (seconds < 1) throw new InvalidArgumentError(`"${text}" is shorter than a second`);
+  return seconds;
 }
 
 /** The platform to download from: --from, or this computatrum's own. */

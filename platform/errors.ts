@@ -77,7 +77,8 @@ const refusal = (status: number, message: string, reason?: string): Refusal => (
 export function toRefusal(error: unknown): Refusal | undefined {
   if (error instanceof PlatformError) return refusal(REFUSAL_STATUS[error.code], error.message);
   if (error instanceof AccountError || error instanceof StoreError) return refusal(STATUS_OF_CODE[error.code], error.message, error.code);
-  if (error instanceof CheckpointError || error instanceof StripeInputError || error instanceof MoneyError) return refusal(400, error.message);
+  if (error instanceof MoneyError) return refusal(400, error.message, 'INVALID_AMOUNT');
+  if (error instanceof CheckpointError || error instanceof StripeInputError) return refusal(400, error.message);
   // A workflow's update validator refused (the budget's rules, an approval that waits no more).
   if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
     return refusal(STATUS_OF_FAILURE[error.cause.type ?? ''] ?? 400, error.cause.message, error.cause.type ?? undefined);

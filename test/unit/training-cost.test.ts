@@ -1,5 +1,5 @@
 import { gpuSecondsForCost, trainingCost } from '../../workflows/training-cost';
-import { parseDuration } from '../../cli/training';
+import { parseDuration } from '../../cli/common';
 
 describe('trainingCost: GPU-seconds at a rate per GPU-hour, in whole minor units', () => {
   test.each([

@@ -4,26 +4,26 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Worker } from '@temporalio/worker';
-import { migrateDatabase } from '../db/migrate';
-import { openDatabase } from '../db/prisma';
-import { openStore } from '../store';
-import { LayoutStore } from '../store/layout';
-import { removeLeftovers } from '../store/layout-maintenance';
-import { buildPlatform } from '../platform/server';
-import { UserError } from './common';
-import { stripeClient } from '../platform/stripe';
-import { type Config, databaseUrl } from '../runtime/config';
-import { type EmbeddedPostgres, startEmbeddedPostgres } from '../runtime/embedded/postgres';
-import { type DevServer, startTemporalDevServer } from '../runtime/embedded/temporal-dev-server';
-import { assertJournalBooks, ensureGermline } from '../temporal/germline-client';
-import { installTemporalLogging, type Logger } from '../runtime/logging';
-import { connectTemporal, ensureSearchAttributes, temporalClient } from '../temporal/connection';
-import { installTool, TEMPORAL_CLI } from '../runtime/tools';
-import { createRunners } from '../worker/runners';
-import { connectWorker, createWorker } from '../worker/worker';
-import { dailyScheduleId, ensureDailySchedule } from '../temporal/schedules';
-import { PROJECT_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
-import { germlineWorkflowId } from '../workflows/names';
+import { migrateDatabase } from '../../db/migrate';
+import { openDatabase } from '../../db/prisma';
+import { openStore } from '../../store';
+import { LayoutStore } from '../../store/layout';
+import { removeLeftovers } from '../../store/layout-maintenance';
+import { buildPlatform } from '../../platform/server';
+import { UserError } from '../common';
+import { stripeClient } from '../../platform/stripe';
+import { type Config, databaseUrl, trainingDefaults } from '../../runtime/config';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../runtime/embedded/postgres';
+import { type DevServer, startTemporalDevServer } from '../../runtime/embedded/temporal-dev-server';
+import { assertJournalBooks, ensureGermline } from '../../temporal/germline-client';
+import { installTemporalLogging, type Logger } from '../../runtime/logging';
+import { connectTemporal, ensureSearchAttributes, temporalClient } from '../../temporal/connection';
+import { installTool, TEMPORAL_CLI } from '../../runtime/tools';
+import { createRunners } from '../../worker/runners';
+import { connectWorker, createWorker } from '../../worker/worker';
+import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
+import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { germlineWorkflowId } from '../../workflows/names';
 
 export interface RunningStack {
   urls: { temporalUi?: string; platform?: string; temporal: string; database: string; store: string };
@@ -115,13 +115,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           dataDir: config.dataDir,
           client,
           runners: await createRunners(config, store),
-          training: {
-            runner: config.training.defaultRunner,
-            ratePerGpuHour: config.training.ratePerGpuHour,
-            maxDurationSeconds: config.training.maxDurationSeconds,
-            maxPreemptions: config.training.maxPreemptions,
-            ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
-          },
+          training: trainingDefaults(config),
           ...(config.agentToken ? { agentToken: config.agentToken } : {}),
           logger: logger.child({ component: 'trainer' }),
         },
@@ -148,15 +142,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         ...(config.stripe
           ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
           : {}),
-        training: {
-          taskQueue: config.taskQueue,
-          ratePerGpuHour: config.training.ratePerGpuHour,
-          runner: config.training.defaultRunner,
-          ...(config.training.kubernetes?.image ? { image: config.training.kubernetes.image } : {}),
-          maxDurationSeconds: config.training.maxDurationSeconds,
-          maxPreemptions: config.training.maxPreemptions,
-          maxGpus: config.training.trainerMaxGpus,
-        },
+        training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
         checks: [
           { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

@@ -1,32 +1,18 @@
 // Training runs from the command line: train, runs, run <id>, cancel <id>.
 import { randomBytes } from 'node:crypto';
 import { type Command, InvalidArgumentError } from 'commander';
-import { type Client, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { Database } from '../db/prisma';
-import { parseReference } from '../store/names';
-import { trainingPayer } from '../activities/training';
-import type { Config } from '../runtime/config';
-import { formatAmount, formatMoney } from '../workflows/money';
-import type { trainingWorkflow } from '../workflows/training';
-import { type TrainingRequest, type TrainingStatus, trainingStatusQuery, FINAL_TRAINING_STATES } from '../workflows/training-api';
-import { trainingCost } from '../workflows/training-cost';
-import { startTrainingRun } from '../temporal/training-client';
-import { amountOption, positiveInteger, print, UserError, withDatabase, withGermline } from './common';
-import { platformApi } from './platform-api';
-import { table } from './table';
-import { childRepository, childWorkflowId, NAME, trainingWorkflowId, germlineRepository } from '../workflows/names';
-
-const DURATION = /^(\d+(?:\.\d+)?)(s|m|h|d)$/;
-const UNIT_SECONDS = { s: 1, m: 60, h: 3600, d: 86_400 } as const;
-
-export function parseDuration(text: string): number {
-  const match = DURATION.exec(text.trim());
-  if (!match) throw new InvalidArgumentError(`"${text}" is not a duration: write it like 90m, 2h or 1d`);
-  const seconds = Math.round(Number(match[1]) * UNIT_SECONDS[match[2] as keyof typeof UNIT_SECONDS]);
-  if (seconds < 1) throw new InvalidArgumentError(`"${text}" is shorter than a second`);
-  return seconds;
-}
+import type { Client } from '@temporalio/client';
+import type { Database } from '../../db/prisma';
+import { parseReference } from '../../store/names';
+import type { Config } from '../../runtime/config';
+import { formatAmount, formatMoney } from '../../workflows/money';
+import type { trainingWorkflow } from '../../workflows/training';
+import type { TrainingStatus } from '../../workflows/training-api';
+import { trainingCost } from '../../workflows/training-cost';
+import { amountOption, parseDuration, positiveInteger, print, UserError, withDatabase, withGermline } from '../common';
+import { platformApi } from '../platform-api';
+import { table } from '../table';
+import { childRepository, childWorkflowId, NAME, trainingWorkflowId, germlineRepository } from '../../workflows/names';
 
 function newRunId(): string {
   const now = new Date().toISOString();
@@ -40,7 +26,8 @@ function costSoFar(row: RunRow): bigint {
   return row.cost ?? trainingCost(row.gpuSeconds, row.ratePerGpuHour, row.maxCost);
 }
 
-function describeFailure(error: unknown): string {
+async function describeFailure(error: unknown): Promise<string> {
+  const { ApplicationFailure } = await import('@temporalio/common');
   let cause: unknown = error;
   while (cause instanceof Error && cause.cause && !(cause instanceof ApplicationFailure)) cause = cause.cause;
   return cause instanceof Error ? cause.message : String(cause);
@@ -64,6 +51,8 @@ interface TrainOptions {
 }
 
 export function addTrainingCommands(program: Command, config: () => Config): void {
+  program.commandsGroup('Training:');
+
   program
     .command('train')
     .description('start a GPU training run, paid from the germline budget: the cap is reserved first, the real cost settled at the end')
@@ -72,7 +61,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .option('--repo <repo>', "repository of the output branch (default: the base's, or germline/<name>)")
     .option('--gpus <n>', 'GPUs for the job', positiveInteger('--gpus'), 1)
     .option('--gpu-type <type>', 'GPU product, e.g. NVIDIA-H100-80GB-HBM3 (kubernetes node selector)')
-    .requiredOption('--max-cost <amount>', 'most the run may cost; it is stopped there', amountOption(config()))
+    .requiredOption('--max-cost <amount>', 'most the run may cost; it is stopped there', amountOption(config))
     .option('--max-duration <duration>', 'longest the run may take, e.g. 90m or 2h', parseDuration)
     .option('--runner <runner>', 'local or kubernetes (default: COMPUTATRUM_RUNNER)', (v) => {
       if (v !== 'local' && v !== 'kubernetes') throw new InvalidArgumentError('--runner is local or kubernetes');
@@ -88,12 +77,19 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .action(async (command: string[], options: TrainOptions) => {
       const cfg = config();
       if (options.onCredit) return trainOnCredit(cfg, command, options);
+      const [{ trainingPayer }, { startTrainingRun }, { WorkflowFailedError }, { CancelledFailure }, { trainingRequest }, { trainingDefaults }] = await Promise.all([
+        import('../../activities/training.js'),
+        import('../../temporal/training-client.js'),
+        import('@temporalio/client'),
+        import('@temporalio/common'),
+        import('../../workflows/training-api.js'),
+        import('../../runtime/config.js'),
+      ]);
       const base = options.base ? parseReference(options.base) : undefined;
       const id = options.id ?? newRunId();
       if (!NAME.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
       const runner = options.runner ?? cfg.training.defaultRunner;
-      const request: TrainingRequest = {
-        version: 1,
+      const request = trainingRequest(trainingDefaults(cfg), {
         id,
         payer: options.child ? childWorkflowId(cfg.germline, options.child) : trainingPayer(cfg.germline),
         currency: cfg.currency,
@@ -101,14 +97,12 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
         output: { repo: options.repo ?? base?.repo ?? (options.child ? childRepository(options.child) : germlineRepository(cfg.germline)), branch: options.branch },
         runner,
         ...(command.length ? { command } : {}),
-        ...((options.image ?? cfg.training.kubernetes?.image) ? { image: options.image ?? cfg.training.kubernetes?.image } : {}),
+        ...(options.image ? { image: options.image } : {}),
         gpus: options.gpus,
         ...(options.gpuType ? { gpuType: options.gpuType } : {}),
-        maxCost: options.maxCost.toString(),
-        ratePerGpuHour: cfg.training.ratePerGpuHour.toString(),
-        maxDurationSeconds: options.maxDuration ?? cfg.training.maxDurationSeconds,
-        maxPreemptions: cfg.training.maxPreemptions,
-      };
+        maxCost: options.maxCost,
+        ...(options.maxDuration ? { maxDurationSeconds: options.maxDuration } : {}),
+      });
       await withGermline(cfg, async (client) => {
         const handle = await startTrainingRun(client, cfg.taskQueue, request).catch((error: Error) => {
           throw new UserError(error.name === 'WorkflowExecutionAlreadyStartedError' ? `a run with id ${id} exists already: choose another --id` : error.message);
@@ -123,7 +117,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
           if (result.partialOutput) print(`  its last checkpoint is kept as ${result.partialOutput}`);
         } catch (error) {
           if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure) throw new UserError(`${id} was cancelled; see \`computatrum run ${id}\` for what it cost`);
-          if (error instanceof WorkflowFailedError) throw new UserError(`${id} did not complete: ${describeFailure(error.cause)}`);
+          if (error instanceof WorkflowFailedError) throw new UserError(`${id} did not complete: ${await describeFailure(error.cause)}`);
           throw error;
         }
       });
@@ -187,6 +181,11 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .argument('<id>', 'run id')
     .action(async (id: string) => {
       const cfg = config();
+      const [{ WorkflowFailedError }, { CancelledFailure }, { trainingStatusQuery, FINAL_TRAINING_STATES }] = await Promise.all([
+        import('@temporalio/client'),
+        import('@temporalio/common'),
+        import('../../workflows/training-api.js'),
+      ]);
       await withGermline(cfg, async (client) => {
         const handle = client.workflow.getHandle<typeof trainingWorkflow>(trainingWorkflowId(id));
         const status = await runStatus(client, id);
@@ -198,13 +197,14 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
           (error: unknown) => error,
         );
         const after = await handle.query(trainingStatusQuery);
-        if (ended instanceof WorkflowFailedError && !(ended.cause instanceof CancelledFailure)) print(`${id} ended before the cancel reached it: ${describeFailure(ended.cause)}`);
+        if (ended instanceof WorkflowFailedError && !(ended.cause instanceof CancelledFailure)) print(`${id} ended before the cancel reached it: ${await describeFailure(ended.cause)}`);
         print(`${id}: ${after.state}, charged ${formatMoney(after.cost ?? '0', cfg.currency)} for ${after.gpuSeconds ?? 0} GPU-seconds; the rest of its reservation was released`);
       });
     });
 }
 
 async function runStatus(client: Client, id: string): Promise<TrainingStatus> {
+  const [{ WorkflowNotFoundError }, { trainingStatusQuery }] = await Promise.all([import('@temporalio/client'), import('../../workflows/training-api.js')]);
   try {
     return await client.workflow.getHandle(trainingWorkflowId(id)).query(trainingStatusQuery);
   } catch (error) {

@@ -5,11 +5,11 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import type { Config } from '../runtime/config';
-import { formatMoney } from '../workflows/money';
-import { print, UserError } from './common';
-import { platformApi } from './platform-api';
-import { table } from './table';
+import type { Config } from '../../runtime/config';
+import { formatMoney } from '../../workflows/money';
+import { print, UserError } from '../common';
+import { platformApi } from '../platform-api';
+import { table } from '../table';
 
 /** `repo` or `repo:ref` as people type it; the reference is optional here. */
 function repoAndReference(text: string): { repository: string; reference?: string } {
@@ -25,6 +25,7 @@ const requestId = () => `cli-${randomUUID()}`;
 export function addHubCommands(program: Command, config: () => Config): void {
   const from = '--from <url>';
   const fromHelp = 'platform URL (default: this computatrum platform)';
+  program.commandsGroup('Hub:');
 
   program
     .command('whoami')
@@ -143,6 +144,8 @@ export function addHubCommands(program: Command, config: () => Config): void {
       );
       print(`${image} reported; the operators will look at it`);
     });
+
+  program.commandsGroup('Marketplace:');
 
   program
     .command('breeds')

@@ -2,24 +2,12 @@
 // tick (decide now), decisions / decision <id> (why it did what it did), approve|reject <id>.
 import { userInfo } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
-import type { Config } from '../runtime/config';
-import { germlineHandle } from '../temporal/germline-client';
-import {
-  type AutonomyChange,
-  type AutonomyStatus,
-  approveUpdate,
-  autonomyQuery,
-  type DecisionSummary,
-  rejectUpdate,
-  setAutonomyUpdate,
-  tickUpdate,
-} from '../workflows/autonomy-api';
-import type { EvalGate, Proposal, Verdict } from '../workflows/guardrails';
-import { formatMoney } from '../workflows/money';
-import { amountOption, capOption, liftable, positiveInteger, print, UserError, wholeNumber, withDatabase, withGermline } from './common';
-import { table } from './table';
-import { parseDuration } from './training';
-import { updateBudget } from '../temporal/budget-client';
+import type { Config } from '../../runtime/config';
+import type { AutonomyChange, AutonomyStatus, DecisionSummary } from '../../workflows/autonomy-api';
+import type { EvalGate, Proposal, Verdict } from '../../workflows/guardrails';
+import { formatMoney } from '../../workflows/money';
+import { amountOption, capOption, liftable, parseDuration, positiveInteger, print, UserError, wholeNumber, withDatabase, withGermline } from '../common';
+import { table } from '../table';
 
 function describeProposal(proposal: Proposal | null | undefined, currency: string): string {
   if (!proposal) return '';
@@ -88,13 +76,15 @@ interface AutonomyOptions {
 }
 
 export function addAutonomyCommands(program: Command, config: () => Config): void {
+  program.commandsGroup('Autonomy:');
+
   program
     .command('autonomy')
     .description('show, or change, how the germline decides by itself and the limits it decides within')
     .option('--max-children <n>', 'children funded at once', wholeNumber('--max-children', 0))
-    .option('--child-cap <amount>', "most one child's allowance may reach, or none", capOption(config()))
+    .option('--child-cap <amount>', "most one child's allowance may reach, or none", capOption(config))
     .option('--min-runway-days <n>', 'days of net burn the funds must still cover after any spending', wholeNumber('--min-runway-days', 0))
-    .option('--approval-threshold <amount>', 'proposals moving more wait for approve/reject, or none', capOption(config()))
+    .option('--approval-threshold <amount>', 'proposals moving more wait for approve/reject, or none', capOption(config))
     .option('--policy <policy>', 'rules or http', (v) => {
       if (v !== 'rules' && v !== 'http') throw new InvalidArgumentError('--policy is rules or http');
       return v;
@@ -104,7 +94,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
     // 0 stands for off: commander does not keep a null from a parser.
     .option('--tick-interval <duration>', 'time between ticks, e.g. 1h, or off (only `computatrum tick`)', (v) => (v === 'off' ? 0 : parseDuration(v)))
     .option('--eval-gate <gate>', 'what promotion needs, e.g. loss<=2.5, or none', parseEvalGate)
-    .option('--run-cost <amount>', "rules: the most one child's training run may cost", amountOption(config()))
+    .option('--run-cost <amount>', "rules: the most one child's training run may cost", amountOption(config))
     .option('--allowance-percent <n>', "rules: a new child's allowance as a percentage of the available funds", positiveInteger('--allowance-percent'))
     .option('--patience <n>', 'rules: runs without a better loss before a child is retired', positiveInteger('--patience'))
     .option('--purposes <names>', 'rules: the breeds to spawn, in order, comma-separated', (v) => v.split(',').map((p) => p.trim()).filter(Boolean))
@@ -129,6 +119,11 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
         ...(options.purposes ? { purposes: options.purposes } : {}),
       };
       if (Object.keys(rules).length > 0) change.rules = rules;
+      const [{ germlineHandle }, { autonomyQuery, setAutonomyUpdate }, { updateBudget }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/autonomy-api.js'),
+        import('../../temporal/budget-client.js'),
+      ]);
       const status = await withGermline(cfg, (client) => {
         const handle = germlineHandle(client, cfg.germline);
         return Object.keys(change).length === 0 ? handle.query(autonomyQuery) : updateBudget(handle, setAutonomyUpdate, change);
@@ -143,6 +138,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const cfg = config();
+      const [{ germlineHandle }, { tickUpdate }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/autonomy-api.js')]);
       const report = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).executeUpdate(tickUpdate, { args: [] }));
       if (options.json) return print(JSON.stringify(report, null, 2));
       print(`tick ${report.tick} (${report.policy} policy, observation ${report.observationDigest.slice(0, 19)}…)`);
@@ -191,8 +187,8 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
     });
 
   for (const [command, update, description] of [
-    ['approve', approveUpdate, 'approve a proposal waiting above the approval threshold: it is judged again and carried out'],
-    ['reject', rejectUpdate, 'reject a proposal waiting above the approval threshold'],
+    ['approve', 'approveUpdate', 'approve a proposal waiting above the approval threshold: it is judged again and carried out'],
+    ['reject', 'rejectUpdate', 'reject a proposal waiting above the approval threshold'],
   ] as const) {
     program
       .command(command)
@@ -202,8 +198,13 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       .option('--by <name>', 'who decides, for the record', userInfo().username)
       .action(async (id: string, options: { reason?: string; by: string }) => {
         const cfg = config();
+        const [{ germlineHandle }, autonomyApi, { updateBudget }] = await Promise.all([
+          import('../../temporal/germline-client.js'),
+          import('../../workflows/autonomy-api.js'),
+          import('../../temporal/budget-client.js'),
+        ]);
         const summary = await withGermline(cfg, (client) =>
-          updateBudget(germlineHandle(client, cfg.germline), update, { decisionId: id, by: options.by, ...(options.reason ? { reason: options.reason } : {}) }),
+          updateBudget(germlineHandle(client, cfg.germline), autonomyApi[update], { decisionId: id, by: options.by, ...(options.reason ? { reason: options.reason } : {}) }),
         );
         print(`${summary.id}: ${summary.outcome} — ${summary.reason}`);
       });

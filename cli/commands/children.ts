@@ -1,16 +1,12 @@
 // Children and merges from the command line: children, child <name>, spawn, retire, leave, promote.
 import type { Command } from 'commander';
-import { WorkflowNotFoundError } from '@temporalio/client';
-import type { Config } from '../runtime/config';
-import { parseReference } from '../store/names';
-import { germlineHandle } from '../temporal/germline-client';
-import { type ChildStatus, childrenQuery, childStatusQuery, leaveUpdate, retireUpdate, spawnChildUpdate } from '../workflows/child-api';
-import { promoteUpdate } from '../workflows/germline-api';
-import { formatMoney } from '../workflows/money';
-import { amountOption, print, UserError, withGermline } from './common';
-import { table } from './table';
-import { childWorkflowId, germlineRepository } from '../workflows/names';
-import { updateBudget } from '../temporal/budget-client';
+import type { Config } from '../../runtime/config';
+import { parseReference } from '../../store/names';
+import type { ChildStatus } from '../../workflows/child-api';
+import { formatMoney } from '../../workflows/money';
+import { amountOption, print, UserError, withGermline } from '../common';
+import { table } from '../table';
+import { childWorkflowId, germlineRepository } from '../../workflows/names';
 
 function showChild(status: ChildStatus, currency: string): void {
   const money = (v: string) => formatMoney(v, currency);
@@ -23,12 +19,15 @@ function showChild(status: ChildStatus, currency: string): void {
 }
 
 export function addChildrenCommands(program: Command, config: () => Config): void {
+  program.commandsGroup('Children:');
+
   program
     .command('children')
     .description("list the germline's children: allowance, state, what they spent")
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const cfg = config();
+      const [{ germlineHandle }, { childrenQuery }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/child-api.js')]);
       const children = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(childrenQuery));
       if (options.json) return print(JSON.stringify(children, null, 2));
       if (children.length === 0) return print('no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`');
@@ -48,6 +47,7 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (name: string, options: { json?: boolean }) => {
       const cfg = config();
+      const [{ WorkflowNotFoundError }, { childStatusQuery }] = await Promise.all([import('@temporalio/client'), import('../../workflows/child-api.js')]);
       const status = await withGermline(cfg, async (client) => {
         try {
           return await client.workflow.getHandle(childWorkflowId(cfg.germline, name)).query(childStatusQuery);
@@ -64,10 +64,15 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .command('spawn')
     .description('spawn a child with an allowance reserved from the germline budget (within the guardrails)')
     .argument('<name>', 'child name: lowercase letters, digits and dashes')
-    .requiredOption('--allowance <amount>', 'what the child may spend, e.g. 50.00', amountOption(config()))
+    .requiredOption('--allowance <amount>', 'what the child may spend, e.g. 50.00', amountOption(config))
     .option('--purpose <text>', 'what the child is for', 'a specialised breed')
     .action(async (name: string, options: { allowance: bigint; purpose: string }) => {
       const cfg = config();
+      const [{ germlineHandle }, { spawnChildUpdate }, { updateBudget }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/child-api.js'),
+        import('../../temporal/budget-client.js'),
+      ]);
       const record = await withGermline(cfg, (client) =>
         updateBudget(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
       );
@@ -81,6 +86,11 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .action(async (checkpoint: string) => {
       const cfg = config();
       const { repo, reference } = parseReference(checkpoint);
+      const [{ germlineHandle }, { promoteUpdate }, { updateBudget }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/germline-api.js'),
+        import('../../temporal/budget-client.js'),
+      ]);
       const result = await withGermline(cfg, (client) => updateBudget(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }));
       print(`${germlineRepository(cfg.germline)}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`);
     });
@@ -97,6 +107,7 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     if (command === 'leave') sub.requiredOption('--owner <handle>', 'who receives its branch (trainers/<handle>/<name>)');
     sub.action(async (name: string, options: { reason: string; owner?: string }) => {
       const cfg = config();
+      const [{ WorkflowNotFoundError }, { leaveUpdate, retireUpdate }] = await Promise.all([import('@temporalio/client'), import('../../workflows/child-api.js')]);
       const status = await withGermline(cfg, async (client) => {
         const handle = client.workflow.getHandle(childWorkflowId(cfg.germline, name));
         try {

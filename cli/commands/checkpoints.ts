@@ -1,0 +1,134 @@
+// Daily checkpoints and the store from the command line: push, pull, fork, tags, daily, backfill.
+import { type Command, InvalidArgumentError } from 'commander';
+import type { CheckpointListing } from '../../platform/checkpoint-listing';
+import type { Config } from '../../runtime/config';
+import { parseReference } from '../../store/names';
+import { platformUrl, print, UserError, withGermline } from '../common';
+import { platformApi } from '../platform-api';
+import { PullProgressView } from '../progress';
+import { table } from '../table';
+
+export function addCheckpointCommands(program: Command, config: () => Config): void {
+  program.commandsGroup('Checkpoints:');
+
+  program
+    .command('push')
+    .description('publish a checkpoint folder to <repo>:<branch> (only blobs the store lacks are written)')
+    .argument('<dir>', 'checkpoint folder (safetensors shards, tokenizer, card...)')
+    .argument('<target>', 'repository and branch, e.g. germline/computatrum:main')
+    .option('--parent <digest>', 'digest of the checkpoint this one was trained from')
+    .option('--allow-pickle', 'accept pickle files (they can run code when loaded)')
+    .action(async (dir: string, target: string, options: { parent?: string; allowPickle?: boolean }) => {
+      const cfg = config();
+      const { repo, reference } = parseReference(target);
+      const [{ openStore }, { publishCheckpoint }] = await Promise.all([import('../../store/index.js'), import('../../store/checkpoint.js')]);
+      const store = await openStore(cfg.store);
+      const published = await publishCheckpoint(store, repo, dir, {
+        tag: reference,
+        parent: options.parent,
+        allowPickle: options.allowPickle,
+        onFile: (file, written) => console.error(`${written > 0 ? 'stored ' : 'present'} ${file}`),
+      });
+      print(`${repo}:${reference} -> ${published.digest}`);
+      print(`${published.manifest.layers.length} files, ${published.size} bytes; ${published.written} bytes written (the rest was already stored)`);
+    });
+
+  program
+    .command('pull')
+    .description('download a checkpoint, verifying every file; an interrupted pull resumes')
+    .argument('<source>', 'repository and tag or digest, e.g. germline/computatrum:gpc-2026-11-25')
+    .argument('<dir>', 'folder to write the files into')
+    .option('--from <url>', 'platform or registry URL (default: this computatrum platform)')
+    .option('--parallel <n>', 'files at once', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 32) throw new InvalidArgumentError('--parallel must be a whole number from 1 to 32');
+      return n;
+    }, 4)
+    .action(async (source: string, dir: string, options: { from?: string; parallel: number }) => {
+      const cfg = config();
+      const { repo, reference } = parseReference(source);
+      const baseUrl = platformUrl(cfg, options.from);
+      const { pullCheckpoint } = await import('../../store/pull.js');
+      const view = new PullProgressView(process.stderr);
+      const result = await pullCheckpoint({
+        baseUrl,
+        repo,
+        reference,
+        dir,
+        concurrency: options.parallel,
+        // A paid breed is downloaded by who bought it: the platform knows them by their token.
+        ...(cfg.apiToken ? { headers: { authorization: `Bearer ${cfg.apiToken}` } } : {}),
+        onManifest: (files) => view.start(files),
+        onProgress: (progress) => view.update(progress),
+      });
+      view.finish();
+      print(`${repo}:${reference} (${result.digest}): ${result.files} files, ${result.size} bytes verified in ${dir}; ${result.received} bytes downloaded`);
+    });
+
+  program
+    .command('fork')
+    .description('start a branch from any tag: nothing is copied (with COMPUTATRUM_TOKEN: on the platform, as your account)')
+    .argument('<source>', 'e.g. germline/computatrum:gpc-2026-11-25')
+    .argument('<target>', 'e.g. trainers/alice/coder:main')
+    .option('--from <url>', 'platform URL, with COMPUTATRUM_TOKEN (default: this computatrum platform)')
+    .action(async (source: string, target: string, options: { from?: string }) => {
+      const cfg = config();
+      const from = parseReference(source);
+      const to = parseReference(target);
+      // A trainer forks on the platform, which checks where they may write; an operator on the daemon's host uses the store.
+      let digest: string;
+      if (cfg.apiToken) {
+        digest = (await platformApi(cfg, { ...options, signedIn: true }).graphql<{ fork: { digest: string } }>('mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { digest } }', { from: source, to: target })).fork.digest;
+      } else {
+        const [{ openStore }, { forkCheckpoint }] = await Promise.all([import('../../store/index.js'), import('../../store/checkpoint.js')]);
+        digest = await forkCheckpoint(await openStore(cfg.store), from, { repo: to.repo, branch: to.reference });
+      }
+      print(`${to.repo}:${to.reference} -> ${digest} (forked from ${source}, no bytes copied)`);
+    });
+
+  program
+    .command('tags')
+    .description('list the checkpoints of a repository with nicknames, sizes and digests')
+    .argument('<repo>', 'e.g. germline/computatrum')
+    .option('--from <url>', 'platform URL (default: this computatrum platform)')
+    .option('--json', 'print JSON')
+    .action(async (repo: string, options: { from?: string; json?: boolean }) => {
+      const cfg = config();
+      const baseUrl = platformUrl(cfg, options.from);
+      let response: Response;
+      try {
+        response = await fetch(`${baseUrl}/api/checkpoints/${repo}`);
+      } catch (error) {
+        throw new UserError(`cannot reach ${baseUrl} (${(error as Error).message}): is \`computatrum up\` running?`);
+      }
+      const body = (await response.json()) as CheckpointListing & { error?: string };
+      if (!response.ok) throw new UserError(body.error ?? `${baseUrl} answered ${response.status}`);
+      if (options.json) return print(JSON.stringify(body, null, 2));
+      print(table(['tag', 'nickname', 'size', 'files', 'digest'], body.tags.map((t) => [t.tag, t.nickname ?? '', String(t.size), String(t.files), t.digest.slice(0, 19)]), { alignRight: [2, 3] }));
+      for (const skipped of body.skippedDays) print(`skipped ${skipped.day}: ${skipped.reason ?? ''}`);
+    });
+
+  program
+    .command('daily')
+    .description("trigger today's gpc tagging now, through the schedule (it also runs by itself at 00:00 UTC)")
+    .action(async () => {
+      const cfg = config();
+      const { dailyScheduleId } = await import('../../temporal/schedules.js');
+      await withGermline(cfg, (client) => client.schedule.getHandle(dailyScheduleId(cfg.germline)).trigger());
+      print(`triggered ${dailyScheduleId(cfg.germline)}; see the result with \`computatrum tags germline/${cfg.germline}\``);
+    });
+
+  program
+    .command('backfill')
+    .description('run the daily gpc tagging for missed days, through the schedule')
+    .requiredOption('--from <day>', 'first day, YYYY-MM-DD')
+    .requiredOption('--to <day>', 'last day, YYYY-MM-DD (inclusive)')
+    .action(async (options: { from: string; to: string }) => {
+      const cfg = config();
+      const { backfillDaily, dailyScheduleId } = await import('../../temporal/schedules.js');
+      const days = await withGermline(cfg, (client) => backfillDaily(client, cfg.germline, options.from, options.to).catch((error: Error) => {
+        throw new UserError(error.message, 2);
+      }));
+      print(`backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`);
+    });
+}
