@@ -39,15 +39,18 @@ const FORBIDDEN = {
   activities: [
     {
       to: 'platform',
-      message: 'activities/ must not import platform/: the worker runs activities without the HTTP platform; move the shared code down to store/, db/, temporal/ or runtime/ (or workflows/ if it is pure).',
+      message:
+        'activities/ must not import platform/: the worker runs activities without the HTTP platform; move the shared code down to store/, db/, temporal/ or runtime/ (or workflows/ if it is pure).',
     },
     {
       to: 'worker',
-      message: 'activities/ must not import worker/: the worker registers activities, not the other way round; move the shared code to temporal/ or runtime/.',
+      message:
+        'activities/ must not import worker/: the worker registers activities, not the other way round; move the shared code to temporal/ or runtime/.',
     },
     {
       to: 'cli',
-      message: 'activities/ must not import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to: store/, db/, temporal/).',
+      message:
+        'activities/ must not import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to: store/, db/, temporal/).',
     },
   ],
   ...Object.fromEntries(
@@ -63,13 +66,18 @@ const FORBIDDEN = {
   ),
   platform: [
     { to: 'worker', message: 'platform/ must not import worker/: move the shared code to temporal/ or runtime/.' },
-    { to: 'cli', message: 'platform/ must not import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to).' },
+    {
+      to: 'cli',
+      message:
+        'platform/ must not import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to).',
+    },
   ],
 };
 
 const OUTSIDE_CLI = {
   to: 'cli',
-  message: 'Only cli/ (and bin/, tests) may import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to).',
+  message:
+    'Only cli/ (and bin/, tests) may import cli/: move the shared code out of cli/ into runtime/ (or the library it belongs to).',
 };
 
 /** How deep below a top-level folder the boundary rules look (the tree is 3 deep today). */
@@ -120,7 +128,10 @@ function boundaryBlocks() {
   const rootFiles = {
     files: ['*.{ts,js}'],
     rules: {
-      '@typescript-eslint/no-restricted-imports': ['error', { patterns: [{ regex: '^\\./cli(?:/|$)', caseSensitive: true, message: OUTSIDE_CLI.message }] }],
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { patterns: [{ regex: '^\\./cli(?:/|$)', caseSensitive: true, message: OUTSIDE_CLI.message }] },
+      ],
     },
   };
   const perFolder = Object.entries(FORBIDDEN).flatMap(([folder, forbidden]) =>
@@ -156,9 +167,21 @@ module.exports = tseslint.config(
     rules: {
       'no-restricted-globals': [
         'error',
-        ...['process', 'fetch', 'require', 'setInterval', 'setImmediate', 'performance', 'crypto', 'WeakRef', 'FinalizationRegistry', 'Buffer'].map(
-          (name) => ({ name, message: `${name} is not available or not deterministic in workflows; use an activity or the Temporal SDK.` }),
-        ),
+        ...[
+          'process',
+          'fetch',
+          'require',
+          'setInterval',
+          'setImmediate',
+          'performance',
+          'crypto',
+          'WeakRef',
+          'FinalizationRegistry',
+          'Buffer',
+        ].map((name) => ({
+          name,
+          message: `${name} is not available or not deterministic in workflows; use an activity or the Temporal SDK.`,
+        })),
       ],
       'no-restricted-syntax': [
         'error',

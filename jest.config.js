@@ -9,7 +9,10 @@ const shared = {
     // ESM-only dependencies (content-disposition 3 and quick-lru 7 under mercurius, cookie 2 under inject): Node 20 loads
     // them with require(esm) or import(), Jest's module system does neither without
     // --experimental-vm-modules, so they, and mercurius' import() of quick-lru, are compiled to CommonJS.
-    '/node_modules/(content-disposition|quick-lru|cookie|mercurius)/.+\\.js$': ['@swc/jest', { module: { type: 'commonjs' } }],
+    '/node_modules/(content-disposition|quick-lru|cookie|mercurius)/.+\\.js$': [
+      '@swc/jest',
+      { module: { type: 'commonjs' } },
+    ],
   },
   transformIgnorePatterns: ['/node_modules/(?!(content-disposition|quick-lru|cookie|mercurius)/)'],
   testMatch: ['**/*.test.ts'],

@@ -6,7 +6,15 @@ import { Context } from '@temporalio/activity';
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Database } from '../db/prisma';
-import { DEFAULT_RULES, httpPolicy, observationDigest, type PolicyAnswer, recordDecision, rulesPolicy, type TrainingHistory } from './policy';
+import {
+  DEFAULT_RULES,
+  httpPolicy,
+  observationDigest,
+  type PolicyAnswer,
+  recordDecision,
+  rulesPolicy,
+  type TrainingHistory,
+} from './policy';
 import type { CheckpointStore } from '../store/types';
 import type { DecisionSummary, DeciderSettings } from '../workflows/autonomy-api';
 import { type ChildLifecycle, type ChildStatus, childStatusQuery } from '../workflows/child-api';
@@ -46,11 +54,29 @@ export interface Measurements {
 }
 
 export interface AutonomyActivities {
-  measureGermline(input: { germline: string; children: Array<{ name: string; workflowId: string }> }): Promise<Measurements>;
-  decide(input: { decider: DeciderSettings; observation: Observation; history: TrainingHistory }): Promise<PolicyAnswer & { observationDigest: string }>;
-  recordDecisions(input: { germline: string; policy: 'rules' | 'http'; observationDigest: string; decisions: DecisionSummary[] }): Promise<void>;
+  measureGermline(input: {
+    germline: string;
+    children: Array<{ name: string; workflowId: string }>;
+  }): Promise<Measurements>;
+  decide(input: {
+    decider: DeciderSettings;
+    observation: Observation;
+    history: TrainingHistory;
+  }): Promise<PolicyAnswer & { observationDigest: string }>;
+  recordDecisions(input: {
+    germline: string;
+    policy: 'rules' | 'http';
+    observationDigest: string;
+    decisions: DecisionSummary[];
+  }): Promise<void>;
   /** Starts `training/<runId>` paid by the child, on its branch; starting the same id again is a no-op. */
-  startChildTraining(input: { germline: string; child: string; runId: string; maxCost: MinorUnits; currency: string }): Promise<{ runId: string; base?: string }>;
+  startChildTraining(input: {
+    germline: string;
+    child: string;
+    runId: string;
+    maxCost: MinorUnits;
+    currency: string;
+  }): Promise<{ runId: string; base?: string }>;
   /** Adds to a running child's allowance: a deposit in its books, referenced by the germline's reservation. */
   fundChild(input: { workflowId: string; amount: MinorUnits; currency: string; reference: string }): Promise<void>;
 }
@@ -67,15 +93,27 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
   return {
     async measureGermline({ germline, children }) {
       const since = new Date(Date.now() - WINDOW_DAYS * DAY_MS);
-      const payers = [{ payer: germlineWorkflowId(germline) }, { payer: { startsWith: childWorkflowPrefix(germline) } }];
+      const payers = [
+        { payer: germlineWorkflowId(germline) },
+        { payer: { startsWith: childWorkflowPrefix(germline) } },
+      ];
       const [spent, revenue, runs] = await Promise.all([
         db.trainingRun.aggregate({ _sum: { cost: true }, where: { OR: payers, finishedAt: { gte: since } } }),
         db.journalTransaction.aggregate({
           _sum: { amount: true },
-          where: { germline, kind: 'deposit', occurredAt: { gte: since }, OR: [{ reference: { startsWith: 'evt_' } }, { reference: { startsWith: 'revenue/' } }] },
+          where: {
+            germline,
+            kind: 'deposit',
+            occurredAt: { gte: since },
+            OR: [{ reference: { startsWith: 'evt_' } }, { reference: { startsWith: 'revenue/' } }],
+          },
         }),
         db.trainingRun.findMany({
-          where: { payer: { in: children.map((c) => c.workflowId) }, loss: { not: null }, state: { in: ['succeeded', 'cost-cap', 'deadline'] } },
+          where: {
+            payer: { in: children.map((c) => c.workflowId) },
+            loss: { not: null },
+            state: { in: ['succeeded', 'cost-cap', 'deadline'] },
+          },
           orderBy: { createdAt: 'asc' },
           select: { payer: true, loss: true },
         }),
@@ -84,7 +122,10 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
       await Promise.all(
         children.map(async ({ name, workflowId }) => {
           // A child that has ended answers from its closed history too; one that cannot answer is left out.
-          const status: ChildStatus | undefined = await client.workflow.getHandle(workflowId).query(childStatusQuery).catch(() => undefined);
+          const status: ChildStatus | undefined = await client.workflow
+            .getHandle(workflowId)
+            .query(childStatusQuery)
+            .catch(() => undefined);
           if (status) measured[name] = { state: status.state, spent: status.spent, reserved: status.reserved };
         }),
       );
@@ -93,20 +134,35 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         const losses = runs.filter((r) => r.payer === workflowId).map((r) => r.loss!);
         if (losses.length > 0) history[name] = losses.slice(-20);
       }
-      return { burnPerDay: perDay(spent._sum.cost ?? 0n), revenuePerDay: perDay(revenue._sum.amount ?? 0n), children: measured, history };
+      return {
+        burnPerDay: perDay(spent._sum.cost ?? 0n),
+        revenuePerDay: perDay(revenue._sum.amount ?? 0n),
+        children: measured,
+        history,
+      };
     },
 
     async decide({ decider, observation, history }) {
       const digest = observationDigest(observation, history);
       if (decider.policy === 'http') {
-        if (!decider.endpoint) return { policy: 'http', proposals: [], rejected: 'the http policy has no endpoint: set one with `computatrum autonomy --endpoint URL`', observationDigest: digest };
+        if (!decider.endpoint)
+          return {
+            policy: 'http',
+            proposals: [],
+            rejected: 'the http policy has no endpoint: set one with `computatrum autonomy --endpoint URL`',
+            observationDigest: digest,
+          };
         const answer = await httpPolicy(decider.endpoint, observation, history, {
           ...(decider.timeoutMs ? { timeoutMs: decider.timeoutMs } : {}),
           ...(deps.agentToken ? { token: deps.agentToken } : {}),
         });
         return { ...answer, observationDigest: digest };
       }
-      return { policy: 'rules', proposals: rulesPolicy(observation, history, { ...DEFAULT_RULES, ...decider.rules }), observationDigest: digest };
+      return {
+        policy: 'rules',
+        proposals: rulesPolicy(observation, history, { ...DEFAULT_RULES, ...decider.rules }),
+        observationDigest: digest,
+      };
     },
 
     async recordDecisions({ germline, policy, observationDigest: digest, decisions }) {
@@ -152,7 +208,11 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
       } catch (error) {
         const cause = (error as { cause?: ApplicationFailure }).cause;
         if (cause instanceof ApplicationFailure && cause.type !== FAILURE.unprocessedUpdate) {
-          throw ApplicationFailure.create({ type: 'FundingRefused', nonRetryable: true, message: `${workflowId} refused the funds: ${cause.message}` });
+          throw ApplicationFailure.create({
+            type: 'FundingRefused',
+            nonRetryable: true,
+            message: `${workflowId} refused the funds: ${cause.message}`,
+          });
         }
         throw error;
       }

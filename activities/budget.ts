@@ -9,7 +9,12 @@ import { reserveUpdate, settleUpdate } from '../workflows/budget-api';
 import { updateBudget } from '../temporal/budget-client';
 
 export interface BudgetActivities {
-  reserveForTraining(input: { payer: string; ref: string; amount: MinorUnits; purpose: string }): Promise<ReserveResult>;
+  reserveForTraining(input: {
+    payer: string;
+    ref: string;
+    amount: MinorUnits;
+    purpose: string;
+  }): Promise<ReserveResult>;
   settleForTraining(input: { payer: string; reservationId: string; actual: MinorUnits }): Promise<SettleResult>;
 }
 
@@ -19,7 +24,11 @@ async function askBudget<T>(action: () => Promise<T>): Promise<T> {
     return await action();
   } catch (error) {
     if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
-      throw ApplicationFailure.create({ type: error.cause.type ?? 'BudgetRejected', message: error.cause.message, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: error.cause.type ?? 'BudgetRejected',
+        message: error.cause.message,
+        nonRetryable: true,
+      });
     }
     throw error;
   }
@@ -28,7 +37,9 @@ async function askBudget<T>(action: () => Promise<T>): Promise<T> {
 export function createBudgetActivities(client: Client): BudgetActivities {
   const handle = (payer: string) => client.workflow.getHandle(payer);
   return {
-    reserveForTraining: ({ payer, ref, amount, purpose }) => askBudget(() => updateBudget(handle(payer), reserveUpdate, { ref, amount, purpose })),
-    settleForTraining: ({ payer, reservationId, actual }) => askBudget(() => updateBudget(handle(payer), settleUpdate, { reservationId, actual })),
+    reserveForTraining: ({ payer, ref, amount, purpose }) =>
+      askBudget(() => updateBudget(handle(payer), reserveUpdate, { ref, amount, purpose })),
+    settleForTraining: ({ payer, reservationId, actual }) =>
+      askBudget(() => updateBudget(handle(payer), settleUpdate, { reservationId, actual })),
   };
 }

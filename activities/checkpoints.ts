@@ -31,15 +31,27 @@ export interface DailyTagResult {
 export interface CheckpointActivities {
   tagDailyCheckpoint(input: DailyTagInput): Promise<DailyTagResult>;
   /** A checkpoint's digest and the training metrics its manifest records. */
-  readCheckpointMetrics(input: { repo: string; reference: string }): Promise<{ digest: string; metrics: Record<string, number> }>;
+  readCheckpointMetrics(input: {
+    repo: string;
+    reference: string;
+  }): Promise<{ digest: string; metrics: Record<string, number> }>;
   /** Forks `from` to `to` (no bytes copied); undefined when `from` has no such tag yet. */
-  forkBranch(input: { from: { repo: string; reference: string }; to: { repo: string; branch: string } }): Promise<string | undefined>;
+  forkBranch(input: {
+    from: { repo: string; reference: string };
+    to: { repo: string; branch: string };
+  }): Promise<string | undefined>;
 }
 
 export const HEAD_BRANCH = 'main';
 
-function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 'digest' | 'nickname'>>, manifest: ImageManifest, size: number): string {
-  const files = manifest.layers.map((l) => `| ${l.annotations?.['org.cncf.model.filepath']} | ${l.size} | \`${l.digest}\` |`);
+function modelCard(
+  result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 'digest' | 'nickname'>>,
+  manifest: ImageManifest,
+  size: number,
+): string {
+  const files = manifest.layers.map(
+    (l) => `| ${l.annotations?.['org.cncf.model.filepath']} | ${l.size} | \`${l.digest}\` |`,
+  );
   return [
     `# ${result.repository}:${result.tag} — "${result.nickname}"`,
     '',
@@ -49,7 +61,8 @@ function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 
     `- size: ${size} bytes in ${manifest.layers.length} files`,
     `- parent: ${manifest.annotations?.[ANNOTATION.parent] ? `\`${manifest.annotations[ANNOTATION.parent]}\`` : 'none (a root checkpoint)'}`,
     '',
-    'Pull it with any OCI client (`oras pull`, `skopeo copy`) or `computatrum pull ' + `${result.repository}:${result.tag} <dir>\`.`,
+    'Pull it with any OCI client (`oras pull`, `skopeo copy`) or `computatrum pull ' +
+      `${result.repository}:${result.tag} <dir>\`.`,
     '',
     '| file | bytes | sha256 |',
     '| --- | ---: | --- |',
@@ -58,7 +71,11 @@ function modelCard(result: Required<Pick<DailyTagResult, 'repository' | 'tag' | 
   ].join('\n');
 }
 
-export function createCheckpointActivities(deps: { store: CheckpointStore; db: Database; dataDir: string }): CheckpointActivities {
+export function createCheckpointActivities(deps: {
+  store: CheckpointStore;
+  db: Database;
+  dataDir: string;
+}): CheckpointActivities {
   const { store, db } = deps;
   return {
     async readCheckpointMetrics({ repo, reference }) {
@@ -72,12 +89,19 @@ export function createCheckpointActivities(deps: { store: CheckpointStore; db: D
         });
       }
       const stored = await store.getManifest(repo, reference);
-      if (!stored) throw ApplicationFailure.create({ type: 'CheckpointUnknown', nonRetryable: true, message: `${repo} has no ${reference} in ${store.location}` });
+      if (!stored)
+        throw ApplicationFailure.create({
+          type: 'CheckpointUnknown',
+          nonRetryable: true,
+          message: `${repo} has no ${reference} in ${store.location}`,
+        });
       const annotation = (JSON.parse(stored.bytes.toString('utf8')) as ImageManifest).annotations?.[ANNOTATION.metrics];
       let metrics: Record<string, number> = {};
       try {
         const parsed = annotation ? (JSON.parse(annotation) as Record<string, unknown>) : {};
-        metrics = Object.fromEntries(Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === 'number'));
+        metrics = Object.fromEntries(
+          Object.entries(parsed).filter((e): e is [string, number] => typeof e[1] === 'number'),
+        );
       } catch {
         log.warn('a checkpoint has unreadable metrics', { repo, reference });
       }
@@ -95,12 +119,18 @@ export function createCheckpointActivities(deps: { store: CheckpointStore; db: D
       const tag = `gpc-${day}`;
       const id = `${repository}:${tag}`;
       const recorded = await db.checkpoint.findUnique({ where: { id } });
-      if (recorded?.status === 'skipped') return { status: 'skipped', repository, tag, reason: recorded.reason ?? undefined };
+      if (recorded?.status === 'skipped')
+        return { status: 'skipped', repository, tag, reason: recorded.reason ?? undefined };
 
-      const head = recorded?.digest ? await store.getManifest(repository, recorded.digest) : await store.getManifest(repository, HEAD_BRANCH);
+      const head = recorded?.digest
+        ? await store.getManifest(repository, recorded.digest)
+        : await store.getManifest(repository, HEAD_BRANCH);
       if (!head) {
         const reason = `no head checkpoint yet: push one to ${repository}:${HEAD_BRANCH}`;
-        await db.checkpoint.createMany({ data: [{ id, repository, tag, day, status: 'skipped', reason }], skipDuplicates: true });
+        await db.checkpoint.createMany({
+          data: [{ id, repository, tag, day, status: 'skipped', reason }],
+          skipDuplicates: true,
+        });
         log.warn('daily checkpoint skipped', { repository, tag, reason });
         return { status: 'skipped', repository, tag, reason };
       }

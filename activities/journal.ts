@@ -86,7 +86,14 @@ export interface Reconciliation {
 
 /** Compares the workflow's budget with the journal's books, item by item. */
 export function reconcile(
-  status: { available: string; reserved: string; spent: string; deposited: string; sequence: number; journalPending: number },
+  status: {
+    available: string;
+    reserved: string;
+    spent: string;
+    deposited: string;
+    sequence: number;
+    journalPending: number;
+  },
   books: JournalBalances,
 ): Reconciliation {
   const row = (item: string, workflow: bigint | number, journal: bigint | number): ReconciliationRow => ({
@@ -105,5 +112,9 @@ export function reconcile(
     row('last sequence', booked, books.lastSequence),
     row('legs sum to zero', 0n, books.available + books.reserved + books.spent + books.deposits),
   ];
-  return { agrees: status.journalPending === 0 && rows.every((r) => r.agrees), journalPending: status.journalPending, rows };
+  return {
+    agrees: status.journalPending === 0 && rows.every((r) => r.agrees),
+    journalPending: status.journalPending,
+    rows,
+  };
 }

@@ -61,7 +61,11 @@ function improving(losses: number[], patience: number): boolean {
  * 3. spawn the first purpose not yet taken, with `allowancePercent` of the available funds, while
  *    the funds left cover `spawnRunwayDays` of net burn.
  */
-export function rulesPolicy(observation: Observation, history: TrainingHistory, params: RulesPolicyParams = DEFAULT_RULES): PolicyProposal[] {
+export function rulesPolicy(
+  observation: Observation,
+  history: TrainingHistory,
+  params: RulesPolicyParams = DEFAULT_RULES,
+): PolicyProposal[] {
   const proposals: PolicyProposal[] = [];
   const runCost = BigInt(params.runCost);
   const active = observation.children.filter((c) => c.state === 'active');
@@ -71,11 +75,20 @@ export function rulesPolicy(observation: Observation, history: TrainingHistory, 
     const left = BigInt(child.allowance) - BigInt(child.spent);
     const losses = history[child.name] ?? [];
     if (left < runCost) {
-      proposals.push({ proposal: { kind: 'retire', child: child.name, reason: 'allowance spent' }, why: `${child.name} has ${left} left, less than one run (${runCost})` });
+      proposals.push({
+        proposal: { kind: 'retire', child: child.name, reason: 'allowance spent' },
+        why: `${child.name} has ${left} left, less than one run (${runCost})`,
+      });
     } else if (!improving(losses, params.patience)) {
-      proposals.push({ proposal: { kind: 'retire', child: child.name, reason: 'stopped improving' }, why: `${child.name}'s last ${params.patience} losses did not beat ${Math.min(...losses.slice(0, -params.patience))}` });
+      proposals.push({
+        proposal: { kind: 'retire', child: child.name, reason: 'stopped improving' },
+        why: `${child.name}'s last ${params.patience} losses did not beat ${Math.min(...losses.slice(0, -params.patience))}`,
+      });
     } else {
-      proposals.push({ proposal: { kind: 'train', child: child.name, maxCost: runCost.toString() }, why: `${child.name} has ${left} left and is improving` });
+      proposals.push({
+        proposal: { kind: 'train', child: child.name, maxCost: runCost.toString() },
+        why: `${child.name} has ${left} left and is improving`,
+      });
     }
   }
 
@@ -124,13 +137,20 @@ export async function httpPolicy(
   try {
     response = await fetch(endpoint, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
+      headers: {
+        'content-type': 'application/json',
+        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      },
       body: JSON.stringify({ observation, history }),
       signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
     });
   } catch (error) {
     const name = (error as Error).name;
-    return reject(name === 'TimeoutError' ? `the agent at ${endpoint} did not answer within ${options.timeoutMs ?? 10_000} ms` : `cannot reach the agent at ${endpoint}: ${(error as Error).message}`);
+    return reject(
+      name === 'TimeoutError'
+        ? `the agent at ${endpoint} did not answer within ${options.timeoutMs ?? 10_000} ms`
+        : `cannot reach the agent at ${endpoint}: ${(error as Error).message}`,
+    );
   }
   if (!response.ok) return reject(`the agent at ${endpoint} answered ${response.status}`);
   let body: unknown;
@@ -163,7 +183,8 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-export type DecisionOutcome = 'executed' | 'refused' | 'awaiting-approval' | 'approved' | 'rejected' | 'failed' | 'no-answer';
+export type DecisionOutcome =
+  'executed' | 'refused' | 'awaiting-approval' | 'approved' | 'rejected' | 'failed' | 'no-answer';
 
 export interface DecisionRecord {
   /** `<germline>/<tick>/<index>`: the same decision recorded again changes nothing. */
@@ -190,5 +211,9 @@ export async function recordDecision(db: Database, decision: DecisionRecord): Pr
     outcome: decision.outcome,
     reason: decision.reason,
   };
-  await db.decision.upsert({ where: { id: decision.id }, create: { id: decision.id, ...data }, update: { outcome: data.outcome, reason: data.reason } });
+  await db.decision.upsert({
+    where: { id: decision.id },
+    create: { id: decision.id, ...data },
+    update: { outcome: data.outcome, reason: data.reason },
+  });
 }

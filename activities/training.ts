@@ -6,19 +6,44 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
 import pino, { type Logger } from 'pino';
 import type { Database } from '../db/prisma';
-import { PreemptedError, type RunnerKind, TrainerFailedError, type TrainingOutcome, type TrainingProgress, type TrainingRunner } from './runners/types';
+import {
+  PreemptedError,
+  type RunnerKind,
+  TrainerFailedError,
+  type TrainingOutcome,
+  type TrainingProgress,
+  type TrainingRunner,
+} from './runners/types';
 import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from '../store/checkpoint';
 import { assertRepository, assertTag } from '../store/names';
 import { type CheckpointStore, StoreError } from '../store/types';
-import { FINAL_TRAINING_STATES, type TrainingRequest, type TrainingState, type TrainingStatus } from '../workflows/training-api';
+import {
+  FINAL_TRAINING_STATES,
+  type TrainingRequest,
+  type TrainingState,
+  type TrainingStatus,
+} from '../workflows/training-api';
 import { germlineWorkflowId, runTag, NAME, PAYER } from '../workflows/names';
 
 export interface TrainingActivities {
   prepareTrainingRun(request: TrainingRequest): Promise<{ baseDigest?: string }>;
-  runTraining(input: { request: TrainingRequest; baseDigest?: string; maxGpuSeconds: number }): Promise<TrainingOutcome>;
-  publishTrainingOutput(input: { request: TrainingRequest; baseDigest?: string; outcome: TrainingOutcome }): Promise<{ digest: string; reference: string }>;
+  runTraining(input: {
+    request: TrainingRequest;
+    baseDigest?: string;
+    maxGpuSeconds: number;
+  }): Promise<TrainingOutcome>;
+  publishTrainingOutput(input: {
+    request: TrainingRequest;
+    baseDigest?: string;
+    outcome: TrainingOutcome;
+  }): Promise<{ digest: string; reference: string }>;
   readTrainingUsage(id: string): Promise<TrainingProgress>;
-  recordTrainingState(input: { id: string; state: TrainingState; status: TrainingStatus; progress?: TrainingProgress }): Promise<void>;
+  recordTrainingState(input: {
+    id: string;
+    state: TrainingState;
+    status: TrainingStatus;
+    progress?: TrainingProgress;
+  }): Promise<void>;
 }
 
 export interface TrainingDependencies {
@@ -38,12 +63,22 @@ function invalid(message: string): never {
 /** Checks what the workflow cannot: names, the runner, and that the base checkpoint exists. */
 function validate(request: TrainingRequest, runners: TrainingDependencies['runners']): void {
   if (request.version !== 1) invalid(`unsupported training request version ${String(request.version)}`);
-  if (!NAME.test(request.id)) invalid(`run id "${request.id}" must be lowercase letters, digits and dashes (at most 63)`);
-  if (!PAYER.test(request.payer)) invalid(`payer "${request.payer}" is not a budget: use germline/<name>, child/<germline>/<child> or credit/<trainer>`);
-  if (!Number.isInteger(request.gpus) || request.gpus < 1 || request.gpus > 64) invalid(`gpus must be a whole number from 1 to 64, got ${request.gpus}`);
-  if (!Number.isInteger(request.maxDurationSeconds) || request.maxDurationSeconds < 1) invalid(`the maximum duration must be at least 1 second, got ${request.maxDurationSeconds}`);
-  if (!runners[request.runner]) invalid(`the ${request.runner} runner is not configured on this worker (the kubernetes runner needs COMPUTATRUM_KUBE_NAMESPACE)`);
-  if (request.runner === 'kubernetes' && !request.image) invalid('a kubernetes run needs a container image (--image or COMPUTATRUM_TRAINING_IMAGE)');
+  if (!NAME.test(request.id))
+    invalid(`run id "${request.id}" must be lowercase letters, digits and dashes (at most 63)`);
+  if (!PAYER.test(request.payer))
+    invalid(
+      `payer "${request.payer}" is not a budget: use germline/<name>, child/<germline>/<child> or credit/<trainer>`,
+    );
+  if (!Number.isInteger(request.gpus) || request.gpus < 1 || request.gpus > 64)
+    invalid(`gpus must be a whole number from 1 to 64, got ${request.gpus}`);
+  if (!Number.isInteger(request.maxDurationSeconds) || request.maxDurationSeconds < 1)
+    invalid(`the maximum duration must be at least 1 second, got ${request.maxDurationSeconds}`);
+  if (!runners[request.runner])
+    invalid(
+      `the ${request.runner} runner is not configured on this worker (the kubernetes runner needs COMPUTATRUM_KUBE_NAMESPACE)`,
+    );
+  if (request.runner === 'kubernetes' && !request.image)
+    invalid('a kubernetes run needs a container image (--image or COMPUTATRUM_TRAINING_IMAGE)');
   try {
     assertRepository(request.output.repo);
     assertTag(request.output.branch);
@@ -51,7 +86,8 @@ function validate(request: TrainingRequest, runners: TrainingDependencies['runne
   } catch (error) {
     invalid((error as Error).message);
   }
-  if (/^gpc-/.test(request.output.branch)) invalid(`the output branch ${request.output.branch} is a daily tag name: training writes a branch, choose another`);
+  if (/^gpc-/.test(request.output.branch))
+    invalid(`the output branch ${request.output.branch} is a daily tag name: training writes a branch, choose another`);
 }
 
 /** Keeps the newest progress and writes it to the row at most every `intervalMs`, never two writes at once. */
@@ -71,7 +107,10 @@ function progressWriter(write: (progress: TrainingProgress) => Promise<void>, in
   return {
     offer(progress: TrainingProgress, urgent: boolean): void {
       latest = progress;
-      if (urgent || Date.now() - lastWrite >= intervalMs) void flush().catch((error) => log.warn('could not record training progress', { error: (error as Error).message }));
+      if (urgent || Date.now() - lastWrite >= intervalMs)
+        void flush().catch((error) =>
+          log.warn('could not record training progress', { error: (error as Error).message }),
+        );
     },
     flush,
   };
@@ -94,7 +133,10 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
 
   async function saveProgress(id: string, progress: TrainingProgress): Promise<void> {
     // Usage only grows: an older write arriving late never lowers what the payer will be charged.
-    await db.trainingRun.updateMany({ where: { id, gpuSeconds: { lte: progress.gpuSeconds } }, data: progressColumns(progress) });
+    await db.trainingRun.updateMany({
+      where: { id, gpuSeconds: { lte: progress.gpuSeconds } },
+      data: progressColumns(progress),
+    });
   }
 
   async function storedProgress(id: string): Promise<TrainingProgress | undefined> {
@@ -154,9 +196,14 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
       // The previous attempt's usage: the larger of its last heartbeat and its last row write.
       const fromHeartbeat = context.info.heartbeatDetails as TrainingProgress | undefined;
       const fromRow = await storedProgress(request.id);
-      const candidates = [fromHeartbeat, fromRow].filter((p): p is TrainingProgress => p !== undefined && (p.attempt ?? 0) > 0);
+      const candidates = [fromHeartbeat, fromRow].filter(
+        (p): p is TrainingProgress => p !== undefined && (p.attempt ?? 0) > 0,
+      );
       const resumeFrom = candidates.sort((a, b) => b.gpuSeconds - a.gpuSeconds)[0];
-      await db.trainingRun.update({ where: { id: request.id }, data: { state: 'running', startedAt: fromRow?.attempt ? undefined : new Date() } });
+      await db.trainingRun.update({
+        where: { id: request.id },
+        data: { state: 'running', startedAt: fromRow?.attempt ? undefined : new Date() },
+      });
 
       const writer = progressWriter((progress) => saveProgress(request.id, progress), deps.progressWriteMs ?? 1000);
       let lastCheckpoint = resumeFrom?.lastCheckpoint;
@@ -171,7 +218,10 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
         maxGpuSeconds,
         maxDurationSeconds: request.maxDurationSeconds,
       };
-      const logger = (deps.logger ?? pino({ level: 'silent' })).child({ runId: request.id, attempt: context.info.attempt });
+      const logger = (deps.logger ?? pino({ level: 'silent' })).child({
+        runId: request.id,
+        attempt: context.info.attempt,
+      });
       try {
         const outcome = await runner.run(spec, {
           signal: context.cancellationSignal,
@@ -188,7 +238,11 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
         // Stopped because this worker is going away, not because anyone cancelled: another attempt resumes.
         if (outcome.state === 'cancelled' && !context.cancellationDetails?.cancelRequested) {
           heartbeat(outcome.progress);
-          throw ApplicationFailure.create({ type: 'Preempted', message: 'the worker stopped while the trainer ran; the run resumes on the next worker', details: [outcome.progress] });
+          throw ApplicationFailure.create({
+            type: 'Preempted',
+            message: 'the worker stopped while the trainer ran; the run resumes on the next worker',
+            details: [outcome.progress],
+          });
         }
         return outcome;
       } catch (error) {
@@ -221,7 +275,13 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
       };
       let digest: string;
       if (output.kind === 'folder') {
-        digest = (await publishCheckpoint(store, request.output.repo, output.path, { tag, ...(baseDigest ? { parent: baseDigest } : {}), annotations })).digest;
+        digest = (
+          await publishCheckpoint(store, request.output.repo, output.path, {
+            tag,
+            ...(baseDigest ? { parent: baseDigest } : {}),
+            annotations,
+          })
+        ).digest;
       } else {
         // The job pushed its output itself; check its lineage before the branch moves to it.
         const pushed = await requireManifest(store, output.repo, output.reference);

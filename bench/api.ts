@@ -60,7 +60,16 @@ async function seed(db: Database, germline: string, days: number): Promise<void>
     for (let attempt = 1; taken.has(nickname); attempt++) nickname = nicknameCandidate(day, digest, attempt);
     taken.add(nickname);
     const tag = `gpc-${day}`;
-    return { id: `${repository}:${tag}`, repository, tag, day, status: 'published', nickname, digest, size: BigInt(14_500_000_000 + i * 1_048_576) };
+    return {
+      id: `${repository}:${tag}`,
+      repository,
+      tag,
+      day,
+      status: 'published',
+      nickname,
+      digest,
+      size: BigInt(14_500_000_000 + i * 1_048_576),
+    };
   });
   await db.checkpoint.createMany({ data: rows });
 }
@@ -74,9 +83,14 @@ interface Loader {
 /** The load processes, kept for every round so their code is warm too. */
 function startLoaders(count: number): Loader[] {
   return Array.from({ length: count }, () => {
-    const child = fork(path.join(__dirname, 'support', 'load.ts'), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(path.join(__dirname, 'support', 'load.ts'), [], {
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const exited = new Promise<never>((_resolve, reject) =>
-      child.once('exit', (code, signal) => reject(new Error(`a load process stopped (${signal ?? `exit code ${code}`})`))),
+      child.once('exit', (code, signal) =>
+        reject(new Error(`a load process stopped (${signal ?? `exit code ${code}`})`)),
+      ),
     );
     exited.catch(() => undefined); // it matters only while a round waits on it
     return { child, exited };
@@ -118,7 +132,12 @@ async function measure(loaders: Loader[], job: Omit<LoadJob, 'connections'>): Pr
     rps: results.reduce((sum, r) => sum + (r.seconds > 0 ? r.requests / r.seconds : 0), 0),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    cpuUs: (user + system) / Math.max(1, results.reduce((sum, r) => sum + r.total, 0)),
+    cpuUs:
+      (user + system) /
+      Math.max(
+        1,
+        results.reduce((sum, r) => sum + r.total, 0),
+      ),
     errors,
     ...(firstError ? { firstError } : {}),
   };
@@ -132,7 +151,9 @@ function median(numbers: number[]): number {
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'computatrum-bench-api-'));
-  const pg = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort() });
+  const pg = process.env.DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort() });
   const databaseUrl = process.env.DATABASE_URL ?? pg!.url;
   await migrateDatabase(databaseUrl);
   const db = openDatabase(databaseUrl);
@@ -146,13 +167,25 @@ async function main(): Promise<void> {
     const store = await new LayoutStore(path.join(dir, 'store')).init();
     // No Temporal: dailyCheckpoints reads PostgreSQL only. The rate limit stays registered (its hook
     // runs for both targets) but never refuses.
-    platform = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline, store, db, rateLimitPerMinute: Number.MAX_SAFE_INTEGER });
+    platform = await buildPlatform({
+      logger: pino({ level: 'silent' }),
+      checks: [],
+      germline,
+      store,
+      db,
+      rateLimitPerMinute: Number.MAX_SAFE_INTEGER,
+    });
 
     // The baseline: the resolver's query and the GraphQL answer's shape, without GraphQL.
     platform.post<{ Body: { limit?: number } }>(PLAIN_PATH, async (request, reply) => {
       const limit = request.body?.limit ?? 30;
-      if (!Number.isInteger(limit) || limit < 1 || limit > 365) return reply.code(400).send({ error: 'limit is 1 to 365' });
-      const rows = await db.checkpoint.findMany({ where: { repository, status: 'published' }, orderBy: { day: 'desc' }, take: limit });
+      if (!Number.isInteger(limit) || limit < 1 || limit > 365)
+        return reply.code(400).send({ error: 'limit is 1 to 365' });
+      const rows = await db.checkpoint.findMany({
+        where: { repository, status: 'published' },
+        orderBy: { day: 'desc' },
+        take: limit,
+      });
       return {
         data: {
           dailyCheckpoints: rows.map((c) => ({
@@ -172,13 +205,30 @@ async function main(): Promise<void> {
     const base = `http://127.0.0.1:${(platform.server.address() as AddressInfo).port}`;
 
     const targets = [
-      { name: 'plain', label: `plain    POST ${PLAIN_PATH}`, url: `${base}${PLAIN_PATH}`, body: JSON.stringify({ limit: LIMIT }) },
-      { name: 'graphql', label: 'graphql  POST /api/graphql', url: `${base}/api/graphql`, body: JSON.stringify({ query: `{ dailyCheckpoints(limit: ${LIMIT}) { ${FIELDS} } }` }) },
+      {
+        name: 'plain',
+        label: `plain    POST ${PLAIN_PATH}`,
+        url: `${base}${PLAIN_PATH}`,
+        body: JSON.stringify({ limit: LIMIT }),
+      },
+      {
+        name: 'graphql',
+        label: 'graphql  POST /api/graphql',
+        url: `${base}/api/graphql`,
+        body: JSON.stringify({ query: `{ dailyCheckpoints(limit: ${LIMIT}) { ${FIELDS} } }` }),
+      },
     ] as const;
 
     // Both answer the same bytes, or the comparison is not fair.
-    const answers = await Promise.all(targets.map(async (t) => (await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: t.body })).text()));
-    if (answers[0] !== answers[1]) throw new Error(`the two targets answer differently:\nplain:   ${answers[0]!.slice(0, 300)}\ngraphql: ${answers[1]!.slice(0, 300)}`);
+    const answers = await Promise.all(
+      targets.map(async (t) =>
+        (await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: t.body })).text(),
+      ),
+    );
+    if (answers[0] !== answers[1])
+      throw new Error(
+        `the two targets answer differently:\nplain:   ${answers[0]!.slice(0, 300)}\ngraphql: ${answers[1]!.slice(0, 300)}`,
+      );
     const rows = (JSON.parse(answers[0]!) as { data: { dailyCheckpoints: unknown[] } }).data.dailyCheckpoints.length;
 
     console.log(
@@ -188,9 +238,16 @@ async function main(): Promise<void> {
     const results: Record<(typeof targets)[number]['name'], Measurement[]> = { plain: [], graphql: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of targets) {
-        const m = await measure(loaders, { url: target.url, body: target.body, warmupMs: WARMUP_MS, durationMs: DURATION_MS, expectPrefix: '{"data":{"dailyCheckpoints":[' });
+        const m = await measure(loaders, {
+          url: target.url,
+          body: target.body,
+          warmupMs: WARMUP_MS,
+          durationMs: DURATION_MS,
+          expectPrefix: '{"data":{"dailyCheckpoints":[',
+        });
         results[target.name].push(m);
-        if (m.errors > 0) console.log(`  ${target.name} round ${round + 1}: ${m.errors} errors, the first: ${m.firstError}`);
+        if (m.errors > 0)
+          console.log(`  ${target.name} round ${round + 1}: ${m.errors} errors, the first: ${m.firstError}`);
       }
     }
 
@@ -202,11 +259,18 @@ async function main(): Promise<void> {
       errors: results[name].reduce((sum, m) => sum + m.errors, 0),
       rounds: results[name].map((m) => m.rps.toFixed(0)).join(' '),
     });
-    console.log(`${'target'.padEnd(42)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'cpu µs/req'.padStart(12)}${'errors'.padStart(8)}   req/s per round`);
+    console.log(
+      `${'target'.padEnd(42)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'cpu µs/req'.padStart(12)}${'errors'.padStart(8)}   req/s per round`,
+    );
     const plain = summary('plain');
     const graphql = summary('graphql');
-    for (const [target, s] of [[targets[0], plain], [targets[1], graphql]] as const) {
-      console.log(`${target.label.padEnd(42)}${s.rps.toFixed(1).padStart(10)}${s.p50.toFixed(2).padStart(10)}${s.p99.toFixed(2).padStart(10)}${s.cpuUs.toFixed(0).padStart(12)}${String(s.errors).padStart(8)}   ${s.rounds}`);
+    for (const [target, s] of [
+      [targets[0], plain],
+      [targets[1], graphql],
+    ] as const) {
+      console.log(
+        `${target.label.padEnd(42)}${s.rps.toFixed(1).padStart(10)}${s.p50.toFixed(2).padStart(10)}${s.p99.toFixed(2).padStart(10)}${s.cpuUs.toFixed(0).padStart(12)}${String(s.errors).padStart(8)}   ${s.rounds}`,
+      );
     }
     const ratio = graphql.rps / plain.rps;
     console.log(

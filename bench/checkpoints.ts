@@ -42,13 +42,18 @@ function writeRandomShard(file: string, bytes: number): void {
   length.writeBigUInt64LE(BigInt(header.length));
   writeSync(fd, Buffer.concat([length, header]));
   const chunk = randomBytes(8 * 1024 * 1024);
-  for (let written = 0; written < bytes; written += chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
+  for (let written = 0; written < bytes; written += chunk.length)
+    writeSync(fd, chunk, 0, Math.min(chunk.length, bytes - written));
   closeSync(fd);
 }
 
 function checkpoint(root: string, shards: number, shardBytes: number): string {
   const dir = mkdtempSync(path.join(root, 'ckpt-'));
-  for (let i = 1; i <= shards; i++) writeRandomShard(path.join(dir, `model-${String(i).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`), shardBytes);
+  for (let i = 1; i <= shards; i++)
+    writeRandomShard(
+      path.join(dir, `model-${String(i).padStart(5, '0')}-of-${String(shards).padStart(5, '0')}.safetensors`),
+      shardBytes,
+    );
   return dir;
 }
 
@@ -74,12 +79,18 @@ function blobBytes(store: string): number {
 }
 
 function line(label: string, baseline: number, ours: number, unit = 's'): void {
-  console.log(`${label.padEnd(44)} baseline ${baseline.toFixed(3)} ${unit}  ours ${ours.toFixed(3)} ${unit}  ratio (baseline/ours) ${(baseline / ours).toFixed(3)}`);
+  console.log(
+    `${label.padEnd(44)} baseline ${baseline.toFixed(3)} ${unit}  ours ${ours.toFixed(3)} ${unit}  ratio (baseline/ours) ${(baseline / ours).toFixed(3)}`,
+  );
 }
 
 /** The platform in its own process (as deployed): neither client shares its event loop. */
 async function serveStore(location: string): Promise<{ port: number; stop: () => void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'support', 'serve-store.ts'), location], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(__dirname, 'support', 'serve-store.ts'), location],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   const [first] = (await once(child.stdout, 'data')) as [Buffer];
   return { port: Number(first.toString().trim()), stop: () => child.kill('SIGTERM') };
 }
@@ -94,18 +105,26 @@ async function main(): Promise<void> {
 
     // 1. publish
     const copies = path.join(root, 'cp');
-    const baselinePublish = await best(2, () => {
-      execFileSync('sha256sum', files, { stdio: 'ignore' });
-      execFileSync('cp', [...files, copies]);
-    }, () => {
-      rmSync(copies, { recursive: true, force: true });
-      mkdirSync(copies);
-    });
+    const baselinePublish = await best(
+      2,
+      () => {
+        execFileSync('sha256sum', files, { stdio: 'ignore' });
+        execFileSync('cp', [...files, copies]);
+      },
+      () => {
+        rmSync(copies, { recursive: true, force: true });
+        mkdirSync(copies);
+      },
+    );
     let store!: LayoutStore;
-    const oursPublish = await best(2, async () => publishCheckpoint(await store.init(), 'germline/bench', source, { tag: 'main' }), () => {
-      rmSync(path.join(root, 'store'), { recursive: true, force: true });
-      store = new LayoutStore(path.join(root, 'store'));
-    });
+    const oursPublish = await best(
+      2,
+      async () => publishCheckpoint(await store.init(), 'germline/bench', source, { tag: 'main' }),
+      () => {
+        rmSync(path.join(root, 'store'), { recursive: true, force: true });
+        store = new LayoutStore(path.join(root, 'store'));
+      },
+    );
     line('publish (sha256sum + cp  vs  publish)', baselinePublish, oursPublish);
 
     // 2. pull
@@ -116,7 +135,14 @@ async function main(): Promise<void> {
       const layers = (JSON.parse(manifest.bytes.toString()) as { layers: Array<{ digest: string }> }).layers;
       const curlDir = path.join(root, 'curl');
       const curlFiles = layers.map((_l, i) => path.join(curlDir, `f${i}`));
-      const curl = () => promisify(execFile)('curl', ['-sf', '--parallel', '--parallel-max', '4', ...layers.flatMap((l, i) => ['-o', curlFiles[i]!, `${base}/v2/germline/bench/blobs/${l.digest}`])]);
+      const curl = () =>
+        promisify(execFile)('curl', [
+          '-sf',
+          '--parallel',
+          '--parallel-max',
+          '4',
+          ...layers.flatMap((l, i) => ['-o', curlFiles[i]!, `${base}/v2/germline/bench/blobs/${l.digest}`]),
+        ]);
       const freshCurlDir = () => {
         rmSync(curlDir, { recursive: true, force: true });
         mkdirSync(curlDir);
@@ -136,7 +162,8 @@ async function main(): Promise<void> {
         },
         pull: {
           fastest: Infinity,
-          action: () => pullCheckpoint({ baseUrl: base, repo: 'germline/bench', reference: 'main', dir: pullDir, concurrency: 4 }),
+          action: () =>
+            pullCheckpoint({ baseUrl: base, repo: 'germline/bench', reference: 'main', dir: pullDir, concurrency: 4 }),
           reset: () => rmSync(pullDir, { recursive: true, force: true }),
         },
       };
@@ -156,13 +183,29 @@ async function main(): Promise<void> {
 
     // 3. fork: time and bytes written, small vs large
     const small = checkpoint(root, 1, 1024 * 1024);
-    const large = checkpoint(root, Math.max(1, Math.round(LARGE_BYTES / (512 * 1048576))), Math.min(LARGE_BYTES, 512 * 1048576));
+    const large = checkpoint(
+      root,
+      Math.max(1, Math.round(LARGE_BYTES / (512 * 1048576))),
+      Math.min(LARGE_BYTES, 512 * 1048576),
+    );
     await publishCheckpoint(store, 'germline/small', small, { tag: 'main' });
     await publishCheckpoint(store, 'germline/large', large, { tag: 'main' });
-    for (const [name, repo] of [['1 MB', 'germline/small'], [`${(LARGE_BYTES / 1048576).toFixed(0)} MB`, 'germline/large']] as const) {
+    for (const [name, repo] of [
+      ['1 MB', 'germline/small'],
+      [`${(LARGE_BYTES / 1048576).toFixed(0)} MB`, 'germline/large'],
+    ] as const) {
       const before = blobBytes(store.location);
-      const time = await seconds(() => forkCheckpoint(store, { repo, reference: 'main' }, { repo: `trainers/bench/${repo.split('/')[1]}`, branch: 'main' }));
-      console.log(`fork of a ${name} checkpoint`.padEnd(44) + ` ${(time * 1000).toFixed(1)} ms, ${blobBytes(store.location) - before} blob bytes written`);
+      const time = await seconds(() =>
+        forkCheckpoint(
+          store,
+          { repo, reference: 'main' },
+          { repo: `trainers/bench/${repo.split('/')[1]}`, branch: 'main' },
+        ),
+      );
+      console.log(
+        `fork of a ${name} checkpoint`.padEnd(44) +
+          ` ${(time * 1000).toFixed(1)} ms, ${blobBytes(store.location) - before} blob bytes written`,
+      );
     }
   } finally {
     await Promise.all([hashPool().close(), receivePool().close()]);

@@ -102,24 +102,46 @@ async function main(): Promise<void> {
       { name: 'computatrum --help', argv: [node, BIN, '--help'] },
       { name: 'computatrum --version', argv: [node, BIN, '--version'] },
       { name: 'computatrum status', argv: [node, BIN, 'status'] },
-      { name: 'temporal workflow query --name status', argv: [temporal, 'workflow', 'query', '--workflow-id', `germline/${GERMLINE}`, '--name', 'status', '--address', address] },
+      {
+        name: 'temporal workflow query --name status',
+        argv: [
+          temporal,
+          'workflow',
+          'query',
+          '--workflow-id',
+          `germline/${GERMLINE}`,
+          '--name',
+          'status',
+          '--address',
+          address,
+        ],
+      },
     ];
     for (const target of targets) timeOnce(target, env); // warm the file cache (and build dist/ if stale)
     const times = new Map<string, number[]>(targets.map((t) => [t.name, []]));
-    for (let run = 0; run < RUNS; run++) for (const target of targets) times.get(target.name)!.push(timeOnce(target, env));
+    for (let run = 0; run < RUNS; run++)
+      for (const target of targets) times.get(target.name)!.push(timeOnce(target, env));
 
     const floor = median(times.get(targets[3]!.name)!);
     console.log(`\n${RUNS} runs each, interleaved; Temporal at ${address}, germline/${GERMLINE}\n`);
-    console.log(`${'command'.padEnd(40)} ${'median'.padStart(9)} ${'fastest'.padStart(9)} ${'vs temporal'.padStart(12)}`);
+    console.log(
+      `${'command'.padEnd(40)} ${'median'.padStart(9)} ${'fastest'.padStart(9)} ${'vs temporal'.padStart(12)}`,
+    );
     for (const target of targets) {
       const ms = times.get(target.name)!;
       const ratio = median(ms) / floor;
-      console.log(`${target.name.padEnd(40)} ${`${median(ms).toFixed(0)} ms`.padStart(9)} ${`${Math.min(...ms).toFixed(0)} ms`.padStart(9)} ${`${ratio.toFixed(1)}x`.padStart(12)}`);
+      console.log(
+        `${target.name.padEnd(40)} ${`${median(ms).toFixed(0)} ms`.padStart(9)} ${`${Math.min(...ms).toFixed(0)} ms`.padStart(9)} ${`${ratio.toFixed(1)}x`.padStart(12)}`,
+      );
     }
     const help = median(times.get('computatrum --help')!);
     const status = median(times.get('computatrum status')!) / floor;
-    console.log(`\n--help ${help.toFixed(0)} ms: ${help < HELP_GOAL_MS ? 'meets' : 'misses'} the goal of under ${HELP_GOAL_MS} ms`);
-    console.log(`status ${status.toFixed(1)}x the Temporal CLI: ${status <= STATUS_GOAL_RATIO ? 'meets' : 'misses'} the goal of within ${STATUS_GOAL_RATIO}x`);
+    console.log(
+      `\n--help ${help.toFixed(0)} ms: ${help < HELP_GOAL_MS ? 'meets' : 'misses'} the goal of under ${HELP_GOAL_MS} ms`,
+    );
+    console.log(
+      `status ${status.toFixed(1)}x the Temporal CLI: ${status <= STATUS_GOAL_RATIO ? 'meets' : 'misses'} the goal of within ${STATUS_GOAL_RATIO}x`,
+    );
   } finally {
     await stopUp(up);
     rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,11 @@ import { depositUpdate, reserveUpdate, settleUpdate } from '../workflows/budget-
 import { updateBudget } from '../temporal/budget-client';
 
 const { values } = parseArgs({
-  options: { pairs: { type: 'string', default: '400' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '500' } },
+  options: {
+    pairs: { type: 'string', default: '400' },
+    concurrency: { type: 'string', default: '8' },
+    burst: { type: 'string', default: '500' },
+  },
 });
 const PAIRS = Number(values.pairs);
 const CONCURRENCY = Number(values.concurrency);
@@ -28,7 +32,8 @@ async function burst(handle: WorkflowHandle, count: number) {
     Array.from({ length: count }, (_, i) =>
       handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: `burst-${i}`, purpose: 'bench' }] }).then(
         () => 'accepted',
-        (error: unknown) => (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure ? 'refused' : 'error'),
+        (error: unknown) =>
+          error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure ? 'refused' : 'error',
       ),
     ),
   );
@@ -53,8 +58,15 @@ async function measure(pairs: number, concurrency: number, pair: (i: number) => 
 async function main(): Promise<void> {
   const { client, worker, database, close } = await startBenchStack();
   await worker.runUntil(async () => {
-    const bare = await client.workflow.start('bareUpdateWorkflow', { workflowId: `bench/bare-${Date.now()}`, taskQueue: 'bench' });
-    const { handle: germline } = await ensureGermline(client, { name: `bench-${Date.now()}`, currency: 'usd', taskQueue: 'bench' });
+    const bare = await client.workflow.start('bareUpdateWorkflow', {
+      workflowId: `bench/bare-${Date.now()}`,
+      taskQueue: 'bench',
+    });
+    const { handle: germline } = await ensureGermline(client, {
+      name: `bench-${Date.now()}`,
+      currency: 'usd',
+      taskQueue: 'bench',
+    });
     await updateBudget(germline, depositUpdate, { amount: String(PAIRS * 100), currency: 'usd', reference: 'bench' });
     // Warm both paths (workflow cache, connections) before timing.
     await bare.executeUpdate(noopUpdate, { args: [null] });
@@ -64,7 +76,11 @@ async function main(): Promise<void> {
       await bare.executeUpdate(noopUpdate, { args: [null] });
     });
     const ledger = await measure(PAIRS, CONCURRENCY, async (i) => {
-      const { reservationId } = await updateBudget(germline, reserveUpdate, { amount: '100', ref: `pair-${i}`, purpose: 'bench' });
+      const { reservationId } = await updateBudget(germline, reserveUpdate, {
+        amount: '100',
+        ref: `pair-${i}`,
+        purpose: 'bench',
+      });
       await updateBudget(germline, settleUpdate, { reservationId, actual: '40' });
     });
 
@@ -73,8 +89,16 @@ async function main(): Promise<void> {
     console.log(`ledger    reserve+settle pairs on the germline:  ${ledger.toFixed(1)} pairs/s`);
     console.log(`ratio     ledger / baseline: ${(ledger / baseline).toFixed(3)}`);
 
-    const { handle: burstGermline } = await ensureGermline(client, { name: `bench-burst-${Date.now()}`, currency: 'usd', taskQueue: 'bench' });
-    await updateBudget(burstGermline, depositUpdate, { amount: String(BURST * 200), currency: 'usd', reference: 'burst' });
+    const { handle: burstGermline } = await ensureGermline(client, {
+      name: `bench-burst-${Date.now()}`,
+      currency: 'usd',
+      taskQueue: 'bench',
+    });
+    await updateBudget(burstGermline, depositUpdate, {
+      amount: String(BURST * 200),
+      currency: 'usd',
+      reference: 'burst',
+    });
     const answered = await burst(burstGermline, BURST);
     console.log(
       `burst     ${BURST} concurrent reserves of 5.00 against ${BURST * 2}.00 from a plain client: every answer in ${answered.seconds.toFixed(2)} s ` +

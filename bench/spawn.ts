@@ -13,16 +13,20 @@ import { depositUpdate, statusQuery } from '../workflows/budget-api';
 import { germlineWorkflowId } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
 
-const { values } = parseArgs({ options: { children: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' } } });
+const { values } = parseArgs({
+  options: { children: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' } },
+});
 const CHILDREN = Number(values.children);
 const CONCURRENCY = Number(values.concurrency);
 
 async function perSecond(count: number, job: (i: number) => Promise<unknown>): Promise<number> {
   let next = 0;
   const started = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < count) await job(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < count) await job(next++);
+    }),
+  );
   return count / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
@@ -30,17 +34,37 @@ async function main(): Promise<void> {
   const stack = await startBenchStack();
   try {
     await stack.worker.runUntil(async () => {
-      const parent = await stack.client.workflow.start('bareParentWorkflow', { workflowId: `bench/parent-${Date.now()}`, taskQueue: 'bench' });
+      const parent = await stack.client.workflow.start('bareParentWorkflow', {
+        workflowId: `bench/parent-${Date.now()}`,
+        taskQueue: 'bench',
+      });
       const name = `spawn-${Date.now()}`;
       const germline = await stack.client.workflow.start(germlineWorkflow, {
         workflowId: germlineWorkflowId(name),
         taskQueue: 'bench',
-        args: [{ name, currency: 'usd', autonomy: { maxChildren: CHILDREN + 1, perChildAllowanceCap: null, minRunwayDays: 0, approvalThreshold: null } }],
+        args: [
+          {
+            name,
+            currency: 'usd',
+            autonomy: {
+              maxChildren: CHILDREN + 1,
+              perChildAllowanceCap: null,
+              minRunwayDays: 0,
+              approvalThreshold: null,
+            },
+          },
+        ],
       });
-      await updateBudget(germline, depositUpdate, { amount: String(CHILDREN * 100), currency: 'usd', reference: 'bench' });
+      await updateBudget(germline, depositUpdate, {
+        amount: String(CHILDREN * 100),
+        currency: 'usd',
+        reference: 'bench',
+      });
 
       const baseline = await perSecond(CHILDREN, (i) => parent.executeUpdate(spawnBareUpdate, { args: [`c${i}`] }));
-      const spawned = await perSecond(CHILDREN, (i) => updateBudget(germline, spawnChildUpdate, { name: `c${i}`, allowance: '100', purpose: 'bench' }));
+      const spawned = await perSecond(CHILDREN, (i) =>
+        updateBudget(germline, spawnChildUpdate, { name: `c${i}`, allowance: '100', purpose: 'bench' }),
+      );
 
       const described = await germline.describe();
       const status = await germline.query(statusQuery);
@@ -48,7 +72,9 @@ async function main(): Promise<void> {
       console.log(`baseline  bare child starts by a bare parent: ${baseline.toFixed(1)} /s`);
       console.log(`spawn     children spawned by the germline:   ${spawned.toFixed(1)} /s`);
       console.log(`ratio     spawn / baseline: ${(spawned / baseline).toFixed(3)}`);
-      console.log(`germline  history of the current run: ${described.historyLength} events, ${described.historySize} bytes; continued as new ${status.generation} times; ${status.openReservations.length} open reservations`);
+      console.log(
+        `germline  history of the current run: ${described.historyLength} events, ${described.historySize} bytes; continued as new ${status.generation} times; ${status.openReservations.length} open reservations`,
+      );
       await parent.terminate('benchmark done');
     });
   } finally {

@@ -18,7 +18,9 @@ import { depositUpdate } from '../workflows/budget-api';
 import { trainingWorkflowId } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
 
-const { values } = parseArgs({ options: { steps: { type: 'string', default: '2000' }, runs: { type: 'string', default: '3' } } });
+const { values } = parseArgs({
+  options: { steps: { type: 'string', default: '2000' }, runs: { type: 'string', default: '3' } },
+});
 const TRAINER = tinyTrainerCommand(['--steps', values.steps!, '--save-every', '500']);
 const RUNS = Number(values.runs);
 
@@ -41,7 +43,14 @@ async function main(): Promise<void> {
     for (let i = 0; i < RUNS; i++) {
       const output = mkdtempSync(path.join(stack.dir, 'bare-'));
       const started = Date.now();
-      execFileSync(TRAINER[0]!, TRAINER.slice(1), { env: { ...process.env, [TRAINER_ENV.outputDir]: output, [TRAINER_ENV.baseDir]: mkdtempSync(path.join(stack.dir, 'base-')) }, stdio: 'ignore' });
+      execFileSync(TRAINER[0]!, TRAINER.slice(1), {
+        env: {
+          ...process.env,
+          [TRAINER_ENV.outputDir]: output,
+          [TRAINER_ENV.baseDir]: mkdtempSync(path.join(stack.dir, 'base-')),
+        },
+        stdio: 'ignore',
+      });
       bare.push(Date.now() - started);
     }
 
@@ -57,7 +66,22 @@ async function main(): Promise<void> {
         const run = await stack.client.workflow.start(trainingWorkflow, {
           workflowId: trainingWorkflowId(id),
           taskQueue: 'bench',
-          args: [{ version: 1, id, payer: 'germline/bench', currency: 'usd', output: { repo: 'germline/bench', branch: 'main' }, runner: 'local', command: STAMPED, gpus: 1, maxCost: '10000', ratePerGpuHour: '240', maxDurationSeconds: 3600, maxPreemptions: 0 }],
+          args: [
+            {
+              version: 1,
+              id,
+              payer: 'germline/bench',
+              currency: 'usd',
+              output: { repo: 'germline/bench', branch: 'main' },
+              runner: 'local',
+              command: STAMPED,
+              gpus: 1,
+              maxCost: '10000',
+              ratePerGpuHour: '240',
+              maxDurationSeconds: 3600,
+              maxPreemptions: 0,
+            },
+          ],
         });
         const result = await run.result();
         const t1 = Date.now();
@@ -74,9 +98,15 @@ async function main(): Promise<void> {
     console.log(`tiny trainer, ${values.steps} steps; ${RUNS} runs each (medians, ms); journal in ${stack.database}`);
     console.log(`baseline  trainer run bare:                 ${median(bare)} ms`);
     console.log(`          trainer inside a training run:    ${runtime} ms`);
-    console.log(`before    train -> trainer started:         ${median(before)} ms   ratio to trainer runtime ${(median(before) / runtime).toFixed(3)}`);
-    console.log(`after     trainer exit -> pushed + settled: ${median(after)} ms   ratio to trainer runtime ${(median(after) / runtime).toFixed(3)}`);
-    console.log(`total     bare runtime / whole run:         ${(median(bare) / (median(before) + runtime + median(after))).toFixed(3)}`);
+    console.log(
+      `before    train -> trainer started:         ${median(before)} ms   ratio to trainer runtime ${(median(before) / runtime).toFixed(3)}`,
+    );
+    console.log(
+      `after     trainer exit -> pushed + settled: ${median(after)} ms   ratio to trainer runtime ${(median(after) / runtime).toFixed(3)}`,
+    );
+    console.log(
+      `total     bare runtime / whole run:         ${(median(bare) / (median(before) + runtime + median(after))).toFixed(3)}`,
+    );
   } finally {
     await stack.close();
   }

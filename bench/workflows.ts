@@ -20,7 +20,10 @@ export async function bareChildWorkflow(): Promise<void> {
 
 export async function bareParentWorkflow(): Promise<void> {
   setHandler(spawnBareUpdate, async (name) => {
-    const child = await startChild(bareChildWorkflow, { workflowId: `${workflowInfo().workflowId}/${name}`, parentClosePolicy: ParentClosePolicy.ABANDON });
+    const child = await startChild(bareChildWorkflow, {
+      workflowId: `${workflowInfo().workflowId}/${name}`,
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+    });
     return child.workflowId;
   });
   await condition(() => false);

@@ -14,7 +14,8 @@ async function start() {
       await build.build({ quiet: true });
     } catch (error) {
       const noCompiler = error && error.code === 'MODULE_NOT_FOUND' && /@swc\/core/.test(error.message);
-      if (!noCompiler) console.error(`computatrum: could not compile into dist/ (${error && error.message}); running from source`);
+      if (!noCompiler)
+        console.error(`computatrum: could not compile into dist/ (${error && error.message}); running from source`);
       return fromSource();
     }
   }

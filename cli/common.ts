@@ -18,8 +18,15 @@ export class UserError extends Error {
   }
 }
 
-export async function withGermline<T>(config: Config, action: (client: Client, connection: Connection) => Promise<T>): Promise<T> {
-  const [{ WorkflowNotFoundError, WorkflowUpdateFailedError }, { connectTemporal, temporalClient }, { temporalAddress }] = await Promise.all([
+export async function withGermline<T>(
+  config: Config,
+  action: (client: Client, connection: Connection) => Promise<T>,
+): Promise<T> {
+  const [
+    { WorkflowNotFoundError, WorkflowUpdateFailedError },
+    { connectTemporal, temporalClient },
+    { temporalAddress },
+  ] = await Promise.all([
     import('@temporalio/client'),
     import('../temporal/connection.js'),
     import('../runtime/config.js'),
@@ -50,13 +57,18 @@ export async function withGermline<T>(config: Config, action: (client: Client, c
 
 /** Reads from the daemon's PostgreSQL (runs, decisions); an unreachable database is the user's to fix. */
 export async function withDatabase<T>(config: Config, action: (db: Database) => Promise<T>): Promise<T> {
-  const [{ openDatabase }, { databaseUrl }] = await Promise.all([import('../db/prisma.js'), import('../runtime/config.js')]);
+  const [{ openDatabase }, { databaseUrl }] = await Promise.all([
+    import('../db/prisma.js'),
+    import('../runtime/config.js'),
+  ]);
   const db = openDatabase(databaseUrl(config), { maxConnections: 2 });
   try {
     return await action(db);
   } catch (error) {
     if (error instanceof UserError) throw error;
-    throw new UserError(`cannot read from the database (${(error as Error).message}): is \`computatrum up\` running, or is DATABASE_URL right?`);
+    throw new UserError(
+      `cannot read from the database (${(error as Error).message}): is \`computatrum up\` running, or is DATABASE_URL right?`,
+    );
   } finally {
     await db.$disconnect();
   }
@@ -70,7 +82,8 @@ export function positiveInteger(name: string) {
 export function wholeNumber(name: string, min: number) {
   return (text: string): number => {
     const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}, got "${text}"`);
+    if (!Number.isInteger(n) || n < min)
+      throw new InvalidArgumentError(`${name} must be a whole number of at least ${min}, got "${text}"`);
     return n;
   };
 }

@@ -22,9 +22,7 @@ export class PullProgressView {
   private drawn = 0;
   private lastDraw = 0;
 
-  constructor(
-    private readonly out: NodeJS.WriteStream,
-  ) {}
+  constructor(private readonly out: NodeJS.WriteStream) {}
 
   private totalFiles = 0;
 
@@ -35,7 +33,8 @@ export class PullProgressView {
   update(progress: PullProgress): void {
     this.files.set(progress.file, progress);
     if (!this.out.isTTY) {
-      if (progress.state !== 'downloading') this.out.write(`${progress.state} ${progress.file} (${bytes(progress.size)})\n`);
+      if (progress.state !== 'downloading')
+        this.out.write(`${progress.state} ${progress.file} (${bytes(progress.size)})\n`);
       return;
     }
     const now = Date.now();
@@ -49,7 +48,10 @@ export class PullProgressView {
   }
 
   private draw(): void {
-    const lines = [...this.files.values()].map((p) => `${bar(p.done, p.size)} ${p.file} ${bytes(p.done)}/${bytes(p.size)} ${p.state === 'downloading' ? '' : p.state}`);
+    const lines = [...this.files.values()].map(
+      (p) =>
+        `${bar(p.done, p.size)} ${p.file} ${bytes(p.done)}/${bytes(p.size)} ${p.state === 'downloading' ? '' : p.state}`,
+    );
     const done = [...this.files.values()].reduce((sum, p) => sum + p.done, 0);
     const size = [...this.files.values()].reduce((sum, p) => sum + p.size, 0);
     const finished = [...this.files.values()].filter((p) => p.state !== 'downloading').length;

@@ -3,7 +3,10 @@
 // the germline refuses to promote such content into its free head.
 import type { Database } from './prisma';
 
-export async function pricedBreedsGoverning(db: Database, repository: string): Promise<Array<{ repository: string; ownerId: string }>> {
+export async function pricedBreedsGoverning(
+  db: Database,
+  repository: string,
+): Promise<Array<{ repository: string; ownerId: string }>> {
   return db.breed.findMany({
     where: { price: { not: null }, OR: [{ repository }, { inheritors: { some: { repository } } }] },
     select: { repository: true, ownerId: true },

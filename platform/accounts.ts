@@ -2,7 +2,14 @@
 // salt per account, compared in constant time), browser sessions and personal API tokens. Session
 // and token secrets are random 256-bit values handed out once; only their sha256 is stored, so a
 // leaked database opens no session.
-import { createHash, randomBytes, randomUUID, scrypt as scryptCallback, type ScryptOptions, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  randomBytes,
+  randomUUID,
+  scrypt as scryptCallback,
+  type ScryptOptions,
+  timingSafeEqual,
+} from 'node:crypto';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { PlatformError, AccountError } from './errors';
@@ -36,12 +43,19 @@ export const MAX_PASSWORD = 200;
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keyLength: 32 };
 
 function scrypt(password: string, salt: Buffer, keyLength: number, options: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCallback(password, salt, keyLength, options, (error, key) => (error ? reject(error) : resolve(key))));
+  return new Promise((resolve, reject) =>
+    scryptCallback(password, salt, keyLength, options, (error, key) => (error ? reject(error) : resolve(key))),
+  );
 }
 
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
-  const key = await scrypt(password, salt, SCRYPT.keyLength, { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p, maxmem: 256 * SCRYPT.N * SCRYPT.r });
+  const key = await scrypt(password, salt, SCRYPT.keyLength, {
+    N: SCRYPT.N,
+    r: SCRYPT.r,
+    p: SCRYPT.p,
+    maxmem: 256 * SCRYPT.N * SCRYPT.r,
+  });
   return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), key.toString('base64')].join('$');
 }
 
@@ -49,7 +63,12 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const [scheme, n, r, p, salt, key] = stored.split('$');
   if (scheme !== 'scrypt' || !salt || !key) return false;
   const expected = Buffer.from(key, 'base64');
-  const actual = await scrypt(password, Buffer.from(salt, 'base64'), expected.length, { N: Number(n), r: Number(r), p: Number(p), maxmem: 256 * Number(n) * Number(r) });
+  const actual = await scrypt(password, Buffer.from(salt, 'base64'), expected.length, {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+    maxmem: 256 * Number(n) * Number(r),
+  });
   return timingSafeEqual(actual, expected);
 }
 
@@ -57,34 +76,49 @@ const sha256 = (secret: string) => createHash('sha256').update(secret).digest('h
 const secret = (prefix: string) => `${prefix}${randomBytes(32).toString('base64url')}`;
 
 function view(account: { id: string; handle: string; email: string; role: string }): AccountView {
-  return { id: account.id, handle: account.handle, email: account.email, role: account.role === 'operator' ? 'operator' : 'trainer' };
+  return {
+    id: account.id,
+    handle: account.handle,
+    email: account.email,
+    role: account.role === 'operator' ? 'operator' : 'trainer',
+  };
 }
 
 /** Refuses a password too long to be one, before any hashing; sign-up and sign-in both call it. */
 function refuseOverlongPassword(password: string): void {
-  if (password.length > MAX_PASSWORD) throw new AccountError('INVALID_INPUT', `a password is at most ${MAX_PASSWORD} characters`);
+  if (password.length > MAX_PASSWORD)
+    throw new AccountError('INVALID_INPUT', `a password is at most ${MAX_PASSWORD} characters`);
 }
 
 /** The rules a new password meets, wherever one is set. */
 function checkNewPassword(password: string): void {
   refuseOverlongPassword(password);
-  if (password.length < MIN_PASSWORD) throw new AccountError('INVALID_INPUT', `a password is at least ${MIN_PASSWORD} characters`);
+  if (password.length < MIN_PASSWORD)
+    throw new AccountError('INVALID_INPUT', `a password is at least ${MIN_PASSWORD} characters`);
 }
 
-export async function signUp(db: Database, input: { handle: string; email: string; password: string }): Promise<AccountView> {
+export async function signUp(
+  db: Database,
+  input: { handle: string; email: string; password: string },
+): Promise<AccountView> {
   const handle = String(input.handle ?? '').trim();
-  const email = String(input.email ?? '').trim().toLowerCase();
+  const email = String(input.email ?? '')
+    .trim()
+    .toLowerCase();
   const password = String(input.password ?? '');
   if (!ACCOUNT_HANDLE.test(handle)) throw new AccountError('INVALID_INPUT', ACCOUNT_HANDLE_RULE);
   if (!EMAIL.test(email)) throw new AccountError('INVALID_INPUT', `"${email}" is not an email address`);
   checkNewPassword(password);
   try {
-    const account = await db.account.create({ data: { id: randomUUID(), handle, email, passwordHash: await hashPassword(password) } });
+    const account = await db.account.create({
+      data: { id: randomUUID(), handle, email, passwordHash: await hashPassword(password) },
+    });
     return view(account);
   } catch (error) {
     if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') {
       const field = String((error.meta as { target?: unknown } | undefined)?.target ?? '');
-      if (field.includes('email')) throw new AccountError('EMAIL_TAKEN', 'an account with this email exists already: sign in instead');
+      if (field.includes('email'))
+        throw new AccountError('EMAIL_TAKEN', 'an account with this email exists already: sign in instead');
       throw new AccountError('HANDLE_TAKEN', `the handle ${handle} is taken: choose another`);
     }
     throw error;
@@ -93,12 +127,16 @@ export async function signUp(db: Database, input: { handle: string; email: strin
 
 /** The same answer for an unknown login and a wrong password, so sign-in does not reveal who has an account. */
 export async function signIn(db: Database, input: { login: string; password: string }): Promise<AccountView> {
-  const login = String(input.login ?? '').trim().toLowerCase();
+  const login = String(input.login ?? '')
+    .trim()
+    .toLowerCase();
   const password = String(input.password ?? '');
   // Before the account is looked up: the answer is the same whoever the login names.
   refuseOverlongPassword(password);
   const account = await db.account.findFirst({ where: login.includes('@') ? { email: login } : { handle: login } });
-  const ok = account ? await verifyPassword(password, account.passwordHash) : await hashPassword('timing: as slow as a real check').then(() => false);
+  const ok = account
+    ? await verifyPassword(password, account.passwordHash)
+    : await hashPassword('timing: as slow as a real check').then(() => false);
   if (!account || !ok) throw new AccountError('BAD_CREDENTIALS', 'wrong handle, email or password');
   return view(account);
 }
@@ -130,9 +168,14 @@ export async function endSession(db: Database, value: string): Promise<void> {
 export const TOKEN_PREFIX = 'ctr_';
 
 /** A personal API token: returned once, stored as its sha256. */
-export async function createApiToken(db: Database, accountId: string, name: string): Promise<{ id: string; name: string; token: string }> {
+export async function createApiToken(
+  db: Database,
+  accountId: string,
+  name: string,
+): Promise<{ id: string; name: string; token: string }> {
   const label = String(name ?? '').trim();
-  if (!label || label.length > 100) throw new AccountError('INVALID_INPUT', 'a token needs a name of at most 100 characters, e.g. "laptop cli"');
+  if (!label || label.length > 100)
+    throw new AccountError('INVALID_INPUT', 'a token needs a name of at most 100 characters, e.g. "laptop cli"');
   const token = secret(TOKEN_PREFIX);
   const id = randomUUID();
   await db.apiToken.create({ data: { id, accountId, name: label, tokenHash: sha256(token) } });
@@ -162,8 +205,14 @@ export async function setRole(db: Database, handle: string, role: 'trainer' | 'o
  * Refuses `account` writing to `repository` outside its own namespace (`what` says who may do what,
  * e.g. "you can fork"); with `operatorsAnywhere`, operators may write anywhere.
  */
-export function assertOwnRepository(account: AccountView, repository: string, what: string, options: { operatorsAnywhere?: boolean } = {}): void {
+export function assertOwnRepository(
+  account: AccountView,
+  repository: string,
+  what: string,
+  options: { operatorsAnywhere?: boolean } = {},
+): void {
   if (options.operatorsAnywhere && account.role === 'operator') return;
   const own = trainerNamespace(account.handle);
-  if (!repository.startsWith(own) || repository.length === own.length) throw new PlatformError('FORBIDDEN', `${what} only under ${own}, not ${repository || 'nowhere'}`);
+  if (!repository.startsWith(own) || repository.length === own.length)
+    throw new PlatformError('FORBIDDEN', `${what} only under ${own}, not ${repository || 'nowhere'}`);
 }

@@ -8,7 +8,18 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/prisma';
 import { readCookie } from './cookies';
 import { CSRF_FIELD } from './csrf';
-import { type Caller, createApiToken, createSession, endSession, PUBLIC, SESSION_DAYS, sessionCaller, signIn, signUp, tokenCaller } from './accounts';
+import {
+  type Caller,
+  createApiToken,
+  createSession,
+  endSession,
+  PUBLIC,
+  SESSION_DAYS,
+  sessionCaller,
+  signIn,
+  signUp,
+  tokenCaller,
+} from './accounts';
 import { sendSignIn, sendSignUp } from './pages/account';
 import { formFields, redirect, refuseForgedForm, safeNext, viewOf } from './pages/view';
 import { AccountError, toRefusal } from './errors';
@@ -26,11 +37,18 @@ export const SESSION_COOKIE = 'computatrum_session';
 export const ACCOUNT_RATE_LIMIT = 20;
 
 function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
-  return [`${SESSION_COOKIE}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Lax', `Max-Age=${maxAgeSeconds}`, ...(secure ? ['Secure'] : [])].join('; ');
+  return [
+    `${SESSION_COOKIE}=${value}`,
+    'Path=/',
+    'HttpOnly',
+    'SameSite=Lax',
+    `Max-Age=${maxAgeSeconds}`,
+    ...(secure ? ['Secure'] : []),
+  ].join('; ');
 }
 
-
-const contentType = (request: FastifyRequest) => (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+const contentType = (request: FastifyRequest) =>
+  (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
 
 function isJson(request: FastifyRequest): boolean {
   return contentType(request) === 'application/json';
@@ -38,7 +56,10 @@ function isJson(request: FastifyRequest): boolean {
 
 /** A form from one of our pages: urlencoded and carrying a CSRF token field (checked before anything is done). */
 function isPageForm(request: FastifyRequest): boolean {
-  return contentType(request) === 'application/x-www-form-urlencoded' && typeof (request.body as Record<string, unknown> | undefined)?.[CSRF_FIELD] === 'string';
+  return (
+    contentType(request) === 'application/x-www-form-urlencoded' &&
+    typeof (request.body as Record<string, unknown> | undefined)?.[CSRF_FIELD] === 'string'
+  );
 }
 
 export async function registerAuth(app: FastifyInstance, db: Database): Promise<void> {
@@ -52,7 +73,14 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       const [scheme, token] = authorization.split(' ');
       const caller = scheme === 'Bearer' && token ? await tokenCaller(db, token) : undefined;
       // A wrong token is an error, not an anonymous request: the CLI should say so, not act as the public.
-      if (!caller) return reply.code(401).send({ error: 'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN', code: 'UNAUTHENTICATED' });
+      if (!caller)
+        return reply
+          .code(401)
+          .send({
+            error:
+              'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN',
+            code: 'UNAUTHENTICATED',
+          });
       request.caller = caller;
       return;
     }
@@ -72,11 +100,15 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
   };
   const failed = (reply: FastifyReply, error: unknown) => {
     const refusal = toRefusal(error);
-    if (refusal) return reply.code(refusal.status).send({ error: refusal.message, code: refusal.reason ?? refusal.code });
+    if (refusal)
+      return reply.code(refusal.status).send({ error: refusal.message, code: refusal.reason ?? refusal.code });
     throw error;
   };
   const jsonOnly = async (request: FastifyRequest, reply: FastifyReply) => {
-    if (!isJson(request)) return reply.code(415).send({ error: 'send JSON (content-type: application/json)', code: 'UNSUPPORTED_MEDIA_TYPE' });
+    if (!isJson(request))
+      return reply
+        .code(415)
+        .send({ error: 'send JSON (content-type: application/json)', code: 'UNSUPPORTED_MEDIA_TYPE' });
   };
   /** JSON, or a form from our pages with this browser's CSRF token (a wrong token is a 403 page; any other form, a 415). */
   const jsonOrPageForm = async (request: FastifyRequest, reply: FastifyReply) => {
@@ -88,35 +120,61 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
   };
   const accountLimit = { rateLimit: { max: ACCOUNT_RATE_LIMIT, timeWindow: 60_000 } };
 
-  app.post<{ Body: { handle: string; email: string; password: string } }>('/auth/signup', { preHandler: jsonOrPageForm, config: accountLimit }, async (request, reply) => {
-    const form = isPageForm(request) ? formFields(request) : undefined;
-    try {
-      const account = await signUp(db, form ? { handle: form.handle ?? '', email: form.email ?? '', password: form.password ?? '' } : (request.body ?? {}));
-      await setSession(reply, account.id, request.protocol === 'https');
-      if (form) return redirect(reply, safeNext(form.next));
-      return reply.code(201).send({ account });
-    } catch (error) {
-      if (form && error instanceof AccountError) {
-        return sendSignUp(reply, viewOf(request, reply), { handle: form.handle ?? '', email: form.email ?? '', next: form.next ?? '' }, toRefusal(error)!);
+  app.post<{ Body: { handle: string; email: string; password: string } }>(
+    '/auth/signup',
+    { preHandler: jsonOrPageForm, config: accountLimit },
+    async (request, reply) => {
+      const form = isPageForm(request) ? formFields(request) : undefined;
+      try {
+        const account = await signUp(
+          db,
+          form
+            ? { handle: form.handle ?? '', email: form.email ?? '', password: form.password ?? '' }
+            : (request.body ?? {}),
+        );
+        await setSession(reply, account.id, request.protocol === 'https');
+        if (form) return redirect(reply, safeNext(form.next));
+        return reply.code(201).send({ account });
+      } catch (error) {
+        if (form && error instanceof AccountError) {
+          return sendSignUp(
+            reply,
+            viewOf(request, reply),
+            { handle: form.handle ?? '', email: form.email ?? '', next: form.next ?? '' },
+            toRefusal(error)!,
+          );
+        }
+        return failed(reply, error);
       }
-      return failed(reply, error);
-    }
-  });
+    },
+  );
 
-  app.post<{ Body: { login: string; password: string } }>('/auth/signin', { preHandler: jsonOrPageForm, config: accountLimit }, async (request, reply) => {
-    const form = isPageForm(request) ? formFields(request) : undefined;
-    try {
-      const account = await signIn(db, form ? { login: form.login ?? '', password: form.password ?? '' } : (request.body ?? {}));
-      await setSession(reply, account.id, request.protocol === 'https');
-      if (form) return redirect(reply, safeNext(form.next));
-      return reply.send({ account });
-    } catch (error) {
-      if (form && error instanceof AccountError) {
-        return sendSignIn(reply, viewOf(request, reply), { login: form.login ?? '', next: form.next ?? '' }, toRefusal(error)!);
+  app.post<{ Body: { login: string; password: string } }>(
+    '/auth/signin',
+    { preHandler: jsonOrPageForm, config: accountLimit },
+    async (request, reply) => {
+      const form = isPageForm(request) ? formFields(request) : undefined;
+      try {
+        const account = await signIn(
+          db,
+          form ? { login: form.login ?? '', password: form.password ?? '' } : (request.body ?? {}),
+        );
+        await setSession(reply, account.id, request.protocol === 'https');
+        if (form) return redirect(reply, safeNext(form.next));
+        return reply.send({ account });
+      } catch (error) {
+        if (form && error instanceof AccountError) {
+          return sendSignIn(
+            reply,
+            viewOf(request, reply),
+            { login: form.login ?? '', next: form.next ?? '' },
+            toRefusal(error)!,
+          );
+        }
+        return failed(reply, error);
       }
-      return failed(reply, error);
-    }
-  });
+    },
+  );
 
   // The pages' Sign out button is a form (with the CSRF token) and goes home; the API's signout answers 204.
   app.post('/auth/signout', async (request, reply) => {
@@ -135,7 +193,9 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     if (!account) return reply.code(401).send({ error: 'sign in to create an API token', code: 'UNAUTHENTICATED' });
     try {
       const created = await createApiToken(db, account.id, request.body?.name);
-      return reply.code(201).send({ ...created, note: 'shown once: store it now; the computatrum CLI reads it from COMPUTATRUM_TOKEN' });
+      return reply
+        .code(201)
+        .send({ ...created, note: 'shown once: store it now; the computatrum CLI reads it from COMPUTATRUM_TOKEN' });
     } catch (error) {
       return failed(reply, error);
     }

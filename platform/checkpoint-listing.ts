@@ -59,9 +59,16 @@ function parseMetrics(text: string | undefined): Record<string, unknown> | null 
 }
 
 /** The repository's tags, newest first; undefined when the repository is unknown. Throws StoreError NAME_INVALID for a bad name. */
-export async function readCheckpoints(store: CheckpointStore, db: Database, repository: string): Promise<Checkpoints | undefined> {
+export async function readCheckpoints(
+  store: CheckpointStore,
+  db: Database,
+  repository: string,
+): Promise<Checkpoints | undefined> {
   assertRepository(repository);
-  const [tags, rows] = await Promise.all([store.listTags(repository), db.checkpoint.findMany({ where: { repository } })]);
+  const [tags, rows] = await Promise.all([
+    store.listTags(repository),
+    db.checkpoint.findMany({ where: { repository } }),
+  ]);
   if (tags.length === 0 && rows.length === 0) return undefined;
   const byTag = new Map(rows.map((row) => [row.tag, row]));
   const versions = await Promise.all(
@@ -74,7 +81,11 @@ export async function readCheckpoints(store: CheckpointStore, db: Database, repo
         digest: manifest.digest,
         nickname: byTag.get(tag)?.nickname ?? null,
         size: parsed.layers.reduce((sum, l) => sum + l.size, 0),
-        files: parsed.layers.map((l) => ({ path: l.annotations?.[FILEPATH_ANNOTATION] ?? l.digest, size: l.size, digest: l.digest })),
+        files: parsed.layers.map((l) => ({
+          path: l.annotations?.[FILEPATH_ANNOTATION] ?? l.digest,
+          size: l.size,
+          digest: l.digest,
+        })),
         parent: parsed.annotations?.[ANNOTATION.parent] ?? null,
         created: parsed.annotations?.[ANNOTATION.created] ?? null,
         trainingRun: parsed.annotations?.[ANNOTATION.trainingRun] ?? null,
@@ -84,12 +95,20 @@ export async function readCheckpoints(store: CheckpointStore, db: Database, repo
   );
   const listed = versions.filter((v): v is CheckpointVersion => v !== undefined);
   listed.sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '') || b.tag.localeCompare(a.tag));
-  return { repository, tags: listed, skippedDays: rows.filter((r) => r.status === 'skipped').map((r) => ({ day: r.day ?? '', reason: r.reason })) };
+  return {
+    repository,
+    tags: listed,
+    skippedDays: rows.filter((r) => r.status === 'skipped').map((r) => ({ day: r.day ?? '', reason: r.reason })),
+  };
 }
 
 /** The germline's published daily gpc checkpoints (their Checkpoint rows), newest day first. */
 export function listDailyCheckpoints(db: Database, germline: string, limit: number) {
-  return db.checkpoint.findMany({ where: { repository: germlineRepository(germline), status: 'published' }, orderBy: { day: 'desc' }, take: limit });
+  return db.checkpoint.findMany({
+    where: { repository: germlineRepository(germline), status: 'published' },
+    orderBy: { day: 'desc' },
+    take: limit,
+  });
 }
 
 export function registerCheckpointListing(app: FastifyInstance, store: CheckpointStore, db: Database): void {
@@ -99,7 +118,8 @@ export function registerCheckpointListing(app: FastifyInstance, store: Checkpoin
     try {
       checkpoints = await readCheckpoints(store, db, repository);
     } catch (error) {
-      if (error instanceof StoreError && error.code === 'NAME_INVALID') return reply.code(400).send({ error: error.message });
+      if (error instanceof StoreError && error.code === 'NAME_INVALID')
+        return reply.code(400).send({ error: error.message });
       throw error;
     }
     if (!checkpoints) return reply.code(404).send({ error: `repository ${repository} is unknown` });

@@ -28,7 +28,12 @@ export interface TrainingSettings extends TrainingDefaults {
 }
 
 /** The trainer's credit workflow, started now if it never was (a second start joins the running one). */
-export async function creditHandle(client: Client, taskQueue: string, handle: string, currency: string): Promise<WorkflowHandle<typeof creditWorkflow>> {
+export async function creditHandle(
+  client: Client,
+  taskQueue: string,
+  handle: string,
+  currency: string,
+): Promise<WorkflowHandle<typeof creditWorkflow>> {
   return client.workflow.start<typeof creditWorkflow>('creditWorkflow', {
     workflowId: creditWorkflowId(handle),
     taskQueue,
@@ -37,7 +42,12 @@ export async function creditHandle(client: Client, taskQueue: string, handle: st
   });
 }
 
-export async function creditStatus(client: Client, taskQueue: string, handle: string, currency: string): Promise<BudgetStatus> {
+export async function creditStatus(
+  client: Client,
+  taskQueue: string,
+  handle: string,
+  currency: string,
+): Promise<BudgetStatus> {
   return (await creditHandle(client, taskQueue, handle, currency)).query(statusQuery);
 }
 
@@ -54,8 +64,10 @@ export async function startTrainerRun(
   assertRepository(input.repository);
   assertTag(input.branch);
   assertOwnRepository(trainer, input.repository, 'your runs publish');
-  if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus) throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
-  if (input.maxCost <= 0n) throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
+  if (!Number.isInteger(input.gpus) || input.gpus < 1 || input.gpus > deps.settings.maxGpus)
+    throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);
+  if (input.maxCost <= 0n)
+    throw new PlatformError('BAD_USER_INPUT', 'maxCost is above zero: the most the run may cost');
   assertAtMostMaximum(input.maxCost, `maxCost ${input.maxCost}`, deps.currency, { inMinorUnits: true });
 
   let base: { repo: string; reference: string } | undefined;

@@ -30,6 +30,7 @@ export function hasValidCsrf(request: FastifyRequest): boolean {
   const cookie = readCookie(request, CSRF_COOKIE);
   const field = (request.body as Record<string, unknown> | undefined)?.[CSRF_FIELD];
   const presented = typeof field === 'string' ? field : request.headers[CSRF_HEADER];
-  if (!cookie || typeof presented !== 'string' || !TOKEN.test(cookie) || presented.length !== cookie.length) return false;
+  if (!cookie || typeof presented !== 'string' || !TOKEN.test(cookie) || presented.length !== cookie.length)
+    return false;
   return timingSafeEqual(Buffer.from(presented), Buffer.from(cookie));
 }

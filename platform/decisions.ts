@@ -3,7 +3,11 @@
 import type { Database } from '../db/prisma';
 
 /** A germline's decisions, newest first; `awaiting` keeps those awaiting approval; `limit` is held to 1 to 200. */
-export function listDecisions(db: Database, germline: string, options: { awaiting?: boolean | null; limit?: number | null } = {}) {
+export function listDecisions(
+  db: Database,
+  germline: string,
+  options: { awaiting?: boolean | null; limit?: number | null } = {},
+) {
   return db.decision.findMany({
     where: { germline, ...(options.awaiting ? { outcome: 'awaiting-approval' } : {}) },
     orderBy: { createdAt: 'desc' },

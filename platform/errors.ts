@@ -24,7 +24,12 @@ export class PlatformError extends Error {
 }
 
 /** The HTTP status of each kind of refusal. */
-export const REFUSAL_STATUS: Record<RefusalCode, number> = { BAD_USER_INPUT: 400, FORBIDDEN: 403, NOT_FOUND: 404, CONFLICT: 409 };
+export const REFUSAL_STATUS: Record<RefusalCode, number> = {
+  BAD_USER_INPUT: 400,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CONFLICT: 409,
+};
 
 export class AccountError extends Error {
   override name = 'AccountError';
@@ -41,7 +46,6 @@ export class StripeInputError extends Error {
   override name = 'StripeInputError';
 }
 
-
 /** What a caller is told: the HTTP status, a GraphQL-style code, and the message (which says what to do). */
 export interface Refusal {
   status: number;
@@ -51,7 +55,14 @@ export interface Refusal {
   reason?: string;
 }
 
-const CODE_OF_STATUS: Record<number, Refusal['code']> = { 400: 'BAD_USER_INPUT', 401: 'UNAUTHENTICATED', 403: 'FORBIDDEN', 404: 'NOT_FOUND', 409: 'CONFLICT', 503: 'UNAVAILABLE' };
+const CODE_OF_STATUS: Record<number, Refusal['code']> = {
+  400: 'BAD_USER_INPUT',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  409: 'CONFLICT',
+  503: 'UNAVAILABLE',
+};
 
 const STATUS_OF_CODE: Record<AccountError['code'] | StoreError['code'], number> = {
   INVALID_INPUT: 400,
@@ -69,19 +80,32 @@ const STATUS_OF_CODE: Record<AccountError['code'] | StoreError['code'], number> 
 };
 
 /** Update failures that mean something else than "this request is wrong". */
-const STATUS_OF_FAILURE: Record<string, number> = { [FAILURE.notAwaitingApproval]: 404, [FAILURE.journalUnavailable]: 503 };
+const STATUS_OF_FAILURE: Record<string, number> = {
+  [FAILURE.notAwaitingApproval]: 404,
+  [FAILURE.journalUnavailable]: 503,
+};
 
-const refusal = (status: number, message: string, reason?: string): Refusal => ({ status, code: CODE_OF_STATUS[status]!, message, ...(reason ? { reason } : {}) });
+const refusal = (status: number, message: string, reason?: string): Refusal => ({
+  status,
+  code: CODE_OF_STATUS[status]!,
+  message,
+  ...(reason ? { reason } : {}),
+});
 
 /** The refusal `error` stands for, or undefined when it is not one a caller can act on (a fault). */
 export function toRefusal(error: unknown): Refusal | undefined {
   if (error instanceof PlatformError) return refusal(REFUSAL_STATUS[error.code], error.message);
-  if (error instanceof AccountError || error instanceof StoreError) return refusal(STATUS_OF_CODE[error.code], error.message, error.code);
+  if (error instanceof AccountError || error instanceof StoreError)
+    return refusal(STATUS_OF_CODE[error.code], error.message, error.code);
   if (error instanceof MoneyError) return refusal(400, error.message, 'INVALID_AMOUNT');
   if (error instanceof CheckpointError || error instanceof StripeInputError) return refusal(400, error.message);
   // A workflow's update validator refused (the budget's rules, an approval that waits no more).
   if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
-    return refusal(STATUS_OF_FAILURE[error.cause.type ?? ''] ?? 400, error.cause.message, error.cause.type ?? undefined);
+    return refusal(
+      STATUS_OF_FAILURE[error.cause.type ?? ''] ?? 400,
+      error.cause.message,
+      error.cause.type ?? undefined,
+    );
   }
   return undefined;
 }

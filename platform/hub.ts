@@ -71,7 +71,12 @@ export interface ImageView {
 export const RECORDING_ARTIFACT = 'application/vnd.computatrum.recording.v1';
 /** The OCI empty config (`{}`), which artifacts without a config of their own use. */
 const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
-export const RECORDING_ANNOTATION = { title: 'org.opencontainers.image.title', created: 'org.opencontainers.image.created', author: 'io.computatrum.recording.author', name: 'io.computatrum.recording.name' } as const;
+export const RECORDING_ANNOTATION = {
+  title: 'org.opencontainers.image.title',
+  created: 'org.opencontainers.image.created',
+  author: 'io.computatrum.recording.author',
+  name: 'io.computatrum.recording.name',
+} as const;
 
 export const LIMITS = { title: 200, comment: 10_000, reason: 2_000, filename: 200, recordingBytes: 16 * 1024 * 1024 };
 
@@ -97,7 +102,8 @@ const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).d
 function text(value: unknown, field: string, max: number): string {
   const trimmed = String(value ?? '').trim();
   if (!trimmed) throw new PlatformError('BAD_USER_INPUT', `${field} is empty: write something`);
-  if (trimmed.length > max) throw new PlatformError('BAD_USER_INPUT', `${field} is ${trimmed.length} characters; at most ${max}`);
+  if (trimmed.length > max)
+    throw new PlatformError('BAD_USER_INPUT', `${field} is ${trimmed.length} characters; at most ${max}`);
   return trimmed;
 }
 
@@ -108,7 +114,8 @@ async function requireImage(store: CheckpointStore, repository: string): Promise
   } catch (error) {
     throw new PlatformError('BAD_USER_INPUT', (error as StoreError).message);
   }
-  if ((await store.listTags(repository)).length === 0) throw new PlatformError('NOT_FOUND', `${repository} is not an image on the hub (it has no checkpoints)`);
+  if ((await store.listTags(repository)).length === 0)
+    throw new PlatformError('NOT_FOUND', `${repository} is not an image on the hub (it has no checkpoints)`);
 }
 
 /** The manifest `reference` names in `repository`, as a NOT_FOUND the user can act on. */
@@ -116,7 +123,8 @@ async function requireSubject(store: CheckpointStore, repository: string, refere
   try {
     return await requireManifest(store, repository, reference);
   } catch (error) {
-    if (error instanceof StoreError) throw new PlatformError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
+    if (error instanceof StoreError)
+      throw new PlatformError(error.code === 'MANIFEST_UNKNOWN' ? 'NOT_FOUND' : 'BAD_USER_INPUT', error.message);
     throw error;
   }
 }
@@ -128,11 +136,19 @@ function kindOf(repository: string): ImageView['kind'] {
 }
 
 /** The images on the hub: the germline's own first, then the others by name; `search` matches names, titles and nicknames. */
-export async function listImages(db: Database, store: CheckpointStore, options: { search?: string; germline?: string } = {}): Promise<ImageView[]> {
+export async function listImages(
+  db: Database,
+  store: CheckpointStore,
+  options: { search?: string; germline?: string } = {},
+): Promise<ImageView[]> {
   const [repositories, breeds, checkpoints, reports] = await Promise.all([
     store.listRepositories(),
     db.breed.findMany(),
-    db.checkpoint.findMany({ where: { status: 'published' }, orderBy: [{ day: 'desc' }, { createdAt: 'desc' }], select: { repository: true, tag: true, nickname: true } }),
+    db.checkpoint.findMany({
+      where: { status: 'published' },
+      orderBy: [{ day: 'desc' }, { createdAt: 'desc' }],
+      select: { repository: true, tag: true, nickname: true },
+    }),
     db.report.groupBy({ by: ['repository'], _count: { _all: true } }),
   ]);
   const breedOf = new Map(breeds.map((b) => [b.repository, b]));
@@ -162,8 +178,19 @@ export async function listImages(db: Database, store: CheckpointStore, options: 
   const own = options.germline ? germlineRepository(options.germline) : undefined;
   return images
     .filter((image): image is ImageView => image !== undefined)
-    .filter((image) => !search || [image.repository, image.breed?.title, image.latestNickname].some((field) => field?.toLowerCase().includes(search)))
-    .sort((a, b) => Number(b.repository === own) - Number(a.repository === own) || Number(b.kind === 'germline') - Number(a.kind === 'germline') || a.repository.localeCompare(b.repository));
+    .filter(
+      (image) =>
+        !search ||
+        [image.repository, image.breed?.title, image.latestNickname].some((field) =>
+          field?.toLowerCase().includes(search),
+        ),
+    )
+    .sort(
+      (a, b) =>
+        Number(b.repository === own) - Number(a.repository === own) ||
+        Number(b.kind === 'germline') - Number(a.kind === 'germline') ||
+        a.repository.localeCompare(b.repository),
+    );
 }
 
 const withAuthor = { author: { select: { handle: true } } } as const;
@@ -199,26 +226,59 @@ export async function startThread(
   const reference = input.reference?.trim() || null;
   if (reference) await requireSubject(store, input.repository, reference);
   const thread = await db.thread.create({
-    data: { id: randomUUID(), repository: input.repository, reference, title, authorId: author.id, comments: { create: { id: randomUUID(), authorId: author.id, body } } },
+    data: {
+      id: randomUUID(),
+      repository: input.repository,
+      reference,
+      title,
+      authorId: author.id,
+      comments: { create: { id: randomUUID(), authorId: author.id, body } },
+    },
     include: { comments: true },
   });
   const first = thread.comments[0]!;
-  return { id: thread.id, repository: thread.repository, reference, title, author: author.handle, createdAt: thread.createdAt, comments: [{ id: first.id, author: author.handle, body, createdAt: first.createdAt }] };
+  return {
+    id: thread.id,
+    repository: thread.repository,
+    reference,
+    title,
+    author: author.handle,
+    createdAt: thread.createdAt,
+    comments: [{ id: first.id, author: author.handle, body, createdAt: first.createdAt }],
+  };
 }
 
-export async function addComment(db: Database, author: AccountView, input: { threadId: string; body: string }): Promise<CommentView> {
+export async function addComment(
+  db: Database,
+  author: AccountView,
+  input: { threadId: string; body: string },
+): Promise<CommentView> {
   const body = text(input.body, 'the comment', LIMITS.comment);
   try {
-    const comment = await db.comment.create({ data: { id: randomUUID(), threadId: String(input.threadId), authorId: author.id, body } });
+    const comment = await db.comment.create({
+      data: { id: randomUUID(), threadId: String(input.threadId), authorId: author.id, body },
+    });
     return { id: comment.id, author: author.handle, body, createdAt: comment.createdAt };
   } catch (error) {
     // The thread's foreign key: it was never there, or was removed.
-    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2003') throw new PlatformError('NOT_FOUND', `there is no thread ${input.threadId}`);
+    if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2003')
+      throw new PlatformError('NOT_FOUND', `there is no thread ${input.threadId}`);
     throw error;
   }
 }
 
-function recordingView(r: { id: string; repository: string; subjectDigest: string; reference: string | null; title: string; filename: string; mediaType: string; size: number; createdAt: Date; author: { handle: string } }): RecordingView {
+function recordingView(r: {
+  id: string;
+  repository: string;
+  subjectDigest: string;
+  reference: string | null;
+  title: string;
+  filename: string;
+  mediaType: string;
+  size: number;
+  createdAt: Date;
+  author: { handle: string };
+}): RecordingView {
   return {
     id: r.id,
     repository: r.repository,
@@ -235,11 +295,19 @@ function recordingView(r: { id: string; repository: string; subjectDigest: strin
 }
 
 export async function listRecordings(db: Database, repository: string): Promise<RecordingView[]> {
-  const rows = await db.recording.findMany({ where: { repository }, orderBy: { createdAt: 'desc' }, take: 100, include: withAuthor });
+  const rows = await db.recording.findMany({
+    where: { repository },
+    orderBy: { createdAt: 'desc' },
+    take: 100,
+    include: withAuthor,
+  });
   return rows.map(recordingView);
 }
 
-export async function findRecording(db: Database, id: string): Promise<(RecordingView & { blobDigest: string }) | undefined> {
+export async function findRecording(
+  db: Database,
+  id: string,
+): Promise<(RecordingView & { blobDigest: string }) | undefined> {
   const row = await db.recording.findUnique({ where: { id }, include: withAuthor });
   return row ? { ...recordingView(row), blobDigest: row.blobDigest } : undefined;
 }
@@ -248,8 +316,17 @@ export async function findRecording(db: Database, id: string): Promise<(Recordin
 function recordingFilename(name: unknown): string {
   const filename = text(name, 'the file name', LIMITS.filename);
   const unprintable = [...filename].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
-  if (filename !== path.basename(filename) || filename === '.' || filename === '..' || unprintable || /[/\\]/.test(filename)) {
-    throw new PlatformError('BAD_USER_INPUT', `"${filename}" is not a file name: give a plain name like session.webm, without folders`);
+  if (
+    filename !== path.basename(filename) ||
+    filename === '.' ||
+    filename === '..' ||
+    unprintable ||
+    /[/\\]/.test(filename)
+  ) {
+    throw new PlatformError(
+      'BAD_USER_INPUT',
+      `"${filename}" is not a file name: give a plain name like session.webm, without folders`,
+    );
   }
   return filename;
 }
@@ -262,24 +339,52 @@ export async function attachRecording(
   db: Database,
   store: CheckpointStore,
   author: AccountView,
-  input: { repository: string; reference: string; title: string; filename: string; mediaType?: string; content: Buffer },
+  input: {
+    repository: string;
+    reference: string;
+    title: string;
+    filename: string;
+    mediaType?: string;
+    content: Buffer;
+  },
 ): Promise<RecordingView> {
   const title = text(input.title, 'the title', LIMITS.title);
   const filename = recordingFilename(input.filename);
-  const mediaType = (input.mediaType?.split(';')[0]?.trim().toLowerCase() || MEDIA_TYPES_BY_EXTENSION[path.extname(filename).toLowerCase()]) ?? 'application/octet-stream';
-  if (!MEDIA_TYPE.test(mediaType)) throw new PlatformError('BAD_USER_INPUT', `"${mediaType}" is not a media type like text/plain or video/webm`);
+  const mediaType =
+    (input.mediaType?.split(';')[0]?.trim().toLowerCase() ||
+      MEDIA_TYPES_BY_EXTENSION[path.extname(filename).toLowerCase()]) ??
+    'application/octet-stream';
+  if (!MEDIA_TYPE.test(mediaType))
+    throw new PlatformError('BAD_USER_INPUT', `"${mediaType}" is not a media type like text/plain or video/webm`);
   const content = input.content;
   if (content.length === 0) throw new PlatformError('BAD_USER_INPUT', 'the recording is empty');
-  if (content.length > LIMITS.recordingBytes) throw new PlatformError('BAD_USER_INPUT', `the recording is ${content.length} bytes; at most ${LIMITS.recordingBytes} (16 MiB): link a longer video from a comment instead`);
+  if (content.length > LIMITS.recordingBytes)
+    throw new PlatformError(
+      'BAD_USER_INPUT',
+      `the recording is ${content.length} bytes; at most ${LIMITS.recordingBytes} (16 MiB): link a longer video from a comment instead`,
+    );
   // Decided by the whole content, whatever the name: pickles (bare, zipped, compressed), object arrays.
   const refusal = await scanBytes(filename, content);
   if (refusal) throw new PlatformError('BAD_USER_INPUT', refusal);
   await requireImage(store, input.repository);
   const subject = await requireSubject(store, input.repository, input.reference);
 
-  const blob: Descriptor = { mediaType, digest: sha256(content), size: content.length, annotations: { [RECORDING_ANNOTATION.title]: filename } };
-  const config: Descriptor = { mediaType: EMPTY_CONFIG.mediaType, digest: sha256(EMPTY_CONFIG.bytes), size: EMPTY_CONFIG.bytes.length };
-  const annotations = { [RECORDING_ANNOTATION.name]: title, [RECORDING_ANNOTATION.author]: author.handle, [RECORDING_ANNOTATION.created]: new Date().toISOString() };
+  const blob: Descriptor = {
+    mediaType,
+    digest: sha256(content),
+    size: content.length,
+    annotations: { [RECORDING_ANNOTATION.title]: filename },
+  };
+  const config: Descriptor = {
+    mediaType: EMPTY_CONFIG.mediaType,
+    digest: sha256(EMPTY_CONFIG.bytes),
+    size: EMPTY_CONFIG.bytes.length,
+  };
+  const annotations = {
+    [RECORDING_ANNOTATION.name]: title,
+    [RECORDING_ANNOTATION.author]: author.handle,
+    [RECORDING_ANNOTATION.created]: new Date().toISOString(),
+  };
   const manifest: ImageManifest = {
     schemaVersion: 2,
     mediaType: OCI_MANIFEST,
@@ -314,40 +419,84 @@ export async function attachRecording(
 }
 
 /** The referrers of a manifest, as the OCI referrers API lists them (descriptors with artifact type and annotations). */
-export async function listReferrers(db: Database, repository: string, digest: string, artifactType?: string): Promise<Descriptor[]> {
+export async function listReferrers(
+  db: Database,
+  repository: string,
+  digest: string,
+  artifactType?: string,
+): Promise<Descriptor[]> {
   if (artifactType && artifactType !== RECORDING_ARTIFACT) return [];
-  const rows = await db.recording.findMany({ where: { repository, subjectDigest: digest }, orderBy: { createdAt: 'asc' }, include: withAuthor });
+  const rows = await db.recording.findMany({
+    where: { repository, subjectDigest: digest },
+    orderBy: { createdAt: 'asc' },
+    include: withAuthor,
+  });
   return rows.map((r) => ({
     mediaType: OCI_MANIFEST,
     digest: r.manifestDigest,
     size: r.manifestSize,
     artifactType: RECORDING_ARTIFACT,
-    annotations: { [RECORDING_ANNOTATION.name]: r.title, [RECORDING_ANNOTATION.author]: r.author.handle, [RECORDING_ANNOTATION.created]: r.createdAt.toISOString() },
+    annotations: {
+      [RECORDING_ANNOTATION.name]: r.title,
+      [RECORDING_ANNOTATION.author]: r.author.handle,
+      [RECORDING_ANNOTATION.created]: r.createdAt.toISOString(),
+    },
   }));
 }
 
 /** Flags an image (or one checkpoint of it) for the operators; one report per person and checkpoint, a second one updates it. */
-export async function reportImage(db: Database, store: CheckpointStore, reporter: AccountView, input: { repository: string; reference?: string | null; reason: string }): Promise<ReportView> {
+export async function reportImage(
+  db: Database,
+  store: CheckpointStore,
+  reporter: AccountView,
+  input: { repository: string; reference?: string | null; reason: string },
+): Promise<ReportView> {
   const reason = text(input.reason, 'the reason', LIMITS.reason);
   await requireImage(store, input.repository);
   const reference = input.reference?.trim() || null;
   const subjectDigest = reference ? (await requireSubject(store, input.repository, reference)).digest : '';
   const report = await db.report.upsert({
-    where: { reporterId_repository_subjectDigest: { reporterId: reporter.id, repository: input.repository, subjectDigest } },
-    create: { id: randomUUID(), repository: input.repository, subjectDigest, reference, reason, reporterId: reporter.id },
+    where: {
+      reporterId_repository_subjectDigest: { reporterId: reporter.id, repository: input.repository, subjectDigest },
+    },
+    create: {
+      id: randomUUID(),
+      repository: input.repository,
+      subjectDigest,
+      reference,
+      reason,
+      reporterId: reporter.id,
+    },
     update: { reason, reference },
   });
-  return { id: report.id, repository: report.repository, reference: report.reference, reason: report.reason, reporter: reporter.handle, createdAt: report.createdAt };
+  return {
+    id: report.id,
+    repository: report.repository,
+    reference: report.reference,
+    reason: report.reason,
+    reporter: reporter.handle,
+    createdAt: report.createdAt,
+  };
 }
 
-export async function listReports(db: Database, options: { repository?: string; limit?: number } = {}): Promise<ReportView[]> {
+export async function listReports(
+  db: Database,
+  options: { repository?: string; limit?: number } = {},
+): Promise<ReportView[]> {
   const rows = await db.report.findMany({
     where: options.repository ? { repository: options.repository } : {},
     orderBy: { createdAt: 'desc' },
     take: Math.min(Math.max(options.limit ?? 50, 1), 500),
     include: { reporter: { select: { handle: true } } },
   });
-  return rows.map((r) => ({ id: r.id, repository: r.repository, reference: r.reference, reason: r.reason, reporter: r.reporter.handle, createdAt: r.createdAt }));
+  return rows.map((r) => ({
+    id: r.id,
+    repository: r.repository,
+    reference: r.reference,
+    reason: r.reason,
+    reporter: r.reporter.handle,
+    createdAt: r.createdAt,
+  }));
 }
 
 /**

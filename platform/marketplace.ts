@@ -42,17 +42,36 @@ export async function publishBreed(
   // A fork or a run from someone else's paid breed keeps that breed's terms: it is not the publisher's to list.
   const foreign = (await inheritedBreeds(db, input.repository)).filter((b) => b.ownerId !== owner.id);
   if (foreign.length > 0) {
-    throw new PlatformError('FORBIDDEN', `${input.repository} holds content of the paid breed ${foreign.map((b) => b.repository).join(', ')}: it cannot be listed as a breed of yours`);
+    throw new PlatformError(
+      'FORBIDDEN',
+      `${input.repository} holds content of the paid breed ${foreign.map((b) => b.repository).join(', ')}: it cannot be listed as a breed of yours`,
+    );
   }
   const breed = await db.breed.upsert({
     where: { repository: input.repository },
     create: { repository: input.repository, ownerId: owner.id, title, price, currency: input.currency },
     update: { title, price },
   });
-  return { repository: breed.repository, title: breed.title, owner: owner.handle, price: breed.price, currency: breed.currency };
+  return {
+    repository: breed.repository,
+    title: breed.title,
+    owner: owner.handle,
+    price: breed.price,
+    currency: breed.currency,
+  };
 }
 
 export async function listBreeds(db: Database, limit = 50): Promise<BreedView[]> {
-  const rows = await db.breed.findMany({ orderBy: { createdAt: 'desc' }, take: limit, include: { owner: { select: { handle: true } } } });
-  return rows.map((b) => ({ repository: b.repository, title: b.title, owner: b.owner.handle, price: b.price, currency: b.currency }));
+  const rows = await db.breed.findMany({
+    orderBy: { createdAt: 'desc' },
+    take: limit,
+    include: { owner: { select: { handle: true } } },
+  });
+  return rows.map((b) => ({
+    repository: b.repository,
+    title: b.title,
+    owner: b.owner.handle,
+    price: b.price,
+    currency: b.currency,
+  }));
 }

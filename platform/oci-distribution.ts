@@ -2,7 +2,14 @@
 // pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
 // Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type Descriptor, FILEPATH_ANNOTATION, OCI_INDEX, type CheckpointStore, type ImageManifest, StoreError } from '../store/types';
+import {
+  type Descriptor,
+  FILEPATH_ANNOTATION,
+  OCI_INDEX,
+  type CheckpointStore,
+  type ImageManifest,
+  StoreError,
+} from '../store/types';
 import { isDigest } from '../store/names';
 
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
@@ -11,7 +18,16 @@ const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
 const REFERRERS_PATH = /^\/v2\/(.+)\/referrers\/([^/]+)$/;
 const RESOLVE_PATH = /^\/hub\/(.+)\/resolve\/([^/]+)\/(.+)$/;
 
-type DistributionCode = 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE' | 'UNAUTHORIZED' | 'DENIED';
+type DistributionCode =
+  | 'BLOB_UNKNOWN'
+  | 'MANIFEST_UNKNOWN'
+  | 'NAME_UNKNOWN'
+  | 'NAME_INVALID'
+  | 'DIGEST_INVALID'
+  | 'UNSUPPORTED'
+  | 'RANGE_NOT_SATISFIABLE'
+  | 'UNAUTHORIZED'
+  | 'DENIED';
 
 /** The manifests whose `subject` is `digest` (recordings), optionally of one artifact type. */
 export type Referrers = (repo: string, digest: string, artifactType?: string) => Promise<Descriptor[]>;
@@ -21,10 +37,17 @@ export type Referrers = (repo: string, digest: string, artifactType?: string) =>
  * it may. The store has already answered that `repo` holds it, so the name in the URL cannot lend
  * one repository's terms to another's bytes.
  */
-export type ReadAccess = (request: FastifyRequest, repo: string, digest: string) => Promise<{ status: 401 | 403; message: string } | undefined>;
+export type ReadAccess = (
+  request: FastifyRequest,
+  repo: string,
+  digest: string,
+) => Promise<{ status: 401 | 403; message: string } | undefined>;
 
 function distributionError(reply: FastifyReply, status: number, code: DistributionCode, message: string) {
-  return reply.code(status).header('content-type', 'application/json').send({ errors: [{ code, message }] });
+  return reply
+    .code(status)
+    .header('content-type', 'application/json')
+    .send({ errors: [{ code, message }] });
 }
 
 /** Parses a single `bytes=a-b` range; undefined for none, null for one we cannot serve. */
@@ -52,9 +75,19 @@ export type ResolveHandler = (request: FastifyRequest, reply: FastifyReply) => P
 export const isResolvePath = (path: string): boolean => RESOLVE_PATH.test(path);
 
 /** Registers /v2/ and returns the handler of the friendly download links, for the one /hub/* route. */
-export function registerOciDistribution(app: FastifyInstance, store: CheckpointStore, canRead: ReadAccess = async () => undefined, referrers: Referrers = async () => []): { resolve: ResolveHandler } {
+export function registerOciDistribution(
+  app: FastifyInstance,
+  store: CheckpointStore,
+  canRead: ReadAccess = async () => undefined,
+  referrers: Referrers = async () => [],
+): { resolve: ResolveHandler } {
   /** Answers the refusal and returns true when the caller may not read `digest` of `repo`. */
-  const refused = async (request: FastifyRequest, reply: FastifyReply, repo: string, digest: string): Promise<boolean> => {
+  const refused = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    repo: string,
+    digest: string,
+  ): Promise<boolean> => {
     const refusal = await canRead(request, repo, digest);
     if (!refusal) return false;
     if (refusal.status === 401) reply.header('www-authenticate', 'Bearer realm="computatrum"');
@@ -62,18 +95,34 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
     return true;
   };
 
-  const sendBlob = async (request: FastifyRequest, reply: FastifyReply, repo: string, digest: string, filename?: string) => {
+  const sendBlob = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    repo: string,
+    digest: string,
+    filename?: string,
+  ) => {
     if (!isDigest(digest)) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
     const size = await store.blobSize(repo, digest);
-    if (size === undefined) return distributionError(reply, 404, 'BLOB_UNKNOWN', `blob ${digest} is unknown in ${repo}`);
+    if (size === undefined)
+      return distributionError(reply, 404, 'BLOB_UNKNOWN', `blob ${digest} is unknown in ${repo}`);
     if (await refused(request, reply, repo, digest)) return reply;
     const head = request.method === 'HEAD';
     const rangeHeader = request.headers.range;
-    reply.header('accept-ranges', 'bytes').header('docker-content-digest', digest).header('etag', `"${digest}"`).header('content-type', 'application/octet-stream');
+    reply
+      .header('accept-ranges', 'bytes')
+      .header('docker-content-digest', digest)
+      .header('etag', `"${digest}"`)
+      .header('content-type', 'application/octet-stream');
     if (filename) reply.header('content-disposition', `attachment; filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
     const range = parseRange(rangeHeader, size);
     if (range === null) {
-      return distributionError(reply.header('content-range', `bytes */${size}`), 416, 'RANGE_NOT_SATISFIABLE', `range ${rangeHeader} is outside 0-${size - 1}`);
+      return distributionError(
+        reply.header('content-range', `bytes */${size}`),
+        416,
+        'RANGE_NOT_SATISFIABLE',
+        `range ${rangeHeader} is outside 0-${size - 1}`,
+      );
     }
     if (range) reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`);
     reply.header('content-length', range ? range.end - range.start + 1 : size);
@@ -96,9 +145,14 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
         if ((match = MANIFEST_PATH.exec(url))) {
           const [, repo, reference] = match as unknown as [string, string, string];
           const manifest = await store.getManifest(repo, decodeURIComponent(reference));
-          if (!manifest) return distributionError(reply, 404, 'MANIFEST_UNKNOWN', `${repo} has no manifest ${reference}`);
+          if (!manifest)
+            return distributionError(reply, 404, 'MANIFEST_UNKNOWN', `${repo} has no manifest ${reference}`);
           if (await refused(request, reply, repo, manifest.digest)) return reply;
-          reply.header('content-type', manifest.mediaType).header('docker-content-digest', manifest.digest).header('etag', `"${manifest.digest}"`).header('content-length', manifest.bytes.length);
+          reply
+            .header('content-type', manifest.mediaType)
+            .header('docker-content-digest', manifest.digest)
+            .header('etag', `"${manifest.digest}"`)
+            .header('content-length', manifest.bytes.length);
           return head ? reply.send() : reply.send(manifest.bytes);
         }
         if ((match = BLOB_PATH.exec(url))) {
@@ -108,11 +162,14 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
         if ((match = REFERRERS_PATH.exec(url))) {
           // The OCI 1.1 referrers API: an image index of the manifests that refer to this one.
           const [, repo, digest] = match as unknown as [string, string, string];
-          if (!isDigest(decodeURIComponent(digest))) return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
+          if (!isDigest(decodeURIComponent(digest)))
+            return distributionError(reply, 400, 'DIGEST_INVALID', `"${digest}" is not a sha256 digest`);
           const artifactType = (request.query as { artifactType?: string }).artifactType;
           const manifests = await referrers(repo, decodeURIComponent(digest), artifactType);
           if (artifactType) reply.header('oci-filters-applied', 'artifactType');
-          return reply.header('content-type', OCI_INDEX).send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
+          return reply
+            .header('content-type', OCI_INDEX)
+            .send(Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests })));
         }
         if ((match = TAGS_PATH.exec(url))) {
           const repo = match[1]!;
@@ -120,9 +177,15 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
           if (tags.length === 0) return distributionError(reply, 404, 'NAME_UNKNOWN', `repository ${repo} is unknown`);
           return reply.send({ name: repo, tags });
         }
-        return distributionError(reply, 404, 'UNSUPPORTED', `${url} is not part of the read-only OCI Distribution API served here`);
+        return distributionError(
+          reply,
+          404,
+          'UNSUPPORTED',
+          `${url} is not part of the read-only OCI Distribution API served here`,
+        );
       } catch (error) {
-        if (error instanceof StoreError && error.code === 'NAME_INVALID') return distributionError(reply, 400, 'NAME_INVALID', error.message);
+        if (error instanceof StoreError && error.code === 'NAME_INVALID')
+          return distributionError(reply, 400, 'NAME_INVALID', error.message);
         throw error;
       }
     },
@@ -133,11 +196,18 @@ export function registerOciDistribution(app: FastifyInstance, store: CheckpointS
   const resolve: ResolveHandler = async (request, reply) => {
     const match = RESOLVE_PATH.exec(request.url.split('?')[0]!);
     if (!match) return reply.code(404).send({ error: 'not found: use /hub/<repo>/resolve/<ref>/<file>' });
-    const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [string, string, string, string];
+    const [, repo, reference, filepath] = match.map((part) => decodeURIComponent(part)) as [
+      string,
+      string,
+      string,
+      string,
+    ];
     const manifest = await store.getManifest(repo, reference).catch(() => undefined);
     if (!manifest) return reply.code(404).send({ error: `${repo} has no checkpoint ${reference}` });
     if (await refused(request, reply, repo, manifest.digest)) return reply;
-    const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find((l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath);
+    const layer = (JSON.parse(manifest.bytes.toString('utf8')) as ImageManifest).layers.find(
+      (l) => l.annotations?.[FILEPATH_ANNOTATION] === filepath,
+    );
     if (!layer) return reply.code(404).send({ error: `${repo}:${reference} has no file ${filepath}` });
     return sendBlob(request, reply, repo, layer.digest, filepath.split('/').pop());
   };

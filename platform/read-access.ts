@@ -22,13 +22,27 @@ export async function readRefusal(db: Database, caller: Caller, repository: stri
   const breeds = await pricedBreedsGoverning(db, repository);
   if (breeds.length === 0) return undefined;
   const account = caller.account;
-  const named = (breed: string) => (breed === repository ? `${repository} is a paid breed` : `${repository} holds content of the paid breed ${breed}`);
-  if (!account) return { status: 401, message: `${named(breeds[0]!.repository)}: sign in (an API token) to download what you bought` };
+  const named = (breed: string) =>
+    breed === repository ? `${repository} is a paid breed` : `${repository} holds content of the paid breed ${breed}`;
+  if (!account)
+    return {
+      status: 401,
+      message: `${named(breeds[0]!.repository)}: sign in (an API token) to download what you bought`,
+    };
   if (account.role === 'operator') return undefined;
   for (const breed of breeds) {
     if (breed.ownerId === account.id) continue;
-    if (await db.entitlement.findUnique({ where: { id: entitlementId(account.id, breed.repository) }, select: { id: true } })) continue;
-    return { status: 403, message: `${named(breed.repository)} and ${account.handle} has not bought it: buy ${breed.repository} on the marketplace` };
+    if (
+      await db.entitlement.findUnique({
+        where: { id: entitlementId(account.id, breed.repository) },
+        select: { id: true },
+      })
+    )
+      continue;
+    return {
+      status: 403,
+      message: `${named(breed.repository)} and ${account.handle} has not bought it: buy ${breed.repository} on the marketplace`,
+    };
   }
   return undefined;
 }
@@ -51,13 +65,22 @@ export async function inheritTerms(db: Database, source: string, target: string)
   const listed = await db.breed.findUnique({ where: { repository: target }, select: { ownerId: true } });
   const foreign = breeds.filter((b) => listed && b.ownerId !== listed.ownerId);
   if (foreign.length > 0) {
-    throw new PlatformError('FORBIDDEN', `${target} is listed as a breed: content of the paid breed ${foreign.map((b) => b.repository).join(', ')} cannot go into it; choose a repository that is not listed`);
+    throw new PlatformError(
+      'FORBIDDEN',
+      `${target} is listed as a breed: content of the paid breed ${foreign.map((b) => b.repository).join(', ')} cannot go into it; choose a repository that is not listed`,
+    );
   }
-  await db.inheritedTerms.createMany({ data: breeds.map((b) => ({ repository: target, breedRepository: b.repository })), skipDuplicates: true });
+  await db.inheritedTerms.createMany({
+    data: breeds.map((b) => ({ repository: target, breedRepository: b.repository })),
+    skipDuplicates: true,
+  });
 }
 
 /** The priced breeds (other than `repository` itself) whose terms `repository` keeps. */
-export async function inheritedBreeds(db: Database, repository: string): Promise<Array<{ repository: string; ownerId: string }>> {
+export async function inheritedBreeds(
+  db: Database,
+  repository: string,
+): Promise<Array<{ repository: string; ownerId: string }>> {
   return (await pricedBreedsGoverning(db, repository)).filter((b) => b.repository !== repository);
 }
 
@@ -67,6 +90,9 @@ export async function inheritedBreeds(db: Database, repository: string): Promise
  */
 export async function isPublicAttachment(db: Database, repository: string, digest: string): Promise<boolean> {
   if (digest === EMPTY_CONFIG_DIGEST) return true;
-  const recording = await db.recording.findFirst({ where: { repository, OR: [{ manifestDigest: digest }, { blobDigest: digest }] }, select: { id: true } });
+  const recording = await db.recording.findFirst({
+    where: { repository, OR: [{ manifestDigest: digest }, { blobDigest: digest }] },
+    select: { id: true },
+  });
   return recording !== null;
 }

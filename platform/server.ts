@@ -46,7 +46,10 @@ export const BODY_LIMIT = 256 * 1024;
 export const DEFAULT_RATE_LIMIT = 600;
 
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger, bodyLimit: BODY_LIMIT });
+  const app = Fastify({
+    loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+  });
   // Security headers on every answer; the pages set a stricter Content-Security-Policy of their own.
   await app.register(helmet);
   await app.register(rateLimit, {
@@ -54,10 +57,14 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     timeWindow: 60_000,
     // Pulls of big checkpoints make few, long requests; load balancers poll health.
     // Stripe's webhook deliveries come in bursts from few addresses, and are verified by signature.
-    allowList: (request) => request.url.startsWith('/v2/') || request.url === '/healthz' || request.url === '/stripe/webhook',
+    allowList: (request) =>
+      request.url.startsWith('/v2/') || request.url === '/healthz' || request.url === '/stripe/webhook',
     // An Error, so that both Fastify's JSON errors and the GraphQL endpoint's error format carry the message.
     errorResponseBuilder: (_request, context) =>
-      Object.assign(new Error(`too many requests: at most ${context.max} per minute; try again in ${context.after}`), { statusCode: 429, code: 'RATE_LIMITED' }),
+      Object.assign(new Error(`too many requests: at most ${context.max} per minute; try again in ${context.after}`), {
+        statusCode: 429,
+        code: 'RATE_LIMITED',
+      }),
   });
 
   app.get('/healthz', async (_request, reply) => {

@@ -37,7 +37,13 @@ export function stripeClient(secretKey: string, apiBase?: string): Stripe {
   return new Stripe(secretKey, {
     maxNetworkRetries: 2,
     telemetry: false,
-    ...(base ? { host: base.hostname, port: Number(base.port || (base.protocol === 'https:' ? 443 : 80)), protocol: base.protocol === 'https:' ? 'https' : 'http' } : {}),
+    ...(base
+      ? {
+          host: base.hostname,
+          port: Number(base.port || (base.protocol === 'https:' ? 443 : 80)),
+          protocol: base.protocol === 'https:' ? 'https' : 'http',
+        }
+      : {}),
   });
 }
 
@@ -79,15 +85,33 @@ export function createCreditCheckout(
 
 async function fundingSession(
   settings: StripeSettings,
-  input: { amount: bigint; currency: string; product: string; metadata: Record<string, string>; idempotencyKey: string; returnPath: string },
+  input: {
+    amount: bigint;
+    currency: string;
+    product: string;
+    metadata: Record<string, string>;
+    idempotencyKey: string;
+    returnPath: string;
+  },
 ): Promise<{ id: string; url: string | null }> {
   if (input.amount <= 0n || input.amount > MAX_CHECKOUT_AMOUNT) {
-    throw new StripeInputError(`a Checkout payment is from ${formatMoney(1n, input.currency)} to ${formatMoney(MAX_CHECKOUT_AMOUNT, input.currency)}`);
+    throw new StripeInputError(
+      `a Checkout payment is from ${formatMoney(1n, input.currency)} to ${formatMoney(MAX_CHECKOUT_AMOUNT, input.currency)}`,
+    );
   }
   const session = await settings.client.checkout.sessions.create(
     {
       mode: 'payment',
-      line_items: [{ quantity: 1, price_data: { currency: input.currency, unit_amount: Number(input.amount), product_data: { name: input.product } } }],
+      line_items: [
+        {
+          quantity: 1,
+          price_data: {
+            currency: input.currency,
+            unit_amount: Number(input.amount),
+            product_data: { name: input.product },
+          },
+        },
+      ],
       metadata: input.metadata,
       success_url: `${settings.publicUrl}${input.returnPath}?funded={CHECKOUT_SESSION_ID}`,
       cancel_url: `${settings.publicUrl}${input.returnPath}`,
@@ -127,7 +151,12 @@ export function platformFee(amount: bigint, feePercent: number): bigint {
  * A trainer's payouts: a Stripe connected account (Express) made once and remembered, and an
  * Account Link to Stripe's onboarding pages, where the trainer gives Stripe their details.
  */
-export async function createPayoutsOnboarding(settings: StripeSettings, db: Database, account: AccountView, requestId: string): Promise<{ url: string; stripeAccountId: string }> {
+export async function createPayoutsOnboarding(
+  settings: StripeSettings,
+  db: Database,
+  account: AccountView,
+  requestId: string,
+): Promise<{ url: string; stripeAccountId: string }> {
   const row = await db.account.findUniqueOrThrow({ where: { id: account.id } });
   let stripeAccountId = row.stripeAccountId;
   if (!stripeAccountId) {
@@ -139,7 +168,12 @@ export async function createPayoutsOnboarding(settings: StripeSettings, db: Data
     await db.account.update({ where: { id: account.id }, data: { stripeAccountId } });
   }
   const link = await settings.client.accountLinks.create(
-    { account: stripeAccountId, type: 'account_onboarding', refresh_url: `${settings.publicUrl}/marketplace/payouts`, return_url: `${settings.publicUrl}/marketplace/payouts?done=1` },
+    {
+      account: stripeAccountId,
+      type: 'account_onboarding',
+      refresh_url: `${settings.publicUrl}/marketplace/payouts`,
+      return_url: `${settings.publicUrl}/marketplace/payouts?done=1`,
+    },
     { idempotencyKey: `account-link/${account.id}/${requestId}` },
   );
   return { url: link.url, stripeAccountId };
@@ -156,13 +190,28 @@ export async function createBreedCheckout(
   if (!breed) throw new StripeInputError(`${input.repository} is not listed on the marketplace`);
   if (breed.price === null) throw new StripeInputError(`${input.repository} is free: download it, no purchase needed`);
   if (breed.ownerId === buyer.id) throw new StripeInputError('this breed is yours already');
-  if (!breed.owner.stripeAccountId) throw new StripeInputError(`${breed.owner.handle} has not set up payouts yet, so ${input.repository} cannot be sold`);
+  if (!breed.owner.stripeAccountId)
+    throw new StripeInputError(
+      `${breed.owner.handle} has not set up payouts yet, so ${input.repository} cannot be sold`,
+    );
   const fee = platformFee(breed.price, settings.feePercent);
   const session = await settings.client.checkout.sessions.create(
     {
       mode: 'payment',
-      line_items: [{ quantity: 1, price_data: { currency: breed.currency, unit_amount: Number(breed.price), product_data: { name: `${breed.title} (${breed.repository})` } } }],
-      payment_intent_data: { application_fee_amount: Number(fee), transfer_data: { destination: breed.owner.stripeAccountId } },
+      line_items: [
+        {
+          quantity: 1,
+          price_data: {
+            currency: breed.currency,
+            unit_amount: Number(breed.price),
+            product_data: { name: `${breed.title} (${breed.repository})` },
+          },
+        },
+      ],
+      payment_intent_data: {
+        application_fee_amount: Number(fee),
+        transfer_data: { destination: breed.owner.stripeAccountId },
+      },
       metadata: { kind: PURCHASE_KIND, repository: breed.repository, buyer: buyer.id, fee: fee.toString() },
       success_url: `${settings.publicUrl}/hub/${breed.repository}?bought={CHECKOUT_SESSION_ID}`,
       cancel_url: `${settings.publicUrl}/hub/${breed.repository}`,
@@ -172,7 +221,11 @@ export async function createBreedCheckout(
   return { id: session.id, url: session.url, amount: breed.price, fee };
 }
 
-export function registerStripeWebhook(app: FastifyInstance, settings: StripeSettings, deps: { db: Database; client?: Client; germline: string; taskQueue?: string }): void {
+export function registerStripeWebhook(
+  app: FastifyInstance,
+  settings: StripeSettings,
+  deps: { db: Database; client?: Client; germline: string; taskQueue?: string },
+): void {
   void app.register(async (scope) => {
     // The signature covers the exact bytes Stripe sent: keep them, unparsed, on this route only.
     scope.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -180,10 +233,19 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     scope.post('/stripe/webhook', async (request, reply) => {
       let event: Stripe.Event;
       try {
-        event = settings.client.webhooks.constructEvent(request.body as Buffer, String(request.headers['stripe-signature'] ?? ''), settings.webhookSecret);
+        event = settings.client.webhooks.constructEvent(
+          request.body as Buffer,
+          String(request.headers['stripe-signature'] ?? ''),
+          settings.webhookSecret,
+        );
       } catch (error) {
         request.log.warn({ error: (error as Error).message }, 'a Stripe webhook with a bad signature was refused');
-        return reply.code(400).send({ code: 'BAD_SIGNATURE', error: 'the Stripe-Signature header does not match this body and the endpoint secret' });
+        return reply
+          .code(400)
+          .send({
+            code: 'BAD_SIGNATURE',
+            error: 'the Stripe-Signature header does not match this body and the endpoint secret',
+          });
       }
       if (await deps.db.stripeEvent.findUnique({ where: { id: event.id } })) return { received: true, duplicate: true };
 
@@ -202,7 +264,8 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
   /** What the event does; a failure to reach the germline throws, so Stripe delivers the event again later. */
   async function process(event: Stripe.Event): Promise<string> {
     // A delayed payment method (a bank debit) completes the session unpaid and succeeds later, as its own event.
-    if (event.type !== 'checkout.session.completed' && event.type !== 'checkout.session.async_payment_succeeded') return `ignored: ${event.type} is not handled`;
+    if (event.type !== 'checkout.session.completed' && event.type !== 'checkout.session.async_payment_succeeded')
+      return `ignored: ${event.type} is not handled`;
     const session = event.data.object;
     if (session.payment_status !== 'paid') return `ignored: the session is ${session.payment_status}`;
     // Answered 200 and recorded, never thrown: Stripe redelivers any non-2xx for days, and no redelivery makes this amount bookable.
@@ -210,9 +273,16 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
     if (unbookable) return refusedPayment(event, `checkout session ${session.id}`, unbookable);
     if (session.metadata?.kind === PURCHASE_KIND) return purchased(event, session);
     if (session.metadata?.kind === CREDIT_KIND) return credited(event, session);
-    if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline) return 'ignored: not a funding of this germline';
+    if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline)
+      return 'ignored: not a funding of this germline';
     const amount = String(session.amount_total ?? 0);
-    return deposit(event, germlineHandle(temporal(), deps.germline), amount, session.currency ?? '', `deposited ${formatMoney(amount, session.currency ?? '')} into germline/${deps.germline}`);
+    return deposit(
+      event,
+      germlineHandle(temporal(), deps.germline),
+      amount,
+      session.currency ?? '',
+      `deposited ${formatMoney(amount, session.currency ?? '')} into germline/${deps.germline}`,
+    );
   }
 
   function temporal(): Client {
@@ -234,21 +304,41 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
   /** A breed bought: the buyer may download it from now on, and the platform's fee funds the germline. */
   async function purchased(event: Stripe.Event, session: Stripe.Checkout.Session): Promise<string> {
     const { repository, buyer, fee } = session.metadata as { repository?: string; buyer?: string; fee?: string };
-    if (!repository || !buyer || !fee || !/^\d+$/.test(fee)) return 'ignored: a purchase without its repository, buyer and fee';
+    if (!repository || !buyer || !fee || !/^\d+$/.test(fee))
+      return 'ignored: a purchase without its repository, buyer and fee';
     const breed = await deps.db.breed.findUnique({ where: { repository } });
     if (!breed) return `ignored: ${repository} is not listed`;
     const amount = BigInt(session.amount_total ?? 0);
     await deps.db.entitlement.upsert({
       where: { id: entitlementId(buyer, repository) },
-      create: { id: entitlementId(buyer, repository), accountId: buyer, repository, checkoutSessionId: session.id, amount, fee: BigInt(fee) },
+      create: {
+        id: entitlementId(buyer, repository),
+        accountId: buyer,
+        repository,
+        checkoutSessionId: session.id,
+        amount,
+        fee: BigInt(fee),
+      },
       update: {},
     });
     const currency = session.currency ?? breed.currency;
     if (fee === '0') return `granted ${repository} to ${buyer}; no fee`;
-    return deposit(event, germlineHandle(temporal(), deps.germline), fee, currency, `granted ${repository} to ${buyer}; fee ${formatMoney(fee, currency)} deposited into germline/${deps.germline}`);
+    return deposit(
+      event,
+      germlineHandle(temporal(), deps.germline),
+      fee,
+      currency,
+      `granted ${repository} to ${buyer}; fee ${formatMoney(fee, currency)} deposited into germline/${deps.germline}`,
+    );
   }
 
-  async function deposit(event: Stripe.Event, books: WorkflowHandle, amount: string, currency: string, done: string): Promise<string> {
+  async function deposit(
+    event: Stripe.Event,
+    books: WorkflowHandle,
+    amount: string,
+    currency: string,
+    done: string,
+  ): Promise<string> {
     try {
       await updateBudget(books, depositUpdate, { amount, currency, reference: event.id });
     } catch (error) {
@@ -262,7 +352,10 @@ export function registerStripeWebhook(app: FastifyInstance, settings: StripeSett
 
   /** Paid money that cannot be booked (another currency, an amount above the maximum) needs a person: it is logged and recorded, not retried. */
   function refusedPayment(event: Stripe.Event, by: string, reason: string): string {
-    app.log.error({ event: event.id, by, reason }, 'a payment was refused: a person must look at it (refund it, or book it by hand)');
+    app.log.error(
+      { event: event.id, by, reason },
+      'a payment was refused: a person must look at it (refund it, or book it by hand)',
+    );
     return `refused by ${by}: ${reason}`;
   }
 }

@@ -24,10 +24,7 @@ const flag = z
 export const configSchema = z
   .object({
     COMPUTATRUM_DATA_DIR: z.string().min(1).default('.computatrum'),
-    COMPUTATRUM_GERMLINE: z
-      .string()
-      .regex(NAME, NAME_RULE)
-      .default('computatrum'),
+    COMPUTATRUM_GERMLINE: z.string().regex(NAME, NAME_RULE).default('computatrum'),
     COMPUTATRUM_CURRENCY: z
       .string()
       .refine(isCurrency, 'a supported ISO currency code such as usd or eur')
@@ -58,7 +55,10 @@ export const configSchema = z
 
     COMPUTATRUM_STORE: z.enum(['layout', 'registry']).default('layout'),
     COMPUTATRUM_STORE_PATH: optionalText,
-    COMPUTATRUM_REGISTRY_URL: optionalText.refine((v) => v === undefined || /^https?:\/\//.test(v), 'an http:// or https:// registry URL'),
+    COMPUTATRUM_REGISTRY_URL: optionalText.refine(
+      (v) => v === undefined || /^https?:\/\//.test(v),
+      'an http:// or https:// registry URL',
+    ),
     COMPUTATRUM_REGISTRY_USERNAME: optionalText,
     COMPUTATRUM_REGISTRY_PASSWORD: optionalText,
     /** A mounted secret holding the password (Kubernetes), read at start. */
@@ -70,7 +70,10 @@ export const configSchema = z
     COMPUTATRUM_AGENT_TOKEN: optionalText,
 
     /** Price of one GPU-hour in the germline's currency, e.g. 2.40; runs are charged per GPU-second. */
-    COMPUTATRUM_GPU_RATE: z.string().regex(/^\d+(\.\d+)?$/, 'an amount like 2.40 (per GPU-hour)').default('2.00'),
+    COMPUTATRUM_GPU_RATE: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'an amount like 2.40 (per GPU-hour)')
+      .default('2.00'),
     COMPUTATRUM_RUNNER: z.enum(['local', 'kubernetes']).default('local'),
     /** The local runner's trainer when a run names none: a JSON array of argv; the bundled tiny trainer when unset. */
     COMPUTATRUM_TRAINER_COMMAND: optionalText.refine(
@@ -80,7 +83,11 @@ export const configSchema = z
     COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
     /** The most GPUs a trainer's run through the platform may ask for. */
     COMPUTATRUM_TRAINER_MAX_GPUS: z.coerce.number().int().min(1).max(1024).default(8),
-    COMPUTATRUM_TRAINING_MAX_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
+    COMPUTATRUM_TRAINING_MAX_HOURS: z.coerce
+      .number()
+      .positive()
+      .max(24 * 30)
+      .default(24),
     /** Enables the kubernetes runner: Jobs are created in this namespace. */
     COMPUTATRUM_KUBE_NAMESPACE: optionalText,
     /** A kubeconfig file; unset: the in-cluster service account. */
@@ -96,25 +103,43 @@ export const configSchema = z
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
     /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
-    PLATFORM_PUBLIC_URL: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'an http:// or https:// URL'),
+    PLATFORM_PUBLIC_URL: optionalText.refine(
+      (v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v),
+      'an http:// or https:// URL',
+    ),
 
     /** Stripe: payments are on when a secret key is set. */
-    STRIPE_SECRET_KEY: optionalText.refine((v) => v === undefined || /^(sk|rk)_(test|live)_/.test(v), 'a Stripe secret key (sk_test_…, sk_live_… or a restricted rk_…)'),
+    STRIPE_SECRET_KEY: optionalText.refine(
+      (v) => v === undefined || /^(sk|rk)_(test|live)_/.test(v),
+      'a Stripe secret key (sk_test_…, sk_live_… or a restricted rk_…)',
+    ),
     STRIPE_WEBHOOK_SECRET: optionalText,
     /** The platform's share of each breed sale, in whole percent; it is deposited in the germline. */
     PLATFORM_FEE_PERCENT: z.coerce.number().int().min(0).max(50).default(10),
     /** Another Stripe API address, e.g. stripe-mock's http://127.0.0.1:12111 for trying payments locally. */
-    STRIPE_API_BASE: optionalText.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'an http:// or https:// URL'),
+    STRIPE_API_BASE: optionalText.refine(
+      (v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v),
+      'an http:// or https:// URL',
+    ),
 
     LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
     LOG_PRETTY: flag.optional(),
   })
   .superRefine((c, ctx) => {
     if (c.STRIPE_SECRET_KEY && !c.STRIPE_WEBHOOK_SECRET) {
-      ctx.addIssue({ code: 'custom', path: ['STRIPE_WEBHOOK_SECRET'], message: "required with STRIPE_SECRET_KEY: the webhook endpoint's signing secret (whsec_…), so paid sessions can be verified" });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['STRIPE_WEBHOOK_SECRET'],
+        message:
+          "required with STRIPE_SECRET_KEY: the webhook endpoint's signing secret (whsec_…), so paid sessions can be verified",
+      });
     }
     if (c.COMPUTATRUM_STORE === 'registry' && !c.COMPUTATRUM_REGISTRY_URL) {
-      ctx.addIssue({ code: 'custom', path: ['COMPUTATRUM_REGISTRY_URL'], message: 'required when COMPUTATRUM_STORE=registry' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['COMPUTATRUM_REGISTRY_URL'],
+        message: 'required when COMPUTATRUM_STORE=registry',
+      });
     }
     if (Boolean(c.TEMPORAL_TLS_CERT_PATH) !== Boolean(c.TEMPORAL_TLS_KEY_PATH)) {
       ctx.addIssue({
@@ -193,7 +218,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const key = issue.path.join('.') || '(config)';
-      const given = key in env ? ` (got ${JSON.stringify(env[key])})` : key in fromFile ? ` (got ${JSON.stringify(fromFile[key])})` : '';
+      const given =
+        key in env
+          ? ` (got ${JSON.stringify(env[key])})`
+          : key in fromFile
+            ? ` (got ${JSON.stringify(fromFile[key])})`
+            : '';
       return `  ${key}: ${issue.message}${given}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
@@ -234,11 +264,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             password: c.COMPUTATRUM_REGISTRY_PASSWORD,
             passwordFile: c.COMPUTATRUM_REGISTRY_PASSWORD_FILE,
           }
-        : { kind: 'layout', path: path.resolve(c.COMPUTATRUM_STORE_PATH ?? path.join(c.COMPUTATRUM_DATA_DIR, 'store')) },
+        : {
+            kind: 'layout',
+            path: path.resolve(c.COMPUTATRUM_STORE_PATH ?? path.join(c.COMPUTATRUM_DATA_DIR, 'store')),
+          },
     training: {
       ratePerGpuHour: gpuRate(c.COMPUTATRUM_GPU_RATE, c.COMPUTATRUM_CURRENCY),
       defaultRunner: c.COMPUTATRUM_RUNNER,
-      ...(c.COMPUTATRUM_TRAINER_COMMAND ? { trainerCommand: JSON.parse(c.COMPUTATRUM_TRAINER_COMMAND) as string[] } : {}),
+      ...(c.COMPUTATRUM_TRAINER_COMMAND
+        ? { trainerCommand: JSON.parse(c.COMPUTATRUM_TRAINER_COMMAND) as string[] }
+        : {}),
       maxPreemptions: c.COMPUTATRUM_MAX_PREEMPTIONS,
       trainerMaxGpus: c.COMPUTATRUM_TRAINER_MAX_GPUS,
       maxDurationSeconds: Math.round(c.COMPUTATRUM_TRAINING_MAX_HOURS * 3600),
@@ -249,7 +284,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
               ...(c.COMPUTATRUM_KUBECONFIG ? { kubeconfig: path.resolve(c.COMPUTATRUM_KUBECONFIG) } : {}),
               ...(c.COMPUTATRUM_KUEUE_QUEUE ? { queueName: c.COMPUTATRUM_KUEUE_QUEUE } : {}),
               ...(c.COMPUTATRUM_TRAINING_IMAGE ? { image: c.COMPUTATRUM_TRAINING_IMAGE } : {}),
-              ...(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) } : {}),
+              ...(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE
+                ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) }
+                : {}),
               ...(c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM ? { checkpointClaim: c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM } : {}),
               ...(c.COMPUTATRUM_KUBE_REGISTRY_SECRET ? { registrySecret: c.COMPUTATRUM_KUBE_REGISTRY_SECRET } : {}),
             },
@@ -258,9 +295,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
     ...(c.COMPUTATRUM_TOKEN ? { apiToken: c.COMPUTATRUM_TOKEN } : {}),
-    platform: { host: c.PLATFORM_HOST, port: c.PLATFORM_PORT, publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, '') },
+    platform: {
+      host: c.PLATFORM_HOST,
+      port: c.PLATFORM_PORT,
+      publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, ''),
+    },
     ...(c.STRIPE_SECRET_KEY
-      ? { stripe: { secretKey: c.STRIPE_SECRET_KEY, webhookSecret: c.STRIPE_WEBHOOK_SECRET!, feePercent: c.PLATFORM_FEE_PERCENT, ...(c.STRIPE_API_BASE ? { apiBase: c.STRIPE_API_BASE } : {}) } }
+      ? {
+          stripe: {
+            secretKey: c.STRIPE_SECRET_KEY,
+            webhookSecret: c.STRIPE_WEBHOOK_SECRET!,
+            feePercent: c.PLATFORM_FEE_PERCENT,
+            ...(c.STRIPE_API_BASE ? { apiBase: c.STRIPE_API_BASE } : {}),
+          },
+        }
       : {}),
     log: { level: c.LOG_LEVEL, pretty: c.LOG_PRETTY ?? Boolean(process.stdout.isTTY) },
   };
@@ -299,7 +347,9 @@ function gpuRate(text: string, currency: string): bigint {
   try {
     return parseAmount(text, currency);
   } catch (error) {
-    throw new ConfigError(`invalid configuration:\n  COMPUTATRUM_GPU_RATE: ${(error as Error).message} (the price of one GPU-hour)`);
+    throw new ConfigError(
+      `invalid configuration:\n  COMPUTATRUM_GPU_RATE: ${(error as Error).message} (the price of one GPU-hour)`,
+    );
   }
 }
 

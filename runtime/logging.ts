@@ -7,13 +7,33 @@ import type { Config } from './config';
 export type { Logger };
 
 /** Keys whose values never reach a log line. */
-const REDACTED = ['apiKey', '*.apiKey', 'password', '*.password', 'token', '*.token', 'agentToken', '*.agentToken', 'apiToken', '*.apiToken', 'secretKey', '*.secretKey', 'webhookSecret', '*.webhookSecret', 'databaseUrl', '*.databaseUrl'];
+const REDACTED = [
+  'apiKey',
+  '*.apiKey',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'agentToken',
+  '*.agentToken',
+  'apiToken',
+  '*.apiToken',
+  'secretKey',
+  '*.secretKey',
+  'webhookSecret',
+  '*.webhookSecret',
+  'databaseUrl',
+  '*.databaseUrl',
+];
 
 export function createLogger(options: Config['log'], destination?: pino.DestinationStream): Logger {
   const base = { level: options.level, redact: { paths: REDACTED, censor: '[redacted]' } };
   if (destination) return pino(base, destination);
   if (options.pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss' } } });
+    return pino({
+      ...base,
+      transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss' } },
+    });
   }
   return pino(base);
 }

@@ -113,7 +113,9 @@ function goInstall(
     child.stderr.on('data', onData);
     const ticker = setInterval(() => {
       const seconds = Math.round((Date.now() - started) / 1000);
-      log(`  ... still building ${module}: ${seconds} s, ${downloads} modules downloaded (compiling once they are all in)`);
+      log(
+        `  ... still building ${module}: ${seconds} s, ${downloads} modules downloaded (compiling once they are all in)`,
+      );
     }, 15_000);
     child.on('close', (code) => {
       clearInterval(ticker);

@@ -131,7 +131,9 @@ if (require.main === module) {
   build().catch((error) => {
     // An install without devDependencies has no swc: the CLI then runs from source through tsx.
     if (error && error.code === 'MODULE_NOT_FOUND' && /@swc\/core/.test(error.message)) {
-      console.error('computatrum: @swc/core is not installed, so dist/ is not built; the CLI runs from source through tsx');
+      console.error(
+        'computatrum: @swc/core is not installed, so dist/ is not built; the CLI runs from source through tsx',
+      );
       return;
     }
     console.error(`computatrum: the build failed: ${error && error.message}`);

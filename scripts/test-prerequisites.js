@@ -18,7 +18,11 @@ const { loadConfig } = require('../runtime/config.ts');
 /** The Debian programs the tests use, where the tests look for them, and who needs them. */
 const DEBIAN_PACKAGES = [
   // test/helpers/registry.ts starts /usr/bin/docker-registry (CNCF Distribution) as a real OCI registry.
-  { name: 'docker-registry', file: '/usr/bin/docker-registry', usedBy: 'the registry store tests (test/helpers/registry.ts)' },
+  {
+    name: 'docker-registry',
+    file: '/usr/bin/docker-registry',
+    usedBy: 'the registry store tests (test/helpers/registry.ts)',
+  },
   // test/integration/platform-downloads.test.ts copies a checkpoint with skopeo, a standard OCI client.
   { name: 'skopeo', command: 'skopeo', usedBy: 'the OCI client test (test/integration/platform-downloads.test.ts)' },
   // test/browser drives /usr/bin/chromium through playwright-core.

@@ -13,7 +13,8 @@ export interface ByteSource {
 export function bufferSource(bytes: Buffer, size = bytes.length): ByteSource {
   return {
     size,
-    read: async (offset, length) => bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + length, bytes.length)),
+    read: async (offset, length) =>
+      bytes.subarray(Math.min(offset, bytes.length), Math.min(offset + length, bytes.length)),
   };
 }
 

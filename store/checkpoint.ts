@@ -63,9 +63,14 @@ export interface Published {
 /** The files of a checkpoint folder, as relative POSIX paths, refusing links that leave it, dangle or loop. */
 export async function checkpointFiles(dir: string): Promise<string[]> {
   const root = await realpath(dir).catch((error: NodeJS.ErrnoException) => {
-    throw new CheckpointError(error.code === 'ELOOP' ? `checkpoint folder ${dir} is a symbolic link loop: give the folder itself` : `checkpoint folder ${dir} does not exist`);
+    throw new CheckpointError(
+      error.code === 'ELOOP'
+        ? `checkpoint folder ${dir} is a symbolic link loop: give the folder itself`
+        : `checkpoint folder ${dir} does not exist`,
+    );
   });
-  if (!(await lstat(root)).isDirectory()) throw new CheckpointError(`${dir} is not a folder: push the folder that holds the checkpoint's files`);
+  if (!(await lstat(root)).isDirectory())
+    throw new CheckpointError(`${dir} is not a folder: push the folder that holds the checkpoint's files`);
   const files: string[] = [];
   async function walk(relative: string): Promise<void> {
     for (const entry of await readdir(path.join(root, relative), { withFileTypes: true })) {
@@ -86,10 +91,15 @@ export async function checkpointFiles(dir: string): Promise<string[]> {
 async function linkTarget(root: string, child: string): Promise<string> {
   const link = path.join(root, child);
   const target = await realpath(link).catch(async (error: NodeJS.ErrnoException) => {
-    if (error.code === 'ELOOP') throw new CheckpointError(`${child} is a symbolic link loop (${link}): replace it with the file it should point to, or remove it, and push again`);
+    if (error.code === 'ELOOP')
+      throw new CheckpointError(
+        `${child} is a symbolic link loop (${link}): replace it with the file it should point to, or remove it, and push again`,
+      );
     if (error.code === 'ENOENT') {
       const points = await readlink(link).catch(() => '?');
-      throw new CheckpointError(`${child} links to ${points}, which does not exist: copy the file in, or remove the link, and push again`);
+      throw new CheckpointError(
+        `${child} links to ${points}, which does not exist: copy the file in, or remove the link, and push again`,
+      );
     }
     throw error;
   });
@@ -138,7 +148,12 @@ function sha256(bytes: Buffer): string {
 }
 
 /** Publishes the files of `dir` as one checkpoint manifest in `repo`. */
-export async function publishCheckpoint(store: CheckpointStore, repo: string, dir: string, options: PublishOptions = {}): Promise<Published> {
+export async function publishCheckpoint(
+  store: CheckpointStore,
+  repo: string,
+  dir: string,
+  options: PublishOptions = {},
+): Promise<Published> {
   assertRepository(repo);
   if (options.tag !== undefined) assertTag(options.tag);
   const root = await realpath(dir).catch(() => dir);
@@ -196,7 +211,12 @@ export async function publishCheckpoint(store: CheckpointStore, repo: string, di
 }
 
 /** Refuses to move an immutable (gpc-*) tag; the same digest again is fine. */
-export async function assertTagMayPoint(store: CheckpointStore, repo: string, tag: string, digest: string): Promise<void> {
+export async function assertTagMayPoint(
+  store: CheckpointStore,
+  repo: string,
+  tag: string,
+  digest: string,
+): Promise<void> {
   if (!IMMUTABLE_TAG.test(tag)) return;
   const current = await store.getManifest(repo, tag);
   if (current && current.digest !== digest) {
@@ -208,7 +228,12 @@ export async function assertTagMayPoint(store: CheckpointStore, repo: string, ta
 }
 
 /** Points `tag` of `repo` at the manifest `reference` already in `repo`. */
-export async function tagCheckpoint(store: CheckpointStore, repo: string, reference: string, tag: string): Promise<string> {
+export async function tagCheckpoint(
+  store: CheckpointStore,
+  repo: string,
+  reference: string,
+  tag: string,
+): Promise<string> {
   assertTag(tag);
   const manifest = await requireManifest(store, repo, reference);
   await assertTagMayPoint(store, repo, tag, manifest.digest);
@@ -223,7 +248,8 @@ export async function forkCheckpoint(
 ): Promise<string> {
   assertRepository(to.repo);
   assertTag(to.branch);
-  if (IMMUTABLE_TAG.test(to.branch)) throw new StoreError('TAG_IMMUTABLE', `a fork is a branch; ${to.branch} is a daily tag name: choose another`);
+  if (IMMUTABLE_TAG.test(to.branch))
+    throw new StoreError('TAG_IMMUTABLE', `a fork is a branch; ${to.branch} is a daily tag name: choose another`);
   const source = await requireManifest(store, from.repo, from.reference);
   const manifest = JSON.parse(source.bytes.toString('utf8')) as ImageManifest;
   for (const blob of [manifest.config, ...manifest.layers]) await store.mountBlob(to.repo, from.repo, blob.digest);

@@ -91,16 +91,25 @@ export async function checkLayout(store: LayoutStore, options: { verify?: boolea
   const referenced = await store.referencedDigests();
   const names = (await readdir(folder)).filter((name) => BLOB_NAME.test(name));
   const stored = new Set(names.map((name) => `sha256:${name}`));
-  const report: LayoutReport = { blobs: 0, bytes: 0, unreferenced: [], missing: [], damaged: [], leftovers: await findLeftovers(store.location) };
+  const report: LayoutReport = {
+    blobs: 0,
+    bytes: 0,
+    unreferenced: [],
+    missing: [],
+    damaged: [],
+    leftovers: await findLeftovers(store.location),
+  };
   for (const name of names) {
     const digest = `sha256:${name}`;
     const info = await stat(path.join(folder, name));
     report.blobs += 1;
     report.bytes += info.size;
-    if (!referenced.has(digest)) report.unreferenced.push({ digest, bytes: info.size, ageMs: Date.now() - info.mtimeMs });
+    if (!referenced.has(digest))
+      report.unreferenced.push({ digest, bytes: info.size, ageMs: Date.now() - info.mtimeMs });
     if (options.verify && (await sha256Of(path.join(folder, name))) !== name) report.damaged.push(digest);
   }
-  for (const [digest, repositories] of referenced) if (!stored.has(digest)) report.missing.push({ digest, repositories });
+  for (const [digest, repositories] of referenced)
+    if (!stored.has(digest)) report.missing.push({ digest, repositories });
   return report;
 }
 
@@ -122,13 +131,18 @@ export interface CollectedGarbage {
  * at work, every unreferenced blob is kept: a push stores its files before the manifest that
  * references them.
  */
-export async function collectGarbage(store: LayoutStore, options: { graceMs: number; dryRun?: boolean }): Promise<CollectedGarbage> {
+export async function collectGarbage(
+  store: LayoutStore,
+  options: { graceMs: number; dryRun?: boolean },
+): Promise<CollectedGarbage> {
   const report = await checkLayout(store);
   const writing = report.leftovers.some((l) => l.writing);
   const blobs = path.join(store.location, 'blobs', 'sha256');
   const doomed = [
     ...report.leftovers.filter((l) => !l.writing).map((l) => ({ file: l.file, bytes: l.bytes })),
-    ...report.unreferenced.filter((b) => !writing && b.ageMs >= options.graceMs).map((b) => ({ file: path.join(blobs, b.digest.slice('sha256:'.length)), bytes: b.bytes })),
+    ...report.unreferenced
+      .filter((b) => !writing && b.ageMs >= options.graceMs)
+      .map((b) => ({ file: path.join(blobs, b.digest.slice('sha256:'.length)), bytes: b.bytes })),
   ];
   // Checked again, and removed, under the index lock: a manifest written meanwhile keeps its blobs,
   // and one written after finds its blobs gone and is refused (publish again), never left dangling.
@@ -139,5 +153,9 @@ export async function collectGarbage(store: LayoutStore, options: { graceMs: num
     return unreferenced;
   });
   const removedBlobs = removed.filter((item) => BLOB_NAME.test(path.basename(item.file))).length;
-  return { removed, kept: report.unreferenced.length - removedBlobs, bytes: removed.reduce((sum, d) => sum + d.bytes, 0) };
+  return {
+    removed,
+    kept: report.unreferenced.length - removedBlobs,
+    bytes: removed.reduce((sum, d) => sum + d.bytes, 0),
+  };
 }

@@ -81,8 +81,10 @@ export class LayoutStore implements CheckpointStore {
     const { byRepository } = await this.contentIndex();
     const holders = new Map<string, string[]>();
     const { unattributed } = await this.contentIndex();
-    for (const [repo, digests] of byRepository) for (const digest of digests) holders.set(digest, [...(holders.get(digest) ?? []), repo]);
-    for (const digest of unattributed) holders.set(digest, [...(holders.get(digest) ?? []), '(an index entry of no repository)']);
+    for (const [repo, digests] of byRepository)
+      for (const digest of digests) holders.set(digest, [...(holders.get(digest) ?? []), repo]);
+    for (const digest of unattributed)
+      holders.set(digest, [...(holders.get(digest) ?? []), '(an index entry of no repository)']);
     return holders;
   }
 
@@ -98,7 +100,10 @@ export class LayoutStore implements CheckpointStore {
    */
   private async touchStored(digest: string): Promise<boolean> {
     const now = new Date();
-    return utimes(this.blobPath(digest), now, now).then(() => true, () => false);
+    return utimes(this.blobPath(digest), now, now).then(
+      () => true,
+      () => false,
+    );
   }
 
   /** The size of a stored blob, whichever repositories hold it; undefined when it is not stored. */
@@ -169,7 +174,8 @@ export class LayoutStore implements CheckpointStore {
     // the blob once a manifest of its own references it. Only a blob `fromRepo` holds may be mounted.
     assertRepository(repo);
     assertRepository(fromRepo);
-    if (!(await this.hasBlob(fromRepo, digest))) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${fromRepo}`);
+    if (!(await this.hasBlob(fromRepo, digest)))
+      throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${fromRepo}`);
   }
 
   async openBlob(repo: string, digest: string, range?: ByteRange) {
@@ -190,12 +196,16 @@ export class LayoutStore implements CheckpointStore {
       const { blobs, manifests } = await this.referencesOf(digest);
       for (const referenced of [...blobs, ...manifests]) {
         if ((await this.storedSize(referenced)) === undefined) {
-          throw new StoreError('BLOB_UNKNOWN', `${referenced}, which the manifest ${digest} references, is not in ${this.location} (removed by \`computatrum store gc\` while it was published?): publish again`);
+          throw new StoreError(
+            'BLOB_UNKNOWN',
+            `${referenced}, which the manifest ${digest} references, is not in ${this.location} (removed by \`computatrum store gc\` while it was published?): publish again`,
+          );
         }
       }
       const entry: IndexEntry = { mediaType, digest, size: manifest.length, annotations: { [REPOSITORY]: repo } };
       if (tag === undefined) {
-        if (!index.manifests.some((m) => m.digest === digest && m.annotations[REPOSITORY] === repo)) index.manifests.push(entry);
+        if (!index.manifests.some((m) => m.digest === digest && m.annotations[REPOSITORY] === repo))
+          index.manifests.push(entry);
         return;
       }
       const name = `${repo}:${tag}`;
@@ -228,7 +238,9 @@ export class LayoutStore implements CheckpointStore {
   /** Every repository that has a tag or manifest in the layout. */
   async listRepositories(): Promise<string[]> {
     const index = await this.readIndex();
-    return [...new Set(index.manifests.map((m) => m.annotations[REPOSITORY]).filter((r): r is string => Boolean(r)))].sort();
+    return [
+      ...new Set(index.manifests.map((m) => m.annotations[REPOSITORY]).filter((r): r is string => Boolean(r))),
+    ].sort();
   }
 
   /**
@@ -238,7 +250,10 @@ export class LayoutStore implements CheckpointStore {
    */
   private async contentIndex(): Promise<ContentIndex> {
     const indexFile = path.join(this.location, 'index.json');
-    const stamp = await stat(indexFile).then((s) => `${s.mtimeMs}:${s.size}:${s.ino}`, () => 'none');
+    const stamp = await stat(indexFile).then(
+      (s) => `${s.mtimeMs}:${s.size}:${s.ino}`,
+      () => 'none',
+    );
     const current = await this.content;
     if (current?.stamp === stamp) return current;
     this.content = (async () => {
@@ -270,10 +285,20 @@ export class LayoutStore implements CheckpointStore {
   private async referencesOf(manifestDigest: string): Promise<{ blobs: string[]; manifests: string[] }> {
     const known = this.manifestRefs.get(manifestDigest);
     if (known) return known;
-    const digests = (list: unknown[]) => list.map((d) => (d as { digest?: unknown } | undefined)?.digest).filter((d): d is string => typeof d === 'string' && isDigest(d));
+    const digests = (list: unknown[]) =>
+      list
+        .map((d) => (d as { digest?: unknown } | undefined)?.digest)
+        .filter((d): d is string => typeof d === 'string' && isDigest(d));
     try {
-      const parsed = JSON.parse(await readFile(this.blobPath(manifestDigest), 'utf8')) as { config?: unknown; layers?: unknown[]; manifests?: unknown[] };
-      const refs = { blobs: digests([parsed.config, ...(parsed.layers ?? [])]), manifests: digests(parsed.manifests ?? []) };
+      const parsed = JSON.parse(await readFile(this.blobPath(manifestDigest), 'utf8')) as {
+        config?: unknown;
+        layers?: unknown[];
+        manifests?: unknown[];
+      };
+      const refs = {
+        blobs: digests([parsed.config, ...(parsed.layers ?? [])]),
+        manifests: digests(parsed.manifests ?? []),
+      };
       this.manifestRefs.set(manifestDigest, refs);
       return refs;
     } catch {
@@ -287,7 +312,10 @@ export class LayoutStore implements CheckpointStore {
       return JSON.parse(await readFile(path.join(this.location, 'index.json'), 'utf8')) as LayoutIndex;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new StoreError('NAME_UNKNOWN', `${this.location} is not a checkpoint store (no index.json): run computatrum up once`);
+        throw new StoreError(
+          'NAME_UNKNOWN',
+          `${this.location} is not a checkpoint store (no index.json): run computatrum up once`,
+        );
       }
       throw error;
     }
@@ -337,9 +365,13 @@ async function lockFile(file: string): Promise<() => Promise<void>> {
       return () => rm(file, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      const age = await stat(file).then((s) => Date.now() - s.mtimeMs, () => 0);
+      const age = await stat(file).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
       if (age > 30_000) await rm(file, { force: true });
-      else if (Date.now() > deadline) throw new Error(`${file} is held by another process; remove it if no computatrum is running`);
+      else if (Date.now() > deadline)
+        throw new Error(`${file} is held by another process; remove it if no computatrum is running`);
       else await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }

@@ -106,9 +106,11 @@ export interface NpyHeader {
 /** The header's bytes and their encoding for each format version. */
 async function headerText(source: ByteSource): Promise<string> {
   const prefix = await source.read(0, 12);
-  if (prefix.length < 10 || !prefix.subarray(0, 6).equals(NPY_MAGIC)) throw new NpyFault('it does not start with \\x93NUMPY');
+  if (prefix.length < 10 || !prefix.subarray(0, 6).equals(NPY_MAGIC))
+    throw new NpyFault('it does not start with \\x93NUMPY');
   const major = prefix[6]!;
-  if (major < 1 || major > 3) throw new NpyFault(`format version ${major}.${prefix[7]} is not one NumPy writes (1.0, 2.0, 3.0)`);
+  if (major < 1 || major > 3)
+    throw new NpyFault(`format version ${major}.${prefix[7]} is not one NumPy writes (1.0, 2.0, 3.0)`);
   // Version 1 has a 2-byte header length, later versions 4 bytes.
   const width = major === 1 ? 2 : 4;
   if (prefix.length < 8 + width) throw new NpyFault('it ends inside its header length');
@@ -125,15 +127,19 @@ export async function readNpyHeader(source: ByteSource): Promise<NpyHeader> {
   if (!(header instanceof Map)) throw new NpyFault('its header is not a dict');
   const descr = header.get('descr');
   const shape = header.get('shape');
-  if (typeof descr !== 'string' && !Array.isArray(descr)) throw new NpyFault("its header's descr is neither a type string nor a list of fields");
-  if (typeof header.get('fortran_order') !== 'boolean') throw new NpyFault("its header's fortran_order is not True or False");
-  if (!Array.isArray(shape) || !shape.every((n) => typeof n === 'number' && n >= 0)) throw new NpyFault("its header's shape is not a tuple of sizes");
+  if (typeof descr !== 'string' && !Array.isArray(descr))
+    throw new NpyFault("its header's descr is neither a type string nor a list of fields");
+  if (typeof header.get('fortran_order') !== 'boolean')
+    throw new NpyFault("its header's fortran_order is not True or False");
+  if (!Array.isArray(shape) || !shape.every((n) => typeof n === 'number' && n >= 0))
+    throw new NpyFault("its header's shape is not a tuple of sizes");
   return { descr, shape: shape as number[] };
 }
 
 /** Where a dtype holds Python objects: "dtype |O", "field b has dtype |O", or undefined. */
 export function objectDtype(descr: PyValue, field = ''): string | undefined {
-  if (typeof descr === 'string') return OBJECT_TYPE.test(descr) ? (field ? `field ${field} has dtype ${descr}` : `dtype ${descr}`) : undefined;
+  if (typeof descr === 'string')
+    return OBJECT_TYPE.test(descr) ? (field ? `field ${field} has dtype ${descr}` : `dtype ${descr}`) : undefined;
   if (!Array.isArray(descr)) return undefined;
   // A structured dtype: (name, type) or (name, type, shape) per field; a name may be a (title, name) pair.
   for (const entry of descr) {

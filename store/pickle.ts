@@ -139,10 +139,16 @@ const OPCODES = new Map<number, Opcode>(
       ['P', 'PERSID', 0, 'ascii', PUSH],
       ['Q', 'BINPERSID', 1, 'none', [1, 1]],
     ] as const
-  ).map(([code, name, proto, arg, effect, extra]: readonly [string, string, number, Argument, Effect, Partial<Opcode>?]) => [
-    code.charCodeAt(0),
-    { name, proto, arg, effect, ...extra },
-  ]),
+  ).map(
+    ([code, name, proto, arg, effect, extra]: readonly [
+      string,
+      string,
+      number,
+      Argument,
+      Effect,
+      Partial<Opcode>?,
+    ]) => [code.charCodeAt(0), { name, proto, arg, effect, ...extra }],
+  ),
 );
 
 interface PickleWalk {
@@ -248,7 +254,8 @@ function addToLine(line: Line, chunk: Buffer): void {
   if (line.length === 0) line.first = chunk[0]!;
   line.last = chunk[chunk.length - 1]!;
   line.length += chunk.length;
-  if (line.start.length < SHORT_LINE) line.start = Buffer.concat([line.start, chunk.subarray(0, SHORT_LINE - line.start.length)]);
+  if (line.start.length < SHORT_LINE)
+    line.start = Buffer.concat([line.start, chunk.subarray(0, SHORT_LINE - line.start.length)]);
   for (let i = 0; i < chunk.length && line.printable; i++) line.printable = chunk[i]! >= 0x20 && chunk[i]! <= 0x7e;
 }
 
@@ -265,7 +272,13 @@ const FLOAT_TEXT = /^[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|infinity|n
 /** A module or a (qualified) class name, as GLOBAL and INST carry them. */
 const PYTHON_NAME = /^[\p{L}_][\p{L}\p{N}_.]*$/u;
 const QUOTES = new Set([0x22, 0x27]);
-const SHORT_FORMS: Partial<Record<Argument, RegExp>> = { int: SIGNED_DECIMAL, index: UNSIGNED_DECIMAL, long: LONG_DECIMAL, float: FLOAT_TEXT, names: PYTHON_NAME };
+const SHORT_FORMS: Partial<Record<Argument, RegExp>> = {
+  int: SIGNED_DECIMAL,
+  index: UNSIGNED_DECIMAL,
+  long: LONG_DECIMAL,
+  float: FLOAT_TEXT,
+  names: PYTHON_NAME,
+};
 
 function lineMatches(line: Line, kind: Argument): boolean {
   const form = SHORT_FORMS[kind];
@@ -290,7 +303,19 @@ async function textArgument(cursor: Cursor, kind: Argument): Promise<ArgumentVal
 }
 
 /** Bytes of the binary arguments (a length-prefixed one: of its length). */
-const WIDTHS: Partial<Record<Argument, number>> = { none: 0, u1: 1, u2: 2, u4: 4, i4: 4, u8: 8, f8: 8, len1: 1, len4: 4, slen4: 4, len8: 8 };
+const WIDTHS: Partial<Record<Argument, number>> = {
+  none: 0,
+  u1: 1,
+  u2: 2,
+  u4: 4,
+  i4: 4,
+  u8: 8,
+  f8: 8,
+  len1: 1,
+  len4: 4,
+  slen4: 4,
+  len8: 8,
+};
 
 /** Reads an opcode's argument: a number where the walk needs it (memo index, protocol), else undefined. */
 async function readArgument(cursor: Cursor, kind: Argument): Promise<ArgumentValue> {
@@ -309,7 +334,14 @@ async function readArgument(cursor: Cursor, kind: Argument): Promise<ArgumentVal
     case 'len4':
     case 'slen4':
     case 'len8': {
-      const length = kind === 'len1' ? bytes.readUInt8(0) : kind === 'len4' ? bytes.readUInt32LE(0) : kind === 'slen4' ? bytes.readInt32LE(0) : Number(bytes.readBigUInt64LE(0));
+      const length =
+        kind === 'len1'
+          ? bytes.readUInt8(0)
+          : kind === 'len4'
+            ? bytes.readUInt32LE(0)
+            : kind === 'slen4'
+              ? bytes.readInt32LE(0)
+              : Number(bytes.readBigUInt64LE(0));
       if (length < 0) return INVALID;
       return cursor.skip(length) ? undefined : END;
     }
@@ -369,7 +401,8 @@ class Machine {
         return true;
       case 'pop':
         if (this.top > 0) this.top -= 1;
-        else if (this.frames.length > 1) this.frames.pop(); // POP of an empty frame drops its mark
+        else if (this.frames.length > 1)
+          this.frames.pop(); // POP of an empty frame drops its mark
         else return false;
         return true;
       case 'stop':
@@ -392,7 +425,11 @@ class Machine {
 
   /** Enough seen to call it a pickle without reading further. */
   get decided(): boolean {
-    return this.runsCode || (this.declared && this.opcodes >= 3) || (this.opcodes >= SURELY_PICKLE_OPCODES && this.structure >= STRUCTURE_OPCODES);
+    return (
+      this.runsCode ||
+      (this.declared && this.opcodes >= 3) ||
+      (this.opcodes >= SURELY_PICKLE_OPCODES && this.structure >= STRUCTURE_OPCODES)
+    );
   }
 
   /** Only at STOP: one item left, no mark open. */
@@ -413,7 +450,8 @@ const takesItems = (effect: Effect): boolean => (Array.isArray(effect) ? effect[
 async function walkPickle(source: ByteSource, head: Buffer, start: number): Promise<PickleWalk> {
   const cursor = new Cursor(source, head, start);
   const machine = new Machine();
-  const result = (outcome: PickleWalk['outcome'], longString = false) => machine.result(outcome, cursor.pos, longString);
+  const result = (outcome: PickleWalk['outcome'], longString = false) =>
+    machine.result(outcome, cursor.pos, longString);
   while (machine.opcodes < MAX_OPCODES) {
     if (!(await cursor.has(1))) return result('end');
     const op = OPCODES.get(cursor.take(1)[0]!);
@@ -444,13 +482,15 @@ export async function findPickle(source: ByteSource, head: Buffer = Buffer.alloc
 async function isPickle(walk: PickleWalk, source: ByteSource, head: Buffer): Promise<boolean> {
   if (walk.runsCode || walk.longString) return true;
   if (walk.declared) return walk.outcome !== 'invalid' || walk.opcodes >= 3;
-  if (walk.outcome === 'stop') return walk.cleanStop && walk.opcodes >= 3 && (await endsOrGoesOn(source, head, walk.stoppedAt));
+  if (walk.outcome === 'stop')
+    return walk.cleanStop && walk.opcodes >= 3 && (await endsOrGoesOn(source, head, walk.stoppedAt));
   return longEnough(walk);
 }
 
 /** A valid stream that ran out, or that we stopped reading, long and structured enough to be a pickle. */
 const longEnough = (walk: PickleWalk): boolean =>
-  walk.structure >= STRUCTURE_OPCODES && (walk.opcodes >= SURELY_PICKLE_OPCODES || (walk.outcome === 'end' && walk.opcodes >= CUT_PICKLE_OPCODES));
+  walk.structure >= STRUCTURE_OPCODES &&
+  (walk.opcodes >= SURELY_PICKLE_OPCODES || (walk.outcome === 'end' && walk.opcodes >= CUT_PICKLE_OPCODES));
 
 /** After a STOP: the end of the content (a newline at most), or another pickle (pickle.dump called again). */
 async function endsOrGoesOn(source: ByteSource, head: Buffer, at: number): Promise<boolean> {

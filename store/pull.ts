@@ -55,7 +55,8 @@ async function request(url: string, init: RequestInit, baseUrl: string): Promise
 }
 
 function unreachable(error: unknown, baseUrl: string): StoreError {
-  const cause = (error as { cause?: { code?: string; message?: string } }).cause ?? (error as { code?: string; message?: string });
+  const cause =
+    (error as { cause?: { code?: string; message?: string } }).cause ?? (error as { code?: string; message?: string });
   return new StoreError(
     'UNREACHABLE',
     `cannot reach ${baseUrl} (${cause.code ?? cause.message ?? (error as Error).message}): is \`computatrum up\` running there, or is --from right?`,
@@ -64,7 +65,8 @@ function unreachable(error: unknown, baseUrl: string): StoreError {
 
 /** The server's own reason for a 401 or 403 (an OCI error body), or what to try when it gives none. */
 async function refusalReason(response: Response): Promise<string> {
-  const fallback = response.status === 401 ? 'sign in: set COMPUTATRUM_TOKEN to an API token' : 'this account may not read it';
+  const fallback =
+    response.status === 401 ? 'sign in: set COMPUTATRUM_TOKEN to an API token' : 'this account may not read it';
   try {
     const body = (await response.json()) as { errors?: Array<{ message?: unknown }> };
     const message = body.errors?.[0]?.message;
@@ -78,7 +80,11 @@ async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageMan
   const url = `${options.baseUrl}/v2/${options.repo}/manifests/${encodeURIComponent(options.reference)}`;
   const response = await request(url, { headers: { accept: OCI_MANIFEST, ...options.headers } }, options.baseUrl);
   if (response.status === 404) {
-    const tags = await request(`${options.baseUrl}/v2/${options.repo}/tags/list`, { headers: options.headers }, options.baseUrl);
+    const tags = await request(
+      `${options.baseUrl}/v2/${options.repo}/tags/list`,
+      { headers: options.headers },
+      options.baseUrl,
+    );
     const known = tags.ok ? ((await tags.json()) as { tags: string[] }).tags : [];
     throw new StoreError(
       'MANIFEST_UNKNOWN',
@@ -87,7 +93,11 @@ async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageMan
         : `${options.repo} has no ${options.reference}; its tags are: ${known.slice(-10).join(', ')}`,
     );
   }
-  if (response.status === 401 || response.status === 403) throw new StoreError('DENIED', `${options.baseUrl} refused access to ${options.repo}: ${await refusalReason(response)}`);
+  if (response.status === 401 || response.status === 403)
+    throw new StoreError(
+      'DENIED',
+      `${options.baseUrl} refused access to ${options.repo}: ${await refusalReason(response)}`,
+    );
   if (!response.ok) throw new PullError(`${url} answered ${response.status}: ${await response.text()}`);
   const bytes = Buffer.from(await response.arrayBuffer());
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -99,8 +109,12 @@ async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageMan
 
 function diskError(error: unknown, file: string): never {
   const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') throw new PullError(`the disk is full while writing ${file}: free some space and run pull again; it resumes where it stopped`);
-  if (code === 'EACCES' || code === 'EROFS') throw new PullError(`cannot write ${file} (${code}): choose a folder you can write to`);
+  if (code === 'ENOSPC')
+    throw new PullError(
+      `the disk is full while writing ${file}: free some space and run pull again; it resumes where it stopped`,
+    );
+  if (code === 'EACCES' || code === 'EROFS')
+    throw new PullError(`cannot write ${file} (${code}): choose a folder you can write to`);
   throw error;
 }
 
@@ -117,7 +131,9 @@ function receiveError(error: unknown, url: string, file: string, baseUrl: string
       if (failure.code === 'ENOSPC' || failure.code === 'EACCES' || failure.code === 'EROFS') diskError(error, file);
       throw new PullError(`cannot write ${file} (${failure.message}); run pull again: it resumes where it stopped`);
     case 'interrupted':
-      throw new PullError(`the download of ${file} was interrupted (${failure.message}); run pull again: it resumes where it stopped`);
+      throw new PullError(
+        `the download of ${file} was interrupted (${failure.message}); run pull again: it resumes where it stopped`,
+      );
   }
 }
 
@@ -131,10 +147,17 @@ async function digestOf(file: string): Promise<{ digest: string; size: number } 
   }
 }
 
-async function pullFile(options: PullOptions, layer: { digest: string; size: number; filepath: string }, report: (p: PullProgress) => void): Promise<number> {
+async function pullFile(
+  options: PullOptions,
+  layer: { digest: string; size: number; filepath: string },
+  report: (p: PullProgress) => void,
+): Promise<number> {
   const target = safeTargetPath(options.dir, layer.filepath);
   const partial = `${target}.partial`;
-  if ((await stat(target).catch(() => undefined))?.size === layer.size && (await digestOf(target))?.digest === layer.digest) {
+  if (
+    (await stat(target).catch(() => undefined))?.size === layer.size &&
+    (await digestOf(target))?.digest === layer.digest
+  ) {
     report({ file: layer.filepath, done: layer.size, size: layer.size, received: 0, state: 'skipped' });
     return 0;
   }
@@ -174,11 +197,17 @@ export async function pullCheckpoint(options: PullOptions): Promise<PullResult> 
   const { manifest, digest } = await fetchManifest(options);
   const layers = manifest.layers.map((layer) => {
     const filepath = layer.annotations?.[FILEPATH_ANNOTATION];
-    if (!filepath) throw new PullError(`layer ${layer.digest} of ${options.repo}:${options.reference} names no file (${FILEPATH_ANNOTATION})`);
+    if (!filepath)
+      throw new PullError(
+        `layer ${layer.digest} of ${options.repo}:${options.reference} names no file (${FILEPATH_ANNOTATION})`,
+      );
     safeTargetPath(options.dir, filepath); // refuse a hostile manifest before writing anything
     return { digest: layer.digest, size: layer.size, filepath };
   });
-  options.onManifest?.(layers.length, layers.reduce((sum, l) => sum + l.size, 0));
+  options.onManifest?.(
+    layers.length,
+    layers.reduce((sum, l) => sum + l.size, 0),
+  );
   const report = options.onProgress ?? (() => undefined);
   let next = 0;
   let received = 0;

@@ -244,9 +244,7 @@ interface Running {
 }
 
 type WorkerMessage = { id: number } & (
-  | { progress: { done: number; received: number } }
-  | { result: Received }
-  | { failure: ReceiveFailure }
+  { progress: { done: number; received: number } } | { result: Received } | { failure: ReceiveFailure }
 );
 
 /**
@@ -282,7 +280,8 @@ export class ReceivePool {
   /** The least busy thread, or a new one while the pool is not full. */
   private pick(): Worker {
     let best: Worker | undefined;
-    for (const worker of this.workers) if (best === undefined || this.load.get(worker)! < this.load.get(best)!) best = worker;
+    for (const worker of this.workers)
+      if (best === undefined || this.load.get(worker)! < this.load.get(best)!) best = worker;
     if (best !== undefined && (this.load.get(best) === 0 || this.workers.length >= this.size)) return best;
     return this.spawn();
   }

@@ -6,7 +6,14 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { OCI_INDEX, OCI_MANIFEST, StoreError, type ByteRange, type CheckpointStore, type StoredManifest } from './types';
+import {
+  OCI_INDEX,
+  OCI_MANIFEST,
+  StoreError,
+  type ByteRange,
+  type CheckpointStore,
+  type StoredManifest,
+} from './types';
 
 export interface RegistryStoreOptions {
   /** The registry's base URL, e.g. http://127.0.0.1:5000. */
@@ -24,7 +31,14 @@ const MANIFEST_ACCEPT = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFE
 const DEFAULT_CHUNK_SIZE = 64 * 1024 * 1024;
 
 /** Registry error codes that are StoreError codes as they are. */
-const STORE_CODES = new Set(['BLOB_UNKNOWN', 'MANIFEST_UNKNOWN', 'NAME_UNKNOWN', 'DIGEST_INVALID', 'TAG_IMMUTABLE', 'NAME_INVALID']);
+const STORE_CODES = new Set([
+  'BLOB_UNKNOWN',
+  'MANIFEST_UNKNOWN',
+  'NAME_UNKNOWN',
+  'DIGEST_INVALID',
+  'TAG_IMMUTABLE',
+  'NAME_INVALID',
+]);
 
 /** Produces the bytes [start, end] (inclusive) of the content being uploaded. */
 type ChunkSource = (start: number, end: number) => Promise<Readable | Buffer>;
@@ -49,7 +63,10 @@ export class RegistryStore implements CheckpointStore {
     }
     // Credentials in the URL would end up in messages and logs; they belong in the env vars.
     if (url.username || url.password) {
-      throw new StoreError('DENIED', 'put the registry credentials in COMPUTATRUM_REGISTRY_USERNAME/COMPUTATRUM_REGISTRY_PASSWORD, not in its URL');
+      throw new StoreError(
+        'DENIED',
+        'put the registry credentials in COMPUTATRUM_REGISTRY_USERNAME/COMPUTATRUM_REGISTRY_PASSWORD, not in its URL',
+      );
     }
     this.location = options.url.replace(/\/+$/, '');
     this.origin = url.origin;
@@ -68,14 +85,16 @@ export class RegistryStore implements CheckpointStore {
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw await this.failure(res, 'HEAD', path);
     const size = Number(res.headers.get('content-length') ?? NaN);
-    if (!Number.isSafeInteger(size)) throw new Error(`registry ${this.location} gave no size for blob ${digest} of ${repo}`);
+    if (!Number.isSafeInteger(size))
+      throw new Error(`registry ${this.location} gave no size for blob ${digest} of ${repo}`);
     return size;
   }
 
   async putBlobFile(repo: string, file: string, digest: string, size: number): Promise<{ written: number }> {
     if (await this.hasBlob(repo, digest)) return { written: 0 };
     const actual = (await stat(file)).size;
-    if (actual !== size) throw new StoreError('DIGEST_INVALID', `${file} is ${actual} bytes, not the ${size} bytes of ${digest}`);
+    if (actual !== size)
+      throw new StoreError('DIGEST_INVALID', `${file} is ${actual} bytes, not the ${size} bytes of ${digest}`);
     const source: ChunkSource = async (start, end) => createReadStream(file, { start, end });
     await this.upload(repo, digest, size, source, `the content of ${file} does not match its digest ${digest}`);
     return { written: size };
@@ -83,7 +102,13 @@ export class RegistryStore implements CheckpointStore {
 
   async putBlobBytes(repo: string, bytes: Buffer, digest: string): Promise<{ written: number }> {
     if (await this.hasBlob(repo, digest)) return { written: 0 };
-    await this.uploadMonolithic(repo, digest, bytes, bytes.length, `the ${bytes.length} bytes given do not match their digest ${digest}`);
+    await this.uploadMonolithic(
+      repo,
+      digest,
+      bytes,
+      bytes.length,
+      `the ${bytes.length} bytes given do not match their digest ${digest}`,
+    );
     return { written: bytes.length };
   }
 
@@ -133,7 +158,10 @@ export class RegistryStore implements CheckpointStore {
     const claimed = res.headers.get('docker-content-digest') ?? (isDigest(reference) ? reference : digest);
     // Both the header and a digest reference must name what actually arrived.
     if (claimed !== digest || (isDigest(reference) && reference !== digest)) {
-      throw new StoreError('DIGEST_INVALID', `manifest ${repo}@${reference} from ${this.location} hashes to ${digest}, not ${claimed}`);
+      throw new StoreError(
+        'DIGEST_INVALID',
+        `manifest ${repo}@${reference} from ${this.location} hashes to ${digest}, not ${claimed}`,
+      );
     }
     const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]!.trim();
     return { bytes, digest, mediaType };
@@ -173,7 +201,13 @@ export class RegistryStore implements CheckpointStore {
 
   // Uploads
 
-  private async upload(repo: string, digest: string, size: number, source: ChunkSource, mismatch: string): Promise<void> {
+  private async upload(
+    repo: string,
+    digest: string,
+    size: number,
+    source: ChunkSource,
+    mismatch: string,
+  ): Promise<void> {
     if (size > this.chunkSize) return this.uploadChunked(repo, digest, size, source, mismatch);
     // An empty blob is a PUT without a body (a read stream ending at byte 0 would still read one byte).
     const body = size === 0 ? Buffer.alloc(0) : await source(0, size - 1);
@@ -184,7 +218,13 @@ export class RegistryStore implements CheckpointStore {
     }
   }
 
-  private async uploadMonolithic(repo: string, digest: string, body: Readable | Buffer, size: number, mismatch: string): Promise<void> {
+  private async uploadMonolithic(
+    repo: string,
+    digest: string,
+    body: Readable | Buffer,
+    size: number,
+    mismatch: string,
+  ): Promise<void> {
     const session = await this.startUpload(repo);
     await this.withSession(
       () => session,
@@ -192,7 +232,13 @@ export class RegistryStore implements CheckpointStore {
     );
   }
 
-  private async uploadChunked(repo: string, digest: string, size: number, source: ChunkSource, mismatch: string): Promise<void> {
+  private async uploadChunked(
+    repo: string,
+    digest: string,
+    size: number,
+    source: ChunkSource,
+    mismatch: string,
+  ): Promise<void> {
     let session = await this.startUpload(repo);
     await this.withSession(
       () => session,
@@ -220,7 +266,11 @@ export class RegistryStore implements CheckpointStore {
   }
 
   private async patchChunk(session: string, chunk: Readable | Buffer, start: number, end: number): Promise<string> {
-    const headers = { 'content-type': 'application/octet-stream', 'content-length': String(end - start + 1), 'content-range': `${start}-${end}` };
+    const headers = {
+      'content-type': 'application/octet-stream',
+      'content-length': String(end - start + 1),
+      'content-range': `${start}-${end}`,
+    };
     const res = await this.request('PATCH', session, { headers, body: chunk });
     if (res.status !== 202) throw await this.failure(res, 'PATCH', 'an upload session');
     await discard(res);
@@ -232,13 +282,21 @@ export class RegistryStore implements CheckpointStore {
     return this.sessionUrl(res, session);
   }
 
-  private async finishUpload(session: string, digest: string, body: Readable | Buffer, size: number, mismatch: string): Promise<void> {
+  private async finishUpload(
+    session: string,
+    digest: string,
+    body: Readable | Buffer,
+    size: number,
+    mismatch: string,
+  ): Promise<void> {
     const url = `${session}${session.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
     const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
     const res = await this.request('PUT', url, { headers, body });
     if (res.status === 201) return discard(res);
     const error = await this.failure(res, 'PUT', 'an upload session');
-    throw error instanceof StoreError && error.code === 'DIGEST_INVALID' ? new StoreError('DIGEST_INVALID', mismatch) : error;
+    throw error instanceof StoreError && error.code === 'DIGEST_INVALID'
+      ? new StoreError('DIGEST_INVALID', mismatch)
+      : error;
   }
 
   /**
@@ -272,18 +330,28 @@ export class RegistryStore implements CheckpointStore {
 
   private async requireBlobSize(repo: string, digest: string): Promise<number> {
     const size = await this.blobSize(repo, digest);
-    if (size === undefined) throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${repo} at ${this.location}`);
+    if (size === undefined)
+      throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${repo} at ${this.location}`);
     return size;
   }
 
-  private async putManifestAt(repo: string, reference: string, manifest: Buffer, mediaType: string, digest: string): Promise<void> {
+  private async putManifestAt(
+    repo: string,
+    reference: string,
+    manifest: Buffer,
+    mediaType: string,
+    digest: string,
+  ): Promise<void> {
     const path = manifestPath(repo, reference);
     const res = await this.request('PUT', path, { headers: { 'content-type': mediaType }, body: manifest });
     if (res.status !== 201) throw await this.failure(res, 'PUT', path);
     await discard(res);
     const stored = res.headers.get('docker-content-digest');
     if (stored !== null && stored !== digest) {
-      throw new StoreError('DIGEST_INVALID', `registry ${this.location} stored manifest ${repo}:${reference} as ${stored}, not ${digest}`);
+      throw new StoreError(
+        'DIGEST_INVALID',
+        `registry ${this.location} stored manifest ${repo}:${reference} as ${stored}, not ${digest}`,
+      );
     }
   }
 
@@ -294,13 +362,17 @@ export class RegistryStore implements CheckpointStore {
     const asked = `${range.start}-${range.end ?? ''}`;
     if (res.status !== 206 || !match) {
       await discard(res);
-      throw new Error(`registry ${this.location} did not serve the byte range ${asked} of GET ${path} (status ${res.status}); it needs HTTP range support`);
+      throw new Error(
+        `registry ${this.location} did not serve the byte range ${asked} of GET ${path} (status ${res.status}); it needs HTTP range support`,
+      );
     }
     const [start, end, total] = [Number(match[1]), Number(match[2]), Number(match[3])];
     // A range past the end is served up to the last byte, as HTTP has it.
     if (start !== range.start || end !== Math.min(range.end ?? total - 1, total - 1)) {
       await discard(res);
-      throw new Error(`registry ${this.location} answered bytes ${start}-${end} to a request for ${asked} of GET ${path}`);
+      throw new Error(
+        `registry ${this.location} answered bytes ${start}-${end} to a request for ${asked} of GET ${path}`,
+      );
     }
     return total;
   }
@@ -339,16 +411,24 @@ export class RegistryStore implements CheckpointStore {
     const failed = error as Error & { cause?: NodeJS.ErrnoException };
     if (failed?.name !== 'TypeError' || failed.message !== 'fetch failed') return error;
     if (failed.cause?.path) return failed.cause; // reading the file being uploaded failed, not the network
-    return new StoreError('UNREACHABLE', `cannot reach the registry at ${this.location}: ${describeCause(failed)}; check the address and that it is running`);
+    return new StoreError(
+      'UNREACHABLE',
+      `cannot reach the registry at ${this.location}: ${describeCause(failed)}; check the address and that it is running`,
+    );
   }
 
   /** A non-2xx answer as an error carrying the registry's own error codes and messages. */
   private async failure(res: Response, method: string, what: string): Promise<Error> {
     const errors = await registryErrors(res);
-    const detail = errors.map((e) => `${e.code}: ${e.message ?? ''}${e.detail ? ` (${JSON.stringify(e.detail).slice(0, 300)})` : ''}`).join('; ');
+    const detail = errors
+      .map((e) => `${e.code}: ${e.message ?? ''}${e.detail ? ` (${JSON.stringify(e.detail).slice(0, 300)})` : ''}`)
+      .join('; ');
     const summary = `registry ${this.location} answered ${res.status} to ${method} ${redact(what)}${detail ? `: ${detail}` : ''}`;
     if (res.status === 401 || res.status === 403) {
-      return new StoreError('DENIED', `${summary}; set COMPUTATRUM_REGISTRY_USERNAME and COMPUTATRUM_REGISTRY_PASSWORD to credentials that may push and pull there`);
+      return new StoreError(
+        'DENIED',
+        `${summary}; set COMPUTATRUM_REGISTRY_USERNAME and COMPUTATRUM_REGISTRY_PASSWORD to credentials that may push and pull there`,
+      );
     }
     const known = errors.find((e) => STORE_CODES.has(e.code));
     return known ? new StoreError(known.code as StoreError['code'], summary) : new Error(summary);
@@ -383,7 +463,8 @@ function checkReference(reference: string): string {
 }
 
 function checkRange({ start, end }: ByteRange): void {
-  const valid = Number.isSafeInteger(start) && start >= 0 && (end === undefined || (Number.isSafeInteger(end) && end >= start));
+  const valid =
+    Number.isSafeInteger(start) && start >= 0 && (end === undefined || (Number.isSafeInteger(end) && end >= start));
   if (!valid) throw new RangeError(`invalid byte range ${start}-${end ?? ''}`);
 }
 

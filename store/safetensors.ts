@@ -4,7 +4,17 @@
 // the layout of a file of any dtype from its header alone. Anything malformed is refused with an
 // error naming the file and the fault.
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,8 +49,26 @@ const MAX_HEADER_BYTES = 100_000_000;
 const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
 /** Bits per element of every dtype the format defines (the reference implementation's table). */
 const DTYPE_BITS: Readonly<Record<string, number>> = {
-  BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8,
-  I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64,
+  BOOL: 8,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  C64: 64,
+  F64: 64,
+  I64: 64,
+  U64: 64,
 };
 
 const elementCount = (shape: number[]): number => shape.reduce((count, size) => count * size, 1);
@@ -70,7 +98,11 @@ function bytesToF32(bytes: Uint8Array): Float32Array {
 }
 
 /** The file's bytes; tensors are laid out in name order so equal inputs give equal files. */
-export function encodeSafetensors(tensors: Record<string, F32Tensor>, metadata: Record<string, string> = {}, file = '<memory>'): Buffer {
+export function encodeSafetensors(
+  tensors: Record<string, F32Tensor>,
+  metadata: Record<string, string> = {},
+  file = '<memory>',
+): Buffer {
   const fail = (what: string): never => {
     throw new SafetensorsError(`cannot write safetensors ${file}: ${what}`);
   };
@@ -87,14 +119,22 @@ export function encodeSafetensors(tensors: Record<string, F32Tensor>, metadata: 
     const tensor = tensors[name]!;
     if (name === '' || name === METADATA_KEY) fail(`${JSON.stringify(name)} cannot name a tensor`);
     if (tensor.dtype !== 'F32') fail(`tensor ${name} has dtype ${String(tensor.dtype)}; only F32 is supported`);
-    if (!isShape(tensor.shape)) fail(`tensor ${name} has shape ${JSON.stringify(tensor.shape)}; expected non-negative integers`);
+    if (!isShape(tensor.shape))
+      fail(`tensor ${name} has shape ${JSON.stringify(tensor.shape)}; expected non-negative integers`);
     if (!(tensor.data instanceof Float32Array)) fail(`tensor ${name} data is not a Float32Array`);
     if (tensor.data.length !== elementCount(tensor.shape)) {
-      fail(`tensor ${name} has ${tensor.data.length} values but shape ${JSON.stringify(tensor.shape)} holds ${elementCount(tensor.shape)}`);
+      fail(
+        `tensor ${name} has ${tensor.data.length} values but shape ${JSON.stringify(tensor.shape)} holds ${elementCount(tensor.shape)}`,
+      );
     }
     const end = offset + tensor.data.byteLength;
     // defineProperty: a tensor named "__proto__" stays a plain key of the header.
-    Object.defineProperty(header, name, { value: { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, end] }, enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(header, name, {
+      value: { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, end] },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     offset = end;
   }
   const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -142,7 +182,8 @@ function declaredHeaderLength(bytes: Uint8Array, size: number, fail: Fail): numb
 /** Bytes a tensor of `dtype` and `shape` occupies; BigInt so that a huge shape cannot overflow. */
 function tensorBytes(name: string, dtype: string, shape: number[], bits: number, fail: Fail): bigint {
   const totalBits = shape.reduce((count, size) => count * BigInt(size), 1n) * BigInt(bits);
-  if (totalBits % 8n !== 0n) fail(`tensor ${name} of ${dtype} shape ${JSON.stringify(shape)} is not a whole number of bytes`);
+  if (totalBits % 8n !== 0n)
+    fail(`tensor ${name} of ${dtype} shape ${JSON.stringify(shape)} is not a whole number of bytes`);
   return totalBits / 8n;
 }
 
@@ -151,7 +192,12 @@ function tensorBytes(name: string, dtype: string, shape: number[], bits: number,
  * known dtypes (`bitsOf` decides), integer shapes, offsets within the data and sized by the shape,
  * tensors tiling the data exactly, string metadata.
  */
-function parseLayout(json: Uint8Array, dataLength: number, fail: Fail, bitsOf: (name: string, dtype: string) => number) {
+function parseLayout(
+  json: Uint8Array,
+  dataLength: number,
+  fail: Fail,
+  bitsOf: (name: string, dtype: string) => number,
+) {
   let header: unknown;
   try {
     header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(json));
@@ -172,19 +218,25 @@ function parseLayout(json: Uint8Array, dataLength: number, fail: Fail, bitsOf: (
       }
       continue;
     }
-    if (typeof entry !== 'object' || entry === null) fail(`tensor ${name} is described by ${JSON.stringify(entry)}, not an object`);
+    if (typeof entry !== 'object' || entry === null)
+      fail(`tensor ${name} is described by ${JSON.stringify(entry)}, not an object`);
     const { dtype, shape, data_offsets: offsets } = entry as Record<string, unknown>;
     if (typeof dtype !== 'string') fail(`tensor ${name} has no dtype`);
     const bits = bitsOf(name, dtype as string);
-    if (!isShape(shape)) fail(`tensor ${name} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+    if (!isShape(shape))
+      fail(`tensor ${name} has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       fail(`tensor ${name} has data_offsets ${JSON.stringify(offsets)}; expected [begin, end]`);
     }
     const [begin, end] = offsets as [number, number];
     if (end < begin) fail(`tensor ${name} has data_offsets [${begin}, ${end}] that end before they begin`);
-    if (end > dataLength) fail(`tensor ${name} has data_offsets [${begin}, ${end}] past the ${dataLength} data bytes (file truncated?)`);
+    if (end > dataLength)
+      fail(`tensor ${name} has data_offsets [${begin}, ${end}] past the ${dataLength} data bytes (file truncated?)`);
     const expected = tensorBytes(name, dtype as string, shape as number[], bits, fail);
-    if (BigInt(end - begin) !== expected) fail(`tensor ${name} spans ${end - begin} bytes but ${String(dtype)} shape ${JSON.stringify(shape)} needs ${expected}`);
+    if (BigInt(end - begin) !== expected)
+      fail(
+        `tensor ${name} spans ${end - begin} bytes but ${String(dtype)} shape ${JSON.stringify(shape)} needs ${expected}`,
+      );
     tensors.push({ name, dtype: dtype as string, shape: shape as number[], begin, end });
   }
 
@@ -192,7 +244,9 @@ function parseLayout(json: Uint8Array, dataLength: number, fail: Fail, bitsOf: (
   let expectedBegin = 0;
   for (const tensor of [...tensors].sort((a, b) => a.begin - b.begin || a.end - b.end)) {
     if (tensor.begin !== expectedBegin) {
-      fail(`tensor ${tensor.name} begins at byte ${tensor.begin} of the data, expected ${expectedBegin} (offsets must be contiguous)`);
+      fail(
+        `tensor ${tensor.name} begins at byte ${tensor.begin} of the data, expected ${expectedBegin} (offsets must be contiguous)`,
+      );
     }
     expectedBegin = tensor.end;
   }
@@ -216,7 +270,10 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
   const { tensors, metadata } = parseLayout(bytes.subarray(8, dataStart), bytes.byteLength - dataStart, fail, onlyF32);
   return {
     tensors: Object.fromEntries(
-      tensors.map(({ name, shape, begin, end }) => [name, { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) }]),
+      tensors.map(({ name, shape, begin, end }) => [
+        name,
+        { dtype: 'F32', shape, data: bytesToF32(bytes.subarray(dataStart + begin, dataStart + end)) },
+      ]),
     ),
     metadata,
   };
@@ -227,13 +284,20 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): Safeten
  * reading only its header through `read` (the tensor bytes can be gigabytes). Throws a
  * SafetensorsError naming `file` and the fault.
  */
-export async function checkSafetensorsLayout(read: (offset: number, length: number) => Promise<Uint8Array>, size: number, file: string): Promise<SafetensorsLayout> {
+export async function checkSafetensorsLayout(
+  read: (offset: number, length: number) => Promise<Uint8Array>,
+  size: number,
+  file: string,
+): Promise<SafetensorsLayout> {
   const fail = failing(file);
   const headerLength = declaredHeaderLength(await read(0, 8), size, fail);
   const json = await read(8, headerLength);
-  if (json.byteLength !== headerLength) fail(`the header could not be read whole (${json.byteLength} of ${headerLength} bytes)`);
+  if (json.byteLength !== headerLength)
+    fail(`the header could not be read whole (${json.byteLength} of ${headerLength} bytes)`);
   const knownDtype = (name: string, dtype: string): number =>
-    Object.hasOwn(DTYPE_BITS, dtype) ? DTYPE_BITS[dtype]! : fail(`tensor ${name} has unknown dtype ${dtype} (not one the format defines)`);
+    Object.hasOwn(DTYPE_BITS, dtype)
+      ? DTYPE_BITS[dtype]!
+      : fail(`tensor ${name} has unknown dtype ${dtype} (not one the format defines)`);
   return { ...parseLayout(json, size - 8 - headerLength, fail, knownDtype), dataStart: 8 + headerLength };
 }
 
@@ -261,7 +325,11 @@ export function fsyncFolderSync(folder: string): void {
 }
 
 /** Writes the file atomically: a temporary file in the same folder, fsynced, then renamed over `file`. */
-export async function writeSafetensors(file: string, tensors: Record<string, F32Tensor>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  file: string,
+  tensors: Record<string, F32Tensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   const bytes = encodeSafetensors(tensors, metadata, file);
   const temporary = temporaryName(file);
   try {
@@ -281,7 +349,11 @@ export async function writeSafetensors(file: string, tensors: Record<string, F32
 }
 
 /** writeSafetensors for callers that must not yield mid-write (e.g. to a signal handler). */
-export function writeSafetensorsSync(file: string, tensors: Record<string, F32Tensor>, metadata?: Record<string, string>): void {
+export function writeSafetensorsSync(
+  file: string,
+  tensors: Record<string, F32Tensor>,
+  metadata?: Record<string, string>,
+): void {
   const bytes = encodeSafetensors(tensors, metadata, file);
   const temporary = temporaryName(file);
   try {

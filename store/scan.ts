@@ -19,10 +19,12 @@ const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 /** Containers inside containers (a zip in a gzip stream...) followed this deep. */
 const MAX_NESTING = 3;
 
-const PICKLE_ADVICE = 'pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again';
+const PICKLE_ADVICE =
+  'pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again';
 const UNCHECKABLE_ADVICE =
   'it may hold a pickle, which can run code when loaded, and cannot be checked; convert it to safetensors (safetensors.torch.save_file), or publish its content uncompressed';
-const NPY_OBJECT_ADVICE = 'np.load unpickles object arrays, which can run code; save numeric arrays (or convert to safetensors) and publish again';
+const NPY_OBJECT_ADVICE =
+  'np.load unpickles object arrays, which can run code; save numeric arrays (or convert to safetensors) and publish again';
 const SAFETENSORS_NAME = /\.safetensors$/i;
 const PICKLE_NAME = /\.(?:pkl|pickle)$/i;
 const ZIP_MAGIC = Buffer.from('PK\x03\x04', 'latin1');
@@ -54,10 +56,14 @@ const uncheckable = (what: string): Finding => pickleFinding(what, UNCHECKABLE_A
 const inside = (place: string, finding: Finding): Finding => ({ ...finding, where: [place, ...finding.where] });
 
 /** torch.save names its pickle data.pkl: a .pkl name alone says what a loader will do with the file. */
-const namedAsPickle = (name: string): Finding | undefined => (PICKLE_NAME.test(name) ? pickleFinding('a file named as a pickle') : undefined);
+const namedAsPickle = (name: string): Finding | undefined =>
+  PICKLE_NAME.test(name) ? pickleFinding('a file named as a pickle') : undefined;
 
 function describe(name: string, finding: Finding): string {
-  const subject = finding.where.length === 0 ? `${name} is ${finding.what}` : `${name} holds ${finding.what} in ${[...finding.where].reverse().join(' in ')}`;
+  const subject =
+    finding.where.length === 0
+      ? `${name} is ${finding.what}`
+      : `${name} holds ${finding.what} in ${[...finding.where].reverse().join(' in ')}`;
   return `${subject}: ${finding.advice}`;
 }
 
@@ -80,7 +86,8 @@ async function scanSource(name: string, source: ByteSource, options: ScanOptions
   const head = await source.read(0, SNIFF_BYTES);
   // Laid out as safetensors, it is one whatever its name, and a JSON header holds no code.
   if (looksLikeSafetensors(head, source.size)) return safetensorsRefusal(name, source);
-  const finding = (await findDanger(source, head, { depth: 0, inflateBudget: { bytes: MAX_INFLATED_BYTES } })) ?? namedAsPickle(name);
+  const finding =
+    (await findDanger(source, head, { depth: 0, inflateBudget: { bytes: MAX_INFLATED_BYTES } })) ?? namedAsPickle(name);
   if (finding && !(finding.pickle && options.allowPickle)) return describe(name, finding);
   if (SAFETENSORS_NAME.test(name)) return safetensorsRefusal(name, source);
   return undefined;
@@ -96,7 +103,8 @@ async function safetensorsRefusal(name: string, source: ByteSource): Promise<str
   }
 }
 
-const startsWith = (head: Buffer, magic: Buffer): boolean => head.length >= magic.length && head.subarray(0, magic.length).equals(magic);
+const startsWith = (head: Buffer, magic: Buffer): boolean =>
+  head.length >= magic.length && head.subarray(0, magic.length).equals(magic);
 
 /** Pickle data in the content, or content that may hide some; `head` holds its first bytes. */
 async function findDanger(source: ByteSource, head: Buffer, scan: Scan): Promise<Finding | undefined> {
@@ -124,7 +132,14 @@ interface Compression {
 /** A zlib stream header (RFC 1950): deflate, a window of at most 32 KiB, the check bits, no preset dictionary. */
 function isZlibHeader(head: Buffer, at: number): boolean {
   const [cmf, flg] = [head[at], head[at + 1]];
-  return cmf !== undefined && flg !== undefined && (cmf & 0x0f) === 8 && cmf >> 4 <= 7 && ((cmf << 8) | flg) % 31 === 0 && (flg & 0x20) === 0;
+  return (
+    cmf !== undefined &&
+    flg !== undefined &&
+    (cmf & 0x0f) === 8 &&
+    cmf >> 4 <= 7 &&
+    ((cmf << 8) | flg) % 31 === 0 &&
+    (flg & 0x20) === 0
+  );
 }
 
 /** An .lzma ("alone") header as xz-utils and joblib write it: properties 0x5d, a power-of-two dictionary, a size or -1. */
@@ -132,7 +147,9 @@ function isLzmaAlone(head: Buffer): boolean {
   if (head.length < 13 || head[0] !== 0x5d) return false;
   const dictionary = head.readUInt32LE(1);
   const size = head.readBigUInt64LE(5);
-  return dictionary >= 4096 && (dictionary & (dictionary - 1)) === 0 && (size === 0xffffffffffffffffn || size < 2n ** 48n);
+  return (
+    dictionary >= 4096 && (dictionary & (dictionary - 1)) === 0 && (size === 0xffffffffffffffffn || size < 2n ** 48n)
+  );
 }
 
 function compressionOf(head: Buffer): Compression | undefined {
@@ -140,7 +157,8 @@ function compressionOf(head: Buffer): Compression | undefined {
   if (head[0] === 0x1f && head[1] === 0x8b) return { format: 'gzip', inflate: 'gzip' };
   if (isZlibHeader(head, 0)) return { format: 'zlib', inflate: 'zlib' };
   // joblib before 0.10: "ZF", the length in hex padded to 19 characters, sometimes a space, then zlib.
-  if (text.startsWith('ZF')) for (const skip of [21, 22]) if (isZlibHeader(head, skip)) return { format: 'joblib zlib', inflate: 'zlib', skip };
+  if (text.startsWith('ZF'))
+    for (const skip of [21, 22]) if (isZlibHeader(head, skip)) return { format: 'joblib zlib', inflate: 'zlib', skip };
   if (/^BZh[1-9]/.test(text)) return { format: 'bzip2' };
   if (text === '\xfd7zXZ\x00') return { format: 'xz' };
   if (isLzmaAlone(head)) return { format: 'lzma' };
@@ -156,7 +174,11 @@ async function inflateWithin(scan: Scan, compressed: Buffer, format: 'zlib' | 'g
 }
 
 /** Inflates the start of a gzip or zlib stream and checks what it holds. */
-async function compressedFinding(source: ByteSource, compression: Compression, scan: Scan): Promise<Finding | undefined> {
+async function compressedFinding(
+  source: ByteSource,
+  compression: Compression,
+  scan: Scan,
+): Promise<Finding | undefined> {
   if (scan.depth >= MAX_NESTING) return uncheckable(`${compression.format}-compressed data nested too deeply to check`);
   const skip = compression.skip ?? 0;
   const inflated = await inflateWithin(scan, await source.read(skip, INNER_HEAD_BYTES + 1024), compression.inflate!);
@@ -187,8 +209,10 @@ async function zipFinding(source: ByteSource, scan: Scan): Promise<Finding | und
 async function zipEntryFinding(archive: ByteSource, entry: ZipEntry, scan: Scan): Promise<Finding | undefined> {
   if (entry.name.endsWith('/')) return undefined;
   if (entry.encrypted) return uncheckable('an encrypted entry');
-  if (entry.method !== STORED && entry.method !== DEFLATED) return uncheckable(`an entry compressed with zip method ${entry.method}`);
-  if (entry.method === DEFLATED && scan.inflateBudget.bytes < INNER_HEAD_BYTES) return uncheckable('more compressed content than can be checked');
+  if (entry.method !== STORED && entry.method !== DEFLATED)
+    return uncheckable(`an entry compressed with zip method ${entry.method}`);
+  if (entry.method === DEFLATED && scan.inflateBudget.bytes < INNER_HEAD_BYTES)
+    return uncheckable('more compressed content than can be checked');
   let opened: Awaited<ReturnType<typeof zipEntrySource>>;
   try {
     opened = await zipEntrySource(archive, entry, INNER_HEAD_BYTES);
@@ -197,7 +221,10 @@ async function zipEntryFinding(archive: ByteSource, entry: ZipEntry, scan: Scan)
     throw error;
   }
   scan.inflateBudget.bytes -= opened.inflated;
-  const finding = await findDanger(opened.content, await opened.content.read(0, SNIFF_BYTES), { ...scan, depth: scan.depth + 1 });
+  const finding = await findDanger(opened.content, await opened.content.read(0, SNIFF_BYTES), {
+    ...scan,
+    depth: scan.depth + 1,
+  });
   return finding ?? namedAsPickle(entry.name);
 }
 
@@ -207,6 +234,9 @@ async function npyFinding(source: ByteSource): Promise<Finding | undefined> {
     return objects ? pickleFinding(`a NumPy array of Python objects (${objects})`, NPY_OBJECT_ADVICE) : undefined;
   } catch (error) {
     if (!(error instanceof NpyFault)) throw error;
-    return pickleFinding(`a .npy array that cannot be checked for objects (${error.message})`, 'save it again with numpy.save and publish again');
+    return pickleFinding(
+      `a .npy array that cannot be checked for objects (${error.message})`,
+      'save it again with numpy.save and publish again',
+    );
   }
 }

@@ -48,7 +48,15 @@ export interface ByteRange {
 export class StoreError extends Error {
   override name = 'StoreError';
   constructor(
-    readonly code: 'BLOB_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'NAME_UNKNOWN' | 'DIGEST_INVALID' | 'TAG_IMMUTABLE' | 'NAME_INVALID' | 'UNREACHABLE' | 'DENIED',
+    readonly code:
+      | 'BLOB_UNKNOWN'
+      | 'MANIFEST_UNKNOWN'
+      | 'NAME_UNKNOWN'
+      | 'DIGEST_INVALID'
+      | 'TAG_IMMUTABLE'
+      | 'NAME_INVALID'
+      | 'UNREACHABLE'
+      | 'DENIED',
     message: string,
   ) {
     super(message);

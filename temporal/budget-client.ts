@@ -29,8 +29,10 @@ const UNAVAILABLE = 14;
  */
 function sendAgain(error: unknown): boolean {
   if (error instanceof WorkflowNotFoundError || error instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return true;
-  if (error instanceof WorkflowUpdateFailedError) return error.cause instanceof ApplicationFailure && error.cause.type === FAILURE.unprocessedUpdate;
-  if (error instanceof ServiceError && isGrpcServiceError(error.cause)) return [DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE].includes(error.cause.code);
+  if (error instanceof WorkflowUpdateFailedError)
+    return error.cause instanceof ApplicationFailure && error.cause.type === FAILURE.unprocessedUpdate;
+  if (error instanceof ServiceError && isGrpcServiceError(error.cause))
+    return [DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE].includes(error.cause.code);
   return false;
 }
 
@@ -42,7 +44,11 @@ function sendAgain(error: unknown): boolean {
  * safe because every budget update is idempotent: deposits by reference, reserves by ref, settle
  * and release by reservation id, and a policy change sets values.
  */
-export async function updateBudget<Ret, Arg>(handle: WorkflowHandle, update: UpdateDefinition<Ret, [Arg]>, arg: Arg): Promise<Ret> {
+export async function updateBudget<Ret, Arg>(
+  handle: WorkflowHandle,
+  update: UpdateDefinition<Ret, [Arg]>,
+  arg: Arg,
+): Promise<Ret> {
   const giveUpAt = Date.now() + RESEND_FOR_MS;
   for (let attempt = 1; ; attempt++) {
     try {

@@ -17,7 +17,9 @@ export async function temporalConnectionOptions(config: Config) {
           serverNameOverride: tls.serverName,
           serverRootCACertificate: tls.caPath ? await readFile(tls.caPath) : undefined,
           clientCertPair:
-            tls.certPath && tls.keyPath ? { crt: await readFile(tls.certPath), key: await readFile(tls.keyPath) } : undefined,
+            tls.certPath && tls.keyPath
+              ? { crt: await readFile(tls.certPath), key: await readFile(tls.keyPath) }
+              : undefined,
         }
       : undefined,
   };
@@ -47,7 +49,9 @@ export async function ensureSearchAttributes(
   if (missing.length === 0) return [];
   await connection.operatorService.addSearchAttributes({
     namespace,
-    searchAttributes: Object.fromEntries(missing.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`]])),
+    searchAttributes: Object.fromEntries(
+      missing.map((key) => [key.name, temporal.api.enums.v1.IndexedValueType[`INDEXED_VALUE_TYPE_${key.type}`]]),
+    ),
   });
   return missing.map((key) => key.name);
 }

@@ -59,11 +59,22 @@ const HEALTH_QUERY_MS = 5_000;
  * /healthz). A germline that is not started yet is healthy.
  */
 export async function assertJournalBooks(client: Client, name: string): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${germlineWorkflowId(name)} did not answer in ${HEALTH_QUERY_MS / 1000} s: is a worker running?`)), HEALTH_QUERY_MS).unref());
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(
+      () =>
+        reject(
+          new Error(`${germlineWorkflowId(name)} did not answer in ${HEALTH_QUERY_MS / 1000} s: is a worker running?`),
+        ),
+      HEALTH_QUERY_MS,
+    ).unref(),
+  );
   const status = await Promise.race([germlineStatus(client, name), timeout]).catch((error: unknown) => {
     if (error instanceof WorkflowNotFoundError) return undefined;
     throw error;
   });
   const failure = status?.journalFailure;
-  if (failure) throw new Error(`the journal has not booked changes since ${failure.since} (${failure.message}); ${status.journalPending} accepted change(s) wait`);
+  if (failure)
+    throw new Error(
+      `the journal has not booked changes since ${failure.since} (${failure.message}); ${status.journalPending} accepted change(s) wait`,
+    );
 }

@@ -26,7 +26,10 @@ function dailySchedule(germline: string, taskQueue: string): ScheduleOptions {
   };
 }
 
-export async function ensureDailySchedule(client: Client, options: { germline: string; taskQueue: string }): Promise<'created' | 'updated'> {
+export async function ensureDailySchedule(
+  client: Client,
+  options: { germline: string; taskQueue: string },
+): Promise<'created' | 'updated'> {
   const desired = dailySchedule(options.germline, options.taskQueue);
   try {
     await client.schedule.create(desired);
@@ -47,7 +50,8 @@ export async function ensureDailySchedule(client: Client, options: { germline: s
 export async function backfillDaily(client: Client, germline: string, from: string, to: string): Promise<number> {
   const start = new Date(`${from}T00:00:00Z`);
   const end = new Date(`${to}T00:00:00Z`);
-  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) throw new Error(`days must be YYYY-MM-DD, got ${from} and ${to}`);
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()))
+    throw new Error(`days must be YYYY-MM-DD, got ${from} and ${to}`);
   if (end < start) throw new Error(`--to ${to} is before --from ${from}`);
   // The range is closed at the start and open at the end: reach one second past the last midnight.
   await client.schedule.getHandle(dailyScheduleId(germline)).backfill({

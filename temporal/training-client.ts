@@ -8,7 +8,11 @@ import { type TrainingRequest } from '../workflows/training-api';
 import { trainingWorkflowId } from '../workflows/names';
 
 /** Starts the run; a run id used before is refused (WorkflowExecutionAlreadyStartedError). */
-export function startTrainingRun(client: Client, taskQueue: string, request: TrainingRequest): Promise<WorkflowHandle<typeof trainingWorkflow>> {
+export function startTrainingRun(
+  client: Client,
+  taskQueue: string,
+  request: TrainingRequest,
+): Promise<WorkflowHandle<typeof trainingWorkflow>> {
   return client.workflow.start<typeof trainingWorkflow>('trainingWorkflow', {
     workflowId: trainingWorkflowId(request.id),
     taskQueue,

@@ -9,7 +9,12 @@ import { materializeCheckpoint } from '../store/materialize';
 import type { CheckpointStore } from '../store/types';
 import type { Config } from '../runtime/config';
 
-export function localRunner(options: { dataDir: string; store: CheckpointStore; trainerCommand?: string[]; tickMs?: number }): LocalProcessRunner {
+export function localRunner(options: {
+  dataDir: string;
+  store: CheckpointStore;
+  trainerCommand?: string[];
+  tickMs?: number;
+}): LocalProcessRunner {
   return new LocalProcessRunner({
     runsDir: path.join(options.dataDir, 'runs'),
     defaultCommand: options.trainerCommand ?? tinyTrainerCommand(),
@@ -18,9 +23,16 @@ export function localRunner(options: { dataDir: string; store: CheckpointStore; 
   });
 }
 
-export async function createRunners(config: Config, store: CheckpointStore): Promise<Partial<Record<RunnerKind, TrainingRunner>>> {
+export async function createRunners(
+  config: Config,
+  store: CheckpointStore,
+): Promise<Partial<Record<RunnerKind, TrainingRunner>>> {
   const runners: Partial<Record<RunnerKind, TrainingRunner>> = {
-    local: localRunner({ dataDir: config.dataDir, store, ...(config.training.trainerCommand ? { trainerCommand: config.training.trainerCommand } : {}) }),
+    local: localRunner({
+      dataDir: config.dataDir,
+      store,
+      ...(config.training.trainerCommand ? { trainerCommand: config.training.trainerCommand } : {}),
+    }),
   };
   const kube = config.training.kubernetes;
   if (kube) {
@@ -32,7 +44,14 @@ export async function createRunners(config: Config, store: CheckpointStore): Pro
       ...(kube.queueName ? { queueName: kube.queueName } : {}),
       ...(kube.checkpointClaim ? { checkpointClaim: kube.checkpointClaim } : {}),
       // The pod pulls its base from, and pushes its output to, the same registry as the daemon.
-      ...(config.store.kind === 'registry' ? { storeRegistry: { url: config.store.url, ...(kube.registrySecret ? { credentialsSecret: kube.registrySecret } : {}) } } : {}),
+      ...(config.store.kind === 'registry'
+        ? {
+            storeRegistry: {
+              url: config.store.url,
+              ...(kube.registrySecret ? { credentialsSecret: kube.registrySecret } : {}),
+            },
+          }
+        : {}),
     });
   }
   return runners;

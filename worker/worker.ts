@@ -33,7 +33,12 @@ export interface ActivityDependencies {
   logger?: Logger;
 }
 
-const DEFAULT_TRAINING: TrainingDefaults = { runner: 'local', ratePerGpuHour: 200n, maxDurationSeconds: 86_400, maxPreemptions: 3 };
+const DEFAULT_TRAINING: TrainingDefaults = {
+  runner: 'local',
+  ratePerGpuHour: 200n,
+  maxDurationSeconds: 86_400,
+  maxPreemptions: 3,
+};
 
 export function createActivities(deps: ActivityDependencies) {
   return {

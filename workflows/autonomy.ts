@@ -56,7 +56,12 @@ const recording = proxyActivities<AutonomyActivities>({
 });
 const acting = proxyActivities<AutonomyActivities>({
   startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['FundingRefused'] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: ['FundingRefused'],
+  },
 });
 
 /** What the autonomy carries across the germline's continue-as-new. */
@@ -86,55 +91,112 @@ function invalid(message: string): ApplicationFailure {
 }
 
 /** A money setting: bookable minor units (at most the maximum), or `malformed` says the form it takes. */
-function minorSetting(value: unknown, name: string, malformed: string, options: { positive?: boolean; currency?: string }): void {
+function minorSetting(
+  value: unknown,
+  name: string,
+  malformed: string,
+  options: { positive?: boolean; currency?: string },
+): void {
   const problem = minorUnitsProblem(value, name, malformed, options);
   if (problem) throw invalid(problem);
 }
 
 function wholeNumber(value: unknown, name: string, min: number, max: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw invalid(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)
+    throw invalid(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
 }
 
-const CHANGE_KEYS = ['maxChildren', 'perChildAllowanceCap', 'minRunwayDays', 'approvalThreshold', 'policy', 'rules', 'endpoint', 'timeoutMs', 'tickIntervalSeconds', 'evalGate'];
+const CHANGE_KEYS = [
+  'maxChildren',
+  'perChildAllowanceCap',
+  'minRunwayDays',
+  'approvalThreshold',
+  'policy',
+  'rules',
+  'endpoint',
+  'timeoutMs',
+  'tickIntervalSeconds',
+  'evalGate',
+];
 
 /** Checks an operator's change and returns the settings it leads to; throws an InvalidRequest saying what is wrong (amounts shown in `currency`). */
-export function applyAutonomyChange(state: AutonomyState, change: AutonomyChange, currency?: string): Pick<AutonomyState, 'limits' | 'decider' | 'evalGate'> {
+export function applyAutonomyChange(
+  state: AutonomyState,
+  change: AutonomyChange,
+  currency?: string,
+): Pick<AutonomyState, 'limits' | 'decider' | 'evalGate'> {
   if (change === null || typeof change !== 'object') throw invalid('an autonomy change is an object of settings');
   const unknown = Object.keys(change).filter((key) => !CHANGE_KEYS.includes(key));
-  if (unknown.length > 0) throw invalid(`unknown autonomy settings: ${unknown.join(', ')}; known: ${CHANGE_KEYS.join(', ')}`);
+  if (unknown.length > 0)
+    throw invalid(`unknown autonomy settings: ${unknown.join(', ')}; known: ${CHANGE_KEYS.join(', ')}`);
   const c = change as Record<string, unknown>;
   if ('maxChildren' in c) wholeNumber(c.maxChildren, 'maxChildren', 0, 10_000);
   if ('minRunwayDays' in c) wholeNumber(c.minRunwayDays, 'minRunwayDays', 0, 3650);
   for (const key of ['perChildAllowanceCap', 'approvalThreshold'] as const) {
-    if (key in c && c[key] !== null) minorSetting(c[key], key, `${key} is whole minor units as a string (e.g. "5000"), or null for none`, { currency });
+    if (key in c && c[key] !== null)
+      minorSetting(c[key], key, `${key} is whole minor units as a string (e.g. "5000"), or null for none`, {
+        currency,
+      });
   }
-  if ('policy' in c && c.policy !== 'rules' && c.policy !== 'http') throw invalid(`policy is "rules" or "http", got ${JSON.stringify(c.policy)}`);
-  if ('endpoint' in c && !(typeof c.endpoint === 'string' && ENDPOINT.test(c.endpoint))) throw invalid(`endpoint must be an http:// or https:// URL, got ${JSON.stringify(c.endpoint)}`);
+  if ('policy' in c && c.policy !== 'rules' && c.policy !== 'http')
+    throw invalid(`policy is "rules" or "http", got ${JSON.stringify(c.policy)}`);
+  if ('endpoint' in c && !(typeof c.endpoint === 'string' && ENDPOINT.test(c.endpoint)))
+    throw invalid(`endpoint must be an http:// or https:// URL, got ${JSON.stringify(c.endpoint)}`);
   if ('timeoutMs' in c) wholeNumber(c.timeoutMs, 'timeoutMs', 100, 300_000);
-  if ('tickIntervalSeconds' in c && c.tickIntervalSeconds !== null) wholeNumber(c.tickIntervalSeconds, 'tickIntervalSeconds', 5, 30 * 86_400);
+  if ('tickIntervalSeconds' in c && c.tickIntervalSeconds !== null)
+    wholeNumber(c.tickIntervalSeconds, 'tickIntervalSeconds', 5, 30 * 86_400);
   if ('rules' in c) {
     const rules = c.rules as Record<string, unknown>;
     if (rules === null || typeof rules !== 'object') throw invalid('rules is an object of rules-policy thresholds');
     if ('allowancePercent' in rules) wholeNumber(rules.allowancePercent, 'rules.allowancePercent', 1, 100);
     if ('spawnRunwayDays' in rules) wholeNumber(rules.spawnRunwayDays, 'rules.spawnRunwayDays', 0, 3650);
     if ('patience' in rules) wholeNumber(rules.patience, 'rules.patience', 1, 1000);
-    if ('runCost' in rules) minorSetting(rules.runCost, 'rules.runCost', 'rules.runCost is whole minor units above zero, as a string', { positive: true, currency });
-    if ('purposes' in rules && !(Array.isArray(rules.purposes) && rules.purposes.length > 0 && rules.purposes.every((p) => typeof p === 'string' && NAME.test(p)))) {
+    if ('runCost' in rules)
+      minorSetting(rules.runCost, 'rules.runCost', 'rules.runCost is whole minor units above zero, as a string', {
+        positive: true,
+        currency,
+      });
+    if (
+      'purposes' in rules &&
+      !(
+        Array.isArray(rules.purposes) &&
+        rules.purposes.length > 0 &&
+        rules.purposes.every((p) => typeof p === 'string' && NAME.test(p))
+      )
+    ) {
       throw invalid('rules.purposes is a list of child names: lowercase letters, digits and dashes');
     }
   }
   if ('evalGate' in c && c.evalGate !== null) {
     const gate = c.evalGate as Record<string, unknown>;
     const bound = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v));
-    if (typeof gate !== 'object' || typeof gate.metric !== 'string' || !gate.metric || !bound(gate.atMost) || !bound(gate.atLeast) || (gate.atMost === undefined && gate.atLeast === undefined)) {
-      throw invalid('evalGate is { metric, atMost?, atLeast? } with at least one bound, e.g. { "metric": "loss", "atMost": 2.5 }');
+    if (
+      typeof gate !== 'object' ||
+      typeof gate.metric !== 'string' ||
+      !gate.metric ||
+      !bound(gate.atMost) ||
+      !bound(gate.atLeast) ||
+      (gate.atMost === undefined && gate.atLeast === undefined)
+    ) {
+      throw invalid(
+        'evalGate is { metric, atMost?, atLeast? } with at least one bound, e.g. { "metric": "loss", "atMost": 2.5 }',
+      );
     }
   }
   const { evalGate, ...rest } = change;
-  const pick = (keys: ReadonlyArray<keyof typeof rest>) => Object.fromEntries(keys.filter((k) => k in rest).map((k) => [k, rest[k]]));
-  const limits = { ...state.limits, ...pick(['maxChildren', 'perChildAllowanceCap', 'minRunwayDays', 'approvalThreshold'] as const) } as AutonomyPolicy;
-  const decider = { ...state.decider, ...pick(['policy', 'endpoint', 'timeoutMs', 'tickIntervalSeconds'] as const), ...(rest.rules ? { rules: { ...state.decider.rules, ...rest.rules } } : {}) } as DeciderSettings;
-  if (decider.policy === 'http' && !decider.endpoint) throw invalid('the http policy needs an endpoint: the URL of the agent that answers');
+  const pick = (keys: ReadonlyArray<keyof typeof rest>) =>
+    Object.fromEntries(keys.filter((k) => k in rest).map((k) => [k, rest[k]]));
+  const limits = {
+    ...state.limits,
+    ...pick(['maxChildren', 'perChildAllowanceCap', 'minRunwayDays', 'approvalThreshold'] as const),
+  } as AutonomyPolicy;
+  const decider = {
+    ...state.decider,
+    ...pick(['policy', 'endpoint', 'timeoutMs', 'tickIntervalSeconds'] as const),
+    ...(rest.rules ? { rules: { ...state.decider.rules, ...rest.rules } } : {}),
+  } as DeciderSettings;
+  if (decider.policy === 'http' && !decider.endpoint)
+    throw invalid('the http policy needs an endpoint: the URL of the agent that answers');
   return { limits, decider, evalGate: evalGate === undefined ? state.evalGate : evalGate };
 }
 
@@ -195,7 +257,10 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
 
   const running = () => [...host.children.values()].filter((c) => c.state === 'active');
   function measure(): Promise<Measurements> {
-    return thinking.measureGermline({ germline: host.germline, children: running().map((c) => ({ name: c.name, workflowId: c.workflowId })) });
+    return thinking.measureGermline({
+      germline: host.germline,
+      children: running().map((c) => ({ name: c.name, workflowId: c.workflowId })),
+    });
   }
 
   function observe(measured: Measurements): Observation {
@@ -206,8 +271,21 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
       children: [...host.children.values()].map((c) => {
         const books = c.state === 'active' ? measured.children[c.name] : undefined;
         // A child on its way out is judged as already out: nothing more is asked of it.
-        const seenState = books?.state === 'retiring' ? 'retired' : books?.state === 'leaving' ? 'left' : books?.state === 'paused' ? 'paused' : c.state;
-        return { name: c.name, state: seenState, allowance: c.allowance, spent: books?.spent ?? c.spent ?? '0', reserved: books?.reserved ?? '0' };
+        const seenState =
+          books?.state === 'retiring'
+            ? 'retired'
+            : books?.state === 'leaving'
+              ? 'left'
+              : books?.state === 'paused'
+                ? 'paused'
+                : c.state;
+        return {
+          name: c.name,
+          state: seenState,
+          allowance: c.allowance,
+          spent: books?.spent ?? c.spent ?? '0',
+          reserved: books?.reserved ?? '0',
+        };
       }),
     };
   }
@@ -219,18 +297,34 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     const key = `${workflowId}/decision/${id}`;
     switch (proposal.kind) {
       case 'spawn': {
-        const record = await host.spawn({ name: proposal.child, allowance: proposal.allowance, purpose: proposal.purpose }, key);
+        const record = await host.spawn(
+          { name: proposal.child, allowance: proposal.allowance, purpose: proposal.purpose },
+          key,
+        );
         return `spawned ${record.workflowId} with an allowance of ${money(record.allowance)}`;
       }
       case 'fund': {
         const record = host.children.get(proposal.child)!;
-        const reserved = host.budget.reserve({ amount: proposal.amount, ref: `child/${proposal.child}/fund/${id}`, purpose: `more allowance for ${proposal.child}` }, key, now());
+        const reserved = host.budget.reserve(
+          {
+            amount: proposal.amount,
+            ref: `child/${proposal.child}/fund/${id}`,
+            purpose: `more allowance for ${proposal.child}`,
+          },
+          key,
+          now(),
+        );
         const funding = { reservationId: reserved.result.reservationId, amount: proposal.amount };
         record.fundings = [...(record.fundings ?? []), funding];
         record.allowance = (BigInt(record.allowance) + BigInt(proposal.amount)).toString();
         await host.accepted(reserved);
         try {
-          await acting.fundChild({ workflowId: record.workflowId, amount: proposal.amount, currency: host.budget.currency, reference: `allowance/${funding.reservationId}` });
+          await acting.fundChild({
+            workflowId: record.workflowId,
+            amount: proposal.amount,
+            currency: host.budget.currency,
+            reference: `allowance/${funding.reservationId}`,
+          });
         } catch (error) {
           // The child did not take it: the reservation goes back, and its allowance is what it was.
           record.fundings = record.fundings.filter((f) => f !== funding);
@@ -242,7 +336,13 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
       }
       case 'train': {
         const runId = autoRunId(host.germline, proposal.child, state.ticks);
-        const started = await acting.startChildTraining({ germline: host.germline, child: proposal.child, runId, maxCost: proposal.maxCost, currency: host.budget.currency });
+        const started = await acting.startChildTraining({
+          germline: host.germline,
+          child: proposal.child,
+          runId,
+          maxCost: proposal.maxCost,
+          currency: host.budget.currency,
+        });
         return `started training/${runId} paid by ${proposal.child} (at most ${money(proposal.maxCost)}, from ${started.base ?? 'scratch'})`;
       }
       case 'retire': {
@@ -253,7 +353,10 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     }
   }
 
-  async function attempt(id: string, proposal: Proposal): Promise<{ ok: true; done: string } | { ok: false; error: string }> {
+  async function attempt(
+    id: string,
+    proposal: Proposal,
+  ): Promise<{ ok: true; done: string } | { ok: false; error: string }> {
     try {
       return { ok: true, done: await act(id, proposal) };
     } catch (error) {
@@ -276,13 +379,20 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
       state.lastTickAt = now().getTime();
       rescheduled = true;
       const measured = await measure();
-      const answer = await thinking.decide({ decider: state.decider, observation: observe(measured), history: measured.history });
+      const answer = await thinking.decide({
+        decider: state.decider,
+        observation: observe(measured),
+        history: measured.history,
+      });
       const decisions: DecisionSummary[] = [];
-      if (answer.rejected) decisions.push({ id: `${host.germline}/${number}/0`, outcome: 'no-answer', reason: answer.rejected });
+      if (answer.rejected)
+        decisions.push({ id: `${host.germline}/${number}/0`, outcome: 'no-answer', reason: answer.rejected });
       for (const [index, { proposal, why }] of answer.proposals.entries()) {
         const id = `${host.germline}/${number}/${index}`;
         // A policy that proposes the same again before an operator has answered is not asked twice.
-        const parked = state.pending.find((p) => p.proposal.kind === proposal.kind && p.proposal.child === proposal.child);
+        const parked = state.pending.find(
+          (p) => p.proposal.kind === proposal.kind && p.proposal.child === proposal.child,
+        );
         if (parked) {
           log.info('a proposal already awaits approval', { id: parked.id, kind: proposal.kind, child: proposal.child });
           continue;
@@ -293,32 +403,70 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
         if (!judgement.allowed) {
           decisions.push({ ...base, outcome: 'refused', reason: refusalReasons(judgement) });
         } else if (judgement.needsApproval) {
-          state.pending.push({ id, proposal, why, policy: answer.policy, observationDigest: answer.observationDigest, at: now().toISOString() });
-          decisions.push({ ...base, outcome: 'awaiting-approval', reason: `above the approval threshold of ${money(state.limits.approvalThreshold!)}: waits for \`computatrum approve ${id}\`` });
+          state.pending.push({
+            id,
+            proposal,
+            why,
+            policy: answer.policy,
+            observationDigest: answer.observationDigest,
+            at: now().toISOString(),
+          });
+          decisions.push({
+            ...base,
+            outcome: 'awaiting-approval',
+            reason: `above the approval threshold of ${money(state.limits.approvalThreshold!)}: waits for \`computatrum approve ${id}\``,
+          });
         } else {
           const done = await attempt(id, proposal);
-          decisions.push({ ...base, outcome: done.ok ? 'executed' : 'failed', reason: done.ok ? done.done : done.error });
+          decisions.push({
+            ...base,
+            outcome: done.ok ? 'executed' : 'failed',
+            reason: done.ok ? done.done : done.error,
+          });
           const books = measured.children[proposal.child];
           // What was just done counts for the proposals after it: a started run holds its cap, a retiring child is out.
-          if (done.ok && books && proposal.kind === 'train') books.reserved = (BigInt(books.reserved) + BigInt(proposal.maxCost)).toString();
+          if (done.ok && books && proposal.kind === 'train')
+            books.reserved = (BigInt(books.reserved) + BigInt(proposal.maxCost)).toString();
           if (done.ok && books && proposal.kind === 'retire') books.state = 'retiring';
         }
       }
-      await recording.recordDecisions({ germline: host.germline, policy: answer.policy, observationDigest: answer.observationDigest, decisions });
-      for (const d of decisions) log.info('autonomy decision', { id: d.id, kind: d.proposal?.kind, child: d.proposal?.child, outcome: d.outcome, reason: d.reason });
+      await recording.recordDecisions({
+        germline: host.germline,
+        policy: answer.policy,
+        observationDigest: answer.observationDigest,
+        decisions,
+      });
+      for (const d of decisions)
+        log.info('autonomy decision', {
+          id: d.id,
+          kind: d.proposal?.kind,
+          child: d.proposal?.child,
+          outcome: d.outcome,
+          reason: d.reason,
+        });
       return { tick: number, trigger, policy: answer.policy, observationDigest: answer.observationDigest, decisions };
     });
   }
 
   function awaiting(decisionId: string): PendingDecision {
     const found = state.pending.find((p) => p.id === decisionId);
-    if (!found) throw ApplicationFailure.create({ type: FAILURE.notAwaitingApproval, nonRetryable: true, message: `no decision ${decisionId} awaits approval: list them with \`computatrum decisions --awaiting\`` });
+    if (!found)
+      throw ApplicationFailure.create({
+        type: FAILURE.notAwaitingApproval,
+        nonRetryable: true,
+        message: `no decision ${decisionId} awaits approval: list them with \`computatrum decisions --awaiting\``,
+      });
     return found;
   }
 
   async function conclude(pending: PendingDecision, summary: DecisionSummary): Promise<DecisionSummary> {
     state.pending = state.pending.filter((p) => p !== pending);
-    await recording.recordDecisions({ germline: host.germline, policy: pending.policy, observationDigest: pending.observationDigest, decisions: [summary] });
+    await recording.recordDecisions({
+      germline: host.germline,
+      policy: pending.policy,
+      observationDigest: pending.observationDigest,
+      decisions: [summary],
+    });
     return summary;
   }
 
@@ -329,26 +477,55 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
 
   setHandler(tickUpdate, () => tick('operator'));
   setHandler(autonomyQuery, status);
-  setHandler(setAutonomyUpdate, (change) => {
-    Object.assign(state, applyAutonomyChange(state, change, host.budget.currency));
-    rescheduled = true;
-    return status();
-  }, { validator: (change) => void applyAutonomyChange(state, change, host.budget.currency) });
+  setHandler(
+    setAutonomyUpdate,
+    (change) => {
+      Object.assign(state, applyAutonomyChange(state, change, host.budget.currency));
+      rescheduled = true;
+      return status();
+    },
+    { validator: (change) => void applyAutonomyChange(state, change, host.budget.currency) },
+  );
 
-  setHandler(approveUpdate, ({ decisionId, by, reason }) => exclusively(async () => {
-    const pending = awaiting(decisionId);
-    const judgement = judge(pending.proposal, observe(await measure()), state.limits);
-    const base = { id: pending.id, proposal: pending.proposal, why: pending.why, judgement };
-    const approval = `approved by ${by}${reason ? ` (${reason})` : ''}`;
-    if (!judgement.allowed) return conclude(pending, { ...base, outcome: 'refused', reason: `${approval}, but the guardrails now refuse it: ${refusalReasons(judgement)}` });
-    const done = await attempt(pending.id, pending.proposal);
-    return conclude(pending, { ...base, outcome: done.ok ? 'approved' : 'failed', reason: `${approval}: ${done.ok ? done.done : done.error}` });
-  }), { validator: checkApprover });
+  setHandler(
+    approveUpdate,
+    ({ decisionId, by, reason }) =>
+      exclusively(async () => {
+        const pending = awaiting(decisionId);
+        const judgement = judge(pending.proposal, observe(await measure()), state.limits);
+        const base = { id: pending.id, proposal: pending.proposal, why: pending.why, judgement };
+        const approval = `approved by ${by}${reason ? ` (${reason})` : ''}`;
+        if (!judgement.allowed)
+          return conclude(pending, {
+            ...base,
+            outcome: 'refused',
+            reason: `${approval}, but the guardrails now refuse it: ${refusalReasons(judgement)}`,
+          });
+        const done = await attempt(pending.id, pending.proposal);
+        return conclude(pending, {
+          ...base,
+          outcome: done.ok ? 'approved' : 'failed',
+          reason: `${approval}: ${done.ok ? done.done : done.error}`,
+        });
+      }),
+    { validator: checkApprover },
+  );
 
-  setHandler(rejectUpdate, ({ decisionId, by, reason }) => exclusively(async () => {
-    const pending = awaiting(decisionId);
-    return conclude(pending, { id: pending.id, proposal: pending.proposal, why: pending.why, outcome: 'rejected', reason: `rejected by ${by}${reason ? `: ${reason}` : ''}` });
-  }), { validator: checkApprover });
+  setHandler(
+    rejectUpdate,
+    ({ decisionId, by, reason }) =>
+      exclusively(async () => {
+        const pending = awaiting(decisionId);
+        return conclude(pending, {
+          id: pending.id,
+          proposal: pending.proposal,
+          why: pending.why,
+          outcome: 'rejected',
+          reason: `rejected by ${by}${reason ? `: ${reason}` : ''}`,
+        });
+      }),
+    { validator: checkApprover },
+  );
 
   return {
     limits: () => state.limits,
@@ -378,6 +555,17 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
   };
 }
 
-export function initialAutonomyState(limits?: AutonomyPolicy, evalGate?: EvalGate | null, decider?: DeciderSettings): AutonomyState {
-  return { limits: limits ?? DEFAULT_AUTONOMY_POLICY, decider: decider ?? DEFAULT_DECIDER, evalGate: evalGate ?? null, ticks: 0, lastTickAt: null, pending: [] };
+export function initialAutonomyState(
+  limits?: AutonomyPolicy,
+  evalGate?: EvalGate | null,
+  decider?: DeciderSettings,
+): AutonomyState {
+  return {
+    limits: limits ?? DEFAULT_AUTONOMY_POLICY,
+    decider: decider ?? DEFAULT_DECIDER,
+    evalGate: evalGate ?? null,
+    ticks: 0,
+    lastTickAt: null,
+    pending: [],
+  };
 }

@@ -116,7 +116,6 @@ export type RejectionReason =
   | 'SettleAboveReservation'
   | typeof FAILURE.journalUnavailable;
 
-
 export interface DepositRequest {
   amount: MinorUnits;
   currency: string;

@@ -3,8 +3,35 @@
 //
 // Invariant, checked after every change: open reservations never exceed the funds held
 // (deposited − spent), and nothing is negative.
-import { DEFAULT_POLICY, type BudgetPolicy, type Reservation, type LedgerEntry, type BudgetState, type BudgetStatus, type JournalFailure, type BudgetStateLabel, type RejectionReason, type DepositRequest, type ReserveRequest, type SettleRequest, type ReleaseRequest, type PolicyChange, type DepositResult, type ReserveResult, type SettleResult, type ReleaseResult } from './budget-api';
-import { AboveMaximumError, formatMaximum, formatMoney, isCurrency, MAX_MINOR_UNITS, MinorUnits, toMinor } from './money';
+import {
+  DEFAULT_POLICY,
+  type BudgetPolicy,
+  type Reservation,
+  type LedgerEntry,
+  type BudgetState,
+  type BudgetStatus,
+  type JournalFailure,
+  type BudgetStateLabel,
+  type RejectionReason,
+  type DepositRequest,
+  type ReserveRequest,
+  type SettleRequest,
+  type ReleaseRequest,
+  type PolicyChange,
+  type DepositResult,
+  type ReserveResult,
+  type SettleResult,
+  type ReleaseResult,
+} from './budget-api';
+import {
+  AboveMaximumError,
+  formatMaximum,
+  formatMoney,
+  isCurrency,
+  MAX_MINOR_UNITS,
+  MinorUnits,
+  toMinor,
+} from './money';
 import { FAILURE } from './failures';
 
 /** A request the budget refuses; the message says why and what to do. */
@@ -57,10 +84,14 @@ function utcDay(now: Date): string {
 
 function requireText(value: unknown, field: string): string {
   if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_TEXT) {
-    throw new BudgetRejection('InvalidRequest', `${field} must be a non-empty string of at most ${MAX_TEXT} characters`);
+    throw new BudgetRejection(
+      'InvalidRequest',
+      `${field} must be a non-empty string of at most ${MAX_TEXT} characters`,
+    );
   }
   // PostgreSQL's text refuses NUL, which would stop the journal for every later change.
-  if (CONTROL_CHARACTERS.test(value)) throw new BudgetRejection('InvalidRequest', `${field} must not hold control characters; use printable text`);
+  if (CONTROL_CHARACTERS.test(value))
+    throw new BudgetRejection('InvalidRequest', `${field} must not hold control characters; use printable text`);
   return value;
 }
 
@@ -75,7 +106,10 @@ function nonNegativeMinor(value: unknown, field: string, currency: string): bigi
   try {
     return toMinor(value, field, currency);
   } catch (error) {
-    throw new BudgetRejection(error instanceof AboveMaximumError ? 'AboveMaximum' : 'InvalidRequest', (error as Error).message);
+    throw new BudgetRejection(
+      error instanceof AboveMaximumError ? 'AboveMaximum' : 'InvalidRequest',
+      (error as Error).message,
+    );
   }
 }
 
@@ -86,7 +120,9 @@ export class Budget {
 
   constructor(state: BudgetState) {
     this.state = clone(state);
-    this.reserveRefIndex = new Map(state.reserveRefs.map(([ref, reservationId, amount]) => [ref, { reservationId, amount }]));
+    this.reserveRefIndex = new Map(
+      state.reserveRefs.map(([ref, reservationId, amount]) => [ref, { reservationId, amount }]),
+    );
     this.closedIndex = new Map(state.closed.map(([id, how, spent, released]) => [id, { how, spent, released }]));
     this.assertInvariant();
   }
@@ -178,7 +214,11 @@ export class Budget {
   /** The journal writer's batch failed after its retries. */
   journalFailed(message: string, now: Date): void {
     const earlier = this.state.journalFailure;
-    this.state.journalFailure = { message: message.slice(0, 1000), since: earlier?.since ?? now.toISOString(), failures: (earlier?.failures ?? 0) + 1 };
+    this.state.journalFailure = {
+      message: message.slice(0, 1000),
+      since: earlier?.since ?? now.toISOString(),
+      failures: (earlier?.failures ?? 0) + 1,
+    };
   }
 
   journalRecovered(): void {
@@ -233,7 +273,9 @@ export class Budget {
       'AboveMaximum',
       `a deposit of ${this.money(amount)} would bring the total deposited in ${this.state.germline} to ${this.money(total)}, ` +
         `above the most one budget may take in (${formatMaximum(this.state.currency)}): ` +
-        (room > 0n ? `deposit at most ${this.money(room)} here, and the rest in another budget` : 'it takes no more deposits; use another budget'),
+        (room > 0n
+          ? `deposit at most ${this.money(room)} here, and the rest in another budget`
+          : 'it takes no more deposits; use another budget'),
     );
   }
 
@@ -326,11 +368,20 @@ export class Budget {
     const earlier = this.state.deposits[request.reference];
     if (earlier) {
       return {
-        result: { sequence: earlier.sequence, duplicate: true, balance: this.balance.toString(), available: this.available.toString() },
+        result: {
+          sequence: earlier.sequence,
+          duplicate: true,
+          balance: this.balance.toString(),
+          available: this.available.toString(),
+        },
       };
     }
     this.state.deposited = (this.deposited + BigInt(request.amount)).toString();
-    const entry = this.record({ kind: 'deposit', amount: request.amount, reference: request.reference }, idempotencyKey, now);
+    const entry = this.record(
+      { kind: 'deposit', amount: request.amount, reference: request.reference },
+      idempotencyKey,
+      now,
+    );
     this.state.deposits[request.reference] = { amount: request.amount, sequence: entry.sequence };
     return {
       result: { sequence: entry.sequence, duplicate: false, balance: entry.balance, available: entry.available },
@@ -343,7 +394,12 @@ export class Budget {
     const earlier = this.reserveRefIndex.get(request.ref);
     if (earlier) {
       return {
-        result: { reservationId: earlier.reservationId, amount: earlier.amount, duplicate: true, available: this.available.toString() },
+        result: {
+          reservationId: earlier.reservationId,
+          amount: earlier.amount,
+          duplicate: true,
+          available: this.available.toString(),
+        },
       };
     }
     const day = utcDay(now);
@@ -360,11 +416,20 @@ export class Budget {
     this.state.committedToday = { day, amount: (this.committedOn(day) + BigInt(request.amount)).toString() };
     this.rememberReserveRef(request.ref, reservation.id, request.amount);
     const entry = this.record(
-      { kind: 'reserve', amount: request.amount, reservationId: reservation.id, reference: request.ref, purpose: request.purpose },
+      {
+        kind: 'reserve',
+        amount: request.amount,
+        reservationId: reservation.id,
+        reference: request.ref,
+        purpose: request.purpose,
+      },
       idempotencyKey,
       now,
     );
-    return { result: { reservationId: reservation.id, amount: request.amount, duplicate: false, available: entry.available }, entry };
+    return {
+      result: { reservationId: reservation.id, amount: request.amount, duplicate: false, available: entry.available },
+      entry,
+    };
   }
 
   settle(request: SettleRequest, idempotencyKey: string, now: Date): { result: SettleResult; entry?: LedgerEntry } {
@@ -372,7 +437,13 @@ export class Budget {
     const earlier = this.closedIndex.get(request.reservationId);
     if (earlier) {
       return {
-        result: { reservationId: request.reservationId, duplicate: true, spent: earlier.spent, released: earlier.released, available: this.available.toString() },
+        result: {
+          reservationId: request.reservationId,
+          duplicate: true,
+          spent: earlier.spent,
+          released: earlier.released,
+          available: this.available.toString(),
+        },
       };
     }
     const reservation = this.closeReservation(request.reservationId, 'settle', request.actual);
@@ -381,12 +452,24 @@ export class Budget {
     this.state.spent = (this.spent + actual).toString();
     this.uncommit(reservation, released);
     const entry = this.record(
-      { kind: 'settle', amount: reservation.amount, spent: request.actual, reservationId: reservation.id, reference: reservation.ref },
+      {
+        kind: 'settle',
+        amount: reservation.amount,
+        spent: request.actual,
+        reservationId: reservation.id,
+        reference: reservation.ref,
+      },
       idempotencyKey,
       now,
     );
     return {
-      result: { reservationId: reservation.id, duplicate: false, spent: request.actual, released: released.toString(), available: entry.available },
+      result: {
+        reservationId: reservation.id,
+        duplicate: false,
+        spent: request.actual,
+        released: released.toString(),
+        available: entry.available,
+      },
       entry,
     };
   }
@@ -395,7 +478,14 @@ export class Budget {
     this.checkRelease(request);
     const earlier = this.closedIndex.get(request.reservationId);
     if (earlier) {
-      return { result: { reservationId: request.reservationId, duplicate: true, released: earlier.released, available: this.available.toString() } };
+      return {
+        result: {
+          reservationId: request.reservationId,
+          duplicate: true,
+          released: earlier.released,
+          available: this.available.toString(),
+        },
+      };
     }
     const reservation = this.closeReservation(request.reservationId, 'release', '0');
     this.uncommit(reservation, BigInt(reservation.amount));
@@ -404,7 +494,15 @@ export class Budget {
       idempotencyKey,
       now,
     );
-    return { result: { reservationId: reservation.id, duplicate: false, released: reservation.amount, available: entry.available }, entry };
+    return {
+      result: {
+        reservationId: reservation.id,
+        duplicate: false,
+        released: reservation.amount,
+        available: entry.available,
+      },
+      entry,
+    };
   }
 
   setPolicy(change: PolicyChange): BudgetPolicy {

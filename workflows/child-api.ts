@@ -66,7 +66,6 @@ export interface ChildEnded {
   reason: string;
 }
 
-
 // On the child.
 export const childStatusQuery = defineQuery<ChildStatus>('childStatus');
 export const retireUpdate = defineUpdate<ChildStatus, [reason: string]>('retire');

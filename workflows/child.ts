@@ -82,7 +82,12 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
 
   const ended = () => lifecycle === 'retired' || lifecycle === 'left';
   function checkNotEnding(): void {
-    if (ending) throw ApplicationFailure.create({ type: 'ChildEnding', nonRetryable: true, message: `${input.name} is already ${lifecycle}` });
+    if (ending)
+      throw ApplicationFailure.create({
+        type: 'ChildEnding',
+        nonRetryable: true,
+        message: `${input.name} is already ${lifecycle}`,
+      });
   }
   setHandler(
     retireUpdate,
@@ -106,24 +111,44 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
     {
       validator: ({ owner, reason }) => {
         checkNotEnding();
-        if (!ACCOUNT_HANDLE.test(owner ?? '')) throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: `owner "${owner}" must be a handle: lowercase letters, digits and dashes` });
-        if (!reason?.trim()) throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: 'leaving needs a reason, for the record' });
+        if (!ACCOUNT_HANDLE.test(owner ?? ''))
+          throw ApplicationFailure.create({
+            type: 'InvalidRequest',
+            nonRetryable: true,
+            message: `owner "${owner}" must be a handle: lowercase letters, digits and dashes`,
+          });
+        if (!reason?.trim())
+          throw ApplicationFailure.create({
+            type: 'InvalidRequest',
+            nonRetryable: true,
+            message: 'leaving needs a reason, for the record',
+          });
       },
     },
   );
 
   if (!input.state) {
     // The allowance arrives as the first deposit of the child's books, once.
-    budget.deposit({ amount: input.allowance, currency: input.currency, reference: `allowance/${input.reservationId}` }, `${workflowId}/allowance`, now());
+    budget.deposit(
+      { amount: input.allowance, currency: input.currency, reference: `allowance/${input.reservationId}` },
+      `${workflowId}/allowance`,
+      now(),
+    );
     showState();
-    const forked = await forkBranch({ from: { repo: `germline/${input.germline}`, reference: 'main' }, to: { repo: childRepository(input.name), branch: 'main' } });
+    const forked = await forkBranch({
+      from: { repo: `germline/${input.germline}`, reference: 'main' },
+      to: { repo: childRepository(input.name), branch: 'main' },
+    });
     if (forked) branch = `${childRepository(input.name)}:main`;
   }
 
   await condition(() => ending !== undefined || workflowInfo().continueAsNewSuggested);
   if (!ending) {
     await readyToContinueAsNew();
-    await continueAsNew<typeof childWorkflow>({ ...input, state: { budget: budget.snapshot({ nextGeneration: true }), lifecycle, ...(branch ? { branch } : {}) } });
+    await continueAsNew<typeof childWorkflow>({
+      ...input,
+      state: { budget: budget.snapshot({ nextGeneration: true }), lifecycle, ...(branch ? { branch } : {}) },
+    });
   }
 
   // Ending: no new spending; runs in flight settle first, so the germline learns the final spend.
@@ -133,7 +158,10 @@ export async function childWorkflow(input: ChildInput): Promise<ChildStatus> {
   showState();
   await condition(() => budget.status(now()).openReservations.length === 0 && budget.journalPending === 0);
   if (end.how === 'left' && branch) {
-    await forkBranch({ from: { repo: childRepository(input.name), reference: 'main' }, to: { repo: trainerRepository(end.owner!, input.name), branch: 'main' } });
+    await forkBranch({
+      from: { repo: childRepository(input.name), reference: 'main' },
+      to: { repo: trainerRepository(end.owner!, input.name), branch: 'main' },
+    });
   }
   const spent = budget.status(now()).spent;
   await getExternalWorkflowHandle(germlineWorkflowId(input.germline)).signal(childEndedSignal, {

@@ -10,4 +10,3 @@ export interface CreditInput {
   /** Carried across continue-as-new; absent on the first run. */
   state?: BudgetState;
 }
-

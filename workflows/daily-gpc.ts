@@ -10,7 +10,11 @@ import {
   workflowInfo,
   WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
-import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import {
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  WorkflowExecutionAlreadyStartedError,
+} from '@temporalio/common';
 import type { CheckpointActivities, DailyTagResult } from '../activities/checkpoints';
 import { CheckpointTag, GermlineId } from './search-attributes';
 import { dailyGpcWorkflowId } from './names';
@@ -31,9 +35,14 @@ export async function dailyGpcWorkflow(input: { germline: string; day: string })
   return tagDailyCheckpoint(input);
 }
 
-export async function dailyGpcScheduleWorkflow(input: { germline: string }): Promise<DailyTagResult | { status: 'already-done'; day: string }> {
+export async function dailyGpcScheduleWorkflow(input: {
+  germline: string;
+}): Promise<DailyTagResult | { status: 'already-done'; day: string }> {
   const due = workflowInfo().typedSearchAttributes.get(TemporalScheduledStartTime);
-  if (!due) throw ApplicationFailure.nonRetryable('dailyGpcScheduleWorkflow runs from the daily-gpc Schedule, which sets its due time');
+  if (!due)
+    throw ApplicationFailure.nonRetryable(
+      'dailyGpcScheduleWorkflow runs from the daily-gpc Schedule, which sets its due time',
+    );
   const day = due.toISOString().slice(0, 10);
   try {
     return await executeChild(dailyGpcWorkflow, {

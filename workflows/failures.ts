@@ -4,7 +4,8 @@ import { ActivityFailure, ApplicationFailure, ChildWorkflowFailure } from '@temp
 
 function innermost(error: unknown): unknown {
   let cause = error;
-  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
+  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause)
+    cause = cause.cause;
   return cause;
 }
 

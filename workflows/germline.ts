@@ -31,7 +31,12 @@ import { now } from './clock';
 
 const checkpoints = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10, nonRetryableErrorTypes: ['CheckpointUnknown'] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '1 minute',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: ['CheckpointUnknown'],
+  },
 });
 
 export async function germlineWorkflow(input: GermlineInput): Promise<void> {
@@ -50,7 +55,10 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     upsertSearchAttributes([{ key: GermlineId, value: input.name }]);
   }
   showBudgetState();
-  const { accepted, updateKey, readyToContinueAsNew } = serveBudget(budget, { book: input.name, onChange: showBudgetState });
+  const { accepted, updateKey, readyToContinueAsNew } = serveBudget(budget, {
+    book: input.name,
+    onChange: showBudgetState,
+  });
 
   // ---- children ----
   const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
@@ -58,9 +66,24 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   /** Reserves the allowance and starts child/<germline>/<name>; the budget key makes a retry book nothing twice. */
   async function spawnChild(request: SpawnRequest, key: string): Promise<ChildRecord> {
     // Reserved and recorded before the first await, so a second spawn of the same name is refused.
-    const taken = () => ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request.name} refused: a child named ${request.name} exists already` });
+    const taken = () =>
+      ApplicationFailure.create({
+        type: 'GuardrailRefused',
+        nonRetryable: true,
+        message: `spawn ${request.name} refused: a child named ${request.name} exists already`,
+      });
     if (children.has(request.name)) throw taken();
-    const reserved = asFailure(() => budget.reserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: `child ${request.name}: ${request.purpose}` }, key, now()));
+    const reserved = asFailure(() =>
+      budget.reserve(
+        {
+          amount: request.allowance,
+          ref: `child/${request.name}`,
+          purpose: `child ${request.name}: ${request.purpose}`,
+        },
+        key,
+        now(),
+      ),
+    );
     if (reserved.result.duplicate) throw taken(); // an earlier child's reservation, not a new one
     const record: ChildRecord = {
       name: request.name,
@@ -76,14 +99,28 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       // ABANDON: the germline's continue-as-new must not close its children.
       await startChild(childWorkflow, {
         workflowId: record.workflowId,
-        args: [{ version: 1, germline: input.name, name: request.name, purpose: request.purpose, currency: budget.currency, allowance: request.allowance, reservationId: record.reservationId }],
+        args: [
+          {
+            version: 1,
+            germline: input.name,
+            name: request.name,
+            purpose: request.purpose,
+            currency: budget.currency,
+            allowance: request.allowance,
+            reservationId: record.reservationId,
+          },
+        ],
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });
     } catch (error) {
       // No child, no allowance: the reservation goes back before the refusal is answered.
       children.delete(request.name);
       await accepted(budget.release({ reservationId: record.reservationId }, `${key}/undo`, now()));
-      throw ApplicationFailure.create({ type: 'SpawnFailed', nonRetryable: true, message: `could not start ${record.workflowId}: ${(error as Error).message}` });
+      throw ApplicationFailure.create({
+        type: 'SpawnFailed',
+        nonRetryable: true,
+        message: `could not start ${record.workflowId}: ${(error as Error).message}`,
+      });
     }
     return record;
   }
@@ -99,42 +136,89 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       budget: budget.status(now()),
       burnPerDay: '0',
       revenuePerDay: '0',
-      children: [...children.values()].map((c) => ({ name: c.name, state: c.state, allowance: c.allowance, spent: c.spent ?? '0' })),
+      children: [...children.values()].map((c) => ({
+        name: c.name,
+        state: c.state,
+        allowance: c.allowance,
+        spent: c.spent ?? '0',
+      })),
     };
   }
   setHandler(childrenQuery, () => [...children.values()]);
   setHandler(spawnChildUpdate, (request) => spawnChild(request, updateKey()), {
     validator: (request) => {
-      const judgement = judge({ kind: 'spawn', child: request?.name, allowance: request?.allowance, purpose: request?.purpose }, observe(), autonomy.limits());
-      if (!judgement.allowed) throw ApplicationFailure.create({ type: 'GuardrailRefused', nonRetryable: true, message: `spawn ${request?.name} refused: ${refusalReasons(judgement)}` });
-      asFailure(() => budget.checkReserve({ amount: request.allowance, ref: `child/${request.name}`, purpose: request.purpose }, now()));
+      const judgement = judge(
+        { kind: 'spawn', child: request?.name, allowance: request?.allowance, purpose: request?.purpose },
+        observe(),
+        autonomy.limits(),
+      );
+      if (!judgement.allowed)
+        throw ApplicationFailure.create({
+          type: 'GuardrailRefused',
+          nonRetryable: true,
+          message: `spawn ${request?.name} refused: ${refusalReasons(judgement)}`,
+        });
+      asFailure(() =>
+        budget.checkReserve(
+          { amount: request.allowance, ref: `child/${request.name}`, purpose: request.purpose },
+          now(),
+        ),
+      );
     },
   });
   // ---- merge online: a checkpoint whose training metrics pass the eval gate becomes the head ----
-  setHandler(promoteUpdate, async ({ repo, reference }) => {
-    const { digest, metrics } = await checkpoints.readCheckpointMetrics({ repo, reference }).catch((error: unknown) => {
-      // The caller reads why (an unknown checkpoint), not that an activity failed.
-      throw ApplicationFailure.create({ type: 'PromotionFailed', nonRetryable: true, message: failureMessage(error) });
-    });
-    const gate = checkEvalGate(metrics, autonomy.evalGate());
-    if (!gate.ok) throw ApplicationFailure.create({ type: 'BelowEvalGate', nonRetryable: true, message: `${repo}:${reference} is not promoted: ${gate.detail}` });
-    // The same manifest, so its lineage (parent, training run, metrics) stays as it was.
-    await checkpoints.forkBranch({ from: { repo, reference: digest }, to: { repo: germlineRepository(input.name), branch: 'main' } });
-    return { digest, metrics, gate: gate.detail };
-  }, {
-    validator: ({ repo, reference }) => {
-      if (!REPOSITORY.test(repo ?? '') || !reference) {
-        throw ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message: `promote needs a repository and a tag or digest, like trainers/alice/coder:main; got ${repo}:${reference}` });
-      }
+  setHandler(
+    promoteUpdate,
+    async ({ repo, reference }) => {
+      const { digest, metrics } = await checkpoints
+        .readCheckpointMetrics({ repo, reference })
+        .catch((error: unknown) => {
+          // The caller reads why (an unknown checkpoint), not that an activity failed.
+          throw ApplicationFailure.create({
+            type: 'PromotionFailed',
+            nonRetryable: true,
+            message: failureMessage(error),
+          });
+        });
+      const gate = checkEvalGate(metrics, autonomy.evalGate());
+      if (!gate.ok)
+        throw ApplicationFailure.create({
+          type: 'BelowEvalGate',
+          nonRetryable: true,
+          message: `${repo}:${reference} is not promoted: ${gate.detail}`,
+        });
+      // The same manifest, so its lineage (parent, training run, metrics) stays as it was.
+      await checkpoints.forkBranch({
+        from: { repo, reference: digest },
+        to: { repo: germlineRepository(input.name), branch: 'main' },
+      });
+      return { digest, metrics, gate: gate.detail };
     },
-  });
+    {
+      validator: ({ repo, reference }) => {
+        if (!REPOSITORY.test(repo ?? '') || !reference) {
+          throw ApplicationFailure.create({
+            type: 'InvalidRequest',
+            nonRetryable: true,
+            message: `promote needs a repository and a tag or digest, like trainers/alice/coder:main; got ${repo}:${reference}`,
+          });
+        }
+      },
+    },
+  );
 
   setHandler(childEndedSignal, (ended) => {
     const record = children.get(ended.name);
     if (!record || record.state !== 'active' || record.reservationId !== ended.reservationId) return; // told twice, or not ours
     // What the child spent is charged, in the order its allowance was reserved; the rest comes back.
     const fundings = record.fundings ?? [];
-    const held = [{ reservationId: record.reservationId, amount: (BigInt(record.allowance) - fundings.reduce((sum, f) => sum + BigInt(f.amount), 0n)).toString() }, ...fundings];
+    const held = [
+      {
+        reservationId: record.reservationId,
+        amount: (BigInt(record.allowance) - fundings.reduce((sum, f) => sum + BigInt(f.amount), 0n)).toString(),
+      },
+      ...fundings,
+    ];
     let left = BigInt(ended.spent);
     const settlements = held.map(({ reservationId, amount }) => {
       const actual = left < BigInt(amount) ? left : BigInt(amount);
@@ -142,16 +226,35 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
       return { reservationId, actual: actual.toString() };
     });
     try {
-      if (left > 0n) throw new BudgetRejection('InvalidRequest', `${ended.name} reports ${ended.spent} spent, more than its allowance of ${record.allowance}`);
+      if (left > 0n)
+        throw new BudgetRejection(
+          'InvalidRequest',
+          `${ended.name} reports ${ended.spent} spent, more than its allowance of ${record.allowance}`,
+        );
       for (const settlement of settlements) budget.checkSettle(settlement);
     } catch (error) {
       if (!(error instanceof BudgetRejection)) throw error;
       // The child stays on the books as active, for an operator to see.
-      log.error('a child reported an end the budget refuses', { child: ended.name, spent: ended.spent, error: error.message });
+      log.error('a child reported an end the budget refuses', {
+        child: ended.name,
+        spent: ended.spent,
+        error: error.message,
+      });
       return;
     }
-    settlements.forEach((settlement, i) => budget.settle(settlement, `${workflowInfo().workflowId}/child-ended/${ended.name}${i === 0 ? '' : `/${i}`}`, now()));
-    Object.assign(record, { state: ended.how, spent: ended.spent, reason: ended.reason, ...(ended.owner ? { owner: ended.owner } : {}) });
+    settlements.forEach((settlement, i) =>
+      budget.settle(
+        settlement,
+        `${workflowInfo().workflowId}/child-ended/${ended.name}${i === 0 ? '' : `/${i}`}`,
+        now(),
+      ),
+    );
+    Object.assign(record, {
+      state: ended.how,
+      spent: ended.spent,
+      reason: ended.reason,
+      ...(ended.owner ? { owner: ended.owner } : {}),
+    });
     showBudgetState();
   });
 

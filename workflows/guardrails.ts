@@ -93,9 +93,22 @@ function moved(proposal: Proposal): bigint {
 }
 
 function wellFormed(proposal: Proposal, currency: string): string | undefined {
-  if (!NAME.test(proposal.child ?? '')) return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
-  const amount = proposal.kind === 'spawn' ? proposal.allowance : proposal.kind === 'fund' ? proposal.amount : proposal.kind === 'train' ? proposal.maxCost : '1';
-  const problem = minorUnitsProblem(amount, 'the amount', `the amount must be whole minor units above zero, got ${JSON.stringify(amount)}`, { positive: true, currency });
+  if (!NAME.test(proposal.child ?? ''))
+    return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
+  const amount =
+    proposal.kind === 'spawn'
+      ? proposal.allowance
+      : proposal.kind === 'fund'
+        ? proposal.amount
+        : proposal.kind === 'train'
+          ? proposal.maxCost
+          : '1';
+  const problem = minorUnitsProblem(
+    amount,
+    'the amount',
+    `the amount must be whole minor units above zero, got ${JSON.stringify(amount)}`,
+    { positive: true, currency },
+  );
   if (problem) return problem;
   if (proposal.kind === 'spawn' && !proposal.purpose?.trim()) return 'a spawn needs a purpose';
   if (proposal.kind === 'retire' && !proposal.reason?.trim()) return 'a retirement needs a reason';
@@ -118,13 +131,29 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
   const available = BigInt(observation.budget.available);
 
   if (proposal.kind !== 'retire') {
-    add('not-paused', !observation.budget.paused, observation.budget.paused ? 'the germline is paused: it spends nothing until an operator resumes it' : 'not paused');
+    add(
+      'not-paused',
+      !observation.budget.paused,
+      observation.budget.paused
+        ? 'the germline is paused: it spends nothing until an operator resumes it'
+        : 'not paused',
+    );
   }
   if (proposal.kind === 'spawn') {
-    add('child-known', child === undefined, child ? `a child named ${proposal.child} exists already (${child.state})` : 'a new name');
-    add('max-children', funded.length < policy.maxChildren, `${funded.length} of at most ${policy.maxChildren} children are funded`);
+    add(
+      'child-known',
+      child === undefined,
+      child ? `a child named ${proposal.child} exists already (${child.state})` : 'a new name',
+    );
+    add(
+      'max-children',
+      funded.length < policy.maxChildren,
+      `${funded.length} of at most ${policy.maxChildren} children are funded`,
+    );
   } else {
-    const usable = child !== undefined && (proposal.kind === 'retire' ? child.state !== 'retired' && child.state !== 'left' : child.state === 'active');
+    const usable =
+      child !== undefined &&
+      (proposal.kind === 'retire' ? child.state !== 'retired' && child.state !== 'left' : child.state === 'active');
     add('child-known', usable, child ? `${proposal.child} is ${child.state}` : `no child named ${proposal.child}`);
   }
 
@@ -141,7 +170,9 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
     add(
       'per-reservation-cap',
       perReservation === null || outlay <= BigInt(perReservation),
-      perReservation === null ? 'no per-reservation cap' : `${money(outlay)} of at most ${money(perReservation)} per reservation`,
+      perReservation === null
+        ? 'no per-reservation cap'
+        : `${money(outlay)} of at most ${money(perReservation)} per reservation`,
     );
     const dailyCap = observation.budget.policy.dailySpendCap;
     const committed = BigInt(observation.budget.committedToday.amount);
@@ -157,13 +188,19 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
     add(
       'min-runway',
       left >= needed,
-      netBurn > 0n ? `${money(left)} left covers ${left > 0n ? left / netBurn : 0n} days at ${money(netBurn)}/day; at least ${policy.minRunwayDays} required` : 'no net burn',
+      netBurn > 0n
+        ? `${money(left)} left covers ${left > 0n ? left / netBurn : 0n} days at ${money(netBurn)}/day; at least ${policy.minRunwayDays} required`
+        : 'no net burn',
     );
   }
 
   if (proposal.kind === 'train' && child) {
     const left = BigInt(child.allowance) - BigInt(child.spent) - BigInt(child.reserved ?? '0');
-    add('allowance-left', BigInt(proposal.maxCost) <= left, `needs ${money(proposal.maxCost)}, ${money(left)} of ${proposal.child}'s allowance left`);
+    add(
+      'allowance-left',
+      BigInt(proposal.maxCost) <= left,
+      `needs ${money(proposal.maxCost)}, ${money(left)} of ${proposal.child}'s allowance left`,
+    );
   }
 
   const allowed = verdicts.every((v) => v.ok);
@@ -189,11 +226,24 @@ export interface EvalGate {
 }
 
 /** Checks a checkpoint's metrics against the gate; the detail names the gate and the score. */
-export function checkEvalGate(metrics: Record<string, number>, gate: EvalGate | null | undefined): { ok: boolean; detail: string } {
+export function checkEvalGate(
+  metrics: Record<string, number>,
+  gate: EvalGate | null | undefined,
+): { ok: boolean; detail: string } {
   if (!gate) return { ok: true, detail: 'no eval gate' };
   const score = metrics[gate.metric];
-  const wanted = [gate.atMost !== undefined ? `at most ${gate.atMost}` : '', gate.atLeast !== undefined ? `at least ${gate.atLeast}` : ''].filter(Boolean).join(' and ');
-  if (typeof score !== 'number') return { ok: false, detail: `the eval gate needs ${gate.metric} ${wanted}, and the checkpoint records no ${gate.metric}` };
-  const ok = (gate.atMost === undefined || score <= gate.atMost) && (gate.atLeast === undefined || score >= gate.atLeast);
+  const wanted = [
+    gate.atMost !== undefined ? `at most ${gate.atMost}` : '',
+    gate.atLeast !== undefined ? `at least ${gate.atLeast}` : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  if (typeof score !== 'number')
+    return {
+      ok: false,
+      detail: `the eval gate needs ${gate.metric} ${wanted}, and the checkpoint records no ${gate.metric}`,
+    };
+  const ok =
+    (gate.atMost === undefined || score <= gate.atMost) && (gate.atLeast === undefined || score >= gate.atLeast);
   return { ok, detail: `${gate.metric} ${score} ${ok ? 'passes' : 'fails'} the eval gate (${gate.metric} ${wanted})` };
 }

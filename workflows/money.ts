@@ -59,21 +59,34 @@ export function formatMaximum(currency?: string, options: { inMinorUnits?: boole
  * Refuses an amount above MAX_MINOR_UNITS, the one check every entry point shares. `what` names it
  * for people (e.g. `amount "12.50"`); `currency`, when known, shows the maximum as money.
  */
-export function assertAtMostMaximum(minor: bigint, what: string, currency?: string, options: { inMinorUnits?: boolean } = {}): bigint {
-  if (minor > MAX_MINOR_UNITS) throw new AboveMaximumError(`${what} is above the most one amount may be (${formatMaximum(currency, options)})`);
+export function assertAtMostMaximum(
+  minor: bigint,
+  what: string,
+  currency?: string,
+  options: { inMinorUnits?: boolean } = {},
+): bigint {
+  if (minor > MAX_MINOR_UNITS)
+    throw new AboveMaximumError(`${what} is above the most one amount may be (${formatMaximum(currency, options)})`);
   return minor;
 }
 
 /** An input as a message shows it: long ones are cut, so a refusal never echoes a megabyte back. */
 function shown(value: unknown): string {
-  const text = typeof value === 'string' ? value : typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? String(value));
+  const text =
+    typeof value === 'string'
+      ? value
+      : typeof value === 'bigint'
+        ? `${value}n`
+        : (JSON.stringify(value) ?? String(value));
   return text.length <= MAX_AMOUNT_TEXT ? text : `${text.slice(0, 24)}… (${text.length} characters)`;
 }
 
 /** Text too long to be an amount is refused before any parsing: BigInt of a megabyte of digits is a cost of its own. */
 function assertAmountLength(text: string, field: string, currency?: string): void {
   if (text.length > MAX_AMOUNT_TEXT) {
-    throw new AboveMaximumError(`${field} "${shown(text)}" is too long to be an amount: at most ${MAX_AMOUNT_TEXT} characters and ${formatMaximum(currency)}`);
+    throw new AboveMaximumError(
+      `${field} "${shown(text)}" is too long to be an amount: at most ${MAX_AMOUNT_TEXT} characters and ${formatMaximum(currency)}`,
+    );
   }
 }
 
@@ -84,7 +97,9 @@ function assertAmountLength(text: string, field: string, currency?: string): voi
 export function toMinor(value: unknown, field: string, currency?: string): bigint {
   if (typeof value === 'string') assertAmountLength(value, field, currency);
   if (typeof value !== 'string' || !MINOR_UNITS.test(value)) {
-    throw new MoneyError(`${field} must be a whole number of minor units as a string, like "1250" for 12.50; got ${typeof value === 'string' ? JSON.stringify(value) : shown(value)}`);
+    throw new MoneyError(
+      `${field} must be a whole number of minor units as a string, like "1250" for 12.50; got ${typeof value === 'string' ? JSON.stringify(value) : shown(value)}`,
+    );
   }
   return assertAtMostMaximum(BigInt(value), `${field} "${value}"`, currency, { inMinorUnits: true });
 }
@@ -94,7 +109,12 @@ export function toMinor(value: unknown, field: string, currency?: string): bigin
  * or undefined when it is. Above the maximum gives toMinor's message; malformed (or zero, where
  * `positive`) gives `malformed`.
  */
-export function minorUnitsProblem(value: unknown, field: string, malformed: string, options: { positive?: boolean; currency?: string } = {}): string | undefined {
+export function minorUnitsProblem(
+  value: unknown,
+  field: string,
+  malformed: string,
+  options: { positive?: boolean; currency?: string } = {},
+): string | undefined {
   try {
     if (toMinor(value, field, options.currency) > 0n || !options.positive) return undefined;
   } catch (error) {

@@ -8,7 +8,8 @@ export const NAME_RULE = 'lowercase letters, digits and dashes, starting with a 
 
 /** A person's account handle (also the owner a child leaves to): 2 to 39 characters, like GitHub's. */
 export const ACCOUNT_HANDLE = /^[a-z0-9][a-z0-9-]{1,38}$/;
-export const ACCOUNT_HANDLE_RULE = 'a handle is 2 to 39 lowercase letters, digits and dashes, starting with a letter or digit';
+export const ACCOUNT_HANDLE_RULE =
+  'a handle is 2 to 39 lowercase letters, digits and dashes, starting with a letter or digit';
 
 /** An OCI repository name (the Distribution spec's path grammar). */
 export const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
@@ -31,7 +32,8 @@ export const creditBook = (handle: string): string => `trainers/${handle}`;
 /** Where an account's own repositories live: `trainers/<handle>/`. */
 export const trainerNamespace = (handle: string): string => `trainers/${handle}/`;
 /** Where a child's branch goes when it leaves to a trainer. */
-export const trainerRepository = (handle: string, repository: string): string => `${trainerNamespace(handle)}${repository}`;
+export const trainerRepository = (handle: string, repository: string): string =>
+  `${trainerNamespace(handle)}${repository}`;
 
 export const trainingWorkflowId = (run: string): string => `training/${run}`;
 /** The tag a training run's checkpoints carry in its output repository. */

@@ -21,6 +21,16 @@ export const ChildName = defineSearchAttributeKey('ChildName', SearchAttributeTy
 /** active | paused | retiring | leaving | retired | left */
 export const ChildState = defineSearchAttributeKey('ChildState', SearchAttributeType.KEYWORD);
 
-export const PROJECT_SEARCH_ATTRIBUTES = [GermlineId, BudgetState, CheckpointTag, RunKind, Payer, RunState, ChildName, ChildState];
+export const PROJECT_SEARCH_ATTRIBUTES = [
+  GermlineId,
+  BudgetState,
+  CheckpointTag,
+  RunKind,
+  Payer,
+  RunState,
+  ChildName,
+  ChildState,
+];
 
-export type SearchAttributeKey = (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;
+export type SearchAttributeKey =
+  (typeof PROJECT_SEARCH_ATTRIBUTES)[number] | ReturnType<typeof defineSearchAttributeKey>;

@@ -6,11 +6,32 @@
 // journal keeps every update one workflow task long, so a burst of callers is answered in bounded
 // time whatever the database is doing; a journal that keeps failing is shown (status, the
 // BudgetState search attribute, /healthz) and refuses new money in, never silently.
-import { allHandlersFinished, ApplicationFailure, condition, currentUpdateInfo, log, patched, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  condition,
+  currentUpdateInfo,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { JournalActivities } from '../activities/journal';
 import { type Budget, BudgetRejection } from './budget';
 import { failureMessage } from './failures';
-import { type LedgerEntry, depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate } from './budget-api';
+import {
+  type LedgerEntry,
+  depositUpdate,
+  ledgerQuery,
+  pauseSignal,
+  releaseUpdate,
+  reserveUpdate,
+  resumeSignal,
+  setPolicyUpdate,
+  settleUpdate,
+} from './budget-api';
 import { now } from './clock';
 
 // A few quick retries ride out a database restart; after them the failure is shown and the writer
@@ -121,9 +142,18 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
         }
       } catch (error) {
         // Database clients quote the failed call over many lines; its last line says why.
-        const why = failureMessage(error).trim().split('\n').filter((line) => line.trim()).at(-1) ?? 'unknown error';
+        const why =
+          failureMessage(error)
+            .trim()
+            .split('\n')
+            .filter((line) => line.trim())
+            .at(-1) ?? 'unknown error';
         budget.journalFailed(why, now());
-        log.error('the journal cannot book accepted changes; new deposits and reservations are refused until it can', { book: options.book, pending: budget.journalPending, error: failureMessage(error) });
+        log.error('the journal cannot book accepted changes; new deposits and reservations are refused until it can', {
+          book: options.book,
+          pending: budget.journalPending,
+          error: failureMessage(error),
+        });
         onChange();
         writing = false;
         await sleep(RETRY_FAILING_JOURNAL);

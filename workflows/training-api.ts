@@ -83,17 +83,16 @@ export function trainingRequest(defaults: TrainingDefaults, ask: TrainingAsk): T
 }
 
 export type TrainingState =
-  | 'reserving'
-  | 'running'
-  | 'publishing'
-  | 'succeeded'
-  | 'failed'
-  | 'cancelled'
-  | 'cost-cap'
-  | 'deadline'
-  | 'refused';
+  'reserving' | 'running' | 'publishing' | 'succeeded' | 'failed' | 'cancelled' | 'cost-cap' | 'deadline' | 'refused';
 
-export const FINAL_TRAINING_STATES: readonly TrainingState[] = ['succeeded', 'failed', 'cancelled', 'cost-cap', 'deadline', 'refused'];
+export const FINAL_TRAINING_STATES: readonly TrainingState[] = [
+  'succeeded',
+  'failed',
+  'cancelled',
+  'cost-cap',
+  'deadline',
+  'refused',
+];
 
 export interface TrainingStatus {
   id: string;
@@ -114,6 +113,5 @@ export interface TrainingStatus {
 export interface TrainingResult extends TrainingStatus {
   state: 'succeeded' | 'cancelled' | 'cost-cap' | 'deadline';
 }
-
 
 export const trainingStatusQuery = defineQuery<TrainingStatus>('status');

@@ -6,7 +6,8 @@ const SECONDS_PER_HOUR = 3600n;
 
 /** The cost of `gpuSeconds` at `ratePerGpuHour` minor units, rounded up, at most `maxCost`. */
 export function trainingCost(gpuSeconds: number, ratePerGpuHour: bigint, maxCost: bigint): bigint {
-  if (!Number.isSafeInteger(gpuSeconds) || gpuSeconds < 0) throw new RangeError(`GPU-seconds must be a whole number >= 0, got ${gpuSeconds}`);
+  if (!Number.isSafeInteger(gpuSeconds) || gpuSeconds < 0)
+    throw new RangeError(`GPU-seconds must be a whole number >= 0, got ${gpuSeconds}`);
   const exact = BigInt(gpuSeconds) * ratePerGpuHour;
   const cost = (exact + SECONDS_PER_HOUR - 1n) / SECONDS_PER_HOUR;
   return cost < maxCost ? cost : maxCost;

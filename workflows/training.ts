@@ -19,7 +19,13 @@ import type { TrainingOutcome, TrainingProgress } from '../activities/runners/ty
 import { failureMessage, failureType } from './failures';
 import { type MinorUnits, toMinor } from './money';
 import { Payer, RunKind, RunState } from './search-attributes';
-import { type TrainingRequest, type TrainingResult, type TrainingState, type TrainingStatus, trainingStatusQuery } from './training-api';
+import {
+  type TrainingRequest,
+  type TrainingResult,
+  type TrainingState,
+  type TrainingStatus,
+  trainingStatusQuery,
+} from './training-api';
 import { gpuSecondsForCost, trainingCost } from './training-cost';
 
 /** Bookkeeping steps: quick, idempotent, retried until they succeed (money must never be left reserved). */
@@ -31,7 +37,12 @@ const bookkeeping = proxyActivities<TrainingActivities & BudgetActivities>({
 /** Checks that cannot succeed on a retry fail the run at once. */
 const preparation = proxyActivities<TrainingActivities & BudgetActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['TrainingRequestInvalid'] },
+  retry: {
+    initialInterval: '1 second',
+    maximumInterval: '30 seconds',
+    maximumAttempts: 10,
+    nonRetryableErrorTypes: ['TrainingRequestInvalid'],
+  },
 });
 
 function runnerActivity(request: TrainingRequest) {
@@ -65,7 +76,11 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
   const status: TrainingStatus = { id: request.id, state: 'reserving', payer: request.payer, maxCost: request.maxCost };
   setHandler(trainingStatusQuery, () => status);
 
-  async function enter(state: TrainingState, patch: Partial<TrainingStatus> = {}, progress?: TrainingProgress): Promise<void> {
+  async function enter(
+    state: TrainingState,
+    patch: Partial<TrainingStatus> = {},
+    progress?: TrainingProgress,
+  ): Promise<void> {
     Object.assign(status, patch, { state });
     upsertSearchAttributes([{ key: RunState, value: state }]);
     await bookkeeping.recordTrainingState({ id: request.id, state, status, progress });
@@ -85,12 +100,19 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
     status.baseDigest = prepared.baseDigest;
     step = 'reserve';
     const reserved = await CancellationScope.nonCancellable(() =>
-      preparation.reserveForTraining({ payer: request.payer, ref: `training/${request.id}`, amount: request.maxCost, purpose: `training run ${request.id}` }),
+      preparation.reserveForTraining({
+        payer: request.payer,
+        ref: `training/${request.id}`,
+        amount: request.maxCost,
+        purpose: `training run ${request.id}`,
+      }),
     );
     reservationId = reserved.reservationId;
   } catch (error) {
     // A budget that says no (not enough money, a cap, paused) refuses the run; anything else fails it.
-    await CancellationScope.nonCancellable(() => enter(step === 'reserve' ? 'refused' : 'failed', { error: failureMessage(error) }));
+    await CancellationScope.nonCancellable(() =>
+      enter(step === 'reserve' ? 'refused' : 'failed', { error: failureMessage(error) }),
+    );
     throw ApplicationFailure.nonRetryable(failureMessage(error), failureType(error) ?? 'TrainingFailed');
   }
   status.reservationId = reservationId;
@@ -127,11 +149,23 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
     }
     const cost = trainingCost(usage.gpuSeconds, rate, maxCost);
     await bookkeeping.settleForTraining({ payer: request.payer, reservationId, actual: cost.toString() });
-    await enter(final, { cost: cost.toString(), gpuSeconds: usage.gpuSeconds, ...(failure && !cancelled ? { error: failureMessage(failure) } : {}) }, usage);
+    await enter(
+      final,
+      {
+        cost: cost.toString(),
+        gpuSeconds: usage.gpuSeconds,
+        ...(failure && !cancelled ? { error: failureMessage(failure) } : {}),
+      },
+      usage,
+    );
     return final;
   });
 
   if (cancelled) throw failure ?? new CancelledFailure(`training run ${request.id} was cancelled`);
-  if (result === 'failed') throw ApplicationFailure.nonRetryable(status.error ?? 'the training run failed', failureType(failure) ?? 'TrainingFailed');
+  if (result === 'failed')
+    throw ApplicationFailure.nonRetryable(
+      status.error ?? 'the training run failed',
+      failureType(failure) ?? 'TrainingFailed',
+    );
   return { ...status, state: result as TrainingResult['state'] };
 }

@@ -49,7 +49,10 @@ async function stillRunning(pid: number, commandLine: string): Promise<boolean> 
 /** The newest complete checkpoint folder in `output`, if any. */
 export async function newestCheckpoint(output: string): Promise<string | undefined> {
   const names = await readdir(output).catch(() => [] as string[]);
-  return names.filter((name) => CHECKPOINT_FOLDER.test(name)).sort().at(-1);
+  return names
+    .filter((name) => CHECKPOINT_FOLDER.test(name))
+    .sort()
+    .at(-1);
 }
 
 export class LocalProcessRunner implements TrainingRunner {
@@ -69,7 +72,11 @@ export class LocalProcessRunner implements TrainingRunner {
     await this.stopOrphan(dir, context);
 
     const carried: TrainingProgress = context.resumeFrom ?? { gpuSeconds: 0 };
-    const progress: TrainingProgress = { ...carried, attempt: (carried.attempt ?? 0) + 1, lastCheckpoint: (await newestCheckpoint(outputDir)) ?? carried.lastCheckpoint };
+    const progress: TrainingProgress = {
+      ...carried,
+      attempt: (carried.attempt ?? 0) + 1,
+      lastCheckpoint: (await newestCheckpoint(outputDir)) ?? carried.lastCheckpoint,
+    };
     delete progress.resumedFromStep;
     // Wall time of earlier attempts counts against the run's maximum duration.
     const previousElapsed = (carried.runner?.elapsedSeconds as number | undefined) ?? 0;
@@ -110,7 +117,9 @@ export class LocalProcessRunner implements TrainingRunner {
       },
     });
     // Listened to at once: a trainer that fails fast can be gone before the next await returns.
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('close', (code, signal) => resolve({ code, signal })));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once('close', (code, signal) => resolve({ code, signal })),
+    );
     const outputRead = this.follow(child, progress, tail, context, measure);
     const spawned = await new Promise<Error | undefined>((resolve) => {
       child.once('spawn', () => resolve(undefined));
@@ -119,7 +128,6 @@ export class LocalProcessRunner implements TrainingRunner {
     if (spawned) throw new TrainerFailedError(`cannot start the trainer ${command[0]}: ${spawned.message}`, progress);
     await writeFile(path.join(dir, 'trainer.pid'), JSON.stringify({ pid: child.pid, commandLine: command.join(' ') }));
     context.log.info({ runId: spec.runId, pid: child.pid, attempt: progress.attempt, command }, 'trainer started');
-
 
     let stopReason: StopReason | undefined;
     const stop = (reason: StopReason): void => {
@@ -151,21 +159,45 @@ export class LocalProcessRunner implements TrainingRunner {
 
     if (stopReason) return this.stopped(stopReason, progress, outputDir);
     if (exit.code === 0) {
-      if (!progress.lastCheckpoint) throw new TrainerFailedError('the trainer exited 0 without saving a checkpoint folder (checkpoint-<step>) in its output', progress);
+      if (!progress.lastCheckpoint)
+        throw new TrainerFailedError(
+          'the trainer exited 0 without saving a checkpoint folder (checkpoint-<step>) in its output',
+          progress,
+        );
       const final = path.join(outputDir, progress.lastCheckpoint);
-      return { state: 'succeeded', progress, output: { kind: 'folder', path: final }, metrics: await readMetrics(final) };
+      return {
+        state: 'succeeded',
+        progress,
+        output: { kind: 'folder', path: final },
+        metrics: await readMetrics(final),
+      };
     }
-    if (exit.signal) throw new PreemptedError(`the trainer was killed by ${exit.signal}; the run resumes from ${progress.lastCheckpoint ?? 'the start'}`, progress);
-    throw new TrainerFailedError(`the trainer exited with code ${exit.code}: ${tail.join(' | ') || 'no output'}`, progress);
+    if (exit.signal)
+      throw new PreemptedError(
+        `the trainer was killed by ${exit.signal}; the run resumes from ${progress.lastCheckpoint ?? 'the start'}`,
+        progress,
+      );
+    throw new TrainerFailedError(
+      `the trainer exited with code ${exit.code}: ${tail.join(' | ') || 'no output'}`,
+      progress,
+    );
   }
 
   private stopped(state: StopReason, progress: TrainingProgress, outputDir: string): TrainingOutcome {
-    const output = progress.lastCheckpoint ? { kind: 'folder' as const, path: path.join(outputDir, progress.lastCheckpoint) } : undefined;
+    const output = progress.lastCheckpoint
+      ? { kind: 'folder' as const, path: path.join(outputDir, progress.lastCheckpoint) }
+      : undefined;
     return { state, progress, ...(output ? { output } : {}) };
   }
 
   /** Parses the trainer's JSON-line events; every other line goes to the log. Resolves when both streams end. */
-  private follow(child: ChildProcess, progress: TrainingProgress, tail: string[], context: RunnerContext, measure: () => void): Promise<unknown> {
+  private follow(
+    child: ChildProcess,
+    progress: TrainingProgress,
+    tail: string[],
+    context: RunnerContext,
+    measure: () => void,
+  ): Promise<unknown> {
     const keep = (line: string) => {
       tail.push(line);
       if (tail.length > LOG_TAIL) tail.shift();
@@ -222,7 +254,8 @@ export class LocalProcessRunner implements TrainingRunner {
           // the group or the process is gone already
         }
       }
-      for (let i = 0; i < 100 && (await stillRunning(pid, commandLine)); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      for (let i = 0; i < 100 && (await stillRunning(pid, commandLine)); i++)
+        await new Promise((resolve) => setTimeout(resolve, 50));
     }
     await rm(path.join(dir, 'trainer.pid'), { force: true });
   }
@@ -232,7 +265,9 @@ function parseEvent(line: string): Record<string, unknown> | undefined {
   if (!line.startsWith('{')) return undefined;
   try {
     const value = JSON.parse(line) as unknown;
-    return typeof value === 'object' && value !== null && typeof (value as { event?: unknown }).event === 'string' ? (value as Record<string, unknown>) : undefined;
+    return typeof value === 'object' && value !== null && typeof (value as { event?: unknown }).event === 'string'
+      ? (value as Record<string, unknown>)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -242,5 +277,9 @@ async function readMetrics(folder: string): Promise<Record<string, number>> {
   const text = await readFile(path.join(folder, 'metrics.json'), 'utf8').catch(() => undefined);
   if (!text) return {};
   const parsed = JSON.parse(text) as Record<string, unknown>;
-  return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1])));
+  return Object.fromEntries(
+    Object.entries(parsed).filter(
+      (entry): entry is [string, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1]),
+    ),
+  );
 }

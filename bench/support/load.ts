@@ -32,11 +32,20 @@ export interface LoadResult {
 function post(agent: http.Agent, url: URL, body: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const request = http.request(
-      { agent, host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json', 'content-length': body.length } },
+      {
+        agent,
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': body.length },
+      },
       (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+        );
         response.on('error', reject);
       },
     );
@@ -78,7 +87,14 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   );
   const seconds = (now() - measureFrom) / 1000;
   agent.destroy();
-  return { requests: latenciesMs.length + errors, total, errors, seconds, latenciesMs, ...(firstError ? { firstError } : {}) };
+  return {
+    requests: latenciesMs.length + errors,
+    total,
+    errors,
+    seconds,
+    latenciesMs,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 if (require.main === module) {
@@ -86,7 +102,15 @@ if (require.main === module) {
   process.on('message', (job: LoadJob) => {
     runLoad(job).then(
       (result) => process.send!(result),
-      (error: unknown) => process.send!({ requests: 0, total: 0, errors: 1, firstError: String(error), seconds: 0, latenciesMs: [] } satisfies LoadResult),
+      (error: unknown) =>
+        process.send!({
+          requests: 0,
+          total: 0,
+          errors: 1,
+          firstError: String(error),
+          seconds: 0,
+          latenciesMs: [],
+        } satisfies LoadResult),
     );
   });
   process.on('disconnect', () => process.exit(0));

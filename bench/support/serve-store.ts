@@ -8,7 +8,13 @@ import { buildPlatform } from '../../platform/server';
 
 async function main(): Promise<void> {
   const store = await new LayoutStore(process.argv[2]!).init();
-  const platform = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'bench', store, db: {} as Database });
+  const platform = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: 'bench',
+    store,
+    db: {} as Database,
+  });
   await platform.listen({ host: '127.0.0.1', port: 0 });
   process.stdout.write(`${(platform.server.address() as AddressInfo).port}\n`);
   process.on('SIGTERM', () => void platform.close().then(() => process.exit(0)));

@@ -27,7 +27,9 @@ export interface BenchStack {
   close(): Promise<void>;
 }
 
-export async function startBenchStack(options: { runners?: (dir: string, store: LayoutStore) => Partial<Record<RunnerKind, TrainingRunner>> } = {}): Promise<BenchStack> {
+export async function startBenchStack(
+  options: { runners?: (dir: string, store: LayoutStore) => Partial<Record<RunnerKind, TrainingRunner>> } = {},
+): Promise<BenchStack> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const dir = mkdtempSync(path.join(tmpdir(), 'computatrum-bench-'));
   const server = await startTemporalDevServer({
@@ -39,7 +41,9 @@ export async function startBenchStack(options: { runners?: (dir: string, store: 
     searchAttributes: PROJECT_SEARCH_ATTRIBUTES,
     logFile: path.join(dir, 'temporal.log'),
   });
-  const pg = process.env.DATABASE_URL ? undefined : await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort() });
+  const pg = process.env.DATABASE_URL
+    ? undefined
+    : await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await freePort() });
   const databaseUrl = process.env.DATABASE_URL ?? pg!.url;
   await migrateDatabase(databaseUrl);
   const db = openDatabase(databaseUrl);

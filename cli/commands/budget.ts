@@ -28,17 +28,29 @@ function ledgerTable(entries: LedgerEntry[], currency: string): string {
 
 function policyLines(policy: BudgetPolicy, currency: string): string[] {
   const show = (v: string | null) => (v === null ? 'no cap' : formatMoney(v, currency));
-  return [`daily spend cap:       ${show(policy.dailySpendCap)}`, `per-reservation cap:   ${show(policy.perReservationCap)}`];
+  return [
+    `daily spend cap:       ${show(policy.dailySpendCap)}`,
+    `per-reservation cap:   ${show(policy.perReservationCap)}`,
+  ];
 }
 
 /** The germline, or with --child one of its children: both hold books that pause the same way. */
-async function signalBooks(client: Client, cfg: Config, child: string | undefined, send: (handle: WorkflowHandle) => Promise<void>): Promise<void> {
-  const [{ WorkflowNotFoundError }, { germlineHandle }] = await Promise.all([import('@temporalio/client'), import('../../temporal/germline-client.js')]);
+async function signalBooks(
+  client: Client,
+  cfg: Config,
+  child: string | undefined,
+  send: (handle: WorkflowHandle) => Promise<void>,
+): Promise<void> {
+  const [{ WorkflowNotFoundError }, { germlineHandle }] = await Promise.all([
+    import('@temporalio/client'),
+    import('../../temporal/germline-client.js'),
+  ]);
   if (!child) return send(germlineHandle(client, cfg.germline));
   try {
     await send(client.workflow.getHandle(childWorkflowId(cfg.germline, child)));
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new UserError(`no running child ${child}: list them with \`computatrum children\``);
+    if (error instanceof WorkflowNotFoundError)
+      throw new UserError(`no running child ${child}: list them with \`computatrum children\``);
     throw error;
   }
 }
@@ -52,7 +64,10 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const cfg = config();
-      const [{ germlineHandle }, { statusQuery }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/budget-api.js')]);
+      const [{ germlineHandle }, { statusQuery }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/budget-api.js'),
+      ]);
       const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
       if (options.json) return print(JSON.stringify(status, null, 2));
       const money = (v: string) => formatMoney(v, status.currency);
@@ -66,7 +81,9 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
       for (const line of policyLines(status.policy, status.currency)) print(`  ${line}`);
       print(`  ledger entries        ${status.sequence}  (${status.journalPending} not yet in the journal)`);
       if (status.journalFailure) {
-        print(`  JOURNAL FAILING       since ${status.journalFailure.since}, ${status.journalFailure.failures} failed batch(es): ${status.journalFailure.message}`);
+        print(
+          `  JOURNAL FAILING       since ${status.journalFailure.since}, ${status.journalFailure.failures} failed batch(es): ${status.journalFailure.message}`,
+        );
         print('                        new deposits and reservations are refused until it books again');
       }
     });
@@ -84,7 +101,11 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
         import('../../temporal/budget-client.js'),
       ]);
       const result = await withGermline(cfg, (client) =>
-        updateBudget(germlineHandle(client, cfg.germline), depositUpdate, { amount: amount.toString(), currency: cfg.currency, reference: options.reference }),
+        updateBudget(germlineHandle(client, cfg.germline), depositUpdate, {
+          amount: amount.toString(),
+          currency: cfg.currency,
+          reference: options.reference,
+        }),
       );
       print(
         result.duplicate
@@ -96,18 +117,32 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
   program
     .command('ledger')
     .description('show the latest budget ledger entries')
-    .option('--limit <n>', 'how many entries', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('--limit must be a positive whole number');
-      return n;
-    }, 50)
+    .option(
+      '--limit <n>',
+      'how many entries',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('--limit must be a positive whole number');
+        return n;
+      },
+      50,
+    )
     .option('--json', 'print JSON')
     .action(async (options: { limit: number; json?: boolean }) => {
       const cfg = config();
-      const [{ germlineHandle }, { ledgerQuery }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/budget-api.js')]);
-      const entries = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(ledgerQuery, options.limit));
+      const [{ germlineHandle }, { ledgerQuery }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/budget-api.js'),
+      ]);
+      const entries = await withGermline(cfg, (client) =>
+        germlineHandle(client, cfg.germline).query(ledgerQuery, options.limit),
+      );
       if (options.json) return print(JSON.stringify(entries, null, 2));
-      print(entries.length === 0 ? 'the ledger is empty: deposit funds with `computatrum deposit`' : ledgerTable(entries, cfg.currency));
+      print(
+        entries.length === 0
+          ? 'the ledger is empty: deposit funds with `computatrum deposit`'
+          : ledgerTable(entries, cfg.currency),
+      );
     });
 
   program
@@ -115,37 +150,49 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
     .description('check that the PostgreSQL journal and the germline workflow agree')
     .action(async () => {
       const cfg = config();
-      const [{ germlineHandle }, { statusQuery }, { journalBalances, reconcile }, { openDatabase }, { databaseUrl }] = await Promise.all([
-        import('../../temporal/germline-client.js'),
-        import('../../workflows/budget-api.js'),
-        import('../../activities/journal.js'),
-        import('../../db/prisma.js'),
-        import('../../runtime/config.js'),
-      ]);
+      const [{ germlineHandle }, { statusQuery }, { journalBalances, reconcile }, { openDatabase }, { databaseUrl }] =
+        await Promise.all([
+          import('../../temporal/germline-client.js'),
+          import('../../workflows/budget-api.js'),
+          import('../../activities/journal.js'),
+          import('../../db/prisma.js'),
+          import('../../runtime/config.js'),
+        ]);
       const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
       const db = openDatabase(databaseUrl(cfg), { maxConnections: 2 });
       try {
         const result = reconcile(status, await journalBalances(db, cfg.germline));
-        print(table(['item', 'workflow', 'journal', ''], result.rows.map((r) => [r.item, r.workflow, r.journal, r.agrees ? 'ok' : 'MISMATCH'])));
-        if (result.journalPending > 0) print(`${result.journalPending} accepted change(s) are still being written to the journal; run again shortly`);
+        print(
+          table(
+            ['item', 'workflow', 'journal', ''],
+            result.rows.map((r) => [r.item, r.workflow, r.journal, r.agrees ? 'ok' : 'MISMATCH']),
+          ),
+        );
+        if (result.journalPending > 0)
+          print(
+            `${result.journalPending} accepted change(s) are still being written to the journal; run again shortly`,
+          );
         print(result.agrees ? 'journal and workflow agree' : 'journal and workflow DISAGREE');
         if (!result.agrees) process.exitCode = 1;
       } catch (error) {
-        throw new UserError(`cannot read the journal at ${databaseUrl(cfg).replace(/\/\/[^@]*@/, '//***@')}: ${(error as Error).message}`);
+        throw new UserError(
+          `cannot read the journal at ${databaseUrl(cfg).replace(/\/\/[^@]*@/, '//***@')}: ${(error as Error).message}`,
+        );
       } finally {
         await db.$disconnect();
       }
     });
 
   const policy = program.command('policy').description('show or change the spending policy');
-  policy
-    .command('show')
-    .action(async () => {
-      const cfg = config();
-      const [{ germlineHandle }, { statusQuery }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/budget-api.js')]);
-      const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
-      for (const line of policyLines(status.policy, status.currency)) print(line);
-    });
+  policy.command('show').action(async () => {
+    const cfg = config();
+    const [{ germlineHandle }, { statusQuery }] = await Promise.all([
+      import('../../temporal/germline-client.js'),
+      import('../../workflows/budget-api.js'),
+    ]);
+    const status = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(statusQuery));
+    for (const line of policyLines(status.policy, status.currency)) print(line);
+  });
   policy
     .command('set')
     .description('change caps; give an amount, or "none" to lift a cap')
@@ -156,13 +203,16 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
       const change: Partial<BudgetPolicy> = {};
       if (options.dailyCap !== undefined) change.dailySpendCap = liftable(options.dailyCap);
       if (options.perReservationCap !== undefined) change.perReservationCap = liftable(options.perReservationCap);
-      if (Object.keys(change).length === 0) throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
+      if (Object.keys(change).length === 0)
+        throw new UserError('nothing to set: give --daily-cap and/or --per-reservation-cap', 2);
       const [{ germlineHandle }, { setPolicyUpdate }, { updateBudget }] = await Promise.all([
         import('../../temporal/germline-client.js'),
         import('../../workflows/budget-api.js'),
         import('../../temporal/budget-client.js'),
       ]);
-      const updated = await withGermline(cfg, (client) => updateBudget(germlineHandle(client, cfg.germline), setPolicyUpdate, change));
+      const updated = await withGermline(cfg, (client) =>
+        updateBudget(germlineHandle(client, cfg.germline), setPolicyUpdate, change),
+      );
       for (const line of policyLines(updated, cfg.currency)) print(line);
     });
 
@@ -174,7 +224,9 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
     .action(async (options: { reason?: string; child?: string }) => {
       const cfg = config();
       const { pauseSignal } = await import('../../workflows/budget-api.js');
-      await withGermline(cfg, (client) => signalBooks(client, cfg, options.child, (handle) => handle.signal(pauseSignal, options.reason)));
+      await withGermline(cfg, (client) =>
+        signalBooks(client, cfg, options.child, (handle) => handle.signal(pauseSignal, options.reason)),
+      );
       print(options.child ? `child ${options.child} paused` : `germline ${cfg.germline} paused`);
     });
 
@@ -185,7 +237,9 @@ export function addBudgetCommands(program: Command, config: () => Config): void 
     .action(async (options: { child?: string }) => {
       const cfg = config();
       const { resumeSignal } = await import('../../workflows/budget-api.js');
-      await withGermline(cfg, (client) => signalBooks(client, cfg, options.child, (handle) => handle.signal(resumeSignal)));
+      await withGermline(cfg, (client) =>
+        signalBooks(client, cfg, options.child, (handle) => handle.signal(resumeSignal)),
+      );
       print(options.child ? `child ${options.child} resumed` : `germline ${cfg.germline} resumed`);
     });
 }

@@ -21,7 +21,10 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
     .action(async (dir: string, target: string, options: { parent?: string; allowPickle?: boolean }) => {
       const cfg = config();
       const { repo, reference } = parseReference(target);
-      const [{ openStore }, { publishCheckpoint }] = await Promise.all([import('../../store/index.js'), import('../../store/checkpoint.js')]);
+      const [{ openStore }, { publishCheckpoint }] = await Promise.all([
+        import('../../store/index.js'),
+        import('../../store/checkpoint.js'),
+      ]);
       const store = await openStore(cfg.store);
       const published = await publishCheckpoint(store, repo, dir, {
         tag: reference,
@@ -30,7 +33,9 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
         onFile: (file, written) => console.error(`${written > 0 ? 'stored ' : 'present'} ${file}`),
       });
       print(`${repo}:${reference} -> ${published.digest}`);
-      print(`${published.manifest.layers.length} files, ${published.size} bytes; ${published.written} bytes written (the rest was already stored)`);
+      print(
+        `${published.manifest.layers.length} files, ${published.size} bytes; ${published.written} bytes written (the rest was already stored)`,
+      );
     });
 
   program
@@ -39,11 +44,17 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
     .argument('<source>', 'repository and tag or digest, e.g. germline/computatrum:gpc-2026-11-25')
     .argument('<dir>', 'folder to write the files into')
     .option('--from <url>', 'platform or registry URL (default: this computatrum platform)')
-    .option('--parallel <n>', 'files at once', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1 || n > 32) throw new InvalidArgumentError('--parallel must be a whole number from 1 to 32');
-      return n;
-    }, 4)
+    .option(
+      '--parallel <n>',
+      'files at once',
+      (v) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > 32)
+          throw new InvalidArgumentError('--parallel must be a whole number from 1 to 32');
+        return n;
+      },
+      4,
+    )
     .action(async (source: string, dir: string, options: { from?: string; parallel: number }) => {
       const cfg = config();
       const { repo, reference } = parseReference(source);
@@ -62,12 +73,16 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
         onProgress: (progress) => view.update(progress),
       });
       view.finish();
-      print(`${repo}:${reference} (${result.digest}): ${result.files} files, ${result.size} bytes verified in ${dir}; ${result.received} bytes downloaded`);
+      print(
+        `${repo}:${reference} (${result.digest}): ${result.files} files, ${result.size} bytes verified in ${dir}; ${result.received} bytes downloaded`,
+      );
     });
 
   program
     .command('fork')
-    .description('start a branch from any tag: nothing is copied (with COMPUTATRUM_TOKEN: on the platform, as your account)')
+    .description(
+      'start a branch from any tag: nothing is copied (with COMPUTATRUM_TOKEN: on the platform, as your account)',
+    )
     .argument('<source>', 'e.g. germline/computatrum:gpc-2026-11-25')
     .argument('<target>', 'e.g. trainers/alice/coder:main')
     .option('--from <url>', 'platform URL, with COMPUTATRUM_TOKEN (default: this computatrum platform)')
@@ -78,9 +93,17 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       // A trainer forks on the platform, which checks where they may write; an operator on the daemon's host uses the store.
       let digest: string;
       if (cfg.apiToken) {
-        digest = (await platformApi(cfg, { ...options, signedIn: true }).graphql<{ fork: { digest: string } }>('mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { digest } }', { from: source, to: target })).fork.digest;
+        digest = (
+          await platformApi(cfg, { ...options, signedIn: true }).graphql<{ fork: { digest: string } }>(
+            'mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { digest } }',
+            { from: source, to: target },
+          )
+        ).fork.digest;
       } else {
-        const [{ openStore }, { forkCheckpoint }] = await Promise.all([import('../../store/index.js'), import('../../store/checkpoint.js')]);
+        const [{ openStore }, { forkCheckpoint }] = await Promise.all([
+          import('../../store/index.js'),
+          import('../../store/checkpoint.js'),
+        ]);
         digest = await forkCheckpoint(await openStore(cfg.store), from, { repo: to.repo, branch: to.reference });
       }
       print(`${to.repo}:${to.reference} -> ${digest} (forked from ${source}, no bytes copied)`);
@@ -104,7 +127,13 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       const body = (await response.json()) as CheckpointListing & { error?: string };
       if (!response.ok) throw new UserError(body.error ?? `${baseUrl} answered ${response.status}`);
       if (options.json) return print(JSON.stringify(body, null, 2));
-      print(table(['tag', 'nickname', 'size', 'files', 'digest'], body.tags.map((t) => [t.tag, t.nickname ?? '', String(t.size), String(t.files), t.digest.slice(0, 19)]), { alignRight: [2, 3] }));
+      print(
+        table(
+          ['tag', 'nickname', 'size', 'files', 'digest'],
+          body.tags.map((t) => [t.tag, t.nickname ?? '', String(t.size), String(t.files), t.digest.slice(0, 19)]),
+          { alignRight: [2, 3] },
+        ),
+      );
       for (const skipped of body.skippedDays) print(`skipped ${skipped.day}: ${skipped.reason ?? ''}`);
     });
 
@@ -115,7 +144,9 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       const cfg = config();
       const { dailyScheduleId } = await import('../../temporal/schedules.js');
       await withGermline(cfg, (client) => client.schedule.getHandle(dailyScheduleId(cfg.germline)).trigger());
-      print(`triggered ${dailyScheduleId(cfg.germline)}; see the result with \`computatrum tags germline/${cfg.germline}\``);
+      print(
+        `triggered ${dailyScheduleId(cfg.germline)}; see the result with \`computatrum tags germline/${cfg.germline}\``,
+      );
     });
 
   program
@@ -126,9 +157,13 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
     .action(async (options: { from: string; to: string }) => {
       const cfg = config();
       const { backfillDaily, dailyScheduleId } = await import('../../temporal/schedules.js');
-      const days = await withGermline(cfg, (client) => backfillDaily(client, cfg.germline, options.from, options.to).catch((error: Error) => {
-        throw new UserError(error.message, 2);
-      }));
-      print(`backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`);
+      const days = await withGermline(cfg, (client) =>
+        backfillDaily(client, cfg.germline, options.from, options.to).catch((error: Error) => {
+          throw new UserError(error.message, 2);
+        }),
+      );
+      print(
+        `backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`,
+      );
     });
 }

@@ -12,7 +12,9 @@ function showChild(status: ChildStatus, currency: string): void {
   const money = (v: string) => formatMoney(v, currency);
   print(`child ${status.name} of germline/${status.germline}  (${status.state})`);
   print(`  purpose     ${status.purpose}`);
-  print(`  allowance   ${money(status.allowance)}: spent ${money(status.spent)}, reserved ${money(status.reserved)}, available ${money(status.available)}`);
+  print(
+    `  allowance   ${money(status.allowance)}: spent ${money(status.spent)}, reserved ${money(status.reserved)}, available ${money(status.available)}`,
+  );
   print(`  branch      ${status.branch ?? 'none yet (the germline had no head to fork)'}`);
   if (status.owner) print(`  owner       ${status.owner}`);
   if (status.endReason) print(`  why ended   ${status.endReason}`);
@@ -27,14 +29,25 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const cfg = config();
-      const [{ germlineHandle }, { childrenQuery }] = await Promise.all([import('../../temporal/germline-client.js'), import('../../workflows/child-api.js')]);
+      const [{ germlineHandle }, { childrenQuery }] = await Promise.all([
+        import('../../temporal/germline-client.js'),
+        import('../../workflows/child-api.js'),
+      ]);
       const children = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(childrenQuery));
       if (options.json) return print(JSON.stringify(children, null, 2));
-      if (children.length === 0) return print('no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`');
+      if (children.length === 0)
+        return print('no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`');
       print(
         table(
           ['child', 'state', 'allowance', 'spent', 'purpose', 'workflow'],
-          children.map((c) => [c.name, c.state, formatMoney(c.allowance, cfg.currency), c.spent === undefined ? '' : formatMoney(c.spent, cfg.currency), c.purpose, c.workflowId]),
+          children.map((c) => [
+            c.name,
+            c.state,
+            formatMoney(c.allowance, cfg.currency),
+            c.spent === undefined ? '' : formatMoney(c.spent, cfg.currency),
+            c.purpose,
+            c.workflowId,
+          ]),
           { alignRight: [2, 3] },
         ),
       );
@@ -47,12 +60,16 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (name: string, options: { json?: boolean }) => {
       const cfg = config();
-      const [{ WorkflowNotFoundError }, { childStatusQuery }] = await Promise.all([import('@temporalio/client'), import('../../workflows/child-api.js')]);
+      const [{ WorkflowNotFoundError }, { childStatusQuery }] = await Promise.all([
+        import('@temporalio/client'),
+        import('../../workflows/child-api.js'),
+      ]);
       const status = await withGermline(cfg, async (client) => {
         try {
           return await client.workflow.getHandle(childWorkflowId(cfg.germline, name)).query(childStatusQuery);
         } catch (error) {
-          if (error instanceof WorkflowNotFoundError) throw new UserError(`no child ${name}: list them with \`computatrum children\``);
+          if (error instanceof WorkflowNotFoundError)
+            throw new UserError(`no child ${name}: list them with \`computatrum children\``);
           throw error;
         }
       });
@@ -74,9 +91,15 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
         import('../../temporal/budget-client.js'),
       ]);
       const record = await withGermline(cfg, (client) =>
-        updateBudget(germlineHandle(client, cfg.germline), spawnChildUpdate, { name, allowance: options.allowance.toString(), purpose: options.purpose }),
+        updateBudget(germlineHandle(client, cfg.germline), spawnChildUpdate, {
+          name,
+          allowance: options.allowance.toString(),
+          purpose: options.purpose,
+        }),
       );
-      print(`spawned ${record.name} with ${formatMoney(record.allowance, cfg.currency)} (reservation ${record.reservationId}); workflow ${record.workflowId}`);
+      print(
+        `spawned ${record.name} with ${formatMoney(record.allowance, cfg.currency)} (reservation ${record.reservationId}); workflow ${record.workflowId}`,
+      );
     });
 
   program
@@ -91,8 +114,12 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
         import('../../workflows/germline-api.js'),
         import('../../temporal/budget-client.js'),
       ]);
-      const result = await withGermline(cfg, (client) => updateBudget(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }));
-      print(`${germlineRepository(cfg.germline)}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`);
+      const result = await withGermline(cfg, (client) =>
+        updateBudget(germlineHandle(client, cfg.germline), promoteUpdate, { repo, reference }),
+      );
+      print(
+        `${germlineRepository(cfg.germline)}:main -> ${result.digest} (${result.gate}); the next daily tag publishes it`,
+      );
     });
 
   for (const [command, description] of [
@@ -104,18 +131,25 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
       .description(description)
       .argument('<name>', 'child name')
       .requiredOption('--reason <text>', 'why, for the record');
-    if (command === 'leave') sub.requiredOption('--owner <handle>', 'who receives its branch (trainers/<handle>/<name>)');
+    if (command === 'leave')
+      sub.requiredOption('--owner <handle>', 'who receives its branch (trainers/<handle>/<name>)');
     sub.action(async (name: string, options: { reason: string; owner?: string }) => {
       const cfg = config();
-      const [{ WorkflowNotFoundError }, { leaveUpdate, retireUpdate }] = await Promise.all([import('@temporalio/client'), import('../../workflows/child-api.js')]);
+      const [{ WorkflowNotFoundError }, { leaveUpdate, retireUpdate }] = await Promise.all([
+        import('@temporalio/client'),
+        import('../../workflows/child-api.js'),
+      ]);
       const status = await withGermline(cfg, async (client) => {
         const handle = client.workflow.getHandle(childWorkflowId(cfg.germline, name));
         try {
-          return (command === 'retire'
-            ? await handle.executeUpdate(retireUpdate, { args: [options.reason] })
-            : await handle.executeUpdate(leaveUpdate, { args: [{ owner: options.owner!, reason: options.reason }] })) as ChildStatus;
+          return (
+            command === 'retire'
+              ? await handle.executeUpdate(retireUpdate, { args: [options.reason] })
+              : await handle.executeUpdate(leaveUpdate, { args: [{ owner: options.owner!, reason: options.reason }] })
+          ) as ChildStatus;
         } catch (error) {
-          if (error instanceof WorkflowNotFoundError) throw new UserError(`no running child ${name}: list them with \`computatrum children\``);
+          if (error instanceof WorkflowNotFoundError)
+            throw new UserError(`no running child ${name}: list them with \`computatrum children\``);
           throw error;
         }
       });

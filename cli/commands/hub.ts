@@ -32,7 +32,9 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .description('the account of COMPUTATRUM_TOKEN on the platform')
     .option(from, fromHelp)
     .action(async (options: { from?: string }) => {
-      const { me } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ me: { handle: string; role: string } | null }>('{ me { handle role } }');
+      const { me } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        me: { handle: string; role: string } | null;
+      }>('{ me { handle role } }');
       if (!me) throw new UserError('the platform sees no account for this token');
       print(`${me.handle} (${me.role})`);
     });
@@ -43,16 +45,39 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .option('--search <text>', 'names, breed titles and nicknames containing it')
     .option(from, fromHelp)
     .action(async (options: { search?: string; from?: string }) => {
-      const { images } = await platformApi(config(), options).graphql<{ images: Array<{ repository: string; kind: string; tags: number; latestTag: string | null; latestNickname: string | null; breedTitle: string | null; price: string | null; reports: number }> }>(
+      const { images } = await platformApi(config(), options).graphql<{
+        images: Array<{
+          repository: string;
+          kind: string;
+          tags: number;
+          latestTag: string | null;
+          latestNickname: string | null;
+          breedTitle: string | null;
+          price: string | null;
+          reports: number;
+        }>;
+      }>(
         'query($search: String) { images(search: $search) { repository kind tags latestTag latestNickname breedTitle price reports } }',
         { search: options.search ?? null },
       );
-      if (images.length === 0) return print(options.search ? `no image matches "${options.search}"` : 'no images yet: push a checkpoint first');
+      if (images.length === 0)
+        return print(
+          options.search ? `no image matches "${options.search}"` : 'no images yet: push a checkpoint first',
+        );
       const currency = config().currency;
       print(
         table(
           ['repository', 'kind', 'tags', 'latest', 'nickname', 'breed', 'price', 'reports'],
-          images.map((i) => [i.repository, i.kind, String(i.tags), i.latestTag ?? '', i.latestNickname ?? '', i.breedTitle ?? '', i.price ? formatMoney(i.price, currency) : i.breedTitle ? 'free' : '', String(i.reports)]),
+          images.map((i) => [
+            i.repository,
+            i.kind,
+            String(i.tags),
+            i.latestTag ?? '',
+            i.latestNickname ?? '',
+            i.breedTitle ?? '',
+            i.price ? formatMoney(i.price, currency) : i.breedTitle ? 'free' : '',
+            String(i.reports),
+          ]),
           { alignRight: [2, 6, 7] },
         ),
       );
@@ -64,14 +89,26 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .argument('<repo>', 'e.g. germline/computatrum')
     .option(from, fromHelp)
     .action(async (repository: string, options: { from?: string }) => {
-      const { threads } = await platformApi(config(), options).graphql<{ threads: Array<{ id: string; title: string; reference: string | null; author: string; comments: Array<{ author: string; body: string; createdAt: string }> }> }>(
+      const { threads } = await platformApi(config(), options).graphql<{
+        threads: Array<{
+          id: string;
+          title: string;
+          reference: string | null;
+          author: string;
+          comments: Array<{ author: string; body: string; createdAt: string }>;
+        }>;
+      }>(
         'query($repository: String!) { threads(repository: $repository) { id title reference author comments { author body createdAt } } }',
         { repository },
       );
-      if (threads.length === 0) return print(`no discussion of ${repository} yet: start one with computatrum discuss ${repository} --title ... --body ...`);
+      if (threads.length === 0)
+        return print(
+          `no discussion of ${repository} yet: start one with computatrum discuss ${repository} --title ... --body ...`,
+        );
       for (const thread of threads) {
         print(`# ${thread.title}${thread.reference ? ` (about ${thread.reference})` : ''}  [${thread.id}]`);
-        for (const c of thread.comments) print(`  ${c.author}, ${c.createdAt.slice(0, 16).replace('T', ' ')}: ${c.body.replace(/\n/g, '\n    ')}`);
+        for (const c of thread.comments)
+          print(`  ${c.author}, ${c.createdAt.slice(0, 16).replace('T', ' ')}: ${c.body.replace(/\n/g, '\n    ')}`);
         print();
       }
     });
@@ -85,7 +122,9 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .option(from, fromHelp)
     .action(async (image: string, options: { title: string; body: string; from?: string }) => {
       const { repository, reference } = repoAndReference(image);
-      const { startThread } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ startThread: { id: string } }>(
+      const { startThread } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        startThread: { id: string };
+      }>(
         'mutation($repository: String!, $reference: String, $title: String!, $body: String!) { startThread(repository: $repository, reference: $reference, title: $title, body: $body) { id } }',
         { repository, reference: reference ?? null, title: options.title, body: options.body },
       );
@@ -99,16 +138,20 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .argument('<text>', 'the comment')
     .option(from, fromHelp)
     .action(async (threadId: string, body: string, options: { from?: string }) => {
-      const { comment } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ comment: { id: string } }>(
-        'mutation($threadId: String!, $body: String!) { comment(threadId: $threadId, body: $body) { id } }',
-        { threadId, body },
-      );
+      const { comment } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        comment: { id: string };
+      }>('mutation($threadId: String!, $body: String!) { comment(threadId: $threadId, body: $body) { id } }', {
+        threadId,
+        body,
+      });
       print(`comment ${comment.id} added`);
     });
 
   program
     .command('record')
-    .description('attach a recording of a session with a model (a file or a transcript, at most 16 MiB) to one of its checkpoints')
+    .description(
+      'attach a recording of a session with a model (a file or a transcript, at most 16 MiB) to one of its checkpoints',
+    )
     .argument('<checkpoint>', 'e.g. germline/computatrum:gpc-2026-11-25')
     .argument('<file>', 'the recording')
     .option('--title <text>', 'what it shows (default: the file name)')
@@ -122,11 +165,9 @@ export function addHubCommands(program: Command, config: () => Config): void {
       });
       const filename = path.basename(file);
       const query = new URLSearchParams({ reference, title: options.title ?? filename, filename });
-      const { recording } = await platformApi(config(), { ...options, signedIn: true }).post<{ recording: { id: string; downloadUrl: string } }>(
-        `/api/recordings/${repository}?${query}`,
-        content,
-        options.type ?? 'application/octet-stream',
-      );
+      const { recording } = await platformApi(config(), { ...options, signedIn: true }).post<{
+        recording: { id: string; downloadUrl: string };
+      }>(`/api/recordings/${repository}?${query}`, content, options.type ?? 'application/octet-stream');
       print(`recording ${recording.id} attached to ${checkpoint}; download: ${recording.downloadUrl}`);
     });
 
@@ -152,9 +193,17 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .description('the marketplace: breeds for sale or free')
     .option(from, fromHelp)
     .action(async (options: { from?: string }) => {
-      const { breeds } = await platformApi(config(), options).graphql<{ breeds: Array<{ repository: string; title: string; owner: string; price: string | null; currency: string }> }>('{ breeds { repository title owner price currency } }');
+      const { breeds } = await platformApi(config(), options).graphql<{
+        breeds: Array<{ repository: string; title: string; owner: string; price: string | null; currency: string }>;
+      }>('{ breeds { repository title owner price currency } }');
       if (breeds.length === 0) return print('no breeds listed yet');
-      print(table(['repository', 'title', 'trainer', 'price'], breeds.map((b) => [b.repository, b.title, b.owner, b.price ? formatMoney(b.price, b.currency) : 'free']), { alignRight: [3] }));
+      print(
+        table(
+          ['repository', 'title', 'trainer', 'price'],
+          breeds.map((b) => [b.repository, b.title, b.owner, b.price ? formatMoney(b.price, b.currency) : 'free']),
+          { alignRight: [3] },
+        ),
+      );
     });
 
   program
@@ -165,11 +214,15 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .option('--price <amount>', 'e.g. 9.99 (none: free)')
     .option(from, fromHelp)
     .action(async (repository: string, options: { title: string; price?: string; from?: string }) => {
-      const { publishBreed } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ publishBreed: { price: string | null; currency: string } }>(
+      const { publishBreed } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        publishBreed: { price: string | null; currency: string };
+      }>(
         'mutation($repository: String!, $title: String!, $price: String) { publishBreed(repository: $repository, title: $title, price: $price) { price currency } }',
         { repository, title: options.title, price: options.price ?? null },
       );
-      print(`${repository} is listed, ${publishBreed.price ? `for ${formatMoney(publishBreed.price, publishBreed.currency)}` : 'free'}`);
+      print(
+        `${repository} is listed, ${publishBreed.price ? `for ${formatMoney(publishBreed.price, publishBreed.currency)}` : 'free'}`,
+      );
     });
 
   program
@@ -178,7 +231,9 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .argument('<repo>', 'e.g. trainers/alice/coder')
     .option(from, fromHelp)
     .action(async (repository: string, options: { from?: string }) => {
-      const { buyBreed } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ buyBreed: { url: string | null; amount: string } }>(
+      const { buyBreed } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        buyBreed: { url: string | null; amount: string };
+      }>(
         'mutation($repository: String!, $requestId: String!) { buyBreed(repository: $repository, requestId: $requestId) { url amount } }',
         { repository, requestId: requestId() },
       );
@@ -195,11 +250,18 @@ export function addHubCommands(program: Command, config: () => Config): void {
       const api = platformApi(config(), { ...options, signedIn: true });
       const currency = config().currency;
       if (options.buy) {
-        const { fundCredit } = await api.graphql<{ fundCredit: { url: string | null } }>('mutation($amount: String!, $requestId: String!) { fundCredit(amount: $amount, requestId: $requestId) { url } }', { amount: options.buy, requestId: requestId() });
+        const { fundCredit } = await api.graphql<{ fundCredit: { url: string | null } }>(
+          'mutation($amount: String!, $requestId: String!) { fundCredit(amount: $amount, requestId: $requestId) { url } }',
+          { amount: options.buy, requestId: requestId() },
+        );
         return print(`pay at: ${fundCredit.url ?? '(Stripe gave no page)'}`);
       }
-      const { myCredit } = await api.graphql<{ myCredit: { deposited: string; spent: string; reserved: string; available: string } }>('{ myCredit { deposited spent reserved available } }');
-      print(`available ${formatMoney(myCredit.available, currency)}  (paid in ${formatMoney(myCredit.deposited, currency)}, spent ${formatMoney(myCredit.spent, currency)}, held by runs ${formatMoney(myCredit.reserved, currency)})`);
+      const { myCredit } = await api.graphql<{
+        myCredit: { deposited: string; spent: string; reserved: string; available: string };
+      }>('{ myCredit { deposited spent reserved available } }');
+      print(
+        `available ${formatMoney(myCredit.available, currency)}  (paid in ${formatMoney(myCredit.deposited, currency)}, spent ${formatMoney(myCredit.spent, currency)}, held by runs ${formatMoney(myCredit.reserved, currency)})`,
+      );
     });
 
   program
@@ -207,7 +269,9 @@ export function addHubCommands(program: Command, config: () => Config): void {
     .description("set up where your breeds' sales are paid: prints Stripe's onboarding page")
     .option(from, fromHelp)
     .action(async (options: { from?: string }) => {
-      const { onboardPayouts } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ onboardPayouts: string }>('mutation($requestId: String!) { onboardPayouts(requestId: $requestId) }', { requestId: requestId() });
+      const { onboardPayouts } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        onboardPayouts: string;
+      }>('mutation($requestId: String!) { onboardPayouts(requestId: $requestId) }', { requestId: requestId() });
       print(`continue at: ${onboardPayouts}`);
     });
 }

@@ -55,8 +55,13 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
 
   program
     .command('train')
-    .description('start a GPU training run, paid from the germline budget: the cap is reserved first, the real cost settled at the end')
-    .option('--base <repo:ref>', 'checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-25 (none: from scratch)')
+    .description(
+      'start a GPU training run, paid from the germline budget: the cap is reserved first, the real cost settled at the end',
+    )
+    .option(
+      '--base <repo:ref>',
+      'checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-25 (none: from scratch)',
+    )
     .requiredOption('--branch <name>', 'branch the finished checkpoint is published to')
     .option('--repo <repo>', "repository of the output branch (default: the base's, or germline/<name>)")
     .option('--gpus <n>', 'GPUs for the job', positiveInteger('--gpus'), 1)
@@ -69,15 +74,28 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     })
     .option('--image <image>', 'container image of the trainer (kubernetes)')
     .option('--id <id>', 'run id (default: train-<date>-<time>-<random>)')
-    .option('--child <name>', 'a child pays from its allowance, and the output goes to children/<name> (default: the germline pays)')
+    .option(
+      '--child <name>',
+      'a child pays from its allowance, and the output goes to children/<name> (default: the germline pays)',
+    )
     .option('--detach', 'return once the run has started instead of waiting for it')
-    .option('--on-credit', "paid from your training credit on the platform (COMPUTATRUM_TOKEN), into --repo under trainers/<you>/; the platform's trainer runs")
+    .option(
+      '--on-credit',
+      "paid from your training credit on the platform (COMPUTATRUM_TOKEN), into --repo under trainers/<you>/; the platform's trainer runs",
+    )
     .option('--from <url>', 'platform URL for --on-credit (default: this computatrum platform)')
     .argument('[command...]', 'the trainer command after --, e.g. -- python train.py (default: the configured trainer)')
     .action(async (command: string[], options: TrainOptions) => {
       const cfg = config();
       if (options.onCredit) return trainOnCredit(cfg, command, options);
-      const [{ trainingPayer }, { startTrainingRun }, { WorkflowFailedError }, { CancelledFailure }, { trainingRequest }, { trainingDefaults }] = await Promise.all([
+      const [
+        { trainingPayer },
+        { startTrainingRun },
+        { WorkflowFailedError },
+        { CancelledFailure },
+        { trainingRequest },
+        { trainingDefaults },
+      ] = await Promise.all([
         import('../../activities/training.js'),
         import('../../temporal/training-client.js'),
         import('@temporalio/client'),
@@ -94,7 +112,13 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
         payer: options.child ? childWorkflowId(cfg.germline, options.child) : trainingPayer(cfg.germline),
         currency: cfg.currency,
         ...(base ? { base } : {}),
-        output: { repo: options.repo ?? base?.repo ?? (options.child ? childRepository(options.child) : germlineRepository(cfg.germline)), branch: options.branch },
+        output: {
+          repo:
+            options.repo ??
+            base?.repo ??
+            (options.child ? childRepository(options.child) : germlineRepository(cfg.germline)),
+          branch: options.branch,
+        },
         runner,
         ...(command.length ? { command } : {}),
         ...(options.image ? { image: options.image } : {}),
@@ -105,19 +129,29 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       });
       await withGermline(cfg, async (client) => {
         const handle = await startTrainingRun(client, cfg.taskQueue, request).catch((error: Error) => {
-          throw new UserError(error.name === 'WorkflowExecutionAlreadyStartedError' ? `a run with id ${id} exists already: choose another --id` : error.message);
+          throw new UserError(
+            error.name === 'WorkflowExecutionAlreadyStartedError'
+              ? `a run with id ${id} exists already: choose another --id`
+              : error.message,
+          );
         });
-        print(`training run ${id} started (${runner} runner, at most ${formatMoney(request.maxCost, cfg.currency)}, ${formatMoney(request.ratePerGpuHour, cfg.currency)} per GPU-hour)`);
+        print(
+          `training run ${id} started (${runner} runner, at most ${formatMoney(request.maxCost, cfg.currency)}, ${formatMoney(request.ratePerGpuHour, cfg.currency)} per GPU-hour)`,
+        );
         print(`  workflow ${handle.workflowId}; follow it with \`computatrum run ${id}\``);
         if (options.detach) return;
         try {
           const result = await handle.result();
-          print(`${id}: ${result.state}, cost ${formatMoney(result.cost ?? '0', cfg.currency)} for ${result.gpuSeconds ?? 0} GPU-seconds`);
+          print(
+            `${id}: ${result.state}, cost ${formatMoney(result.cost ?? '0', cfg.currency)} for ${result.gpuSeconds ?? 0} GPU-seconds`,
+          );
           if (result.outputDigest) print(`  ${request.output.repo}:${request.output.branch} -> ${result.outputDigest}`);
           if (result.partialOutput) print(`  its last checkpoint is kept as ${result.partialOutput}`);
         } catch (error) {
-          if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure) throw new UserError(`${id} was cancelled; see \`computatrum run ${id}\` for what it cost`);
-          if (error instanceof WorkflowFailedError) throw new UserError(`${id} did not complete: ${await describeFailure(error.cause)}`);
+          if (error instanceof WorkflowFailedError && error.cause instanceof CancelledFailure)
+            throw new UserError(`${id} was cancelled; see \`computatrum run ${id}\` for what it cost`);
+          if (error instanceof WorkflowFailedError)
+            throw new UserError(`${id} did not complete: ${await describeFailure(error.cause)}`);
           throw error;
         }
       });
@@ -130,7 +164,9 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (options: { limit: number; json?: boolean }) => {
       const cfg = config();
-      const rows = await withDatabase(cfg, (db) => db.trainingRun.findMany({ orderBy: { createdAt: 'desc' }, take: options.limit }));
+      const rows = await withDatabase(cfg, (db) =>
+        db.trainingRun.findMany({ orderBy: { createdAt: 'desc' }, take: options.limit }),
+      );
       if (options.json) return print(JSON.stringify(rows.map(runJson), null, 2));
       if (rows.length === 0) return print('no training runs yet: start one with `computatrum train`');
       print(
@@ -165,13 +201,25 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       print(`training run ${row.id}  (${row.state})`);
       print(`  workflow          ${trainingWorkflowId(row.id)}`);
       print(`  paid by           ${row.payer}`);
-      print(`  runner            ${row.runner}, ${row.gpus} GPU${row.gpus > 1 ? 's' : ''}${row.gpuType ? ` (${row.gpuType})` : ''}`);
-      print(`  base              ${row.baseRepository ? `${row.baseRepository}:${row.baseReference} (${row.baseDigest})` : 'none (from scratch)'}`);
-      print(`  output            ${row.outputRepository}:${row.outputBranch}${row.outputDigest ? ` -> ${row.outputDigest}` : ''}`);
-      print(`  progress          step ${row.step ?? '-'}${row.loss !== null ? `, loss ${row.loss.toFixed(4)}` : ''}, last checkpoint ${row.lastCheckpoint ?? 'none yet'}`);
-      print(`  attempts          ${row.attempts}${row.resumedFromStep !== null ? ` (last resumed from step ${row.resumedFromStep})` : ''}`);
+      print(
+        `  runner            ${row.runner}, ${row.gpus} GPU${row.gpus > 1 ? 's' : ''}${row.gpuType ? ` (${row.gpuType})` : ''}`,
+      );
+      print(
+        `  base              ${row.baseRepository ? `${row.baseRepository}:${row.baseReference} (${row.baseDigest})` : 'none (from scratch)'}`,
+      );
+      print(
+        `  output            ${row.outputRepository}:${row.outputBranch}${row.outputDigest ? ` -> ${row.outputDigest}` : ''}`,
+      );
+      print(
+        `  progress          step ${row.step ?? '-'}${row.loss !== null ? `, loss ${row.loss.toFixed(4)}` : ''}, last checkpoint ${row.lastCheckpoint ?? 'none yet'}`,
+      );
+      print(
+        `  attempts          ${row.attempts}${row.resumedFromStep !== null ? ` (last resumed from step ${row.resumedFromStep})` : ''}`,
+      );
       print(`  usage             ${row.gpuSeconds} GPU-seconds at ${money(row.ratePerGpuHour)} per GPU-hour`);
-      print(`  cost              ${money(costSoFar(row))}${row.cost === null ? ' so far' : ' (settled)'} of at most ${money(row.maxCost)}`);
+      print(
+        `  cost              ${money(costSoFar(row))}${row.cost === null ? ' so far' : ' (settled)'} of at most ${money(row.maxCost)}`,
+      );
       if (row.error) print(`  error             ${row.error}`);
     });
 
@@ -181,15 +229,17 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .argument('<id>', 'run id')
     .action(async (id: string) => {
       const cfg = config();
-      const [{ WorkflowFailedError }, { CancelledFailure }, { trainingStatusQuery, FINAL_TRAINING_STATES }] = await Promise.all([
-        import('@temporalio/client'),
-        import('@temporalio/common'),
-        import('../../workflows/training-api.js'),
-      ]);
+      const [{ WorkflowFailedError }, { CancelledFailure }, { trainingStatusQuery, FINAL_TRAINING_STATES }] =
+        await Promise.all([
+          import('@temporalio/client'),
+          import('@temporalio/common'),
+          import('../../workflows/training-api.js'),
+        ]);
       await withGermline(cfg, async (client) => {
         const handle = client.workflow.getHandle<typeof trainingWorkflow>(trainingWorkflowId(id));
         const status = await runStatus(client, id);
-        if (FINAL_TRAINING_STATES.includes(status.state)) return print(`${id} has already ended (${status.state}); nothing to cancel`);
+        if (FINAL_TRAINING_STATES.includes(status.state))
+          return print(`${id} has already ended (${status.state}); nothing to cancel`);
         await handle.cancel();
         print(`cancel requested for ${id}; stopping the job and settling the time used...`);
         const ended = await handle.result().then(
@@ -197,18 +247,25 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
           (error: unknown) => error,
         );
         const after = await handle.query(trainingStatusQuery);
-        if (ended instanceof WorkflowFailedError && !(ended.cause instanceof CancelledFailure)) print(`${id} ended before the cancel reached it: ${await describeFailure(ended.cause)}`);
-        print(`${id}: ${after.state}, charged ${formatMoney(after.cost ?? '0', cfg.currency)} for ${after.gpuSeconds ?? 0} GPU-seconds; the rest of its reservation was released`);
+        if (ended instanceof WorkflowFailedError && !(ended.cause instanceof CancelledFailure))
+          print(`${id} ended before the cancel reached it: ${await describeFailure(ended.cause)}`);
+        print(
+          `${id}: ${after.state}, charged ${formatMoney(after.cost ?? '0', cfg.currency)} for ${after.gpuSeconds ?? 0} GPU-seconds; the rest of its reservation was released`,
+        );
       });
     });
 }
 
 async function runStatus(client: Client, id: string): Promise<TrainingStatus> {
-  const [{ WorkflowNotFoundError }, { trainingStatusQuery }] = await Promise.all([import('@temporalio/client'), import('../../workflows/training-api.js')]);
+  const [{ WorkflowNotFoundError }, { trainingStatusQuery }] = await Promise.all([
+    import('@temporalio/client'),
+    import('../../workflows/training-api.js'),
+  ]);
   try {
     return await client.workflow.getHandle(trainingWorkflowId(id)).query(trainingStatusQuery);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new UserError(`no training run ${id}: list them with \`computatrum runs\``);
+    if (error instanceof WorkflowNotFoundError)
+      throw new UserError(`no training run ${id}: list them with \`computatrum runs\``);
     throw error;
   }
 }
@@ -225,12 +282,32 @@ function runJson(row: RunRow) {
 
 /** A trainer's run through the platform's API: the platform chooses the trainer, runner and rate. */
 async function trainOnCredit(cfg: Config, command: string[], options: TrainOptions): Promise<void> {
-  const notHere = [command.length && 'a trainer command', options.child && '--child', options.runner && '--runner', options.image && '--image', options.gpuType && '--gpu-type', options.id && '--id', options.maxDuration && '--max-duration'].filter(Boolean);
-  if (notHere.length) throw new UserError(`--on-credit runs the platform's own trainer: leave out ${notHere.join(', ')}`, 2);
+  const notHere = [
+    command.length && 'a trainer command',
+    options.child && '--child',
+    options.runner && '--runner',
+    options.image && '--image',
+    options.gpuType && '--gpu-type',
+    options.id && '--id',
+    options.maxDuration && '--max-duration',
+  ].filter(Boolean);
+  if (notHere.length)
+    throw new UserError(`--on-credit runs the platform's own trainer: leave out ${notHere.join(', ')}`, 2);
   if (!options.repo) throw new UserError('--on-credit needs --repo trainers/<you>/<name>: where the run publishes', 2);
-  const { startTrainingRun } = await platformApi(cfg, { ...(options.from ? { from: options.from } : {}), signedIn: true }).graphql<{ startTrainingRun: { id: string; workflowId: string } }>(
+  const { startTrainingRun } = await platformApi(cfg, {
+    ...(options.from ? { from: options.from } : {}),
+    signedIn: true,
+  }).graphql<{ startTrainingRun: { id: string; workflowId: string } }>(
     'mutation($base: String, $repo: String!, $branch: String!, $maxCost: String!, $gpus: Int!) { startTrainingRun(base: $base, repository: $repo, branch: $branch, maxCost: $maxCost, gpus: $gpus) { id workflowId } }',
-    { base: options.base ?? null, repo: options.repo, branch: options.branch, maxCost: formatAmount(options.maxCost, cfg.currency), gpus: options.gpus },
+    {
+      base: options.base ?? null,
+      repo: options.repo,
+      branch: options.branch,
+      maxCost: formatAmount(options.maxCost, cfg.currency),
+      gpus: options.gpus,
+    },
   );
-  print(`training run ${startTrainingRun.id} started on your credit (at most ${formatMoney(options.maxCost, cfg.currency)}); workflow ${startTrainingRun.workflowId}`);
+  print(
+    `training run ${startTrainingRun.id} started on your credit (at most ${formatMoney(options.maxCost, cfg.currency)}); workflow ${startTrainingRun.workflowId}`,
+  );
 }

@@ -39,7 +39,10 @@ export type StackParts = 'all' | 'platform' | 'worker';
 export async function startStack(config: Config, logger: Logger, parts: StackParts = 'all'): Promise<RunningStack> {
   // One part alone is a deployment's process: the others reach the same Temporal and PostgreSQL.
   if (parts !== 'all' && (!config.temporal.address || !config.database.url)) {
-    throw new UserError(`up --only ${parts} runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL (plain \`up\` embeds both)`, 2);
+    throw new UserError(
+      `up --only ${parts} runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL (plain \`up\` embeds both)`,
+      2,
+    );
   }
   const runsWorker = parts !== 'platform';
   const runsPlatform = parts !== 'worker';
@@ -62,7 +65,8 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
 
     let devServer: DevServer | undefined;
     if (!config.temporal.address) {
-      const cliPath = config.temporal.cliPath ?? (await installTool(TEMPORAL_CLI, config.toolsDir, (line) => logger.info(line)));
+      const cliPath =
+        config.temporal.cliPath ?? (await installTool(TEMPORAL_CLI, config.toolsDir, (line) => logger.info(line)));
       logger.info({ db: path.join(config.dataDir, 'temporal.db') }, 'starting the Temporal dev server');
       devServer = await startTemporalDevServer({
         cliPath,
@@ -79,7 +83,10 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     let embeddedPostgres: EmbeddedPostgres | undefined;
     if (!config.database.url) {
       logger.info({ dir: path.join(config.dataDir, 'pg') }, 'starting embedded PostgreSQL (PGlite)');
-      embeddedPostgres = await startEmbeddedPostgres({ dataDir: path.join(config.dataDir, 'pg'), port: config.database.pglitePort });
+      embeddedPostgres = await startEmbeddedPostgres({
+        dataDir: path.join(config.dataDir, 'pg'),
+        port: config.database.pglitePort,
+      });
       stops.push({ name: 'embedded postgres', stop: embeddedPostgres.stop });
     }
     const dbUrl = databaseUrl(config);
@@ -91,7 +98,11 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     // What an interrupted push left behind goes at start; a push still running keeps its files.
     if (store instanceof LayoutStore) {
       const removed = await removeLeftovers(store.location);
-      if (removed.length > 0) logger.info({ files: removed.length, bytes: removed.reduce((sum, l) => sum + l.bytes, 0) }, 'removed the half-written files of interrupted writes from the store');
+      if (removed.length > 0)
+        logger.info(
+          { files: removed.length, bytes: removed.reduce((sum, l) => sum + l.bytes, 0) },
+          'removed the half-written files of interrupted writes from the store',
+        );
     }
 
     const connection = await connectTemporal(config);
@@ -101,7 +112,9 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     const client = temporalClient(connection, config);
 
     // Settles when the worker stops on its own (a fatal error), or when a platform-only process is stopped.
-    let done: Promise<void> = new Promise<void>((resolve) => stops.push({ name: 'process', stop: async () => resolve() }));
+    let done: Promise<void> = new Promise<void>((resolve) =>
+      stops.push({ name: 'process', stop: async () => resolve() }),
+    );
     if (runsWorker) {
       const workerConnection = await connectWorker(config);
       stops.push({ name: 'worker connection', stop: () => workerConnection.close() });
@@ -140,7 +153,14 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         currency: config.currency,
         client,
         ...(config.stripe
-          ? { stripe: { client: stripeClient(config.stripe.secretKey, config.stripe.apiBase), webhookSecret: config.stripe.webhookSecret, publicUrl: config.platform.publicUrl, feePercent: config.stripe.feePercent } }
+          ? {
+              stripe: {
+                client: stripeClient(config.stripe.secretKey, config.stripe.apiBase),
+                webhookSecret: config.stripe.webhookSecret,
+                publicUrl: config.platform.publicUrl,
+                feePercent: config.stripe.feePercent,
+              },
+            }
           : {}),
         training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
@@ -161,7 +181,10 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         currency: config.currency,
         taskQueue: config.taskQueue,
       });
-      logger.info({ workflowId: germlineWorkflowId(config.germline), started }, started ? 'germline started' : 'germline already running');
+      logger.info(
+        { workflowId: germlineWorkflowId(config.germline), started },
+        started ? 'germline started' : 'germline already running',
+      );
       const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
       logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
     }

@@ -6,15 +6,21 @@ import { listDecisions } from '../decisions';
 import { builder, type GraphQLContext, temporal } from './builder';
 import { refused } from './refusals';
 
-const DecisionRef = builder.objectRef<{ id: string; outcome: string; reason: string; policy?: string; proposal?: unknown }>('Decision').implement({
-  fields: (t) => ({
-    id: t.exposeString('id'),
-    outcome: t.exposeString('outcome'),
-    reason: t.exposeString('reason'),
-    policy: t.string({ nullable: true, resolve: (d) => d.policy ?? null }),
-    proposal: t.string({ nullable: true, description: 'the proposal as JSON', resolve: (d) => (d.proposal ? JSON.stringify(d.proposal) : null) }),
-  }),
-});
+const DecisionRef = builder
+  .objectRef<{ id: string; outcome: string; reason: string; policy?: string; proposal?: unknown }>('Decision')
+  .implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      outcome: t.exposeString('outcome'),
+      reason: t.exposeString('reason'),
+      policy: t.string({ nullable: true, resolve: (d) => d.policy ?? null }),
+      proposal: t.string({
+        nullable: true,
+        description: 'the proposal as JSON',
+        resolve: (d) => (d.proposal ? JSON.stringify(d.proposal) : null),
+      }),
+    }),
+  });
 
 builder.queryFields((t) => ({
   decisions: t.field({
@@ -25,10 +31,30 @@ builder.queryFields((t) => ({
   }),
 }));
 
-const decide = (update: typeof approveUpdate) => async (_root: unknown, args: { id: string; reason?: string | null }, context: GraphQLContext): Promise<DecisionSummary> =>
-  updateBudget(germlineHandle(temporal(context), context.germline), update, { decisionId: args.id, by: context.caller.account!.handle, ...(args.reason ? { reason: args.reason } : {}) }).catch(refused);
+const decide =
+  (update: typeof approveUpdate) =>
+  async (
+    _root: unknown,
+    args: { id: string; reason?: string | null },
+    context: GraphQLContext,
+  ): Promise<DecisionSummary> =>
+    updateBudget(germlineHandle(temporal(context), context.germline), update, {
+      decisionId: args.id,
+      by: context.caller.account!.handle,
+      ...(args.reason ? { reason: args.reason } : {}),
+    }).catch(refused);
 
 builder.mutationFields((t) => ({
-  approveDecision: t.field({ type: DecisionRef, authScopes: { operator: true }, args: { id: t.arg.string({ required: true }), reason: t.arg.string() }, resolve: decide(approveUpdate) }),
-  rejectDecision: t.field({ type: DecisionRef, authScopes: { operator: true }, args: { id: t.arg.string({ required: true }), reason: t.arg.string() }, resolve: decide(rejectUpdate) }),
+  approveDecision: t.field({
+    type: DecisionRef,
+    authScopes: { operator: true },
+    args: { id: t.arg.string({ required: true }), reason: t.arg.string() },
+    resolve: decide(approveUpdate),
+  }),
+  rejectDecision: t.field({
+    type: DecisionRef,
+    authScopes: { operator: true },
+    args: { id: t.arg.string({ required: true }), reason: t.arg.string() },
+    resolve: decide(rejectUpdate),
+  }),
 }));

@@ -18,12 +18,14 @@ export const BooksRef = builder.objectRef<BudgetStatus>('Books').implement({
   }),
 });
 
-const PolicyRef = builder.objectRef<{ dailySpendCap: string | null; perReservationCap: string | null }>('SpendingPolicy').implement({
-  fields: (t) => ({
-    dailySpendCap: t.string({ nullable: true, resolve: (p) => p.dailySpendCap }),
-    perReservationCap: t.string({ nullable: true, resolve: (p) => p.perReservationCap }),
-  }),
-});
+const PolicyRef = builder
+  .objectRef<{ dailySpendCap: string | null; perReservationCap: string | null }>('SpendingPolicy')
+  .implement({
+    fields: (t) => ({
+      dailySpendCap: t.string({ nullable: true, resolve: (p) => p.dailySpendCap }),
+      perReservationCap: t.string({ nullable: true, resolve: (p) => p.perReservationCap }),
+    }),
+  });
 
 builder.mutationFields((t) => ({
   setPolicy: t.field({
@@ -33,24 +35,36 @@ builder.mutationFields((t) => ({
     args: { dailySpendCap: t.arg.string(), perReservationCap: t.arg.string() },
     resolve: async (_root, args, context) => {
       const cap = (value: string | null | undefined, field: string): string | null | undefined =>
-        value === undefined || value === null ? undefined : value === 'none' ? null : amount(value, context, field).toString();
+        value === undefined || value === null
+          ? undefined
+          : value === 'none'
+            ? null
+            : amount(value, context, field).toString();
       const change: Record<string, string | null> = {};
       for (const field of ['dailySpendCap', 'perReservationCap'] as const) {
         const value = cap(args[field], field);
         if (value !== undefined) change[field] = value;
       }
-      if (Object.keys(change).length === 0) throw apiError('BAD_USER_INPUT', 'give dailySpendCap or perReservationCap (an amount, or "none")');
+      if (Object.keys(change).length === 0)
+        throw apiError('BAD_USER_INPUT', 'give dailySpendCap or perReservationCap (an amount, or "none")');
       return updateBudget(germlineHandle(temporal(context), context.germline), setPolicyUpdate, change).catch(refused);
     },
   }),
   deposit: t.field({
     type: BooksRef,
     authScopes: { operator: true },
-    args: { amount: t.arg.string({ required: true, description: 'e.g. "12.50" in the germline currency' }), reference: t.arg.string({ required: true }) },
+    args: {
+      amount: t.arg.string({ required: true, description: 'e.g. "12.50" in the germline currency' }),
+      reference: t.arg.string({ required: true }),
+    },
     resolve: async (_root, args, context) => {
       const deposited = amount(args.amount, context);
       const handle = germlineHandle(temporal(context), context.germline);
-      await updateBudget(handle, depositUpdate, { amount: deposited.toString(), currency: context.currency, reference: args.reference }).catch(refused);
+      await updateBudget(handle, depositUpdate, {
+        amount: deposited.toString(),
+        currency: context.currency,
+        reference: args.reference,
+      }).catch(refused);
       return handle.query(statusQuery);
     },
   }),
@@ -58,10 +72,21 @@ builder.mutationFields((t) => ({
     type: CheckoutRef,
     description: 'A Stripe Checkout Session; once paid, its amount is deposited in the germline (by the webhook).',
     authScopes: { operator: true },
-    args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
+    args: {
+      amount: t.arg.string({ required: true }),
+      requestId: t.arg.string({
+        required: true,
+        description: 'your id for this request: the same id gives the same session',
+      }),
+    },
     resolve: async (_root, args, context) => {
       const stripe = payments(context);
-      return createFundingCheckout(stripe, { germline: context.germline, amount: amount(args.amount, context), currency: context.currency, requestId: args.requestId }).catch(refused);
+      return createFundingCheckout(stripe, {
+        germline: context.germline,
+        amount: amount(args.amount, context),
+        currency: context.currency,
+        requestId: args.requestId,
+      }).catch(refused);
     },
   }),
 }));

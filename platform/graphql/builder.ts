@@ -38,11 +38,17 @@ export const builder = new SchemaBuilder<{
 }>({
   plugins: [ScopeAuthPlugin],
   scopeAuth: {
-    authScopes: (context) => ({ trainer: context.caller.role !== 'public', operator: context.caller.role === 'operator' }),
+    authScopes: (context) => ({
+      trainer: context.caller.role !== 'public',
+      operator: context.caller.role === 'operator',
+    }),
     unauthorizedError: (_parent, context) =>
       context.caller.role === 'public'
         ? apiError('UNAUTHENTICATED', 'sign in, or send an API token (Authorization: Bearer ctr_…)')
-        : apiError('FORBIDDEN', `this needs the operator role; ${context.caller.account?.handle} is a ${context.caller.role}`),
+        : apiError(
+            'FORBIDDEN',
+            `this needs the operator role; ${context.caller.account?.handle} is a ${context.caller.role}`,
+          ),
   },
 });
 
@@ -51,7 +57,8 @@ builder.queryType({});
 builder.mutationType({});
 
 export const payments = (context: GraphQLContext): StripeSettings => {
-  if (!context.stripe) throw apiError('UNAVAILABLE', 'payments are not configured on this platform (STRIPE_SECRET_KEY)');
+  if (!context.stripe)
+    throw apiError('UNAVAILABLE', 'payments are not configured on this platform (STRIPE_SECRET_KEY)');
   return context.stripe;
 };
 
@@ -61,7 +68,8 @@ export const temporal = (context: GraphQLContext): Client => {
 };
 
 export const training = (context: GraphQLContext): { client: Client; settings: TrainingSettings } => {
-  if (!context.training) throw apiError('UNAVAILABLE', 'training through the platform is not configured on this platform process');
+  if (!context.training)
+    throw apiError('UNAVAILABLE', 'training through the platform is not configured on this platform process');
   return { client: temporal(context), settings: context.training };
 };
 
@@ -76,5 +84,12 @@ export const amount = (text: string, context: GraphQLContext, field = 'amount'):
 
 /** A Stripe Checkout Session: funding the germline, or a trainer's credit. */
 export const CheckoutRef = builder.objectRef<{ id: string; url: string | null }>('CheckoutSession').implement({
-  fields: (t) => ({ id: t.exposeString('id'), url: t.string({ nullable: true, description: "Stripe Checkout's page: send the browser there", resolve: (c) => c.url }) }),
+  fields: (t) => ({
+    id: t.exposeString('id'),
+    url: t.string({
+      nullable: true,
+      description: "Stripe Checkout's page: send the browser there",
+      resolve: (c) => c.url,
+    }),
+  }),
 });

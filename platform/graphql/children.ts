@@ -5,7 +5,7 @@ import { childRepository } from '../../workflows/names';
 import { builder, temporal } from './builder';
 
 const ChildRef = builder.objectRef<ChildRecord>('Child').implement({
-  description: "A child computatrum funded by the germline; its money is for operators.",
+  description: 'A child computatrum funded by the germline; its money is for operators.',
   fields: (t) => ({
     name: t.exposeString('name'),
     purpose: t.exposeString('purpose'),

@@ -22,14 +22,24 @@ builder.mutationFields((t) => ({
     type: CheckoutRef,
     description: 'A Stripe Checkout Session; once paid, its amount is your training credit.',
     authScopes: { trainer: true },
-    args: { amount: t.arg.string({ required: true }), requestId: t.arg.string({ required: true, description: 'your id for this request: the same id gives the same session' }) },
+    args: {
+      amount: t.arg.string({ required: true }),
+      requestId: t.arg.string({
+        required: true,
+        description: 'your id for this request: the same id gives the same session',
+      }),
+    },
     resolve: async (_root, args, context) => {
       const stripe = payments(context);
       const { client, settings } = training(context);
       const paid = amount(args.amount, context); // a refused amount starts no credit
       // The credit exists before the money arrives, so the webhook finds it.
       await creditStatus(client, settings.taskQueue, context.caller.account!.handle, context.currency);
-      return createCreditCheckout(stripe, context.caller.account!, { amount: paid, currency: context.currency, requestId: args.requestId }).catch(refused);
+      return createCreditCheckout(stripe, context.caller.account!, {
+        amount: paid,
+        currency: context.currency,
+        requestId: args.requestId,
+      }).catch(refused);
     },
   }),
 }));

@@ -1,11 +1,30 @@
 // The hub: its images, the community's threads and comments, recordings of sessions with the
 // model, reports for the operators, and forking a checkpoint.
-import { addComment, attachRecording, type CommentView, forkImage, type ImageView, listImages, listRecordings, listReports, listThreads, type RecordingView, reportImage, type ReportView, startThread, type ThreadView } from '../hub';
+import {
+  addComment,
+  attachRecording,
+  type CommentView,
+  forkImage,
+  type ImageView,
+  listImages,
+  listRecordings,
+  listReports,
+  listThreads,
+  type RecordingView,
+  reportImage,
+  type ReportView,
+  startThread,
+  type ThreadView,
+} from '../hub';
 import { builder } from './builder';
 import { refused } from './refusals';
 
 const ForkRef = builder.objectRef<{ repository: string; branch: string; digest: string }>('Fork').implement({
-  fields: (t) => ({ repository: t.exposeString('repository'), branch: t.exposeString('branch'), digest: t.exposeString('digest') }),
+  fields: (t) => ({
+    repository: t.exposeString('repository'),
+    branch: t.exposeString('branch'),
+    digest: t.exposeString('digest'),
+  }),
 });
 
 const CommentRef = builder.objectRef<CommentView>('Comment').implement({
@@ -22,7 +41,11 @@ const ThreadRef = builder.objectRef<ThreadView>('Thread').implement({
   fields: (t) => ({
     id: t.exposeString('id'),
     repository: t.exposeString('repository'),
-    reference: t.string({ nullable: true, description: 'the tag or digest it is about; null: the image as a whole', resolve: (th) => th.reference }),
+    reference: t.string({
+      nullable: true,
+      description: 'the tag or digest it is about; null: the image as a whole',
+      resolve: (th) => th.reference,
+    }),
     title: t.exposeString('title'),
     author: t.exposeString('author'),
     createdAt: t.string({ resolve: (th) => th.createdAt.toISOString() }),
@@ -59,7 +82,7 @@ const ReportRef = builder.objectRef<ReportView>('Report').implement({
 });
 
 const ImageRef = builder.objectRef<ImageView>('Image').implement({
-  description: 'An image on the hub: a repository of checkpoints (the germline, a child, a trainer\'s breed).',
+  description: "An image on the hub: a repository of checkpoints (the germline, a child, a trainer's breed).",
   fields: (t) => ({
     repository: t.exposeString('repository'),
     kind: t.exposeString('kind', { description: 'germline | child | trainer' }),
@@ -67,10 +90,17 @@ const ImageRef = builder.objectRef<ImageView>('Image').implement({
     latestTag: t.string({ nullable: true, resolve: (i) => i.latestTag }),
     latestNickname: t.string({ nullable: true, resolve: (i) => i.latestNickname }),
     breedTitle: t.string({ nullable: true, resolve: (i) => i.breed?.title ?? null }),
-    price: t.string({ nullable: true, description: 'minor units as a string; null: free', resolve: (i) => i.breed?.price?.toString() ?? null }),
+    price: t.string({
+      nullable: true,
+      description: 'minor units as a string; null: free',
+      resolve: (i) => i.breed?.price?.toString() ?? null,
+    }),
     reports: t.exposeInt('reports'),
     threads: t.field({ type: [ThreadRef], resolve: (i, _args, context) => listThreads(context.db, i.repository) }),
-    recordings: t.field({ type: [RecordingRef], resolve: (i, _args, context) => listRecordings(context.db, i.repository) }),
+    recordings: t.field({
+      type: [RecordingRef],
+      resolve: (i, _args, context) => listRecordings(context.db, i.repository),
+    }),
   }),
 });
 
@@ -79,33 +109,51 @@ builder.queryFields((t) => ({
     type: [ImageRef],
     description: "The hub's images, the germline's first; `search` matches names, breed titles and nicknames.",
     args: { search: t.arg.string() },
-    resolve: (_root, { search }, context) => listImages(context.db, context.store, { germline: context.germline, ...(search ? { search } : {}) }),
+    resolve: (_root, { search }, context) =>
+      listImages(context.db, context.store, { germline: context.germline, ...(search ? { search } : {}) }),
   }),
-  threads: t.field({ type: [ThreadRef], args: { repository: t.arg.string({ required: true }) }, resolve: (_root, { repository }, context) => listThreads(context.db, repository) }),
-  recordings: t.field({ type: [RecordingRef], args: { repository: t.arg.string({ required: true }) }, resolve: (_root, { repository }, context) => listRecordings(context.db, repository) }),
+  threads: t.field({
+    type: [ThreadRef],
+    args: { repository: t.arg.string({ required: true }) },
+    resolve: (_root, { repository }, context) => listThreads(context.db, repository),
+  }),
+  recordings: t.field({
+    type: [RecordingRef],
+    args: { repository: t.arg.string({ required: true }) },
+    resolve: (_root, { repository }, context) => listRecordings(context.db, repository),
+  }),
   reports: t.field({
     type: [ReportRef],
     description: 'Images flagged by the community, newest first.',
     authScopes: { operator: true },
     args: { repository: t.arg.string(), limit: t.arg.int({ defaultValue: 50 }) },
-    resolve: (_root, { repository, limit }, context) => listReports(context.db, { ...(repository ? { repository } : {}), limit: limit ?? 50 }),
+    resolve: (_root, { repository, limit }, context) =>
+      listReports(context.db, { ...(repository ? { repository } : {}), limit: limit ?? 50 }),
   }),
 }));
 
 builder.mutationFields((t) => ({
   fork: t.field({
     type: ForkRef,
-    description: 'Forks a checkpoint (no bytes copied) to a branch under trainers/<your handle>/ (operators: anywhere).',
+    description:
+      'Forks a checkpoint (no bytes copied) to a branch under trainers/<your handle>/ (operators: anywhere).',
     authScopes: { trainer: true },
     args: { from: t.arg.string({ required: true }), to: t.arg.string({ required: true }) },
-    resolve: (_root, args, context) => forkImage(context.db, context.store, context.caller.account!, args.from, args.to).catch(refused),
+    resolve: (_root, args, context) =>
+      forkImage(context.db, context.store, context.caller.account!, args.from, args.to).catch(refused),
   }),
   startThread: t.field({
     type: ThreadRef,
     description: 'Opens a discussion of an image (or one checkpoint of it); the body is its first comment.',
     authScopes: { trainer: true },
-    args: { repository: t.arg.string({ required: true }), reference: t.arg.string(), title: t.arg.string({ required: true }), body: t.arg.string({ required: true }) },
-    resolve: (_root, args, context) => startThread(context.db, context.store, context.caller.account!, args).catch(refused),
+    args: {
+      repository: t.arg.string({ required: true }),
+      reference: t.arg.string(),
+      title: t.arg.string({ required: true }),
+      body: t.arg.string({ required: true }),
+    },
+    resolve: (_root, args, context) =>
+      startThread(context.db, context.store, context.caller.account!, args).catch(refused),
   }),
   comment: t.field({
     type: CommentRef,
@@ -137,7 +185,12 @@ builder.mutationFields((t) => ({
     type: ReportRef,
     description: 'Flags an image (or one checkpoint of it) for the operators, with the reason.',
     authScopes: { trainer: true },
-    args: { repository: t.arg.string({ required: true }), reference: t.arg.string(), reason: t.arg.string({ required: true }) },
-    resolve: (_root, args, context) => reportImage(context.db, context.store, context.caller.account!, args).catch(refused),
+    args: {
+      repository: t.arg.string({ required: true }),
+      reference: t.arg.string(),
+      reason: t.arg.string({ required: true }),
+    },
+    resolve: (_root, args, context) =>
+      reportImage(context.db, context.store, context.caller.account!, args).catch(refused),
   }),
 }));

@@ -18,7 +18,12 @@ export async function registerGraphQL(app: FastifyInstance, context: Omit<GraphQ
   app.addHook('preHandler', async (request, reply) => {
     if (request.url.startsWith('/api/graphql') && request.method === 'POST' && request.viaCookie) {
       const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim();
-      if (type !== 'application/json') return reply.code(415).send({ errors: [{ message: 'send GraphQL as application/json', extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' } }] });
+      if (type !== 'application/json')
+        return reply
+          .code(415)
+          .send({
+            errors: [{ message: 'send GraphQL as application/json', extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' } }],
+          });
     }
   });
   await app.register(mercurius, {

@@ -9,45 +9,70 @@ const BreedRef = builder.objectRef<BreedView>('Breed').implement({
     repository: t.exposeString('repository'),
     title: t.exposeString('title'),
     owner: t.exposeString('owner'),
-    price: t.string({ nullable: true, description: 'minor units as a string; null: free', resolve: (b) => b.price?.toString() ?? null }),
+    price: t.string({
+      nullable: true,
+      description: 'minor units as a string; null: free',
+      resolve: (b) => b.price?.toString() ?? null,
+    }),
     currency: t.exposeString('currency'),
   }),
 });
 
-const PurchaseRef = builder.objectRef<{ id: string; url: string | null; amount: bigint; fee: bigint }>('BreedCheckout').implement({
-  fields: (t) => ({
-    id: t.exposeString('id'),
-    url: t.string({ nullable: true, resolve: (c) => c.url }),
-    amount: t.string({ resolve: (c) => c.amount.toString() }),
-    fee: t.string({ description: "the platform's share, which funds the germline", resolve: (c) => c.fee.toString() }),
-  }),
-});
+const PurchaseRef = builder
+  .objectRef<{ id: string; url: string | null; amount: bigint; fee: bigint }>('BreedCheckout')
+  .implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      url: t.string({ nullable: true, resolve: (c) => c.url }),
+      amount: t.string({ resolve: (c) => c.amount.toString() }),
+      fee: t.string({
+        description: "the platform's share, which funds the germline",
+        resolve: (c) => c.fee.toString(),
+      }),
+    }),
+  });
 
 builder.queryFields((t) => ({
-  breeds: t.field({ type: [BreedRef], description: 'The marketplace, newest first.', resolve: (_root, _args, context) => listBreeds(context.db) }),
+  breeds: t.field({
+    type: [BreedRef],
+    description: 'The marketplace, newest first.',
+    resolve: (_root, _args, context) => listBreeds(context.db),
+  }),
 }));
 
 builder.mutationFields((t) => ({
   publishBreed: t.field({
     type: BreedRef,
-    description: 'Lists one of your repositories on the marketplace; a price (e.g. "9.99") makes it paid, none makes it free.',
+    description:
+      'Lists one of your repositories on the marketplace; a price (e.g. "9.99") makes it paid, none makes it free.',
     authScopes: { trainer: true },
-    args: { repository: t.arg.string({ required: true }), title: t.arg.string({ required: true }), price: t.arg.string() },
+    args: {
+      repository: t.arg.string({ required: true }),
+      title: t.arg.string({ required: true }),
+      price: t.arg.string(),
+    },
     resolve: (_root, args, context) =>
-      publishBreed(context.db, context.store, context.caller.account!, { repository: args.repository, title: args.title, price: args.price ?? null, currency: context.currency }).catch(refused),
+      publishBreed(context.db, context.store, context.caller.account!, {
+        repository: args.repository,
+        title: args.title,
+        price: args.price ?? null,
+        currency: context.currency,
+      }).catch(refused),
   }),
   onboardPayouts: t.field({
     type: 'String',
     description: "A link to Stripe's onboarding for your payouts (a connected account is made once).",
     authScopes: { trainer: true },
     args: { requestId: t.arg.string({ required: true }) },
-    resolve: async (_root, args, context) => (await createPayoutsOnboarding(payments(context), context.db, context.caller.account!, args.requestId)).url,
+    resolve: async (_root, args, context) =>
+      (await createPayoutsOnboarding(payments(context), context.db, context.caller.account!, args.requestId)).url,
   }),
   buyBreed: t.field({
     type: PurchaseRef,
     description: 'A Stripe Checkout Session for a paid breed; once paid, you may download it.',
     authScopes: { trainer: true },
     args: { repository: t.arg.string({ required: true }), requestId: t.arg.string({ required: true }) },
-    resolve: (_root, args, context) => createBreedCheckout(payments(context), context.db, context.caller.account!, args).catch(refused),
+    resolve: (_root, args, context) =>
+      createBreedCheckout(payments(context), context.db, context.caller.account!, args).catch(refused),
   }),
 }));

@@ -34,18 +34,25 @@ const RunRef = builder.objectRef<RunShape>('TrainingRun').implement({
     outputDigest: t.string({ nullable: true, resolve: (r) => r.outputDigest }),
     createdAt: t.string({ resolve: (r) => r.createdAt.toISOString() }),
     payer: t.string({ nullable: true, authScopes: { operator: true }, resolve: (r) => r.payer }),
-    cost: t.string({ nullable: true, authScopes: { operator: true }, description: 'minor units charged, once settled', resolve: (r) => r.cost?.toString() ?? null }),
+    cost: t.string({
+      nullable: true,
+      authScopes: { operator: true },
+      description: 'minor units charged, once settled',
+      resolve: (r) => r.cost?.toString() ?? null,
+    }),
     maxCost: t.string({ nullable: true, authScopes: { operator: true }, resolve: (r) => r.maxCost.toString() }),
   }),
 });
 
-const StartedRunRef = builder.objectRef<{ id: string; workflowId: string; maxCost: string }>('StartedTrainingRun').implement({
-  fields: (t) => ({
-    id: t.exposeString('id'),
-    workflowId: t.exposeString('workflowId', { description: 'follow it in the Temporal UI' }),
-    maxCost: t.exposeString('maxCost', { description: 'minor units reserved from your credit' }),
-  }),
-});
+const StartedRunRef = builder
+  .objectRef<{ id: string; workflowId: string; maxCost: string }>('StartedTrainingRun')
+  .implement({
+    fields: (t) => ({
+      id: t.exposeString('id'),
+      workflowId: t.exposeString('workflowId', { description: 'follow it in the Temporal UI' }),
+      maxCost: t.exposeString('maxCost', { description: 'minor units reserved from your credit' }),
+    }),
+  });
 
 builder.queryFields((t) => ({
   trainingRuns: t.field({
@@ -59,7 +66,8 @@ builder.queryFields((t) => ({
 builder.mutationFields((t) => ({
   startTrainingRun: t.field({
     type: StartedRunRef,
-    description: "Trains the platform's trainer from `base` into trainers/<you>/…:<branch>, paid from your credit (at most maxCost).",
+    description:
+      "Trains the platform's trainer from `base` into trainers/<you>/…:<branch>, paid from your credit (at most maxCost).",
     authScopes: { trainer: true },
     args: {
       base: t.arg.string({ description: 'the checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-30' }),
@@ -70,13 +78,17 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, args, context) => {
       const { client, settings } = training(context);
-      const started = await startTrainerRun({ client, db: context.db, store: context.store, currency: context.currency, settings }, context.caller.account!, {
-        base: args.base ?? null,
-        repository: args.repository,
-        branch: args.branch ?? 'main',
-        maxCost: amount(args.maxCost, context, 'maxCost'),
-        gpus: args.gpus ?? 1,
-      }).catch(refused);
+      const started = await startTrainerRun(
+        { client, db: context.db, store: context.store, currency: context.currency, settings },
+        context.caller.account!,
+        {
+          base: args.base ?? null,
+          repository: args.repository,
+          branch: args.branch ?? 'main',
+          maxCost: amount(args.maxCost, context, 'maxCost'),
+          gpus: args.gpus ?? 1,
+        },
+      ).catch(refused);
       return { id: started.id, workflowId: started.workflowId, maxCost: started.request.maxCost };
     },
   }),

@@ -4,7 +4,17 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { createApiToken, MAX_PASSWORD, MIN_PASSWORD } from '../accounts';
 import type { PagesDeps } from './deps';
 import { html } from './html';
-import { csrfField, formFields, redirect, refuseForgedForm, safeNext, sendPage, signInPath, type View, viewOf } from './view';
+import {
+  csrfField,
+  formFields,
+  redirect,
+  refuseForgedForm,
+  safeNext,
+  sendPage,
+  signInPath,
+  type View,
+  viewOf,
+} from './view';
 import { toRefusal } from '../errors';
 
 export interface AccountFormValues {
@@ -14,7 +24,12 @@ export interface AccountFormValues {
   next?: string;
 }
 
-export function sendSignUp(reply: FastifyReply, view: View, values: AccountFormValues = {}, problem?: { status: number; message: string }): FastifyReply {
+export function sendSignUp(
+  reply: FastifyReply,
+  view: View,
+  values: AccountFormValues = {},
+  problem?: { status: number; message: string },
+): FastifyReply {
   const next = safeNext(values.next);
   return sendPage(reply, view, {
     title: 'Sign up',
@@ -37,7 +52,12 @@ export function sendSignUp(reply: FastifyReply, view: View, values: AccountFormV
   });
 }
 
-export function sendSignIn(reply: FastifyReply, view: View, values: AccountFormValues = {}, problem?: { status: number; message: string }): FastifyReply {
+export function sendSignIn(
+  reply: FastifyReply,
+  view: View,
+  values: AccountFormValues = {},
+  problem?: { status: number; message: string },
+): FastifyReply {
   const next = safeNext(values.next);
   return sendPage(reply, view, {
     title: 'Sign in',
@@ -57,16 +77,31 @@ export function sendSignIn(reply: FastifyReply, view: View, values: AccountFormV
 }
 
 export function registerAccountPages(app: FastifyInstance, deps: PagesDeps): void {
-  app.get<{ Querystring: { next?: string } }>('/auth/signup', async (request, reply) => sendSignUp(reply, viewOf(request, reply), { next: request.query.next ?? '/hub' }));
-  app.get<{ Querystring: { next?: string } }>('/auth/signin', async (request, reply) => sendSignIn(reply, viewOf(request, reply), { next: request.query.next ?? '/hub' }));
+  app.get<{ Querystring: { next?: string } }>('/auth/signup', async (request, reply) =>
+    sendSignUp(reply, viewOf(request, reply), { next: request.query.next ?? '/hub' }),
+  );
+  app.get<{ Querystring: { next?: string } }>('/auth/signin', async (request, reply) =>
+    sendSignIn(reply, viewOf(request, reply), { next: request.query.next ?? '/hub' }),
+  );
 
-  const sendAccount = async (reply: FastifyReply, view: View, created?: { name: string; token: string }, problem?: { status: number; message: string }) => {
+  const sendAccount = async (
+    reply: FastifyReply,
+    view: View,
+    created?: { name: string; token: string },
+    problem?: { status: number; message: string },
+  ) => {
     const account = view.caller.account!;
-    const tokens = await deps.db.apiToken.findMany({ where: { accountId: account.id }, orderBy: { createdAt: 'desc' }, take: 50 });
+    const tokens = await deps.db.apiToken.findMany({
+      where: { accountId: account.id },
+      orderBy: { createdAt: 'desc' },
+      take: 50,
+    });
     return sendPage(reply, view, {
       title: 'Your account',
       ...(problem ? { status: problem.status, error: problem.message } : {}),
-      ...(created ? { status: 201, notice: `API token “${created.name}” created. It is shown this once: copy it now.` } : {}),
+      ...(created
+        ? { status: 201, notice: `API token “${created.name}” created. It is shown this once: copy it now.` }
+        : {}),
       body: html`<h1>${account.handle}</h1>
         <table>
           <tr><th>Handle</th><td>${account.handle}</td></tr>
@@ -77,11 +112,13 @@ export function registerAccountPages(app: FastifyInstance, deps: PagesDeps): voi
         ${created ? html`<h2>Your new API token</h2><pre id="new-token">${created.token}</pre><pre>export COMPUTATRUM_TOKEN=${created.token}</pre>` : ''}
         <h2>API tokens</h2>
         <p>For the CLI (<code>COMPUTATRUM_TOKEN</code>) and the GraphQL API (<code>Authorization: Bearer ctr_…</code>). Only a hash is kept.</p>
-        ${tokens.length
-          ? html`<table><tr><th>Name</th><th>Created</th><th>Last used</th></tr>
+        ${
+          tokens.length
+            ? html`<table><tr><th>Name</th><th>Created</th><th>Last used</th></tr>
               ${tokens.map((t) => html`<tr><td>${t.name}</td><td>${t.createdAt.toISOString().slice(0, 16).replace('T', ' ')}</td><td>${t.lastUsedAt ? t.lastUsedAt.toISOString().slice(0, 16).replace('T', ' ') : 'never'}</td></tr>`)}
             </table>`
-          : html`<p class="muted">None yet.</p>`}
+            : html`<p class="muted">None yet.</p>`
+        }
         <form class="card" method="post" action="/auth/account/tokens">
           ${csrfField(view)}
           <label for="token-name">Name</label>

@@ -7,9 +7,10 @@ export interface PagesDeps extends PlatformParts {
   temporalUiUrl?: string;
 }
 
-
-
 /** The newest published daily checkpoint of the germline, or null before the first. */
 export function latestDaily(deps: PagesDeps) {
-  return deps.db.checkpoint.findFirst({ where: { repository: germlineRepository(deps.germline), status: 'published' }, orderBy: [{ day: 'desc' }, { createdAt: 'desc' }] });
+  return deps.db.checkpoint.findFirst({
+    where: { repository: germlineRepository(deps.germline), status: 'published' },
+    orderBy: [{ day: 'desc' }, { createdAt: 'desc' }],
+  });
 }

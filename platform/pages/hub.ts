@@ -5,7 +5,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { assertRepository } from '../../store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
-import { addComment, attachRecording, forkImage, type ImageView, listImages, listRecordings, listThreads, reportImage, startThread, type ThreadView } from '../hub';
+import {
+  addComment,
+  attachRecording,
+  forkImage,
+  type ImageView,
+  listImages,
+  listRecordings,
+  listThreads,
+  reportImage,
+  startThread,
+  type ThreadView,
+} from '../hub';
 import { publishBreed } from '../marketplace';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
@@ -56,7 +67,10 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
   app.get<{ Querystring: { q?: string } }>('/hub', async (request, reply) => {
     const view = viewOf(request, reply);
     const q = typeof request.query.q === 'string' ? request.query.q.slice(0, 200) : '';
-    const [images, daily] = await Promise.all([listImages(deps.db, deps.store, { ...(q ? { search: q } : {}), germline: deps.germline }), latestDaily(deps)]);
+    const [images, daily] = await Promise.all([
+      listImages(deps.db, deps.store, { ...(q ? { search: q } : {}), germline: deps.germline }),
+      latestDaily(deps),
+    ]);
     return sendPage(reply, view, {
       title: 'Hub',
       body: html`<h1>Hub</h1>
@@ -66,8 +80,9 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
           <label for="q">Search images by name, title or nickname</label>
           <input type="search" id="q" name="q" value="${q}"> <button type="submit">Search</button>
         </form>
-        ${images.length
-          ? html`<table id="images"><tr><th>Image</th><th>Kind</th><th class="num">Tags</th><th>Latest</th><th>Breed</th><th class="num">Reports</th></tr>
+        ${
+          images.length
+            ? html`<table id="images"><tr><th>Image</th><th>Kind</th><th class="num">Tags</th><th>Latest</th><th>Breed</th><th class="num">Reports</th></tr>
               ${images.map(
                 (image) => html`<tr>
                   <td><a href="${pathOf('hub', image.repository)}">${image.repository}</a></td>
@@ -77,7 +92,8 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
                   <td>${image.breed ? html`${image.breed.title} <span class="muted">(${price(image.breed.price, image.breed.currency)})</span>` : ''}</td>
                   <td class="num">${image.reports || ''}</td></tr>`,
               )}</table>`
-          : html`<p class="muted">${q ? 'No image matches your search.' : 'No images yet: the first appears once a checkpoint is pushed.'}</p>`}`,
+            : html`<p class="muted">${q ? 'No image matches your search.' : 'No images yet: the first appears once a checkpoint is pushed.'}</p>`
+        }`,
     });
   });
 
@@ -101,10 +117,22 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
   });
 
   function notFound(request: FastifyRequest, reply: FastifyReply, what: string): FastifyReply {
-    return sendProblem(reply, viewOf(request, reply), 404, 'No such image', `There is no image ${what} on this hub.`, html`<p><a href="/hub">See every image</a></p>`);
+    return sendProblem(
+      reply,
+      viewOf(request, reply),
+      404,
+      'No such image',
+      `There is no image ${what} on this hub.`,
+      html`<p><a href="/hub">See every image</a></p>`,
+    );
   }
 
-  async function sendRepository(request: FastifyRequest, reply: FastifyReply, repository: string, problem?: { status: number; message: string; draft?: Draft }): Promise<FastifyReply> {
+  async function sendRepository(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    repository: string,
+    problem?: { status: number; message: string; draft?: Draft },
+  ): Promise<FastifyReply> {
     let checkpoints: Checkpoints | undefined;
     try {
       checkpoints = await readCheckpoints(deps.store, deps.db, repository);
@@ -120,20 +148,34 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
       readRefusal(deps.db, view.caller, repository),
       listThreads(deps.db, repository),
       listRecordings(deps.db, repository),
-      parents.length ? deps.db.checkpoint.findMany({ where: { digest: { in: parents }, status: 'published' }, select: { repository: true, tag: true, digest: true, nickname: true } }) : Promise.resolve([]),
-      account ? deps.db.entitlement.findUnique({ where: { id: entitlementId(account.id, repository) } }) : Promise.resolve(null),
+      parents.length
+        ? deps.db.checkpoint.findMany({
+            where: { digest: { in: parents }, status: 'published' },
+            select: { repository: true, tag: true, digest: true, nickname: true },
+          })
+        : Promise.resolve([]),
+      account
+        ? deps.db.entitlement.findUnique({ where: { id: entitlementId(account.id, repository) } })
+        : Promise.resolve(null),
     ]);
     const query = request.query as { done?: string; bought?: string };
-    const notice = query.bought ? 'Thank you: your purchase is being confirmed by Stripe; the downloads open as soon as it is.' : query.done ? DONE[query.done] : undefined;
+    const notice = query.bought
+      ? 'Thank you: your purchase is being confirmed by Stripe; the downloads open as soon as it is.'
+      : query.done
+        ? DONE[query.done]
+        : undefined;
     const tags = checkpoints.tags.slice(0, SHOWN_TAGS);
     const draft = problem?.draft;
-    const value = (form: Draft['form'], field: string, fallback = '') => (draft?.form === form ? (draft.fields[field] ?? fallback) : fallback);
+    const value = (form: Draft['form'], field: string, fallback = '') =>
+      draft?.form === form ? (draft.fields[field] ?? fallback) : fallback;
     const own = account ? repository.startsWith(trainerNamespace(account.handle)) : false;
 
     const lineage = (version: CheckpointVersion): SafeHtml => {
       if (!version.parent) return html`<p>Lineage: a root checkpoint (no parent).</p>`;
       const sameRepo = checkpoints.tags.find((t) => t.digest === version.parent);
-      const known = sameRepo ? { repository, tag: sameRepo.tag, nickname: sameRepo.nickname } : parentRows.find((r) => r.digest === version.parent);
+      const known = sameRepo
+        ? { repository, tag: sameRepo.tag, nickname: sameRepo.nickname }
+        : parentRows.find((r) => r.digest === version.parent);
       return html`<p>Lineage: trained or forked from <span class="digest">${version.parent}</span>
         ${known ? html` — <a href="${pathOf('hub', known.repository)}#tag-${known.tag}">${known.repository}:${known.tag}</a>${known.nickname ? ` “${known.nickname}”` : ''}` : ''}</p>`;
     };
@@ -143,7 +185,9 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
       const insecure = request.protocol === 'http';
       const files = html`<table><tr><th>File</th><th class="num">Size</th><th>sha256</th></tr>
         ${version.files.map(
-          (f) => html`<tr><td>${refusal ? f.path : html`<a href="${pathOf('hub', repository, 'resolve', version.tag, f.path)}" download>${f.path}</a>`}</td>
+          (
+            f,
+          ) => html`<tr><td>${refusal ? f.path : html`<a href="${pathOf('hub', repository, 'resolve', version.tag, f.path)}" download>${f.path}</a>`}</td>
             <td class="num">${bytes(f.size)}</td><td class="digest">${f.digest}</td></tr>`,
         )}</table>`;
       return html`${files}
@@ -154,7 +198,10 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
 
     // Open: the newest tag, and the newest daily one (the tag people come for; it has the nickname).
     const daily = tags.find((t) => t.nickname !== null);
-    const tagSection = (version: CheckpointVersion, index: number) => html`<details id="tag-${version.tag}"${index === 0 || version === daily ? html` open` : ''}>
+    const tagSection = (
+      version: CheckpointVersion,
+      index: number,
+    ) => html`<details id="tag-${version.tag}"${index === 0 || version === daily ? html` open` : ''}>
         <summary><strong>${version.tag}</strong>${version.nickname ? html` “${version.nickname}”` : ''} · ${bytes(version.size)} in ${version.files.length} files · <span class="digest">${shortDigest(version.digest)}…</span></summary>
         <p>Digest: <span class="digest">${version.digest}</span>${version.created ? html` · made ${version.created}` : ''}${version.trainingRun ? html` · training run <code>${version.trainingRun}</code>` : ''}</p>
         ${lineage(version)}
@@ -162,21 +209,27 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
         ${downloads(version)}
       </details>`;
 
-    const tagOptions = (selected: string, allowNone: boolean) => html`${allowNone ? html`<option value="">the whole image</option>` : ''}
+    const tagOptions = (
+      selected: string,
+      allowNone: boolean,
+    ) => html`${allowNone ? html`<option value="">the whole image</option>` : ''}
       ${checkpoints.tags.map((t) => html`<option value="${t.tag}"${t.tag === selected ? html` selected` : ''}>${t.tag}${t.nickname ? ` “${t.nickname}”` : ''}</option>`)}`;
 
-    const signInTo = (what: string) => html`<p><a href="${signInPath(pathOf('hub', repository))}">Sign in to ${what}</a></p>`;
+    const signInTo = (what: string) =>
+      html`<p><a href="${signInPath(pathOf('hub', repository))}">Sign in to ${what}</a></p>`;
 
     const thread = (t: ThreadView) => html`<article class="thread" id="thread-${t.id}">
         <h3>${t.title}</h3>
         <p class="meta">by ${t.author} · ${when(t.createdAt)}${t.reference ? html` · about <code>${t.reference}</code>` : ''}</p>
         ${t.comments.map((c) => html`<div class="comment" id="comment-${c.id}"><div class="meta">${c.author} · ${when(c.createdAt)}</div>${c.body}</div>`)}
-        ${account
-          ? html`<form method="post" action="${pathOf('hub', repository, 'threads', t.id, 'comments')}">${csrfField(view)}
+        ${
+          account
+            ? html`<form method="post" action="${pathOf('hub', repository, 'threads', t.id, 'comments')}">${csrfField(view)}
               <label for="reply-${t.id}">Reply</label>
               <textarea id="reply-${t.id}" name="body" required maxlength="10000">${draft?.form === 'comment' && draft.threadId === t.id ? draft.fields.body : ''}</textarea>
               <button type="submit">Comment</button></form>`
-          : signInTo('comment')}
+            : signInTo('comment')
+        }
       </article>`;
 
     const breedSection = breed
@@ -217,42 +270,50 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
 
         <h2 id="threads">Discussion</h2>
         ${threads.length ? threads.map(thread) : html`<p class="muted">No threads yet.</p>`}
-        ${account
-          ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'threads')}">${csrfField(view)}
+        ${
+          account
+            ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'threads')}">${csrfField(view)}
               <h3>Start a thread</h3>
               <label for="thread-title">Title</label><input type="text" id="thread-title" name="title" required maxlength="200" value="${value('thread', 'title')}">
               <label for="thread-reference">About</label><select id="thread-reference" name="reference">${tagOptions(value('thread', 'reference'), true)}</select>
               <label for="thread-body">Comment</label><textarea id="thread-body" name="body" required maxlength="10000">${value('thread', 'body')}</textarea>
               <button type="submit">Start the thread</button></form>`
-          : signInTo('comment')}
+            : signInTo('comment')
+        }
 
         <h2 id="recordings">Recordings</h2>
         <p>Sessions with this model, recorded by the people who used it: they help everyone spot a model that misbehaves.</p>
-        ${recordings.length
-          ? html`<table><tr><th>Recording</th><th>File</th><th class="num">Size</th><th>Checkpoint</th><th>By</th></tr>
+        ${
+          recordings.length
+            ? html`<table><tr><th>Recording</th><th>File</th><th class="num">Size</th><th>Checkpoint</th><th>By</th></tr>
               ${recordings.map((r) => html`<tr><td>${r.title}</td><td><a href="${r.downloadUrl}" download>${r.filename}</a></td><td class="num">${bytes(r.size)}</td><td><code>${r.reference ?? shortDigest(r.subjectDigest)}</code></td><td>${r.author} · ${when(r.createdAt)}</td></tr>`)}</table>`
-          : html`<p class="muted">No recordings yet.</p>`}
-        ${account
-          ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'recordings')}">${csrfField(view)}
+            : html`<p class="muted">No recordings yet.</p>`
+        }
+        ${
+          account
+            ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'recordings')}">${csrfField(view)}
               <h3>Attach a text transcript</h3>
               <label for="recording-reference">Checkpoint</label><select id="recording-reference" name="reference">${tagOptions(value('recording', 'reference', tags[0]?.tag ?? ''), false)}</select>
               <label for="recording-title">Title</label><input type="text" id="recording-title" name="title" required maxlength="200" value="${value('recording', 'title')}">
               <label for="recording-filename">File name</label><input type="text" id="recording-filename" name="filename" required maxlength="200" value="${value('recording', 'filename', 'transcript.txt')}">
               <label for="recording-content">Transcript</label><textarea id="recording-content" name="content" required>${value('recording', 'content')}</textarea>
               <button type="submit">Attach</button></form>`
-          : signInTo('attach a recording')}
+            : signInTo('attach a recording')
+        }
 
         ${forkSection}
         ${publishSection}
 
         <h2 id="report">Report</h2>
-        ${account
-          ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'report')}">${csrfField(view)}
+        ${
+          account
+            ? html`<form class="card" method="post" action="${pathOf('hub', repository, 'report')}">${csrfField(view)}
               <p>Tell the operators this image is malicious, broken or mislabelled.</p>
               <label for="report-reference">Which</label><select id="report-reference" name="reference">${tagOptions(value('report', 'reference'), true)}</select>
               <label for="report-reason">Reason</label><textarea id="report-reason" name="reason" required maxlength="2000">${value('report', 'reason')}</textarea>
               <button type="submit" class="secondary">Report</button></form>`
-          : signInTo('report this image')}`,
+            : signInTo('report this image')
+        }`,
     });
   }
 
@@ -274,7 +335,13 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
       return notFound(request, reply, repository);
     }
     const fields = formFields(request);
-    const form: Draft['form'] = comment ? 'comment' : (action![2] === 'threads' ? 'thread' : action![2] === 'recordings' ? 'recording' : (action![2] as Draft['form']));
+    const form: Draft['form'] = comment
+      ? 'comment'
+      : action![2] === 'threads'
+        ? 'thread'
+        : action![2] === 'recordings'
+          ? 'recording'
+          : (action![2] as Draft['form']);
     try {
       switch (form) {
         case 'comment': {
@@ -282,31 +349,72 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           return redirect(reply, `${page}?done=comment#comment-${added.id}`);
         }
         case 'thread': {
-          const thread = await startThread(deps.db, deps.store, author, { repository, reference: fields.reference || null, title: fields.title ?? '', body: fields.body ?? '' });
+          const thread = await startThread(deps.db, deps.store, author, {
+            repository,
+            reference: fields.reference || null,
+            title: fields.title ?? '',
+            body: fields.body ?? '',
+          });
           return redirect(reply, `${page}?done=thread#thread-${thread.id}`);
         }
         case 'recording': {
           const content = Buffer.from(fields.content ?? '', 'utf8');
-          await attachRecording(deps.db, deps.store, author, { repository, reference: fields.reference ?? '', title: fields.title ?? '', filename: fields.filename ?? '', mediaType: 'text/plain', content });
+          await attachRecording(deps.db, deps.store, author, {
+            repository,
+            reference: fields.reference ?? '',
+            title: fields.title ?? '',
+            filename: fields.filename ?? '',
+            mediaType: 'text/plain',
+            content,
+          });
           return redirect(reply, `${page}?done=recording#recordings`);
         }
         case 'report':
-          await reportImage(deps.db, deps.store, author, { repository, reference: fields.reference || null, reason: fields.reason ?? '' });
+          await reportImage(deps.db, deps.store, author, {
+            repository,
+            reference: fields.reference || null,
+            reason: fields.reason ?? '',
+          });
           return redirect(reply, `${page}?done=reported#report`);
         case 'fork': {
-          if (!fields.from) return sendRepository(request, reply, repository, { status: 400, message: 'choose the checkpoint to fork', draft: { form, fields } });
-          if (!fields.to?.trim()) return sendRepository(request, reply, repository, { status: 400, message: `name the new repository, under ${trainerNamespace(author.handle)}`, draft: { form, fields } });
-          const forked = await forkImage(deps.db, deps.store, author, `${repository}:${fields.from}`, `${(fields.to ?? '').trim()}:main`, { keepExisting: true });
+          if (!fields.from)
+            return sendRepository(request, reply, repository, {
+              status: 400,
+              message: 'choose the checkpoint to fork',
+              draft: { form, fields },
+            });
+          if (!fields.to?.trim())
+            return sendRepository(request, reply, repository, {
+              status: 400,
+              message: `name the new repository, under ${trainerNamespace(author.handle)}`,
+              draft: { form, fields },
+            });
+          const forked = await forkImage(
+            deps.db,
+            deps.store,
+            author,
+            `${repository}:${fields.from}`,
+            `${(fields.to ?? '').trim()}:main`,
+            { keepExisting: true },
+          );
           return redirect(reply, `${pathOf('hub', forked.repository)}?done=forked`);
         }
         case 'publish':
-          await publishBreed(deps.db, deps.store, author, { repository, title: fields.title ?? '', price: fields.price?.trim() || null, currency: deps.currency });
+          await publishBreed(deps.db, deps.store, author, {
+            repository,
+            title: fields.title ?? '',
+            price: fields.price?.trim() || null,
+            currency: deps.currency,
+          });
           return redirect(reply, `${page}?done=published`);
       }
     } catch (error) {
       const refusal = toRefusal(error);
       if (!refusal) throw error;
-      return sendRepository(request, reply, repository, { ...refusal, draft: { form, fields, ...(comment ? { threadId: comment[2]! } : {}) } });
+      return sendRepository(request, reply, repository, {
+        ...refusal,
+        draft: { form, fields, ...(comment ? { threadId: comment[2]! } : {}) },
+      });
     }
   }
 }

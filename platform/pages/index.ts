@@ -47,12 +47,26 @@ export async function registerPages(app: FastifyInstance, options: PagesOptions)
       if (isResolvePath(request.url.split('?')[0]!)) throw error; // downloads keep their JSON errors
       const view = viewOf(request, reply);
       const refusal = toRefusal(error);
-      const status = refusal?.status ?? (error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500);
+      const status =
+        refusal?.status ??
+        (error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500);
       if (status >= 500) {
         request.log.error({ err: error }, 'a page failed');
-        return sendProblem(reply, view, 500, 'Something went wrong on our side', 'The page could not be made. Nothing you did caused it; try again in a moment.');
+        return sendProblem(
+          reply,
+          view,
+          500,
+          'Something went wrong on our side',
+          'The page could not be made. Nothing you did caused it; try again in a moment.',
+        );
       }
-      return sendProblem(reply, view, status, status === 429 ? 'Too many requests' : 'This could not be done', refusal?.message ?? error.message);
+      return sendProblem(
+        reply,
+        view,
+        status,
+        status === 429 ? 'Too many requests' : 'This could not be done',
+        refusal?.message ?? error.message,
+      );
     });
 
     pages.get('/assets/site.css', async (request, reply) => {

@@ -8,13 +8,28 @@ import { listBreeds } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding, type StripeSettings } from '../stripe';
 import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
-import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, type View, viewOf } from './view';
+import {
+  csrfField,
+  formFields,
+  redirect,
+  refuseForgedForm,
+  sendPage,
+  sendProblem,
+  signInPath,
+  type View,
+  viewOf,
+} from './view';
 import { toRefusal } from '../errors';
 
-export const price = (amount: bigint | null, currency: string) => (amount === null ? 'free' : formatMoney(amount, currency));
+export const price = (amount: bigint | null, currency: string) =>
+  amount === null ? 'free' : formatMoney(amount, currency);
 
 /** The Buy button for a priced breed, as this caller may use it. */
-export function buyButton(view: View, breed: { repository: string; price: bigint | null; ownerHandle: string }, bought: boolean): SafeHtml {
+export function buyButton(
+  view: View,
+  breed: { repository: string; price: bigint | null; ownerHandle: string },
+  bought: boolean,
+): SafeHtml {
   if (breed.price === null) return html`<a href="${pathOf('hub', breed.repository)}">Free: download</a>`;
   const account = view.caller.account;
   if (!account) return html`<a href="${signInPath(view.path)}">Sign in to buy</a>`;
@@ -27,15 +42,22 @@ function payoutsForm(view: View): SafeHtml {
   return html`<form method="post" action="/marketplace/payouts">${csrfField(view)}<button type="submit" class="secondary">Onboard payouts with Stripe</button></form>`;
 }
 
-const stripeUnavailable = 'Payments are not configured on this platform (STRIPE_SECRET_KEY is not set), so breeds cannot be bought or paid out here. Free breeds download as usual.';
+const stripeUnavailable =
+  'Payments are not configured on this platform (STRIPE_SECRET_KEY is not set), so breeds cannot be bought or paid out here. Free breeds download as usual.';
 
 export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps): void {
-  const sendMarketplace = async (request: FastifyRequest, reply: FastifyReply, problem?: { status: number; message: string }) => {
+  const sendMarketplace = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    problem?: { status: number; message: string },
+  ) => {
     const view = viewOf(request, reply);
     const account = view.caller.account;
     const [breeds, owned] = await Promise.all([
       listBreeds(deps.db, 200),
-      account ? deps.db.entitlement.findMany({ where: { accountId: account.id }, select: { repository: true } }) : Promise.resolve([]),
+      account
+        ? deps.db.entitlement.findMany({ where: { accountId: account.id }, select: { repository: true } })
+        : Promise.resolve([]),
     ]);
     const bought = new Set(owned.map((e) => e.repository));
     return sendPage(reply, view, {
@@ -45,8 +67,9 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
         <p>Breeds are checkpoints trainers made for one task, listed free or for a price. A paid breed downloads
         once you bought it; ${deps.stripe ? `the platform keeps ${deps.stripe.feePercent}% of each sale, which funds the germline` : 'part of each sale funds the germline'}.</p>
         ${deps.stripe ? '' : html`<p class="notice">${stripeUnavailable}</p>`}
-        ${breeds.length
-          ? html`<table>
+        ${
+          breeds.length
+            ? html`<table>
               <tr><th>Breed</th><th>Repository</th><th>Trainer</th><th class="num">Price</th><th></th></tr>
               ${breeds.map(
                 (b) => html`<tr>
@@ -58,11 +81,14 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
                 </tr>`,
               )}
             </table>`
-          : html`<p class="muted">No breeds are listed yet. Trainers list one from their repository’s hub page (“Publish as a breed”).</p>`}
+            : html`<p class="muted">No breeds are listed yet. Trainers list one from their repository’s hub page (“Publish as a breed”).</p>`
+        }
         <h2>For trainers</h2>
-        ${account
-          ? html`<p>To sell a breed, Stripe needs your payout details once: it pays you each sale, less the platform’s share.</p>${payoutsForm(view)}`
-          : html`<p><a href="${signInPath('/marketplace')}">Sign in</a> to list a breed and get paid for it.</p>`}`,
+        ${
+          account
+            ? html`<p>To sell a breed, Stripe needs your payout details once: it pays you each sale, less the platform’s share.</p>${payoutsForm(view)}`
+            : html`<p><a href="${signInPath('/marketplace')}">Sign in</a> to list a breed and get paid for it.</p>`
+        }`,
     });
   };
 
@@ -75,7 +101,9 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
     const row = await deps.db.account.findUnique({ where: { id: account.id }, select: { stripeAccountId: true } });
     return sendPage(reply, view, {
       title: 'Payouts',
-      ...(request.query.done ? { notice: 'Back from Stripe. Once Stripe has checked your details, your paid breeds can be bought.' } : {}),
+      ...(request.query.done
+        ? { notice: 'Back from Stripe. Once Stripe has checked your details, your paid breeds can be bought.' }
+        : {}),
       body: html`<h1>Payouts</h1>
         <p>${row?.stripeAccountId ? html`Your Stripe account is <code>${row.stripeAccountId}</code>. Open Stripe’s onboarding again to finish or change your details.` : 'You have no Stripe account for payouts yet: onboarding makes one.'}</p>
         ${deps.stripe ? payoutsForm(view) : html`<p class="notice">${stripeUnavailable}</p>`}
@@ -84,19 +112,44 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
   });
 
   /** Stripe itself failing (unreachable, refusing) is not the buyer's mistake, and not a crash either. */
-  const withStripe = async (request: FastifyRequest, reply: FastifyReply, act: (stripe: StripeSettings) => Promise<string | null>) => {
+  const withStripe = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    act: (stripe: StripeSettings) => Promise<string | null>,
+  ) => {
     const view = viewOf(request, reply);
-    if (!deps.stripe) return sendProblem(reply, view, 503, 'Payments are not available', stripeUnavailable, html`<p><a href="/marketplace">Back to the marketplace</a></p>`);
+    if (!deps.stripe)
+      return sendProblem(
+        reply,
+        view,
+        503,
+        'Payments are not available',
+        stripeUnavailable,
+        html`<p><a href="/marketplace">Back to the marketplace</a></p>`,
+      );
     try {
       const url = await act(deps.stripe);
-      if (!url) return sendProblem(reply, view, 502, 'Stripe gave no page to go to', 'Stripe answered without a page for this payment. Try again in a moment.');
+      if (!url)
+        return sendProblem(
+          reply,
+          view,
+          502,
+          'Stripe gave no page to go to',
+          'Stripe answered without a page for this payment. Try again in a moment.',
+        );
       return redirect(reply, url);
     } catch (error) {
       const refusal = toRefusal(error);
       if (refusal) return sendMarketplace(request, reply, refusal);
       if (error instanceof Stripe.errors.StripeError) {
         request.log.warn({ error: error.message, type: error.type }, 'a Stripe request failed');
-        return sendProblem(reply, view, 502, 'Stripe could not be reached', `Stripe did not accept the request (${error.message}). Nothing was charged; try again in a moment.`);
+        return sendProblem(
+          reply,
+          view,
+          502,
+          'Stripe could not be reached',
+          `Stripe did not accept the request (${error.message}). Nothing was charged; try again in a moment.`,
+        );
       }
       throw error;
     }
@@ -108,13 +161,22 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
     if (!account) return redirect(reply, signInPath('/marketplace'));
     const repository = formFields(request).repository ?? '';
     // A fresh request id per press: a second press is a second Checkout Session, never a replayed one.
-    return withStripe(request, reply, async (stripe) => (await createBreedCheckout(stripe, deps.db, account, { repository, requestId: randomUUID() })).url);
+    return withStripe(
+      request,
+      reply,
+      async (stripe) =>
+        (await createBreedCheckout(stripe, deps.db, account, { repository, requestId: randomUUID() })).url,
+    );
   });
 
   app.post('/marketplace/payouts', async (request, reply) => {
     if (refuseForgedForm(request, reply)) return reply;
     const account = request.caller.account;
     if (!account) return redirect(reply, signInPath('/marketplace/payouts'));
-    return withStripe(request, reply, async (stripe) => (await createPayoutsOnboarding(stripe, deps.db, account, randomUUID())).url);
+    return withStripe(
+      request,
+      reply,
+      async (stripe) => (await createPayoutsOnboarding(stripe, deps.db, account, randomUUID())).url,
+    );
   });
 }

@@ -85,8 +85,19 @@ ${page.body}
 }
 
 /** A page that only says what went wrong and where to go next. */
-export function sendProblem(reply: FastifyReply, view: View, status: number, title: string, message: string, next?: SafeHtml): FastifyReply {
-  return sendPage(reply, view, { title, status, body: html`<h1>${title}</h1><p>${message}</p>${next ?? html`<p><a href="/">Back to the home page</a></p>`}` });
+export function sendProblem(
+  reply: FastifyReply,
+  view: View,
+  status: number,
+  title: string,
+  message: string,
+  next?: SafeHtml,
+): FastifyReply {
+  return sendPage(reply, view, {
+    title,
+    status,
+    body: html`<h1>${title}</h1><p>${message}</p>${next ?? html`<p><a href="/">Back to the home page</a></p>`}`,
+  });
 }
 
 /** Answers 403 and returns true when a form POST does not carry this browser's CSRF token. */

@@ -10,7 +10,11 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
-export async function startEmbeddedPostgres(options: { dataDir: string; port: number; host?: string }): Promise<EmbeddedPostgres> {
+export async function startEmbeddedPostgres(options: {
+  dataDir: string;
+  port: number;
+  host?: string;
+}): Promise<EmbeddedPostgres> {
   const host = options.host ?? '127.0.0.1';
   await assertPortFree(options.port, 'embedded PostgreSQL (PGLITE_PORT)');
   mkdirSync(options.dataDir, { recursive: true });

@@ -65,7 +65,10 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     '--log-level',
     'warn',
     ...options.searchAttributes.flatMap((key) => ['--search-attribute', searchAttributeFlag(key)]),
-    ...Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig }).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]),
+    ...Object.entries({ ...SERVER_DYNAMIC_CONFIG, ...options.dynamicConfig }).flatMap(([key, value]) => [
+      '--dynamic-config-value',
+      `${key}=${JSON.stringify(value)}`,
+    ]),
   ];
   const log = createWriteStream(options.logFile, { flags: 'a' });
   const child = spawn(options.cliPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -131,7 +134,9 @@ async function waitUntilServing(
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
-  throw new Error(`the Temporal dev server did not answer on ${address} within ${timeoutMs} ms (${String(lastError)}); see ${logFile}`);
+  throw new Error(
+    `the Temporal dev server did not answer on ${address} within ${timeoutMs} ms (${String(lastError)}); see ${logFile}`,
+  );
 }
 
 export function assertPortFree(port: number, what: string): Promise<void> {

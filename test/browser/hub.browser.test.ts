@@ -52,7 +52,10 @@ const handle = uniqueName('web');
 
 beforeAll(async () => {
   // Not a skip: without the browser these tests cannot say anything, and CI must install it.
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install chromium; .ci/run installs it)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `${CHROMIUM} is missing: the browser tests need Debian's chromium (apt-get install chromium; .ci/run installs it)`,
+    );
   mock = await startStripeMock();
   env = await testEnvironment();
   await env.startWorker();
@@ -66,26 +69,53 @@ beforeAll(async () => {
   writeFileSync(path.join(head, 'config.json'), '{"layers":2}');
   await publishCheckpoint(env.store, repository, head, { tag: 'main' });
   const day = new Date().toISOString().slice(0, 10);
-  const daily = await env.client.workflow.execute(dailyGpcWorkflow, { workflowId: dailyGpcWorkflowId(germline.name, day), taskQueue: env.taskQueue, args: [{ germline: germline.name, day }] });
+  const daily = await env.client.workflow.execute(dailyGpcWorkflow, {
+    workflowId: dailyGpcWorkflowId(germline.name, day),
+    taskQueue: env.taskQueue,
+    args: [{ germline: germline.name, day }],
+  });
   expect(daily.status).toBe('published');
   tag = daily.tag;
   nickname = daily.nickname!;
 
   const client = stripeClient('sk_test_mock', mock.url);
   stripeRequests = recordRequests(client);
-  const stripe: StripeSettings = { client, webhookSecret: 'whsec_browser', publicUrl: 'http://127.0.0.1', feePercent: 10 };
-  app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db, client: env.client, stripe });
+  const stripe: StripeSettings = {
+    client,
+    webhookSecret: 'whsec_browser',
+    publicUrl: 'http://127.0.0.1',
+    feePercent: 10,
+  };
+  app = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: germline.name,
+    currency: 'usd',
+    store: env.store,
+    db: env.db,
+    client: env.client,
+    stripe,
+  });
   await app.listen({ host: '127.0.0.1', port: 0 });
   baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 
   // Another trainer's priced breed, with payouts set up (a Stripe connected account in stripe-mock).
   const tessHandle = uniqueName('tess');
-  const tess = await signUp(env.db, { handle: tessHandle, email: `${tessHandle}@example.org`, password: 'a long password' });
+  const tess = await signUp(env.db, {
+    handle: tessHandle,
+    email: `${tessHandle}@example.org`,
+    password: 'a long password',
+  });
   const painter = mkdtempSync(path.join(tmpdir(), 'browser-breed-'));
   writeFileSync(path.join(painter, 'model.safetensors'), safetensorsOf('painter weights'));
   breed = { repository: `trainers/${tessHandle}/painter`, title: `Painter ${tessHandle}` };
   await publishCheckpoint(env.store, breed.repository, painter, { tag: 'main' });
-  await publishBreed(env.db, env.store, tess, { repository: breed.repository, title: breed.title, price: '4.20', currency: 'usd' });
+  await publishBreed(env.db, env.store, tess, {
+    repository: breed.repository,
+    title: breed.title,
+    price: '4.20',
+    currency: 'usd',
+  });
   await createPayoutsOnboarding(stripe, env.db, tess, 'browser-test');
 
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -106,17 +136,29 @@ test('signs up through the form and comes back signed in', async () => {
   await page.fill('#handle', handle);
   await page.fill('#email', `${handle}@example.org`);
   await page.fill('#password', 'a long browser password');
-  await Promise.all([page.waitForURL(`${baseUrl}/hub`), page.click('form[action="/auth/signup"] button[type="submit"]')]);
+  await Promise.all([
+    page.waitForURL(`${baseUrl}/hub`),
+    page.click('form[action="/auth/signup"] button[type="submit"]'),
+  ]);
   await expect(page.locator('header .who').textContent()).resolves.toContain(handle);
   // The stylesheet loaded under the pages' policy (no scripts, styles from here).
-  const margin = await page.locator('body').evaluate((body) => (globalThis as unknown as { getComputedStyle(element: unknown): { margin: string } }).getComputedStyle(body).margin);
+  const margin = await page
+    .locator('body')
+    .evaluate(
+      (body) =>
+        (globalThis as unknown as { getComputedStyle(element: unknown): { margin: string } }).getComputedStyle(body)
+          .margin,
+    );
   expect(margin).toBe('0px');
 });
 
 test("browses the hub, germline first, and opens today's gpc checkpoint", async () => {
   await page.goto(`${baseUrl}/hub`);
   await expect(page.locator('#images tr:nth-child(2) td:first-child a').textContent()).resolves.toBe(repository);
-  await Promise.all([page.waitForURL(`${baseUrl}/hub/${repository}#tag-${tag}`), page.click(`.today a[href="/hub/${repository}#tag-${tag}"]`)]);
+  await Promise.all([
+    page.waitForURL(`${baseUrl}/hub/${repository}#tag-${tag}`),
+    page.click(`.today a[href="/hub/${repository}#tag-${tag}"]`),
+  ]);
   const today = page.locator(`details[id="tag-${tag}"]`);
   await expect(today.getAttribute('open')).resolves.toBe('');
   await expect(today.locator('summary').textContent()).resolves.toContain(nickname);
@@ -124,7 +166,10 @@ test("browses the hub, germline first, and opens today's gpc checkpoint", async 
 });
 
 test("downloads a file of today's checkpoint through its link, byte for byte", async () => {
-  const [download] = await Promise.all([page.waitForEvent('download'), page.click(`details[id="tag-${tag}"] a[href="/hub/${repository}/resolve/${tag}/model.safetensors"]`)]);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.click(`details[id="tag-${tag}"] a[href="/hub/${repository}/resolve/${tag}/model.safetensors"]`),
+  ]);
   expect(download.suggestedFilename()).toBe('model.safetensors');
   expect(readFileSync(await download.path()).equals(weights)).toBe(true);
 });
@@ -134,7 +179,10 @@ test('starts a thread and replies to it; markup in them stays text', async () =>
   await page.fill('#thread-title', title);
   await page.selectOption('#thread-reference', tag);
   await page.fill('#thread-body', 'It answered every question in Latin.');
-  await Promise.all([page.waitForURL(/\?done=thread#thread-/), page.click('form[action$="/threads"] button[type="submit"]')]);
+  await Promise.all([
+    page.waitForURL(/\?done=thread#thread-/),
+    page.click('form[action$="/threads"] button[type="submit"]'),
+  ]);
   const thread = page.locator('article.thread', { hasText: title });
   await expect(thread.locator('h3').textContent()).resolves.toBe(title);
 
@@ -152,14 +200,25 @@ test("forks today's checkpoint under the trainer's name and lists it as a priced
   await page.goto(`${baseUrl}/hub/${repository}`);
   await page.selectOption('#fork-from', tag);
   await page.fill('#fork-to', `trainers/${handle}/latin`);
-  await Promise.all([page.waitForURL(`${baseUrl}/hub/trainers/${handle}/latin?done=forked`), page.click('form[action$="/fork"] button[type="submit"]')]);
+  await Promise.all([
+    page.waitForURL(`${baseUrl}/hub/trainers/${handle}/latin?done=forked`),
+    page.click('form[action$="/fork"] button[type="submit"]'),
+  ]);
   await expect(page.locator('.notice').textContent()).resolves.toContain('No bytes were copied');
 
   await page.fill('#breed-title', `Latin tutor ${handle}`);
   await page.fill('#breed-price', '7.50');
-  await Promise.all([page.waitForURL(/\?done=published/), page.click('form[action$="/publish"] button[type="submit"]')]);
+  await Promise.all([
+    page.waitForURL(/\?done=published/),
+    page.click('form[action$="/publish"] button[type="submit"]'),
+  ]);
   await page.goto(`${baseUrl}/marketplace`);
-  await expect(page.locator('tr', { hasText: `Latin tutor ${handle}` }).locator('td.num').textContent()).resolves.toBe('7.50 USD');
+  await expect(
+    page
+      .locator('tr', { hasText: `Latin tutor ${handle}` })
+      .locator('td.num')
+      .textContent(),
+  ).resolves.toBe('7.50 USD');
 });
 
 test("buys another trainer's breed up to Stripe's Checkout page", async () => {
@@ -169,12 +228,21 @@ test("buys another trainer's breed up to Stripe's Checkout page", async () => {
   // The platform answers the Buy form with a 303 to Stripe's page. Playwright's routes do not see a
   // redirect's target, so the request is observed instead; it goes nowhere (the browser resolves no
   // host but loopback), and the page's form-action policy must have let it through.
-  const [checkout] = await Promise.all([page.waitForRequest(/^https:\/\/checkout\.stripe\.com\//), row.locator('button', { hasText: 'Buy' }).click()]);
+  const [checkout] = await Promise.all([
+    page.waitForRequest(/^https:\/\/checkout\.stripe\.com\//),
+    row.locator('button', { hasText: 'Buy' }).click(),
+  ]);
   expect(checkout.url()).toMatch(/^https:\/\/checkout\.stripe\.com\/pay\/c\/cs_/);
   expect(checkout.isNavigationRequest()).toBe(true);
-  expect({ url: checkout.redirectedFrom()?.url(), method: checkout.redirectedFrom()?.method() }).toEqual({ url: `${baseUrl}/marketplace/buy`, method: 'POST' });
+  expect({ url: checkout.redirectedFrom()?.url(), method: checkout.redirectedFrom()?.method() }).toEqual({
+    url: `${baseUrl}/marketplace/buy`,
+    method: 'POST',
+  });
   const buyer = await env.db.account.findUniqueOrThrow({ where: { handle } });
   expect(stripeRequests.filter((r) => r.path === '/v1/checkout/sessions')).toEqual([
-    { path: '/v1/checkout/sessions', idempotencyKey: expect.stringMatching(new RegExp(`^buy-breed/${buyer.id}/${breed.repository}/[0-9a-f-]{36}$`)) },
+    {
+      path: '/v1/checkout/sessions',
+      idempotencyKey: expect.stringMatching(new RegExp(`^buy-breed/${buyer.id}/${breed.repository}/[0-9a-f-]{36}$`)),
+    },
   ]);
 });

@@ -15,7 +15,13 @@ const LIMIT = 'is above the most one amount may be (10,000,000,000,000.00 USD)';
 jest.setTimeout(120_000);
 
 async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'warn', TEMPORAL_ADDRESS: '127.0.0.1:1', COMPUTATRUM_CURRENCY: 'usd', COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'cli-amounts-')) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    TEMPORAL_ADDRESS: '127.0.0.1:1',
+    COMPUTATRUM_CURRENCY: 'usd',
+    COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'cli-amounts-')),
+  };
   try {
     const { stderr } = await execute(process.execPath, [BIN, ...args], { env, cwd: ROOT });
     return { code: 0, stderr };
@@ -28,7 +34,11 @@ async function cli(args: string[]): Promise<{ code: number; stderr: string }> {
 test.each([
   ['deposit', ['deposit', '100000000000000000.00', '--reference', 'x'], '100000000000000000.00'],
   ['policy set --daily-cap', ['policy', 'set', '--daily-cap', '100000000000000000'], '100000000000000000'],
-  ['spawn --allowance', ['spawn', 'coder', '--allowance', '100000000000000000', '--purpose', 'programming'], '100000000000000000'],
+  [
+    'spawn --allowance',
+    ['spawn', 'coder', '--allowance', '100000000000000000', '--purpose', 'programming'],
+    '100000000000000000',
+  ],
   ['train --max-cost', ['train', '--branch', 'main', '--max-cost', '100000000000000000'], '100000000000000000'],
   ['autonomy --child-cap', ['autonomy', '--child-cap', '100000000000000000'], '100000000000000000'],
   ['autonomy --run-cost', ['autonomy', '--run-cost', '100000000000000000'], '100000000000000000'],

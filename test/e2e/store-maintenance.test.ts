@@ -2,7 +2,18 @@
 // the next start removes (never a live writer's), `computatrum store fsck` reports unreferenced,
 // half-written and missing files, and `computatrum store gc` removes what nothing references.
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -16,7 +27,13 @@ const BIN = path.join(__dirname, '..', '..', 'bin', 'computatrum.js');
 const execute = promisify(execFile);
 
 function cliEnv(storePath: string): NodeJS.ProcessEnv {
-  return { ...process.env, COMPUTATRUM_STORE: 'layout', COMPUTATRUM_STORE_PATH: storePath, COMPUTATRUM_DATA_DIR: path.dirname(storePath), LOG_LEVEL: 'error' };
+  return {
+    ...process.env,
+    COMPUTATRUM_STORE: 'layout',
+    COMPUTATRUM_STORE_PATH: storePath,
+    COMPUTATRUM_DATA_DIR: path.dirname(storePath),
+    LOG_LEVEL: 'error',
+  };
 }
 
 async function cli(storePath: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -30,9 +47,10 @@ async function cli(storePath: string, ...args: string[]): Promise<{ code: number
 }
 
 const blobsOf = (storePath: string) => path.join(storePath, 'blobs', 'sha256');
-const halfWritten = (storePath: string) => readdirSync(blobsOf(storePath)).filter((name) => name.startsWith('.ingest-'));
+const halfWritten = (storePath: string) =>
+  readdirSync(blobsOf(storePath)).filter((name) => name.startsWith('.ingest-'));
 
-test('a push killed mid-way leaves a half-written file: fsck reports it, and the next start removes it, never a live writer\'s', async () => {
+test("a push killed mid-way leaves a half-written file: fsck reports it, and the next start removes it, never a live writer's", async () => {
   const root = mkdtempSync(path.join(tmpdir(), 'killed-push-'));
   const storePath = path.join(root, 'store');
   await new LayoutStore(storePath).init();
@@ -43,7 +61,10 @@ test('a push killed mid-way leaves a half-written file: fsck reports it, and the
   ftruncateSync(fd, 1024 * 1024 * 1024); // a sparse gigabyte: cheap to make, long enough to copy that the push is caught mid-way
   closeSync(fd);
 
-  const push = spawn(process.execPath, [BIN, 'push', checkpoint, 'germline/killed:main'], { env: cliEnv(storePath), stdio: 'ignore' });
+  const push = spawn(process.execPath, [BIN, 'push', checkpoint, 'germline/killed:main'], {
+    env: cliEnv(storePath),
+    stdio: 'ignore',
+  });
   const exited = new Promise((resolve) => push.once('exit', resolve));
   const deadline = Date.now() + 60_000;
   while (halfWritten(storePath).length === 0) {
@@ -109,9 +130,18 @@ test('gc removes the blobs a moved branch left behind, keeps what is referenced 
   await store.ingestFile(path.join(third, 'notes.txt')); // published again: found, and touched
   expect((await collectGarbage(store, { graceMs: 60 * 60 * 1000 })).removed).toEqual([]);
   rmSync(path.join(blobsOf(storePath), thirdNotes.slice(7)));
-  await expect(publishCheckpoint(store, 'germline/gc', third, { tag: 'main' })).resolves.toMatchObject({ manifest: { layers: [{ digest: thirdNotes }, expect.anything()] } });
-  const dangling = Buffer.from(JSON.stringify({ ...second.manifest, layers: [{ ...second.manifest.layers[0]!, digest: `sha256:${'0'.repeat(64)}` }] }));
-  await expect(store.putManifest('germline/gc', dangling, 'application/vnd.oci.image.manifest.v1+json', 'dangling')).rejects.toMatchObject({ code: 'BLOB_UNKNOWN', message: expect.stringContaining('publish again') });
+  await expect(publishCheckpoint(store, 'germline/gc', third, { tag: 'main' })).resolves.toMatchObject({
+    manifest: { layers: [{ digest: thirdNotes }, expect.anything()] },
+  });
+  const dangling = Buffer.from(
+    JSON.stringify({
+      ...second.manifest,
+      layers: [{ ...second.manifest.layers[0]!, digest: `sha256:${'0'.repeat(64)}` }],
+    }),
+  );
+  await expect(
+    store.putManifest('germline/gc', dangling, 'application/vnd.oci.image.manifest.v1+json', 'dangling'),
+  ).rejects.toMatchObject({ code: 'BLOB_UNKNOWN', message: expect.stringContaining('publish again') });
   expect(await store.listTags('germline/gc')).toEqual(['main']);
 
   rmSync(path.join(blobsOf(storePath), thirdNotes.slice(7)));

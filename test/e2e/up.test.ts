@@ -62,7 +62,10 @@ function startUp(env: NodeJS.ProcessEnv, ...options: string[]): Promise<Up> {
   });
 }
 
-async function cli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  env: NodeJS.ProcessEnv,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
     const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { env, cwd: ROOT });
     return { code: 0, stdout, stderr };
@@ -98,9 +101,17 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   // A training run with the bundled tiny trainer: cap reserved, checkpoint on the branch, exact charge.
   const germlineRepo = `germline/${env.COMPUTATRUM_GERMLINE}`;
   const train = await cli(env, 'train', '--branch', 'trained', '--max-cost', '1.00', '--id', 'first-run');
-  expect(train).toMatchObject({ code: 0, stdout: expect.stringMatching(/first-run: succeeded, cost \d+\.\d\d USD for \d+ GPU-seconds/) });
+  expect(train).toMatchObject({
+    code: 0,
+    stdout: expect.stringMatching(/first-run: succeeded, cost \d+\.\d\d USD for \d+ GPU-seconds/),
+  });
   expect(train.stdout).toContain(`${germlineRepo}:trained -> sha256:`);
-  const trainedRun = JSON.parse((await cli(env, 'run', 'first-run', '--json')).stdout) as { state: string; cost: string; outputDigest: string; step: number };
+  const trainedRun = JSON.parse((await cli(env, 'run', 'first-run', '--json')).stdout) as {
+    state: string;
+    cost: string;
+    outputDigest: string;
+    step: number;
+  };
   expect(trainedRun).toMatchObject({ state: 'succeeded', step: 300, outputDigest: expect.stringMatching(/^sha256:/) });
   expect((await cli(env, 'runs')).stdout).toMatch(/first-run\s+succeeded\s+germline\/\S+:trained\s+300/);
   const ledgerAfterTraining = (await cli(env, 'ledger')).stdout;
@@ -115,7 +126,18 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(spawned).toMatchObject({ code: 0, stdout: expect.stringContaining('spawned coder with 5.00 USD') });
   expect((await cli(env, 'children')).stdout).toMatch(/coder\s+active\s+5\.00 USD\s+programming/);
   expect((await cli(env, 'child', 'coder')).stdout).toContain('allowance   5.00 USD: spent 0.00 USD');
-  const childRun = await cli(env, 'train', '--child', 'coder', '--branch', 'main', '--max-cost', '1.00', '--id', 'child-run');
+  const childRun = await cli(
+    env,
+    'train',
+    '--child',
+    'coder',
+    '--branch',
+    'main',
+    '--max-cost',
+    '1.00',
+    '--id',
+    'child-run',
+  );
   expect(childRun).toMatchObject({ code: 0, stdout: expect.stringContaining('children/coder:main -> sha256:') });
   const childRunCost = (JSON.parse((await cli(env, 'run', 'child-run', '--json')).stdout) as { cost: string }).cost;
   expect((await cli(env, 'child', 'coder', '--json')).stdout).toContain(`"spent": "${childRunCost}"`);
@@ -127,31 +149,74 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(tooRich.stderr).toContain('available-funds: needs 900.00 USD');
 
   // Autonomy: the operator sets the rules and a threshold; a tick proposes a spawn, which waits for approval.
-  const autonomy = await cli(env, 'autonomy', '--tick-interval', 'off', '--purposes', 'tutor', '--allowance-percent', '1', '--run-cost', '0.10', '--approval-threshold', '0.50');
-  expect(autonomy).toMatchObject({ stderr: '', code: 0, stdout: expect.stringContaining('approval threshold  0.50 USD') });
+  const autonomy = await cli(
+    env,
+    'autonomy',
+    '--tick-interval',
+    'off',
+    '--purposes',
+    'tutor',
+    '--allowance-percent',
+    '1',
+    '--run-cost',
+    '0.10',
+    '--approval-threshold',
+    '0.50',
+  );
+  expect(autonomy).toMatchObject({
+    stderr: '',
+    code: 0,
+    stdout: expect.stringContaining('approval threshold  0.50 USD'),
+  });
   const tick = await cli(env, 'tick');
   expect(tick.stdout).toMatch(/awaiting-approval\s+spawn tutor with 0\.9\d USD/);
   const decisionId = /^(\S+\/1\/0)\s/m.exec(tick.stdout)![1]!;
   expect((await cli(env, 'decisions', '--awaiting')).stdout).toContain(decisionId);
   const approved = await cli(env, 'approve', decisionId, '--by', 'operator-e2e');
-  expect(approved).toMatchObject({ code: 0, stdout: expect.stringContaining(`${decisionId}: approved — approved by operator-e2e: spawned child/`) });
-  expect((await cli(env, 'decision', decisionId)).stdout).toMatch(/ok\s+max-children\s+0 of at most 8 children are funded/);
+  expect(approved).toMatchObject({
+    code: 0,
+    stdout: expect.stringContaining(`${decisionId}: approved — approved by operator-e2e: spawned child/`),
+  });
+  expect((await cli(env, 'decision', decisionId)).stdout).toMatch(
+    /ok\s+max-children\s+0 of at most 8 children are funded/,
+  );
   expect((await cli(env, 'children')).stdout).toMatch(/tutor\s+active/);
   expect((await cli(env, 'pause', '--child', 'tutor', '--reason', 'audit')).stdout).toContain('child tutor paused');
   expect((await cli(env, 'child', 'tutor')).stdout).toContain('(paused)');
   expect((await cli(env, 'resume', '--child', 'tutor')).stdout).toContain('child tutor resumed');
   expect((await cli(env, 'pause', '--child', 'nobody')).stderr).toContain('no running child nobody');
-  const tutorAllowance = Number((JSON.parse((await cli(env, 'children', '--json')).stdout) as Array<{ name: string; allowance: string }>).find((c) => c.name === 'tutor')!.allowance);
+  const tutorAllowance = Number(
+    (JSON.parse((await cli(env, 'children', '--json')).stdout) as Array<{ name: string; allowance: string }>).find(
+      (c) => c.name === 'tutor',
+    )!.allowance,
+  );
   // "none" lifts a cap or a threshold.
   expect((await cli(env, 'autonomy', '--approval-threshold', 'none')).stdout).toContain('approval threshold  none');
-  expect((await cli(env, 'policy', 'set', '--daily-cap', '500.00')).stdout).toContain('daily spend cap:       500.00 USD');
+  expect((await cli(env, 'policy', 'set', '--daily-cap', '500.00')).stdout).toContain(
+    'daily spend cap:       500.00 USD',
+  );
   expect((await cli(env, 'policy', 'set', '--daily-cap', 'none')).stdout).toContain('daily spend cap:       no cap');
 
   // The platform: a person signs up, an operator role is given from the CLI, and the GraphQL API answers by role.
-  const signup = await fetch(`${platform}/auth/signup`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ handle: 'ops', email: 'ops@example.org', password: 'a long password' }) });
+  const signup = await fetch(`${platform}/auth/signup`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ handle: 'ops', email: 'ops@example.org', password: 'a long password' }),
+  });
   expect(signup.status).toBe(201);
   const sessionCookie = signup.headers.get('set-cookie')!.split(';')[0]!;
-  const books = () => fetch(`${platform}/api/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', cookie: sessionCookie }, body: JSON.stringify({ query: '{ germline { name books { available } } }' }) }).then((r) => r.json() as Promise<{ data: { germline: { books: { available: string } | null } }; errors?: Array<{ extensions: { code: string } }> }>);
+  const books = () =>
+    fetch(`${platform}/api/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', cookie: sessionCookie },
+      body: JSON.stringify({ query: '{ germline { name books { available } } }' }),
+    }).then(
+      (r) =>
+        r.json() as Promise<{
+          data: { germline: { books: { available: string } | null } };
+          errors?: Array<{ extensions: { code: string } }>;
+        }>,
+    );
   expect((await books()).errors?.[0]?.extensions.code).toBe('FORBIDDEN');
   expect((await cli(env, 'account-role', 'ops', 'operator')).stdout).toContain('ops is now an operator');
   expect((await books()).data.germline.books?.available).toMatch(/^\d+$/);
@@ -168,12 +233,17 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   const dayBefore = utcDay();
   expect((await cli(env, 'daily')).code).toBe(0);
   const candidates = [...new Set([`gpc-${utcDay()}`, `gpc-${dayBefore}`])];
-  const tagged = (parsed: { tags: Array<{ tag: string; nickname: string | null }> }) => candidates.find((tag) => parsed.tags.some((t) => t.tag === tag && t.nickname));
-  const listing = await eventually(async () => {
-    const tags = await cli(env, 'tags', germlineRepo, '--json');
-    const parsed = JSON.parse(tags.stdout) as { tags: Array<{ tag: string; nickname: string | null }> };
-    return tagged(parsed) ? parsed : undefined;
-  }, `${candidates.join(' or ')} to be tagged`, 60_000);
+  const tagged = (parsed: { tags: Array<{ tag: string; nickname: string | null }> }) =>
+    candidates.find((tag) => parsed.tags.some((t) => t.tag === tag && t.nickname));
+  const listing = await eventually(
+    async () => {
+      const tags = await cli(env, 'tags', germlineRepo, '--json');
+      const parsed = JSON.parse(tags.stdout) as { tags: Array<{ tag: string; nickname: string | null }> };
+      return tagged(parsed) ? parsed : undefined;
+    },
+    `${candidates.join(' or ')} to be tagged`,
+    60_000,
+  );
   const today = tagged(listing)!;
   expect(listing.tags.find((t) => t.tag === today)!.nickname).toMatch(/^[A-Z][a-z]+ [A-Z][a-z]+$/);
   const pulled = mkdtempSync(path.join(tmpdir(), 'computatrum-pulled-'));
@@ -239,16 +309,29 @@ test('with TEMPORAL_ADDRESS and DATABASE_URL set, up starts no embedded parts an
 test('a split deployment: `up --only worker` and `up --only platform` share Temporal and PostgreSQL', async () => {
   const globals = testGlobals();
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-split-')), uniqueName('split'));
-  Object.assign(env, { TEMPORAL_ADDRESS: globals.temporalAddress, DATABASE_URL: globals.databaseUrl, COMPUTATRUM_TASK_QUEUE: uniqueName('split'), TEMPORAL_UI_URL: 'https://temporal.example.org' });
+  Object.assign(env, {
+    TEMPORAL_ADDRESS: globals.temporalAddress,
+    DATABASE_URL: globals.databaseUrl,
+    COMPUTATRUM_TASK_QUEUE: uniqueName('split'),
+    TEMPORAL_UI_URL: 'https://temporal.example.org',
+  });
   const worker = await startUp(env, '--only', 'worker');
-  const platform = await startUp({ ...env, COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'computatrum-split-web-')) }, '--only', 'platform');
+  const platform = await startUp(
+    { ...env, COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'computatrum-split-web-')) },
+    '--only',
+    'platform',
+  );
   try {
     expect(worker.output()).toContain('computatrum is up (worker only)');
     expect(worker.output()).not.toContain('platform         http');
     expect(platform.output()).toContain(`platform         http://127.0.0.1:${env.PLATFORM_PORT}`);
     expect((await cli(env, 'deposit', '3.00', '--reference', 'split-1')).stdout).toContain('deposited 3.00 USD');
     // The platform process reads the germline the worker process runs.
-    const answer = await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/api/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ germline { name state } }' }) });
+    const answer = await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/api/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ germline { name state } }' }),
+    });
     expect(await answer.json()).toEqual({ data: { germline: { name: env.COMPUTATRUM_GERMLINE, state: 'funded' } } });
     const health = await (await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/healthz`)).json();
     expect(health).toMatchObject({ status: 'ok', temporalUi: 'https://temporal.example.org' });
@@ -263,7 +346,9 @@ test('one part alone needs the shared services', async () => {
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-alone-')), 'nobody');
   const result = await cli(env, 'up', '--only', 'platform');
   expect(result.code).toBe(2);
-  expect(result.stderr).toContain('up --only platform runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL');
+  expect(result.stderr).toContain(
+    'up --only platform runs beside the other part, so it needs the shared services: set TEMPORAL_ADDRESS and DATABASE_URL',
+  );
 });
 
 test('the CLI says what to do when nothing is running', async () => {
@@ -283,7 +368,10 @@ test.each([
   [['policy', 'set'], 'nothing to set: give --daily-cap and/or --per-reservation-cap'],
   [['policy', 'set', '--daily-cap', 'lots'], 'amount "lots" is not a number'],
   [['autonomy', '--min-runway-days', 'soon'], '--min-runway-days must be a whole number of at least 0, got "soon"'],
-  [['autonomy', '--eval-gate', 'loss<2'], '"loss<2" is not an eval gate: write it like loss<=2.5 or accuracy>=0.9, or none'],
+  [
+    ['autonomy', '--eval-gate', 'loss<2'],
+    '"loss<2" is not an eval gate: write it like loss<=2.5 or accuracy>=0.9, or none',
+  ],
   [['autonomy', '--policy', 'oracle'], '--policy is rules or http'],
   [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
   [['frobnicate'], "unknown command 'frobnicate'"],
@@ -292,9 +380,15 @@ test.each([
   [['spawn', 'coder'], "required option '--allowance <amount>' not specified"],
   [['leave', 'coder', '--reason', 'x'], "required option '--owner <handle>' not specified"],
   [['train', '--branch', 'x', '--max-cost', '1.00', '--gpus', '0'], '--gpus must be a whole number of at least 1'],
-  [['train', '--branch', 'x', '--max-cost', '1.00', '--max-duration', 'forever'], '"forever" is not a duration: write it like 90m, 2h or 1d'],
+  [
+    ['train', '--branch', 'x', '--max-cost', '1.00', '--max-duration', 'forever'],
+    '"forever" is not a duration: write it like 90m, 2h or 1d',
+  ],
   [['train', '--branch', 'x', '--max-cost', '1.00', '--runner', 'slurm'], '--runner is local or kubernetes'],
-  [['train', '--branch', 'x', '--max-cost', '1.00', '--id', 'Bad_Id'], 'run id "Bad_Id" must be lowercase letters, digits and dashes'],
+  [
+    ['train', '--branch', 'x', '--max-cost', '1.00', '--id', 'Bad_Id'],
+    'run id "Bad_Id" must be lowercase letters, digits and dashes',
+  ],
 ])('bad arguments are refused before anything is sent: computatrum %s', async (args, message) => {
   const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-args-')), 'nobody');
   const result = await cli(env, ...args);

@@ -23,21 +23,42 @@ export interface TestAccount {
 }
 
 /** Posts a GraphQL operation through the app with the given headers. */
-export async function graphqlAs<T = Record<string, unknown>>(app: FastifyInstance, headers: Headers, query: string, variables: Record<string, unknown> = {}): Promise<GraphQLAnswer<T> & { status: number }> {
-  const response = await app.inject({ method: 'POST', url: '/api/graphql', headers: { 'content-type': 'application/json', ...headers }, payload: JSON.stringify({ query, variables }) });
+export async function graphqlAs<T = Record<string, unknown>>(
+  app: FastifyInstance,
+  headers: Headers,
+  query: string,
+  variables: Record<string, unknown> = {},
+): Promise<GraphQLAnswer<T> & { status: number }> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/api/graphql',
+    headers: { 'content-type': 'application/json', ...headers },
+    payload: JSON.stringify({ query, variables }),
+  });
   return { status: response.statusCode, ...response.json<GraphQLAnswer<T>>() };
 }
 
 /** Signs `handle` up (an operator when `operator` gives the database to promote it in). */
-export async function signUpAccount(app: FastifyInstance, handle: string, operator?: { db: Database }): Promise<TestAccount> {
-  const response = await app.inject({ method: 'POST', url: '/auth/signup', payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' } });
-  if (response.statusCode !== 201) throw new Error(`sign-up of ${handle} answered ${response.statusCode}: ${response.body}`);
+export async function signUpAccount(
+  app: FastifyInstance,
+  handle: string,
+  operator?: { db: Database },
+): Promise<TestAccount> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/auth/signup',
+    payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' },
+  });
+  if (response.statusCode !== 201)
+    throw new Error(`sign-up of ${handle} answered ${response.statusCode}: ${response.body}`);
   const id = response.json<{ account: { id: string } }>().account.id;
   if (operator) await setRole(operator.db, handle, 'operator');
-  const cookie = { cookie: `computatrum_session=${response.cookies.find((c) => c.name === 'computatrum_session')!.value}` };
+  const cookie = {
+    cookie: `computatrum_session=${response.cookies.find((c) => c.name === 'computatrum_session')!.value}`,
+  };
   const created = await app.inject({ method: 'POST', url: '/auth/tokens', headers: cookie, payload: { name: 'cli' } });
   const token = { authorization: `Bearer ${created.json<{ token: string }>().token}` };
-  const gql = async <T,>(query: string, variables?: Record<string, unknown>): Promise<GraphQLAnswer<T>> => {
+  const gql = async <T>(query: string, variables?: Record<string, unknown>): Promise<GraphQLAnswer<T>> => {
     const { status: _status, ...answer } = await graphqlAs<T>(app, token, query, variables);
     return answer;
   };

@@ -9,11 +9,15 @@ import { eventually } from './eventually';
 import { statusQuery } from '../../workflows/budget-api';
 
 export async function reconciledBooks(db: Database, handle: WorkflowHandle, book: string): Promise<Reconciliation> {
-  return eventually(async () => {
-    const status = await handle.query(statusQuery);
-    if (status.journalPending > 0) return undefined;
-    return reconcile(status, await journalBalances(db, book));
-  }, `the journal of ${book} to book every accepted change`, 60_000);
+  return eventually(
+    async () => {
+      const status = await handle.query(statusQuery);
+      if (status.journalPending > 0) return undefined;
+      return reconcile(status, await journalBalances(db, book));
+    },
+    `the journal of ${book} to book every accepted change`,
+    60_000,
+  );
 }
 
 /** The failure a client sees for a refused update: its type (the budget's reason) and message. */

@@ -9,7 +9,10 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Job } from 'kubernetes-models/batch/v1';
 
-export type KubeObject = { metadata: { name: string; namespace: string; uid: string; resourceVersion: string; [key: string]: any }; [key: string]: any };
+export type KubeObject = {
+  metadata: { name: string; namespace: string; uid: string; resourceVersion: string; [key: string]: any };
+  [key: string]: any;
+};
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 export type RequestKind = 'createJob' | 'getJob' | 'listJobs' | 'watchJobs' | 'deleteJob' | 'listPods' | 'readPodLog';
 
@@ -65,17 +68,36 @@ export interface FakeKubeApiServer {
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_KEY =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const JOB_NAME_LABEL = 'batch.kubernetes.io/job-name';
 
 export function kubeStatus(code: number, reason: string, message: string, details?: Record<string, unknown>) {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details ? { details } : {}),
+    code,
+  };
 }
 
-const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 500: 'InternalError' };
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  409: 'AlreadyExists',
+  500: 'InternalError',
+};
 
 /** `namespace`: the one test controls act in when they are given none. */
-export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'default' } = {}): Promise<FakeKubeApiServer> {
+export async function startFakeKubeApiServer({
+  namespace: defaultNamespace = 'default',
+} = {}): Promise<FakeKubeApiServer> {
   const jobs = new Map<string, KubeObject>();
   const pods = new Map<string, KubeObject>();
   const podLogs = new Map<string, string>();
@@ -85,7 +107,15 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
   const createdJobs: unknown[] = [];
   const rejectedJobs: RejectedJob[] = [];
   const deletions: JobDeletion[] = [];
-  const requests: Record<RequestKind, number> = { createJob: 0, getJob: 0, listJobs: 0, watchJobs: 0, deleteJob: 0, listPods: 0, readPodLog: 0 };
+  const requests: Record<RequestKind, number> = {
+    createJob: 0,
+    getJob: 0,
+    listJobs: 0,
+    watchJobs: 0,
+    deleteJob: 0,
+    listPods: 0,
+    readPodLog: 0,
+  };
   let resourceVersion = 1000;
   let compactedBelow = 0;
   let expiredWatches = 0;
@@ -99,7 +129,8 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     const event = { resourceVersion, type, object: clone(job) };
     history.push(event);
     for (const watch of watches) {
-      if (watch.namespace === job.metadata.namespace && watch.matches(job)) writeEvent(watch.response, type, event.object);
+      if (watch.namespace === job.metadata.namespace && watch.matches(job))
+        writeEvent(watch.response, type, event.object);
     }
   }
 
@@ -112,14 +143,21 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
   function removeJob(job: KubeObject): void {
     jobs.delete(key(job.metadata.namespace, job.metadata.name));
     for (const [podKey, pod] of pods) {
-      if (pod.metadata.labels?.[JOB_NAME_LABEL] === job.metadata.name && pod.metadata.namespace === job.metadata.namespace) pods.delete(podKey);
+      if (
+        pod.metadata.labels?.[JOB_NAME_LABEL] === job.metadata.name &&
+        pod.metadata.namespace === job.metadata.namespace
+      )
+        pods.delete(podKey);
     }
     record('DELETED', job);
   }
 
   function createPodFor(job: KubeObject): void {
     const name = `${job.metadata.name}-${randomUUID().slice(0, 5)}`;
-    const containers = (job.spec?.template?.spec?.containers ?? []).map((container: any) => ({ name: container.name, image: container.image }));
+    const containers = (job.spec?.template?.spec?.containers ?? []).map((container: any) => ({
+      name: container.name,
+      image: container.image,
+    }));
     pods.set(key(job.metadata.namespace, name), {
       metadata: {
         name,
@@ -127,7 +165,11 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
         uid: randomUUID(),
         resourceVersion: String(resourceVersion),
         creationTimestamp: new Date().toISOString(),
-        labels: { ...job.spec?.template?.metadata?.labels, [JOB_NAME_LABEL]: job.metadata.name, 'job-name': job.metadata.name },
+        labels: {
+          ...job.spec?.template?.metadata?.labels,
+          [JOB_NAME_LABEL]: job.metadata.name,
+          'job-name': job.metadata.name,
+        },
       },
       spec: { containers, restartPolicy: job.spec?.template?.spec?.restartPolicy },
       status: { phase: 'Pending' },
@@ -140,17 +182,32 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     if (problem) {
       rejectedJobs.push({ body: clone(body), reason: problem });
       const name = body?.metadata?.name;
-      return sendJson(response, 422, kubeStatus(422, 'Invalid', `Job.batch "${name}" is invalid: ${problem}`, { name, group: 'batch', kind: 'Job' }));
+      return sendJson(
+        response,
+        422,
+        kubeStatus(422, 'Invalid', `Job.batch "${name}" is invalid: ${problem}`, { name, group: 'batch', kind: 'Job' }),
+      );
     }
     const name: string = body.metadata.name;
     if (jobs.has(key(namespace, name))) {
-      return sendJson(response, 409, kubeStatus(409, 'AlreadyExists', `jobs.batch "${name}" already exists`, { name, group: 'batch', kind: 'jobs' }));
+      return sendJson(
+        response,
+        409,
+        kubeStatus(409, 'AlreadyExists', `jobs.batch "${name}" already exists`, { name, group: 'batch', kind: 'jobs' }),
+      );
     }
     const job: KubeObject = {
       ...clone(body),
       apiVersion: 'batch/v1',
       kind: 'Job',
-      metadata: { ...clone(body.metadata), namespace, uid: randomUUID(), resourceVersion: '', generation: 1, creationTimestamp: new Date().toISOString() },
+      metadata: {
+        ...clone(body.metadata),
+        namespace,
+        uid: randomUUID(),
+        resourceVersion: '',
+        generation: 1,
+        creationTimestamp: new Date().toISOString(),
+      },
       status: {},
     };
     jobs.set(key(namespace, name), job);
@@ -159,9 +216,20 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     sendJson(response, 201, job);
   }
 
-  function deleteJobRequest(namespace: string, name: string, body: any, query: URLSearchParams, response: ServerResponse): void {
+  function deleteJobRequest(
+    namespace: string,
+    name: string,
+    body: any,
+    query: URLSearchParams,
+    response: ServerResponse,
+  ): void {
     const job = jobs.get(key(namespace, name));
-    if (!job) return sendJson(response, 404, kubeStatus(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }));
+    if (!job)
+      return sendJson(
+        response,
+        404,
+        kubeStatus(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }),
+      );
     const wantedUid = body?.preconditions?.uid;
     if (wantedUid && wantedUid !== job.metadata.uid) {
       const message = `Precondition failed: UID in precondition: ${wantedUid}, UID in object meta: ${job.metadata.uid}`;
@@ -169,7 +237,13 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     }
     deletions.push({ name, propagationPolicy: body?.propagationPolicy ?? query.get('propagationPolicy') ?? undefined });
     removeJob(job);
-    sendJson(response, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: 'batch', kind: 'jobs', uid: job.metadata.uid } });
+    sendJson(response, 200, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Success',
+      details: { name, group: 'batch', kind: 'jobs', uid: job.metadata.uid },
+    });
   }
 
   function listOrWatchJobs(namespace: string, query: URLSearchParams, response: ServerResponse): void {
@@ -177,15 +251,28 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     const current = [...jobs.values()].filter((job) => job.metadata.namespace === namespace && matches(job));
     if (query.get('watch') !== 'true' && query.get('watch') !== '1') {
       requests.listJobs += 1;
-      return sendJson(response, 200, { kind: 'JobList', apiVersion: 'batch/v1', metadata: { resourceVersion: String(resourceVersion) }, items: current.map(clone) });
+      return sendJson(response, 200, {
+        kind: 'JobList',
+        apiVersion: 'batch/v1',
+        metadata: { resourceVersion: String(resourceVersion) },
+        items: current.map(clone),
+      });
     }
     requests.watchJobs += 1;
-    response.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', 'Cache-Control': 'no-cache, private' });
+    response.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Transfer-Encoding': 'chunked',
+      'Cache-Control': 'no-cache, private',
+    });
     response.flushHeaders();
     const from = query.get('resourceVersion');
     if (from && from !== '0' && Number(from) < compactedBelow) {
       expiredWatches += 1;
-      writeEvent(response, 'ERROR', kubeStatus(410, 'Expired', `too old resource version: ${from} (${compactedBelow})`));
+      writeEvent(
+        response,
+        'ERROR',
+        kubeStatus(410, 'Expired', `too old resource version: ${from} (${compactedBelow})`),
+      );
       response.end();
       return;
     }
@@ -193,7 +280,11 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
       for (const job of current) writeEvent(response, 'ADDED', clone(job));
     } else {
       for (const event of history) {
-        if (event.resourceVersion > Number(from) && event.object.metadata.namespace === namespace && matches(event.object)) {
+        if (
+          event.resourceVersion > Number(from) &&
+          event.object.metadata.namespace === namespace &&
+          matches(event.object)
+        ) {
           writeEvent(response, event.type, event.object);
         }
       }
@@ -212,25 +303,53 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
   function listPods(namespace: string, query: URLSearchParams, response: ServerResponse): void {
     const matches = selectorMatcher(query);
     const items = [...pods.values()].filter((pod) => pod.metadata.namespace === namespace && matches(pod));
-    sendJson(response, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: String(resourceVersion) }, items: items.map(clone) });
+    sendJson(response, 200, {
+      kind: 'PodList',
+      apiVersion: 'v1',
+      metadata: { resourceVersion: String(resourceVersion) },
+      items: items.map(clone),
+    });
   }
 
   function readPodLog(namespace: string, name: string, query: URLSearchParams, response: ServerResponse): void {
     const pod = pods.get(key(namespace, name));
-    if (!pod) return sendJson(response, 404, kubeStatus(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }));
+    if (!pod)
+      return sendJson(response, 404, kubeStatus(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }));
     const container = query.get('container');
     const names: string[] = pod.spec.containers.map((c: { name: string }) => c.name);
     if (container ? !names.includes(container) : names.length !== 1) {
-      return sendJson(response, 400, kubeStatus(400, 'BadRequest', `container ${container ?? '(none given)'} is not valid for pod ${name}`));
+      return sendJson(
+        response,
+        400,
+        kubeStatus(400, 'BadRequest', `container ${container ?? '(none given)'} is not valid for pod ${name}`),
+      );
     }
-    const lines = (podLogs.get(key(namespace, pod.metadata.labels[JOB_NAME_LABEL])) ?? '').split('\n').filter((line) => line !== '');
+    const lines = (podLogs.get(key(namespace, pod.metadata.labels[JOB_NAME_LABEL])) ?? '')
+      .split('\n')
+      .filter((line) => line !== '');
     const tail = query.has('tailLines') ? lines.slice(-Number(query.get('tailLines'))) : lines;
     response.writeHead(200, { 'Content-Type': 'text/plain' });
     response.end(tail.map((line) => `${line}\n`).join(''));
   }
 
-  const routes: { pattern: RegExp; method: string; kind: RequestKind | ((query: URLSearchParams) => RequestKind); handle: (match: string[], query: URLSearchParams, request: IncomingMessage, response: ServerResponse, body: any) => void }[] = [
-    { pattern: /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs$/, method: 'POST', kind: 'createJob', handle: ([ns], _q, _req, res, body) => createJob(ns!, body, res) },
+  const routes: {
+    pattern: RegExp;
+    method: string;
+    kind: RequestKind | ((query: URLSearchParams) => RequestKind);
+    handle: (
+      match: string[],
+      query: URLSearchParams,
+      request: IncomingMessage,
+      response: ServerResponse,
+      body: any,
+    ) => void;
+  }[] = [
+    {
+      pattern: /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs$/,
+      method: 'POST',
+      kind: 'createJob',
+      handle: ([ns], _q, _req, res, body) => createJob(ns!, body, res),
+    },
     {
       pattern: /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs$/,
       method: 'GET',
@@ -244,12 +363,32 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
       handle: ([ns, name], _q, _req, res) => {
         const job = jobs.get(key(ns!, name!));
         if (job) sendJson(res, 200, job);
-        else sendJson(res, 404, kubeStatus(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }));
+        else
+          sendJson(
+            res,
+            404,
+            kubeStatus(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }),
+          );
       },
     },
-    { pattern: /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs\/([^/]+)$/, method: 'DELETE', kind: 'deleteJob', handle: ([ns, name], q, _req, res, body) => deleteJobRequest(ns!, name!, body, q, res) },
-    { pattern: /^\/api\/v1\/namespaces\/([^/]+)\/pods$/, method: 'GET', kind: 'listPods', handle: ([ns], q, _req, res) => listPods(ns!, q, res) },
-    { pattern: /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/, method: 'GET', kind: 'readPodLog', handle: ([ns, name], q, _req, res) => readPodLog(ns!, name!, q, res) },
+    {
+      pattern: /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs\/([^/]+)$/,
+      method: 'DELETE',
+      kind: 'deleteJob',
+      handle: ([ns, name], q, _req, res, body) => deleteJobRequest(ns!, name!, body, q, res),
+    },
+    {
+      pattern: /^\/api\/v1\/namespaces\/([^/]+)\/pods$/,
+      method: 'GET',
+      kind: 'listPods',
+      handle: ([ns], q, _req, res) => listPods(ns!, q, res),
+    },
+    {
+      pattern: /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/,
+      method: 'GET',
+      kind: 'readPodLog',
+      handle: ([ns, name], q, _req, res) => readPodLog(ns!, name!, q, res),
+    },
   ];
 
   const server = http.createServer((request, response) => {
@@ -257,11 +396,19 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const url = new URL(request.url ?? '/', 'http://fake');
-      const route = routes.find((candidate) => candidate.method === request.method && candidate.pattern.test(url.pathname));
-      if (!route) return sendJson(response, 404, kubeStatus(404, 'NotFound', 'the server could not find the requested resource'));
+      const route = routes.find(
+        (candidate) => candidate.method === request.method && candidate.pattern.test(url.pathname),
+      );
+      if (!route)
+        return sendJson(response, 404, kubeStatus(404, 'NotFound', 'the server could not find the requested resource'));
       const kind = typeof route.kind === 'function' ? route.kind(url.searchParams) : route.kind;
       const refusal = refusals.get(kind);
-      if (refusal) return sendJson(response, refusal, kubeStatus(refusal, REASONS[refusal] ?? 'Unknown', `refused by the fake API server's test control (${kind})`));
+      if (refusal)
+        return sendJson(
+          response,
+          refusal,
+          kubeStatus(refusal, REASONS[refusal] ?? 'Unknown', `refused by the fake API server's test control (${kind})`),
+        );
       // Watches and lists count themselves: they share a route.
       if (kind !== 'watchJobs' && kind !== 'listJobs') requests[kind] += 1;
       let body: unknown;
@@ -289,7 +436,11 @@ export async function startFakeKubeApiServer({ namespace: defaultNamespace = 'de
     requests,
     expiredWatches: () => expiredWatches,
     openWatches: (name) =>
-      [...watches].filter((watch) => name === undefined || watch.matches({ metadata: { name, namespace: watch.namespace, uid: '', resourceVersion: '' } })).length,
+      [...watches].filter(
+        (watch) =>
+          name === undefined ||
+          watch.matches({ metadata: { name, namespace: watch.namespace, uid: '', resourceVersion: '' } }),
+      ).length,
     setJobStatus(name, status, namespace = defaultNamespace) {
       const job = mustFindJob(name, namespace);
       job.status = { ...job.status, ...status };
@@ -345,7 +496,12 @@ function selectorMatcher(query: URLSearchParams): (object: KubeObject) => boolea
   const labels = parseSelector(query.get('labelSelector'));
   return (object) =>
     fields.every(({ key, op, value }) => {
-      const actual = key === 'metadata.name' ? object.metadata.name : key === 'metadata.namespace' ? object.metadata.namespace : undefined;
+      const actual =
+        key === 'metadata.name'
+          ? object.metadata.name
+          : key === 'metadata.namespace'
+            ? object.metadata.namespace
+            : undefined;
       return op === '!=' ? actual !== value : actual === value;
     }) &&
     labels.every(({ key, op, value }) => {
@@ -384,7 +540,8 @@ function invalidJobReason(body: any, namespace: string): string | undefined {
   ] as const) {
     for (const [labelKey, value] of Object.entries<unknown>(labels ?? {})) {
       if (!LABEL_KEY.test(labelKey)) return `${where}: Invalid value: "${labelKey}": not a label key`;
-      if (typeof value !== 'string' || !LABEL_VALUE.test(value) || value.length > 63) return `${where}: Invalid value: "${String(value)}": not a label value`;
+      if (typeof value !== 'string' || !LABEL_VALUE.test(value) || value.length > 63)
+        return `${where}: Invalid value: "${String(value)}": not a label value`;
     }
   }
   if (body.spec.podFailurePolicy && body.spec.template.spec.restartPolicy !== 'Never') {

@@ -7,8 +7,21 @@ import { buildPlatform, type PlatformOptions } from '../../platform/server';
 import type { StripeSettings } from '../../platform/stripe';
 import type { TestEnvironment } from './temporal';
 
-export function testPlatform(env: TestEnvironment, germline: string, options: Partial<PlatformOptions> = {}): Promise<FastifyInstance> {
-  return buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline, currency: 'usd', store: env.store, db: env.db, client: env.client, ...options });
+export function testPlatform(
+  env: TestEnvironment,
+  germline: string,
+  options: Partial<PlatformOptions> = {},
+): Promise<FastifyInstance> {
+  return buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline,
+    currency: 'usd',
+    store: env.store,
+    db: env.db,
+    client: env.client,
+    ...options,
+  });
 }
 
 /** Stripe through stripe-mock (or a proxy in front of it), signing webhooks with `webhookSecret`. */

@@ -19,7 +19,9 @@ export interface TestRegistry {
 
 export async function startRegistry(): Promise<TestRegistry> {
   if (!existsSync(REGISTRY_BINARY)) {
-    throw new Error(`${REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)`);
+    throw new Error(
+      `${REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)`,
+    );
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'computatrum-registry-'));
   const storageDir = path.join(dir, 'storage');

@@ -12,7 +12,9 @@ export async function startStripeMock(): Promise<{ url: string; stop: () => Prom
   const binary = requireTool(STRIPE_MOCK, loadConfig().toolsDir);
   const port = await freePort();
   // Its HTTPS listener too gets a free port: left at 12112, two test files starting it at once collide.
-  const child = spawn(binary, ['-http-addr', `127.0.0.1:${port}`, '-https-addr', `127.0.0.1:${await freePort()}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(binary, ['-http-addr', `127.0.0.1:${port}`, '-https-addr', `127.0.0.1:${await freePort()}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr?.on('data', (data: Buffer) => (stderr = (stderr + data.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
@@ -43,7 +45,9 @@ export interface SentRequest {
 /** The requests `client` sends from now on (path and idempotency key), in order. */
 export function recordRequests(client: Stripe): SentRequest[] {
   const sent: SentRequest[] = [];
-  client.on('request', (request: { path: string; idempotency_key?: string }) => sent.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }));
+  client.on('request', (request: { path: string; idempotency_key?: string }) =>
+    sent.push({ path: request.path, ...(request.idempotency_key ? { idempotencyKey: request.idempotency_key } : {}) }),
+  );
   return sent;
 }
 
@@ -55,11 +59,31 @@ export function paidCheckoutEvent(id: string, amount: number, metadata: Record<s
     type: 'checkout.session.completed',
     api_version: '2025-01-01',
     created: 1_764_000_000,
-    data: { object: { id: `cs_${id}`, object: 'checkout.session', amount_total: amount, currency: 'usd', payment_status: 'paid', metadata } },
+    data: {
+      object: {
+        id: `cs_${id}`,
+        object: 'checkout.session',
+        amount_total: amount,
+        currency: 'usd',
+        payment_status: 'paid',
+        metadata,
+      },
+    },
   });
 }
 
 /** Delivers `payload` to the app's webhook, signed with `secret` as Stripe signs (or with the `signature` given). */
-export function deliverWebhook(app: FastifyInstance, client: Stripe, secret: string, payload: string, signature = client.webhooks.generateTestHeaderString({ payload, secret })) {
-  return app.inject({ method: 'POST', url: '/stripe/webhook', headers: { 'content-type': 'application/json', 'stripe-signature': signature }, payload });
+export function deliverWebhook(
+  app: FastifyInstance,
+  client: Stripe,
+  secret: string,
+  payload: string,
+  signature = client.webhooks.generateTestHeaderString({ payload, secret }),
+) {
+  return app.inject({
+    method: 'POST',
+    url: '/stripe/webhook',
+    headers: { 'content-type': 'application/json', 'stripe-signature': signature },
+    payload,
+  });
 }

@@ -68,7 +68,14 @@ export async function testEnvironment(options: TestEnvironmentOptions = {}): Pro
       connection: workerConnection,
       namespace: 'default',
       taskQueue,
-      activities: { db, store, dataDir, client, runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners }, ...(options.training ? { training: options.training } : {}) },
+      activities: {
+        db,
+        store,
+        dataDir,
+        client,
+        runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners },
+        ...(options.training ? { training: options.training } : {}),
+      },
       workflowBundlePath: globals.workflowBundlePath,
     });
     const running = worker.run();

@@ -5,7 +5,14 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSyn
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { CheckpointError, checkpointFiles, forkCheckpoint, publishCheckpoint, safeTargetPath, tagCheckpoint } from '../../store/checkpoint';
+import {
+  CheckpointError,
+  checkpointFiles,
+  forkCheckpoint,
+  publishCheckpoint,
+  safeTargetPath,
+  tagCheckpoint,
+} from '../../store/checkpoint';
 import { LayoutStore } from '../../store/layout';
 import { FILEPATH_ANNOTATION, MODEL_ARTIFACT, MODEL_WEIGHT_LAYER, type ImageManifest } from '../../store/types';
 import { PROTOCOL_0_PICKLE, safetensorsOf, zip } from '../helpers/content';
@@ -20,7 +27,10 @@ function checkpointFolder(seed = 'a'): string {
   const bytes = randomBytes(300_000);
   const shard = safetensorsOf(bytes);
   writeFileSync(path.join(dir, 'model-00001-of-00002.safetensors'), shard);
-  writeFileSync(path.join(dir, 'model-00002-of-00002.safetensors'), safetensorsOf(Buffer.concat([bytes, Buffer.from(seed)])));
+  writeFileSync(
+    path.join(dir, 'model-00002-of-00002.safetensors'),
+    safetensorsOf(Buffer.concat([bytes, Buffer.from(seed)])),
+  );
   mkdirSync(path.join(dir, 'tokenizer'));
   writeFileSync(path.join(dir, 'tokenizer', 'tokenizer.json'), JSON.stringify({ seed }));
   writeFileSync(path.join(dir, 'copy-of-first.safetensors'), shard); // identical file: stored once
@@ -28,7 +38,10 @@ function checkpointFolder(seed = 'a'): string {
 }
 
 function blobBytesOnDisk(store: string): number {
-  return readdirSync(path.join(store, 'blobs', 'sha256')).reduce((sum, name) => sum + statSync(path.join(store, 'blobs', 'sha256', name)).size, 0);
+  return readdirSync(path.join(store, 'blobs', 'sha256')).reduce(
+    (sum, name) => sum + statSync(path.join(store, 'blobs', 'sha256', name)).size,
+    0,
+  );
 }
 
 async function newStore(): Promise<LayoutStore> {
@@ -38,7 +51,10 @@ async function newStore(): Promise<LayoutStore> {
 test('a folder becomes one ModelPack manifest with one raw layer per file, identical files stored once', async () => {
   const store = await newStore();
   const dir = checkpointFolder();
-  const published = await publishCheckpoint(store, 'germline/computatrum', dir, { tag: 'main', parent: `sha256:${'0'.repeat(64)}` });
+  const published = await publishCheckpoint(store, 'germline/computatrum', dir, {
+    tag: 'main',
+    parent: `sha256:${'0'.repeat(64)}`,
+  });
 
   expect(published.manifest.artifactType).toBe(MODEL_ARTIFACT);
   expect(published.manifest.layers.map((l) => l.annotations?.[FILEPATH_ANNOTATION])).toEqual([
@@ -80,7 +96,9 @@ test('a gpc-* tag never moves; the same digest again is fine; branches move', as
   await expect(tagCheckpoint(store, 'germline/g', 'main', 'gpc-2026-11-25')).rejects.toThrow(
     `germline/g:gpc-2026-11-25 already points at ${first.digest}; daily gpc tags never move`,
   );
-  await expect(publishCheckpoint(store, 'germline/g', checkpointFolder('three'), { tag: 'gpc-2026-11-25' })).rejects.toThrow(/never move/);
+  await expect(
+    publishCheckpoint(store, 'germline/g', checkpointFolder('three'), { tag: 'gpc-2026-11-25' }),
+  ).rejects.toThrow(/never move/);
   expect((await store.getManifest('germline/g', 'gpc-2026-11-25'))!.digest).toBe(first.digest);
   expect((await store.getManifest('germline/g', 'main'))!.digest).toBe(second.digest);
 });
@@ -90,13 +108,21 @@ test('a fork is a branch on the same manifest and writes no blob bytes', async (
   const published = await publishCheckpoint(store, 'germline/g', checkpointFolder(), { tag: 'main' });
   await tagCheckpoint(store, 'germline/g', 'main', 'gpc-2026-11-25');
   const before = blobBytesOnDisk(store.location);
-  const forked = await forkCheckpoint(store, { repo: 'germline/g', reference: 'gpc-2026-11-25' }, { repo: 'trainers/alice/coder', branch: 'main' });
+  const forked = await forkCheckpoint(
+    store,
+    { repo: 'germline/g', reference: 'gpc-2026-11-25' },
+    { repo: 'trainers/alice/coder', branch: 'main' },
+  );
   expect(forked).toBe(published.digest);
   expect(blobBytesOnDisk(store.location)).toBe(before);
   expect(await store.listTags('trainers/alice/coder')).toEqual(['main']);
-  await expect(forkCheckpoint(store, { repo: 'germline/g', reference: 'gpc-2026-01-01' }, { repo: 'trainers/bob/x', branch: 'main' })).rejects.toThrow(
-    'germline/g has no gpc-2026-01-01; its tags are: gpc-2026-11-25, main',
-  );
+  await expect(
+    forkCheckpoint(
+      store,
+      { repo: 'germline/g', reference: 'gpc-2026-01-01' },
+      { repo: 'trainers/bob/x', branch: 'main' },
+    ),
+  ).rejects.toThrow('germline/g has no gpc-2026-01-01; its tags are: gpc-2026-11-25, main');
 });
 
 test('pickle files are refused by content, whatever their name, with advice to convert to safetensors', async () => {
@@ -116,7 +142,9 @@ test('pickle files are refused by content, whatever their name, with advice to c
     writeFileSync(path.join(dir, name), bytes);
     const published = publishCheckpoint(store, 'germline/g', dir, { tag: 'main' });
     await expect(published).rejects.toThrow(CheckpointError);
-    await expect(published).rejects.toThrow(`${refusal}: pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again`);
+    await expect(published).rejects.toThrow(
+      `${refusal}: pickle files can run code when loaded; convert it to safetensors (safetensors.torch.save_file) and publish again`,
+    );
   }
   expect(await store.listTags('germline/g')).toEqual([]);
   const raw = tempDir('raw-');
@@ -124,7 +152,9 @@ test('pickle files are refused by content, whatever their name, with advice to c
   await expect(publishCheckpoint(store, 'germline/g', raw, { tag: 'main' })).resolves.toMatchObject({ size: 4 });
   const allowed = tempDir('allowed-');
   writeFileSync(path.join(allowed, 'model.bin'), PROTOCOL_0_PICKLE);
-  await expect(publishCheckpoint(store, 'germline/allowed', allowed, { tag: 'main', allowPickle: true })).resolves.toMatchObject({ size: PROTOCOL_0_PICKLE.length });
+  await expect(
+    publishCheckpoint(store, 'germline/allowed', allowed, { tag: 'main', allowPickle: true }),
+  ).resolves.toMatchObject({ size: PROTOCOL_0_PICKLE.length });
 });
 
 test('safetensors are validated at publish, even with pickles allowed: random bytes never pull as "verified" weights', async () => {
@@ -149,18 +179,28 @@ test('a symbolic link loop, or a link to nothing, is refused with the path and w
   symlinkSync('a', path.join(looping, 'tokenizer', 'b'));
   const refused = publishCheckpoint(store, 'germline/g', looping, { tag: 'main' });
   await expect(refused).rejects.toThrow(CheckpointError);
-  await expect(refused).rejects.toThrow(/^tokenizer\/[ab] is a symbolic link loop \(.*tokenizer\/[ab]\): replace it with the file it should point to, or remove it, and push again$/);
+  await expect(refused).rejects.toThrow(
+    /^tokenizer\/[ab] is a symbolic link loop \(.*tokenizer\/[ab]\): replace it with the file it should point to, or remove it, and push again$/,
+  );
 
   const dangling = tempDir('dangling-');
   symlinkSync('gone.safetensors', path.join(dangling, 'model.safetensors'));
-  await expect(checkpointFiles(dangling)).rejects.toThrow('model.safetensors links to gone.safetensors, which does not exist: copy the file in, or remove the link, and push again');
+  await expect(checkpointFiles(dangling)).rejects.toThrow(
+    'model.safetensors links to gone.safetensors, which does not exist: copy the file in, or remove the link, and push again',
+  );
 
   // The CLI prints the message alone: no "unexpected error", no stack.
-  const cli = await promisify(execFile)(process.execPath, [path.join(__dirname, '../../bin/computatrum.js'), 'push', looping, 'germline/g:main'], {
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, COMPUTATRUM_DATA_DIR: tempDir('cli-data-') },
-  }).catch((error: { code: number; stdout: string; stderr: string }) => error);
+  const cli = await promisify(execFile)(
+    process.execPath,
+    [path.join(__dirname, '../../bin/computatrum.js'), 'push', looping, 'germline/g:main'],
+    {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, COMPUTATRUM_DATA_DIR: tempDir('cli-data-') },
+    },
+  ).catch((error: { code: number; stdout: string; stderr: string }) => error);
   expect(cli).toMatchObject({ code: 1, stdout: '' });
-  expect(cli.stderr).toMatch(/^computatrum: tokenizer\/[ab] is a symbolic link loop \([^\n]*\): replace it with the file it should point to, or remove it, and push again\n$/);
+  expect(cli.stderr).toMatch(
+    /^computatrum: tokenizer\/[ab] is a symbolic link loop \([^\n]*\): replace it with the file it should point to, or remove it, and push again\n$/,
+  );
 });
 
 test('paths that escape the checkpoint folder are refused, on publish and on pull', async () => {

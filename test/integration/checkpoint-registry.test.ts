@@ -26,19 +26,38 @@ test('push to a real registry, pull back byte-identical; a daily tag never moves
 
   const published = await publishCheckpoint(store, 'germline/registry', source, { tag: 'main' });
   expect(published.written).toBe(published.size + published.manifest.config.size);
-  expect((await publishCheckpoint(store, 'germline/registry', source, { tag: 'main', created: published.manifest.annotations!['org.opencontainers.image.created'] })).written).toBe(0);
+  expect(
+    (
+      await publishCheckpoint(store, 'germline/registry', source, {
+        tag: 'main',
+        created: published.manifest.annotations!['org.opencontainers.image.created'],
+      })
+    ).written,
+  ).toBe(0);
   await tagCheckpoint(store, 'germline/registry', 'main', 'gpc-2026-11-25');
 
   const dir = mkdtempSync(path.join(tmpdir(), 'reg-pull-'));
-  const pulled = await pullCheckpoint({ baseUrl: registry.url, repo: 'germline/registry', reference: 'gpc-2026-11-25', dir });
+  const pulled = await pullCheckpoint({
+    baseUrl: registry.url,
+    repo: 'germline/registry',
+    reference: 'gpc-2026-11-25',
+    dir,
+  });
   expect(pulled.digest).toBe(published.digest);
-  for (const file of ['model.safetensors', 'config.json']) expect(readFileSync(path.join(dir, file))).toEqual(readFileSync(path.join(source, file)));
+  for (const file of ['model.safetensors', 'config.json'])
+    expect(readFileSync(path.join(dir, file))).toEqual(readFileSync(path.join(source, file)));
 
   writeFileSync(path.join(source, 'config.json'), '{"layers": 3}');
   await publishCheckpoint(store, 'germline/registry', source, { tag: 'main' });
-  await expect(tagCheckpoint(store, 'germline/registry', 'main', 'gpc-2026-11-25')).rejects.toThrow(/daily gpc tags never move/);
+  await expect(tagCheckpoint(store, 'germline/registry', 'main', 'gpc-2026-11-25')).rejects.toThrow(
+    /daily gpc tags never move/,
+  );
 
-  const forked = await forkCheckpoint(store, { repo: 'germline/registry', reference: 'gpc-2026-11-25' }, { repo: 'trainers/alice/breed', branch: 'main' });
+  const forked = await forkCheckpoint(
+    store,
+    { repo: 'germline/registry', reference: 'gpc-2026-11-25' },
+    { repo: 'trainers/alice/breed', branch: 'main' },
+  );
   expect(forked).toBe(published.digest);
   expect(await store.listTags('trainers/alice/breed')).toEqual(['main']);
 });

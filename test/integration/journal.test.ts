@@ -22,7 +22,11 @@ function someEntries(germline: string) {
   const budget = new Budget(initialBudgetState(germline, 'usd'));
   const now = new Date('2026-11-25T10:00:00Z');
   budget.deposit({ amount: '10000', currency: 'usd', reference: 'wire' }, `germline/${germline}/u1`, now);
-  const { result } = budget.reserve({ amount: '3000', ref: 'job', purpose: 'training' }, `germline/${germline}/u2`, now);
+  const { result } = budget.reserve(
+    { amount: '3000', ref: 'job', purpose: 'training' },
+    `germline/${germline}/u2`,
+    now,
+  );
   budget.settle({ reservationId: result.reservationId, actual: '1200' }, `germline/${germline}/u3`, now);
   return budget.unjournaled();
 }
@@ -48,8 +52,14 @@ test('booking the same batch again (an activity retry) books nothing twice', asy
 
 test('the journal is append-only: updates and deletes are refused by the database', async () => {
   const germline = `journal-${randomUUID().slice(0, 8)}`;
-  await new MockActivityEnvironment().run(createJournalActivities(db).recordJournalEntries, { germline, currency: 'usd', entries: someEntries(germline) });
-  await expect(db.journalPosting.updateMany({ where: { germline }, data: { amount: 1n } })).rejects.toThrow(/append-only/);
+  await new MockActivityEnvironment().run(createJournalActivities(db).recordJournalEntries, {
+    germline,
+    currency: 'usd',
+    entries: someEntries(germline),
+  });
+  await expect(db.journalPosting.updateMany({ where: { germline }, data: { amount: 1n } })).rejects.toThrow(
+    /append-only/,
+  );
   await expect(db.journalTransaction.deleteMany({ where: { germline } })).rejects.toThrow(/append-only/);
   expect((await journalBalances(db, germline)).transactions).toBe(3);
 });

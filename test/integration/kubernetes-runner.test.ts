@@ -15,7 +15,14 @@ import {
   trainingJobName,
   type KubernetesJobRunnerOptions,
 } from '../../activities/runners/kubernetes';
-import { PreemptedError, TrainerFailedError, type RunnerContext, type TrainingJobSpec, type TrainingOutcome, type TrainingProgress } from '../../activities/runners/types';
+import {
+  PreemptedError,
+  TrainerFailedError,
+  type RunnerContext,
+  type TrainingJobSpec,
+  type TrainingOutcome,
+  type TrainingProgress,
+} from '../../activities/runners/types';
 import { eventually } from '../helpers/eventually';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../helpers/fake-kube-apiserver';
 import { kubernetesClient, loadKubernetesClientNatively, loopbackKubeConfig } from '../helpers/kube';
@@ -59,7 +66,13 @@ function newRunId(): string {
 }
 
 function runner(options: Partial<KubernetesJobRunnerOptions> = {}): KubernetesJobRunner {
-  return new KubernetesJobRunner({ kubeConfig, namespace: NAMESPACE, pollIntervalMs: 20, now: () => clock, ...options });
+  return new KubernetesJobRunner({
+    kubeConfig,
+    namespace: NAMESPACE,
+    pollIntervalMs: 20,
+    now: () => clock,
+    ...options,
+  });
 }
 
 function trainingSpec(runId: string, overrides: Partial<TrainingJobSpec> = {}): TrainingJobSpec {
@@ -90,7 +103,12 @@ function runContext(resumeFrom?: TrainingProgress): TestRun {
   const logLines: string[] = [];
   const controller = new AbortController();
   const log = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
-  return { context: { report: (progress) => reports.push(progress), signal: controller.signal, log, resumeFrom }, reports, logLines, abort: () => controller.abort() };
+  return {
+    context: { report: (progress) => reports.push(progress), signal: controller.signal, log, resumeFrom },
+    reports,
+    logLines,
+    abort: () => controller.abort(),
+  };
 }
 
 /** RFC 3339 at second precision, as the API server writes times. */
@@ -127,12 +145,17 @@ async function watching(name: string): Promise<void> {
 }
 
 async function reported(run: TestRun, gpuSeconds: number): Promise<TrainingProgress> {
-  return eventually(async () => run.reports.find((progress) => progress.gpuSeconds === gpuSeconds), `a report of ${gpuSeconds} GPU-seconds`);
+  return eventually(
+    async () => run.reports.find((progress) => progress.gpuSeconds === gpuSeconds),
+    `a report of ${gpuSeconds} GPU-seconds`,
+  );
 }
 
 function envOf(body: any): Record<string, string> {
   const trainer = body.spec.template.spec.containers.find((container: any) => container.name === 'trainer');
-  return Object.fromEntries(trainer.env.map((variable: { name: string; value: string }) => [variable.name, variable.value]));
+  return Object.fromEntries(
+    trainer.env.map((variable: { name: string; value: string }) => [variable.name, variable.value]),
+  );
 }
 
 describe('KubernetesJobRunner against a thin fake Kubernetes API server (no cluster can run here)', () => {
@@ -152,7 +175,11 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     expect(body.metadata).toMatchObject({
       name,
       namespace: NAMESPACE,
-      labels: { 'app.kubernetes.io/managed-by': 'computatrum', 'computatrum.io/run-id': runId, 'kueue.x-k8s.io/queue-name': 'gpu-h100' },
+      labels: {
+        'app.kubernetes.io/managed-by': 'computatrum',
+        'computatrum.io/run-id': runId,
+        'kueue.x-k8s.io/queue-name': 'gpu-h100',
+      },
       annotations: { 'computatrum.io/run-id': runId },
     });
     expect(body.spec).toMatchObject({ activeDeadlineSeconds: 3600, backoffLimit: 3, suspend: true });
@@ -162,15 +189,26 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
       { action: 'FailJob', onExitCodes: { containerName: 'trainer', operator: 'NotIn', values: [0] } },
     ]);
     const pod = body.spec.template;
-    expect(pod.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'computatrum', 'computatrum.io/run-id': runId });
+    expect(pod.metadata.labels).toMatchObject({
+      'app.kubernetes.io/managed-by': 'computatrum',
+      'computatrum.io/run-id': runId,
+    });
     expect(pod.spec.restartPolicy).toBe('Never');
     expect(pod.spec.nodeSelector).toEqual({ 'nvidia.com/gpu.product': 'NVIDIA-H100-80GB-HBM3' });
     const trainer = pod.spec.containers.find((container: any) => container.name === 'trainer');
-    expect(trainer).toMatchObject({ image: 'registry.example/computatrum-trainer:1.2.3', command: ['python', '-m', 'trainer'] });
+    expect(trainer).toMatchObject({
+      image: 'registry.example/computatrum-trainer:1.2.3',
+      command: ['python', '-m', 'trainer'],
+    });
     expect(trainer.resources.limits['nvidia.com/gpu']).toBe('2');
     expect(trainer.envFrom).toEqual([{ secretRef: { name: 'registry-push' } }]);
-    expect(trainer.volumeMounts).toContainEqual(expect.objectContaining({ name: 'checkpoints', subPath: `runs/${name}` }));
-    expect(pod.spec.volumes).toContainEqual({ name: 'checkpoints', persistentVolumeClaim: { claimName: 'training-checkpoints' } });
+    expect(trainer.volumeMounts).toContainEqual(
+      expect.objectContaining({ name: 'checkpoints', subPath: `runs/${name}` }),
+    );
+    expect(pod.spec.volumes).toContainEqual({
+      name: 'checkpoints',
+      persistentVolumeClaim: { claimName: 'training-checkpoints' },
+    });
     expect(envOf(body)).toMatchObject({
       COMPUTATRUM_RUN_ID: runId,
       COMPUTATRUM_BASE_DIR: expect.any(String),
@@ -202,7 +240,9 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     clock = T0 + 30_400;
     api.setJobStatus(name, { startTime: at(T0), active: 1 });
     await reported(run, 62);
-    api.annotateJob(name, { 'computatrum.io/metrics': JSON.stringify({ loss: 1.25, tokens: 4096, note: 'not a number' }) });
+    api.annotateJob(name, {
+      'computatrum.io/metrics': JSON.stringify({ loss: 1.25, tokens: 4096, note: 'not a number' }),
+    });
     api.setJobStatus(name, completed(T0, T0 + 90_000));
 
     const result = await outcome;
@@ -210,7 +250,11 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
       state: 'succeeded',
       output: { kind: 'store', repo: 'germline/computatrum', reference: `run-${runId}` },
       metrics: { loss: 1.25, tokens: 4096 },
-      progress: expect.objectContaining({ gpuSeconds: 90 * 2, attempt: 1, runner: expect.objectContaining({ job: name, countedGpuSeconds: 0 }) }),
+      progress: expect.objectContaining({
+        gpuSeconds: 90 * 2,
+        attempt: 1,
+        runner: expect.objectContaining({ job: name, countedGpuSeconds: 0 }),
+      }),
     });
   });
 
@@ -220,7 +264,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     const run = runContext();
     const outcome = runner().run(trainingSpec(runId), run.context);
     await jobCreated(name);
-    api.setPodLog(name, Array.from({ length: 60 }, (_, i) => `log line ${i + 1}`).join('\n') + '\nValueError: loss is NaN\n');
+    api.setPodLog(
+      name,
+      Array.from({ length: 60 }, (_, i) => `log line ${i + 1}`).join('\n') + '\nValueError: loss is NaN\n',
+    );
     const message = `Container trainer for pod ${NAMESPACE}/${name}-x failed with exit code 1 matching FailJob rule at index 1`;
     api.setJobStatus(name, failed(T0, T0 + 5_000, 'PodFailurePolicy', message));
 
@@ -243,7 +290,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     const name = trainingJobName(runId);
     const outcome = runner().run(trainingSpec(runId), runContext().context);
     await jobCreated(name);
-    api.setJobStatus(name, failed(T0, T0 + 1_000, 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'));
+    api.setJobStatus(
+      name,
+      failed(T0, T0 + 1_000, 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'),
+    );
     await expect(outcome).rejects.toThrow(TrainerFailedError);
     await expect(outcome).rejects.toThrow('Job has reached the specified backoff limit');
   });
@@ -254,7 +304,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     const outcome = runner().run(trainingSpec(runId), runContext().context);
     await jobCreated(name);
     clock = T0 + 7200_000;
-    api.setJobStatus(name, failed(T0, T0 + 3600_000, 'DeadlineExceeded', 'Job was active longer than specified deadline'));
+    api.setJobStatus(
+      name,
+      failed(T0, T0 + 3600_000, 'DeadlineExceeded', 'Job was active longer than specified deadline'),
+    );
     await expect(outcome).resolves.toMatchObject({ state: 'deadline', progress: { gpuSeconds: 3600 * 2 } });
   });
 
@@ -290,7 +343,11 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     api.setJobStatus(name, completed(T0 + 120_000, T0 + 160_000));
     await expect(secondOutcome).resolves.toMatchObject({
       state: 'succeeded',
-      progress: { gpuSeconds: 200 + 40 * 2, attempt: 2, runner: { job: name, jobUid: secondJob.metadata.uid, countedGpuSeconds: 200 } },
+      progress: {
+        gpuSeconds: 200 + 40 * 2,
+        attempt: 2,
+        runner: { job: name, jobUid: secondJob.metadata.uid, countedGpuSeconds: 200 },
+      },
     });
   });
 
@@ -306,7 +363,11 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     clock = T0 + 20_000;
     const heartbeat = await reported(earlier, 40);
 
-    const restarted = runContext({ ...heartbeat, gpuSeconds: 500 + 40, runner: { ...heartbeat.runner, countedGpuSeconds: 500 } });
+    const restarted = runContext({
+      ...heartbeat,
+      gpuSeconds: 500 + 40,
+      runner: { ...heartbeat.runner, countedGpuSeconds: 500 },
+    });
     const outcome = runner().run(trainingSpec(runId), restarted.context);
     clock = T0 + 30_000;
     await reported(restarted, 500 + 60);
@@ -314,7 +375,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     expect(api.job(name)?.metadata.uid).toBe(job.metadata.uid);
 
     api.setJobStatus(name, completed(T0, T0 + 45_000));
-    await expect(outcome).resolves.toMatchObject({ state: 'succeeded', progress: { gpuSeconds: 500 + 90, runner: { jobUid: job.metadata.uid, countedGpuSeconds: 500 } } });
+    await expect(outcome).resolves.toMatchObject({
+      state: 'succeeded',
+      progress: { gpuSeconds: 500 + 90, runner: { jobUid: job.metadata.uid, countedGpuSeconds: 500 } },
+    });
     await expect(abandoned).resolves.toMatchObject({ state: 'succeeded' });
   });
 
@@ -331,7 +395,9 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     await batch.createNamespacedJob({ namespace: NAMESPACE, body: foreign });
 
     await expect(runner().run(trainingSpec(runId), runContext().context)).rejects.toThrow(
-      new RegExp(`Job ${name} in namespace ${NAMESPACE} already exists and belongs to run someone-else.*kubectl delete job ${name}`),
+      new RegExp(
+        `Job ${name} in namespace ${NAMESPACE} already exists and belongs to run someone-else.*kubectl delete job ${name}`,
+      ),
     );
     api.setJobStatus(trainingJobName('someone-else'), completed(T0, T0 + 1000));
     await squatter;
@@ -345,7 +411,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     await watching(name);
     const watchesBefore = api.requests.watchJobs;
     expect(api.dropWatches()).toBeGreaterThan(0);
-    await eventually(async () => (api.requests.watchJobs > watchesBefore && api.openWatches(name) > 0 ? true : undefined), 'the watch reopened');
+    await eventually(
+      async () => (api.requests.watchJobs > watchesBefore && api.openWatches(name) > 0 ? true : undefined),
+      'the watch reopened',
+    );
 
     api.setJobStatus(name, completed(T0, T0 + 10_000));
     await expect(outcome).resolves.toMatchObject({ state: 'succeeded', progress: { gpuSeconds: 20 } });
@@ -360,7 +429,10 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     const listsBefore = api.requests.listJobs;
     api.expireResourceVersions();
     api.dropWatches();
-    await eventually(async () => (api.requests.listJobs > listsBefore && api.openWatches(name) > 0 ? true : undefined), 'a relist and a new watch');
+    await eventually(
+      async () => (api.requests.listJobs > listsBefore && api.openWatches(name) > 0 ? true : undefined),
+      'a relist and a new watch',
+    );
     expect(api.expiredWatches()).toBeGreaterThan(0);
 
     api.setJobStatus(name, completed(T0, T0 + 3_000));
@@ -405,7 +477,9 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     api.refuse('createJob', 403);
     try {
       await expect(runner().run(trainingSpec(newRunId()), runContext().context)).rejects.toThrow(
-        new RegExp(`refused to create Job .*\\(HTTP 403\\): check the service account's RBAC for jobs in namespace ${NAMESPACE}`),
+        new RegExp(
+          `refused to create Job .*\\(HTTP 403\\): check the service account's RBAC for jobs in namespace ${NAMESPACE}`,
+        ),
       );
     } finally {
       api.refuse('createJob');
@@ -421,7 +495,11 @@ describe('KubernetesJobRunner against a thin fake Kubernetes API server (no clus
     api.refuse('watchJobs', 403);
     try {
       api.dropWatches();
-      await expect(outcome).rejects.toThrow(new RegExp(`refused to watch Job ${name} \\(HTTP 403\\): check the service account's RBAC for jobs in namespace ${NAMESPACE}`));
+      await expect(outcome).rejects.toThrow(
+        new RegExp(
+          `refused to watch Job ${name} \\(HTTP 403\\): check the service account's RBAC for jobs in namespace ${NAMESPACE}`,
+        ),
+      );
     } finally {
       api.refuse('watchJobs');
     }
@@ -478,8 +556,12 @@ describe('kubeConfigFrom', () => {
           'current-context: x',
         ].join('\n'),
       );
-      expect((await kubeConfigFrom({ kubeconfigPath: file })).getCurrentCluster()?.server).toBe('https://k8s.example:6443');
-      await expect(kubeConfigFrom({ kubeconfigPath: path.join(dir, 'missing') })).rejects.toThrow(/cannot read the kubeconfig/);
+      expect((await kubeConfigFrom({ kubeconfigPath: file })).getCurrentCluster()?.server).toBe(
+        'https://k8s.example:6443',
+      );
+      await expect(kubeConfigFrom({ kubeconfigPath: path.join(dir, 'missing') })).rejects.toThrow(
+        /cannot read the kubeconfig/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

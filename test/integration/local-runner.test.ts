@@ -6,7 +6,13 @@ import path from 'node:path';
 import pino from 'pino';
 import { LocalProcessRunner } from '../../activities/runners/local';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
-import { PreemptedError, TrainerFailedError, type RunnerContext, type TrainingJobSpec, type TrainingProgress } from '../../activities/runners/types';
+import {
+  PreemptedError,
+  TrainerFailedError,
+  type RunnerContext,
+  type TrainingJobSpec,
+  type TrainingProgress,
+} from '../../activities/runners/types';
 import { eventually } from '../helpers/eventually';
 import { isAlive } from '../helpers/processes';
 
@@ -32,12 +38,28 @@ function runner(): LocalProcessRunner {
 }
 
 function spec(overrides: Partial<TrainingJobSpec> = {}): TrainingJobSpec {
-  return { runId: 'run-1', output: { repo: 'germline/x', branch: 'main' }, gpus: 1, maxGpuSeconds: 10_000, maxDurationSeconds: 600, ...overrides };
+  return {
+    runId: 'run-1',
+    output: { repo: 'germline/x', branch: 'main' },
+    gpus: 1,
+    maxGpuSeconds: 10_000,
+    maxDurationSeconds: 600,
+    ...overrides,
+  };
 }
 
-function context(resumeFrom?: TrainingProgress, signal = new AbortController().signal): RunnerContext & { reports: TrainingProgress[] } {
+function context(
+  resumeFrom?: TrainingProgress,
+  signal = new AbortController().signal,
+): RunnerContext & { reports: TrainingProgress[] } {
   const reports: TrainingProgress[] = [];
-  return { reports, report: (p) => reports.push(p), signal, log: pino({ level: 'silent' }), ...(resumeFrom ? { resumeFrom } : {}) };
+  return {
+    reports,
+    report: (p) => reports.push(p),
+    signal,
+    log: pino({ level: 'silent' }),
+    ...(resumeFrom ? { resumeFrom } : {}),
+  };
 }
 
 /** A trainer as a shell script, to script exactly what a trainer does. */
@@ -45,17 +67,29 @@ function shell(script: string): string[] {
   return ['sh', '-c', script];
 }
 
-
 test('the default trainer runs to success: progress, checkpoints and metrics are reported, the base is fetched once', async () => {
   const ctx = context();
-  const outcome = await runner().run(spec({ base: { repo: 'germline/x', reference: 'main', digest: 'sha256:abc' } }), ctx);
-  expect(outcome).toMatchObject({ state: 'succeeded', metrics: { step: 100, loss: expect.any(Number) }, progress: { step: 100, lastCheckpoint: 'checkpoint-00000100', attempt: 1 } });
-  expect(outcome.state === 'succeeded' && outcome.output).toEqual({ kind: 'folder', path: path.join(runsDir, 'run-1', 'output', 'checkpoint-00000100') });
+  const outcome = await runner().run(
+    spec({ base: { repo: 'germline/x', reference: 'main', digest: 'sha256:abc' } }),
+    ctx,
+  );
+  expect(outcome).toMatchObject({
+    state: 'succeeded',
+    metrics: { step: 100, loss: expect.any(Number) },
+    progress: { step: 100, lastCheckpoint: 'checkpoint-00000100', attempt: 1 },
+  });
+  expect(outcome.state === 'succeeded' && outcome.output).toEqual({
+    kind: 'folder',
+    path: path.join(runsDir, 'run-1', 'output', 'checkpoint-00000100'),
+  });
   expect(ctx.reports.map((r) => r.lastCheckpoint)).toContain('checkpoint-00000050');
   expect(outcome.progress.gpuSeconds).toBeGreaterThanOrEqual(1);
   expect(fetched).toEqual(['sha256:abc']);
   // A later attempt finds the base in place and resumes past the end at once.
-  const again = await runner().run(spec({ base: { repo: 'germline/x', reference: 'main', digest: 'sha256:abc' } }), context(outcome.progress));
+  const again = await runner().run(
+    spec({ base: { repo: 'germline/x', reference: 'main', digest: 'sha256:abc' } }),
+    context(outcome.progress),
+  );
   expect(again.state).toBe('succeeded');
   expect(again.progress).toMatchObject({ attempt: 2, resumedFromStep: 100 });
   expect(again.progress.gpuSeconds).toBeGreaterThan(outcome.progress.gpuSeconds);
@@ -75,9 +109,15 @@ test('a trainer left running by a dead worker is stopped before the run resumes 
     detached: true,
   });
   writeFileSync(path.join(runDir, 'trainer.pid'), JSON.stringify({ pid: orphan.pid, commandLine: command.join(' ') }));
-  await eventually(async () => (existsSync(path.join(output, 'checkpoint-00000100')) ? true : undefined), 'the orphan to save a checkpoint');
+  await eventually(
+    async () => (existsSync(path.join(output, 'checkpoint-00000100')) ? true : undefined),
+    'the orphan to save a checkpoint',
+  );
 
-  const outcome = await runner().run(spec({ command: tinyTrainerCommand(['--steps', '300', '--save-every', '100']) }), context({ gpuSeconds: 7, attempt: 1 }));
+  const outcome = await runner().run(
+    spec({ command: tinyTrainerCommand(['--steps', '300', '--save-every', '100']) }),
+    context({ gpuSeconds: 7, attempt: 1 }),
+  );
   expect(isAlive(orphan.pid!)).toBe(false);
   expect(outcome).toMatchObject({ state: 'succeeded', progress: { attempt: 2 } });
   expect(outcome.progress.resumedFromStep).toBeGreaterThanOrEqual(100);
@@ -87,7 +127,14 @@ test('a trainer left running by a dead worker is stopped before the run resumes 
 
 test('a trainer killed by a signal is a preemption, with the progress to resume from', async () => {
   const error = await runner()
-    .run(spec({ command: shell('mkdir -p "$COMPUTATRUM_OUTPUT_DIR/checkpoint-00000007"; echo \'{"event":"checkpoint","step":7,"path":"checkpoint-00000007"}\'; kill -9 $$') }), context())
+    .run(
+      spec({
+        command: shell(
+          'mkdir -p "$COMPUTATRUM_OUTPUT_DIR/checkpoint-00000007"; echo \'{"event":"checkpoint","step":7,"path":"checkpoint-00000007"}\'; kill -9 $$',
+        ),
+      }),
+      context(),
+    )
     .catch((e: unknown) => e);
   expect(error).toBeInstanceOf(PreemptedError);
   expect((error as PreemptedError).message).toContain('killed by SIGKILL; the run resumes from checkpoint-00000007');
@@ -95,24 +142,39 @@ test('a trainer killed by a signal is a preemption, with the progress to resume 
 });
 
 test.each([
-  [shell('echo "loading weights"; echo "CUDA error: out of memory" >&2; exit 1'), 'the trainer exited with code 1: loading weights | CUDA error: out of memory'],
+  [
+    shell('echo "loading weights"; echo "CUDA error: out of memory" >&2; exit 1'),
+    'the trainer exited with code 1: loading weights | CUDA error: out of memory',
+  ],
   [shell('exit 0'), 'the trainer exited 0 without saving a checkpoint folder'],
   [['/nonexistent/trainer'], 'cannot start the trainer /nonexistent/trainer'],
 ])('a trainer bug fails the run with what the trainer said: %j', async (command, message) => {
-  const error = await runner().run(spec({ command }), context()).catch((e: unknown) => e);
+  const error = await runner()
+    .run(spec({ command }), context())
+    .catch((e: unknown) => e);
   expect(error).toBeInstanceOf(TrainerFailedError);
   expect((error as Error).message).toContain(message);
 });
 
 test('the cost cap stops the trainer and keeps its last checkpoint as the partial output', async () => {
-  const outcome = await runner().run(spec({ command: tinyTrainerCommand(['--steps', '1000000', '--save-every', '100']), maxGpuSeconds: 2 }), context());
+  const outcome = await runner().run(
+    spec({ command: tinyTrainerCommand(['--steps', '1000000', '--save-every', '100']), maxGpuSeconds: 2 }),
+    context(),
+  );
   expect(outcome.state).toBe('cost-cap');
   expect(outcome.progress.gpuSeconds).toBeGreaterThanOrEqual(2);
-  expect(outcome.output).toEqual(outcome.progress.lastCheckpoint ? { kind: 'folder', path: path.join(runsDir, 'run-1', 'output', outcome.progress.lastCheckpoint) } : undefined);
+  expect(outcome.output).toEqual(
+    outcome.progress.lastCheckpoint
+      ? { kind: 'folder', path: path.join(runsDir, 'run-1', 'output', outcome.progress.lastCheckpoint) }
+      : undefined,
+  );
 });
 
 test('the maximum duration stops the trainer, counting the wall time of earlier attempts', async () => {
-  const outcome = await runner().run(spec({ command: shell('sleep 30'), maxDurationSeconds: 3 }), context({ gpuSeconds: 2, attempt: 1, runner: { elapsedSeconds: 2 } }));
+  const outcome = await runner().run(
+    spec({ command: shell('sleep 30'), maxDurationSeconds: 3 }),
+    context({ gpuSeconds: 2, attempt: 1, runner: { elapsedSeconds: 2 } }),
+  );
   expect(outcome.state).toBe('deadline');
   expect(outcome.progress.runner?.elapsedSeconds).toBeGreaterThanOrEqual(3);
 });

@@ -38,8 +38,28 @@ beforeAll(async () => {
   const published = await publishCheckpoint(env.store, repository, dir, { tag: 'main' });
   await tagCheckpoint(env.store, repository, 'main', dailyTag);
   nickname = `Page ${uniqueName('otter')}`;
-  await env.db.checkpoint.create({ data: { id: `${repository}:${dailyTag}`, repository, tag: dailyTag, day: today, status: 'published', nickname, digest: published.digest, size: BigInt(published.size) } });
-  app = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db, client: env.client, temporalUiUrl: 'http://127.0.0.1:8233' });
+  await env.db.checkpoint.create({
+    data: {
+      id: `${repository}:${dailyTag}`,
+      repository,
+      tag: dailyTag,
+      day: today,
+      status: 'published',
+      nickname,
+      digest: published.digest,
+      size: BigInt(published.size),
+    },
+  });
+  app = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: germline.name,
+    currency: 'usd',
+    store: env.store,
+    db: env.db,
+    client: env.client,
+    temporalUiUrl: 'http://127.0.0.1:8233',
+  });
 });
 
 afterAll(async () => {
@@ -69,20 +89,33 @@ class Browser {
   }
 
   async get(url: string) {
-    return this.remember(await app.inject({ method: 'GET', url, headers: { cookie: this.cookieHeader }, remoteAddress: this.address }));
+    return this.remember(
+      await app.inject({ method: 'GET', url, headers: { cookie: this.cookieHeader }, remoteAddress: this.address }),
+    );
   }
 
   /** Posts a form; `_csrf` is the page's token unless the fields give one (or `null`: none). */
   async post(url: string, fields: Record<string, string>, csrf: string | null = this.token) {
     const body = new URLSearchParams({ ...fields, ...(csrf === null ? {} : { _csrf: csrf }) }).toString();
     return this.remember(
-      await app.inject({ method: 'POST', url, headers: { cookie: this.cookieHeader, 'content-type': 'application/x-www-form-urlencoded' }, payload: body, remoteAddress: this.address }),
+      await app.inject({
+        method: 'POST',
+        url,
+        headers: { cookie: this.cookieHeader, 'content-type': 'application/x-www-form-urlencoded' },
+        payload: body,
+        remoteAddress: this.address,
+      }),
     );
   }
 
   async signUp(handle: string, next = '/hub') {
     await this.get('/auth/signup');
-    return this.post('/auth/signup', { handle, email: `${handle}@example.org`, password: 'a long enough password', next });
+    return this.post('/auth/signup', {
+      handle,
+      email: `${handle}@example.org`,
+      password: 'a long enough password',
+      next,
+    });
   }
 }
 
@@ -103,19 +136,24 @@ describe('pages render', () => {
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(page.body).toContain('independent germline');
     // Today's while the page renders on the checkpoint's day; a UTC midnight may pass between the setup and the request.
-    const heading = (renderedOn: string) => (renderedOn === today ? 'Today’s checkpoint' : `The latest daily checkpoint (${today})`);
+    const heading = (renderedOn: string) =>
+      renderedOn === today ? 'Today’s checkpoint' : `The latest daily checkpoint (${today})`;
     const shown = /<section class="today">\s*<h2>([^<]*)<\/h2>/.exec(page.body)?.[1];
     expect([heading(before), heading(after)]).toContain(shown);
     expect(page.body).toContain(`href="/hub/${repository}#tag-${dailyTag}"`);
     expect(page.body).toContain(nickname);
-    for (const link of ['/learn', '/hub', '/marketplace', '/auth/signin?next=%2F']) expect(page.body).toContain(`href="${link}"`);
+    for (const link of ['/learn', '/hub', '/marketplace', '/auth/signin?next=%2F'])
+      expect(page.body).toContain(`href="${link}"`);
     // Pages allow no script at all, and their stylesheet comes from here.
     expect(page.headers['content-security-policy']).toContain("script-src 'none'");
     const stylesheet = /href="(\/assets\/site\.css\?v=[0-9a-f]+)"/.exec(page.body)![1]!;
     const css = await app.inject({ method: 'GET', url: stylesheet });
     expect(css.statusCode).toBe(200);
     expect(css.headers['content-type']).toBe('text/css; charset=utf-8');
-    expect((await app.inject({ method: 'GET', url: stylesheet, headers: { 'if-none-match': css.headers.etag as string } })).statusCode).toBe(304);
+    expect(
+      (await app.inject({ method: 'GET', url: stylesheet, headers: { 'if-none-match': css.headers.etag as string } }))
+        .statusCode,
+    ).toBe(304);
   });
 
   test('learn explains pulling (CLI, skopeo, oras), forking and training, money and daily tags', async () => {
@@ -131,7 +169,10 @@ describe('pages render', () => {
   test('the hub lists every image with the germline first, and searches', async () => {
     const browser = await person();
     await browser.get(`/hub/${repository}`);
-    expect((await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: `trainers/${browser.handle}/zebra` })).statusCode).toBe(303);
+    expect(
+      (await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: `trainers/${browser.handle}/zebra` }))
+        .statusCode,
+    ).toBe(303);
     const hub = await browser.get('/hub');
     expect(hub.statusCode).toBe(200);
     const germlineAt = hub.body.indexOf(`href="/hub/${repository}"`);
@@ -162,7 +203,10 @@ describe('pages render', () => {
     expect(page.body).toContain('a root checkpoint');
     expect(page.body).toContain('Sign in to comment');
     // The download link is served through the same /hub/* route, as an attachment.
-    const file = await app.inject({ method: 'GET', url: `/hub/${repository}/resolve/${dailyTag}/notes%20%26%20%3Creadme%3E.txt` });
+    const file = await app.inject({
+      method: 'GET',
+      url: `/hub/${repository}/resolve/${dailyTag}/notes%20%26%20%3Creadme%3E.txt`,
+    });
     expect(file.statusCode).toBe(200);
     expect(file.headers['content-disposition']).toBe('attachment; filename="notes & <readme>.txt"');
     expect(file.body).toBe('read me');
@@ -175,30 +219,47 @@ describe('pages render', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pages-child-'));
     writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('tuned weights'));
     const child = `children/${uniqueName('kid')}`;
-    await publishCheckpoint(env.store, child, dir, { tag: 'main', parent: digest, annotations: { 'io.computatrum.metrics': '{"loss":1.25}' } });
+    await publishCheckpoint(env.store, child, dir, {
+      tag: 'main',
+      parent: digest,
+      annotations: { 'io.computatrum.metrics': '{"loss":1.25}' },
+    });
     const page = await new Browser().get(`/hub/${child}`);
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain(`trained or forked from <span class="digest">${digest}</span>`);
-    expect(page.body).toContain(`href="/hub/${repository}#tag-${dailyTag}">${repository}:${dailyTag}</a> “${nickname}”`);
+    expect(page.body).toContain(
+      `href="/hub/${repository}#tag-${dailyTag}">${repository}:${dailyTag}</a> “${nickname}”`,
+    );
     expect(page.body).toContain('loss = 1.25');
   });
 
   test('a fork goes under the trainer’s own name, once; anywhere else is refused', async () => {
     const browser = await person();
     await browser.get(`/hub/${repository}`);
-    const forked = await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: `trainers/${browser.handle}/coder` });
+    const forked = await browser.post(`/hub/${repository}/fork`, {
+      from: dailyTag,
+      to: `trainers/${browser.handle}/coder`,
+    });
     expect(forked.statusCode).toBe(303);
     expect(forked.headers.location).toBe(`/hub/trainers/${browser.handle}/coder?done=forked`);
     const page = await browser.get(forked.headers.location as string);
     expect(page.body).toContain('Forked: this is your new repository.');
     // A fork is the same manifest: it shares the daily tag's lineage (a root) and offers to publish it.
     expect(page.body).toContain('Publish as a breed');
-    const again = await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: `trainers/${browser.handle}/coder` });
+    const again = await browser.post(`/hub/${repository}/fork`, {
+      from: dailyTag,
+      to: `trainers/${browser.handle}/coder`,
+    });
     expect(again.statusCode).toBe(409);
     expect(again.body).toContain(`trainers/${browser.handle}/coder:main exists already: choose another name`);
-    const elsewhere = await browser.post(`/hub/${repository}/fork`, { from: dailyTag, to: 'trainers/someone-else/coder' });
+    const elsewhere = await browser.post(`/hub/${repository}/fork`, {
+      from: dailyTag,
+      to: 'trainers/someone-else/coder',
+    });
     expect(elsewhere.statusCode).toBe(403);
-    expect(elsewhere.body).toContain(`you can fork only under trainers/${browser.handle}/, not trainers/someone-else/coder`);
+    expect(elsewhere.body).toContain(
+      `you can fork only under trainers/${browser.handle}/, not trainers/someone-else/coder`,
+    );
     expect(await env.store.listTags('trainers/someone-else/coder')).toEqual([]);
   });
 
@@ -211,7 +272,9 @@ describe('pages render', () => {
     const created = await browser.post('/auth/account/tokens', { name: 'laptop <cli>' });
     expect(created.statusCode).toBe(201);
     const token = /<pre id="new-token">(ctr_[A-Za-z0-9_-]+)<\/pre>/.exec(created.body)![1]!;
-    expect((await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${token}` } })).json()).toMatchObject({ account: { handle: browser.handle } });
+    expect(
+      (await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${token}` } })).json(),
+    ).toMatchObject({ account: { handle: browser.handle } });
     const later = await browser.get('/auth/account');
     expect(later.body).not.toContain(token);
     expect(later.body).toContain('laptop &lt;cli&gt;');
@@ -223,11 +286,17 @@ describe('discussion, recordings and reports', () => {
   test('threads and comments are shown as text, never as markup', async () => {
     const browser = await person();
     await browser.get(`/hub/${repository}`);
-    const started = await browser.post(`/hub/${repository}/threads`, { title: '<script>alert("title")</script>', reference: dailyTag, body: 'first <img src=x onerror=alert(1)>' });
+    const started = await browser.post(`/hub/${repository}/threads`, {
+      title: '<script>alert("title")</script>',
+      reference: dailyTag,
+      body: 'first <img src=x onerror=alert(1)>',
+    });
     expect(started.statusCode).toBe(303);
     expect(started.headers.location).toMatch(new RegExp(`^/hub/${repository}\\?done=thread#thread-`));
     const threadId = /#thread-(.+)$/.exec(started.headers.location as string)![1]!;
-    const replied = await browser.post(`/hub/${repository}/threads/${threadId}/comments`, { body: 'a reply </div><script>alert(2)</script>' });
+    const replied = await browser.post(`/hub/${repository}/threads/${threadId}/comments`, {
+      body: 'a reply </div><script>alert(2)</script>',
+    });
     expect(replied.statusCode).toBe(303);
     const page = await browser.get(`/hub/${repository}`);
     expect(page.body).toContain('&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;');
@@ -247,12 +316,22 @@ describe('discussion, recordings and reports', () => {
   test('a recording (a text transcript) is attached and listed; a report reaches the zookeeper', async () => {
     const browser = await person();
     await browser.get(`/hub/${repository}`);
-    const attached = await browser.post(`/hub/${repository}/recordings`, { reference: dailyTag, title: 'A chat about otters', filename: 'otters.txt', content: 'user: hi\nmodel: hello' });
+    const attached = await browser.post(`/hub/${repository}/recordings`, {
+      reference: dailyTag,
+      title: 'A chat about otters',
+      filename: 'otters.txt',
+      content: 'user: hi\nmodel: hello',
+    });
     expect(attached.statusCode).toBe(303);
     const page = await browser.get(`/hub/${repository}`);
     expect(page.body).toContain('A chat about otters');
     expect(page.body).toMatch(/href="\/api\/recordings\/[^"]+" download>otters\.txt<\/a>/);
-    const bad = await browser.post(`/hub/${repository}/recordings`, { reference: dailyTag, title: 'escape', filename: '../etc/passwd', content: 'x' });
+    const bad = await browser.post(`/hub/${repository}/recordings`, {
+      reference: dailyTag,
+      title: 'escape',
+      filename: '../etc/passwd',
+      content: 'x',
+    });
     expect(bad.statusCode).toBe(400);
 
     const reason = `weights look tampered ${uniqueName('r')}`;
@@ -290,7 +369,10 @@ describe('CSRF', () => {
     // The right token without its cookie (another browser's token) is refused as well.
     const stranger = new Browser();
     stranger.cookies.set('computatrum_session', browser.cookies.get('computatrum_session')!);
-    expect((await stranger.post(`/hub/${repository}/threads`, { title: 'forged', body: 'forged' }, browser.token)).statusCode).toBe(403);
+    expect(
+      (await stranger.post(`/hub/${repository}/threads`, { title: 'forged', body: 'forged' }, browser.token))
+        .statusCode,
+    ).toBe(403);
     expect(await env.db.thread.count({ where: { repository } })).toBe(before);
 
     for (const [url, fields] of [
@@ -302,7 +384,10 @@ describe('CSRF', () => {
       ['/zookeeper/decisions', { id: 'x', action: 'approve' }],
       ['/auth/signout', {}],
     ] as const) {
-      expect({ url, status: (await browser.post(url, fields, 'B'.repeat(43))).statusCode }).toEqual({ url, status: 403 });
+      expect({ url, status: (await browser.post(url, fields, 'B'.repeat(43))).statusCode }).toEqual({
+        url,
+        status: 403,
+      });
     }
     expect(await env.store.listTags(`trainers/${browser.handle}/forged`)).toEqual([]);
     // Still signed in: the forged sign-out did nothing.
@@ -313,9 +398,17 @@ describe('CSRF', () => {
     const browser = new Browser();
     await browser.get('/auth/signup');
     const handle = uniqueName('forged');
-    const forged = await browser.post('/auth/signup', { handle, email: `${handle}@example.org`, password: 'a long enough password' }, 'C'.repeat(43));
+    const forged = await browser.post(
+      '/auth/signup',
+      { handle, email: `${handle}@example.org`, password: 'a long enough password' },
+      'C'.repeat(43),
+    );
     expect(forged.statusCode).toBe(403);
-    const plain = await browser.post('/auth/signup', { handle, email: `${handle}@example.org`, password: 'a long enough password' }, null);
+    const plain = await browser.post(
+      '/auth/signup',
+      { handle, email: `${handle}@example.org`, password: 'a long enough password' },
+      null,
+    );
     expect(plain.statusCode).toBe(415);
     expect(await env.db.account.count({ where: { handle } })).toBe(0);
   });
@@ -328,7 +421,10 @@ describe('sign up, sign in and sign out by form', () => {
     const answer = await browser.signUp(handle, `/hub/${repository}`);
     expect(answer.statusCode).toBe(303);
     expect(answer.headers.location).toBe(`/hub/${repository}`);
-    expect(answer.cookies.find((c) => c.name === 'computatrum_session')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+    expect(answer.cookies.find((c) => c.name === 'computatrum_session')).toMatchObject({
+      httpOnly: true,
+      sameSite: 'Lax',
+    });
     const page = await browser.get(`/hub/${repository}`);
     expect(page.body).toContain(`${handle}</a> ·`);
     expect(page.body).toContain('Start a thread');
@@ -351,14 +447,26 @@ describe('sign up, sign in and sign out by form', () => {
     const taken = await person();
     const browser = new Browser();
     await browser.get('/auth/signup');
-    const again = await browser.post('/auth/signup', { handle: taken.handle, email: 'new-<email>@example.org', password: 'a long enough password' });
+    const again = await browser.post('/auth/signup', {
+      handle: taken.handle,
+      email: 'new-<email>@example.org',
+      password: 'a long enough password',
+    });
     expect(again.statusCode).toBe(409);
     expect(again.body).toContain(`the handle ${taken.handle} is taken`);
     expect(again.body).toContain('value="new-&lt;email&gt;@example.org"');
-    const short = await browser.post('/auth/signup', { handle: uniqueName('s'), email: 's@example.org', password: 'short' });
+    const short = await browser.post('/auth/signup', {
+      handle: uniqueName('s'),
+      email: 's@example.org',
+      password: 'short',
+    });
     expect(short.statusCode).toBe(400);
     expect(short.body).toContain('a password is at least 10 characters');
-    const long = await browser.post('/auth/signup', { handle: uniqueName('l'), email: 'l@example.org', password: 'x'.repeat(200_000) });
+    const long = await browser.post('/auth/signup', {
+      handle: uniqueName('l'),
+      email: 'l@example.org',
+      password: 'x'.repeat(200_000),
+    });
     expect(long.statusCode).toBe(400);
     expect(long.body).toContain('a password is at most 200 characters');
 
@@ -368,7 +476,11 @@ describe('sign up, sign in and sign out by form', () => {
     const overlong = await browser.post('/auth/signin', { login: taken.handle, password: 'x'.repeat(201) });
     expect(overlong.statusCode).toBe(400);
     expect(overlong.body).toContain('a password is at most 200 characters');
-    const signedIn = await browser.post('/auth/signin', { login: taken.handle, password: 'a long enough password', next: '/marketplace' });
+    const signedIn = await browser.post('/auth/signin', {
+      login: taken.handle,
+      password: 'a long enough password',
+      next: '/marketplace',
+    });
     expect(signedIn.statusCode).toBe(303);
     expect(signedIn.headers.location).toBe('/marketplace');
     expect((await browser.get('/marketplace')).body).toContain(`${taken.handle}</a> ·`);
@@ -425,13 +537,24 @@ describe('zookeeper', () => {
     const page = await operator.get('/zookeeper');
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('1,234.56 USD');
-    expect(page.body).toContain(`href="http://127.0.0.1:8233/namespaces/default/workflows/germline%2F${germline.name}"`);
+    expect(page.body).toContain(
+      `href="http://127.0.0.1:8233/namespaces/default/workflows/germline%2F${germline.name}"`,
+    );
     expect(page.body).toContain('Nothing awaits approval.');
     expect(page.body).toContain('href="/zookeeper" aria-current="page"');
     // A decision awaiting approval is listed with its approve and reject buttons.
     const decisionId = `${germline.name}/7/0`;
     await env.db.decision.create({
-      data: { id: decisionId, germline: germline.name, policy: 'rules', observationDigest: 'sha256:x', proposal: { kind: 'spawn', child: 'coder', allowance: '1000', purpose: 'programming <code>' }, why: 'room for one more', outcome: 'awaiting-approval', reason: 'above the approval threshold' },
+      data: {
+        id: decisionId,
+        germline: germline.name,
+        policy: 'rules',
+        observationDigest: 'sha256:x',
+        proposal: { kind: 'spawn', child: 'coder', allowance: '1000', purpose: 'programming <code>' },
+        why: 'room for one more',
+        outcome: 'awaiting-approval',
+        reason: 'above the approval threshold',
+      },
     });
     const awaiting = await operator.get('/zookeeper');
     expect(awaiting.body).toContain('spawn coder (programming &lt;code&gt;) with an allowance of 10.00 USD');
@@ -444,10 +567,21 @@ describe('zookeeper', () => {
   });
 
   test('without Temporal the zookeeper says so instead of failing', async () => {
-    const bare = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, currency: 'usd', store: env.store, db: env.db });
+    const bare = await buildPlatform({
+      logger: pino({ level: 'silent' }),
+      checks: [],
+      germline: germline.name,
+      currency: 'usd',
+      store: env.store,
+      db: env.db,
+    });
     try {
       const operator = await person('operator');
-      const page = await bare.inject({ method: 'GET', url: '/zookeeper', headers: { cookie: `computatrum_session=${operator.cookies.get('computatrum_session')}` } });
+      const page = await bare.inject({
+        method: 'GET',
+        url: '/zookeeper',
+        headers: { cookie: `computatrum_session=${operator.cookies.get('computatrum_session')}` },
+      });
       expect(page.statusCode).toBe(200);
       expect(page.body).toContain('not connected to Temporal');
       expect(page.body).toContain('Recent training runs');
@@ -458,9 +592,17 @@ describe('zookeeper', () => {
 });
 
 test('a refusal before the page (too many requests) is a page too, with when to come back', async () => {
-  const limited = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: germline.name, store: env.store, db: env.db, rateLimitPerMinute: 2 });
+  const limited = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: germline.name,
+    store: env.store,
+    db: env.db,
+    rateLimitPerMinute: 2,
+  });
   try {
-    for (let i = 0; i < 2; i++) expect((await limited.inject({ method: 'GET', url: '/learn', remoteAddress: '10.1.2.3' })).statusCode).toBe(200);
+    for (let i = 0; i < 2; i++)
+      expect((await limited.inject({ method: 'GET', url: '/learn', remoteAddress: '10.1.2.3' })).statusCode).toBe(200);
     const refused = await limited.inject({ method: 'GET', url: '/learn', remoteAddress: '10.1.2.3' });
     expect(refused.statusCode).toBe(429);
     expect(refused.headers['content-type']).toBe('text/html; charset=utf-8');

@@ -48,7 +48,8 @@ afterAll(async () => {
 /** Compares two files without jest's element-wise Buffer diff, which takes seconds per megabyte. */
 const sameBytes = (a: string, b: string) => readFileSync(a).equals(readFileSync(b));
 
-const layer = (file: string) => published.manifest.layers.find((l) => l.annotations?.['org.cncf.model.filepath'] === file)!;
+const layer = (file: string) =>
+  published.manifest.layers.find((l) => l.annotations?.['org.cncf.model.filepath'] === file)!;
 
 test('/v2/ speaks the OCI Distribution read protocol', async () => {
   const root = await fetch(`${baseUrl}/v2/`);
@@ -67,15 +68,21 @@ test('/v2/ speaks the OCI Distribution read protocol', async () => {
   const ranged = await fetch(`${baseUrl}/v2/${REPO}/blobs/${shard.digest}`, { headers: { range: 'bytes=100-199' } });
   expect(ranged.status).toBe(206);
   expect(ranged.headers.get('content-range')).toBe(`bytes 100-199/${shard.size}`);
-  expect(Buffer.from(await ranged.arrayBuffer())).toEqual(readFileSync(path.join(source, 'model.safetensors')).subarray(100, 200));
-  const outside = await fetch(`${baseUrl}/v2/${REPO}/blobs/${shard.digest}`, { headers: { range: `bytes=${shard.size}-` } });
+  expect(Buffer.from(await ranged.arrayBuffer())).toEqual(
+    readFileSync(path.join(source, 'model.safetensors')).subarray(100, 200),
+  );
+  const outside = await fetch(`${baseUrl}/v2/${REPO}/blobs/${shard.digest}`, {
+    headers: { range: `bytes=${shard.size}-` },
+  });
   expect(outside.status).toBe(416);
 
   expect(await (await fetch(`${baseUrl}/v2/${REPO}/tags/list`)).json()).toEqual({ name: REPO, tags: [TAG, 'main'] });
   const unknown = await fetch(`${baseUrl}/v2/${REPO}/manifests/gpc-1999-01-01`);
   expect(unknown.status).toBe(404);
   expect(await unknown.json()).toEqual({ errors: [{ code: 'MANIFEST_UNKNOWN', message: expect.any(String) }] });
-  const unknownBlob = (await (await fetch(`${baseUrl}/v2/${REPO}/blobs/sha256:${'a'.repeat(64)}`)).json()) as { errors: Array<{ code: string }> };
+  const unknownBlob = (await (await fetch(`${baseUrl}/v2/${REPO}/blobs/sha256:${'a'.repeat(64)}`)).json()) as {
+    errors: Array<{ code: string }>;
+  };
   expect(unknownBlob.errors[0]!.code).toBe('BLOB_UNKNOWN');
   expect((await fetch(`${baseUrl}/v2/nobody/tags/list`)).status).toBe(404);
 });
@@ -83,7 +90,12 @@ test('/v2/ speaks the OCI Distribution read protocol', async () => {
 test("a standard OCI client (Debian's skopeo) copies the checkpoint from /v2/", async () => {
   const destination = mkdtempSync(path.join(tmpdir(), 'skopeo-'));
   const address = baseUrl.replace('http://', '');
-  await promisify(execFile)('skopeo', ['copy', '--src-tls-verify=false', `docker://${address}/${REPO}:${TAG}`, `oci:${destination}:copied`]);
+  await promisify(execFile)('skopeo', [
+    'copy',
+    '--src-tls-verify=false',
+    `docker://${address}/${REPO}:${TAG}`,
+    `oci:${destination}:copied`,
+  ]);
   const blobs = readdirSync(path.join(destination, 'blobs', 'sha256'));
   for (const l of published.manifest.layers) expect(blobs).toContain(l.digest.slice('sha256:'.length));
   expect(blobs).toContain(published.digest.slice('sha256:'.length));
@@ -101,7 +113,8 @@ test('a pull is byte-identical, and a second pull into the same folder downloads
   const dir = mkdtempSync(path.join(tmpdir(), 'pull-'));
   const result = await pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir });
   expect(result).toMatchObject({ digest: published.digest, files: 2, received: published.size });
-  for (const file of ['model.safetensors', 'tokenizer.json']) expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
+  for (const file of ['model.safetensors', 'tokenizer.json'])
+    expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
   expect((await pullCheckpoint({ baseUrl, repo: REPO, reference: TAG, dir })).received).toBe(0);
 });
 
@@ -109,14 +122,18 @@ test('a pull is byte-identical, and a second pull into the same folder downloads
  * A proxy in front of the platform that can cut the connection after some bytes of a response,
  * drop the Range header of requests (a server that ignores Range), or rewrite a Content-Range.
  */
-async function cuttingProxy(cutAfter: { bytes: number | undefined }, tamper: { dropRange?: boolean; contentRange?: string } = {}) {
+async function cuttingProxy(
+  cutAfter: { bytes: number | undefined },
+  tamper: { dropRange?: boolean; contentRange?: string } = {},
+) {
   let served = 0;
   const server = http.createServer((request, response) => {
     const headers = { ...request.headers };
     if (tamper.dropRange) delete headers.range;
     const upstream = http.request(`${baseUrl}${request.url}`, { method: request.method, headers }, (answer) => {
       const answerHeaders = { ...answer.headers };
-      if (tamper.contentRange !== undefined && answerHeaders['content-range']) answerHeaders['content-range'] = tamper.contentRange;
+      if (tamper.contentRange !== undefined && answerHeaders['content-range'])
+        answerHeaders['content-range'] = tamper.contentRange;
       response.writeHead(answer.statusCode!, answerHeaders);
       let sent = 0;
       answer.on('data', (chunk: Buffer) => {
@@ -150,9 +167,9 @@ test('an interrupted pull resumes: the second pull fetches only what was missing
   const cut = { bytes: Math.floor(shard.size * 0.4) as number | undefined };
   const proxy = await cuttingProxy(cut);
   try {
-    await expect(pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(
-      /download of model.safetensors was interrupted .* it resumes where it stopped/,
-    );
+    await expect(
+      pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 }),
+    ).rejects.toThrow(/download of model.safetensors was interrupted .* it resumes where it stopped/);
     expect(existsSync(path.join(dir, 'model.safetensors'))).toBe(false);
     const kept = readFileSync(path.join(dir, 'model.safetensors.partial')).length;
     expect(kept).toBeGreaterThan(0);
@@ -174,7 +191,9 @@ async function interruptedPull(): Promise<{ dir: string; kept: number }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'resume-'));
   const proxy = await cuttingProxy({ bytes: Math.floor(layer('model.safetensors').size * 0.4) });
   try {
-    await expect(pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(/was interrupted/);
+    await expect(
+      pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 }),
+    ).rejects.toThrow(/was interrupted/);
   } finally {
     await proxy.close();
   }
@@ -217,9 +236,9 @@ test('a 206 whose Content-Range is not the one asked for is refused, and the kep
   const shard = layer('model.safetensors');
   const proxy = await cuttingProxy({ bytes: undefined }, { contentRange: `bytes 0-${shard.size - 1}/${shard.size}` });
   try {
-    await expect(pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 })).rejects.toThrow(
-      `answered 206 bytes 0-${shard.size - 1}/${shard.size}: cannot download model.safetensors`,
-    );
+    await expect(
+      pullCheckpoint({ baseUrl: proxy.url, repo: REPO, reference: TAG, dir, concurrency: 1 }),
+    ).rejects.toThrow(`answered 206 bytes 0-${shard.size - 1}/${shard.size}: cannot download model.safetensors`);
     expect(existsSync(path.join(dir, 'model.safetensors'))).toBe(false);
     expect(readFileSync(path.join(dir, 'model.safetensors.partial')).length).toBe(kept);
   } finally {
@@ -232,16 +251,32 @@ test('a corrupted blob is detected, named, and leaves no file under its final na
   const src = mkdtempSync(path.join(tmpdir(), 'corrupt-src-'));
   writeFileSync(path.join(src, 'weights.safetensors'), safetensorsOf(randomBytes(100_000)));
   const corrupt = await publishCheckpoint(corruptStore, 'germline/corrupt', src, { tag: 'main' });
-  const blob = path.join(corruptStore.location, 'blobs', 'sha256', corrupt.manifest.layers[0]!.digest.slice('sha256:'.length));
+  const blob = path.join(
+    corruptStore.location,
+    'blobs',
+    'sha256',
+    corrupt.manifest.layers[0]!.digest.slice('sha256:'.length),
+  );
   const bytes = readFileSync(blob);
   bytes[5000] = bytes[5000]! ^ 0xff; // bit rot on the server's disk
   writeFileSync(blob, bytes);
-  const server = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'corrupt', store: corruptStore, db });
+  const server = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: 'corrupt',
+    store: corruptStore,
+    db,
+  });
   await server.listen({ host: '127.0.0.1', port: 0 });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), 'corrupt-pull-'));
     await expect(
-      pullCheckpoint({ baseUrl: `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`, repo: 'germline/corrupt', reference: 'main', dir }),
+      pullCheckpoint({
+        baseUrl: `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`,
+        repo: 'germline/corrupt',
+        reference: 'main',
+        dir,
+      }),
     ).rejects.toThrow(`weights.safetensors is corrupt: expected ${corrupt.manifest.layers[0]!.digest}`);
     expect(readdirSync(dir)).toEqual([]);
   } finally {
@@ -256,12 +291,21 @@ test('an empty file is pulled too', async () => {
   writeFileSync(path.join(src, 'weights.safetensors'), weights);
   writeFileSync(path.join(src, 'added_tokens.json'), '');
   await publishCheckpoint(emptyStore, 'germline/empty', src, { tag: 'main' });
-  const server = await buildPlatform({ logger: pino({ level: 'silent' }), checks: [], germline: 'empty', store: emptyStore, db });
+  const server = await buildPlatform({
+    logger: pino({ level: 'silent' }),
+    checks: [],
+    germline: 'empty',
+    store: emptyStore,
+    db,
+  });
   await server.listen({ host: '127.0.0.1', port: 0 });
   try {
     const dir = mkdtempSync(path.join(tmpdir(), 'empty-pull-'));
     const url = `http://127.0.0.1:${(server.server.address() as AddressInfo).port}`;
-    expect(await pullCheckpoint({ baseUrl: url, repo: 'germline/empty', reference: 'main', dir })).toMatchObject({ files: 2, received: weights.length });
+    expect(await pullCheckpoint({ baseUrl: url, repo: 'germline/empty', reference: 'main', dir })).toMatchObject({
+      files: 2,
+      received: weights.length,
+    });
     expect(readdirSync(dir).sort()).toEqual(['added_tokens.json', 'weights.safetensors']);
     expect(readFileSync(path.join(dir, 'added_tokens.json')).length).toBe(0);
   } finally {
@@ -272,32 +316,59 @@ test('an empty file is pulled too', async () => {
 test('blobs redirected to object storage are followed, without the credentials, which stay with the registry', async () => {
   const seen: Array<{ server: 'registry' | 'storage'; url: string; authorization?: string }> = [];
   const forward = (request: http.IncomingMessage, response: http.ServerResponse) => {
-    const upstream = http.request(`${baseUrl}${request.url}`, { method: request.method, headers: { ...(request.headers.range ? { range: request.headers.range } : {}) } }, (answer) => {
-      response.writeHead(answer.statusCode!, answer.headers);
-      answer.pipe(response);
-    });
+    const upstream = http.request(
+      `${baseUrl}${request.url}`,
+      { method: request.method, headers: { ...(request.headers.range ? { range: request.headers.range } : {}) } },
+      (answer) => {
+        response.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(response);
+      },
+    );
     upstream.end();
   };
   const storage = http.createServer((request, response) => {
-    seen.push({ server: 'storage', url: request.url!, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
+    seen.push({
+      server: 'storage',
+      url: request.url!,
+      ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}),
+    });
     forward(request, response);
   });
   await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
   const storageUrl = `http://localhost:${(storage.address() as AddressInfo).port}`;
   const registry = http.createServer((request, response) => {
-    seen.push({ server: 'registry', url: request.url!, ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}) });
-    if (request.url!.includes('/blobs/')) return response.writeHead(307, { location: `${storageUrl}${request.url}` }).end();
+    seen.push({
+      server: 'registry',
+      url: request.url!,
+      ...(request.headers.authorization ? { authorization: request.headers.authorization } : {}),
+    });
+    if (request.url!.includes('/blobs/'))
+      return response.writeHead(307, { location: `${storageUrl}${request.url}` }).end();
     forward(request, response);
   });
   await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
   try {
     const dir = mkdtempSync(path.join(tmpdir(), 'pull-redirect-'));
     const registryUrl = `http://127.0.0.1:${(registry.address() as AddressInfo).port}`;
-    await pullCheckpoint({ baseUrl: registryUrl, repo: REPO, reference: TAG, dir, headers: { authorization: 'Bearer ctr_registry-only' } });
-    for (const file of ['model.safetensors', 'tokenizer.json']) expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
-    expect(seen.filter((s) => s.server === 'storage').map((s) => s.url).sort()).toEqual(published.manifest.layers.map((l) => `/v2/${REPO}/blobs/${l.digest}`).sort());
+    await pullCheckpoint({
+      baseUrl: registryUrl,
+      repo: REPO,
+      reference: TAG,
+      dir,
+      headers: { authorization: 'Bearer ctr_registry-only' },
+    });
+    for (const file of ['model.safetensors', 'tokenizer.json'])
+      expect(sameBytes(path.join(dir, file), path.join(source, file))).toBe(true);
+    expect(
+      seen
+        .filter((s) => s.server === 'storage')
+        .map((s) => s.url)
+        .sort(),
+    ).toEqual(published.manifest.layers.map((l) => `/v2/${REPO}/blobs/${l.digest}`).sort());
     expect(seen.filter((s) => s.server === 'storage' && s.authorization)).toEqual([]);
-    expect(seen.filter((s) => s.server === 'registry').every((s) => s.authorization === 'Bearer ctr_registry-only')).toBe(true);
+    expect(
+      seen.filter((s) => s.server === 'registry').every((s) => s.authorization === 'Bearer ctr_registry-only'),
+    ).toBe(true);
   } finally {
     await new Promise<void>((resolve) => registry.close(() => resolve()));
     await new Promise<void>((resolve) => storage.close(() => resolve()));

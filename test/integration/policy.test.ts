@@ -8,22 +8,40 @@ import { DEFAULT_AUTONOMY_POLICY, judge, type ChildSummary, type Observation } f
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 
-function observation(children: ChildSummary[] = [], overrides: Partial<Observation['budget']> & { burnPerDay?: string; revenuePerDay?: string } = {}): Observation {
+function observation(
+  children: ChildSummary[] = [],
+  overrides: Partial<Observation['budget']> & { burnPerDay?: string; revenuePerDay?: string } = {},
+): Observation {
   const { burnPerDay = '0', revenuePerDay = '0', ...budget } = overrides;
   return {
-    budget: { available: '100000', paused: false, currency: 'usd', committedToday: { day: '2026-11-25', amount: '0' }, policy: { dailySpendCap: null, perReservationCap: null }, ...budget },
+    budget: {
+      available: '100000',
+      paused: false,
+      currency: 'usd',
+      committedToday: { day: '2026-11-25', amount: '0' },
+      policy: { dailySpendCap: null, perReservationCap: null },
+      ...budget,
+    },
     burnPerDay,
     revenuePerDay,
     children,
   };
 }
 
-const active = (name: string, allowance: string, spent = '0'): ChildSummary => ({ name, state: 'active', allowance, spent });
+const active = (name: string, allowance: string, spent = '0'): ChildSummary => ({
+  name,
+  state: 'active',
+  allowance,
+  spent,
+});
 
 describe('rules policy', () => {
   test('with money and no children it spawns the first breed with a tenth of the funds', () => {
     expect(rulesPolicy(observation(), {})).toEqual([
-      { proposal: { kind: 'spawn', child: 'coder', allowance: '10000', purpose: 'coder breed' }, why: expect.stringContaining('no coder child yet') },
+      {
+        proposal: { kind: 'spawn', child: 'coder', allowance: '10000', purpose: 'coder breed' },
+        why: expect.stringContaining('no coder child yet'),
+      },
     ]);
   });
 
@@ -36,10 +54,18 @@ describe('rules policy', () => {
   });
 
   test('a child that cannot pay for a run, or stopped improving, is retired with the reason', () => {
-    const proposals = rulesPolicy(observation([active('coder', '5000', '4800'), active('animator', '5000')]), { animator: [1.5, 1.6, 1.7, 1.55] });
+    const proposals = rulesPolicy(observation([active('coder', '5000', '4800'), active('animator', '5000')]), {
+      animator: [1.5, 1.6, 1.7, 1.55],
+    });
     expect(proposals.slice(0, 2)).toEqual([
-      { proposal: { kind: 'retire', child: 'coder', reason: 'allowance spent' }, why: 'coder has 200 left, less than one run (500)' },
-      { proposal: { kind: 'retire', child: 'animator', reason: 'stopped improving' }, why: "animator's last 3 losses did not beat 1.5" },
+      {
+        proposal: { kind: 'retire', child: 'coder', reason: 'allowance spent' },
+        why: 'coder has 200 left, less than one run (500)',
+      },
+      {
+        proposal: { kind: 'retire', child: 'animator', reason: 'stopped improving' },
+        why: "animator's last 3 losses did not beat 1.5",
+      },
     ]);
   });
 
@@ -50,7 +76,8 @@ describe('rules policy', () => {
 
   test('what the rules propose from a healthy budget passes the default guardrails', () => {
     const seen = observation([active('coder', '5000', '1000')]);
-    for (const { proposal } of rulesPolicy(seen, { coder: [2, 1.9] })) expect(judge(proposal, seen, DEFAULT_AUTONOMY_POLICY).allowed).toBe(true);
+    for (const { proposal } of rulesPolicy(seen, { coder: [2, 1.9] }))
+      expect(judge(proposal, seen, DEFAULT_AUTONOMY_POLICY).allowed).toBe(true);
   });
 });
 
@@ -71,12 +98,26 @@ describe('http policy against an agent on loopback', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const json = (status: number, value: unknown) => (res: http.ServerResponse) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
-    answers.set('/valid', json(200, { proposals: [{ proposal: { kind: 'train', child: 'coder', maxCost: '300' }, why: 'the loss still falls' }] }));
-    answers.set('/float-money', json(200, { proposals: [{ proposal: { kind: 'fund', child: 'coder', amount: 12.5 }, why: 'more' }] }));
-    answers.set('/unknown-kind', json(200, { proposals: [{ proposal: { kind: 'sell-company', child: 'coder' }, why: 'why not' }] }));
+    const json = (status: number, value: unknown) => (res: http.ServerResponse) =>
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(value));
+    answers.set(
+      '/valid',
+      json(200, {
+        proposals: [{ proposal: { kind: 'train', child: 'coder', maxCost: '300' }, why: 'the loss still falls' }],
+      }),
+    );
+    answers.set(
+      '/float-money',
+      json(200, { proposals: [{ proposal: { kind: 'fund', child: 'coder', amount: 12.5 }, why: 'more' }] }),
+    );
+    answers.set(
+      '/unknown-kind',
+      json(200, { proposals: [{ proposal: { kind: 'sell-company', child: 'coder' }, why: 'why not' }] }),
+    );
     answers.set('/error', json(500, { error: 'model crashed' }));
-    answers.set('/not-json', (res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('I think you should spawn a child'));
+    answers.set('/not-json', (res) =>
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('I think you should spawn a child'),
+    );
     answers.set('/silent', () => undefined); // never answers
   });
 
@@ -107,7 +148,11 @@ describe('http policy against an agent on loopback', () => {
 
   test('a slow agent is cut off at the timeout', async () => {
     const answer = await httpPolicy(`${base}/silent`, observation(), {}, { timeoutMs: 300 });
-    expect(answer).toEqual({ policy: 'http', proposals: [], rejected: `the agent at ${base}/silent did not answer within 300 ms` });
+    expect(answer).toEqual({
+      policy: 'http',
+      proposals: [],
+      rejected: `the agent at ${base}/silent did not answer within 300 ms`,
+    });
   });
 
   test('an unreachable agent proposes nothing', async () => {
@@ -130,19 +175,40 @@ describe('decisions in PostgreSQL', () => {
     const seen = observation([], { paused: true });
     const proposal = { kind: 'spawn' as const, child: 'coder', allowance: '1000', purpose: 'p' };
     const judgement = judge(proposal, seen, DEFAULT_AUTONOMY_POLICY);
-    const decision = { id: `${germline}/1/0`, germline, policy: 'rules' as const, observationDigest: observationDigest(seen, {}), proposal, why: 'test', judgement, outcome: 'refused' as const, reason: 'paused' };
+    const decision = {
+      id: `${germline}/1/0`,
+      germline,
+      policy: 'rules' as const,
+      observationDigest: observationDigest(seen, {}),
+      proposal,
+      why: 'test',
+      judgement,
+      outcome: 'refused' as const,
+      reason: 'paused',
+    };
     await recordDecision(db, decision);
     await recordDecision(db, decision);
     await recordDecision(db, { ...decision, outcome: 'approved', reason: 'operator alice' });
     const rows = await db.decision.findMany({ where: { germline } });
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ outcome: 'approved', reason: 'operator alice', proposal, policy: 'rules' });
-    expect(rows[0]!.verdicts).toContainEqual({ rule: 'not-paused', ok: false, detail: expect.stringContaining('paused') });
+    expect(rows[0]!.verdicts).toContainEqual({
+      rule: 'not-paused',
+      ok: false,
+      detail: expect.stringContaining('paused'),
+    });
   });
 
   test('the observation digest does not depend on key order', () => {
     const a = observation([active('coder', '5000')]);
-    const b = JSON.parse(JSON.stringify({ children: a.children, revenuePerDay: a.revenuePerDay, burnPerDay: a.burnPerDay, budget: a.budget })) as Observation;
+    const b = JSON.parse(
+      JSON.stringify({
+        children: a.children,
+        revenuePerDay: a.revenuePerDay,
+        burnPerDay: a.burnPerDay,
+        budget: a.budget,
+      }),
+    ) as Observation;
     expect(observationDigest(a, { coder: [1] })).toBe(observationDigest(b, { coder: [1] }));
     expect(observationDigest(a, { coder: [2] })).not.toBe(observationDigest(a, { coder: [1] }));
   });

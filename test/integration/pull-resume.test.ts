@@ -61,29 +61,40 @@ async function countingProxy(upstream: string) {
   const served: Served[] = [];
   const cut: { path?: string; after: number } = { after: 0 };
   const server = http.createServer((request, response) => {
-    const record: Served = { path: request.url!, range: request.headers.range, status: 0, contentRange: undefined, bytes: 0, cut: false };
+    const record: Served = {
+      path: request.url!,
+      range: request.headers.range,
+      status: 0,
+      contentRange: undefined,
+      bytes: 0,
+      cut: false,
+    };
     served.push(record);
-    const forward = http.request(`${upstream}${request.url}`, { method: request.method, headers: { ...request.headers, host: new URL(upstream).host } }, (answer) => {
-      record.status = answer.statusCode!;
-      record.contentRange = answer.headers['content-range'];
-      response.writeHead(answer.statusCode!, answer.headers);
-      const cutHere = cut.path === request.url;
-      if (cutHere) cut.path = undefined; // once
-      answer.on('data', (chunk: Buffer) => {
-        if (record.cut) return;
-        if (cutHere && record.bytes + chunk.length >= cut.after) {
-          const part = chunk.subarray(0, cut.after - record.bytes);
-          record.bytes += part.length;
-          record.cut = true;
-          answer.destroy();
-          response.write(part, () => response.socket?.destroy());
-          return;
-        }
-        record.bytes += chunk.length;
-        response.write(chunk);
-      });
-      answer.on('end', () => response.end());
-    });
+    const forward = http.request(
+      `${upstream}${request.url}`,
+      { method: request.method, headers: { ...request.headers, host: new URL(upstream).host } },
+      (answer) => {
+        record.status = answer.statusCode!;
+        record.contentRange = answer.headers['content-range'];
+        response.writeHead(answer.statusCode!, answer.headers);
+        const cutHere = cut.path === request.url;
+        if (cutHere) cut.path = undefined; // once
+        answer.on('data', (chunk: Buffer) => {
+          if (record.cut) return;
+          if (cutHere && record.bytes + chunk.length >= cut.after) {
+            const part = chunk.subarray(0, cut.after - record.bytes);
+            record.bytes += part.length;
+            record.cut = true;
+            answer.destroy();
+            response.write(part, () => response.socket?.destroy());
+            return;
+          }
+          record.bytes += chunk.length;
+          response.write(chunk);
+        });
+        answer.on('end', () => response.end());
+      },
+    );
     request.pipe(forward);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -118,7 +129,8 @@ afterAll(async () => {
   await db?.$disconnect();
 });
 
-const blobPath = (file: string) => `/v2/${repo}/blobs/${published.manifest.layers.find((l) => l.annotations?.['org.cncf.model.filepath'] === file)!.digest}`;
+const blobPath = (file: string) =>
+  `/v2/${repo}/blobs/${published.manifest.layers.find((l) => l.annotations?.['org.cncf.model.filepath'] === file)!.digest}`;
 
 test('a pull cut mid-blob resumes with Range from the bytes it kept: the server sends the file once, plus only what the cut lost', async () => {
   const proxy = await countingProxy(platformUrl);
@@ -128,9 +140,13 @@ test('a pull cut mid-blob resumes with Range from the bytes it kept: the server 
   const smallSize = readFileSync(path.join(source, SMALL)).length;
   try {
     proxy.cutNext(big, CUT_AT);
-    await expect(pullCheckpoint({ baseUrl: proxy.url, repo, reference: 'main', dir, concurrency: 1 })).rejects.toThrow(`the download of ${BIG} was interrupted`);
+    await expect(pullCheckpoint({ baseUrl: proxy.url, repo, reference: 'main', dir, concurrency: 1 })).rejects.toThrow(
+      `the download of ${BIG} was interrupted`,
+    );
     const first = proxy.served.filter((s) => s.path === big);
-    expect(first).toEqual([{ path: big, range: undefined, status: 200, contentRange: undefined, bytes: CUT_AT, cut: true }]);
+    expect(first).toEqual([
+      { path: big, range: undefined, status: 200, contentRange: undefined, bytes: CUT_AT, cut: true },
+    ]);
     expect(existsSync(path.join(dir, BIG))).toBe(false);
     const kept = readFileSync(path.join(dir, `${BIG}.partial`)).length;
     // What the client kept is at most what the server sent before the cut (bytes in flight may be lost with the connection).
@@ -143,7 +159,16 @@ test('a pull cut mid-blob resumes with Range from the bytes it kept: the server 
     const second = proxy.served.slice(mark);
     const bigSecond = second.filter((s) => s.path === big);
     // One request, for exactly the missing bytes, answered 206 with the matching Content-Range.
-    expect(bigSecond).toEqual([{ path: big, range: `bytes=${kept}-`, status: 206, contentRange: `bytes ${kept}-${bigSize - 1}/${bigSize}`, bytes: bigSize - kept, cut: false }]);
+    expect(bigSecond).toEqual([
+      {
+        path: big,
+        range: `bytes=${kept}-`,
+        status: 206,
+        contentRange: `bytes ${kept}-${bigSize - 1}/${bigSize}`,
+        bytes: bigSize - kept,
+        cut: false,
+      },
+    ]);
     // Over both attempts the server sent the file once, plus what the cut lost on the way.
     const totalBig = [...first, ...bigSecond].reduce((sum, s) => sum + s.bytes, 0);
     expect(totalBig).toBe(bigSize + (CUT_AT - kept));
@@ -164,7 +189,9 @@ test('a pull cut mid-blob resumes with Range from the bytes it kept: the server 
 
     // A third pull into the same folder is answered from the disk: the server sends no blob byte.
     const third = proxy.served.length;
-    expect((await pullCheckpoint({ baseUrl: proxy.url, repo, reference: 'main', dir, concurrency: 1 })).received).toBe(0);
+    expect((await pullCheckpoint({ baseUrl: proxy.url, repo, reference: 'main', dir, concurrency: 1 })).received).toBe(
+      0,
+    );
     expect(proxy.served.slice(third).filter((s) => s.path.includes('/blobs/'))).toEqual([]);
   } finally {
     await proxy.close();

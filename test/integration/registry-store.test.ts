@@ -8,7 +8,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { RegistryStore } from '../../store/registry';
-import { MODEL_ARTIFACT, MODEL_CONFIG, MODEL_WEIGHT_LAYER, OCI_MANIFEST, StoreError, type ImageManifest } from '../../store/types';
+import {
+  MODEL_ARTIFACT,
+  MODEL_CONFIG,
+  MODEL_WEIGHT_LAYER,
+  OCI_MANIFEST,
+  StoreError,
+  type ImageManifest,
+} from '../../store/types';
 import { freePort, startRegistry, type TestRegistry } from '../helpers/registry';
 
 const MB = 1024 * 1024;
@@ -66,7 +73,9 @@ async function treeSize(dir: string): Promise<number> {
 async function liveUploads(repo: string): Promise<string[]> {
   const dir = path.join(registry.storageDir, 'docker/registry/v2/repositories', repo, '_uploads');
   const sessions = await readdir(dir).catch(() => []);
-  const live = await Promise.all(sessions.map(async (id) => ((await readdir(path.join(dir, id))).includes('startedat') ? id : undefined)));
+  const live = await Promise.all(
+    sessions.map(async (id) => ((await readdir(path.join(dir, id))).includes('startedat') ? id : undefined)),
+  );
   return live.filter((id) => id !== undefined);
 }
 
@@ -96,7 +105,9 @@ async function close(server: http.Server): Promise<void> {
  * A pass-through proxy to the test registry that turns cross-repository mounts down the way a
  * registry does when it cannot mount: it opens a plain upload session instead (202).
  */
-async function mountRefusingProxy(target: string): Promise<{ url: string; mountRequests: () => number; close(): Promise<void> }> {
+async function mountRefusingProxy(
+  target: string,
+): Promise<{ url: string; mountRequests: () => number; close(): Promise<void> }> {
   const upstream = new URL(target);
   let mountRequests = 0;
   const server = http.createServer((req, res) => {
@@ -106,7 +117,13 @@ async function mountRefusingProxy(target: string): Promise<{ url: string; mountR
       requestPath = requestPath.replace(/\?.*$/, '');
     }
     const forward = http.request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: requestPath, headers: { ...req.headers, host: upstream.host } },
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: requestPath,
+        headers: { ...req.headers, host: upstream.host },
+      },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
@@ -125,9 +142,13 @@ describe('blobs', () => {
     const small = await someFile(1000);
     const requests = countRequests();
 
-    expect(await store.putBlobFile('trainers/alice/breed', big.file, big.digest, big.size)).toEqual({ written: big.size });
+    expect(await store.putBlobFile('trainers/alice/breed', big.file, big.digest, big.size)).toEqual({
+      written: big.size,
+    });
     expect(requests.PATCH).toBe(6);
-    expect(await store.putBlobFile('germline/computatrum', small.file, small.digest, small.size)).toEqual({ written: small.size });
+    expect(await store.putBlobFile('germline/computatrum', small.file, small.digest, small.size)).toEqual({
+      written: small.size,
+    });
     expect(requests.PATCH).toBe(6); // the small one went up with its final PUT
 
     expect(await store.hasBlob('trainers/alice/breed', big.digest)).toBe(true);
@@ -145,14 +166,21 @@ describe('blobs', () => {
     expect((await readAll(middle.stream)).equals(big.bytes.subarray(MB - 7, 3 * MB + 12))).toBe(true);
     const tail = await store.openBlob('trainers/alice/breed', big.digest, { start: big.size - 10 });
     expect((await readAll(tail.stream)).equals(big.bytes.subarray(big.size - 10))).toBe(true);
-    const pastTheEnd = await store.openBlob('trainers/alice/breed', big.digest, { start: big.size - 3, end: big.size + 100 });
+    const pastTheEnd = await store.openBlob('trainers/alice/breed', big.digest, {
+      start: big.size - 3,
+      end: big.size + 100,
+    });
     expect((await readAll(pastTheEnd.stream)).equals(big.bytes.subarray(big.size - 3))).toBe(true);
-    await expect(store.openBlob('trainers/alice/breed', big.digest, { start: big.size + 1 })).rejects.toThrow(/answered 416/);
+    await expect(store.openBlob('trainers/alice/breed', big.digest, { start: big.size + 1 })).rejects.toThrow(
+      /answered 416/,
+    );
   });
 
   test('pushing a blob the repository holds already writes nothing', async () => {
     const blob = await someFile(2 * MB);
-    expect(await store.putBlobFile('germline/computatrum', blob.file, blob.digest, blob.size)).toEqual({ written: blob.size });
+    expect(await store.putBlobFile('germline/computatrum', blob.file, blob.digest, blob.size)).toEqual({
+      written: blob.size,
+    });
     expect(await store.putBlobFile('germline/computatrum', blob.file, blob.digest, blob.size)).toEqual({ written: 0 });
     expect(await store.putBlobBytes('germline/computatrum', blob.bytes, blob.digest)).toEqual({ written: 0 });
 
@@ -166,21 +194,24 @@ describe('blobs', () => {
     // matches them, so the session cannot be cancelled and waits for the registry's upload purging.
     ['in one piece', 1000, false],
     ['in chunks', 3 * MB, true],
-  ])('a file whose content does not match its digest is refused (%s) and nothing is stored', async (_how, size, sessionCancelled) => {
-    const blob = await someFile(size);
-    const claimed = sha256(randomBytes(16));
-    const repo = `germline/mismatch-${size}`;
+  ])(
+    'a file whose content does not match its digest is refused (%s) and nothing is stored',
+    async (_how, size, sessionCancelled) => {
+      const blob = await someFile(size);
+      const claimed = sha256(randomBytes(16));
+      const repo = `germline/mismatch-${size}`;
 
-    const push = store.putBlobFile(repo, blob.file, claimed, blob.size);
-    await expect(push).rejects.toBeInstanceOf(StoreError);
-    await expect(push).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
-    await expect(push).rejects.toThrow(blob.file);
-    await expect(push).rejects.toThrow(claimed);
+      const push = store.putBlobFile(repo, blob.file, claimed, blob.size);
+      await expect(push).rejects.toBeInstanceOf(StoreError);
+      await expect(push).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+      await expect(push).rejects.toThrow(blob.file);
+      await expect(push).rejects.toThrow(claimed);
 
-    expect(await store.hasBlob(repo, claimed)).toBe(false);
-    expect(await store.hasBlob(repo, blob.digest)).toBe(false);
-    if (sessionCancelled) expect(await liveUploads(repo)).toEqual([]);
-  });
+      expect(await store.hasBlob(repo, claimed)).toBe(false);
+      expect(await store.hasBlob(repo, blob.digest)).toBe(false);
+      if (sessionCancelled) expect(await liveUploads(repo)).toEqual([]);
+    },
+  );
 
   test('bytes that do not match their digest are refused', async () => {
     const bytes = Buffer.from('{"not":"what was hashed"}');
@@ -193,7 +224,9 @@ describe('blobs', () => {
 
   test('a blob of the wrong size is refused before anything is sent', async () => {
     const blob = await someFile(100);
-    await expect(store.putBlobFile('germline/computatrum', blob.file, blob.digest, 101)).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
+    await expect(store.putBlobFile('germline/computatrum', blob.file, blob.digest, 101)).rejects.toMatchObject({
+      code: 'DIGEST_INVALID',
+    });
     expect(await store.hasBlob('germline/computatrum', blob.digest)).toBe(false);
   });
 
@@ -236,7 +269,9 @@ describe('blobs', () => {
 
   test('mounting a blob the source repository lacks fails with BLOB_UNKNOWN', async () => {
     const missing = sha256(randomBytes(16));
-    await expect(store.mountBlob('trainers/erin/breed', 'trainers/alice/breed', missing)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
+    await expect(store.mountBlob('trainers/erin/breed', 'trainers/alice/breed', missing)).rejects.toMatchObject({
+      code: 'BLOB_UNKNOWN',
+    });
     expect(await liveUploads('trainers/erin/breed')).toEqual([]);
   });
 
@@ -245,13 +280,17 @@ describe('blobs', () => {
     expect(await store.hasBlob('germline/computatrum', unknown)).toBe(false);
     expect(await store.blobSize('germline/computatrum', unknown)).toBeUndefined();
     await expect(store.openBlob('germline/computatrum', unknown)).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
-    await expect(store.openBlob('germline/computatrum', unknown, { start: 0, end: 9 })).rejects.toMatchObject({ code: 'BLOB_UNKNOWN' });
+    await expect(store.openBlob('germline/computatrum', unknown, { start: 0, end: 9 })).rejects.toMatchObject({
+      code: 'BLOB_UNKNOWN',
+    });
   });
 });
 
 describe('manifests and tags', () => {
   async function pushModel(repo: string): Promise<Buffer> {
-    const config = Buffer.from(JSON.stringify({ descriptor: { name: 'computatrum' }, config: {}, modelfs: { type: 'layers', diffIds: [] } }));
+    const config = Buffer.from(
+      JSON.stringify({ descriptor: { name: 'computatrum' }, config: {}, modelfs: { type: 'layers', diffIds: [] } }),
+    );
     const weights = await someFile(4096);
     await store.putBlobBytes(repo, config, sha256(config));
     await store.putBlobFile(repo, weights.file, weights.digest, weights.size);
@@ -260,7 +299,14 @@ describe('manifests and tags', () => {
       mediaType: OCI_MANIFEST,
       artifactType: MODEL_ARTIFACT,
       config: { mediaType: MODEL_CONFIG, digest: sha256(config), size: config.length },
-      layers: [{ mediaType: MODEL_WEIGHT_LAYER, digest: weights.digest, size: weights.size, annotations: { 'org.cncf.model.filepath': 'model.safetensors' } }],
+      layers: [
+        {
+          mediaType: MODEL_WEIGHT_LAYER,
+          digest: weights.digest,
+          size: weights.size,
+          annotations: { 'org.cncf.model.filepath': 'model.safetensors' },
+        },
+      ],
     };
     return Buffer.from(JSON.stringify(manifest));
   }
@@ -304,13 +350,19 @@ describe('manifests and tags', () => {
     // docker-registry 2.8 ignores ?n= on tags/list, so a small server pages the way the spec has it.
     const pages: Record<string, { tags: string[]; next?: string }> = {
       '/v2/germline/computatrum/tags/list': { tags: ['c', 'a'], next: '/v2/germline/computatrum/tags/list?last=c&n=2' },
-      '/v2/germline/computatrum/tags/list?last=c&n=2': { tags: ['d', 'b'], next: '/v2/germline/computatrum/tags/list?last=d&n=2' },
+      '/v2/germline/computatrum/tags/list?last=c&n=2': {
+        tags: ['d', 'b'],
+        next: '/v2/germline/computatrum/tags/list?last=d&n=2',
+      },
       '/v2/germline/computatrum/tags/list?last=d&n=2': { tags: ['e'] },
     };
     const server = http.createServer((req, res) => {
       const page = pages[req.url ?? ''];
       if (!page) return res.writeHead(404).end();
-      res.writeHead(200, { 'content-type': 'application/json', ...(page.next ? { link: `<${page.next}>; rel="next"` } : {}) });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        ...(page.next ? { link: `<${page.next}>; rel="next"` } : {}),
+      });
       res.end(JSON.stringify({ name: 'germline/computatrum', tags: page.tags }));
     });
     const url = await listen(server);
@@ -339,7 +391,9 @@ describe('manifests and tags', () => {
         layers: [],
       }),
     );
-    await expect(store.putManifest('trainers/heidi/breed', manifest, OCI_MANIFEST, 'v1')).rejects.toThrow(/MANIFEST_BLOB_UNKNOWN/);
+    await expect(store.putManifest('trainers/heidi/breed', manifest, OCI_MANIFEST, 'v1')).rejects.toThrow(
+      /MANIFEST_BLOB_UNKNOWN/,
+    );
   });
 });
 
@@ -349,10 +403,18 @@ describe('names and failures', () => {
     const digest = sha256(Buffer.from('x'));
     await expect(nowhere.hasBlob('Germline/Computatrum', digest)).rejects.toMatchObject({ code: 'NAME_INVALID' });
     await expect(nowhere.hasBlob('germline//computatrum', digest)).rejects.toMatchObject({ code: 'NAME_INVALID' });
-    await expect(nowhere.hasBlob('germline/computatrum', 'sha256:abc')).rejects.toMatchObject({ code: 'DIGEST_INVALID' });
-    await expect(nowhere.mountBlob('germline/computatrum', '../etc', digest)).rejects.toMatchObject({ code: 'NAME_INVALID' });
-    await expect(nowhere.getManifest('germline/computatrum', 'bad tag')).rejects.toMatchObject({ code: 'NAME_INVALID' });
-    await expect(nowhere.putManifest('germline/computatrum', Buffer.from('{}'), OCI_MANIFEST, '-x')).rejects.toMatchObject({ code: 'NAME_INVALID' });
+    await expect(nowhere.hasBlob('germline/computatrum', 'sha256:abc')).rejects.toMatchObject({
+      code: 'DIGEST_INVALID',
+    });
+    await expect(nowhere.mountBlob('germline/computatrum', '../etc', digest)).rejects.toMatchObject({
+      code: 'NAME_INVALID',
+    });
+    await expect(nowhere.getManifest('germline/computatrum', 'bad tag')).rejects.toMatchObject({
+      code: 'NAME_INVALID',
+    });
+    await expect(
+      nowhere.putManifest('germline/computatrum', Buffer.from('{}'), OCI_MANIFEST, '-x'),
+    ).rejects.toMatchObject({ code: 'NAME_INVALID' });
     await expect(nowhere.openBlob('germline/computatrum', digest, { start: 5, end: 2 })).rejects.toThrow(RangeError);
   });
 

@@ -28,11 +28,27 @@ const refused: Array<[string, string, RegExp]> = [
   ]),
   ['workflows/nested/example.ts', importing('../../store'), /workflows\/ must not import store\//],
   ['workflows/example.ts', importing('../activities/journal'), /import their types only \(import type\)/],
-  ['workflows/example.ts', "export { createJournalActivities } from '../activities/journal';\n", /import their types only/],
+  [
+    'workflows/example.ts',
+    "export { createJournalActivities } from '../activities/journal';\n",
+    /import their types only/,
+  ],
   // activities/ never imports platform/, worker/ or cli/.
-  ['activities/example.ts', importing('../platform/server'), /activities\/ must not import platform\/: .*move the shared code down to store\/, db\/, temporal\/ or runtime\//],
-  ['activities/example.ts', importing('../worker/worker'), /activities\/ must not import worker\/: .*move the shared code to temporal\/ or runtime\//],
-  ['activities/example.ts', importing('../cli/training'), /activities\/ must not import cli\/: move the shared code out of cli\//],
+  [
+    'activities/example.ts',
+    importing('../platform/server'),
+    /activities\/ must not import platform\/: .*move the shared code down to store\/, db\/, temporal\/ or runtime\//,
+  ],
+  [
+    'activities/example.ts',
+    importing('../worker/worker'),
+    /activities\/ must not import worker\/: .*move the shared code to temporal\/ or runtime\//,
+  ],
+  [
+    'activities/example.ts',
+    importing('../cli/training'),
+    /activities\/ must not import cli\/: move the shared code out of cli\//,
+  ],
   ['activities/runners/example.ts', importing('../../platform'), /activities\/ must not import platform\//],
   ['activities/runners/example.ts', "export * from '../../worker/worker';\n", /activities\/ must not import worker\//],
   ['activities/example.ts', importingType('../platform/server'), /activities\/ must not import platform\//],
@@ -44,10 +60,22 @@ const refused: Array<[string, string, RegExp]> = [
       new RegExp(`${from}/ is a shared library .* must not import ${to}/: move the code it needs down`),
     ]),
   ),
-  ['store/nested/example.ts', importingType('../../activities/checkpoints'), /store\/ is a shared library .* must not import activities\//],
+  [
+    'store/nested/example.ts',
+    importingType('../../activities/checkpoints'),
+    /store\/ is a shared library .* must not import activities\//,
+  ],
   // platform/ never imports worker/ or cli/.
-  ['platform/example.ts', importing('../worker/worker'), /platform\/ must not import worker\/: move the shared code to temporal\/ or runtime\//],
-  ['platform/pages/example.ts', importing('../../cli/main'), /platform\/ must not import cli\/: move the shared code out of cli\//],
+  [
+    'platform/example.ts',
+    importing('../worker/worker'),
+    /platform\/ must not import worker\/: move the shared code to temporal\/ or runtime\//,
+  ],
+  [
+    'platform/pages/example.ts',
+    importing('../../cli/main'),
+    /platform\/ must not import cli\/: move the shared code out of cli\//,
+  ],
   // Nothing outside cli/ (but bin/ and the tests) imports cli/.
   ['worker/example.ts', importing('../cli/up'), /Only cli\/ .* may import cli\/: move the shared code out of cli\//],
   ['bench/support/example.ts', importing('../../cli/training'), /Only cli\/ .* may import cli\//],
@@ -66,7 +94,10 @@ const allowed: Array<[string, string]> = [
   ['workflows/example.ts', importing('./money')],
   ['workflows/example.ts', importingType('../activities/journal')],
   ['workflows/example.ts', "export type { JournalActivities } from '../activities/journal';\n"],
-  ['workflows/example.ts', "import { type JournalActivities } from '../activities/journal';\nexport type J = JournalActivities;\n"],
+  [
+    'workflows/example.ts',
+    "import { type JournalActivities } from '../activities/journal';\nexport type J = JournalActivities;\n",
+  ],
   ['activities/example.ts', importing('../store')],
   ['activities/example.ts', importing('../db/client')],
   ['activities/example.ts', importing('../temporal/germline-client')],

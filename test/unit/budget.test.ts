@@ -28,7 +28,9 @@ test('the daily cap counts what was reserved today and frees what was released; 
   const budget = funded('100000');
   budget.setPolicy({ dailySpendCap: '5000' });
   const first = budget.reserve({ amount: '4000', ref: 'a', purpose: 'p' }, key(), NOON).result;
-  expect(reason(() => budget.reserve({ amount: '1001', ref: 'b', purpose: 'p' }, key(), NOON))).toBe('DailyCapExceeded');
+  expect(reason(() => budget.reserve({ amount: '1001', ref: 'b', purpose: 'p' }, key(), NOON))).toBe(
+    'DailyCapExceeded',
+  );
   budget.settle({ reservationId: first.reservationId, actual: '3000' }, key(), NOON); // 1000 back
   expect(reason(() => budget.reserve({ amount: '2000', ref: 'c', purpose: 'p' }, key(), NOON))).toBe('accepted');
   expect(budget.status(NOON).committedToday).toEqual({ day: '2026-11-25', amount: '5000' });
@@ -41,7 +43,9 @@ test('a reserve retried with the same ref returns the same reservation; the same
   const again = budget.reserve({ amount: '100', ref: 'job-1', purpose: 'p' }, key(), NOON);
   expect(again.entry).toBeUndefined();
   expect(again.result).toMatchObject({ reservationId: first.result.reservationId, duplicate: true });
-  expect(reason(() => budget.reserve({ amount: '200', ref: 'job-1', purpose: 'p' }, key(), NOON))).toBe('DuplicateReference');
+  expect(reason(() => budget.reserve({ amount: '200', ref: 'job-1', purpose: 'p' }, key(), NOON))).toBe(
+    'DuplicateReference',
+  );
 });
 
 test('state survives a round trip through plain JSON, as continue-as-new carries it', () => {
@@ -50,12 +54,18 @@ test('state survives a round trip through plain JSON, as continue-as-new carries
   const copy = new Budget(JSON.parse(JSON.stringify(budget.snapshot({ nextGeneration: true }))));
   expect(copy.status(NOON)).toMatchObject({ available: '9300', reserved: '700', generation: 1 });
   expect(copy.reserve({ amount: '700', ref: 'open', purpose: 'p' }, key(), NOON).result.duplicate).toBe(true);
-  expect(copy.deposit({ amount: '10000', currency: 'usd', reference: 'seed' }, key(), NOON).result.duplicate).toBe(true);
+  expect(copy.deposit({ amount: '10000', currency: 'usd', reference: 'seed' }, key(), NOON).result.duplicate).toBe(
+    true,
+  );
   expect(copy.settle({ reservationId: result.reservationId, actual: '700' }, key(), NOON).result.released).toBe('0');
 });
 
 test('a state that breaks the invariant is refused on load, never silently used', () => {
-  const broken = { ...initialBudgetState('test', 'usd'), deposited: '100', reservations: [{ id: 'r1', ref: 'x', purpose: 'p', amount: '500', day: '2026-11-25', createdAt: '' }] };
+  const broken = {
+    ...initialBudgetState('test', 'usd'),
+    deposited: '100',
+    reservations: [{ id: 'r1', ref: 'x', purpose: 'p', amount: '500', day: '2026-11-25', createdAt: '' }],
+  };
   expect(() => new Budget(broken)).toThrow('budget invariant broken');
 });
 
@@ -83,9 +93,21 @@ type Op =
   | { kind: 'nextDay' };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant('deposit' as const), amount: fc.integer({ min: 0, max: 50_000 }), ref: fc.integer({ min: 0, max: 20 }) }),
-  fc.record({ kind: fc.constant('reserve' as const), amount: fc.integer({ min: 0, max: 30_000 }), ref: fc.integer({ min: 0, max: 60 }) }),
-  fc.record({ kind: fc.constant('settle' as const), pick: fc.nat(), fraction: fc.double({ min: 0, max: 1.2, noNaN: true }) }),
+  fc.record({
+    kind: fc.constant('deposit' as const),
+    amount: fc.integer({ min: 0, max: 50_000 }),
+    ref: fc.integer({ min: 0, max: 20 }),
+  }),
+  fc.record({
+    kind: fc.constant('reserve' as const),
+    amount: fc.integer({ min: 0, max: 30_000 }),
+    ref: fc.integer({ min: 0, max: 60 }),
+  }),
+  fc.record({
+    kind: fc.constant('settle' as const),
+    pick: fc.nat(),
+    fraction: fc.double({ min: 0, max: 1.2, noNaN: true }),
+  }),
   fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
   fc.record({
     kind: fc.constant('policy' as const),
@@ -108,7 +130,11 @@ test('random operation sequences never break the invariant, the caps or the book
         try {
           switch (o.kind) {
             case 'deposit': {
-              const e = budget.deposit({ amount: String(o.amount), currency: 'usd', reference: `d${o.ref}` }, key(), now).entry;
+              const e = budget.deposit(
+                { amount: String(o.amount), currency: 'usd', reference: `d${o.ref}` },
+                key(),
+                now,
+              ).entry;
               if (e) entries.push(e);
               break;
             }
@@ -119,9 +145,12 @@ test('random operation sequences never break the invariant, the caps or the book
                 // An accepted reserve fit every rule at the time it was made.
                 expect(BigInt(o.amount)).toBeLessThanOrEqual(BigInt(before.available));
                 expect(before.paused).toBe(false);
-                if (before.policy.perReservationCap !== null) expect(BigInt(o.amount)).toBeLessThanOrEqual(BigInt(before.policy.perReservationCap));
+                if (before.policy.perReservationCap !== null)
+                  expect(BigInt(o.amount)).toBeLessThanOrEqual(BigInt(before.policy.perReservationCap));
                 if (before.policy.dailySpendCap !== null) {
-                  expect(BigInt(before.committedToday.amount) + BigInt(o.amount)).toBeLessThanOrEqual(BigInt(before.policy.dailySpendCap));
+                  expect(BigInt(before.committedToday.amount) + BigInt(o.amount)).toBeLessThanOrEqual(
+                    BigInt(before.policy.dailySpendCap),
+                  );
                 }
               }
               break;
@@ -170,7 +199,8 @@ test('random operation sequences never break the invariant, the caps or the book
       }
       // The ledger's legs, summed per account, are the budget's own totals.
       const totals = new Map<string, bigint>();
-      for (const entry of entries) for (const leg of postingsFor(entry)) totals.set(leg.account, (totals.get(leg.account) ?? 0n) + leg.amount);
+      for (const entry of entries)
+        for (const leg of postingsFor(entry)) totals.set(leg.account, (totals.get(leg.account) ?? 0n) + leg.amount);
       const s = budget.status(now);
       expect(totals.get('available') ?? 0n).toBe(BigInt(s.available));
       expect(totals.get('reserved') ?? 0n).toBe(BigInt(s.reserved));
@@ -203,7 +233,14 @@ describe('amounts above the maximum are refused by every validator, naming the l
     ['deposit', (b: Budget) => b.checkDeposit({ amount: HUGE, currency: 'usd', reference: 'poison' })],
     ['deposit one above', (b: Budget) => b.checkDeposit({ amount: ABOVE, currency: 'usd', reference: 'poison' })],
     ['reserve', (b: Budget) => b.checkReserve({ amount: HUGE, ref: 'poison', purpose: 'p' }, NOON)],
-    ['settle', (b: Budget) => b.checkSettle({ reservationId: b.reserve({ amount: '100', ref: 'x', purpose: 'p' }, key(), NOON).result.reservationId, actual: HUGE })],
+    [
+      'settle',
+      (b: Budget) =>
+        b.checkSettle({
+          reservationId: b.reserve({ amount: '100', ref: 'x', purpose: 'p' }, key(), NOON).result.reservationId,
+          actual: HUGE,
+        }),
+    ],
     ['daily cap', (b: Budget) => b.checkPolicy({ dailySpendCap: HUGE })],
     ['per-reservation cap', (b: Budget) => b.checkPolicy({ perReservationCap: ABOVE })],
   ])('%s', (_name, check) => {
@@ -214,7 +251,9 @@ describe('amounts above the maximum are refused by every validator, naming the l
   });
 
   test('a megabyte of digits is refused without being parsed or echoed', () => {
-    const refused = rejection(() => funded().checkDeposit({ amount: '9'.repeat(1_000_000), currency: 'usd', reference: 'poison' }));
+    const refused = rejection(() =>
+      funded().checkDeposit({ amount: '9'.repeat(1_000_000), currency: 'usd', reference: 'poison' }),
+    );
     expect(refused.reason).toBe('AboveMaximum');
     expect(refused.message.length).toBeLessThan(200);
   });
@@ -236,10 +275,16 @@ describe('amounts above the maximum are refused by every validator, naming the l
       'a deposit of 10.01 USD would bring the total deposited in test to 10,000,000,000,000.01 USD, above the most one budget may take in ' +
         '(10,000,000,000,000.00 USD): deposit at most 10.00 USD here, and the rest in another budget',
     );
-    expect(reason(() => budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON))).toBe('accepted');
-    expect(rejection(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'one more' })).message).toMatch(/it takes no more deposits; use another budget$/);
+    expect(reason(() => budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON))).toBe(
+      'accepted',
+    );
+    expect(
+      rejection(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'one more' })).message,
+    ).toMatch(/it takes no more deposits; use another budget$/);
     // A retried deposit is answered again, not counted twice.
-    expect(budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON).result.duplicate).toBe(true);
+    expect(budget.deposit({ amount: '1000', currency: 'usd', reference: 'last' }, key(), NOON).result.duplicate).toBe(
+      true,
+    );
   });
 
   test('spending does not make room: what a budget took in over its life is what is bounded', () => {
@@ -247,7 +292,9 @@ describe('amounts above the maximum are refused by every validator, naming the l
     const { result } = budget.reserve({ amount: MAX, ref: 'spend', purpose: 'p' }, key(), NOON);
     budget.settle({ reservationId: result.reservationId, actual: MAX }, key(), NOON);
     expect(budget.status(NOON).balance).toBe('0');
-    expect(reason(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'refill' }))).toBe('AboveMaximum');
+    expect(reason(() => budget.checkDeposit({ amount: '1', currency: 'usd', reference: 'refill' }))).toBe(
+      'AboveMaximum',
+    );
   });
 });
 
@@ -261,9 +308,21 @@ test('references, refs and purposes with control characters are refused: Postgre
     }
     throw new Error('expected a refusal');
   };
-  expect(refused(() => budget.checkDeposit({ amount: '100', currency: 'usd', reference: 'wire\u0000' }))).toMatchObject({ reason: 'InvalidRequest', message: 'reference must not hold control characters; use printable text' });
+  expect(refused(() => budget.checkDeposit({ amount: '100', currency: 'usd', reference: 'wire\u0000' }))).toMatchObject(
+    { reason: 'InvalidRequest', message: 'reference must not hold control characters; use printable text' },
+  );
   budget.deposit({ amount: '100', currency: 'usd', reference: 'wire-1' }, 'k1', new Date('2026-11-30T00:00:00Z'));
-  expect(refused(() => budget.checkReserve({ amount: '10', ref: 'job\n1', purpose: 'training' }, new Date('2026-11-30T00:00:00Z'))).reason).toBe('InvalidRequest');
-  expect(refused(() => budget.checkReserve({ amount: '10', ref: 'job-1', purpose: 'train\u007fing' }, new Date('2026-11-30T00:00:00Z'))).reason).toBe('InvalidRequest');
-  expect(() => budget.checkReserve({ amount: '10', ref: 'job-1 (été)', purpose: 'training' }, new Date('2026-11-30T00:00:00Z'))).not.toThrow();
+  expect(
+    refused(() =>
+      budget.checkReserve({ amount: '10', ref: 'job\n1', purpose: 'training' }, new Date('2026-11-30T00:00:00Z')),
+    ).reason,
+  ).toBe('InvalidRequest');
+  expect(
+    refused(() =>
+      budget.checkReserve({ amount: '10', ref: 'job-1', purpose: 'train\u007fing' }, new Date('2026-11-30T00:00:00Z')),
+    ).reason,
+  ).toBe('InvalidRequest');
+  expect(() =>
+    budget.checkReserve({ amount: '10', ref: 'job-1 (été)', purpose: 'training' }, new Date('2026-11-30T00:00:00Z')),
+  ).not.toThrow();
 });

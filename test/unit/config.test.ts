@@ -9,7 +9,11 @@ test('with nothing set, everything is embedded on loopback', () => {
   expect(config.database.url).toBeUndefined();
   expect(temporalAddress(config)).toBe('127.0.0.1:7233');
   expect(databaseUrl(config)).toBe('postgres://postgres@127.0.0.1:55432/postgres');
-  expect(config).toMatchObject({ germline: 'computatrum', currency: 'usd', platform: { host: '127.0.0.1', port: 8080 } });
+  expect(config).toMatchObject({
+    germline: 'computatrum',
+    currency: 'usd',
+    platform: { host: '127.0.0.1', port: 8080 },
+  });
 });
 
 test('a production Temporal cluster and PostgreSQL replace the embedded ones', () => {
@@ -27,7 +31,13 @@ test('a production Temporal cluster and PostgreSQL replace the embedded ones', (
 test('every bad key is named with what it expects and what it got', () => {
   let error: unknown;
   try {
-    loadConfig({ PLATFORM_PORT: 'eighty', COMPUTATRUM_CURRENCY: 'doubloons', DATABASE_URL: 'mysql://x', COMPUTATRUM_GERMLINE: 'Bad Name', LOG_LEVEL: 'loud' });
+    loadConfig({
+      PLATFORM_PORT: 'eighty',
+      COMPUTATRUM_CURRENCY: 'doubloons',
+      DATABASE_URL: 'mysql://x',
+      COMPUTATRUM_GERMLINE: 'Bad Name',
+      LOG_LEVEL: 'loud',
+    });
   } catch (e) {
     error = e;
   }
@@ -55,14 +65,30 @@ test('a config file supplies values and the environment overrides them', () => {
 
   writeFileSync(file, '[1, 2]');
   expect(() => loadConfig({ COMPUTATRUM_CONFIG: file })).toThrow(/must be a JSON object of KEY: value/);
-  expect(() => loadConfig({ COMPUTATRUM_CONFIG: '/nonexistent/c.json' })).toThrow(/cannot read COMPUTATRUM_CONFIG file/);
+  expect(() => loadConfig({ COMPUTATRUM_CONFIG: '/nonexistent/c.json' })).toThrow(
+    /cannot read COMPUTATRUM_CONFIG file/,
+  );
 });
 
 test('payments are on with a Stripe secret key, which needs its webhook secret beside it', () => {
   expect(loadConfig({}).stripe).toBeUndefined();
-  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc' })).toThrow(/STRIPE_WEBHOOK_SECRET: required with STRIPE_SECRET_KEY/);
-  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x' })).toThrow(/STRIPE_SECRET_KEY: a Stripe secret key/);
-  const config = loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x', STRIPE_API_BASE: 'http://127.0.0.1:12111', PLATFORM_PUBLIC_URL: 'https://computatrum.io/' });
-  expect(config.stripe).toEqual({ secretKey: 'sk_test_abc', webhookSecret: 'whsec_x', apiBase: 'http://127.0.0.1:12111', feePercent: 10 });
+  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc' })).toThrow(
+    /STRIPE_WEBHOOK_SECRET: required with STRIPE_SECRET_KEY/,
+  );
+  expect(() => loadConfig({ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x' })).toThrow(
+    /STRIPE_SECRET_KEY: a Stripe secret key/,
+  );
+  const config = loadConfig({
+    STRIPE_SECRET_KEY: 'sk_test_abc',
+    STRIPE_WEBHOOK_SECRET: 'whsec_x',
+    STRIPE_API_BASE: 'http://127.0.0.1:12111',
+    PLATFORM_PUBLIC_URL: 'https://computatrum.io/',
+  });
+  expect(config.stripe).toEqual({
+    secretKey: 'sk_test_abc',
+    webhookSecret: 'whsec_x',
+    apiBase: 'http://127.0.0.1:12111',
+    feePercent: 10,
+  });
   expect(config.platform.publicUrl).toBe('https://computatrum.io');
 });

@@ -23,11 +23,20 @@ function runtimeSpecifiers(fileName: string, source: string): string[] {
       const typeOnly =
         clause !== undefined &&
         (clause.isTypeOnly ||
-          (!clause.name && named !== undefined && ts.isNamedImports(named) && named.elements.length > 0 && named.elements.every((e) => e.isTypeOnly)));
+          (!clause.name &&
+            named !== undefined &&
+            ts.isNamedImports(named) &&
+            named.elements.length > 0 &&
+            named.elements.every((e) => e.isTypeOnly)));
       if (!typeOnly) found.push(stringOf(node.moduleSpecifier)!);
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier) {
       const clause = node.exportClause;
-      const typeOnly = node.isTypeOnly || (clause !== undefined && ts.isNamedExports(clause) && clause.elements.length > 0 && clause.elements.every((e) => e.isTypeOnly));
+      const typeOnly =
+        node.isTypeOnly ||
+        (clause !== undefined &&
+          ts.isNamedExports(clause) &&
+          clause.elements.length > 0 &&
+          clause.elements.every((e) => e.isTypeOnly));
       if (!typeOnly) found.push(stringOf(node.moduleSpecifier)!);
     } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
       if (!node.isTypeOnly) found.push(stringOf(node.moduleReference.expression)!);
@@ -106,7 +115,13 @@ function sourceFiles(): Map<string, string> {
     for (const entry of readdirSync(path.join(ROOT, relative), { withFileTypes: true })) {
       const child = path.posix.join(relative, entry.name);
       if (entry.isDirectory() && entry.name !== 'node_modules' && !entry.name.startsWith('.')) walk(child);
-      else if (entry.isFile() && entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts') && !entry.name.endsWith('.test.ts')) add(child);
+      else if (
+        entry.isFile() &&
+        entry.name.endsWith('.ts') &&
+        !entry.name.endsWith('.d.ts') &&
+        !entry.name.endsWith('.test.ts')
+      )
+        add(child);
     }
   };
   for (const entry of readdirSync(ROOT, { withFileTypes: true })) {
@@ -135,7 +150,8 @@ describe('the circle checker', () => {
       check({
         'workflows/money.ts': 'export const cents = 1;\n',
         'store/index.ts': "import { cents } from '../workflows/money';\nexport const store = cents;\n",
-        'activities/checkpoints.ts': "import { store } from '../store';\nimport { page } from '../platform/pages/home';\nexport const a = [store, page];\n",
+        'activities/checkpoints.ts':
+          "import { store } from '../store';\nimport { page } from '../platform/pages/home';\nexport const a = [store, page];\n",
         'platform/pages/home.ts': "import { a } from '../../activities/checkpoints';\nexport const page = a;\n",
       }),
     ).toEqual([
@@ -156,7 +172,8 @@ describe('the circle checker', () => {
   test('type-only imports and exports are no edges; imports inside a folder are none either', () => {
     expect(
       check({
-        'activities/journal.ts': "import { cents } from '../workflows/money';\nimport { x } from './other';\nexport const j = [cents, x];\n",
+        'activities/journal.ts':
+          "import { cents } from '../workflows/money';\nimport { x } from './other';\nexport const j = [cents, x];\n",
         'workflows/money.ts': [
           "import type { J } from '../activities/journal';",
           "import { type K, type L } from '../activities/journal';",
@@ -171,6 +188,8 @@ describe('the circle checker', () => {
         'activities/journal.ts': "import { cents } from '../workflows/money';\nexport const j = cents;\n",
         'workflows/money.ts': "import { type K, j } from '../activities/journal';\nexport const cents = j;\n",
       }),
-    ).toEqual(["activities -> workflows -> activities (activities/journal.ts imports '../workflows/money'; workflows/money.ts imports '../activities/journal')"]);
+    ).toEqual([
+      "activities -> workflows -> activities (activities/journal.ts imports '../workflows/money'; workflows/money.ts imports '../activities/journal')",
+    ]);
   });
 });

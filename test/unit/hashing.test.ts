@@ -26,7 +26,10 @@ test('several files hashed and copied at once; a missing file fails alone, namin
       value: { digest: `sha256:${createHash('sha256').update(readFileSync(file)).digest('hex')}`, size: 1_000_000 + i },
     });
   });
-  expect(results[4]).toMatchObject({ status: 'rejected', reason: { message: expect.stringContaining(`cannot read ${path.join(dir, 'missing')}`) } });
+  expect(results[4]).toMatchObject({
+    status: 'rejected',
+    reason: { message: expect.stringContaining(`cannot read ${path.join(dir, 'missing')}`) },
+  });
   expect(results[5]).toMatchObject({ status: 'fulfilled', value: { size: 1_000_000 } });
   // Buffer.equals: jest's element-wise diff of a megabyte takes seconds.
   expect(readFileSync(path.join(dir, 'copy')).equals(readFileSync(files[0]!))).toBe(true);

@@ -1,4 +1,14 @@
-import { AboveMaximumError, assertAtMostMaximum, formatAmount, formatMaximum, formatMoney, MAX_MINOR_UNITS, minorUnitsProblem, parseAmount, toMinor } from '../../workflows/money';
+import {
+  AboveMaximumError,
+  assertAtMostMaximum,
+  formatAmount,
+  formatMaximum,
+  formatMoney,
+  MAX_MINOR_UNITS,
+  minorUnitsProblem,
+  parseAmount,
+  toMinor,
+} from '../../workflows/money';
 
 describe('parseAmount: what an operator types becomes exact minor units', () => {
   test.each([
@@ -53,7 +63,8 @@ describe('formatting minor units for people', () => {
   });
 
   test('format and parse round-trip', () => {
-    for (const minor of [1n, 99n, 100n, 1001n, 123456789n]) expect(parseAmount(formatAmount(minor, 'usd'), 'usd')).toBe(minor);
+    for (const minor of [1n, 99n, 100n, 1001n, 123456789n])
+      expect(parseAmount(formatAmount(minor, 'usd'), 'usd')).toBe(minor);
   });
 
   test('money carries its currency', () => {
@@ -81,14 +92,20 @@ describe('the most one amount may be', () => {
     expect(formatMaximum('usd')).toBe('10,000,000,000,000.00 USD');
     expect(formatMaximum('jpy')).toBe('1,000,000,000,000,000 JPY');
     expect(formatMaximum()).toBe('1,000,000,000,000,000 minor units');
-    expect(formatMaximum('usd', { inMinorUnits: true })).toBe('1,000,000,000,000,000 minor units, 10,000,000,000,000.00 USD');
+    expect(formatMaximum('usd', { inMinorUnits: true })).toBe(
+      '1,000,000,000,000,000 minor units, 10,000,000,000,000.00 USD',
+    );
   });
 
   test('parseAmount takes the maximum exactly and refuses one cent more, naming the limit', () => {
     expect(parseAmount('10,000,000,000,000.00', 'usd')).toBe(MAX_MINOR_UNITS);
     expect(parseAmount('9999999999999.99', 'usd')).toBe(MAX_MINOR_UNITS - 1n);
-    expect(() => parseAmount('10000000000000.01', 'usd')).toThrow('amount "10000000000000.01" is above the most one amount may be (10,000,000,000,000.00 USD)');
-    expect(() => parseAmount('100000000000000000.00', 'usd')).toThrow('amount "100000000000000000.00" is above the most one amount may be (10,000,000,000,000.00 USD)');
+    expect(() => parseAmount('10000000000000.01', 'usd')).toThrow(
+      'amount "10000000000000.01" is above the most one amount may be (10,000,000,000,000.00 USD)',
+    );
+    expect(() => parseAmount('100000000000000000.00', 'usd')).toThrow(
+      'amount "100000000000000000.00" is above the most one amount may be (10,000,000,000,000.00 USD)',
+    );
     expect(() => parseAmount('1000000000000001', 'jpy')).toThrow(AboveMaximumError);
   });
 
@@ -97,7 +114,9 @@ describe('the most one amount may be', () => {
     expect(() => toMinor('1000000000000001', 'amount', 'usd')).toThrow(
       'amount "1000000000000001" is above the most one amount may be (1,000,000,000,000,000 minor units, 10,000,000,000,000.00 USD)',
     );
-    expect(() => toMinor('100000000000000000000', 'actual')).toThrow(/^actual "100000000000000000000" is above the most one amount may be \(1,000,000,000,000,000 minor units\)$/);
+    expect(() => toMinor('100000000000000000000', 'actual')).toThrow(
+      /^actual "100000000000000000000" is above the most one amount may be \(1,000,000,000,000,000 minor units\)$/,
+    );
   });
 
   test.each([
@@ -133,13 +152,15 @@ describe('the most one amount may be', () => {
     );
   });
 
-  test('minorUnitsProblem: the maximum in its own words, anything malformed in the caller\'s', () => {
+  test("minorUnitsProblem: the maximum in its own words, anything malformed in the caller's", () => {
     const malformed = 'give whole minor units';
     expect(minorUnitsProblem('1000000000000000', 'cap', malformed)).toBeUndefined();
     expect(minorUnitsProblem('0', 'cap', malformed)).toBeUndefined();
     expect(minorUnitsProblem('0', 'cap', malformed, { positive: true })).toBe(malformed);
     expect(minorUnitsProblem('12.5', 'cap', malformed)).toBe(malformed);
     expect(minorUnitsProblem(12, 'cap', malformed)).toBe(malformed);
-    expect(minorUnitsProblem('1000000000000001', 'cap', malformed, { currency: 'usd' })).toMatch(/^cap "1000000000000001" is above the most one amount may be \(.*10,000,000,000,000.00 USD\)$/);
+    expect(minorUnitsProblem('1000000000000001', 'cap', malformed, { currency: 'usd' })).toMatch(
+      /^cap "1000000000000001" is above the most one amount may be \(.*10,000,000,000,000.00 USD\)$/,
+    );
   });
 });

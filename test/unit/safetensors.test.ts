@@ -22,7 +22,11 @@ const folder = (): string => {
   return dir;
 };
 afterAll(() => folders.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
-const f32 = (shape: number[], values: number[]): F32Tensor => ({ dtype: 'F32', shape, data: Float32Array.from(values) });
+const f32 = (shape: number[], values: number[]): F32Tensor => ({
+  dtype: 'F32',
+  shape,
+  data: Float32Array.from(values),
+});
 const bytesOf = (data: Float32Array): Buffer => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
 /** A file assembled by hand from a header object and data bytes, as another writer could produce it. */
@@ -72,15 +76,23 @@ test('any F32 tensors round trip exactly through the in-memory codec', () => {
         .map((data): F32Tensor => ({ dtype: 'F32', shape, data })),
     );
   fc.assert(
-    fc.property(fc.dictionary(fc.string({ minLength: 1 }).filter((name) => name !== '__metadata__'), tensor, { maxKeys: 4 }), fc.dictionary(fc.string(), fc.string()), (tensors, metadata) => {
-      const decoded = decodeSafetensors(encodeSafetensors(tensors, metadata));
-      expect(decoded.metadata).toEqual(metadata);
-      expect(Object.keys(decoded.tensors).sort()).toEqual(Object.keys(tensors).sort());
-      for (const [name, { shape, data }] of Object.entries(tensors)) {
-        expect(decoded.tensors[name]!.shape).toEqual(shape);
-        expect(bytesOf(decoded.tensors[name]!.data).equals(bytesOf(data))).toBe(true);
-      }
-    }),
+    fc.property(
+      fc.dictionary(
+        fc.string({ minLength: 1 }).filter((name) => name !== '__metadata__'),
+        tensor,
+        { maxKeys: 4 },
+      ),
+      fc.dictionary(fc.string(), fc.string()),
+      (tensors, metadata) => {
+        const decoded = decodeSafetensors(encodeSafetensors(tensors, metadata));
+        expect(decoded.metadata).toEqual(metadata);
+        expect(Object.keys(decoded.tensors).sort()).toEqual(Object.keys(tensors).sort());
+        for (const [name, { shape, data }] of Object.entries(tensors)) {
+          expect(decoded.tensors[name]!.shape).toEqual(shape);
+          expect(bytesOf(decoded.tensors[name]!.data).equals(bytesOf(data))).toBe(true);
+        }
+      },
+    ),
     { numRuns: 100 },
   );
 });
@@ -90,7 +102,11 @@ test('a file from another writer (unsorted offsets, unpadded header, no metadata
   data.writeFloatLE(1.5, 0);
   data.writeFloatLE(-2, 4);
   data.writeFloatLE(3, 8);
-  const bytes = handMade({ b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] }, a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data, 3);
+  const bytes = handMade(
+    { b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] }, a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } },
+    data,
+    3,
+  );
   const { tensors, metadata } = decodeSafetensors(bytes, 'other.safetensors');
   expect(metadata).toEqual({});
   expect([...tensors.a!.data]).toEqual([1.5, -2]);
@@ -121,29 +137,71 @@ describe('damaged files are refused with the file name and the fault', () => {
       /header is not valid UTF-8 JSON/,
     ],
     ['header a JSON array', handMade([1, 2], Buffer.alloc(0)), /header is not a JSON object/],
-    ['truncated data', handMade(good, Buffer.alloc(4)), /tensor t has data_offsets \[0, 8\] past the 4 data bytes \(file truncated\?\)/],
+    [
+      'truncated data',
+      handMade(good, Buffer.alloc(4)),
+      /tensor t has data_offsets \[0, 8\] past the 4 data bytes \(file truncated\?\)/,
+    ],
     ['trailing bytes', handMade(good, Buffer.alloc(12)), /tensors cover 8 data bytes but the file holds 12/],
     [
       'a gap between tensors',
-      handMade({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, Buffer.alloc(12)),
+      handMade(
+        {
+          a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+          b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+        },
+        Buffer.alloc(12),
+      ),
       /tensor b begins at byte 8 of the data, expected 4 \(offsets must be contiguous\)/,
     ],
     [
       'overlapping tensors',
-      handMade({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, eight),
+      handMade(
+        {
+          a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+        },
+        eight,
+      ),
       /tensor b begins at byte 4 of the data, expected 8/,
     ],
-    ['offsets reversed', handMade({ t: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, eight), /tensor t has data_offsets \[8, 0\] that end before they begin/],
-    ['byte length not matching the shape', handMade({ t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight), /tensor t spans 8 bytes but F32 shape \[3\] needs 12/],
-    ['an unsupported dtype', handMade({ t: { dtype: 'F16', shape: [4], data_offsets: [0, 8] } }, eight), /tensor t has unsupported dtype F16; only F32 is supported/],
-    ['a bad shape', handMade({ t: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eight), /tensor t has shape \[-2\]/],
-    ['missing offsets', handMade({ t: { dtype: 'F32', shape: [2] } }, eight), /tensor t has data_offsets undefined; expected \[begin, end\]/],
-    ['a non-string metadata value', handMade({ __metadata__: { step: 3 }, ...good }, eight), /__metadata__.step is 3, not a string/],
+    [
+      'offsets reversed',
+      handMade({ t: { dtype: 'F32', shape: [0], data_offsets: [8, 0] } }, eight),
+      /tensor t has data_offsets \[8, 0\] that end before they begin/,
+    ],
+    [
+      'byte length not matching the shape',
+      handMade({ t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, eight),
+      /tensor t spans 8 bytes but F32 shape \[3\] needs 12/,
+    ],
+    [
+      'an unsupported dtype',
+      handMade({ t: { dtype: 'F16', shape: [4], data_offsets: [0, 8] } }, eight),
+      /tensor t has unsupported dtype F16; only F32 is supported/,
+    ],
+    [
+      'a bad shape',
+      handMade({ t: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, eight),
+      /tensor t has shape \[-2\]/,
+    ],
+    [
+      'missing offsets',
+      handMade({ t: { dtype: 'F32', shape: [2] } }, eight),
+      /tensor t has data_offsets undefined; expected \[begin, end\]/,
+    ],
+    [
+      'a non-string metadata value',
+      handMade({ __metadata__: { step: 3 }, ...good }, eight),
+      /__metadata__.step is 3, not a string/,
+    ],
   ];
   test.each(cases)('%s', (_, bytes, fault) => {
     const file = path.join(folder(), 'broken.safetensors');
     writeFileSync(file, bytes);
-    expect(() => readSafetensorsSync(file)).toThrow(new RegExp(`^invalid safetensors ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${fault.source}`));
+    expect(() => readSafetensorsSync(file)).toThrow(
+      new RegExp(`^invalid safetensors ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${fault.source}`),
+    );
   });
 
   test('a missing file is a plain file-system error, and isSafetensors says no to non-files', async () => {
@@ -166,12 +224,18 @@ test('writes are atomic: no temporary file remains, and a refused write leaves t
   expect(readdirSync(dir)).toEqual(['weights.safetensors']);
   const before = readFileSync(file);
 
-  await expect(writeSafetensors(file, { w: f32([3], [1, 2]) })).rejects.toThrow(`cannot write safetensors ${file}: tensor w has 2 values but shape [3] holds 3`);
-  expect(() => writeSafetensorsSync(file, { w: { dtype: 'F16' as 'F32', shape: [1], data: Float32Array.of(1) } })).toThrow(
-    'tensor w has dtype F16; only F32 is supported',
+  await expect(writeSafetensors(file, { w: f32([3], [1, 2]) })).rejects.toThrow(
+    `cannot write safetensors ${file}: tensor w has 2 values but shape [3] holds 3`,
   );
-  expect(() => writeSafetensorsSync(file, { w: f32([1], [1]) }, { step: 3 as unknown as string })).toThrow('metadata "step" is a number, not a string');
-  await expect(writeSafetensors(path.join(dir, 'missing', 'x.safetensors'), { w: f32([1], [1]) })).rejects.toThrow(/ENOENT/);
+  expect(() =>
+    writeSafetensorsSync(file, { w: { dtype: 'F16' as 'F32', shape: [1], data: Float32Array.of(1) } }),
+  ).toThrow('tensor w has dtype F16; only F32 is supported');
+  expect(() => writeSafetensorsSync(file, { w: f32([1], [1]) }, { step: 3 as unknown as string })).toThrow(
+    'metadata "step" is a number, not a string',
+  );
+  await expect(writeSafetensors(path.join(dir, 'missing', 'x.safetensors'), { w: f32([1], [1]) })).rejects.toThrow(
+    /ENOENT/,
+  );
   expect(readdirSync(dir)).toEqual(['weights.safetensors']);
   expect(readFileSync(file).equals(before)).toBe(true);
   expect([...(await readSafetensors(file)).tensors.w!.data]).toEqual([3, 4]);

@@ -1,7 +1,16 @@
 // The tiny trainer as a runner sees it: a child process that follows the trainer contract
 // (checkpoint folders, JSON-lines events, resume, exit codes) and really learns.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,14 +18,23 @@ import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { CHECKPOINT_FOLDER, checkpointFolderName, TRAINER_ENV } from '../../activities/runners/types';
 import { readSafetensorsSync, writeSafetensorsSync } from '../../store/safetensors';
 
-type TrainerEvent = { event: 'progress'; step: number; loss: number } | { event: 'checkpoint'; step: number; path: string } | { event: 'resumed'; step: number };
+type TrainerEvent =
+  | { event: 'progress'; step: number; loss: number }
+  | { event: 'checkpoint'; step: number; path: string }
+  | { event: 'resumed'; step: number };
 
 interface Trainer {
   child: ChildProcess;
   events: TrainerEvent[];
   /** Resolves with the first event matching `predicate` (seen already or later). */
   waitFor(predicate: (event: TrainerEvent) => boolean): Promise<TrainerEvent>;
-  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; events: TrainerEvent[] }>;
+  exit: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+    stdout: string;
+    stderr: string;
+    events: TrainerEvent[];
+  }>;
 }
 
 const folders: string[] = [];
@@ -27,10 +45,15 @@ const folder = (): string => {
 };
 afterAll(() => folders.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
-function startTrainer(args: string[], env: { output?: string; base?: string; runId?: string; maxSeconds?: number }): Trainer {
+function startTrainer(
+  args: string[],
+  env: { output?: string; base?: string; runId?: string; maxSeconds?: number },
+): Trainer {
   const [command, ...argv] = tinyTrainerCommand(args);
   // The test process's own COMPUTATRUM_* variables must not leak into the trainer.
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('COMPUTATRUM_')));
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('COMPUTATRUM_')),
+  );
   const child = spawn(command!, argv, {
     cwd: tmpdir(),
     env: {
@@ -62,12 +85,10 @@ function startTrainer(args: string[], env: { output?: string; base?: string; run
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.on('error', reject);
     child.on('exit', (code, signal) => resolve({ code, signal }));
-  }).then(
-    async (status) => {
-      await closed;
-      return { ...status, stdout, stderr, events };
-    },
-  );
+  }).then(async (status) => {
+    await closed;
+    return { ...status, stdout, stderr, events };
+  });
   return {
     child,
     events,
@@ -77,7 +98,15 @@ function startTrainer(args: string[], env: { output?: string; base?: string; run
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         waiters.push({ predicate, resolve });
-        exit.then((result) => reject(new Error(`trainer exited (${result.code ?? result.signal}) before the awaited event; stderr: ${result.stderr}`)), reject);
+        exit.then(
+          (result) =>
+            reject(
+              new Error(
+                `trainer exited (${result.code ?? result.signal}) before the awaited event; stderr: ${result.stderr}`,
+              ),
+            ),
+          reject,
+        );
       });
     },
   };
@@ -86,13 +115,20 @@ function startTrainer(args: string[], env: { output?: string; base?: string; run
 const runTrainer = (args: string[], env: Parameters<typeof startTrainer>[1]) => startTrainer(args, env).exit;
 
 const checkpoints = (output: string): string[] => readdirSync(output).filter((name) => CHECKPOINT_FOLDER.test(name));
-const metrics = (output: string, step: number) => JSON.parse(readFileSync(path.join(output, checkpointFolderName(step), 'metrics.json'), 'utf8'));
-const progressLosses = (events: TrainerEvent[]): number[] => events.flatMap((e) => (e.event === 'progress' ? [e.loss] : []));
+const metrics = (output: string, step: number) =>
+  JSON.parse(readFileSync(path.join(output, checkpointFolderName(step), 'metrics.json'), 'utf8'));
+const progressLosses = (events: TrainerEvent[]): number[] =>
+  events.flatMap((e) => (e.event === 'progress' ? [e.loss] : []));
 
 /** Every tensor's raw bytes, to compare two checkpoints bit for bit (metadata may differ: run ids). */
 function tensorBytes(file: string): Record<string, string> {
   const { tensors } = readSafetensorsSync(file);
-  return Object.fromEntries(Object.entries(tensors).map(([name, t]) => [name, `${JSON.stringify(t.shape)}:${Buffer.from(t.data.buffer).toString('base64')}`]));
+  return Object.fromEntries(
+    Object.entries(tensors).map(([name, t]) => [
+      name,
+      `${JSON.stringify(t.shape)}:${Buffer.from(t.data.buffer).toString('base64')}`,
+    ]),
+  );
 }
 
 let scratchOutput: string;
@@ -100,15 +136,30 @@ let scratchFirstLoss: number;
 
 test('trains from scratch: checkpoint folders with weights, optimizer state and metrics; the loss goes down', async () => {
   scratchOutput = path.join(folder(), 'output-not-yet-created');
-  const result = await runTrainer(['--steps', '120', '--save-every', '40'], { output: scratchOutput, runId: 'run-scratch' });
+  const result = await runTrainer(['--steps', '120', '--save-every', '40'], {
+    output: scratchOutput,
+    runId: 'run-scratch',
+  });
   expect(result).toMatchObject({ code: 0, signal: null });
 
-  expect(readdirSync(scratchOutput).sort()).toEqual(['checkpoint-00000040', 'checkpoint-00000080', 'checkpoint-00000120']);
+  expect(readdirSync(scratchOutput).sort()).toEqual([
+    'checkpoint-00000040',
+    'checkpoint-00000080',
+    'checkpoint-00000120',
+  ]);
   for (const name of checkpoints(scratchOutput)) {
-    expect(readdirSync(path.join(scratchOutput, name)).sort()).toEqual(['metrics.json', 'model.safetensors', 'optimizer.safetensors']);
+    expect(readdirSync(path.join(scratchOutput, name)).sort()).toEqual([
+      'metrics.json',
+      'model.safetensors',
+      'optimizer.safetensors',
+    ]);
   }
-  expect(result.events.filter((e) => e.event === 'checkpoint')).toEqual([40, 80, 120].map((step) => ({ event: 'checkpoint', step, path: checkpointFolderName(step) })));
-  expect(result.events.filter((e) => e.event === 'progress').map((e) => e.step)).toEqual([10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]);
+  expect(result.events.filter((e) => e.event === 'checkpoint')).toEqual(
+    [40, 80, 120].map((step) => ({ event: 'checkpoint', step, path: checkpointFolderName(step) })),
+  );
+  expect(result.events.filter((e) => e.event === 'progress').map((e) => e.step)).toEqual([
+    10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120,
+  ]);
 
   const first = metrics(scratchOutput, 40);
   const last = metrics(scratchOutput, 120);
@@ -119,7 +170,9 @@ test('trains from scratch: checkpoint folders with weights, optimizer state and 
   scratchFirstLoss = losses[0]!;
   expect(losses.at(-1)!).toBeLessThan(losses[0]! - 0.8);
 
-  const { tensors, metadata } = readSafetensorsSync(path.join(scratchOutput, 'checkpoint-00000120', 'model.safetensors'));
+  const { tensors, metadata } = readSafetensorsSync(
+    path.join(scratchOutput, 'checkpoint-00000120', 'model.safetensors'),
+  );
   expect(metadata).toMatchObject({ step: '120', run_id: 'run-scratch', format: 'computatrum-tiny-trainer/1' });
   const vocab = JSON.parse(metadata.vocab!) as string[];
   expect(vocab).toEqual(expect.arrayContaining(['a', ' ', '\n', '.']));
@@ -129,7 +182,10 @@ test('trains from scratch: checkpoint folders with weights, optimizer state and 
 
 test('a base model in COMPUTATRUM_BASE_DIR is where training starts', async () => {
   const base = folder();
-  copyFileSync(path.join(scratchOutput, 'checkpoint-00000120', 'model.safetensors'), path.join(base, 'model.safetensors'));
+  copyFileSync(
+    path.join(scratchOutput, 'checkpoint-00000120', 'model.safetensors'),
+    path.join(base, 'model.safetensors'),
+  );
   writeFileSync(path.join(base, 'metrics.json'), '{}');
   const output = folder();
   const result = await runTrainer(['--steps', '10', '--save-every', '50'], { output, base });
@@ -195,7 +251,11 @@ test('near the end of COMPUTATRUM_MAX_SECONDS the trainer saves a checkpoint of 
 
 test('bad inputs are clear errors with exit code 2', async () => {
   const wrongShape = folder();
-  writeSafetensorsSync(path.join(wrongShape, 'model.safetensors'), { embedding: { dtype: 'F32', shape: [3, 3], data: new Float32Array(9) } }, { step: '1' });
+  writeSafetensorsSync(
+    path.join(wrongShape, 'model.safetensors'),
+    { embedding: { dtype: 'F32', shape: [3, 3], data: new Float32Array(9) } },
+    { step: '1' },
+  );
   const notTensors = folder();
   writeFileSync(path.join(notTensors, 'model.safetensors'), 'this is not a safetensors file');
   const otherVocab = folder();
@@ -213,10 +273,23 @@ test('bad inputs are clear errors with exit code 2', async () => {
   ]);
   expect(shape).toMatchObject({ code: 2, stdout: expect.not.stringContaining('"checkpoint"') });
   expect(shape.stderr).toContain(`base model ${path.join(wrongShape, 'model.safetensors')} does not fit this trainer`);
-  expect(shape.stderr).toMatch(/tensor embedding has shape \[3,3\], expected \[\d+,16\]; tensor hidden.weight is missing/);
-  expect(corrupt).toMatchObject({ code: 2, stderr: expect.stringContaining(`base model cannot be read: invalid safetensors ${path.join(notTensors, 'model.safetensors')}: header length`) });
-  expect(vocab).toMatchObject({ code: 2, stderr: expect.stringContaining('was trained on another vocabulary (["x","y"])') });
+  expect(shape.stderr).toMatch(
+    /tensor embedding has shape \[3,3\], expected \[\d+,16\]; tensor hidden.weight is missing/,
+  );
+  expect(corrupt).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining(
+      `base model cannot be read: invalid safetensors ${path.join(notTensors, 'model.safetensors')}: header length`,
+    ),
+  });
+  expect(vocab).toMatchObject({
+    code: 2,
+    stderr: expect.stringContaining('was trained on another vocabulary (["x","y"])'),
+  });
   expect(noOutput).toMatchObject({ code: 2, stderr: expect.stringContaining('COMPUTATRUM_OUTPUT_DIR is not set') });
   expect(badFlag).toMatchObject({ code: 2, stderr: expect.stringContaining('--steps many: expected an integer >= 0') });
-  expect(missingBase).toMatchObject({ code: 2, stderr: expect.stringMatching(/COMPUTATRUM_BASE_DIR=.*absent does not exist/) });
+  expect(missingBase).toMatchObject({
+    code: 2,
+    stderr: expect.stringMatching(/COMPUTATRUM_BASE_DIR=.*absent does not exist/),
+  });
 });

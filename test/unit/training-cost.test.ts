@@ -23,7 +23,12 @@ describe('trainingCost: GPU-seconds at a rate per GPU-hour, in whole minor units
   });
 
   test('the cap in GPU-seconds is the most usage the cap pays for', () => {
-    for (const [cap, rate] of [[30n, 36_000n], [1250n, 240n], [1n, 7n], [999n, 3601n]] as const) {
+    for (const [cap, rate] of [
+      [30n, 36_000n],
+      [1250n, 240n],
+      [1n, 7n],
+      [999n, 3601n],
+    ] as const) {
       const seconds = gpuSecondsForCost(cap, rate);
       expect(trainingCost(seconds, rate, 10n ** 9n)).toBeLessThanOrEqual(cap);
       expect(trainingCost(seconds + 1, rate, 10n ** 9n)).toBeGreaterThan(cap);

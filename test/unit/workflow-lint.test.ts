@@ -14,7 +14,10 @@ async function problems(code: string, filePath = 'workflows/example.ts'): Promis
 test.each([
   ["import fs from 'node:fs';\nexport const x = fs;", /Node built-ins are not deterministic/],
   ["import { readFileSync } from 'fs';\nexport const x = readFileSync;", /Node built-ins are not deterministic/],
-  ["import { createJournalActivities } from '../activities/journal';\nexport const x = createJournalActivities;", /import their types only/],
+  [
+    "import { createJournalActivities } from '../activities/journal';\nexport const x = createJournalActivities;",
+    /import their types only/,
+  ],
   ["import { Client } from '@temporalio/client';\nexport const x = Client;", /may import @temporalio\/workflow/],
   ['export const x = Math.random();', /uuid4\(\)/],
   ['export const x = Date.now();', /Read workflow time in one place/],
@@ -36,5 +39,10 @@ test('type-only imports of activities, the SDK, and parsing dates are fine in wo
 });
 
 test('the same code outside workflows/ is allowed', async () => {
-  expect(await problems("import fs from 'node:fs';\nexport const x = [fs, Date.now(), Math.random()];", 'activities/example.ts')).toEqual([]);
+  expect(
+    await problems(
+      "import fs from 'node:fs';\nexport const x = [fs, Date.now(), Math.random()];",
+      'activities/example.ts',
+    ),
+  ).toEqual([]);
 });

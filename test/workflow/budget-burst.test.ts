@@ -27,14 +27,22 @@ test('500 concurrent reserves of 5.00 against 1,000.00: exactly 200 accepted, 30
   // 1,000.00 in all, the last of it as concurrent deposits of 0.01 that bring the history close to
   // the server's suggestion to continue as new (TEST_CONTINUE_AS_NEW_AFTER events), which the burst then crosses.
   const cents = 170;
-  await handle.executeUpdate(depositUpdate, { args: [{ amount: String(100000 - cents), currency: 'usd', reference: 'burst' }] });
-  await Promise.all(Array.from({ length: cents }, (_, i) => handle.executeUpdate(depositUpdate, { args: [{ amount: '1', currency: 'usd', reference: `cent-${i}` }] })));
+  await handle.executeUpdate(depositUpdate, {
+    args: [{ amount: String(100000 - cents), currency: 'usd', reference: 'burst' }],
+  });
+  await Promise.all(
+    Array.from({ length: cents }, (_, i) =>
+      handle.executeUpdate(depositUpdate, { args: [{ amount: '1', currency: 'usd', reference: `cent-${i}` }] }),
+    ),
+  );
   const generationBefore = (await handle.query(statusQuery)).generation;
 
   const answers = await Promise.all(
     Array.from({ length: 500 }, async (_, i) => {
       try {
-        const result = await handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: `burst-${i}`, purpose: 'burst' }] });
+        const result = await handle.executeUpdate(reserveUpdate, {
+          args: [{ amount: '500', ref: `burst-${i}`, purpose: 'burst' }],
+        });
         return { kind: 'accepted' as const, id: result.reservationId };
       } catch (error) {
         if (error instanceof WorkflowUpdateFailedError && error.cause instanceof ApplicationFailure) {
@@ -52,7 +60,10 @@ test('500 concurrent reserves of 5.00 against 1,000.00: exactly 200 accepted, 30
   expect(new Set(accepted.map((a) => a.id)).size).toBe(200);
   expect(refused).toHaveLength(300);
   for (const refusal of refused) {
-    expect(refusal).toMatchObject({ type: 'InsufficientFunds', message: expect.stringMatching(/available 0\.00 USD \(short by 5\.00 USD\)/) });
+    expect(refusal).toMatchObject({
+      type: 'InsufficientFunds',
+      message: expect.stringMatching(/available 0\.00 USD \(short by 5\.00 USD\)/),
+    });
   }
 
   const status = await handle.query(statusQuery);

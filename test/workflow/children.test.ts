@@ -7,7 +7,14 @@ import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
 import { ANNOTATION, publishCheckpoint } from '../../store/checkpoint';
-import { type ChildStatus, childrenQuery, childStatusQuery, leaveUpdate, retireUpdate, spawnChildUpdate } from '../../workflows/child-api';
+import {
+  type ChildStatus,
+  childrenQuery,
+  childStatusQuery,
+  leaveUpdate,
+  retireUpdate,
+  spawnChildUpdate,
+} from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';
 import { promoteUpdate } from '../../workflows/germline-api';
 import { trainingWorkflow } from '../../workflows/training';
@@ -47,17 +54,34 @@ test('a spawned child holds its allowance as a reservation of the germline and w
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('coder');
 
-  const record = await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '5000', purpose: 'programming' });
-  expect(record).toMatchObject({ name, workflowId: childWorkflowId(germline.name, name), allowance: '5000', state: 'active' });
+  const record = await updateBudget(germline.handle, spawnChildUpdate, {
+    name,
+    allowance: '5000',
+    purpose: 'programming',
+  });
+  expect(record).toMatchObject({
+    name,
+    workflowId: childWorkflowId(germline.name, name),
+    allowance: '5000',
+    state: 'active',
+  });
   const books = await germline.handle.query(statusQuery);
-  expect(books.openReservations).toEqual([expect.objectContaining({ id: record.reservationId, amount: '5000', ref: `child/${name}` })]);
+  expect(books.openReservations).toEqual([
+    expect.objectContaining({ id: record.reservationId, amount: '5000', ref: `child/${name}` }),
+  ]);
   expect(books.available).toBe('95000');
 
   const status = await eventually(async () => {
     const s = await child(germline.name, name).query(childStatusQuery);
     return s.branch ? s : undefined;
   }, 'the child to fork its branch');
-  expect(status).toMatchObject({ state: 'active', allowance: '5000', available: '5000', spent: '0', branch: `children/${name}:main` });
+  expect(status).toMatchObject({
+    state: 'active',
+    allowance: '5000',
+    available: '5000',
+    spent: '0',
+    branch: `children/${name}:main`,
+  });
   expect((await env.store.getManifest(`children/${name}`, 'main'))?.digest).toBe(head.digest);
   expect(await germline.handle.query(childrenQuery)).toEqual([record]);
 });
@@ -65,13 +89,32 @@ test('a spawned child holds its allowance as a reservation of the germline and w
 test('a child pays for its own training run; retiring it settles exactly what it spent in the germline', async () => {
   const germline = await fundedGermline();
   const name = uniqueName('animator');
-  const record = await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '3000', purpose: '3D animation' });
+  const record = await updateBudget(germline.handle, spawnChildUpdate, {
+    name,
+    allowance: '3000',
+    purpose: '3D animation',
+  });
 
   const id = uniqueName('child-run');
   const run = await env.client.workflow.start(trainingWorkflow, {
     workflowId: trainingWorkflowId(id),
     taskQueue: env.taskQueue,
-    args: [{ version: 1, id, payer: childWorkflowId(germline.name, name), currency: 'usd', output: { repo: `children/${name}`, branch: 'main' }, runner: 'local', command: tinyTrainerCommand(['--steps', '100']), gpus: 1, maxCost: '1000', ratePerGpuHour: '3600', maxDurationSeconds: 600, maxPreemptions: 1 }],
+    args: [
+      {
+        version: 1,
+        id,
+        payer: childWorkflowId(germline.name, name),
+        currency: 'usd',
+        output: { repo: `children/${name}`, branch: 'main' },
+        runner: 'local',
+        command: tinyTrainerCommand(['--steps', '100']),
+        gpus: 1,
+        maxCost: '1000',
+        ratePerGpuHour: '3600',
+        maxDurationSeconds: 600,
+        maxPreemptions: 1,
+      },
+    ],
   });
   const result = await run.result();
   expect(result.state).toBe('succeeded');
@@ -80,7 +123,9 @@ test('a child pays for its own training run; retiring it settles exactly what it
 
   const before = await child(germline.name, name).query(childStatusQuery);
   expect(before).toMatchObject({ spent: cost.toString(), available: (3000n - cost).toString() });
-  const retired = (await child(germline.name, name).executeUpdate(retireUpdate, { args: ['its breed is done'] })) as ChildStatus;
+  const retired = (await child(germline.name, name).executeUpdate(retireUpdate, {
+    args: ['its breed is done'],
+  })) as ChildStatus;
   expect(retired).toMatchObject({ state: 'retired', spent: cost.toString(), endReason: 'its breed is done' });
 
   // The child's signal reaches the germline right after it retires.
@@ -90,11 +135,19 @@ test('a child pays for its own training run; retiring it settles exactly what it
   }, 'the germline to settle the allowance');
   expect(books.spent).toBe(cost.toString());
   expect(books.available).toBe((100000n - cost).toString());
-  const settled = (await germline.handle.query(ledgerQuery, 100)).find((e) => e.kind === 'settle' && e.reservationId === record.reservationId);
+  const settled = (await germline.handle.query(ledgerQuery, 100)).find(
+    (e) => e.kind === 'settle' && e.reservationId === record.reservationId,
+  );
   expect(settled).toMatchObject({ amount: '3000', spent: cost.toString() });
-  expect((await germline.handle.query(childrenQuery))[0]).toMatchObject({ state: 'retired', spent: cost.toString(), reason: 'its breed is done' });
+  expect((await germline.handle.query(childrenQuery))[0]).toMatchObject({
+    state: 'retired',
+    spent: cost.toString(),
+    reason: 'its breed is done',
+  });
   // A retired child spends nothing more.
-  const late = await child(germline.name, name).executeUpdate(retireUpdate, { args: ['again'] }).catch((e: unknown) => e);
+  const late = await child(germline.name, name)
+    .executeUpdate(retireUpdate, { args: ['again'] })
+    .catch((e: unknown) => e);
   expect(late).toBeInstanceOf(Error);
 });
 
@@ -105,10 +158,20 @@ test('leave: funding ends, the allowance is settled to the cent, the branch goes
   const head = await publishCheckpoint(env.store, `germline/${germline.name}`, dir, { tag: 'main' });
   const name = uniqueName('tutor');
   await updateBudget(germline.handle, spawnChildUpdate, { name, allowance: '2500', purpose: 'teaching' });
-  await eventually(async () => ((await child(germline.name, name).query(childStatusQuery)).branch ? true : undefined), 'the fork');
+  await eventually(
+    async () => ((await child(germline.name, name).query(childStatusQuery)).branch ? true : undefined),
+    'the fork',
+  );
 
-  const left = (await child(germline.name, name).executeUpdate(leaveUpdate, { args: [{ owner: 'alice', reason: 'wants to be a tutor on its own' }] })) as ChildStatus;
-  expect(left).toMatchObject({ state: 'left', owner: 'alice', endReason: 'wants to be a tutor on its own', spent: '0' });
+  const left = (await child(germline.name, name).executeUpdate(leaveUpdate, {
+    args: [{ owner: 'alice', reason: 'wants to be a tutor on its own' }],
+  })) as ChildStatus;
+  expect(left).toMatchObject({
+    state: 'left',
+    owner: 'alice',
+    endReason: 'wants to be a tutor on its own',
+    spent: '0',
+  });
   expect((await env.store.getManifest(`trainers/alice/${name}`, 'main'))?.digest).toBe(head.digest);
   const books = await eventually(async () => {
     const b = await germline.handle.query(statusQuery);
@@ -121,7 +184,11 @@ test('leave: funding ends, the allowance is settled to the cent, the branch goes
 test('a paused germline spawns nothing, and a refusal names every guardrail it crossed', async () => {
   const germline = await fundedGermline('1000');
   await germline.handle.signal(pauseSignal, 'audit');
-  const refused = await updateBudget(germline.handle, spawnChildUpdate, { name: 'coder', allowance: '5000', purpose: 'programming' }).catch((e: unknown) => e);
+  const refused = await updateBudget(germline.handle, spawnChildUpdate, {
+    name: 'coder',
+    allowance: '5000',
+    purpose: 'programming',
+  }).catch((e: unknown) => e);
   expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
   const message = (refused as WorkflowUpdateFailedError).cause!.message;
   expect(message).toContain('not-paused: the germline is paused');
@@ -164,22 +231,36 @@ test('promotion: a checkpoint below the eval gate is refused with the gate and t
   const publish = async (tag: string, loss: number) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'candidate-'));
     writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`weights at loss ${loss}`));
-    return publishCheckpoint(env.store, 'trainers/alice/coder', dir, { tag, parent: 'sha256:' + 'a'.repeat(64), annotations: { [ANNOTATION.metrics]: JSON.stringify({ loss, step: 300 }) } });
+    return publishCheckpoint(env.store, 'trainers/alice/coder', dir, {
+      tag,
+      parent: 'sha256:' + 'a'.repeat(64),
+      annotations: { [ANNOTATION.metrics]: JSON.stringify({ loss, step: 300 }) },
+    });
   };
   await publish('weak', 2.5);
   const strong = await publish('strong', 1.5);
 
-  const refused = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'weak' }).catch((e: unknown) => e);
-  expect((refused as WorkflowUpdateFailedError).cause?.message).toBe('trainers/alice/coder:weak is not promoted: loss 2.5 fails the eval gate (loss at most 2)');
+  const refused = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'weak' }).catch(
+    (e: unknown) => e,
+  );
+  expect((refused as WorkflowUpdateFailedError).cause?.message).toBe(
+    'trainers/alice/coder:weak is not promoted: loss 2.5 fails the eval gate (loss at most 2)',
+  );
   expect(await env.store.getManifest(`germline/${name}`, 'main')).toBeUndefined();
 
   const promoted = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'strong' });
-  expect(promoted).toMatchObject({ digest: strong.digest, metrics: { loss: 1.5, step: 300 }, gate: 'loss 1.5 passes the eval gate (loss at most 2)' });
+  expect(promoted).toMatchObject({
+    digest: strong.digest,
+    metrics: { loss: 1.5, step: 300 },
+    gate: 'loss 1.5 passes the eval gate (loss at most 2)',
+  });
   const head = await env.store.getManifest(`germline/${name}`, 'main');
   expect(head?.digest).toBe(strong.digest);
   expect(JSON.parse(head!.bytes.toString()).annotations[ANNOTATION.parent]).toBe('sha256:' + 'a'.repeat(64));
 
-  const unknown = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch((e: unknown) => e);
+  const unknown = await updateBudget(handle, promoteUpdate, { repo: 'trainers/alice/coder', reference: 'nope' }).catch(
+    (e: unknown) => e,
+  );
   expect((unknown as WorkflowUpdateFailedError).cause?.message).toContain('trainers/alice/coder has no nope');
 });
 
@@ -190,7 +271,8 @@ test('two spawns of one name at once: one child, one reservation; the other is r
     updateBudget(germline.handle, spawnChildUpdate, { name: 'twin', allowance: '1000', purpose: 'b' }),
   ]);
   expect(outcomes.map((o) => o.status).sort()).toEqual(['fulfilled', 'rejected']);
-  const refusal = (outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult).reason as WorkflowUpdateFailedError;
+  const refusal = (outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult)
+    .reason as WorkflowUpdateFailedError;
   expect(refusal.cause?.message).toMatch(/a child named twin exists already/);
   const books = await germline.handle.query(statusQuery);
   expect(books.openReservations).toHaveLength(1);

@@ -12,12 +12,20 @@ import { approveUpdate, autonomyQuery, setAutonomyUpdate, tickUpdate } from '../
 import { Budget, initialBudgetState } from '../../workflows/budget';
 import { childrenQuery } from '../../workflows/child-api';
 import { germlineWorkflow } from '../../workflows/germline';
-import {
-  type GermlineInput,
-} from '../../workflows/germline-api';
+import { type GermlineInput } from '../../workflows/germline-api';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
-import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import {
+  depositUpdate,
+  ledgerQuery,
+  pauseSignal,
+  releaseUpdate,
+  reserveUpdate,
+  resumeSignal,
+  setPolicyUpdate,
+  settleUpdate,
+  statusQuery,
+} from '../../workflows/budget-api';
 import { germlineWorkflowId, childWorkflowId } from '../../workflows/names';
 import { updateBudget } from '../../temporal/budget-client';
 
@@ -34,20 +42,26 @@ afterAll(async () => {
   await env?.close();
 });
 
-const deposit = (handle: GermlineHandle, amount: string, reference: string) => updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference });
-const reserve = (handle: GermlineHandle, amount: string, ref: string) => updateBudget(handle, reserveUpdate, { amount, ref, purpose: 'carried' });
+const deposit = (handle: GermlineHandle, amount: string, reference: string) =>
+  updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference });
+const reserve = (handle: GermlineHandle, amount: string, ref: string) =>
+  updateBudget(handle, reserveUpdate, { amount, ref, purpose: 'carried' });
 
 async function rejection(promise: Promise<unknown>): Promise<{ type: string | undefined; message: string }> {
   const error = await promise.then(
     () => undefined,
     (e: unknown) => e,
   );
-  if (!(error instanceof WorkflowUpdateFailedError) || !(error.cause instanceof ApplicationFailure)) throw new Error(`expected a refusal by the budget, got ${String(error)}`);
+  if (!(error instanceof WorkflowUpdateFailedError) || !(error.cause instanceof ApplicationFailure))
+    throw new Error(`expected a refusal by the budget, got ${String(error)}`);
   return { type: error.cause.type ?? undefined, message: error.cause.message };
 }
 
 /** Deposits 0.01 at a time until the germline has continued as new; returns the run it continued from and how many deposits it took. */
-async function driveUntilContinuedAsNew(handle: GermlineHandle, prefix: string): Promise<{ firstRunId: string; references: string[] }> {
+async function driveUntilContinuedAsNew(
+  handle: GermlineHandle,
+  prefix: string,
+): Promise<{ firstRunId: string; references: string[] }> {
   const firstRunId = (await handle.describe()).runId;
   const generation = (await handle.query(statusQuery)).generation;
   const references: string[] = [];
@@ -65,7 +79,9 @@ async function driveUntilContinuedAsNew(handle: GermlineHandle, prefix: string):
 /** The input the run `runId` continued as new with: the state exactly as it was carried. */
 async function carriedInput(workflowId: string, runId: string): Promise<GermlineInput> {
   const history = await env.client.workflow.getHandle(workflowId, runId).fetchHistory();
-  const continued = history.events?.find((e) => e.workflowExecutionContinuedAsNewEventAttributes)?.workflowExecutionContinuedAsNewEventAttributes;
+  const continued = history.events?.find(
+    (e) => e.workflowExecutionContinuedAsNewEventAttributes,
+  )?.workflowExecutionContinuedAsNewEventAttributes;
   expect(continued).toBeDefined();
   return defaultPayloadConverter.fromPayload<GermlineInput>(continued!.input!.payloads![0]!);
 }
@@ -86,7 +102,13 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
   };
   await updateBudget(handle, setAutonomyUpdate, settings);
   const parked = await handle.executeUpdate(tickUpdate, { args: [] });
-  expect(parked.decisions).toEqual([expect.objectContaining({ id: `${name}/1/0`, outcome: 'awaiting-approval', proposal: { kind: 'spawn', child: 'tutor', allowance: '4000', purpose: 'tutor breed' } })]);
+  expect(parked.decisions).toEqual([
+    expect.objectContaining({
+      id: `${name}/1/0`,
+      outcome: 'awaiting-approval',
+      proposal: { kind: 'spawn', child: 'tutor', allowance: '4000', purpose: 'tutor breed' },
+    }),
+  ]);
 
   // The books: caps, one reservation open, one settled below its amount, one released.
   await updateBudget(handle, setPolicyUpdate, { dailySpendCap: '50000', perReservationCap: '20000' });
@@ -101,33 +123,73 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
 
   const before = await handle.query(statusQuery);
   const autonomyBefore = await handle.query(autonomyQuery);
-  expect(before).toMatchObject({ paused: true, reserved: '3000', spent: '1500', policy: { dailySpendCap: '50000', perReservationCap: '20000' } });
+  expect(before).toMatchObject({
+    paused: true,
+    reserved: '3000',
+    spent: '1500',
+    policy: { dailySpendCap: '50000', perReservationCap: '20000' },
+  });
   expect(autonomyBefore.pending).toHaveLength(1);
 
   const { firstRunId, references } = await driveUntilContinuedAsNew(handle, 'fill');
 
   // What was carried, as the server recorded it.
   const carried = await carriedInput(germlineWorkflowId(name), firstRunId);
-  expect(carried.state).toMatchObject({ paused: true, policy: { dailySpendCap: '50000', perReservationCap: '20000' }, generation: before.generation + 1 });
-  expect(carried.autonomyState).toMatchObject({ ticks: 1, pending: autonomyBefore.pending, limits: autonomyBefore.limits, decider: autonomyBefore.decider, evalGate: settings.evalGate });
+  expect(carried.state).toMatchObject({
+    paused: true,
+    policy: { dailySpendCap: '50000', perReservationCap: '20000' },
+    generation: before.generation + 1,
+  });
+  expect(carried.autonomyState).toMatchObject({
+    ticks: 1,
+    pending: autonomyBefore.pending,
+    limits: autonomyBefore.limits,
+    decider: autonomyBefore.decider,
+    evalGate: settings.evalGate,
+  });
   // Committed on the day the germline reserved (its own clock): 3000 open + 1500 spent; the 500 and the 1000 returned.
-  const reservationDays = new Set((await handle.query(ledgerQuery)).filter((e) => e.kind === 'reserve').map((e) => e.at.slice(0, 10)));
-  if (reservationDays.size === 1) expect(carried.state!.committedToday).toEqual({ day: [...reservationDays][0], amount: '4500' });
+  const reservationDays = new Set(
+    (await handle.query(ledgerQuery)).filter((e) => e.kind === 'reserve').map((e) => e.at.slice(0, 10)),
+  );
+  if (reservationDays.size === 1)
+    expect(carried.state!.committedToday).toEqual({ day: [...reservationDays][0], amount: '4500' });
 
   const after = await handle.query(statusQuery);
-  expect(after).toMatchObject({ paused: true, state: 'paused', policy: before.policy, reserved: '3000', spent: '1500', deposited: String(100000 + references.length) });
+  expect(after).toMatchObject({
+    paused: true,
+    state: 'paused',
+    policy: before.policy,
+    reserved: '3000',
+    spent: '1500',
+    deposited: String(100000 + references.length),
+  });
   expect(after.openReservations).toEqual(before.openReservations);
   // The daily commitment counts on the day it was made: the same amount unless a UTC midnight came in between.
-  expect(after.committedToday.amount).toBe(after.committedToday.day === carried.state!.committedToday.day ? carried.state!.committedToday.amount : '0');
+  expect(after.committedToday.amount).toBe(
+    after.committedToday.day === carried.state!.committedToday.day ? carried.state!.committedToday.amount : '0',
+  );
 
   // Paused still: no new reservation, but a retried one is answered with its reservation.
   expect((await rejection(reserve(handle, '100', 'new-after-can'))).type).toBe('Paused');
   expect(await reserve(handle, '3000', 'open-a')).toMatchObject({ duplicate: true, reservationId: open.reservationId });
   // Closed reservations answer retries identically; another close of them is refused.
-  expect(await updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' })).toEqual({ ...settled, duplicate: true, available: expect.any(String) });
-  expect(await updateBudget(handle, releaseUpdate, { reservationId: toRelease.reservationId })).toEqual({ ...released, duplicate: true, available: expect.any(String) });
-  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1000' }))).type).toBe('AlreadyClosed');
-  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: toRelease.reservationId, actual: '0' }))).type).toBe('AlreadyClosed');
+  expect(await updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1500' })).toEqual({
+    ...settled,
+    duplicate: true,
+    available: expect.any(String),
+  });
+  expect(await updateBudget(handle, releaseUpdate, { reservationId: toRelease.reservationId })).toEqual({
+    ...released,
+    duplicate: true,
+    available: expect.any(String),
+  });
+  expect(
+    (await rejection(updateBudget(handle, settleUpdate, { reservationId: toSettle.reservationId, actual: '1000' })))
+      .type,
+  ).toBe('AlreadyClosed');
+  expect(
+    (await rejection(updateBudget(handle, settleUpdate, { reservationId: toRelease.reservationId, actual: '0' }))).type,
+  ).toBe('AlreadyClosed');
   // Deposits from before the continue-as-new are remembered by reference.
   const seed = await deposit(handle, '100000', 'seed');
   expect(seed).toMatchObject({ duplicate: true, sequence: 1 });
@@ -140,8 +202,13 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
   expect(autonomyAfter).toEqual(autonomyBefore);
   await handle.signal(resumeSignal);
   const approved = await handle.executeUpdate(approveUpdate, { args: [{ decisionId: `${name}/1/0`, by: 'carol' }] });
-  expect(approved).toMatchObject({ outcome: 'approved', reason: `approved by carol: spawned ${childWorkflowId(name, 'tutor')} with an allowance of 40.00 USD` });
-  expect(await handle.query(childrenQuery)).toEqual([expect.objectContaining({ name: 'tutor', allowance: '4000', state: 'active' })]);
+  expect(approved).toMatchObject({
+    outcome: 'approved',
+    reason: `approved by carol: spawned ${childWorkflowId(name, 'tutor')} with an allowance of 40.00 USD`,
+  });
+  expect(await handle.query(childrenQuery)).toEqual([
+    expect.objectContaining({ name: 'tutor', allowance: '4000', state: 'active' }),
+  ]);
   // The caps still hold after the continue-as-new.
   expect((await rejection(reserve(handle, '20001', 'too-big'))).type).toBe('ReservationCapExceeded');
 
@@ -164,7 +231,11 @@ test('the reserve-ref and closed-reservation memories are carried at their limit
   budget.deposit({ amount: '1000000', currency: 'usd', reference: 'seed' }, 'pre/0', noon);
   const ids: string[] = [];
   for (let i = 0; i <= LIMIT; i++) {
-    const { reservationId } = budget.reserve({ amount: '10', ref: `ref-${i}`, purpose: 'fill' }, `pre/r${i}`, noon).result;
+    const { reservationId } = budget.reserve(
+      { amount: '10', ref: `ref-${i}`, purpose: 'fill' },
+      `pre/r${i}`,
+      noon,
+    ).result;
     budget.settle({ reservationId, actual: '6' }, `pre/s${i}`, noon);
     ids.push(reservationId);
   }
@@ -188,15 +259,24 @@ test('the reserve-ref and closed-reservation memories are carried at their limit
 
   // After the continue-as-new: the oldest remembered ref and close still answer as duplicates...
   expect(await reserve(handle, '10', 'ref-1')).toMatchObject({ duplicate: true, reservationId: ids[1] });
-  expect(await updateBudget(handle, settleUpdate, { reservationId: ids[1]!, actual: '6' })).toMatchObject({ duplicate: true, spent: '6', released: '4' });
+  expect(await updateBudget(handle, settleUpdate, { reservationId: ids[1]!, actual: '6' })).toMatchObject({
+    duplicate: true,
+    spent: '6',
+    released: '4',
+  });
   // ...the evicted ones are forgotten: ref-0 for another amount is a new reservation, r-of-ref-0 is unknown...
-  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: ids[0]!, actual: '6' }))).type).toBe('UnknownReservation');
+  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: ids[0]!, actual: '6' }))).type).toBe(
+    'UnknownReservation',
+  );
   const reused = await reserve(handle, '20', 'ref-0');
   expect(reused).toMatchObject({ duplicate: false });
   expect(ids).not.toContain(reused.reservationId);
   // ...and that reserve evicted exactly the oldest remembered ref, ref-1, and no other.
   expect(await reserve(handle, '10', 'ref-2')).toMatchObject({ duplicate: true, reservationId: ids[2] });
   expect(await reserve(handle, '30', 'ref-1')).toMatchObject({ duplicate: false });
-  await eventually(async () => ((await handle.query(statusQuery)).journalPending === 0 ? true : undefined), 'the journal to book every accepted change');
+  await eventually(
+    async () => ((await handle.query(statusQuery)).journalPending === 0 ? true : undefined),
+    'the journal to book every accepted change',
+  );
   await handle.terminate('test done');
 });

@@ -20,7 +20,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of schedules) await env.client.schedule.getHandle(id).delete().catch(() => undefined);
+  for (const id of schedules)
+    await env.client.schedule
+      .getHandle(id)
+      .delete()
+      .catch(() => undefined);
   await env?.close();
 });
 
@@ -47,11 +51,17 @@ test('the schedule runs daily at 00:00 UTC, and creating it twice leaves one unc
   schedules.push(dailyScheduleId(germline));
   expect(await ensureDailySchedule(env.client, { germline, taskQueue: env.taskQueue })).toBe('updated');
   const description = await env.client.schedule.getHandle(dailyScheduleId(germline)).describe();
-  expect(description.spec.calendars).toEqual([expect.objectContaining({ hour: [{ start: 0, end: 0, step: 1 }], minute: [{ start: 0, end: 0, step: 1 }] })]);
+  expect(description.spec.calendars).toEqual([
+    expect.objectContaining({ hour: [{ start: 0, end: 0, step: 1 }], minute: [{ start: 0, end: 0, step: 1 }] }),
+  ]);
   expect(description.spec.timezone).toBe('UTC');
-  expect(description.policies).toMatchObject({ overlap: ScheduleOverlapPolicy.BUFFER_ALL, catchupWindow: 7 * 24 * 3600 * 1000 });
+  expect(description.policies).toMatchObject({
+    overlap: ScheduleOverlapPolicy.BUFFER_ALL,
+    catchupWindow: 7 * 24 * 3600 * 1000,
+  });
   const ids: string[] = [];
-  for await (const listed of env.client.schedule.list()) if (listed.scheduleId === dailyScheduleId(germline)) ids.push(listed.scheduleId);
+  for await (const listed of env.client.schedule.list())
+    if (listed.scheduleId === dailyScheduleId(germline)) ids.push(listed.scheduleId);
   expect(ids).toEqual([dailyScheduleId(germline)]);
 });
 
@@ -59,15 +69,24 @@ test('a backfill of 3 days gives 3 immutable tags on the head, with distinct nic
   const { germline, digest } = await germlineWithHead();
   await schedule(germline);
   expect(await backfillDaily(env.client, germline, '2026-11-20', '2026-11-22')).toBe(3);
-  const rows = await eventually(async () => {
-    const found = await checkpointRows(germline);
-    return found.length === 3 ? found : undefined;
-  }, '3 daily checkpoints', 45_000);
+  const rows = await eventually(
+    async () => {
+      const found = await checkpointRows(germline);
+      return found.length === 3 ? found : undefined;
+    },
+    '3 daily checkpoints',
+    45_000,
+  );
   expect(rows.map((r) => r.tag)).toEqual(['gpc-2026-11-20', 'gpc-2026-11-21', 'gpc-2026-11-22']);
   expect(rows.every((r) => r.status === 'published' && r.digest === digest)).toBe(true);
   expect(new Set(rows.map((r) => r.nickname)).size).toBe(3);
   for (const row of rows) expect(row.nickname).toMatch(/^[A-Z][a-z]+ [A-Z][a-z]+$/);
-  expect(await env.store.listTags(`germline/${germline}`)).toEqual(['gpc-2026-11-20', 'gpc-2026-11-21', 'gpc-2026-11-22', 'main']);
+  expect(await env.store.listTags(`germline/${germline}`)).toEqual([
+    'gpc-2026-11-20',
+    'gpc-2026-11-21',
+    'gpc-2026-11-22',
+    'main',
+  ]);
   const card = path.join(env.dataDir, 'model-cards', 'germline', germline, 'gpc-2026-11-21.md');
   expect(readFileSync(card, 'utf8')).toContain(`- digest: \`${digest}\``);
 });
@@ -90,7 +109,11 @@ test('the same day run twice gives one tag and one row', async () => {
   await backfillDaily(env.client, germline, '2026-11-24', '2026-11-24');
   await backfillDaily(env.client, germline, '2026-11-24', '2026-11-24');
   const day = await env.client.workflow.getHandle(`daily-gpc/${germline}/2026-11-24`);
-  await eventually(async () => ((await day.describe().catch(() => undefined))?.status.name === 'COMPLETED' ? true : undefined), 'the day workflow to complete', 45_000);
+  await eventually(
+    async () => ((await day.describe().catch(() => undefined))?.status.name === 'COMPLETED' ? true : undefined),
+    'the day workflow to complete',
+    45_000,
+  );
   const rows = await checkpointRows(germline);
   expect(rows.map((r) => r.tag)).toEqual(['gpc-2026-11-23', 'gpc-2026-11-24']);
   expect(await env.store.listTags(`germline/${germline}`)).toEqual(['gpc-2026-11-23', 'gpc-2026-11-24', 'main']);
@@ -103,6 +126,12 @@ test('a day without a head checkpoint is recorded as skipped, with the reason', 
     taskQueue: env.taskQueue,
     args: [{ germline, day: '2026-11-25' }],
   });
-  expect(result).toMatchObject({ status: 'skipped', tag: 'gpc-2026-11-25', reason: `no head checkpoint yet: push one to germline/${germline}:main` });
-  expect(await checkpointRows(germline)).toEqual([expect.objectContaining({ status: 'skipped', tag: 'gpc-2026-11-25' })]);
+  expect(result).toMatchObject({
+    status: 'skipped',
+    tag: 'gpc-2026-11-25',
+    reason: `no head checkpoint yet: push one to germline/${germline}:main`,
+  });
+  expect(await checkpointRows(germline)).toEqual([
+    expect.objectContaining({ status: 'skipped', tag: 'gpc-2026-11-25' }),
+  ]);
 });

@@ -65,7 +65,9 @@ test('a germline outlives a restart of the dev server on the same db file', asyn
     const { status, books } = await withServer(async (client) => {
       const { handle, started } = await ensureGermline(client, { name, currency: 'usd', taskQueue: 'restart' });
       expect(started).toBe(false);
-      expect(await updateBudget(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' })).toMatchObject({ duplicate: true });
+      expect(
+        await updateBudget(handle, depositUpdate, { amount: '25000', currency: 'usd', reference: 'before-restart' }),
+      ).toMatchObject({ duplicate: true });
       await updateBudget(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: 'after-restart' });
       return { status: await handle.query(statusQuery), books: await reconciledBooks(db, handle, name) };
     });

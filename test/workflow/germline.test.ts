@@ -8,7 +8,17 @@ import { type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, type TestWorker } from '../helpers/temporal';
-import { depositUpdate, ledgerQuery, pauseSignal, releaseUpdate, reserveUpdate, resumeSignal, setPolicyUpdate, settleUpdate, statusQuery } from '../../workflows/budget-api';
+import {
+  depositUpdate,
+  ledgerQuery,
+  pauseSignal,
+  releaseUpdate,
+  reserveUpdate,
+  resumeSignal,
+  setPolicyUpdate,
+  settleUpdate,
+  statusQuery,
+} from '../../workflows/budget-api';
 import { updateBudget } from '../../temporal/budget-client';
 
 let env: TestEnvironment;
@@ -34,7 +44,6 @@ const deposit = (handle: GermlineHandle, amount: string, reference: string) =>
   updateBudget(handle, depositUpdate, { amount, currency: 'usd', reference });
 const reserve = (handle: GermlineHandle, amount: string, ref: string, purpose = 'training run') =>
   updateBudget(handle, reserveUpdate, { amount, ref, purpose });
-
 
 async function expectBooksAgree(name: string, handle: GermlineHandle): Promise<void> {
   const result = await reconciledBooks(env.db, handle, name);
@@ -75,10 +84,15 @@ test('bad amounts and unknown reservations are refused with what was wrong', asy
     expect(refused.type).toBe('InvalidRequest');
     expect(refused.message).toMatch(/amount must/);
   }
-  const wrongCurrency = await budgetRefusal(updateBudget(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }));
+  const wrongCurrency = await budgetRefusal(
+    updateBudget(handle, depositUpdate, { amount: '100', currency: 'eur', reference: 'x' }),
+  );
   expect(wrongCurrency.type).toBe('CurrencyMismatch');
   const unknown = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId: 'r999', actual: '1' }));
-  expect(unknown).toEqual({ type: 'UnknownReservation', message: expect.stringContaining('reservation r999 is not open') });
+  expect(unknown).toEqual({
+    type: 'UnknownReservation',
+    message: expect.stringContaining('reservation r999 is not open'),
+  });
 });
 
 test('settling below the reservation releases the rest; settling above it is refused', async () => {
@@ -94,16 +108,28 @@ test('settling below the reservation releases the rest; settling above it is ref
   const settled = await updateBudget(handle, settleUpdate, { reservationId, actual: '2500' });
   expect(settled).toEqual({ reservationId, duplicate: false, spent: '2500', released: '1500', available: '7500' });
   // A retried settle is answered again and books nothing; another amount is refused.
-  expect(await updateBudget(handle, settleUpdate, { reservationId, actual: '2500' })).toMatchObject({ duplicate: true, released: '1500' });
+  expect(await updateBudget(handle, settleUpdate, { reservationId, actual: '2500' })).toMatchObject({
+    duplicate: true,
+    released: '1500',
+  });
   const changed = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId, actual: '2000' }));
   expect(changed).toEqual({ type: 'AlreadyClosed', message: expect.stringContaining('already settled at 25.00 USD') });
-  expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', spent: '2500', balance: '7500', available: '7500' });
+  expect(await handle.query(statusQuery)).toMatchObject({
+    reserved: '0',
+    spent: '2500',
+    balance: '7500',
+    available: '7500',
+  });
 
   const second = await reserve(handle, '1000', 'job-2');
   const released = await updateBudget(handle, releaseUpdate, { reservationId: second.reservationId });
   expect(released).toMatchObject({ released: '1000', available: '7500' });
-  expect(await updateBudget(handle, releaseUpdate, { reservationId: second.reservationId })).toMatchObject({ duplicate: true });
-  const settleReleased = await budgetRefusal(updateBudget(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }));
+  expect(await updateBudget(handle, releaseUpdate, { reservationId: second.reservationId })).toMatchObject({
+    duplicate: true,
+  });
+  const settleReleased = await budgetRefusal(
+    updateBudget(handle, settleUpdate, { reservationId: second.reservationId, actual: '0' }),
+  );
   expect(settleReleased.type).toBe('AlreadyClosed');
 
   const kinds = (await handle.query(ledgerQuery)).map((entry) => entry.kind);
@@ -140,9 +166,7 @@ test('pause refuses new reservations until resume; the daily and per-reservation
 test('150 concurrent reserves asking for 1.5x the funds never overspend, and the journal equals the workflow', async () => {
   const { name, handle } = await newGermline('concurrent');
   await deposit(handle, '50000', 'd1');
-  const outcomes = await Promise.allSettled(
-    Array.from({ length: 150 }, (_, i) => reserve(handle, '500', `job-${i}`)),
-  );
+  const outcomes = await Promise.allSettled(Array.from({ length: 150 }, (_, i) => reserve(handle, '500', `job-${i}`)));
   const accepted = outcomes.filter((o) => o.status === 'fulfilled');
   const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected');
   // Every refusal is the budget's own; anything else (a busy server the client gave up on) is named here.
@@ -152,7 +176,9 @@ test('150 concurrent reserves asking for 1.5x the funds never overspend, and the
     .map((error) => `${error.name}: ${error.message} / ${error.cause?.message}`);
   expect([...new Set(otherFailures)]).toEqual([]);
   expect(accepted).toHaveLength(100);
-  const ids = new Set(accepted.map((o) => (o as PromiseFulfilledResult<{ reservationId: string }>).value.reservationId));
+  const ids = new Set(
+    accepted.map((o) => (o as PromiseFulfilledResult<{ reservationId: string }>).value.reservationId),
+  );
   expect(ids.size).toBe(100);
 
   const status = await handle.query(statusQuery);
@@ -179,7 +205,10 @@ test('continue-as-new keeps balances, open reservations and idempotency memory',
   expect(status).toMatchObject({ deposited: '50000', spent: String(40 * 60), reserved: '1234' });
   expect(status.openReservations.map((r) => r.id)).toEqual([kept.reservationId]);
   expect(await deposit(handle, '50000', 'first-deposit')).toMatchObject({ duplicate: true });
-  expect(await reserve(handle, '1234', 'kept-open')).toMatchObject({ duplicate: true, reservationId: kept.reservationId });
+  expect(await reserve(handle, '1234', 'kept-open')).toMatchObject({
+    duplicate: true,
+    reservationId: kept.reservationId,
+  });
   await updateBudget(handle, settleUpdate, { reservationId: kept.reservationId, actual: '1000' });
   expect(await handle.query(statusQuery)).toMatchObject({ reserved: '0', spent: String(40 * 60 + 1000) });
   await expectBooksAgree(name, handle);
@@ -202,12 +231,18 @@ test('every history recorded above replays without determinism errors', async ()
   const histories = [];
   for (const workflowId of germlines) {
     for await (const execution of env.client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) {
-      histories.push({ workflowId, history: await env.client.workflow.getHandle(workflowId, execution.runId).fetchHistory() });
+      histories.push({
+        workflowId,
+        history: await env.client.workflow.getHandle(workflowId, execution.runId).fetchHistory(),
+      });
     }
   }
   expect(histories.length).toBeGreaterThan(germlines.length); // continue-as-new left several runs
   let replayed = 0;
-  for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, histories)) {
+  for await (const result of Worker.runReplayHistories(
+    { workflowBundle: { codePath: testGlobals().workflowBundlePath } },
+    histories,
+  )) {
     expect(result.error).toBeUndefined();
     replayed += 1;
   }

@@ -58,12 +58,23 @@ beforeAll(async () => {
   germline = await env.startGermline(uniqueName('authz'));
   await updateBudget(germline.handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
   // The germline decides only when ticked, and parks every spawn for an operator.
-  await updateBudget(germline.handle, setAutonomyUpdate, { tickIntervalSeconds: null, approvalThreshold: '500', rules: { purposes: ['tutor', 'painter'] } });
+  await updateBudget(germline.handle, setAutonomyUpdate, {
+    tickIntervalSeconds: null,
+    approvalThreshold: '500',
+    rules: { purposes: ['tutor', 'painter'] },
+  });
   await publish(`germline/${germline.name}`, 'head weights');
   app = await testPlatform(env, germline.name, {
     stripe: testStripe(stripeClient('sk_test_mock', mock.url), 'whsec_authz'),
     // 36.00 an hour: a cent per second of the tiny trainer.
-    training: { taskQueue: env.taskQueue, ratePerGpuHour: 3600n, runner: 'local', maxDurationSeconds: 600, maxPreemptions: 1, maxGpus: 1 },
+    training: {
+      taskQueue: env.taskQueue,
+      ratePerGpuHour: 3600n,
+      runner: 'local',
+      maxDurationSeconds: 600,
+      maxPreemptions: 1,
+      maxGpus: 1,
+    },
   });
   accounts.trainer = await signUpAccount(app, uniqueName('tina'));
   accounts.operator = await signUpAccount(app, uniqueName('olga'), { db: env.db });
@@ -71,9 +82,17 @@ beforeAll(async () => {
   accounts.seller = await signUpAccount(app, uniqueName('sam'));
   breed = `trainers/${accounts.seller.handle}/painter`;
   await publish(breed, 'painter weights');
-  expect((await accounts.seller.gql(`mutation { publishBreed(repository: "${breed}", title: "Painter", price: "4.20") { price } }`)).errors).toBeUndefined();
+  expect(
+    (
+      await accounts.seller.gql(
+        `mutation { publishBreed(repository: "${breed}", title: "Painter", price: "4.20") { price } }`,
+      )
+    ).errors,
+  ).toBeUndefined();
   expect((await accounts.seller.gql('mutation { onboardPayouts(requestId: "setup") }')).errors).toBeUndefined();
-  const thread = await accounts.seller.gql<{ startThread: { id: string } }>(`mutation { startThread(repository: "germline/${germline.name}", title: "Setup", body: "a thread to reply to") { id } }`);
+  const thread = await accounts.seller.gql<{ startThread: { id: string } }>(
+    `mutation { startThread(repository: "germline/${germline.name}", title: "Setup", body: "a thread to reply to") { id } }`,
+  );
   threadId = thread.data!.startThread.id;
 });
 
@@ -107,13 +126,20 @@ const CASES: Record<string, Case> = {
     allowed: ['trainer', 'operator'],
     operation: () => ({ query: 'mutation { createApiToken(name: "authz") { token } }' }),
     check: async (data, account) => {
-      const me = await app.inject({ method: 'GET', url: '/auth/me', headers: { authorization: `Bearer ${data.createApiToken.token}` } });
+      const me = await app.inject({
+        method: 'GET',
+        url: '/auth/me',
+        headers: { authorization: `Bearer ${data.createApiToken.token}` },
+      });
       expect(me.json()).toMatchObject({ account: { handle: account.handle } });
     },
   },
   fork: {
     allowed: ['trainer', 'operator'],
-    operation: (account) => ({ query: 'mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { repository digest } }', variables: { from: `germline/${germline.name}:main`, to: `trainers/${account.handle}/${unique('fork')}:main` } }),
+    operation: (account) => ({
+      query: 'mutation($from: String!, $to: String!) { fork(from: $from, to: $to) { repository digest } }',
+      variables: { from: `germline/${germline.name}:main`, to: `trainers/${account.handle}/${unique('fork')}:main` },
+    }),
     check: async (data) => {
       const main = (await env.store.getManifest(`germline/${germline.name}`, 'main'))!.digest;
       expect(data.fork.digest).toBe(main);
@@ -125,11 +151,18 @@ const CASES: Record<string, Case> = {
     operation: async (account) => {
       const repository = `trainers/${account.handle}/${unique('breed')}`;
       await publish(repository, `weights of ${repository}`);
-      return { query: 'mutation($repository: String!) { publishBreed(repository: $repository, title: "Breed", price: "2.50") { repository price owner } }', variables: { repository } };
+      return {
+        query:
+          'mutation($repository: String!) { publishBreed(repository: $repository, title: "Breed", price: "2.50") { repository price owner } }',
+        variables: { repository },
+      };
     },
     check: async (data, account) => {
       expect(data.publishBreed).toMatchObject({ price: '250', owner: account.handle });
-      expect(await env.db.breed.findUnique({ where: { repository: data.publishBreed.repository } })).toMatchObject({ ownerId: account.id, price: 250n });
+      expect(await env.db.breed.findUnique({ where: { repository: data.publishBreed.repository } })).toMatchObject({
+        ownerId: account.id,
+        price: 250n,
+      });
     },
   },
   onboardPayouts: {
@@ -142,15 +175,23 @@ const CASES: Record<string, Case> = {
   },
   buyBreed: {
     allowed: ['trainer', 'operator'],
-    operation: () => ({ query: `mutation { buyBreed(repository: "${breed}", requestId: "${unique('b')}") { id amount fee } }` }),
-    check: async (data) => expect(data.buyBreed).toEqual({ id: expect.stringMatching(/^cs_/), amount: '420', fee: '42' }),
+    operation: () => ({
+      query: `mutation { buyBreed(repository: "${breed}", requestId: "${unique('b')}") { id amount fee } }`,
+    }),
+    check: async (data) =>
+      expect(data.buyBreed).toEqual({ id: expect.stringMatching(/^cs_/), amount: '420', fee: '42' }),
   },
   startThread: {
     allowed: ['trainer', 'operator'],
-    operation: () => ({ query: `mutation { startThread(repository: "germline/${germline.name}", reference: "main", title: "${unique('t')}", body: "It wrote a parser.") { id title author } }` }),
+    operation: () => ({
+      query: `mutation { startThread(repository: "germline/${germline.name}", reference: "main", title: "${unique('t')}", body: "It wrote a parser.") { id title author } }`,
+    }),
     check: async (data, account) => {
       expect(data.startThread.author).toBe(account.handle);
-      expect(await env.db.thread.findUnique({ where: { id: data.startThread.id } })).toMatchObject({ title: data.startThread.title, authorId: account.id });
+      expect(await env.db.thread.findUnique({ where: { id: data.startThread.id } })).toMatchObject({
+        title: data.startThread.title,
+        authorId: account.id,
+      });
     },
   },
   comment: {
@@ -158,43 +199,70 @@ const CASES: Record<string, Case> = {
     operation: () => ({ query: `mutation { comment(threadId: "${threadId}", body: "Same here.") { id author } }` }),
     check: async (data, account) => {
       expect(data.comment.author).toBe(account.handle);
-      expect(await env.db.comment.findUnique({ where: { id: data.comment.id } })).toMatchObject({ threadId, authorId: account.id });
+      expect(await env.db.comment.findUnique({ where: { id: data.comment.id } })).toMatchObject({
+        threadId,
+        authorId: account.id,
+      });
     },
   },
   attachRecording: {
     allowed: ['trainer', 'operator'],
-    operation: () => ({ query: `mutation { attachRecording(repository: "germline/${germline.name}", reference: "main", title: "A session", transcript: "> hi\\nhello") { id author subjectDigest } }` }),
-    check: async (data, account) => expect(data.attachRecording).toMatchObject({ author: account.handle, subjectDigest: (await env.store.getManifest(`germline/${germline.name}`, 'main'))!.digest }),
+    operation: () => ({
+      query: `mutation { attachRecording(repository: "germline/${germline.name}", reference: "main", title: "A session", transcript: "> hi\\nhello") { id author subjectDigest } }`,
+    }),
+    check: async (data, account) =>
+      expect(data.attachRecording).toMatchObject({
+        author: account.handle,
+        subjectDigest: (await env.store.getManifest(`germline/${germline.name}`, 'main'))!.digest,
+      }),
   },
   reportImage: {
     allowed: ['trainer', 'operator'],
-    operation: () => ({ query: `mutation { reportImage(repository: "germline/${germline.name}", reason: "authz") { id reporter } }` }),
+    operation: () => ({
+      query: `mutation { reportImage(repository: "germline/${germline.name}", reason: "authz") { id reporter } }`,
+    }),
     check: async (data, account) => {
       expect(data.reportImage.reporter).toBe(account.handle);
-      expect(await env.db.report.findUnique({ where: { id: data.reportImage.id } })).toMatchObject({ reporterId: account.id });
+      expect(await env.db.report.findUnique({ where: { id: data.reportImage.id } })).toMatchObject({
+        reporterId: account.id,
+      });
     },
   },
   fundCredit: {
     allowed: ['trainer', 'operator'],
     operation: () => ({ query: `mutation { fundCredit(amount: "5.00", requestId: "${unique('c')}") { id url } }` }),
-    check: async (data) => expect(data.fundCredit).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
+    check: async (data) =>
+      expect(data.fundCredit).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
   },
   startTrainingRun: {
     allowed: ['trainer', 'operator'],
     operation: async (account) => {
       // Credit to pay it: as a paid Checkout Session's webhook deposits it.
-      await updateBudget(await creditHandle(env.client, env.taskQueue, account.handle, 'usd'), depositUpdate, { amount: '100', currency: 'usd', reference: unique('paid') });
-      return { query: 'mutation($repository: String!) { startTrainingRun(repository: $repository, maxCost: "1.00") { id workflowId maxCost } }', variables: { repository: `trainers/${account.handle}/${unique('run')}` } };
+      await updateBudget(await creditHandle(env.client, env.taskQueue, account.handle, 'usd'), depositUpdate, {
+        amount: '100',
+        currency: 'usd',
+        reference: unique('paid'),
+      });
+      return {
+        query:
+          'mutation($repository: String!) { startTrainingRun(repository: $repository, maxCost: "1.00") { id workflowId maxCost } }',
+        variables: { repository: `trainers/${account.handle}/${unique('run')}` },
+      };
     },
     check: async (data, account) => {
       expect(data.startTrainingRun.maxCost).toBe('100');
-      const result = await env.client.workflow.getHandle<typeof trainingWorkflow>(data.startTrainingRun.workflowId).result();
+      const result = await env.client.workflow
+        .getHandle<typeof trainingWorkflow>(data.startTrainingRun.workflowId)
+        .result();
       expect(result).toMatchObject({ state: 'succeeded', payer: `credit/${account.handle}` });
     },
   },
   setPolicy: {
     allowed: ['operator'],
-    operation: () => ({ query: 'mutation { setPolicy(dailySpendCap: "900.00", perReservationCap: "none") { dailySpendCap perReservationCap } }' }),
+    operation: () => ({
+      query:
+        'mutation { setPolicy(dailySpendCap: "900.00", perReservationCap: "none") { dailySpendCap perReservationCap } }',
+    }),
     check: async (data) => {
       expect(data.setPolicy).toEqual({ dailySpendCap: '90000', perReservationCap: null });
       expect((await status()).policy).toEqual({ dailySpendCap: '90000', perReservationCap: null });
@@ -206,7 +274,9 @@ const CASES: Record<string, Case> = {
       const repository = `trainers/${accounts.trainer.handle}/${unique('promoted')}`;
       return { repository, digest: (await publish(repository, `better weights ${repository}`)).digest };
     },
-    operation: (_account, { repository, digest }: { repository: string; digest: string }) => ({ query: `mutation { promote(repository: "${repository}", reference: "${digest}") { digest } }` }),
+    operation: (_account, { repository, digest }: { repository: string; digest: string }) => ({
+      query: `mutation { promote(repository: "${repository}", reference: "${digest}") { digest } }`,
+    }),
     check: async (data, _account, { digest }: { digest: string }) => {
       expect(data.promote.digest).toBe(digest);
       expect((await env.store.getManifest(`germline/${germline.name}`, 'main'))?.digest).toBe(digest);
@@ -224,7 +294,8 @@ const CASES: Record<string, Case> = {
   fundGermline: {
     allowed: ['operator'],
     operation: () => ({ query: `mutation { fundGermline(amount: "5.00", requestId: "${unique('f')}") { id url } }` }),
-    check: async (data) => expect(data.fundGermline).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
+    check: async (data) =>
+      expect(data.fundGermline).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
   },
   pauseGermline: {
     allowed: ['operator'],
@@ -245,7 +316,9 @@ const CASES: Record<string, Case> = {
   rejectDecision: {
     allowed: ['operator'],
     prepare: parkedDecision,
-    operation: (_account, id: string) => ({ query: `mutation { rejectDecision(id: "${id}", reason: "not now") { id outcome } }` }),
+    operation: (_account, id: string) => ({
+      query: `mutation { rejectDecision(id: "${id}", reason: "not now") { id outcome } }`,
+    }),
     check: async (data, _account, id: string) => {
       expect(data.rejectDecision).toEqual({ id, outcome: 'rejected' });
       expect((await germline.handle.query(autonomyQuery)).pending.map((p) => p.id)).not.toContain(id);
@@ -256,7 +329,11 @@ const CASES: Record<string, Case> = {
     prepare: parkedDecision,
     operation: (_account, id: string) => ({ query: `mutation { approveDecision(id: "${id}") { id outcome reason } }` }),
     check: async (data, _account, id: string) => {
-      expect(data.approveDecision).toMatchObject({ id, outcome: 'approved', reason: expect.stringContaining('spawned') });
+      expect(data.approveDecision).toMatchObject({
+        id,
+        outcome: 'approved',
+        reason: expect.stringContaining('spawned'),
+      });
       expect((await germline.handle.query(childrenQuery)).map((c) => c.state)).toEqual(['active']);
     },
   },
@@ -265,7 +342,10 @@ const CASES: Record<string, Case> = {
 test('every mutation of the schema has a declared authorization case, and every case is a mutation of the schema', () => {
   const mutations = Object.keys(buildSchema().getMutationType()?.getFields() ?? {}).sort();
   const declared = Object.keys(CASES).sort();
-  expect({ withoutCase: mutations.filter((m) => !declared.includes(m)), notInSchema: declared.filter((d) => !mutations.includes(d)) }).toEqual({ withoutCase: [], notInSchema: [] });
+  expect({
+    withoutCase: mutations.filter((m) => !declared.includes(m)),
+    notInSchema: declared.filter((d) => !mutations.includes(d)),
+  }).toEqual({ withoutCase: [], notInSchema: [] });
 });
 
 /** The account whose valid inputs a caller uses: its own when it may make the call, else one that may. */
@@ -280,16 +360,27 @@ test.each(Object.keys(CASES))('%s: refused below its role, done for each role al
   const declared = CASES[name]!;
   const prepared = await declared.prepare?.();
   // The refused callers first, with inputs that would be valid for an allowed one: the allowed call after them proves they changed nothing it needs.
-  const order = [...ROLES.filter((r) => !declared.allowed.includes(r)), ...ROLES.filter((r) => declared.allowed.includes(r))];
+  const order = [
+    ...ROLES.filter((r) => !declared.allowed.includes(r)),
+    ...ROLES.filter((r) => declared.allowed.includes(r)),
+  ];
   for (const role of order) {
     const { query, variables } = await declared.operation(inputsFor(role, declared.allowed), prepared);
     const { status: httpStatus, ...answer } = await graphqlAs(app, headersOf(role), query, variables);
     const what = `${name} as ${role}`;
     if (!declared.allowed.includes(role)) {
-      expect({ what, code: answer.errors?.[0]?.extensions?.code, data: answer.data?.[name] ?? null }).toEqual({ what, code: role === 'anonymous' ? 'UNAUTHENTICATED' : 'FORBIDDEN', data: null });
+      expect({ what, code: answer.errors?.[0]?.extensions?.code, data: answer.data?.[name] ?? null }).toEqual({
+        what,
+        code: role === 'anonymous' ? 'UNAUTHENTICATED' : 'FORBIDDEN',
+        data: null,
+      });
       continue;
     }
-    expect({ what, httpStatus, errors: (answer as GraphQLAnswer).errors }).toEqual({ what, httpStatus: 200, errors: undefined });
+    expect({ what, httpStatus, errors: (answer as GraphQLAnswer).errors }).toEqual({
+      what,
+      httpStatus: 200,
+      errors: undefined,
+    });
     expect(answer.data?.[name]).toBeDefined();
     expect(answer.data?.[name]).not.toBeNull();
     await declared.check?.(answer.data, accounts[role as 'trainer' | 'operator'], prepared);

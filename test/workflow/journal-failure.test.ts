@@ -46,30 +46,57 @@ async function workerWithDatabaseDown(): Promise<{ stop(): Promise<void> }> {
   };
 }
 
-
 test('with the database down the germline answers, shows the failure, refuses new money in, and books it all once the database is back', async () => {
   const down = await workerWithDatabaseDown();
   const { name, handle } = await env.startGermline();
 
   // Answered at once, though nothing can be booked.
   await handle.executeUpdate(depositUpdate, { args: [{ amount: '10000', currency: 'usd', reference: 'd1' }] });
-  const { reservationId } = await handle.executeUpdate(reserveUpdate, { args: [{ amount: '3000', ref: 'job-1', purpose: 'training' }] });
+  const { reservationId } = await handle.executeUpdate(reserveUpdate, {
+    args: [{ amount: '3000', ref: 'job-1', purpose: 'training' }],
+  });
 
-  const failing = await eventually(async () => {
-    const status = await handle.query(statusQuery);
-    return status.journalFailure ? status : undefined;
-  }, 'the journal failure to show', 60_000);
-  expect(failing).toMatchObject({ state: 'journal-failing', journalPending: 2, journalFailure: { failures: 1, message: expect.any(String) } });
-  await expect(assertJournalBooks(env.client, name)).rejects.toThrow(/the journal has not booked changes since .*; 2 accepted change\(s\) wait/);
-  await eventually(async () => ((await handle.describe()).typedSearchAttributes.get(BudgetState) === 'journal-failing' ? true : undefined), 'BudgetState journal-failing in visibility');
+  const failing = await eventually(
+    async () => {
+      const status = await handle.query(statusQuery);
+      return status.journalFailure ? status : undefined;
+    },
+    'the journal failure to show',
+    60_000,
+  );
+  expect(failing).toMatchObject({
+    state: 'journal-failing',
+    journalPending: 2,
+    journalFailure: { failures: 1, message: expect.any(String) },
+  });
+  await expect(assertJournalBooks(env.client, name)).rejects.toThrow(
+    /the journal has not booked changes since .*; 2 accepted change\(s\) wait/,
+  );
+  await eventually(
+    async () =>
+      (await handle.describe()).typedSearchAttributes.get(BudgetState) === 'journal-failing' ? true : undefined,
+    'BudgetState journal-failing in visibility',
+  );
 
-  const deposit = await budgetRefusal(handle.executeUpdate(depositUpdate, { args: [{ amount: '500', currency: 'usd', reference: 'd2' }] }));
-  expect(deposit).toMatchObject({ type: 'JournalUnavailable', message: expect.stringMatching(/has not booked changes since .*no new deposits until it books again/) });
-  const reserve = await budgetRefusal(handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] }));
+  const deposit = await budgetRefusal(
+    handle.executeUpdate(depositUpdate, { args: [{ amount: '500', currency: 'usd', reference: 'd2' }] }),
+  );
+  expect(deposit).toMatchObject({
+    type: 'JournalUnavailable',
+    message: expect.stringMatching(/has not booked changes since .*no new deposits until it books again/),
+  });
+  const reserve = await budgetRefusal(
+    handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] }),
+  );
   expect(reserve.type).toBe('JournalUnavailable');
   // A retry of what was accepted gets the same answer; a settle closes what was reserved.
-  expect(await handle.executeUpdate(depositUpdate, { args: [{ amount: '10000', currency: 'usd', reference: 'd1' }] })).toMatchObject({ duplicate: true });
-  expect(await handle.executeUpdate(settleUpdate, { args: [{ reservationId, actual: '1000' }] })).toMatchObject({ spent: '1000', released: '2000' });
+  expect(
+    await handle.executeUpdate(depositUpdate, { args: [{ amount: '10000', currency: 'usd', reference: 'd1' }] }),
+  ).toMatchObject({ duplicate: true });
+  expect(await handle.executeUpdate(settleUpdate, { args: [{ reservationId, actual: '1000' }] })).toMatchObject({
+    spent: '1000',
+    released: '2000',
+  });
 
   // The database is back (a worker that reaches it): the writer retries on its timer and books everything, in order.
   await down.stop();
@@ -80,5 +107,7 @@ test('with the database down the germline answers, shows the failure, refuses ne
   expect(healed).toMatchObject({ state: 'funded', journalPending: 0, spent: '1000', available: '9000' });
   expect(healed.journalFailure).toBeUndefined();
   await expect(assertJournalBooks(env.client, name)).resolves.toBeUndefined();
-  expect(await handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] })).toMatchObject({ amount: '500' });
+  expect(
+    await handle.executeUpdate(reserveUpdate, { args: [{ amount: '500', ref: 'job-2', purpose: 'training' }] }),
+  ).toMatchObject({ amount: '500' });
 });

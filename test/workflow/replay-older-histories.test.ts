@@ -18,5 +18,11 @@ test.each(['germline-history-0dc56fd.json'])('%s replays with the current workfl
   quietTemporalLogs();
   const history = History.fromObject(JSON.parse(readFileSync(path.join(FIXTURES, file), 'utf8')));
   expect(history.events.filter((e) => e.workflowExecutionUpdateCompletedEventAttributes)).toHaveLength(8);
-  await expect(Worker.runReplayHistory({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, history, 'germline/recorded')).resolves.toBeUndefined();
+  await expect(
+    Worker.runReplayHistory(
+      { workflowBundle: { codePath: testGlobals().workflowBundlePath } },
+      history,
+      'germline/recorded',
+    ),
+  ).resolves.toBeUndefined();
 });

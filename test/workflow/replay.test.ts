@@ -36,7 +36,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (schedule) await env.client.schedule.getHandle(schedule).delete().catch(() => undefined);
+  if (schedule)
+    await env.client.schedule
+      .getHandle(schedule)
+      .delete()
+      .catch(() => undefined);
   await env?.close();
 });
 
@@ -45,10 +49,16 @@ interface Recorded {
   runId?: string;
 }
 
-const typeOf = (history: temporal.api.history.v1.IHistory) => history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? '(no start event)';
+const typeOf = (history: temporal.api.history.v1.IHistory) =>
+  history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? '(no start event)';
 
 async function waitClosed(workflowId: string, runId?: string): Promise<void> {
-  await eventually(async () => ((await env.client.workflow.getHandle(workflowId, runId).describe()).status.name === 'RUNNING' ? undefined : true), `${workflowId} to close`, 60_000);
+  await eventually(
+    async () =>
+      (await env.client.workflow.getHandle(workflowId, runId).describe()).status.name === 'RUNNING' ? undefined : true,
+    `${workflowId} to close`,
+    60_000,
+  );
 }
 
 test('the histories of every workflow type replay without a determinism error', async () => {
@@ -66,29 +76,60 @@ test('the histories of every workflow type replay without a determinism error', 
   await updateBudget(handle, spawnChildUpdate, { name: child, allowance: '3000', purpose: 'programming' });
   const childHandle = env.client.workflow.getHandle(childWorkflowId(name, child));
   recorded.push({ workflowId: childHandle.workflowId });
-  await eventually(async () => ((await childHandle.query(childStatusQuery)).branch ? true : undefined), 'the child to fork its branch');
+  await eventually(
+    async () => ((await childHandle.query(childStatusQuery)).branch ? true : undefined),
+    'the child to fork its branch',
+  );
   const runId = uniqueName('replay-run');
   const run = await env.client.workflow.start(trainingWorkflow, {
     workflowId: trainingWorkflowId(runId),
     taskQueue: env.taskQueue,
-    args: [{ version: 1, id: runId, payer: childWorkflowId(name, child), currency: 'usd', output: { repo: `children/${child}-${name}`, branch: 'main' }, runner: 'local', command: tinyTrainerCommand(['--steps', '60', '--save-every', '30']), gpus: 1, maxCost: '1000', ratePerGpuHour: '3600', maxDurationSeconds: 600, maxPreemptions: 1 }],
+    args: [
+      {
+        version: 1,
+        id: runId,
+        payer: childWorkflowId(name, child),
+        currency: 'usd',
+        output: { repo: `children/${child}-${name}`, branch: 'main' },
+        runner: 'local',
+        command: tinyTrainerCommand(['--steps', '60', '--save-every', '30']),
+        gpus: 1,
+        maxCost: '1000',
+        ratePerGpuHour: '3600',
+        maxDurationSeconds: 600,
+        maxPreemptions: 1,
+      },
+    ],
   });
   recorded.push({ workflowId: run.workflowId });
   expect(await run.result()).toMatchObject({ state: 'succeeded' });
   // The germline promotes the run's output (no eval gate here), and the child retires with what it spent.
-  expect(await updateBudget(handle, promoteUpdate, { repo: `children/${child}-${name}`, reference: 'main' })).toMatchObject({ gate: 'no eval gate' });
+  expect(
+    await updateBudget(handle, promoteUpdate, { repo: `children/${child}-${name}`, reference: 'main' }),
+  ).toMatchObject({ gate: 'no eval gate' });
   const retired = (await childHandle.executeUpdate(retireUpdate, { args: ['replayed'] })) as ChildStatus;
   expect(retired.state).toBe('retired');
-  await eventually(async () => ((await handle.query(statusQuery)).reserved === '0' ? true : undefined), 'the germline to settle the retired child');
+  await eventually(
+    async () => ((await handle.query(statusQuery)).reserved === '0' ? true : undefined),
+    'the germline to settle the retired child',
+  );
 
   // A daily tag started directly, and one through the Schedule (its workflow starts the day's as a child).
-  const day = await env.client.workflow.execute(dailyGpcWorkflow, { workflowId: dailyGpcWorkflowId(name, '2026-11-25'), taskQueue: env.taskQueue, args: [{ germline: name, day: '2026-11-25' }] });
+  const day = await env.client.workflow.execute(dailyGpcWorkflow, {
+    workflowId: dailyGpcWorkflowId(name, '2026-11-25'),
+    taskQueue: env.taskQueue,
+    args: [{ germline: name, day: '2026-11-25' }],
+  });
   expect(day.status).toBe('published');
   recorded.push({ workflowId: dailyGpcWorkflowId(name, '2026-11-25') });
   await ensureDailySchedule(env.client, { germline: name, taskQueue: env.taskQueue });
   schedule = dailyScheduleId(name);
   await backfillDaily(env.client, name, '2020-01-02', '2020-01-02');
-  const action = await eventually(async () => (await env.client.schedule.getHandle(schedule!).describe()).info.recentActions[0]?.action, 'the schedule to start its workflow', 45_000);
+  const action = await eventually(
+    async () => (await env.client.schedule.getHandle(schedule!).describe()).info.recentActions[0]?.action,
+    'the schedule to start its workflow',
+    45_000,
+  );
   recorded.push({ workflowId: action.workflow.workflowId, runId: action.workflow.firstExecutionRunId });
   await waitClosed(action.workflow.workflowId, action.workflow.firstExecutionRunId);
   recorded.push({ workflowId: dailyGpcWorkflowId(name, '2020-01-02') });
@@ -99,7 +140,12 @@ test('the histories of every workflow type replay without a determinism error', 
   recorded.push({ workflowId: credit.workflowId });
   await updateBudget(credit, depositUpdate, { amount: '2000', currency: 'usd', reference: 'paid-in' });
 
-  const histories = await Promise.all(recorded.map(async ({ workflowId, runId }) => ({ workflowId, history: await env.client.workflow.getHandle(workflowId, runId).fetchHistory() })));
+  const histories = await Promise.all(
+    recorded.map(async ({ workflowId, runId }) => ({
+      workflowId,
+      history: await env.client.workflow.getHandle(workflowId, runId).fetchHistory(),
+    })),
+  );
   const types = new Map(histories.map((h) => [h.workflowId, typeOf(h.history)]));
 
   // Every workflow type the worker registers has a history here.
@@ -108,7 +154,10 @@ test('the histories of every workflow type replay without a determinism error', 
 
   const failures: string[] = [];
   let replayed = 0;
-  for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, histories)) {
+  for await (const result of Worker.runReplayHistories(
+    { workflowBundle: { codePath: testGlobals().workflowBundlePath } },
+    histories,
+  )) {
     replayed += 1;
     if (result.error) failures.push(`${types.get(result.workflowId)} ${result.workflowId}: ${result.error.message}`);
   }
@@ -121,6 +170,10 @@ test('the histories of every workflow type replay without a determinism error', 
   const forged = structuredClone(germlineHistory);
   forged.events![0]!.workflowExecutionStartedEventAttributes!.workflowType!.name = 'creditWorkflow';
   let forgedError: Error | undefined;
-  for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: testGlobals().workflowBundlePath } }, [{ workflowId: 'forged', history: forged }])) forgedError = result.error;
+  for await (const result of Worker.runReplayHistories(
+    { workflowBundle: { codePath: testGlobals().workflowBundlePath } },
+    [{ workflowId: 'forged', history: forged }],
+  ))
+    forgedError = result.error;
   expect(forgedError).toBeDefined();
 });

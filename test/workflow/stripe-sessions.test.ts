@@ -41,27 +41,35 @@ async function recordingProxy(upstream: string) {
     request.on('data', (chunk: Buffer) => body.push(chunk));
     request.on('end', () => {
       const sent = Buffer.concat(body);
-      const forward = http.request(`${upstream}${request.url}`, { method: request.method, headers: { ...request.headers, host: new URL(upstream).host } }, (answer) => {
-        const received: Buffer[] = [];
-        answer.on('data', (chunk: Buffer) => received.push(chunk));
-        answer.on('end', () => {
-          const text = Buffer.concat(received).toString('utf8');
-          exchanges.push({
-            method: request.method!,
-            path: request.url!.split('?')[0]!,
-            idempotencyKey: request.headers['idempotency-key'] as string | undefined,
-            form: new URLSearchParams(sent.toString('utf8')),
-            status: answer.statusCode!,
-            answer: text ? (JSON.parse(text) as Record<string, any>) : {},
+      const forward = http.request(
+        `${upstream}${request.url}`,
+        { method: request.method, headers: { ...request.headers, host: new URL(upstream).host } },
+        (answer) => {
+          const received: Buffer[] = [];
+          answer.on('data', (chunk: Buffer) => received.push(chunk));
+          answer.on('end', () => {
+            const text = Buffer.concat(received).toString('utf8');
+            exchanges.push({
+              method: request.method!,
+              path: request.url!.split('?')[0]!,
+              idempotencyKey: request.headers['idempotency-key'] as string | undefined,
+              form: new URLSearchParams(sent.toString('utf8')),
+              status: answer.statusCode!,
+              answer: text ? (JSON.parse(text) as Record<string, any>) : {},
+            });
+            response.writeHead(answer.statusCode!, answer.headers).end(text);
           });
-          response.writeHead(answer.statusCode!, answer.headers).end(text);
-        });
-      });
+        },
+      );
       forward.end(sent);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, exchanges, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    exchanges,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 let env: TestEnvironment;
@@ -90,7 +98,9 @@ afterAll(async () => {
 
 /** The one Checkout Session request made with this idempotency key, and stripe-mock's answer to it. */
 function createdSession(idempotencyKey: string): Exchange {
-  const matching = proxy.exchanges.filter((e) => e.method === 'POST' && e.path === '/v1/checkout/sessions' && e.idempotencyKey === idempotencyKey);
+  const matching = proxy.exchanges.filter(
+    (e) => e.method === 'POST' && e.path === '/v1/checkout/sessions' && e.idempotencyKey === idempotencyKey,
+  );
   expect(matching).toHaveLength(1);
   expect(matching[0]!.status).toBe(200);
   return matching[0]!;
@@ -98,7 +108,11 @@ function createdSession(idempotencyKey: string): Exchange {
 
 /** The metadata of a form body: `metadata[kind]=…` as { kind: … }. */
 function metadataOf(form: URLSearchParams): Record<string, string> {
-  return Object.fromEntries([...form].filter(([key]) => key.startsWith('metadata[')).map(([key, value]) => [key.slice('metadata['.length, -1), value]));
+  return Object.fromEntries(
+    [...form]
+      .filter(([key]) => key.startsWith('metadata['))
+      .map(([key, value]) => [key.slice('metadata['.length, -1), value]),
+  );
 }
 
 /**
@@ -106,8 +120,18 @@ function metadataOf(form: URLSearchParams): Record<string, string> {
  * with the amount Stripe totals from the line items the platform sent, their currency and the metadata.
  */
 function sessionOf(exchange: Exchange, paymentStatus: 'paid' | 'unpaid'): Record<string, unknown> {
-  const lines = new Set([...exchange.form.keys()].map((key) => /^line_items\[(\d+)\]/.exec(key)?.[1]).filter((i): i is string => i !== undefined));
-  const amountTotal = [...lines].reduce((sum, i) => sum + Number(exchange.form.get(`line_items[${i}][price_data][unit_amount]`)) * Number(exchange.form.get(`line_items[${i}][quantity]`)), 0);
+  const lines = new Set(
+    [...exchange.form.keys()]
+      .map((key) => /^line_items\[(\d+)\]/.exec(key)?.[1])
+      .filter((i): i is string => i !== undefined),
+  );
+  const amountTotal = [...lines].reduce(
+    (sum, i) =>
+      sum +
+      Number(exchange.form.get(`line_items[${i}][price_data][unit_amount]`)) *
+        Number(exchange.form.get(`line_items[${i}][quantity]`)),
+    0,
+  );
   return {
     ...exchange.answer,
     id: exchange.answer.id,
@@ -123,7 +147,18 @@ function sessionOf(exchange: Exchange, paymentStatus: 'paid' | 'unpaid'): Record
 
 function sessionEvent(type: string, session: Record<string, unknown>): { id: string; payload: string } {
   const id = `evt_${uniqueName('s').replace(/-/g, '')}`;
-  return { id, payload: JSON.stringify({ id, object: 'event', type, api_version: '2025-01-01', created: 1_764_000_000, livemode: false, data: { object: session } }) };
+  return {
+    id,
+    payload: JSON.stringify({
+      id,
+      object: 'event',
+      type,
+      api_version: '2025-01-01',
+      created: 1_764_000_000,
+      livemode: false,
+      data: { object: session },
+    }),
+  };
 }
 
 const deliver = (payload: string) => deliverWebhook(app, stripe, WEBHOOK_SECRET, payload);
@@ -132,7 +167,9 @@ const deposited = async () => BigInt((await germline.handle.query(statusQuery)).
 test("a funding session's paid event, built from the session the platform created, deposits that session's amount once", async () => {
   const operator = await signUpAccount(app, uniqueName('op'), { db: env.db });
   const requestId = uniqueName('fund');
-  const answer = await operator.gql<{ fundGermline: { id: string } }>(`mutation { fundGermline(amount: "31.07", requestId: "${requestId}") { id } }`);
+  const answer = await operator.gql<{ fundGermline: { id: string } }>(
+    `mutation { fundGermline(amount: "31.07", requestId: "${requestId}") { id } }`,
+  );
   expect(answer.errors).toBeUndefined();
   const exchange = createdSession(`${FUNDING_KIND}/${germline.name}/${requestId}`);
   expect(answer.data?.fundGermline.id).toBe(exchange.answer.id);
@@ -145,7 +182,9 @@ test("a funding session's paid event, built from the session the platform create
   const event = sessionEvent('checkout.session.completed', session);
   expect((await deliver(event.payload)).statusCode).toBe(200);
   expect(await deposited()).toBe(before + 3107n);
-  expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({ outcome: `deposited 31.07 USD into germline/${germline.name}` });
+  expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({
+    outcome: `deposited 31.07 USD into germline/${germline.name}`,
+  });
 });
 
 describe('a breed purchase', () => {
@@ -160,10 +199,18 @@ describe('a breed purchase', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'sessions-breed-'));
     writeFileSync(path.join(dir, 'notes.txt'), 'painter weights');
     await publishCheckpoint(env.store, repository, dir, { tag: 'main' });
-    expect((await tess.gql(`mutation { publishBreed(repository: "${repository}", title: "Painter", price: "9.99") { price } }`)).data).toEqual({ publishBreed: { price: String(PRICE) } });
+    expect(
+      (
+        await tess.gql(
+          `mutation { publishBreed(repository: "${repository}", title: "Painter", price: "9.99") { price } }`,
+        )
+      ).data,
+    ).toEqual({ publishBreed: { price: String(PRICE) } });
     expect((await tess.gql('mutation { onboardPayouts(requestId: "o1") }')).errors).toBeUndefined();
     // The connected account is the one Stripe answered the account creation with.
-    const created = proxy.exchanges.filter((e) => e.path === '/v1/accounts' && e.idempotencyKey === `connect-account/${tess.id}`);
+    const created = proxy.exchanges.filter(
+      (e) => e.path === '/v1/accounts' && e.idempotencyKey === `connect-account/${tess.id}`,
+    );
     expect(created).toHaveLength(1);
     connectedAccount = created[0]!.answer.id as string;
     expect(connectedAccount).toMatch(/^acct_/);
@@ -172,14 +219,21 @@ describe('a breed purchase', () => {
 
   async function checkout(buyer: TestAccount): Promise<Exchange> {
     const requestId = uniqueName('buy');
-    const answer = await buyer.gql<{ buyBreed: { id: string; amount: string; fee: string } }>(`mutation { buyBreed(repository: "${repository}", requestId: "${requestId}") { id amount fee } }`);
+    const answer = await buyer.gql<{ buyBreed: { id: string; amount: string; fee: string } }>(
+      `mutation { buyBreed(repository: "${repository}", requestId: "${requestId}") { id amount fee } }`,
+    );
     expect(answer.errors).toBeUndefined();
     const exchange = createdSession(`${PURCHASE_KIND}/${buyer.id}/${repository}/${requestId}`);
-    expect(answer.data?.buyBreed).toEqual({ id: exchange.answer.id, amount: String(PRICE), fee: String(Math.floor((PRICE * FEE_PERCENT) / 100)) });
+    expect(answer.data?.buyBreed).toEqual({
+      id: exchange.answer.id,
+      amount: String(PRICE),
+      fee: String(Math.floor((PRICE * FEE_PERCENT) / 100)),
+    });
     return exchange;
   }
 
-  const manifest = (buyer: TestAccount) => app.inject({ method: 'GET', url: `/v2/${repository}/manifests/main`, headers: buyer.token });
+  const manifest = (buyer: TestAccount) =>
+    app.inject({ method: 'GET', url: `/v2/${repository}/manifests/main`, headers: buyer.token });
 
   test("the session is a destination charge to the trainer's connected account with the platform fee; its paid event grants the breed and deposits the fee", async () => {
     const bert = await signUpAccount(app, uniqueName('bert'));
@@ -197,7 +251,9 @@ describe('a breed purchase', () => {
     const session = sessionOf(exchange, 'paid');
     const event = sessionEvent('checkout.session.completed', session);
     expect((await deliver(event.payload)).statusCode).toBe(200);
-    expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({ outcome: `granted ${repository} to ${bert.id}; fee 0.69 USD deposited into germline/${germline.name}` });
+    expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({
+      outcome: `granted ${repository} to ${bert.id}; fee 0.69 USD deposited into germline/${germline.name}`,
+    });
     expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(bert.id, repository) } })).toMatchObject({
       accountId: bert.id,
       repository,
@@ -215,7 +271,10 @@ describe('a breed purchase', () => {
     const before = await deposited();
     const event = sessionEvent('checkout.session.completed', sessionOf(exchange, 'unpaid'));
     expect((await deliver(event.payload)).statusCode).toBe(200);
-    expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({ type: 'checkout.session.completed', outcome: 'ignored: the session is unpaid' });
+    expect(await env.db.stripeEvent.findUnique({ where: { id: event.id } })).toMatchObject({
+      type: 'checkout.session.completed',
+      outcome: 'ignored: the session is unpaid',
+    });
     expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(cara.id, repository) } })).toBeNull();
     expect(await deposited()).toBe(before);
     expect((await manifest(cara)).statusCode).toBe(403);
@@ -228,7 +287,9 @@ describe('a breed purchase', () => {
     const succeeded = sessionEvent('checkout.session.async_payment_succeeded', sessionOf(exchange, 'paid'));
     expect((await deliver(succeeded.payload)).statusCode).toBe(200);
     expect((await deliver(succeeded.payload)).json()).toEqual({ received: true, duplicate: true });
-    expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(cara.id, repository) } })).toMatchObject({ checkoutSessionId: exchange.answer.id });
+    expect(await env.db.entitlement.findUnique({ where: { id: entitlementId(cara.id, repository) } })).toMatchObject({
+      checkoutSessionId: exchange.answer.id,
+    });
     expect(await deposited()).toBe(before + BigInt(Math.floor((PRICE * FEE_PERCENT) / 100)));
     expect((await manifest(cara)).statusCode).toBe(200);
   });

@@ -31,7 +31,9 @@ beforeAll(async () => {
   await loadKubernetesClientNatively();
   api = await startFakeKubeApiServer({ namespace: NAMESPACE });
   const kubeConfig = await loopbackKubeConfig(api.url, NAMESPACE);
-  env = await testEnvironment({ runners: { kubernetes: new KubernetesJobRunner({ kubeConfig, namespace: NAMESPACE, pollIntervalMs: 200 }) } });
+  env = await testEnvironment({
+    runners: { kubernetes: new KubernetesJobRunner({ kubeConfig, namespace: NAMESPACE, pollIntervalMs: 200 }) },
+  });
   await env.startWorker();
 });
 
@@ -79,7 +81,11 @@ function request(germline: string, overrides: Partial<TrainingRequest> = {}): Tr
 async function podPushesOutput(input: TrainingRequest, parent: string): Promise<string> {
   const dir = mkdtempSync(path.join(tmpdir(), 'output-'));
   writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`trained by ${input.id}`));
-  const pushed = await publishCheckpoint(env.store, input.output.repo, dir, { tag: `run-${input.id}`, parent, annotations: { [ANNOTATION.trainingRun]: input.id } });
+  const pushed = await publishCheckpoint(env.store, input.output.repo, dir, {
+    tag: `run-${input.id}`,
+    parent,
+    annotations: { [ANNOTATION.trainingRun]: input.id },
+  });
   return pushed.digest;
 }
 
@@ -94,17 +100,25 @@ describe('training runs on the kubernetes runner against a thin fake Kubernetes 
   test('Complete: the branch moves to the checkpoint the pod pushed, and its GPU time is settled', async () => {
     const germline = await germlineWithBase();
     const input = request(germline.name);
-    const handle = await env.client.workflow.start(trainingWorkflow, { workflowId: trainingWorkflowId(input.id), taskQueue: env.taskQueue, args: [input] });
+    const handle = await env.client.workflow.start(trainingWorkflow, {
+      workflowId: trainingWorkflowId(input.id),
+      taskQueue: env.taskQueue,
+      args: [input],
+    });
     const name = trainingJobName(input.id);
     await jobCreated(name);
     const output = await podPushesOutput(input, germline.baseDigest);
     const end = Date.now();
-    api.setJobStatus(name, {
-      startTime: at(end - 30_000),
-      completionTime: at(end),
-      succeeded: 1,
-      conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: at(end) }],
-    }, NAMESPACE);
+    api.setJobStatus(
+      name,
+      {
+        startTime: at(end - 30_000),
+        completionTime: at(end),
+        succeeded: 1,
+        conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: at(end) }],
+      },
+      NAMESPACE,
+    );
 
     const result = await handle.result();
     expect(result).toMatchObject({ state: 'succeeded', outputDigest: output, baseDigest: germline.baseDigest });
@@ -112,27 +126,44 @@ describe('training runs on the kubernetes runner against a thin fake Kubernetes 
     const row = await env.db.trainingRun.findUniqueOrThrow({ where: { id: input.id } });
     expect(row.gpuSeconds).toBe(60); // 30 s on 2 GPUs
     expect(row.cost).toBe(trainingCost(60, 3600n, 10000n));
-    const ledger = (await germline.handle.query(ledgerQuery, 1000)).filter((e) => e.reference === `training/${input.id}`);
-    expect(ledger.map((e) => [e.kind, e.spent])).toEqual([['reserve', undefined], ['settle', '60']]);
+    const ledger = (await germline.handle.query(ledgerQuery, 1000)).filter(
+      (e) => e.reference === `training/${input.id}`,
+    );
+    expect(ledger.map((e) => [e.kind, e.spent])).toEqual([
+      ['reserve', undefined],
+      ['settle', '60'],
+    ]);
   });
 
   test('Failed by the pod failure policy (a trainer bug): the run fails at once, no retry, time settled', async () => {
     const germline = await germlineWithBase();
     const input = request(germline.name);
-    const handle = await env.client.workflow.start(trainingWorkflow, { workflowId: trainingWorkflowId(input.id), taskQueue: env.taskQueue, args: [input] });
+    const handle = await env.client.workflow.start(trainingWorkflow, {
+      workflowId: trainingWorkflowId(input.id),
+      taskQueue: env.taskQueue,
+      args: [input],
+    });
     const name = trainingJobName(input.id);
     await jobCreated(name);
     const end = Date.now();
     const message = 'Container trainer for pod training/x-abc failed with exit code 1 matching FailJob rule at index 1';
-    api.setJobStatus(name, {
-      startTime: at(end - 10_000),
-      failed: 1,
-      conditions: [{ type: 'Failed', status: 'True', reason: 'PodFailurePolicy', message, lastTransitionTime: at(end) }],
-    }, NAMESPACE);
+    api.setJobStatus(
+      name,
+      {
+        startTime: at(end - 10_000),
+        failed: 1,
+        conditions: [
+          { type: 'Failed', status: 'True', reason: 'PodFailurePolicy', message, lastTransitionTime: at(end) },
+        ],
+      },
+      NAMESPACE,
+    );
 
     const error = await handle.result().catch((e: unknown) => e);
     expect((error as WorkflowFailedError).cause?.message).toContain('exit code 1 matching FailJob rule');
-    expect(api.createdJobs.filter((job) => (job as { metadata: { name: string } }).metadata.name === name)).toHaveLength(1);
+    expect(
+      api.createdJobs.filter((job) => (job as { metadata: { name: string } }).metadata.name === name),
+    ).toHaveLength(1);
     const row = await env.db.trainingRun.findUniqueOrThrow({ where: { id: input.id } });
     expect(row).toMatchObject({ state: 'failed', gpuSeconds: 20, cost: 20n });
   });
@@ -140,30 +171,44 @@ describe('training runs on the kubernetes runner against a thin fake Kubernetes 
   test('the Job is lost (preempted): a new Job resumes the run, and the usage of both is charged once', async () => {
     const germline = await germlineWithBase();
     const input = request(germline.name);
-    const handle = await env.client.workflow.start(trainingWorkflow, { workflowId: trainingWorkflowId(input.id), taskQueue: env.taskQueue, args: [input] });
+    const handle = await env.client.workflow.start(trainingWorkflow, {
+      workflowId: trainingWorkflowId(input.id),
+      taskQueue: env.taskQueue,
+      args: [input],
+    });
     const name = trainingJobName(input.id);
     const first = await jobCreated(name);
     const lostAt = Date.now();
     api.setJobStatus(name, { startTime: at(lostAt - 20_000), active: 1 }, NAMESPACE);
-    await eventually(async () => ((await env.db.trainingRun.findUnique({ where: { id: input.id } }))?.gpuSeconds ?? 0) >= 40 || undefined, 'the first Job’s usage recorded');
+    await eventually(
+      async () =>
+        ((await env.db.trainingRun.findUnique({ where: { id: input.id } }))?.gpuSeconds ?? 0) >= 40 || undefined,
+      'the first Job’s usage recorded',
+    );
     api.deleteJob(name, NAMESPACE);
 
     await jobCreated(name, first.metadata.uid);
     const output = await podPushesOutput(input, germline.baseDigest);
     const end = Date.now();
-    api.setJobStatus(name, {
-      startTime: at(end - 10_000),
-      completionTime: at(end),
-      succeeded: 1,
-      conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: at(end) }],
-    }, NAMESPACE);
+    api.setJobStatus(
+      name,
+      {
+        startTime: at(end - 10_000),
+        completionTime: at(end),
+        succeeded: 1,
+        conditions: [{ type: 'Complete', status: 'True', lastTransitionTime: at(end) }],
+      },
+      NAMESPACE,
+    );
 
     const result = await handle.result();
     expect(result).toMatchObject({ state: 'succeeded', outputDigest: output });
     const row = await env.db.trainingRun.findUniqueOrThrow({ where: { id: input.id } });
     expect(row.attempts).toBe(2);
     expect(row.gpuSeconds).toBeGreaterThanOrEqual(40 + 20);
-    const ledger = (await germline.handle.query(ledgerQuery, 1000)).filter((e) => e.reference === `training/${input.id}`);
+    const ledger = (await germline.handle.query(ledgerQuery, 1000)).filter(
+      (e) => e.reference === `training/${input.id}`,
+    );
     expect(ledger.map((e) => e.kind)).toEqual(['reserve', 'settle']);
     expect(ledger[1]!.spent).toBe(trainingCost(row.gpuSeconds, 3600n, 10000n).toString());
   });
@@ -171,7 +216,11 @@ describe('training runs on the kubernetes runner against a thin fake Kubernetes 
   test('cancel deletes the Job and settles the time it ran', async () => {
     const germline = await germlineWithBase();
     const input = request(germline.name);
-    const handle = await env.client.workflow.start(trainingWorkflow, { workflowId: trainingWorkflowId(input.id), taskQueue: env.taskQueue, args: [input] });
+    const handle = await env.client.workflow.start(trainingWorkflow, {
+      workflowId: trainingWorkflowId(input.id),
+      taskQueue: env.taskQueue,
+      args: [input],
+    });
     const name = trainingJobName(input.id);
     await jobCreated(name);
     api.setJobStatus(name, { startTime: at(Date.now() - 5_000), active: 1 }, NAMESPACE);

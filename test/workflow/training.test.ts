@@ -59,7 +59,11 @@ function request(germline: string, overrides: Partial<TrainingRequest> = {}): Tr
 }
 
 function start(input: TrainingRequest) {
-  return env.client.workflow.start(trainingWorkflow, { workflowId: trainingWorkflowId(input.id), taskQueue: env.taskQueue, args: [input] });
+  return env.client.workflow.start(trainingWorkflow, {
+    workflowId: trainingWorkflowId(input.id),
+    taskQueue: env.taskQueue,
+    args: [input],
+  });
 }
 
 function runRow(id: string) {
@@ -68,14 +72,19 @@ function runRow(id: string) {
 
 /** Waits until the trainer has saved a checkpoint, then returns the pid of the trainer process. */
 async function trainerWithCheckpoint(id: string): Promise<{ pid: number; step: number }> {
-  const row = await eventually(async () => {
-    const r = await runRow(id).catch(() => undefined);
-    return r?.lastCheckpoint ? r : undefined;
-  }, `a checkpoint of ${id}`, 60_000);
-  const { pid } = JSON.parse(readFileSync(path.join(env.dataDir, 'runs', id, 'trainer.pid'), 'utf8')) as { pid: number };
+  const row = await eventually(
+    async () => {
+      const r = await runRow(id).catch(() => undefined);
+      return r?.lastCheckpoint ? r : undefined;
+    },
+    `a checkpoint of ${id}`,
+    60_000,
+  );
+  const { pid } = JSON.parse(readFileSync(path.join(env.dataDir, 'runs', id, 'trainer.pid'), 'utf8')) as {
+    pid: number;
+  };
   return { pid, step: Number(row.lastCheckpoint!.slice('checkpoint-'.length)) };
 }
-
 
 /** The budget's ledger entries for one run's reservation. */
 async function ledgerFor(germline: { handle: Awaited<ReturnType<typeof fundedGermline>>['handle'] }, runId: string) {
@@ -90,7 +99,10 @@ test('a run reserves its cap, trains, publishes its checkpoint with lineage, set
   const firstResult = await (await start(first)).result();
   expect(firstResult.state).toBe('succeeded');
 
-  const second = request(germline.name, { base: { repo: `germline/${germline.name}`, reference: 'main' }, output: { repo: `germline/${germline.name}`, branch: 'fine' } });
+  const second = request(germline.name, {
+    base: { repo: `germline/${germline.name}`, reference: 'main' },
+    output: { repo: `germline/${germline.name}`, branch: 'fine' },
+  });
   const result = await (await start(second)).result();
   expect(result).toMatchObject({ state: 'succeeded', baseDigest: firstResult.outputDigest });
 
@@ -102,7 +114,13 @@ test('a run reserves its cap, trains, publishes its checkpoint with lineage, set
   expect(JSON.parse(annotations[ANNOTATION.metrics]!)).toMatchObject({ step: 200, loss: expect.any(Number) });
 
   const row = await runRow(second.id);
-  expect(row).toMatchObject({ state: 'succeeded', step: 200, outputDigest: result.outputDigest, baseDigest: firstResult.outputDigest, attempts: 1 });
+  expect(row).toMatchObject({
+    state: 'succeeded',
+    step: 200,
+    outputDigest: result.outputDigest,
+    baseDigest: firstResult.outputDigest,
+    attempts: 1,
+  });
   expect(row.gpuSeconds).toBeGreaterThan(0);
   expect(row.cost).toBe(trainingCost(row.gpuSeconds, 3600n, 500n));
   expect(result.cost).toBe(row.cost!.toString());
@@ -119,7 +137,10 @@ test('a run reserves its cap, trains, publishes its checkpoint with lineage, set
   // Operators find the runs in the Temporal UI by kind, payer and state.
   const listed = await eventually(async () => {
     const ids: string[] = [];
-    for await (const run of env.client.workflow.list({ query: `RunKind = "training" AND Payer = "germline/${germline.name}" AND RunState = "succeeded"` })) ids.push(run.workflowId);
+    for await (const run of env.client.workflow.list({
+      query: `RunKind = "training" AND Payer = "germline/${germline.name}" AND RunState = "succeeded"`,
+    }))
+      ids.push(run.workflowId);
     return ids.length === 2 ? ids.sort() : undefined;
   }, 'both runs listed by their search attributes');
   expect(listed).toEqual([trainingWorkflowId(first.id), trainingWorkflowId(second.id)].sort());
@@ -139,7 +160,10 @@ test('not enough budget: the run is refused before anything starts, with the sho
 
 test('kill -9 of the trainer mid-run: the run resumes from its last checkpoint and is charged once in total', async () => {
   const germline = await fundedGermline('10000');
-  const input = request(germline.name, { command: tinyTrainerCommand(['--steps', '3000', '--save-every', '200']), maxCost: '5000' });
+  const input = request(germline.name, {
+    command: tinyTrainerCommand(['--steps', '3000', '--save-every', '200']),
+    maxCost: '5000',
+  });
   const handle = await start(input);
   const { pid, step } = await trainerWithCheckpoint(input.id);
   process.kill(pid, 'SIGKILL');
@@ -157,7 +181,10 @@ test('kill -9 of the trainer mid-run: the run resumes from its last checkpoint a
 
 test('the worker stops mid-run: another worker resumes the run from its last checkpoint, charged once', async () => {
   const germline = await fundedGermline('10000');
-  const input = request(germline.name, { command: tinyTrainerCommand(['--steps', '3000', '--save-every', '200']), maxCost: '5000' });
+  const input = request(germline.name, {
+    command: tinyTrainerCommand(['--steps', '3000', '--save-every', '200']),
+    maxCost: '5000',
+  });
   const handle = await start(input);
   const { pid, step } = await trainerWithCheckpoint(input.id);
   await worker.stop();
@@ -184,7 +211,10 @@ test('the cost cap is reached: the job is stopped, the run ends as cost-cap, set
   expect(row.state).toBe('cost-cap');
   expect(row.gpuSeconds).toBeGreaterThanOrEqual(3);
   const ledger = await ledgerFor(germline, input.id);
-  expect(ledger.map((e) => [e.kind, e.spent])).toEqual([['reserve', undefined], ['settle', '30']]);
+  expect(ledger.map((e) => [e.kind, e.spent])).toEqual([
+    ['reserve', undefined],
+    ['settle', '30'],
+  ]);
   // The branch did not move to a half-trained model; the partial result is kept under run-<id>.
   expect(await env.store.getManifest(`germline/${germline.name}`, 'main')).toBeUndefined();
   expect(row.lastCheckpoint).toMatch(/^checkpoint-\d{8}$/);
@@ -208,13 +238,18 @@ test('cancel: the trainer is stopped and the time it used is settled', async () 
   const cost = trainingCost(row.gpuSeconds, 3600n, 5000n);
   expect(row.cost).toBe(cost);
   const ledger = await ledgerFor(germline, input.id);
-  expect(ledger.map((e) => [e.kind, e.spent])).toEqual([['reserve', undefined], ['settle', cost.toString()]]);
+  expect(ledger.map((e) => [e.kind, e.spent])).toEqual([
+    ['reserve', undefined],
+    ['settle', cost.toString()],
+  ]);
   expect((await germline.handle.query(statusQuery)).reserved).toBe('0');
 });
 
 test('a trainer that exits with an error fails the run without retrying it, and the time used is settled', async () => {
   const germline = await fundedGermline('10000');
-  const input = request(germline.name, { command: [process.execPath, '-e', 'console.error("CUDA out of memory"); process.exit(3)'] });
+  const input = request(germline.name, {
+    command: [process.execPath, '-e', 'console.error("CUDA out of memory"); process.exit(3)'],
+  });
   const error = await (await start(input)).result().catch((e: unknown) => e);
   expect((error as WorkflowFailedError).cause?.message).toMatch(/exited with code 3: CUDA out of memory/);
   const row = await runRow(input.id);

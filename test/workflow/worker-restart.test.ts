@@ -24,7 +24,11 @@ test('a worker stopped mid-sequence and replaced loses nothing and doubles nothi
   const sequence = (async () => {
     for (let i = 0; i < rounds; i++) {
       await updateBudget(handle, depositUpdate, { amount: '1000', currency: 'usd', reference: `wire-${i}` });
-      const { reservationId } = await updateBudget(handle, reserveUpdate, { amount: '600', ref: `job-${i}`, purpose: 'training' });
+      const { reservationId } = await updateBudget(handle, reserveUpdate, {
+        amount: '600',
+        ref: `job-${i}`,
+        purpose: 'training',
+      });
       await updateBudget(handle, settleUpdate, { reservationId, actual: '250' });
       completed += 1;
       if (completed === rounds / 2) halfway();

@@ -37,7 +37,12 @@ function statusMessage(error: unknown): string | undefined {
   return typeof message === 'string' ? message : undefined;
 }
 
-export function explainApiError(error: unknown, action: string, kubeConfig: KubeConfig, namespace: string): KubernetesRunnerError {
+export function explainApiError(
+  error: unknown,
+  action: string,
+  kubeConfig: KubeConfig,
+  namespace: string,
+): KubernetesRunnerError {
   const status = apiStatus(error);
   const server = kubeConfig.getCurrentCluster()?.server ?? 'the configured server';
   if (status === 401 || status === 403) {
@@ -54,15 +59,25 @@ export function explainApiError(error: unknown, action: string, kubeConfig: Kube
     );
   }
   if (status !== undefined) {
-    return new KubernetesRunnerError(`the Kubernetes API could not ${action} (HTTP ${status}): ${statusMessage(error) ?? 'no message'}`, status);
+    return new KubernetesRunnerError(
+      `the Kubernetes API could not ${action} (HTTP ${status}): ${statusMessage(error) ?? 'no message'}`,
+      status,
+    );
   }
   const code = (error as { code?: unknown } | null)?.code;
-  if ((error as { name?: unknown } | null)?.name === 'FetchError' || (typeof code === 'string' && /^E[A-Z]/.test(code))) {
-    return new KubernetesRunnerError(`cannot reach the Kubernetes API at ${server} to ${action} (${messageOf(error)}): check the kubeconfig's server address and the network to it`);
+  if (
+    (error as { name?: unknown } | null)?.name === 'FetchError' ||
+    (typeof code === 'string' && /^E[A-Z]/.test(code))
+  ) {
+    return new KubernetesRunnerError(
+      `cannot reach the Kubernetes API at ${server} to ${action} (${messageOf(error)}): check the kubeconfig's server address and the network to it`,
+    );
   }
   return new KubernetesRunnerError(`could not ${action}: ${messageOf(error)}`);
 }
 
 export function messageOf(error: unknown): string {
-  return (error as { message?: unknown } | null)?.message ? String((error as { message: unknown }).message) : String(error);
+  return (error as { message?: unknown } | null)?.message
+    ? String((error as { message: unknown }).message)
+    : String(error);
 }

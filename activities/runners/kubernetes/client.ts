@@ -17,13 +17,17 @@ export function loadKubernetesClient(): Promise<KubernetesClient> {
  * A KubeConfig from the pod's service account (inCluster), a kubeconfig file, or else the usual
  * lookup (KUBECONFIG, ~/.kube/config, then in-cluster).
  */
-export async function kubeConfigFrom(options: { inCluster?: boolean; kubeconfigPath?: string } = {}): Promise<KubeConfig> {
+export async function kubeConfigFrom(
+  options: { inCluster?: boolean; kubeconfigPath?: string } = {},
+): Promise<KubeConfig> {
   const { KubeConfig } = await loadKubernetesClient();
   const kubeConfig = new KubeConfig();
   let source: string;
   if (options.inCluster) {
     if (!process.env.KUBERNETES_SERVICE_HOST) {
-      throw new KubernetesRunnerError('not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set): give a kubeconfig file instead of inCluster');
+      throw new KubernetesRunnerError(
+        'not running in a Kubernetes pod (KUBERNETES_SERVICE_HOST is not set): give a kubeconfig file instead of inCluster',
+      );
     }
     kubeConfig.loadFromCluster();
     source = 'the in-cluster service account';
@@ -39,7 +43,9 @@ export async function kubeConfigFrom(options: { inCluster?: boolean; kubeconfigP
     source = 'the default kubeconfig (KUBECONFIG or ~/.kube/config)';
   }
   if (!kubeConfig.getCurrentCluster()) {
-    throw new KubernetesRunnerError(`${source} names no current cluster: set its current-context (kubectl config use-context <name>)`);
+    throw new KubernetesRunnerError(
+      `${source} names no current cluster: set its current-context (kubectl config use-context <name>)`,
+    );
   }
   return kubeConfig;
 }

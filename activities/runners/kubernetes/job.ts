@@ -88,15 +88,21 @@ export function buildTrainingJob(template: V1Job, spec: TrainingJobSpec, setting
   const podSpec = template.spec?.template?.spec;
   const trainer = podSpec?.containers?.find((container) => container.name === TRAINER_CONTAINER);
   if (!template.spec || !podSpec || !trainer) {
-    throw new KubernetesRunnerError(`${where} has no container named "${TRAINER_CONTAINER}" in spec.template.spec.containers: the runner fills that one`);
+    throw new KubernetesRunnerError(
+      `${where} has no container named "${TRAINER_CONTAINER}" in spec.template.spec.containers: the runner fills that one`,
+    );
   }
   if (podSpec.restartPolicy !== 'Never') {
-    throw new KubernetesRunnerError(`${where} must set spec.template.spec.restartPolicy: Never (podFailurePolicy requires it)`);
+    throw new KubernetesRunnerError(
+      `${where} must set spec.template.spec.restartPolicy: Never (podFailurePolicy requires it)`,
+    );
   }
   const checkpointMount = trainer.volumeMounts?.find((mount) => mount.name === CHECKPOINTS_VOLUME);
   const checkpointVolume = podSpec.volumes?.find((volume) => volume.name === CHECKPOINTS_VOLUME);
   if (!checkpointMount || !checkpointVolume) {
-    throw new KubernetesRunnerError(`${where} needs a volume named "${CHECKPOINTS_VOLUME}" mounted in the trainer: a recreated pod resumes from it`);
+    throw new KubernetesRunnerError(
+      `${where} needs a volume named "${CHECKPOINTS_VOLUME}" mounted in the trainer: a recreated pod resumes from it`,
+    );
   }
 
   const runLabels = { [MANAGED_BY_LABEL]: 'computatrum', [RUN_ID_LABEL]: runIdLabelValue(spec.runId) };
@@ -119,7 +125,8 @@ export function buildTrainingJob(template: V1Job, spec: TrainingJobSpec, setting
   if (spec.gpuType) podSpec.nodeSelector = { ...podSpec.nodeSelector, [GPU_PRODUCT_LABEL]: spec.gpuType };
 
   if (spec.image) trainer.image = spec.image;
-  if (!trainer.image) throw new KubernetesRunnerError(`the run names no image and ${where} has none for the trainer container`);
+  if (!trainer.image)
+    throw new KubernetesRunnerError(`the run names no image and ${where} has none for the trainer container`);
   if (spec.command) {
     trainer.command = spec.command;
     delete trainer.args;
@@ -153,7 +160,10 @@ function trainerEnv(spec: TrainingJobSpec, settings: TrainingJobSettings): Recor
 }
 
 /** Template env, then the run's, then the runner's: later names win, undefined removes. */
-function mergeEnv(template: V1EnvVar[] | undefined, ...layers: (Record<string, string | undefined> | undefined)[]): V1EnvVar[] {
+function mergeEnv(
+  template: V1EnvVar[] | undefined,
+  ...layers: (Record<string, string | undefined> | undefined)[]
+): V1EnvVar[] {
   const merged = new Map((template ?? []).map((variable) => [variable.name, variable]));
   for (const layer of layers) {
     for (const [name, value] of Object.entries(layer ?? {})) {

@@ -1,8 +1,17 @@
 // The monitor: follows one training Job to its outcome (succeeded, deadline, failed, gone, cancelled
 // or cost-capped), counting its GPU-seconds and reporting usage on every change and poll interval.
-import type { BatchV1Api, CoreV1Api, KubeConfig, V1Job, V1JobCondition } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
+import type { BatchV1Api, CoreV1Api, KubeConfig, V1Job, V1JobCondition } from '@kubernetes/client-node' with {
+  'resolution-mode': 'import',
+};
 import type { Logger } from 'pino';
-import { PreemptedError, TrainerFailedError, type RunnerContext, type TrainingJobSpec, type TrainingOutcome, type TrainingProgress } from '../types';
+import {
+  PreemptedError,
+  TrainerFailedError,
+  type RunnerContext,
+  type TrainingJobSpec,
+  type TrainingOutcome,
+  type TrainingProgress,
+} from '../types';
 import { apiStatus, type KubernetesRunnerError } from './api-errors';
 import type { KubernetesClient } from './client';
 import { JOB_NAME_LABEL, METRICS_ANNOTATION, TRAINER_CONTAINER, outputReference } from './job';
@@ -99,7 +108,10 @@ export class TrainingJobMonitor {
     const logTail = await this.trainerLogTail();
     context.log.error({ job: this.name, namespace, reason: condition.reason, logTail }, 'the training Job failed');
     const failure = `Job ${this.name} in namespace ${namespace} failed (${condition.reason ?? 'no reason given'}): ${condition.message ?? 'no message'}`;
-    throw new TrainerFailedError(logTail ? `${failure}\nlast ${LOG_TAIL_LINES} log lines of the trainer:\n${logTail}` : failure, progress);
+    throw new TrainerFailedError(
+      logTail ? `${failure}\nlast ${LOG_TAIL_LINES} log lines of the trainer:\n${logTail}` : failure,
+      progress,
+    );
   }
 
   private preempted(job: V1Job): PreemptedError {
@@ -139,13 +151,23 @@ export class TrainingJobMonitor {
     const { core, namespace, context, explain } = this.settings;
     try {
       const pods = await core.listNamespacedPod({ namespace, labelSelector: `${JOB_NAME_LABEL}=${this.name}` });
-      const newest = [...pods.items].sort((a, b) => (toMillis(a.metadata?.creationTimestamp) ?? 0) - (toMillis(b.metadata?.creationTimestamp) ?? 0)).at(-1);
+      const newest = [...pods.items]
+        .sort((a, b) => (toMillis(a.metadata?.creationTimestamp) ?? 0) - (toMillis(b.metadata?.creationTimestamp) ?? 0))
+        .at(-1);
       const podName = newest?.metadata?.name;
       if (!podName) return undefined;
-      const log = await core.readNamespacedPodLog({ name: podName, namespace, container: TRAINER_CONTAINER, tailLines: LOG_TAIL_LINES });
+      const log = await core.readNamespacedPodLog({
+        name: podName,
+        namespace,
+        container: TRAINER_CONTAINER,
+        tailLines: LOG_TAIL_LINES,
+      });
       return log.trimEnd() || undefined;
     } catch (error) {
-      context.log.warn({ job: this.name, err: explain(error, `read the logs of Job ${this.name}'s pod`) }, 'no trainer log for the failed Job');
+      context.log.warn(
+        { job: this.name, err: explain(error, `read the logs of Job ${this.name}'s pod`) },
+        'no trainer log for the failed Job',
+      );
       return undefined;
     }
   }
@@ -173,7 +195,9 @@ class Wakeup {
 }
 
 function finishedCondition(job: V1Job): V1JobCondition | undefined {
-  return job.status?.conditions?.find((condition) => (condition.type === 'Complete' || condition.type === 'Failed') && condition.status === 'True');
+  return job.status?.conditions?.find(
+    (condition) => (condition.type === 'Complete' || condition.type === 'Failed') && condition.status === 'True',
+  );
 }
 
 /** Whole seconds from the Job's start to its end (or `now`), rounded up, times its GPUs. */
@@ -197,9 +221,16 @@ function metricsOf(job: V1Job, log: Logger): Record<string, number> {
   try {
     const parsed: unknown = JSON.parse(text);
     if (typeof parsed !== 'object' || parsed === null) return {};
-    return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1])));
+    return Object.fromEntries(
+      Object.entries(parsed).filter(
+        (entry): entry is [string, number] => typeof entry[1] === 'number' && Number.isFinite(entry[1]),
+      ),
+    );
   } catch (error) {
-    log.warn({ job: job.metadata?.name, err: error }, `the ${METRICS_ANNOTATION} annotation is not JSON; no metrics recorded`);
+    log.warn(
+      { job: job.metadata?.name, err: error },
+      `the ${METRICS_ANNOTATION} annotation is not JSON; no metrics recorded`,
+    );
     return {};
   }
 }

@@ -2,7 +2,14 @@
 // time: it creates the run's Job (or adopts the one an earlier worker created), carries usage
 // between attempts, and hands the Job to the monitor.
 import type { BatchV1Api, KubeConfig, V1Job } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
-import { PreemptedError, type RunnerContext, type TrainingJobSpec, type TrainingOutcome, type TrainingProgress, type TrainingRunner } from '../types';
+import {
+  PreemptedError,
+  type RunnerContext,
+  type TrainingJobSpec,
+  type TrainingOutcome,
+  type TrainingProgress,
+  type TrainingRunner,
+} from '../types';
 import { KubernetesRunnerError, apiStatus, explainApiError } from './api-errors';
 import { loadKubernetesClient } from './client';
 import {
@@ -76,13 +83,22 @@ export class KubernetesJobRunner implements TrainingRunner {
 
     const batch = kubeConfig.makeApiClient(k8s.BatchV1Api);
     const explain = (error: unknown, action: string) => explainApiError(error, action, kubeConfig, namespace);
-    const { job, adopted } = await this.createOrAdopt(batch, body, spec, { ...context.resumeFrom, gpuSeconds: carriedTotal }, explain);
+    const { job, adopted } = await this.createOrAdopt(
+      batch,
+      body,
+      spec,
+      { ...context.resumeFrom, gpuSeconds: carriedTotal },
+      explain,
+    );
     const jobUid = job.metadata?.uid;
     const sameJobAsCarried = adopted && carried !== undefined && carried.jobUid === jobUid;
     // The adopted Job's own usage is recounted from its startTime, so only what came before it is carried.
     const countedGpuSeconds = sameJobAsCarried ? carried.countedGpuSeconds : carriedTotal;
     const previousAttempt = context.resumeFrom?.attempt ?? 0;
-    context.log.info({ job: name, namespace, adopted, countedGpuSeconds }, adopted ? 'adopted the existing Kubernetes Job of this run' : 'created Kubernetes Job');
+    context.log.info(
+      { job: name, namespace, adopted, countedGpuSeconds },
+      adopted ? 'adopted the existing Kubernetes Job of this run' : 'created Kubernetes Job',
+    );
 
     const monitor = new TrainingJobMonitor({
       k8s,
@@ -126,7 +142,10 @@ export class KubernetesJobRunner implements TrainingRunner {
       job = await batch.readNamespacedJob({ name, namespace });
     } catch (error) {
       if (apiStatus(error) !== 404) throw explain(error, `read Job ${name}`);
-      throw new PreemptedError(`Job ${name} in namespace ${namespace} disappeared while this worker adopted it: the run continues in a new Job`, progressSoFar);
+      throw new PreemptedError(
+        `Job ${name} in namespace ${namespace} disappeared while this worker adopted it: the run continues in a new Job`,
+        progressSoFar,
+      );
     }
     assertOwnedBy(job, spec.runId, namespace);
     return { job, adopted: true };
@@ -139,7 +158,13 @@ function definedOnly<T extends object>(value: T): T {
 
 function carriedState(resumeFrom: TrainingProgress | undefined, name: string): KubernetesRunnerState | undefined {
   const runner = resumeFrom?.runner;
-  if (!runner || runner.job !== name || typeof runner.countedGpuSeconds !== 'number' || typeof runner.firstStartedAt !== 'number') return undefined;
+  if (
+    !runner ||
+    runner.job !== name ||
+    typeof runner.countedGpuSeconds !== 'number' ||
+    typeof runner.firstStartedAt !== 'number'
+  )
+    return undefined;
   return {
     job: name,
     jobUid: typeof runner.jobUid === 'string' ? runner.jobUid : undefined,

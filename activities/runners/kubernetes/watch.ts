@@ -73,9 +73,19 @@ export class JobWatch {
     const { k8s, kubeConfig, namespace } = this.settings;
     this.expired = false;
     this.openedAt = Date.now();
-    const query = { fieldSelector: this.fieldSelector, resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: WATCH_TIMEOUT_SECONDS };
+    const query = {
+      fieldSelector: this.fieldSelector,
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: true,
+      timeoutSeconds: WATCH_TIMEOUT_SECONDS,
+    };
     new k8s.Watch(kubeConfig)
-      .watch(`/apis/batch/v1/namespaces/${namespace}/jobs`, query, (type, object) => this.onEvent(type, object), (error) => this.onEnd(error))
+      .watch(
+        `/apis/batch/v1/namespaces/${namespace}/jobs`,
+        query,
+        (type, object) => this.onEvent(type, object),
+        (error) => this.onEnd(error),
+      )
       .then(
         (controller) => {
           this.controller = controller;
@@ -88,7 +98,8 @@ export class JobWatch {
   private onEvent(type: string, object: any): void {
     if (type === 'ERROR') {
       this.expired = object?.code === 410;
-      if (!this.expired) this.log.warn({ job: this.settings.state.job, status: object }, 'the Job watch reported an error; relisting');
+      if (!this.expired)
+        this.log.warn({ job: this.settings.state.job, status: object }, 'the Job watch reported an error; relisting');
       return;
     }
     const version: string | undefined = object?.metadata?.resourceVersion;
@@ -108,7 +119,11 @@ export class JobWatch {
       this.fail(this.settings.explain(error, `watch Job ${this.settings.state.job}`));
       return;
     }
-    if (error) this.log.warn({ job: this.settings.state.job, err: this.settings.explain(error, 'watch the Job') }, 'the Job watch failed; relisting');
+    if (error)
+      this.log.warn(
+        { job: this.settings.state.job, err: this.settings.explain(error, 'watch the Job') },
+        'the Job watch failed; relisting',
+      );
     this.later(error || this.expired ? () => void this.relist() : () => this.open());
   }
 
@@ -135,7 +150,8 @@ export class JobWatch {
 
   private later(action: () => void): void {
     if (this.stopped) return;
-    const delay = this.quickEnds <= 1 ? 0 : Math.min(this.settings.pollIntervalMs * 2 ** (this.quickEnds - 2), MAX_RETRY_DELAY_MS);
+    const delay =
+      this.quickEnds <= 1 ? 0 : Math.min(this.settings.pollIntervalMs * 2 ** (this.quickEnds - 2), MAX_RETRY_DELAY_MS);
     this.retryTimer = setTimeout(action, delay);
   }
 

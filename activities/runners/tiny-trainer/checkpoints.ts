@@ -1,6 +1,17 @@
 // The tiny trainer's files: the bundled corpus, and checkpoint folders written the way the trainer
 // contract (../types.ts) asks: under a temporary name, fsynced, then renamed.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { type F32Tensor, fsyncFolderSync, readSafetensorsSync, writeSafetensorsSync } from '../../../store/safetensors';
 import { CHECKPOINT_FOLDER, checkpointFolderName } from '../types';
@@ -32,7 +43,6 @@ export function loadCorpus(file = CORPUS_PATH): Corpus {
   const ids = new Map(vocab.map((character, id) => [character, id]));
   return { vocab, tokens: Int32Array.from(characters, (character) => ids.get(character)!) };
 }
-
 
 function writeFileDurably(file: string, text: string): void {
   const fd = openSync(file, 'wx');
@@ -85,9 +95,15 @@ export function saveCheckpoint(outputDir: string, architecture: Architecture, co
     const model = Object.fromEntries(PARAMETER_NAMES.map((p) => [p, tensor(shapes[p], content.parameters[p])]));
     writeSafetensorsSync(path.join(temporary, MODEL_FILE), model, { ...content.metadata, step: String(content.step) });
     const optimizer = Object.fromEntries(
-      PARAMETER_NAMES.flatMap((p) => [`m.${p}`, `v.${p}`] as const).map((key) => [key, tensor(shapes[key.slice(2) as keyof typeof shapes], content.optimizer[key])]),
+      PARAMETER_NAMES.flatMap((p) => [`m.${p}`, `v.${p}`] as const).map((key) => [
+        key,
+        tensor(shapes[key.slice(2) as keyof typeof shapes], content.optimizer[key]),
+      ]),
     );
-    writeSafetensorsSync(path.join(temporary, OPTIMIZER_FILE), optimizer, { optimizer: 'adam', step: String(content.step) });
+    writeSafetensorsSync(path.join(temporary, OPTIMIZER_FILE), optimizer, {
+      optimizer: 'adam',
+      step: String(content.step),
+    });
     writeFileDurably(path.join(temporary, METRICS_FILE), `${JSON.stringify(content.metrics)}\n`);
     fsyncFolderSync(temporary);
     renameSync(temporary, folder);
@@ -100,7 +116,12 @@ export function saveCheckpoint(outputDir: string, architecture: Architecture, co
 }
 
 /** Reads a model.safetensors and checks that it fits this trainer's architecture and vocabulary. */
-export function loadModel(file: string, architecture: Architecture, vocab: string[], what: string): { parameters: Parameters; metadata: Record<string, string> } {
+export function loadModel(
+  file: string,
+  architecture: Architecture,
+  vocab: string[],
+  what: string,
+): { parameters: Parameters; metadata: Record<string, string> } {
   let loaded;
   try {
     loaded = readSafetensorsSync(file);
@@ -109,7 +130,9 @@ export function loadModel(file: string, architecture: Architecture, vocab: strin
   }
   const { tensors, metadata } = loaded;
   if (metadata.vocab !== undefined && metadata.vocab !== JSON.stringify(vocab)) {
-    throw new TrainerInputError(`${what} ${file} was trained on another vocabulary (${metadata.vocab}); this trainer's is ${JSON.stringify(vocab)}`);
+    throw new TrainerInputError(
+      `${what} ${file} was trained on another vocabulary (${metadata.vocab}); this trainer's is ${JSON.stringify(vocab)}`,
+    );
   }
   const shapes = parameterShapes(architecture);
   const problems: string[] = [];
@@ -117,7 +140,9 @@ export function loadModel(file: string, architecture: Architecture, vocab: strin
     const found = tensors[name];
     if (!found) problems.push(`tensor ${name} is missing`);
     else if (JSON.stringify(found.shape) !== JSON.stringify(shapes[name])) {
-      problems.push(`tensor ${name} has shape ${JSON.stringify(found.shape)}, expected ${JSON.stringify(shapes[name])}`);
+      problems.push(
+        `tensor ${name} has shape ${JSON.stringify(found.shape)}, expected ${JSON.stringify(shapes[name])}`,
+      );
     }
   }
   for (const name of Object.keys(tensors)) {

@@ -22,7 +22,15 @@ import {
   saveCheckpoint,
   TrainerInputError,
 } from './checkpoints';
-import { adamUpdate, type Architecture, batchPositions, evaluationPositions, initAdamState, initParameters, Model } from './model';
+import {
+  adamUpdate,
+  type Architecture,
+  batchPositions,
+  evaluationPositions,
+  initAdamState,
+  initParameters,
+  Model,
+} from './model';
 
 const CONTEXT = 4;
 const EMBED = 16;
@@ -58,12 +66,15 @@ function parseOptions(argv: string[]): TrainerOptions {
       },
     }));
   } catch (error) {
-    throw new TrainerInputError(`${(error as Error).message}; usage: main.ts [--steps N] [--save-every N] [--batch N] [--lr X] [--seed N]`);
+    throw new TrainerInputError(
+      `${(error as Error).message}; usage: main.ts [--steps N] [--save-every N] [--batch N] [--lr X] [--seed N]`,
+    );
   }
   const integer = (flag: string, text: string | undefined, fallback: number, min: number): number => {
     if (text === undefined) return fallback;
     const value = Number(text);
-    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min) throw new TrainerInputError(`--${flag} ${text}: expected an integer >= ${min}`);
+    if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(value) || value < min)
+      throw new TrainerInputError(`--${flag} ${text}: expected an integer >= ${min}`);
     return value;
   };
   const lr = values.lr === undefined ? DEFAULT_OPTIONS.lr : Number(values.lr);
@@ -78,16 +89,23 @@ function parseOptions(argv: string[]): TrainerOptions {
   };
 }
 
-function readEnvironment(env: NodeJS.ProcessEnv): { outputDir: string; baseDir?: string; runId: string; maxSeconds?: number } {
+function readEnvironment(env: NodeJS.ProcessEnv): {
+  outputDir: string;
+  baseDir?: string;
+  runId: string;
+  maxSeconds?: number;
+} {
   const outputDir = env[TRAINER_ENV.outputDir];
-  if (!outputDir) throw new TrainerInputError(`${TRAINER_ENV.outputDir} is not set: the trainer needs a folder for its checkpoints`);
+  if (!outputDir)
+    throw new TrainerInputError(`${TRAINER_ENV.outputDir} is not set: the trainer needs a folder for its checkpoints`);
   const maxText = env[TRAINER_ENV.maxSeconds];
   const maxSeconds = maxText ? Number(maxText) : undefined;
   if (maxSeconds !== undefined && !(Number.isFinite(maxSeconds) && maxSeconds > 0)) {
     throw new TrainerInputError(`${TRAINER_ENV.maxSeconds}=${maxText}: expected a positive number of seconds`);
   }
   const baseDir = env[TRAINER_ENV.baseDir] || undefined;
-  if (baseDir !== undefined && !existsSync(baseDir)) throw new TrainerInputError(`${TRAINER_ENV.baseDir}=${baseDir} does not exist`);
+  if (baseDir !== undefined && !existsSync(baseDir))
+    throw new TrainerInputError(`${TRAINER_ENV.baseDir}=${baseDir} does not exist`);
   return { outputDir: path.resolve(outputDir), baseDir, runId: env[TRAINER_ENV.runId] ?? '', maxSeconds };
 }
 
@@ -116,7 +134,12 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
   const newest = listCheckpoints(outputDir).at(-1);
   if (newest) {
     const folder = path.join(outputDir, newest.name);
-    parameters = loadModel(path.join(folder, MODEL_FILE), architecture, corpus.vocab, `checkpoint ${newest.name}`).parameters;
+    parameters = loadModel(
+      path.join(folder, MODEL_FILE),
+      architecture,
+      corpus.vocab,
+      `checkpoint ${newest.name}`,
+    ).parameters;
     optimizer = loadOptimizer(path.join(folder, OPTIMIZER_FILE), parameters, `checkpoint ${newest.name}`);
     step = newest.step;
     emit({ event: 'resumed', step });
@@ -158,7 +181,9 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  log(`vocabulary ${corpus.vocab.length}, ${corpus.tokens.length} characters, training steps ${step + 1}..${options.steps}, batch ${options.batch}`);
+  log(
+    `vocabulary ${corpus.vocab.length}, ${corpus.tokens.length} characters, training steps ${step + 1}..${options.steps}, batch ${options.batch}`,
+  );
   let lossSum = 0;
   let lossCount = 0;
   let lastSaved = newest?.step;
@@ -175,7 +200,10 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
       lossSum = 0;
       lossCount = 0;
     }
-    const nearDeadline: boolean = maxSeconds !== undefined && !deadlineSaved && performance.now() - startedAt >= maxSeconds * 1000 * DEADLINE_CHECKPOINT_AT;
+    const nearDeadline: boolean =
+      maxSeconds !== undefined &&
+      !deadlineSaved &&
+      performance.now() - startedAt >= maxSeconds * 1000 * DEADLINE_CHECKPOINT_AT;
     if (step % options.saveEvery === 0 || step === options.steps || nearDeadline) {
       save();
       lastSaved = step;
@@ -199,7 +227,9 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
   }
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
-  log(`done at step ${step} in ${((performance.now() - startedAt) / 1000).toFixed(2)} s; ${METRICS_FILE} holds the final loss`);
+  log(
+    `done at step ${step} in ${((performance.now() - startedAt) / 1000).toFixed(2)} s; ${METRICS_FILE} holds the final loss`,
+  );
   return 0;
 }
 

@@ -49,7 +49,8 @@ function mixSeed(a: number, b: number): number {
 export function initParameters(architecture: Architecture, seed: number): Parameters {
   const shapes = parameterShapes(architecture);
   const random = mulberry32(mixSeed(seed, 0x51ed));
-  const uniform = (length: number, scale: number): Float32Array => Float32Array.from({ length }, () => (random() * 2 - 1) * scale);
+  const uniform = (length: number, scale: number): Float32Array =>
+    Float32Array.from({ length }, () => (random() * 2 - 1) * scale);
   return {
     embedding: uniform(size(shapes.embedding), 1),
     'hidden.weight': uniform(size(shapes['hidden.weight']), Math.sqrt(3 / (architecture.context * architecture.embed))),
@@ -61,7 +62,13 @@ export function initParameters(architecture: Architecture, seed: number): Parame
 }
 
 /** The corpus positions (indices of target characters) that training step `step` learns from. */
-export function batchPositions(seed: number, step: number, batch: number, tokenCount: number, context: number): Int32Array {
+export function batchPositions(
+  seed: number,
+  step: number,
+  batch: number,
+  tokenCount: number,
+  context: number,
+): Int32Array {
   const random = mulberry32(mixSeed(seed, step));
   const positions = new Int32Array(batch);
   for (let i = 0; i < batch; i++) positions[i] = context + Math.floor(random() * (tokenCount - context));
@@ -88,10 +95,9 @@ export class Model {
     readonly parameters: Parameters,
   ) {
     const { vocab, context, embed, hidden } = architecture;
-    this.gradients = Object.fromEntries(PARAMETER_NAMES.map((name) => [name, new Float64Array(parameters[name].length)])) as Record<
-      ParameterName,
-      Float64Array
-    >;
+    this.gradients = Object.fromEntries(
+      PARAMETER_NAMES.map((name) => [name, new Float64Array(parameters[name].length)]),
+    ) as Record<ParameterName, Float64Array>;
     this.input = new Float64Array(context * embed);
     this.inputGradient = new Float64Array(context * embed);
     this.activation = new Float64Array(hidden);
@@ -102,7 +108,13 @@ export class Model {
   /** Mean cross-entropy (nats) over the positions; with `learn`, also fills this.gradients. */
   loss(tokens: Int32Array, positions: Int32Array, learn: boolean): number {
     const { vocab: V, context: C, embed: D, hidden: H } = this.architecture;
-    const { embedding: E, 'hidden.weight': W1, 'hidden.bias': b1, 'output.weight': W2, 'output.bias': b2 } = this.parameters;
+    const {
+      embedding: E,
+      'hidden.weight': W1,
+      'hidden.bias': b1,
+      'output.weight': W2,
+      'output.bias': b2,
+    } = this.parameters;
     const g = this.gradients;
     const { input: x, activation: h, activationGradient: dh, inputGradient: dx, logits: z } = this;
     const inputs = C * D;
