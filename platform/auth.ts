@@ -74,13 +74,11 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       const caller = scheme === 'Bearer' && token ? await tokenCaller(db, token) : undefined;
       // A wrong token is an error, not an anonymous request: the CLI should say so, not act as the public.
       if (!caller)
-        return reply
-          .code(401)
-          .send({
-            error:
-              'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN',
-            code: 'UNAUTHENTICATED',
-          });
+        return reply.code(401).send({
+          error:
+            'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN',
+          code: 'UNAUTHENTICATED',
+        });
       request.caller = caller;
       return;
     }

@@ -39,12 +39,10 @@ export function registerRecordings(app: FastifyInstance, db: Database, store: Ch
     }>('/api/recordings/*', { bodyLimit: LIMITS.recordingBytes }, async (request, reply) => {
       const account = request.caller.account;
       if (!account)
-        return reply
-          .code(401)
-          .send({
-            error: 'sign in, or send an API token (Authorization: Bearer ctr_…), to attach a recording',
-            code: 'UNAUTHENTICATED',
-          });
+        return reply.code(401).send({
+          error: 'sign in, or send an API token (Authorization: Bearer ctr_…), to attach a recording',
+          code: 'UNAUTHENTICATED',
+        });
       // A browser's session may upload only from our own pages (a cross-site form could post text/plain).
       if (request.viaCookie && !hasValidCsrf(request))
         return reply.code(403).send({ error: 'missing or wrong CSRF token (x-csrf-token)', code: 'FORBIDDEN' });

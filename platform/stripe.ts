@@ -240,12 +240,10 @@ export function registerStripeWebhook(
         );
       } catch (error) {
         request.log.warn({ error: (error as Error).message }, 'a Stripe webhook with a bad signature was refused');
-        return reply
-          .code(400)
-          .send({
-            code: 'BAD_SIGNATURE',
-            error: 'the Stripe-Signature header does not match this body and the endpoint secret',
-          });
+        return reply.code(400).send({
+          code: 'BAD_SIGNATURE',
+          error: 'the Stripe-Signature header does not match this body and the endpoint secret',
+        });
       }
       if (await deps.db.stripeEvent.findUnique({ where: { id: event.id } })) return { received: true, duplicate: true };
 

@@ -19,11 +19,9 @@ export async function registerGraphQL(app: FastifyInstance, context: Omit<GraphQ
     if (request.url.startsWith('/api/graphql') && request.method === 'POST' && request.viaCookie) {
       const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim();
       if (type !== 'application/json')
-        return reply
-          .code(415)
-          .send({
-            errors: [{ message: 'send GraphQL as application/json', extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' } }],
-          });
+        return reply.code(415).send({
+          errors: [{ message: 'send GraphQL as application/json', extensions: { code: 'UNSUPPORTED_MEDIA_TYPE' } }],
+        });
     }
   });
   await app.register(mercurius, {
