@@ -91,7 +91,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       const [
         { trainingPayer },
         { startTrainingRun },
-        { WorkflowFailedError },
+        { WorkflowFailedError, WorkflowExecutionAlreadyStartedError },
         { CancelledFailure },
         { trainingRequest },
         { trainingDefaults },
@@ -130,7 +130,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
       await withGermline(cfg, async (client) => {
         const handle = await startTrainingRun(client, cfg.taskQueue, request).catch((error: Error) => {
           throw new UserError(
-            error.name === 'WorkflowExecutionAlreadyStartedError'
+            error instanceof WorkflowExecutionAlreadyStartedError
               ? `a run with id ${id} exists already: choose another --id`
               : error.message,
           );
