@@ -8,14 +8,25 @@ import type { ReserveResult, SettleResult } from '../workflows/budget-api';
 import { reserveUpdate, settleUpdate } from '../workflows/budget-api';
 import { updateBudget } from '../temporal/budget-client';
 
+interface ReserveInput {
+  payer: string;
+  ref: string;
+  amount: MinorUnits;
+  purpose: string;
+}
+interface SettleInput {
+  payer: string;
+  reservationId: string;
+  actual: MinorUnits;
+}
+
 export interface BudgetActivities {
-  reserveForTraining(input: {
-    payer: string;
-    ref: string;
-    amount: MinorUnits;
-    purpose: string;
-  }): Promise<ReserveResult>;
-  settleForTraining(input: { payer: string; reservationId: string; actual: MinorUnits }): Promise<SettleResult>;
+  /** Reserves from the payer's budget (a training run's cap, an instance's lease). */
+  reserveFromBudget(input: ReserveInput): Promise<ReserveResult>;
+  settleWithBudget(input: SettleInput): Promise<SettleResult>;
+  /** The names training runs were started with: their histories replay with these. */
+  reserveForTraining(input: ReserveInput): Promise<ReserveResult>;
+  settleForTraining(input: SettleInput): Promise<SettleResult>;
 }
 
 /** A budget's refusal (InsufficientFunds, Paused, ...) reaches the caller's workflow as a final failure of the same type. */
@@ -36,10 +47,14 @@ async function askBudget<T>(action: () => Promise<T>): Promise<T> {
 
 export function createBudgetActivities(client: Client): BudgetActivities {
   const handle = (payer: string) => client.workflow.getHandle(payer);
+  const reserve = ({ payer, ref, amount, purpose }: ReserveInput) =>
+    askBudget(() => updateBudget(handle(payer), reserveUpdate, { ref, amount, purpose }));
+  const settle = ({ payer, reservationId, actual }: SettleInput) =>
+    askBudget(() => updateBudget(handle(payer), settleUpdate, { reservationId, actual }));
   return {
-    reserveForTraining: ({ payer, ref, amount, purpose }) =>
-      askBudget(() => updateBudget(handle(payer), reserveUpdate, { ref, amount, purpose })),
-    settleForTraining: ({ payer, reservationId, actual }) =>
-      askBudget(() => updateBudget(handle(payer), settleUpdate, { reservationId, actual })),
+    reserveFromBudget: reserve,
+    settleWithBudget: settle,
+    reserveForTraining: reserve,
+    settleForTraining: settle,
   };
 }

@@ -1,10 +1,12 @@
 // The Temporal worker: every workflow of the project and the activities bound to their outside systems.
+import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { Logger } from 'pino';
 import { createAutonomyActivities } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
+import { createInstanceActivities, type InstanceRunner } from '../activities/instances';
 import { createJournalActivities } from '../activities/journal';
 import type { Database } from '../db/prisma';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
@@ -17,6 +19,9 @@ import { type TrainingDefaults } from '../workflows/training-api';
 
 export const WORKFLOWS_PATH = projectPath('workflows', 'index.ts');
 
+/** Where instances live on this host: their processes' folders and materialized checkpoints. */
+export const instancesDir = (dataDir: string): string => path.join(dataDir, 'instances');
+
 export interface ActivityDependencies {
   db: Database;
   store: CheckpointStore;
@@ -26,6 +31,8 @@ export interface ActivityDependencies {
   client: Client;
   /** The training runners this worker can launch jobs with. */
   runners: Partial<Record<RunnerKind, TrainingRunner>>;
+  /** The runners of hosted instances; none: launching an instance is refused with the reason. */
+  instanceRunners?: Partial<Record<RunnerKind, InstanceRunner>>;
   /** Training runs the germline's tick starts for its children; default: local, 2.00 per GPU-hour, at most a day. */
   training?: TrainingDefaults;
   /** Bearer token for the http decision policy's agent (COMPUTATRUM_AGENT_TOKEN). */
@@ -47,6 +54,12 @@ export function createActivities(deps: ActivityDependencies) {
     ...createBudgetActivities(deps.client),
     ...createTrainingActivities(deps),
     ...createAutonomyActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
+    ...createInstanceActivities({
+      db: deps.db,
+      store: deps.store,
+      instancesDir: instancesDir(deps.dataDir),
+      instanceRunners: deps.instanceRunners ?? {},
+    }),
   };
 }
 

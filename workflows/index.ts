@@ -4,3 +4,4 @@ export { dailyGpcScheduleWorkflow, dailyGpcWorkflow } from './daily-gpc';
 export { trainingWorkflow } from './training';
 export { childWorkflow } from './child';
 export { creditWorkflow } from './credit';
+export { instanceWorkflow } from './instance';

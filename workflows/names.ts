@@ -43,3 +43,5 @@ export const dailyGpcWorkflowId = (germline: string, day: string): string => `da
 
 /** The workflows that hold a budget and may pay: a germline, one of its children, a trainer's credit. */
 export const PAYER = new RegExp(`^(germline/${name}|child/${name}/${name}|credit/${handle})$`);
+
+export const instanceWorkflowId = (instance: string): string => `instance/${instance}`;

@@ -26,6 +26,44 @@ export const TRAINER_ENV = {
   maxSeconds: 'COMPUTATRUM_MAX_SECONDS',
 } as const;
 
+/**
+ * The contract between computatrum and any hosted instance: a process that serves one checkpoint
+ * through the OpenAI-compatible API (the tiny server in activities/runners/tiny-trainer/server.ts,
+ * or vLLM, llama.cpp's llama-server, Ollama, an operator's own program):
+ * - environment: COMPUTATRUM_MODEL_DIR (the checkpoint's files at the folder's root, as they were
+ *   published: for a trainer's output, the files of its `checkpoint-<step>` folder; read only, every
+ *   file digest-verified), COMPUTATRUM_MODEL_NAME, COMPUTATRUM_INSTANCE_ID, COMPUTATRUM_GPUS, and PORT;
+ * - it listens on PORT, on loopback or on all interfaces (computatrum on the same host calls
+ *   127.0.0.1:PORT);
+ * - `GET /v1/models`: its 200 is readiness; it lists one model, whose id is COMPUTATRUM_MODEL_NAME;
+ * - `POST /v1/chat/completions`: non-streaming, answered with `usage` {prompt_tokens,
+ *   completion_tokens, total_tokens}; and streaming (`stream: true`): server-sent events, one
+ *   `data: <chat.completion.chunk JSON>` line each, ending with `data: [DONE]`, the last chunk before
+ *   it holding `usage` (and no choices) when `stream_options.include_usage` is true;
+ * - a request whose client disconnects stops generating;
+ * - busy: a request beyond what the instance takes on at once is answered 429 with OpenAI's error
+ *   JSON `{"error":{"message","type","code"}}`, and the caller retries later (an instance that
+ *   queues requests instead also meets this);
+ * - SIGTERM: it stops taking requests, lets those in flight finish for a few seconds at most, ends the
+ *   rest, and exits 0, all within INSTANCE_STOP_SECONDS.
+ * Off-the-shelf servers are fitted to it by their flags, e.g. `vllm serve "$COMPUTATRUM_MODEL_DIR"
+ * --served-model-name "$COMPUTATRUM_MODEL_NAME" --port "$PORT"`, or `llama-server -m
+ * "$COMPUTATRUM_MODEL_DIR/<file>.gguf" --alias "$COMPUTATRUM_MODEL_NAME" --port "$PORT"`.
+ */
+export const INSTANCE_ENV = {
+  modelDir: 'COMPUTATRUM_MODEL_DIR',
+  modelName: 'COMPUTATRUM_MODEL_NAME',
+  instanceId: 'COMPUTATRUM_INSTANCE_ID',
+  gpus: 'COMPUTATRUM_GPUS',
+  port: 'PORT',
+} as const;
+
+/** The instance contract's readiness probe: 200 once the model is loaded and requests are taken. */
+export const INSTANCE_READY_PATH = '/v1/models';
+
+/** How long an instance may take to exit after SIGTERM; past it, a runner may kill it outright. */
+export const INSTANCE_STOP_SECONDS = 10;
+
 export const CHECKPOINT_FOLDER = /^checkpoint-(\d{8})$/;
 export const checkpointFolderName = (step: number): string => `checkpoint-${String(step).padStart(8, '0')}`;
 
@@ -111,5 +149,18 @@ export class TrainerFailedError extends Error {
     readonly progress: TrainingProgress,
   ) {
     super(message);
+  }
+}
+
+/** An instance exited, or never became ready, while starting (any runner); the process has been stopped. */
+export class InstanceFailedError extends Error {
+  override name = 'InstanceFailedError';
+  constructor(
+    message: string,
+    readonly logTail: string,
+  ) {
+    super(
+      logTail ? `${message}; the instance's log ends with:\n${logTail}` : `${message}; the instance's log is empty`,
+    );
   }
 }

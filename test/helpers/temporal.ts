@@ -13,6 +13,7 @@ import { createWorker } from '../../worker/worker';
 import { ensureGermline, type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
 import type { TrainingDefaults } from '../../workflows/training-api';
+import type { InstanceRunner } from '../../activities/instances';
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -49,6 +50,8 @@ export interface TestEnvironmentOptions {
   runners?: Partial<Record<RunnerKind, TrainingRunner>>;
   /** The training runs the germline's tick starts (rate, runner); the worker's default otherwise. */
   training?: TrainingDefaults;
+  /** Runners of hosted instances (none: launching one is refused). */
+  instanceRunners?: Partial<Record<RunnerKind, InstanceRunner>>;
 }
 
 export async function testEnvironment(options: TestEnvironmentOptions = {}): Promise<TestEnvironment> {
@@ -75,6 +78,7 @@ export async function testEnvironment(options: TestEnvironmentOptions = {}): Pro
         client,
         runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners },
         ...(options.training ? { training: options.training } : {}),
+        ...(options.instanceRunners ? { instanceRunners: options.instanceRunners } : {}),
       },
       workflowBundlePath: globals.workflowBundlePath,
     });
