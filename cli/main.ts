@@ -12,6 +12,7 @@ import { addBudgetCommands } from './commands/budget';
 import { addCheckpointCommands } from './commands/checkpoints';
 import { addChildrenCommands } from './commands/children';
 import { addHubCommands } from './commands/hub';
+import { addInstanceCommands } from './commands/instances';
 import { addOperationsCommands } from './commands/operations';
 import { addTrainingCommands } from './commands/training';
 
@@ -21,6 +22,7 @@ const GROUPS = [
   addBudgetCommands,
   addCheckpointCommands,
   addTrainingCommands,
+  addInstanceCommands,
   addChildrenCommands,
   addAutonomyCommands,
   addHubCommands,

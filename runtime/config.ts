@@ -80,6 +80,11 @@ export const configSchema = z
       (v) => v === undefined || isArgv(v),
       'a JSON array of strings, like ["python", "train.py"]',
     ),
+    /** The local runner's instance server (the instance contract): a JSON argv; the bundled tiny model's server when unset. */
+    COMPUTATRUM_INSTANCE_COMMAND: optionalText.refine(
+      (v) => v === undefined || isArgv(v),
+      'a JSON array of strings, like ["vllm", "serve", "/models/x"]',
+    ),
     COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
     /** The most GPUs a trainer's run through the platform may ask for. */
     COMPUTATRUM_TRAINER_MAX_GPUS: z.coerce.number().int().min(1).max(1024).default(8),
@@ -183,6 +188,8 @@ export interface Config {
     ratePerGpuHour: bigint;
     defaultRunner: 'local' | 'kubernetes';
     trainerCommand?: string[];
+    /** The local runner's instance server; the bundled tiny model's server when unset. */
+    instanceCommand?: string[];
     maxPreemptions: number;
     maxDurationSeconds: number;
     /** The most GPUs one trainer's run through the platform may ask for. */
@@ -273,6 +280,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       defaultRunner: c.COMPUTATRUM_RUNNER,
       ...(c.COMPUTATRUM_TRAINER_COMMAND
         ? { trainerCommand: JSON.parse(c.COMPUTATRUM_TRAINER_COMMAND) as string[] }
+        : {}),
+      ...(c.COMPUTATRUM_INSTANCE_COMMAND
+        ? { instanceCommand: JSON.parse(c.COMPUTATRUM_INSTANCE_COMMAND) as string[] }
         : {}),
       maxPreemptions: c.COMPUTATRUM_MAX_PREEMPTIONS,
       trainerMaxGpus: c.COMPUTATRUM_TRAINER_MAX_GPUS,

@@ -1,13 +1,18 @@
-// The training runners a worker offers: always `local` (child processes on this host, the tiny
+// The runners a worker offers. Training: always `local` (child processes on this host, the tiny
 // trainer by default), and `kubernetes` when a namespace is configured (COMPUTATRUM_KUBE_NAMESPACE).
+// Instances: `local` (detached processes on this host, the tiny model's server by default).
 import path from 'node:path';
 import { KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kubernetes';
 import { LocalProcessRunner } from '../activities/runners/local';
-import { tinyTrainerCommand } from '../activities/runners/tiny-trainer';
+import type { Logger } from 'pino';
+import type { InstanceRunner } from '../activities/instances';
+import { LocalInstanceRunner } from '../activities/runners/local-instances';
+import { tinyServerCommand, tinyTrainerCommand } from '../activities/runners/tiny-trainer';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
 import { materializeCheckpoint } from '../store/materialize';
 import type { CheckpointStore } from '../store/types';
 import type { Config } from '../runtime/config';
+import { instancesDir } from './worker';
 
 export function localRunner(options: {
   dataDir: string;
@@ -55,4 +60,14 @@ export async function createRunners(
     });
   }
   return runners;
+}
+
+export function createInstanceRunners(config: Config, logger?: Logger): Partial<Record<RunnerKind, InstanceRunner>> {
+  return {
+    local: new LocalInstanceRunner({
+      dataDir: instancesDir(config.dataDir),
+      defaultCommand: config.training.instanceCommand ?? tinyServerCommand(),
+      ...(logger ? { logger } : {}),
+    }),
+  };
 }

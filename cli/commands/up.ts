@@ -19,7 +19,7 @@ import { assertJournalBooks, ensureGermline } from '../../temporal/germline-clie
 import { installTemporalLogging, type Logger } from '../../runtime/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../../temporal/connection';
 import { installTool, TEMPORAL_CLI } from '../../runtime/tools';
-import { createRunners } from '../../worker/runners';
+import { createInstanceRunners, createRunners } from '../../worker/runners';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
@@ -128,6 +128,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           dataDir: config.dataDir,
           client,
           runners: await createRunners(config, store),
+          instanceRunners: createInstanceRunners(config, logger.child({ component: 'instance' })),
           training: trainingDefaults(config),
           ...(config.agentToken ? { agentToken: config.agentToken } : {}),
           logger: logger.child({ component: 'trainer' }),
