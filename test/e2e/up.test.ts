@@ -117,6 +117,42 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   const ledgerAfterTraining = (await cli(env, 'ledger')).stdout;
   expect(ledgerAfterTraining).toMatch(/reserve\s+1\.00 USD\s+\S+\s+training\/first-run/);
   expect(ledgerAfterTraining).toMatch(/settle\s+1\.00 USD\s+\d+\.\d\d USD\s+\S+\s+training\/first-run/);
+
+  // The trained checkpoint served by the bundled tiny model's server, paid lease by lease, to the second.
+  const launched = await cli(
+    env,
+    'launch',
+    `${germlineRepo}:trained`,
+    '--public',
+    '--max-cost',
+    '1.00',
+    '--id',
+    'talk',
+  );
+  expect(launched).toMatchObject({ code: 0, stdout: expect.stringContaining('talk: ready') });
+  const endpoint = /endpoint\s+(\S+)/.exec(launched.stdout)![1]!;
+  const answer = (await (
+    await fetch(`${endpoint}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model: `${germlineRepo}:trained`,
+        messages: [{ role: 'user', content: 'The ' }],
+        max_tokens: 20,
+      }),
+    })
+  ).json()) as { choices: { message: { content: string } }[]; usage: { completion_tokens: number } };
+  expect(answer.choices[0]!.message.content).toHaveLength(20);
+  expect((await cli(env, 'instances')).stdout).toMatch(/talk\s+ready\s+germline\/\S+:trained/);
+  const stopped = await cli(env, 'stop', 'talk', '--reason', 'e2e');
+  expect(stopped.stdout).toMatch(
+    /talk: stopped \(stopped by operator \(cli\): e2e\)\n.*\n.*\n\s+cost\s+\d+\.\d\d USD for \d+ s; 0\.00 USD reserved now/,
+  );
+  const instanceCost = Math.round(Number(/cost\s+(\d+\.\d\d) USD/.exec(stopped.stdout)![1]) * 100);
+  const ledgerAfterInstance = (await cli(env, 'ledger')).stdout;
+  expect(ledgerAfterInstance).toMatch(/reserve\s+\d+\.\d\d USD\s+\S+\s+instance\/talk\/lease\/1/);
+  expect(ledgerAfterInstance).toMatch(/settle\s+\d+\.\d\d USD\s+\d+\.\d\d USD\s+\S+\s+instance\/talk\/lease\/1/);
+
   const tooExpensive = await cli(env, 'train', '--branch', 'trained', '--max-cost', '500.00');
   expect(tooExpensive.code).toBe(1);
   expect(tooExpensive.stderr).toMatch(/short by 40\d\.\d\d USD/);
@@ -274,7 +310,7 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
     // The tutor's allowance stays reserved for it across the restart.
     expect(JSON.parse(status.stdout)).toMatchObject({
       deposited: '10000',
-      available: String(10000 - Number(trainedRun.cost) - Number(childRunCost) - tutorAllowance),
+      available: String(10000 - Number(trainedRun.cost) - instanceCost - Number(childRunCost) - tutorAllowance),
       reserved: String(tutorAllowance),
     });
     const ledger = await cli(env, 'ledger');
