@@ -11,6 +11,7 @@ import { instanceHandle, launchInstance } from '../temporal/instance-client';
 import {
   FINAL_INSTANCE_STATES,
   type InstanceStatus,
+  instanceStatusQuery,
   type InstanceVisibility,
   stopInstanceUpdate,
 } from '../workflows/instance-api';
