@@ -5,14 +5,21 @@
 // Instance row that the platform and the gateway read.
 import { chmod, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Database } from '../db/prisma';
 import { requireManifest } from '../store/checkpoint';
 import { materializeCheckpoint } from '../store/materialize';
 import { assertRepository, assertTag, isDigest } from '../store/names';
 import { type CheckpointStore, StoreError } from '../store/types';
-import type { InstanceRequest, InstanceStatus } from '../workflows/instance-api';
-import { NAME, PAYER } from '../workflows/names';
+import { instanceHandle, launchInstance } from '../temporal/instance-client';
+import {
+  FINAL_INSTANCE_STATES,
+  type InstanceRequest,
+  type InstanceStatus,
+  stopInstanceUpdate,
+} from '../workflows/instance-api';
+import { germlineRepository, germlineWorkflowId, NAME, PAYER } from '../workflows/names';
 import { InstanceFailedError, type RunnerKind } from './runners/types';
 
 /** What the workflow needs of a runner of instances (activities/runners/local-instances.ts, ...). */
@@ -28,6 +35,20 @@ export interface InstanceRunner {
   stop(instanceId: string): Promise<{ stopped: boolean }>;
 }
 
+/**
+ * The germline's own public instance: a computatrum anyone can talk to on the zookeeper, paid by the
+ * germline within an operator's cap, moved to each new gpc tag. Absent: the germline keeps none.
+ */
+export interface GermlineInstanceSettings {
+  taskQueue: string;
+  currency: string;
+  ratePerGpuHour: bigint;
+  /** The most one tag's instance may cost over its life (it is replaced by the next day's). */
+  maxCost: bigint;
+  idleTimeoutSeconds: number;
+  runner: RunnerKind;
+}
+
 export interface InstanceActivities {
   prepareInstance(input: { request: InstanceRequest }): Promise<{ digest: string }>;
   startInstance(input: { request: InstanceRequest; digest: string }): Promise<{ endpoint: string }>;
@@ -36,6 +57,8 @@ export interface InstanceActivities {
   }): Promise<{ process: 'ready' | 'starting' | 'gone'; lastRequestAt?: string; logTail?: string }>;
   stopInstance(input: { id: string }): Promise<void>;
   recordInstance(input: { status: InstanceStatus }): Promise<void>;
+  /** Moves the germline's public instance to `tag` (the day's gpc checkpoint); nothing when it keeps none. */
+  moveGermlineInstance(input: { germline: string; tag: string }): Promise<{ id?: string; stopped: string[] }>;
 }
 
 export interface InstanceDependencies {
@@ -44,6 +67,9 @@ export interface InstanceDependencies {
   /** Where instances' checkpoints are materialized: `<data>/instances/<id>/model-<digest>`. */
   instancesDir: string;
   instanceRunners: Partial<Record<RunnerKind, InstanceRunner>>;
+  /** For the germline's public instance: starting and stopping instance workflows. */
+  client?: Client;
+  germlineInstance?: GermlineInstanceSettings;
 }
 
 /** The most GPUs one instance may ask for: more is a typo, not a plan. */
@@ -104,6 +130,55 @@ async function materializeReadOnly(store: CheckpointStore, repo: string, digest:
   await rm(dir, { recursive: true, force: true });
   await mkdir(path.dirname(dir), { recursive: true });
   await rename(partial, dir);
+}
+
+/**
+ * Launches the germline's public instance of `tag` (idempotent: its id is the germline and the tag)
+ * and stops the germline's other public instances, so the zookeeper always serves the newest day.
+ */
+export async function moveGermlineInstance(
+  deps: { db: Database; client: Client; settings: GermlineInstanceSettings },
+  germline: string,
+  tag: string,
+): Promise<{ id: string; stopped: string[] }> {
+  const { db, client, settings } = deps;
+  const id = `${germline}-${tag}`.slice(0, 63).replace(/-+$/, '');
+  try {
+    await launchInstance(client, settings.taskQueue, {
+      version: 1,
+      id,
+      image: { repo: germlineRepository(germline), reference: tag },
+      payer: germlineWorkflowId(germline),
+      currency: settings.currency,
+      visibility: 'public',
+      runner: settings.runner,
+      gpus: 1,
+      ratePerGpuHour: settings.ratePerGpuHour.toString(),
+      idleTimeoutSeconds: settings.idleTimeoutSeconds,
+      // Replaced by the next day's tag; two days is the backstop if a day is missed.
+      maxDurationSeconds: 2 * 86_400,
+      maxCost: settings.maxCost.toString(),
+    });
+  } catch (error) {
+    // A retried activity (or a second start of `up`) finds it launched: that is the instance.
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+  }
+  const older = await db.instance.findMany({
+    where: {
+      payer: germlineWorkflowId(germline),
+      visibility: 'public',
+      ownerHandle: null,
+      id: { not: id },
+      state: { notIn: [...FINAL_INSTANCE_STATES] },
+    },
+    select: { id: true },
+  });
+  for (const { id: old } of older) {
+    await instanceHandle(client, old).executeUpdate(stopInstanceUpdate, {
+      args: [{ by: germlineWorkflowId(germline), reason: `replaced by ${id}` }],
+    });
+  }
+  return { id, stopped: older.map((o) => o.id) };
 }
 
 export function createInstanceActivities(deps: InstanceDependencies): InstanceActivities {
@@ -182,6 +257,11 @@ export function createInstanceActivities(deps: InstanceDependencies): InstanceAc
       const row = await db.instance.findUnique({ where: { id }, select: { runner: true } });
       if (!row) return;
       await runner(row.runner as RunnerKind).stop(id);
+    },
+
+    async moveGermlineInstance({ germline, tag }) {
+      if (!deps.client || !deps.germlineInstance) return { stopped: [] };
+      return moveGermlineInstance({ db, client: deps.client, settings: deps.germlineInstance }, germline, tag);
     },
 
     async recordInstance({ status }) {

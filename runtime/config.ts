@@ -85,6 +85,11 @@ export const configSchema = z
       (v) => v === undefined || isArgv(v),
       'a JSON array of strings, like ["vllm", "serve", "/models/x"]',
     ),
+    /** The most the germline's public instance of a gpc tag may cost (it moves to each new tag); 0: it keeps none. */
+    COMPUTATRUM_PUBLIC_INSTANCE_MAX_COST: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'an amount like 5.00 (0: no public instance)')
+      .default('5.00'),
     COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
     /** The most GPUs a trainer's run through the platform may ask for. */
     COMPUTATRUM_TRAINER_MAX_GPUS: z.coerce.number().int().min(1).max(1024).default(8),
@@ -190,6 +195,8 @@ export interface Config {
     trainerCommand?: string[];
     /** The local runner's instance server; the bundled tiny model's server when unset. */
     instanceCommand?: string[];
+    /** The most the germline's public instance of a tag may cost; 0n: it keeps none. */
+    publicInstanceMaxCost: bigint;
     maxPreemptions: number;
     maxDurationSeconds: number;
     /** The most GPUs one trainer's run through the platform may ask for. */
@@ -284,6 +291,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ...(c.COMPUTATRUM_INSTANCE_COMMAND
         ? { instanceCommand: JSON.parse(c.COMPUTATRUM_INSTANCE_COMMAND) as string[] }
         : {}),
+      publicInstanceMaxCost: amountSetting(
+        'COMPUTATRUM_PUBLIC_INSTANCE_MAX_COST',
+        c.COMPUTATRUM_PUBLIC_INSTANCE_MAX_COST,
+        c.COMPUTATRUM_CURRENCY,
+        'the most the public instance of a tag may cost',
+      ),
       maxPreemptions: c.COMPUTATRUM_MAX_PREEMPTIONS,
       trainerMaxGpus: c.COMPUTATRUM_TRAINER_MAX_GPUS,
       maxDurationSeconds: Math.round(c.COMPUTATRUM_TRAINING_MAX_HOURS * 3600),
@@ -354,12 +367,16 @@ function readConfigFile(file: string | undefined): Record<string, unknown> {
 }
 
 function gpuRate(text: string, currency: string): bigint {
+  return amountSetting('COMPUTATRUM_GPU_RATE', text, currency, 'the price of one GPU-hour');
+}
+
+/** An amount of money in the configuration, in minor units; "0" is zero. */
+function amountSetting(name: string, text: string, currency: string, meaning: string): bigint {
+  if (/^0+(\.0+)?$/.test(text)) return 0n;
   try {
     return parseAmount(text, currency);
   } catch (error) {
-    throw new ConfigError(
-      `invalid configuration:\n  COMPUTATRUM_GPU_RATE: ${(error as Error).message} (the price of one GPU-hour)`,
-    );
+    throw new ConfigError(`invalid configuration:\n  ${name}: ${(error as Error).message} (${meaning})`);
   }
 }
 

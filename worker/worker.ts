@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { createAutonomyActivities } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
-import { createInstanceActivities, type InstanceRunner } from '../activities/instances';
+import { createInstanceActivities, type GermlineInstanceSettings, type InstanceRunner } from '../activities/instances';
 import { createJournalActivities } from '../activities/journal';
 import type { Database } from '../db/prisma';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
@@ -33,6 +33,8 @@ export interface ActivityDependencies {
   runners: Partial<Record<RunnerKind, TrainingRunner>>;
   /** The runners of hosted instances; none: launching an instance is refused with the reason. */
   instanceRunners?: Partial<Record<RunnerKind, InstanceRunner>>;
+  /** The germline's public instance, moved to each new gpc tag; absent: it keeps none. */
+  germlineInstance?: GermlineInstanceSettings;
   /** Training runs the germline's tick starts for its children; default: local, 2.00 per GPU-hour, at most a day. */
   training?: TrainingDefaults;
   /** Bearer token for the http decision policy's agent (COMPUTATRUM_AGENT_TOKEN). */
@@ -59,6 +61,8 @@ export function createActivities(deps: ActivityDependencies) {
       store: deps.store,
       instancesDir: instancesDir(deps.dataDir),
       instanceRunners: deps.instanceRunners ?? {},
+      client: deps.client,
+      ...(deps.germlineInstance ? { germlineInstance: deps.germlineInstance } : {}),
     }),
   };
 }

@@ -4,6 +4,7 @@
 import {
   ApplicationFailure,
   executeChild,
+  patched,
   ParentClosePolicy,
   proxyActivities,
   upsertSearchAttributes,
@@ -16,6 +17,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
 } from '@temporalio/common';
 import type { CheckpointActivities, DailyTagResult } from '../activities/checkpoints';
+import type { InstanceActivities } from '../activities/instances';
 import { CheckpointTag, GermlineId } from './search-attributes';
 import { dailyGpcWorkflowId } from './names';
 
@@ -23,6 +25,14 @@ const { tagDailyCheckpoint } = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '10 minutes',
   retry: { initialInterval: '5 seconds', maximumInterval: '5 minutes', maximumAttempts: 20 },
 });
+
+const { moveGermlineInstance } = proxyActivities<InstanceActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 10 },
+});
+
+/** Days tagged before the germline kept a public instance replay as they ran. */
+const MOVE_PUBLIC_INSTANCE = 'germline-public-instance';
 
 /** Set by the server on every workflow a Schedule starts: the time it was due. */
 const TemporalScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
@@ -32,7 +42,12 @@ export async function dailyGpcWorkflow(input: { germline: string; day: string })
     { key: GermlineId, value: input.germline },
     { key: CheckpointTag, value: `gpc-${input.day}` },
   ]);
-  return tagDailyCheckpoint(input);
+  const result = await tagDailyCheckpoint(input);
+  // The zookeeper's computatrum moves to the new day (when the worker keeps one).
+  if (result.status === 'published' && patched(MOVE_PUBLIC_INSTANCE)) {
+    await moveGermlineInstance({ germline: input.germline, tag: result.tag });
+  }
+  return result;
 }
 
 export async function dailyGpcScheduleWorkflow(input: {

@@ -23,7 +23,8 @@ import { createInstanceRunners, createRunners } from '../../worker/runners';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
-import { germlineWorkflowId } from '../../workflows/names';
+import { germlineRepository, germlineWorkflowId } from '../../workflows/names';
+import { type GermlineInstanceSettings, moveGermlineInstance } from '../../activities/instances';
 
 export interface RunningStack {
   urls: { temporalUi?: string; platform?: string; temporal: string; database: string; store: string };
@@ -112,12 +113,25 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     const client = temporalClient(connection, config);
 
     // Settles when the worker stops on its own (a fatal error), or when a platform-only process is stopped.
+    let germlineInstance: GermlineInstanceSettings | undefined;
     let done: Promise<void> = new Promise<void>((resolve) =>
       stops.push({ name: 'process', stop: async () => resolve() }),
     );
     if (runsWorker) {
       const workerConnection = await connectWorker(config);
       stops.push({ name: 'worker connection', stop: () => workerConnection.close() });
+      // The zookeeper's computatrum: the germline's public instance of its newest gpc tag.
+      germlineInstance =
+        config.training.publicInstanceMaxCost > 0n
+          ? {
+              taskQueue: config.taskQueue,
+              currency: config.currency,
+              ratePerGpuHour: config.training.ratePerGpuHour,
+              maxCost: config.training.publicInstanceMaxCost,
+              idleTimeoutSeconds: 600,
+              runner: 'local',
+            }
+          : undefined;
       const worker: Worker = await createWorker({
         connection: workerConnection,
         namespace: config.temporal.namespace,
@@ -129,6 +143,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           client,
           runners: await createRunners(config, store),
           instanceRunners: createInstanceRunners(config, logger.child({ component: 'instance' })),
+          ...(germlineInstance ? { germlineInstance } : {}),
           training: trainingDefaults(config),
           ...(config.agentToken ? { agentToken: config.agentToken } : {}),
           logger: logger.child({ component: 'trainer' }),
@@ -188,6 +203,21 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
       );
       const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
       logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
+      if (germlineInstance) {
+        const newest = await db.checkpoint.findFirst({
+          where: { repository: germlineRepository(config.germline), status: 'published', day: { not: null } },
+          orderBy: { day: 'desc' },
+        });
+        // Later days move it with their tag (the daily workflow); a germline with no gpc tag yet has none.
+        if (newest) {
+          const moved = await moveGermlineInstance(
+            { db, client, settings: germlineInstance },
+            config.germline,
+            newest.tag,
+          );
+          logger.info(moved, 'the germline serves its newest gpc tag publicly');
+        }
+      }
     }
 
     return {

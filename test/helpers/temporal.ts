@@ -13,7 +13,7 @@ import { createWorker } from '../../worker/worker';
 import { ensureGermline, type GermlineHandle } from '../../temporal/germline-client';
 import { testGlobals } from '../setup/globals';
 import type { TrainingDefaults } from '../../workflows/training-api';
-import type { InstanceRunner } from '../../activities/instances';
+import type { GermlineInstanceSettings, InstanceRunner } from '../../activities/instances';
 
 export function uniqueName(prefix: string): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`;
@@ -52,6 +52,8 @@ export interface TestEnvironmentOptions {
   training?: TrainingDefaults;
   /** Runners of hosted instances (none: launching one is refused). */
   instanceRunners?: Partial<Record<RunnerKind, InstanceRunner>>;
+  /** The germline's public instance moved to each gpc tag (on this environment's task queue). */
+  germlineInstance?: Omit<GermlineInstanceSettings, 'taskQueue'>;
 }
 
 export async function testEnvironment(options: TestEnvironmentOptions = {}): Promise<TestEnvironment> {
@@ -79,6 +81,7 @@ export async function testEnvironment(options: TestEnvironmentOptions = {}): Pro
         runners: { local: localRunner({ dataDir, store, tickMs: 200 }), ...options.runners },
         ...(options.training ? { training: options.training } : {}),
         ...(options.instanceRunners ? { instanceRunners: options.instanceRunners } : {}),
+        ...(options.germlineInstance ? { germlineInstance: { ...options.germlineInstance, taskQueue } } : {}),
       },
       workflowBundlePath: globals.workflowBundlePath,
     });

@@ -17,6 +17,7 @@ import {
   wakeInstanceUpdate,
 } from '../../workflows/instance-api';
 import { germlineWorkflowId } from '../../workflows/names';
+import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
 import { reconciledBooks } from '../helpers/budget';
 import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
@@ -31,7 +32,10 @@ let runner: LocalInstanceRunner;
 beforeAll(async () => {
   const instancesDir = mkdtempSync(path.join(tmpdir(), 'computatrum-instances-'));
   runner = new LocalInstanceRunner({ dataDir: instancesDir, defaultCommand: ECHO_INSTANCE });
-  env = await testEnvironment({ instanceRunners: { local: runner } });
+  env = await testEnvironment({
+    instanceRunners: { local: runner },
+    germlineInstance: { currency: 'usd', ratePerGpuHour: 3600n, maxCost: 500n, idleTimeoutSeconds: 0, runner: 'local' },
+  });
   worker = await env.startWorker();
 });
 
@@ -187,4 +191,25 @@ test('bad launches fail with the reason and reserve nothing: an unknown image, a
   const budget = await germline.handle.query(statusQuery);
   expect(budget.reserved).toBe('0');
   expect(budget.available).toBe('1000');
+});
+
+test("each new gpc tag moves the germline's public instance: the new day serves, the old one stops", async () => {
+  const germline = await germlineWithImage('100000');
+  const tagDay = (day: string) =>
+    env.client.workflow.execute(dailyGpcWorkflow, {
+      workflowId: uniqueName('day-run'),
+      taskQueue: env.taskQueue,
+      args: [{ germline: germline.name, day }],
+    });
+  expect((await tagDay('2026-11-29')).status).toBe('published');
+  const first = await reach(`${germline.name}-gpc-2026-11-29`, 'ready');
+  expect(first).toMatchObject({ visibility: 'public', payer: germlineWorkflowId(germline.name) });
+  expect(first.image).toBe(`germline/${germline.name}:gpc-2026-11-29`);
+
+  expect((await tagDay('2026-11-30')).status).toBe('published');
+  const second = await reach(`${germline.name}-gpc-2026-11-30`, 'ready');
+  expect(second.owner).toBeUndefined();
+  const replaced = await reach(first.id, 'stopped');
+  expect(replaced.reason).toBe(`stopped by ${germlineWorkflowId(germline.name)}: replaced by ${second.id}`);
+  await instanceHandle(env.client, second.id).executeUpdate(stopInstanceUpdate, { args: [{ by: 'op' }] });
 });
