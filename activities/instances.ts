@@ -7,6 +7,7 @@ import { chmod, mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/prom
 import path from 'node:path';
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { recordLaunch } from '../db/instances';
 import type { Database } from '../db/prisma';
 import { requireManifest } from '../store/checkpoint';
 import { materializeCheckpoint } from '../store/materialize';
@@ -198,27 +199,7 @@ export function createInstanceActivities(deps: InstanceDependencies): InstanceAc
         }
         throw error;
       }
-      await db.instance.upsert({
-        where: { id: request.id },
-        update: {},
-        create: {
-          id: request.id,
-          repository: request.image.repo,
-          reference: request.image.reference,
-          digest,
-          payer: request.payer,
-          ownerHandle: request.owner ?? null,
-          visibility: request.visibility,
-          runner: request.runner,
-          gpus: request.gpus,
-          ratePerGpuHour: BigInt(request.ratePerGpuHour),
-          currency: request.currency,
-          maxCost: BigInt(request.maxCost),
-          idleTimeoutSeconds: request.idleTimeoutSeconds,
-          maxDurationSeconds: request.maxDurationSeconds,
-          state: 'pending',
-        },
-      });
+      await recordLaunch(db, request, digest);
       return { digest };
     },
 

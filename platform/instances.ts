@@ -3,6 +3,7 @@
 // instance/<id> workflow meters and runs it; GraphQL, the pages and the gateway ask here.
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
+import { recordLaunch } from '../db/instances';
 import type { Database } from '../db/prisma';
 import { requireManifest } from '../store/checkpoint';
 import { parseReference } from '../store/names';
@@ -10,6 +11,7 @@ import type { CheckpointStore } from '../store/types';
 import { instanceHandle, launchInstance } from '../temporal/instance-client';
 import {
   FINAL_INSTANCE_STATES,
+  type InstanceRequest,
   type InstanceStatus,
   instanceStatusQuery,
   type InstanceVisibility,
@@ -96,7 +98,7 @@ export async function launchAccountInstance(
   const account = caller.account;
   if (!account) throw new PlatformError('FORBIDDEN', 'sign in to launch an instance: it is paid from your credit');
   const { repo, reference } = parseReference(input.image);
-  await requireManifest(deps.store, repo, reference);
+  const manifest = await requireManifest(deps.store, repo, reference);
   await assertMayRead(deps.db, caller, repo, 'run');
   const gpus = input.gpus ?? 1;
   if (!Number.isInteger(gpus) || gpus < 1 || gpus > deps.settings.maxGpus) {
@@ -120,7 +122,7 @@ export async function launchAccountInstance(
     );
   }
   const id = `${account.handle}-${randomBytes(4).toString('hex')}`;
-  const handle = await launchInstance(deps.client, deps.settings.taskQueue, {
+  const request: InstanceRequest = {
     version: 1,
     id,
     image: { repo, reference },
@@ -134,8 +136,17 @@ export async function launchAccountInstance(
     idleTimeoutSeconds: idle,
     maxDurationSeconds: duration,
     maxCost: input.maxCost.toString(),
-  });
-  return { id, workflowId: handle.workflowId };
+  };
+  // Recorded before its workflow starts, so that the id answered can be seen and stopped at once
+  // (the workflow's preparation keeps this row, and records each state into it).
+  await recordLaunch(deps.db, request, manifest.digest);
+  try {
+    const handle = await launchInstance(deps.client, deps.settings.taskQueue, request);
+    return { id, workflowId: handle.workflowId };
+  } catch (error) {
+    await deps.db.instance.delete({ where: { id } });
+    throw error;
+  }
 }
 
 /** Stops an instance: its owner or an operator. Answers once it has stopped and its last lease is settled. */

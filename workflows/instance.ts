@@ -70,6 +70,9 @@ function requestMoney(value: string, field: string, currency: string): bigint {
   }
 }
 
+const stoppedBy = (stop: { by: string; reason?: string }) =>
+  `stopped by ${stop.by}${stop.reason ? `: ${stop.reason}` : ''}`;
+
 type Served = { next: 'sleep' } | { next: 'end'; state: 'stopped' | 'failed'; reason: string } | { next: 'continue' };
 
 export async function instanceWorkflow(request: InstanceRequest, carried?: InstanceCarried): Promise<InstanceStatus> {
@@ -207,7 +210,7 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
         return {
           next: 'end',
           state: 'stopped',
-          reason: `stopped by ${stopRequest.by}${stopRequest.reason ? `: ${stopRequest.reason}` : ''}`,
+          reason: stoppedBy(stopRequest),
         };
       }
       if (now().getTime() >= leaseEnd) {
@@ -259,12 +262,11 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
     if (sleeping) {
       await enter('sleeping', { endpoint: undefined, reason: 'idle: it sleeps until the next request' });
       await condition(() => wakeRequested || stopRequest !== undefined);
-      if (stopRequest) {
-        await enter('stopped', {
-          reason: `stopped by ${stopRequest.by}${stopRequest.reason ? `: ${stopRequest.reason}` : ''}`,
-        });
-        break;
-      }
+    }
+    // A stop that came while it slept, or before it ever started, ends it with nothing started.
+    if (stopRequest) {
+      await enter('stopped', { endpoint: undefined, reason: stoppedBy(stopRequest) });
+      break;
     }
     wakeRequested = false;
     const lease = await reserveLease();

@@ -8,6 +8,7 @@ import './children';
 import './credit';
 import './germline';
 import './hub';
+import './instances';
 import './marketplace';
 import './training';
 

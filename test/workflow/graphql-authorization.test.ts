@@ -22,6 +22,8 @@ import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
 import { updateBudget } from '../../temporal/budget-client';
+import { LocalInstanceRunner } from '../../activities/runners/local-instances';
+import type { instanceWorkflow } from '../../workflows/instance';
 
 jest.setTimeout(90_000);
 
@@ -50,10 +52,15 @@ let germline: Awaited<ReturnType<TestEnvironment['startGermline']>>;
 const accounts = {} as Record<'trainer' | 'operator' | 'seller', TestAccount>;
 let breed: string;
 let threadId: string;
+let instances: LocalInstanceRunner;
 
 beforeAll(async () => {
   mock = await startStripeMock();
-  env = await testEnvironment();
+  instances = new LocalInstanceRunner({
+    dataDir: mkdtempSync(path.join(tmpdir(), 'authz-instances-')),
+    defaultCommand: [process.execPath, path.join(__dirname, '..', 'helpers', 'echo-instance.js')],
+  });
+  env = await testEnvironment({ instanceRunners: { local: instances } });
   await env.startWorker();
   germline = await env.startGermline(uniqueName('authz'));
   await updateBudget(germline.handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
@@ -98,6 +105,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close();
+  for (const id of (await instances?.list()) ?? []) await instances.stop(id);
   await env?.close();
   await mock?.stop();
 });
@@ -110,6 +118,15 @@ async function publish(repository: string, content: string) {
 
 const unique = (prefix: string) => uniqueName(prefix).replace(/[^a-z0-9-]/g, '');
 const status = () => germline.handle.query(statusQuery);
+
+/** Credit for `account`, as a paid Checkout Session's webhook deposits it. */
+async function credit(account: TestAccount, amount: string) {
+  await updateBudget(await creditHandle(env.client, env.taskQueue, account.handle, 'usd'), depositUpdate, {
+    amount,
+    currency: 'usd',
+    reference: unique('paid'),
+  });
+}
 
 /** A proposal parked by a tick of the germline: the newest decision waiting for an operator. */
 async function parkedDecision(): Promise<string> {
@@ -255,6 +272,45 @@ const CASES: Record<string, Case> = {
         .getHandle<typeof trainingWorkflow>(data.startTrainingRun.workflowId)
         .result();
       expect(result).toMatchObject({ state: 'succeeded', payer: `credit/${account.handle}` });
+    },
+  },
+  launchInstance: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => {
+      await credit(account, '100');
+      return {
+        query: `mutation { launchInstance(image: "germline/${germline.name}:main", maxCost: "1.00", idleTimeoutSeconds: 0) { id workflowId } }`,
+      };
+    },
+    check: async (data, account) => {
+      const handle = env.client.workflow.getHandle<typeof instanceWorkflow>(data.launchInstance.workflowId);
+      // It can be stopped at once; it ran for its owner, paid from their credit.
+      const stopped = await graphqlAs(
+        app,
+        account.token,
+        `mutation { stopInstance(id: "${data.launchInstance.id}") { state } }`,
+      );
+      expect(stopped.data).toEqual({ stopInstance: { state: 'stopped' } });
+      expect(await handle.result()).toMatchObject({ owner: account.handle, payer: `credit/${account.handle}` });
+    },
+  },
+  stopInstance: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => {
+      await credit(account, '100');
+      const launched = await graphqlAs<{ launchInstance: { id: string } }>(
+        app,
+        account.token,
+        `mutation { launchInstance(image: "germline/${germline.name}:main", maxCost: "1.00") { id } }`,
+      );
+      const id = launched.data!.launchInstance.id;
+      return { query: `mutation { stopInstance(id: "${id}", reason: "authz") { id state reason } }` };
+    },
+    check: async (data, account) => {
+      expect(data.stopInstance).toMatchObject({ state: 'stopped', reason: `stopped by ${account.handle}: authz` });
+      expect(await env.db.instance.findUnique({ where: { id: data.stopInstance.id } })).toMatchObject({
+        ownerHandle: account.handle,
+      });
     },
   },
   setPolicy: {
