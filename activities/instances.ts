@@ -29,6 +29,8 @@ export interface InstanceRunner {
     instanceId: string;
     modelDir: string;
     modelName: string;
+    /** The checkpoint the model folder holds, for runners that fetch it themselves (a pod pulls it). */
+    checkpoint: { repo: string; digest: string };
     gpus: number;
     command?: string[];
   }): Promise<{ endpoint: string; adopted: boolean }>;
@@ -211,6 +213,7 @@ export function createInstanceActivities(deps: InstanceDependencies): InstanceAc
           instanceId: request.id,
           modelDir,
           modelName: `${request.image.repo}:${request.image.reference}`,
+          checkpoint: { repo: request.image.repo, digest },
           gpus: request.gpus,
           ...(request.command ? { command: request.command } : {}),
         });

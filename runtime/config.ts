@@ -104,6 +104,8 @@ export const configSchema = z
     COMPUTATRUM_KUBECONFIG: optionalText,
     COMPUTATRUM_KUEUE_QUEUE: optionalText,
     COMPUTATRUM_TRAINING_IMAGE: optionalText,
+    /** The instance server's image: enables kubernetes instances (with COMPUTATRUM_KUBE_NAMESPACE). */
+    COMPUTATRUM_INSTANCE_IMAGE: optionalText,
     COMPUTATRUM_TRAINING_JOB_TEMPLATE: optionalText,
     /** The PersistentVolumeClaim training pods keep their checkpoints on (resume after preemption). */
     COMPUTATRUM_KUBE_CHECKPOINT_CLAIM: optionalText,
@@ -206,6 +208,8 @@ export interface Config {
       kubeconfig?: string;
       queueName?: string;
       image?: string;
+      /** The instance server's image (COMPUTATRUM_INSTANCE_IMAGE): kubernetes instances are on when set. */
+      instanceImage?: string;
       template?: string;
       checkpointClaim?: string;
       registrySecret?: string;
@@ -307,6 +311,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
               ...(c.COMPUTATRUM_KUBECONFIG ? { kubeconfig: path.resolve(c.COMPUTATRUM_KUBECONFIG) } : {}),
               ...(c.COMPUTATRUM_KUEUE_QUEUE ? { queueName: c.COMPUTATRUM_KUEUE_QUEUE } : {}),
               ...(c.COMPUTATRUM_TRAINING_IMAGE ? { image: c.COMPUTATRUM_TRAINING_IMAGE } : {}),
+              ...(c.COMPUTATRUM_INSTANCE_IMAGE ? { instanceImage: c.COMPUTATRUM_INSTANCE_IMAGE } : {}),
               ...(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE
                 ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) }
                 : {}),

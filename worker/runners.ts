@@ -1,8 +1,10 @@
 // The runners a worker offers. Training: always `local` (child processes on this host, the tiny
 // trainer by default), and `kubernetes` when a namespace is configured (COMPUTATRUM_KUBE_NAMESPACE).
-// Instances: `local` (detached processes on this host, the tiny model's server by default).
+// Instances: `local` (detached processes on this host, the tiny model's server by default), and
+// `kubernetes` (a Deployment and a Service each) when a namespace and an instance image
+// (COMPUTATRUM_INSTANCE_IMAGE) are configured.
 import path from 'node:path';
-import { KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kubernetes';
+import { KubernetesInstanceRunner, KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kubernetes';
 import { LocalProcessRunner } from '../activities/runners/local';
 import type { Logger } from 'pino';
 import type { InstanceRunner } from '../activities/instances';
@@ -63,11 +65,33 @@ export async function createRunners(
 }
 
 export function createInstanceRunners(config: Config, logger?: Logger): Partial<Record<RunnerKind, InstanceRunner>> {
-  return {
+  const runners: Partial<Record<RunnerKind, InstanceRunner>> = {
     local: new LocalInstanceRunner({
       dataDir: instancesDir(config.dataDir),
       defaultCommand: config.training.instanceCommand ?? tinyServerCommand(),
       ...(logger ? { logger } : {}),
     }),
   };
+  const kube = config.training.kubernetes;
+  if (kube?.instanceImage) {
+    // Loaded while the worker starts; a kubeconfig that cannot be read fails the first start, and is logged now.
+    const kubeConfig = kubeConfigFrom(kube.kubeconfig ? { kubeconfigPath: kube.kubeconfig } : { inCluster: true });
+    kubeConfig.catch((error: unknown) => logger?.error({ err: error }, 'kubernetes instances: no kubeconfig'));
+    // The instance pod pulls its checkpoint from the daemon's registry (the runner refuses a layout store).
+    runners.kubernetes = new KubernetesInstanceRunner({
+      kubeConfig,
+      namespace: kube.namespace,
+      image: kube.instanceImage,
+      ...(config.store.kind === 'registry'
+        ? {
+            storeRegistry: {
+              url: config.store.url,
+              ...(kube.registrySecret ? { credentialsSecret: kube.registrySecret } : {}),
+            },
+          }
+        : {}),
+      ...(logger ? { logger } : {}),
+    });
+  }
+  return runners;
 }

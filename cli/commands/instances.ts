@@ -1,4 +1,4 @@
-// Hosted instances from the command line: launch <image>, instances, instance <id>, stop <id>. The
+// Hosted instances from the command line: launch <image>, instances, instance <id>, chat, stop <id>. The
 // germline (or one of its children) pays, lease by lease; talk to an instance through the platform's
 // OpenAI-compatible /v1 (any OpenAI client) or straight at its endpoint.
 import { randomBytes } from 'node:crypto';
@@ -157,6 +157,17 @@ export function addInstanceCommands(program: Command, config: () => Config): voi
         },
       );
       for (const line of describe(status, cfg.currency)) print(line);
+    });
+
+  program
+    .command('chat')
+    .description('talk to an instance (or an image, routed to its instance) through the platform, streaming')
+    .argument('<model>', 'an instance id or an image reference')
+    .option('--max-tokens <n>', 'longest answer', positiveInteger('--max-tokens'))
+    .option('--from <url>', 'platform URL (default: this computatrum platform)')
+    .action(async (model: string, options: { maxTokens?: number; from?: string }) => {
+      const { chat } = await import('../chat.js');
+      await chat(config(), model, options);
     });
 
   program

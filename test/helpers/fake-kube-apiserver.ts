@@ -4,17 +4,38 @@
 // (404 NotFound, 409 AlreadyExists, 410 Expired, 422 Invalid), keeps objects in memory, and runs
 // no controllers: tests move a Job's status themselves. Every created Job is validated against the
 // Kubernetes schema (kubernetes-models) plus the name and label rules the real server enforces.
+// For the instance runner it also serves apps/v1 Deployments and v1 Services (create, get, list,
+// delete; validated the same way, no watches): a Deployment gets one pod, as its ReplicaSet would
+// make, and a deletion (any propagationPolicy) removes it with its pods at once, as if the garbage
+// collector were instant. Tests move a Deployment's status, and its pod's, themselves.
 import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Deployment } from 'kubernetes-models/apps/v1';
 import { Job } from 'kubernetes-models/batch/v1';
+import { Service } from 'kubernetes-models/v1';
 
 export type KubeObject = {
   metadata: { name: string; namespace: string; uid: string; resourceVersion: string; [key: string]: any };
   [key: string]: any;
 };
 type EventType = 'ADDED' | 'MODIFIED' | 'DELETED';
-export type RequestKind = 'createJob' | 'getJob' | 'listJobs' | 'watchJobs' | 'deleteJob' | 'listPods' | 'readPodLog';
+export type RequestKind =
+  | 'createJob'
+  | 'getJob'
+  | 'listJobs'
+  | 'watchJobs'
+  | 'deleteJob'
+  | 'listPods'
+  | 'readPodLog'
+  | 'createDeployment'
+  | 'getDeployment'
+  | 'listDeployments'
+  | 'deleteDeployment'
+  | 'createService'
+  | 'getService'
+  | 'listServices'
+  | 'deleteService';
 
 interface OpenWatch {
   response: ServerResponse;
@@ -32,6 +53,10 @@ export interface JobDeletion {
   propagationPolicy?: string;
 }
 
+export interface ObjectDeletion extends JobDeletion {
+  kind: 'Deployment' | 'Service';
+}
+
 export interface FakeKubeApiServer {
   /** http://127.0.0.1:PORT */
   url: string;
@@ -43,6 +68,20 @@ export interface FakeKubeApiServer {
   readonly rejectedJobs: RejectedJob[];
   /** DELETE requests that deleted a Job. */
   readonly deletions: JobDeletion[];
+  /** Deployments and Services as stored now. */
+  deployment(name: string, namespace?: string): KubeObject | undefined;
+  service(name: string, namespace?: string): KubeObject | undefined;
+  /** Every Deployment and Service body that was POSTed, as sent. */
+  readonly createdDeployments: unknown[];
+  readonly createdServices: unknown[];
+  /** Deployment and Service bodies answered with 422 Invalid, and why; tests assert there are none. */
+  readonly rejectedObjects: RejectedJob[];
+  /** DELETE requests that deleted a Deployment or a Service. */
+  readonly objectDeletions: ObjectDeletion[];
+  /** Merges into a Deployment's status, as the Deployment controller would. */
+  setDeploymentStatus(name: string, status: Record<string, unknown>, namespace?: string): void;
+  /** Merges into the status of a Deployment's pod, as the kubelet would. */
+  setDeploymentPodStatus(name: string, status: Record<string, unknown>, namespace?: string): void;
   /** Requests answered, by kind. */
   readonly requests: Record<RequestKind, number>;
   /** Watches answered with a 410 Expired ERROR event. */
@@ -53,8 +92,8 @@ export interface FakeKubeApiServer {
   setJobStatus(name: string, status: Record<string, unknown>, namespace?: string): void;
   /** Merges annotations into a Job's metadata and sends MODIFIED. */
   annotateJob(name: string, annotations: Record<string, string>, namespace?: string): void;
-  /** The log of the Job's pod, as readNamespacedPodLog returns it. */
-  setPodLog(jobName: string, text: string, namespace?: string): void;
+  /** The log of the Job's (or the Deployment's) pod, as readNamespacedPodLog returns it. */
+  setPodLog(ownerName: string, text: string, namespace?: string): void;
   /** Deletes a Job as if it were lost (a node pool gone, someone's kubectl delete): sends DELETED. */
   deleteJob(name: string, namespace?: string): void;
   /** Ends every open watch response cleanly, as an API server restart or a load balancer would. */
@@ -100,6 +139,14 @@ export async function startFakeKubeApiServer({
 } = {}): Promise<FakeKubeApiServer> {
   const jobs = new Map<string, KubeObject>();
   const pods = new Map<string, KubeObject>();
+  const deployments = new Map<string, KubeObject>();
+  const services = new Map<string, KubeObject>();
+  /** A Deployment's pod: its key, and the Deployment's name (a Job's pods carry the job-name label). */
+  const podOwners = new Map<string, string>();
+  const createdDeployments: unknown[] = [];
+  const createdServices: unknown[] = [];
+  const rejectedObjects: RejectedJob[] = [];
+  const objectDeletions: ObjectDeletion[] = [];
   const podLogs = new Map<string, string>();
   const history: { resourceVersion: number; type: EventType; object: KubeObject }[] = [];
   const watches = new Set<OpenWatch>();
@@ -115,6 +162,14 @@ export async function startFakeKubeApiServer({
     deleteJob: 0,
     listPods: 0,
     readPodLog: 0,
+    createDeployment: 0,
+    getDeployment: 0,
+    listDeployments: 0,
+    deleteDeployment: 0,
+    createService: 0,
+    getService: 0,
+    listServices: 0,
+    deleteService: 0,
   };
   let resourceVersion = 1000;
   let compactedBelow = 0;
@@ -316,7 +371,9 @@ export async function startFakeKubeApiServer({
     if (!pod)
       return sendJson(response, 404, kubeStatus(404, 'NotFound', `pods "${name}" not found`, { name, kind: 'pods' }));
     const container = query.get('container');
-    const names: string[] = pod.spec.containers.map((c: { name: string }) => c.name);
+    const names: string[] = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].map(
+      (c: { name: string }) => c.name,
+    );
     if (container ? !names.includes(container) : names.length !== 1) {
       return sendJson(
         response,
@@ -324,13 +381,200 @@ export async function startFakeKubeApiServer({
         kubeStatus(400, 'BadRequest', `container ${container ?? '(none given)'} is not valid for pod ${name}`),
       );
     }
-    const lines = (podLogs.get(key(namespace, pod.metadata.labels[JOB_NAME_LABEL])) ?? '')
-      .split('\n')
-      .filter((line) => line !== '');
+    const owner = pod.metadata.labels?.[JOB_NAME_LABEL] ?? podOwners.get(key(namespace, name));
+    const lines = (podLogs.get(key(namespace, owner)) ?? '').split('\n').filter((line) => line !== '');
     const tail = query.has('tailLines') ? lines.slice(-Number(query.get('tailLines'))) : lines;
     response.writeHead(200, { 'Content-Type': 'text/plain' });
     response.end(tail.map((line) => `${line}\n`).join(''));
   }
+
+  /** Deployments and Services: stored, versioned and deleted alike (no watches serve them). */
+  const stores = {
+    Deployment: {
+      objects: deployments,
+      created: createdDeployments,
+      apiVersion: 'apps/v1',
+      plural: 'deployments.apps',
+    },
+    Service: { objects: services, created: createdServices, apiVersion: 'v1', plural: 'services' },
+  } as const;
+
+  function createObject(kind: keyof typeof stores, namespace: string, body: any, response: ServerResponse): void {
+    const store = stores[kind];
+    store.created.push(clone(body));
+    const name = body?.metadata?.name;
+    const problem =
+      kind === 'Deployment' ? invalidDeploymentReason(body, namespace) : invalidServiceReason(body, namespace);
+    if (problem) {
+      rejectedObjects.push({ body: clone(body), reason: problem });
+      return sendJson(
+        response,
+        422,
+        kubeStatus(422, 'Invalid', `${kind} "${name}" is invalid: ${problem}`, { name, kind: store.plural }),
+      );
+    }
+    if (store.objects.has(key(namespace, name))) {
+      return sendJson(
+        response,
+        409,
+        kubeStatus(409, 'AlreadyExists', `${store.plural} "${name}" already exists`, { name, kind: store.plural }),
+      );
+    }
+    resourceVersion += 1;
+    const object: KubeObject = {
+      ...clone(body),
+      apiVersion: store.apiVersion,
+      kind,
+      metadata: {
+        ...clone(body.metadata),
+        namespace,
+        uid: randomUUID(),
+        resourceVersion: String(resourceVersion),
+        generation: 1,
+        creationTimestamp: new Date().toISOString(),
+      },
+      status: kind === 'Deployment' ? {} : { loadBalancer: {} },
+    };
+    if (kind === 'Service') object.spec.clusterIP = `10.96.${resourceVersion % 250}.${(resourceVersion >> 8) % 250}`;
+    store.objects.set(key(namespace, name), object);
+    if (kind === 'Deployment') createPodForDeployment(object);
+    sendJson(response, 201, object);
+  }
+
+  function createPodForDeployment(deployment: KubeObject): void {
+    const hash = randomUUID().replace(/-/g, '').slice(0, 10);
+    const name = `${deployment.metadata.name}-${hash}-${randomUUID().slice(0, 5)}`;
+    const podSpec = deployment.spec?.template?.spec ?? {};
+    const podKey = key(deployment.metadata.namespace, name);
+    pods.set(podKey, {
+      metadata: {
+        name,
+        namespace: deployment.metadata.namespace,
+        uid: randomUUID(),
+        resourceVersion: String(resourceVersion),
+        creationTimestamp: new Date().toISOString(),
+        labels: { ...deployment.spec?.template?.metadata?.labels, 'pod-template-hash': hash },
+      },
+      spec: clone(podSpec),
+      status: { phase: 'Pending' },
+    });
+    podOwners.set(podKey, deployment.metadata.name);
+  }
+
+  function deploymentPod(name: string, namespace: string): KubeObject {
+    for (const [podKey, owner] of podOwners) {
+      const pod = pods.get(podKey);
+      if (owner === name && pod?.metadata.namespace === namespace) return pod;
+    }
+    throw new Error(`the fake API server has no pod of Deployment ${namespace}/${name}`);
+  }
+
+  function getObject(kind: keyof typeof stores, namespace: string, name: string, response: ServerResponse): void {
+    const store = stores[kind];
+    const object = store.objects.get(key(namespace, name));
+    if (object) return sendJson(response, 200, object);
+    sendJson(
+      response,
+      404,
+      kubeStatus(404, 'NotFound', `${store.plural} "${name}" not found`, { name, kind: store.plural }),
+    );
+  }
+
+  function listObjects(
+    kind: keyof typeof stores,
+    namespace: string,
+    query: URLSearchParams,
+    response: ServerResponse,
+  ): void {
+    const store = stores[kind];
+    const matches = selectorMatcher(query);
+    sendJson(response, 200, {
+      kind: `${kind}List`,
+      apiVersion: store.apiVersion,
+      metadata: { resourceVersion: String(resourceVersion) },
+      items: [...store.objects.values()]
+        .filter((object) => object.metadata.namespace === namespace && matches(object))
+        .map(clone),
+    });
+  }
+
+  function deleteObject(
+    kind: keyof typeof stores,
+    namespace: string,
+    name: string,
+    body: any,
+    query: URLSearchParams,
+    response: ServerResponse,
+  ): void {
+    const store = stores[kind];
+    const object = store.objects.get(key(namespace, name));
+    if (!object) {
+      return sendJson(
+        response,
+        404,
+        kubeStatus(404, 'NotFound', `${store.plural} "${name}" not found`, { name, kind: store.plural }),
+      );
+    }
+    objectDeletions.push({
+      kind,
+      name,
+      propagationPolicy: body?.propagationPolicy ?? query.get('propagationPolicy') ?? undefined,
+    });
+    store.objects.delete(key(namespace, name));
+    for (const [podKey, owner] of podOwners) {
+      if (kind === 'Deployment' && owner === name && pods.get(podKey)?.metadata.namespace === namespace) {
+        pods.delete(podKey);
+        podOwners.delete(podKey);
+      }
+    }
+    sendJson(response, 200, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Success',
+      details: { name, kind: store.plural, uid: object.metadata.uid },
+    });
+  }
+
+  const objectRoutes = (
+    [
+      ['Deployment', '/apis/apps/v1', 'deployments'],
+      ['Service', '/api/v1', 'services'],
+    ] as const
+  ).flatMap(([kind, prefix, plural]) => {
+    const collection = new RegExp(`^${prefix}/namespaces/([^/]+)/${plural}$`);
+    const item = new RegExp(`^${prefix}/namespaces/([^/]+)/${plural}/([^/]+)$`);
+    return [
+      {
+        pattern: collection,
+        method: 'POST',
+        kind: `create${kind}` as RequestKind,
+        handle: ([ns]: string[], _q: URLSearchParams, _req: IncomingMessage, res: ServerResponse, body: any) =>
+          createObject(kind, ns!, body, res),
+      },
+      {
+        pattern: collection,
+        method: 'GET',
+        kind: `list${kind}s` as RequestKind,
+        handle: ([ns]: string[], q: URLSearchParams, _req: IncomingMessage, res: ServerResponse) =>
+          listObjects(kind, ns!, q, res),
+      },
+      {
+        pattern: item,
+        method: 'GET',
+        kind: `get${kind}` as RequestKind,
+        handle: ([ns, name]: string[], _q: URLSearchParams, _req: IncomingMessage, res: ServerResponse) =>
+          getObject(kind, ns!, name!, res),
+      },
+      {
+        pattern: item,
+        method: 'DELETE',
+        kind: `delete${kind}` as RequestKind,
+        handle: ([ns, name]: string[], q: URLSearchParams, _req: IncomingMessage, res: ServerResponse, body: any) =>
+          deleteObject(kind, ns!, name!, body, q, res),
+      },
+    ];
+  });
 
   const routes: {
     pattern: RegExp;
@@ -389,6 +633,7 @@ export async function startFakeKubeApiServer({
       kind: 'readPodLog',
       handle: ([ns, name], q, _req, res) => readPodLog(ns!, name!, q, res),
     },
+    ...objectRoutes,
   ];
 
   const server = http.createServer((request, response) => {
@@ -432,6 +677,31 @@ export async function startFakeKubeApiServer({
     },
     createdJobs,
     rejectedJobs,
+    deployment: (name, namespace = defaultNamespace) => {
+      const object = deployments.get(key(namespace, name));
+      return object && clone(object);
+    },
+    service: (name, namespace = defaultNamespace) => {
+      const object = services.get(key(namespace, name));
+      return object && clone(object);
+    },
+    createdDeployments,
+    createdServices,
+    rejectedObjects,
+    objectDeletions,
+    setDeploymentStatus(name, status, namespace = defaultNamespace) {
+      const deployment = deployments.get(key(namespace, name));
+      if (!deployment) throw new Error(`the fake API server has no Deployment ${namespace}/${name}`);
+      deployment.status = { ...deployment.status, ...status };
+      resourceVersion += 1;
+      deployment.metadata.resourceVersion = String(resourceVersion);
+    },
+    setDeploymentPodStatus(name, status, namespace = defaultNamespace) {
+      const pod = deploymentPod(name, namespace);
+      pod.status = { ...pod.status, ...status };
+      resourceVersion += 1;
+      pod.metadata.resourceVersion = String(resourceVersion);
+    },
     deletions,
     requests,
     expiredWatches: () => expiredWatches,
@@ -451,8 +721,8 @@ export async function startFakeKubeApiServer({
       job.metadata.annotations = { ...job.metadata.annotations, ...annotations };
       record('MODIFIED', job);
     },
-    setPodLog(jobName, text, namespace = defaultNamespace) {
-      podLogs.set(key(namespace, jobName), text);
+    setPodLog(ownerName, text, namespace = defaultNamespace) {
+      podLogs.set(key(namespace, ownerName), text);
     },
     deleteJob(name, namespace = defaultNamespace) {
       removeJob(mustFindJob(name, namespace));
@@ -546,6 +816,93 @@ function invalidJobReason(body: any, namespace: string): string | undefined {
   }
   if (body.spec.podFailurePolicy && body.spec.template.spec.restartPolicy !== 'Never') {
     return 'spec.template.spec.restartPolicy: Invalid value: only "Never" is supported when podFailurePolicy is specified';
+  }
+  return undefined;
+}
+
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+function invalidLabels(where: string, labels: Record<string, unknown> | undefined): string | undefined {
+  for (const [labelKey, value] of Object.entries<unknown>(labels ?? {})) {
+    if (!LABEL_KEY.test(labelKey)) return `${where}: Invalid value: "${labelKey}": not a label key`;
+    if (typeof value !== 'string' || !LABEL_VALUE.test(value) || value.length > 63)
+      return `${where}: Invalid value: "${String(value)}": not a label value`;
+  }
+  return undefined;
+}
+
+function invalidNamespace(body: any, namespace: string): string | undefined {
+  if (body.metadata?.namespace !== undefined && body.metadata.namespace !== namespace) {
+    return `metadata.namespace: Invalid value: "${body.metadata.namespace}": does not match the namespace of the request (${namespace})`;
+  }
+  return undefined;
+}
+
+/** Why the real API server would answer 422 to this Deployment, or undefined when it accepts it. */
+function invalidDeploymentReason(body: any, namespace: string): string | undefined {
+  try {
+    new Deployment(body).validate();
+  } catch (error) {
+    return `schema: ${(error as Error).message}`;
+  }
+  const name: unknown = body.metadata?.name;
+  if (typeof name !== 'string' || !DNS_SUBDOMAIN.test(name) || name.length > 253) {
+    return `metadata.name: Invalid value: "${String(name)}": a Deployment name must be a DNS-1123 subdomain`;
+  }
+  const labelProblem =
+    invalidNamespace(body, namespace) ??
+    invalidLabels('metadata.labels', body.metadata.labels) ??
+    invalidLabels('spec.template.metadata.labels', body.spec?.template?.metadata?.labels);
+  if (labelProblem) return labelProblem;
+  const selector: Record<string, string> = body.spec?.selector?.matchLabels ?? {};
+  const templateLabels: Record<string, string> = body.spec?.template?.metadata?.labels ?? {};
+  if (!Object.keys(selector).length && !body.spec?.selector?.matchExpressions?.length) {
+    return 'spec.selector: Invalid value: empty selector is invalid for deployment';
+  }
+  if (Object.entries(selector).some(([labelKey, value]) => templateLabels[labelKey] !== value)) {
+    return 'spec.template.metadata.labels: Invalid value: `selector` does not match template `labels`';
+  }
+  const restartPolicy = body.spec?.template?.spec?.restartPolicy;
+  if (restartPolicy !== undefined && restartPolicy !== 'Always') {
+    return `spec.template.spec.restartPolicy: Unsupported value: "${restartPolicy}": supported values: "Always"`;
+  }
+  const podSpec = body.spec?.template?.spec ?? {};
+  const volumes = new Set((podSpec.volumes ?? []).map((volume: { name: string }) => volume.name));
+  for (const container of [...(podSpec.initContainers ?? []), ...(podSpec.containers ?? [])]) {
+    for (const mount of container.volumeMounts ?? []) {
+      if (!volumes.has(mount.name)) {
+        return `spec.template.spec.containers[${container.name}].volumeMounts.name: Not found: "${mount.name}"`;
+      }
+    }
+    // Extended resources (nvidia.com/gpu) cannot be overcommitted: a request must equal the limit.
+    for (const [resource, request] of Object.entries<string>(container.resources?.requests ?? {})) {
+      if (resource.includes('/') && !resource.startsWith('kubernetes.io/')) {
+        const limit = container.resources?.limits?.[resource];
+        if (limit !== request) {
+          return `spec.template.spec.containers[${container.name}].resources.requests: Invalid value: "${request}": must be equal to ${resource} limit of ${String(limit)}`;
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Why the real API server would answer 422 to this Service, or undefined when it accepts it. */
+function invalidServiceReason(body: any, namespace: string): string | undefined {
+  try {
+    new Service(body).validate();
+  } catch (error) {
+    return `schema: ${(error as Error).message}`;
+  }
+  const name: unknown = body.metadata?.name;
+  if (typeof name !== 'string' || !DNS_1035_LABEL.test(name) || name.length > 63) {
+    return `metadata.name: Invalid value: "${String(name)}": a Service name must be a DNS-1035 label of at most 63 characters`;
+  }
+  const problem = invalidNamespace(body, namespace) ?? invalidLabels('metadata.labels', body.metadata.labels);
+  if (problem) return problem;
+  if (!body.spec?.ports?.length && body.spec?.type !== 'ExternalName' && body.spec?.clusterIP !== 'None') {
+    return 'spec.ports: Required value';
   }
   return undefined;
 }
