@@ -62,7 +62,7 @@ export function createFundingCheckout(
     product: `Funding for germline/${input.germline}`,
     metadata: { kind: FUNDING_KIND, germline: input.germline },
     idempotencyKey: `${FUNDING_KIND}/${input.germline}/${input.requestId}`,
-    returnPath: '/zookeeper',
+    returnPath: '/operator',
   });
 }
 

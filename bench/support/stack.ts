@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { migrateDatabase } from '../../db/migrate';
 import { type Database, openDatabase } from '../../db/prisma';
+import type { InstanceRunner } from '../../activities/instances';
 import type { RunnerKind, TrainingRunner } from '../../activities/runners/types';
 import { LayoutStore } from '../../store/layout';
 import { loadConfig } from '../../runtime/config';
@@ -28,7 +29,10 @@ export interface BenchStack {
 }
 
 export async function startBenchStack(
-  options: { runners?: (dir: string, store: LayoutStore) => Partial<Record<RunnerKind, TrainingRunner>> } = {},
+  options: {
+    runners?: (dir: string, store: LayoutStore) => Partial<Record<RunnerKind, TrainingRunner>>;
+    instanceRunners?: (dir: string) => Partial<Record<RunnerKind, InstanceRunner>>;
+  } = {},
 ): Promise<BenchStack> {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const dir = mkdtempSync(path.join(tmpdir(), 'computatrum-bench-'));
@@ -55,7 +59,14 @@ export async function startBenchStack(
     connection: workerConnection,
     namespace: 'default',
     taskQueue: 'bench',
-    activities: { db, store, dataDir: dir, client, runners: options.runners?.(dir, store) ?? {} },
+    activities: {
+      db,
+      store,
+      dataDir: dir,
+      client,
+      runners: options.runners?.(dir, store) ?? {},
+      instanceRunners: options.instanceRunners?.(dir) ?? {},
+    },
     // The project's workflows plus a bare baseline workflow.
     workflowsPath: path.join(__dirname, '..', 'workflows.ts'),
   });

@@ -3,7 +3,7 @@ import type { PlatformParts } from '../graphql';
 import { germlineRepository } from '../../workflows/names';
 
 export interface PagesDeps extends PlatformParts {
-  /** The Temporal Web UI, for links from the zookeeper. */
+  /** The Temporal Web UI, for links from the operator console. */
   temporalUiUrl?: string;
 }
 

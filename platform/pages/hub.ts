@@ -17,6 +17,7 @@ import {
   startThread,
   type ThreadView,
 } from '../hub';
+import { publicInstancesOf } from '../instances';
 import { publishBreed } from '../marketplace';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
@@ -143,7 +144,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const view = viewOf(request, reply);
     const account = view.caller.account;
     const parents = [...new Set(checkpoints.tags.map((t) => t.parent).filter((p): p is string => p !== null))];
-    const [breed, refusal, threads, recordings, parentRows, bought] = await Promise.all([
+    const [breed, refusal, threads, recordings, parentRows, bought, instances] = await Promise.all([
       deps.db.breed.findUnique({ where: { repository }, include: { owner: { select: { handle: true } } } }),
       readRefusal(deps.db, view.caller, repository),
       listThreads(deps.db, repository),
@@ -157,6 +158,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
       account
         ? deps.db.entitlement.findUnique({ where: { id: entitlementId(account.id, repository) } })
         : Promise.resolve(null),
+      publicInstancesOf(deps.db, repository),
     ]);
     const query = request.query as { done?: string; bought?: string };
     const notice = query.bought
@@ -257,12 +259,32 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           <button type="submit">${breed ? 'Update the listing' : 'Publish as a breed'}</button></form>`
       : '';
 
+    // Talk to it: its public instances on the zookeeper, and (signed in) launching one of your own.
+    const runTag = daily?.tag ?? tags[0]?.tag;
+    const runSection = html`<h2 id="instances">Talk to it</h2>
+      ${
+        instances.length
+          ? html`<ul id="public-instances">${instances.map(
+              (i) =>
+                html`<li><a href="${pathOf('zookeeper', i.id)}">${i.id}</a> · <code>${i.reference}</code> · ${i.state}</li>`,
+            )}</ul>`
+          : html`<p class="muted">No public instance of this image runs now.</p>`
+      }
+      ${
+        !runTag
+          ? ''
+          : account
+            ? html`<p><a class="button" id="run" href="/zookeeper?image=${encodeURIComponent(`${repository}:${runTag}`)}#launch">Run</a> an instance of <code>${repository}:${runTag}</code>, paid from your credit.</p>`
+            : signInTo('run an instance of this image')
+      }`;
+
     return sendPage(reply, view, {
       title: repository,
       ...(problem ? { status: problem.status, error: problem.message } : {}),
       ...(notice ? { notice } : {}),
       body: html`<h1>${repository}</h1>
         ${breedSection}
+        ${runSection}
         <h2 id="tags">Tags</h2>
         ${tags.map(tagSection)}
         ${checkpoints.tags.length > SHOWN_TAGS ? html`<p class="muted">${checkpoints.tags.length - SHOWN_TAGS} older tags: <a href="${pathOf('api', 'checkpoints', repository)}">the full list as JSON</a>.</p>` : ''}

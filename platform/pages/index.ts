@@ -1,6 +1,8 @@
-// The platform's pages, rendered on the server: home, learn, hub, marketplace, zookeeper and the
-// account forms. Every page works without JavaScript (plain HTML forms, urlencoded, with the CSRF
-// token); their Content-Security-Policy allows no script at all.
+// The platform's pages, rendered on the server: home, learn, hub, marketplace, the zookeeper (the
+// people's client of hosted instances), the operators' console and the account forms. Every page
+// works without JavaScript (plain HTML forms, urlencoded, with the CSRF token); their
+// Content-Security-Policy allows no script at all, except the zookeeper's chat page, which may run its
+// one script from /assets/ (it streams the answer as it comes; the form works without it).
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { registerAccountPages } from './account';
@@ -8,31 +10,16 @@ import type { PagesDeps } from './deps';
 import { registerHomePages } from './home';
 import { registerHubPages } from './hub';
 import { registerMarketplacePages } from './marketplace';
+import { registerOperatorPages } from './operator';
+import { CHAT_SCRIPT, CHAT_SCRIPT_ETAG, CHAT_SCRIPT_PATH } from './scripts';
 import { STYLESHEET, STYLESHEET_ETAG } from './stylesheet';
-import { sendProblem, viewOf } from './view';
+import { contentSecurityPolicy, sendProblem, viewOf } from './view';
 import { registerZookeeperPages } from './zookeeper';
 import { toRefusal } from '../errors';
 
 export interface PagesOptions extends PagesDeps {
   /** The friendly download links' handler (oci-distribution.ts), reached through the pages' /hub/* route. */
   resolve: ResolveHandler;
-}
-
-/** Where forms may send the browser: here, and Stripe's Checkout and onboarding pages (after a 303). */
-const FORM_TARGETS = "'self' https://checkout.stripe.com https://connect.stripe.com";
-
-function contentSecurityPolicy(https: boolean): string {
-  return [
-    "default-src 'self'",
-    "script-src 'none'",
-    "style-src 'self'",
-    "img-src 'self' data:",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "frame-ancestors 'none'",
-    `form-action ${FORM_TARGETS}`,
-    ...(https ? ['upgrade-insecure-requests'] : []),
-  ].join('; ');
 }
 
 export async function registerPages(app: FastifyInstance, options: PagesOptions): Promise<void> {
@@ -74,11 +61,17 @@ export async function registerPages(app: FastifyInstance, options: PagesOptions)
       if (request.headers['if-none-match'] === STYLESHEET_ETAG) return reply.code(304).send();
       return reply.header('content-type', 'text/css; charset=utf-8').send(STYLESHEET);
     });
+    pages.get(CHAT_SCRIPT_PATH, async (request, reply) => {
+      reply.header('cache-control', 'public, max-age=31536000, immutable').header('etag', CHAT_SCRIPT_ETAG);
+      if (request.headers['if-none-match'] === CHAT_SCRIPT_ETAG) return reply.code(304).send();
+      return reply.header('content-type', 'text/javascript; charset=utf-8').send(CHAT_SCRIPT);
+    });
 
     registerHomePages(pages, options);
     registerAccountPages(pages, options);
     registerHubPages(pages, options);
     registerMarketplacePages(pages, options);
     registerZookeeperPages(pages, options);
+    registerOperatorPages(pages, options);
   });
 }

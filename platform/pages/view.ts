@@ -6,6 +6,27 @@ import { CSRF_FIELD, csrfToken, hasValidCsrf } from '../csrf';
 import { html, type Renderable, SafeHtml } from './html';
 import { STYLESHEET_URL } from './stylesheet';
 
+/** Where forms may send the browser: here, and Stripe's Checkout and onboarding pages (after a 303). */
+const FORM_TARGETS = "'self' https://checkout.stripe.com https://connect.stripe.com";
+
+/**
+ * The pages' Content-Security-Policy: no script at all, except on a page that names its own (the
+ * zookeeper's chat page), which may then run scripts served from here and nothing else.
+ */
+export function contentSecurityPolicy(https: boolean, options: { ownScripts?: boolean } = {}): string {
+  return [
+    "default-src 'self'",
+    options.ownScripts ? "script-src 'self'" : "script-src 'none'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    `form-action ${FORM_TARGETS}`,
+    ...(https ? ['upgrade-insecure-requests'] : []),
+  ].join('; ');
+}
+
 export interface View {
   caller: Caller;
   /** The CSRF token: repeat it in every form (`csrfField`). */
@@ -33,7 +54,8 @@ function header(view: View): SafeHtml {
     ['/learn', 'Learn'],
     ['/hub', 'Hub'],
     ['/marketplace', 'Marketplace'],
-    ...(view.caller.role === 'operator' ? [['/zookeeper', 'Zookeeper']] : []),
+    ['/zookeeper', 'Zookeeper'],
+    ...(view.caller.role === 'operator' ? [['/operator', 'Operator']] : []),
   ];
   const here = view.path.split('?')[0]!;
   const links = nav.map(([href, label]) => {
@@ -55,6 +77,8 @@ export interface PageOptions {
   error?: string;
   /** A confirmation, shown above the body. */
   notice?: string;
+  /** A script of our own (under /assets/) that improves the page; the page must work without it. */
+  script?: string;
 }
 
 export function sendPage(reply: FastifyReply, view: View, page: PageOptions): FastifyReply {
@@ -74,9 +98,16 @@ ${page.notice ? html`<p class="notice" role="status">${page.notice}</p>` : ''}
 ${page.body}
 </main>
 <footer>computatrum: an independent germline of AI models, published daily · <a href="/learn">how to download and train</a></footer>
+${page.script ? html`<script src="${page.script}" defer></script>` : ''}
 </body>
 </html>
 `;
+  // Only a page with a script of its own may run one: from here, never inline.
+  if (page.script)
+    reply.header(
+      'content-security-policy',
+      contentSecurityPolicy(reply.request.protocol === 'https', { ownScripts: true }),
+    );
   return reply
     .code(page.status ?? 200)
     .header('content-type', 'text/html; charset=utf-8')

@@ -313,7 +313,7 @@ describe('discussion, recordings and reports', () => {
     expect(unknown.body).toContain('there is no thread no-such-thread');
   });
 
-  test('a recording (a text transcript) is attached and listed; a report reaches the zookeeper', async () => {
+  test('a recording (a text transcript) is attached and listed; a report reaches the operator console', async () => {
     const browser = await person();
     await browser.get(`/hub/${repository}`);
     const attached = await browser.post(`/hub/${repository}/recordings`, {
@@ -339,7 +339,7 @@ describe('discussion, recordings and reports', () => {
     expect(reported.statusCode).toBe(303);
     expect((await browser.get(reported.headers.location as string)).body).toContain('your report is recorded');
     const operator = await person('operator');
-    expect((await operator.get('/zookeeper')).body).toContain(reason);
+    expect((await operator.get('/operator')).body).toContain(reason);
   });
 
   test('the public is sent to sign in by every form, and nothing changes', async () => {
@@ -381,7 +381,11 @@ describe('CSRF', () => {
       [`/hub/${repository}/report`, { reason: 'forged' }],
       ['/marketplace/buy', { repository: 'trainers/x/y' }],
       ['/marketplace/payouts', {}],
-      ['/zookeeper/decisions', { id: 'x', action: 'approve' }],
+      ['/operator/decisions', { id: 'x', action: 'approve' }],
+      ['/zookeeper/launch', { image: `${repository}:main`, visibility: 'private', maxCost: '1.00' }],
+      ['/zookeeper/some-instance/chat', { conversation: '[]', message: 'forged' }],
+      ['/zookeeper/some-instance/record', { conversation: '[]', title: 'forged' }],
+      ['/zookeeper/some-instance/stop', {}],
       ['/auth/signout', {}],
     ] as const) {
       expect({ url, status: (await browser.post(url, fields, 'B'.repeat(43))).statusCode }).toEqual({
@@ -522,26 +526,31 @@ describe('marketplace', () => {
   });
 });
 
-describe('zookeeper', () => {
+describe('operator console', () => {
   test('the public is sent to sign in, a trainer is refused, an operator sees the books', async () => {
-    const publicAnswer = await new Browser().get('/zookeeper');
+    // The zookeeper is everyone's now (zookeeper-pages.test.ts): it sends no one away, and links no console.
+    const zookeeper = await new Browser().get('/zookeeper');
+    expect(zookeeper.statusCode).toBe(200);
+    expect(zookeeper.body).not.toContain('href="/operator"');
+
+    const publicAnswer = await new Browser().get('/operator');
     expect(publicAnswer.statusCode).toBe(303);
-    expect(publicAnswer.headers.location).toBe('/auth/signin?next=%2Fzookeeper');
+    expect(publicAnswer.headers.location).toBe('/auth/signin?next=%2Foperator');
     const trainer = await person();
-    const refused = await trainer.get('/zookeeper');
+    const refused = await trainer.get('/operator');
     expect(refused.statusCode).toBe(403);
     expect(refused.body).toContain('Operators only');
-    expect(refused.body).not.toContain('Zookeeper</a>');
+    expect(refused.body).not.toContain('Operator</a>');
 
     const operator = await person('operator');
-    const page = await operator.get('/zookeeper');
+    const page = await operator.get('/operator');
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('1,234.56 USD');
     expect(page.body).toContain(
       `href="http://127.0.0.1:8233/namespaces/default/workflows/germline%2F${germline.name}"`,
     );
     expect(page.body).toContain('Nothing awaits approval.');
-    expect(page.body).toContain('href="/zookeeper" aria-current="page"');
+    expect(page.body).toContain('href="/operator" aria-current="page"');
     // A decision awaiting approval is listed with its approve and reject buttons.
     const decisionId = `${germline.name}/7/0`;
     await env.db.decision.create({
@@ -556,17 +565,17 @@ describe('zookeeper', () => {
         reason: 'above the approval threshold',
       },
     });
-    const awaiting = await operator.get('/zookeeper');
+    const awaiting = await operator.get('/operator');
     expect(awaiting.body).toContain('spawn coder (programming &lt;code&gt;) with an allowance of 10.00 USD');
     expect(awaiting.body).toContain(`<input type="hidden" name="id" value="${decisionId}">`);
     expect(awaiting.body).toContain('value="approve">Approve</button>');
     // Approving a decision that waits no more is a refusal on the page, not a failure.
-    const approve = await operator.post('/zookeeper/decisions', { id: `${germline.name}/999/0`, action: 'approve' });
+    const approve = await operator.post('/operator/decisions', { id: `${germline.name}/999/0`, action: 'approve' });
     expect(approve.statusCode).toBe(404);
     expect(approve.body).toContain(`no decision ${germline.name}/999/0 awaits approval`);
   });
 
-  test('without Temporal the zookeeper says so instead of failing', async () => {
+  test('without Temporal the operator console says so instead of failing', async () => {
     const bare = await buildPlatform({
       logger: pino({ level: 'silent' }),
       checks: [],
@@ -579,7 +588,7 @@ describe('zookeeper', () => {
       const operator = await person('operator');
       const page = await bare.inject({
         method: 'GET',
-        url: '/zookeeper',
+        url: '/operator',
         headers: { cookie: `computatrum_session=${operator.cookies.get('computatrum_session')}` },
       });
       expect(page.statusCode).toBe(200);
