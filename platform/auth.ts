@@ -19,6 +19,7 @@ import {
   signIn,
   signUp,
   tokenCaller,
+  TOKEN_PREFIX,
 } from './accounts';
 import { sendSignIn, sendSignUp } from './pages/account';
 import { formFields, redirect, refuseForgedForm, safeNext, viewOf } from './pages/view';
@@ -72,13 +73,21 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     if (authorization) {
       const [scheme, token] = authorization.split(' ');
       const caller = scheme === 'Bearer' && token ? await tokenCaller(db, token) : undefined;
+      // OpenAI clients must send some key: on the gateway (/v1), one that is not shaped like ours is the public.
+      const gateway = request.url === '/v1' || request.url.startsWith('/v1/');
+      if (!caller && gateway && !(scheme === 'Bearer' && token?.startsWith(TOKEN_PREFIX))) return;
       // A wrong token is an error, not an anonymous request: the CLI should say so, not act as the public.
-      if (!caller)
-        return reply.code(401).send({
-          error:
-            'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN',
-          code: 'UNAUTHENTICATED',
-        });
+      if (!caller) {
+        const message =
+          'the API token is unknown or revoked: create one (POST /auth/tokens, or the createApiToken mutation) and set COMPUTATRUM_TOKEN';
+        return reply
+          .code(401)
+          .send(
+            gateway
+              ? { error: { message, type: 'authentication_error', param: null, code: 'invalid_api_key' } }
+              : { error: message, code: 'UNAUTHENTICATED' },
+          );
+      }
       request.caller = caller;
       return;
     }

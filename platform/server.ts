@@ -10,6 +10,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
+import { registerGateway } from './gateway';
 import { registerGraphQL } from './graphql';
 import type { TrainingSettings } from './credit';
 import { registerStripeWebhook, type StripeSettings } from './stripe';
@@ -118,6 +119,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   );
   registerCheckpointListing(app, options.store, options.db);
   registerRecordings(app, options.db, options.store);
+  await registerGateway(app, { db: options.db, ...(options.client ? { client: options.client } : {}) });
   await registerPages(app, {
     db: options.db,
     store: options.store,
@@ -127,6 +129,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     ...(options.client ? { client: options.client } : {}),
     ...(options.stripe ? { stripe: options.stripe } : {}),
     ...(options.temporalUiUrl ? { temporalUiUrl: options.temporalUiUrl } : {}),
+    ...(options.training ? { training: options.training } : {}),
   });
   return app;
 }
