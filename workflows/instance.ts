@@ -213,6 +213,22 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
           reason: stoppedBy(stopRequest),
         };
       }
+      // Every wake-up checks the process and its idleness first: an idle instance sleeps rather than
+      // renewing, whatever the lease and check intervals are.
+      const check = await bookkeeping.checkInstance({ id: request.id });
+      if (check.process === 'gone') {
+        await settleLease(lease, leaseStart);
+        return {
+          next: 'end',
+          state: 'failed',
+          reason: `the instance's process ended${check.logTail ? `: ${check.logTail}` : ''}`,
+        };
+      }
+      const lastRequest = Math.max(readySince, check.lastRequestAt ? Date.parse(check.lastRequestAt) : 0);
+      if (request.idleTimeoutSeconds > 0 && now().getTime() - lastRequest >= request.idleTimeoutSeconds * 1000) {
+        await drain(lease, leaseStart, 'idle: it sleeps until the next request');
+        return { next: 'sleep' };
+      }
       if (now().getTime() >= leaseEnd) {
         await settleLease(lease, leaseStart);
         await enter('ready');
@@ -227,21 +243,6 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
         }
         lease = next;
         leaseStart = now().getTime();
-        continue;
-      }
-      const check = await bookkeeping.checkInstance({ id: request.id });
-      if (check.process === 'gone') {
-        await settleLease(lease, leaseStart);
-        return {
-          next: 'end',
-          state: 'failed',
-          reason: `the instance's process ended${check.logTail ? `: ${check.logTail}` : ''}`,
-        };
-      }
-      const lastRequest = Math.max(readySince, check.lastRequestAt ? Date.parse(check.lastRequestAt) : 0);
-      if (request.idleTimeoutSeconds > 0 && now().getTime() - lastRequest >= request.idleTimeoutSeconds * 1000) {
-        await drain(lease, leaseStart, 'idle: it sleeps until the next request');
-        return { next: 'sleep' };
       }
     }
   }

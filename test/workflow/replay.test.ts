@@ -1,7 +1,8 @@
 // Every workflow type the worker registers, run for real on the dev server and then replayed from
 // its recorded history against the workflow bundle: a germline (autonomy settings, a child spawned
 // and retired, a promotion), the child, a training run of the tiny trainer paid by the child, a
-// daily gpc tag (directly and through its Schedule) and a trainer's credit. A type the worker
+// daily gpc tag (directly and through its Schedule), a trainer's credit and an instance (a renewed
+// lease, asleep, woken, stopped). A type the worker
 // registers without a history replayed here fails the test by name.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,10 @@ import { testGlobals } from '../setup/globals';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
-import { childWorkflowId, trainingWorkflowId, dailyGpcWorkflowId } from '../../workflows/names';
+import { childWorkflowId, trainingWorkflowId, dailyGpcWorkflowId, instanceWorkflowId } from '../../workflows/names';
+import { LocalInstanceRunner } from '../../activities/runners/local-instances';
+import { instanceHandle, launchInstance } from '../../temporal/instance-client';
+import { instanceStatusQuery, stopInstanceUpdate, wakeInstanceUpdate } from '../../workflows/instance-api';
 import { updateBudget } from '../../temporal/budget-client';
 
 jest.setTimeout(120_000);
@@ -30,8 +34,14 @@ jest.setTimeout(120_000);
 let env: TestEnvironment;
 let schedule: string | undefined;
 
+let instanceRunner: LocalInstanceRunner;
+
 beforeAll(async () => {
-  env = await testEnvironment();
+  instanceRunner = new LocalInstanceRunner({
+    dataDir: mkdtempSync(path.join(tmpdir(), 'replay-instances-')),
+    defaultCommand: [process.execPath, path.join(__dirname, '..', 'helpers', 'echo-instance.js')],
+  });
+  env = await testEnvironment({ instanceRunners: { local: instanceRunner } });
   await env.startWorker();
 });
 
@@ -41,6 +51,7 @@ afterAll(async () => {
       .getHandle(schedule)
       .delete()
       .catch(() => undefined);
+  for (const id of (await instanceRunner?.list()) ?? []) await instanceRunner.stop(id);
   await env?.close();
 });
 
@@ -134,6 +145,37 @@ test('the histories of every workflow type replay without a determinism error', 
   await waitClosed(action.workflow.workflowId, action.workflow.firstExecutionRunId);
   recorded.push({ workflowId: dailyGpcWorkflowId(name, '2020-01-02') });
   await waitClosed(dailyGpcWorkflowId(name, '2020-01-02'));
+
+  // An instance of the head: a lease renewed, asleep when idle, woken, stopped.
+  const instance = uniqueName('replay-inst');
+  await launchInstance(env.client, env.taskQueue, {
+    version: 1,
+    id: instance,
+    image: { repo: `germline/${name}`, reference: 'main' },
+    payer: handle.workflowId,
+    currency: 'usd',
+    visibility: 'public',
+    runner: 'local',
+    gpus: 1,
+    ratePerGpuHour: '3600',
+    idleTimeoutSeconds: 2,
+    maxDurationSeconds: 600,
+    maxCost: '1000',
+    leaseSeconds: 1,
+    checkSeconds: 1,
+  });
+  recorded.push({ workflowId: instanceWorkflowId(instance) });
+  const instanceState = async (state: string) =>
+    eventually(
+      async () =>
+        (await instanceHandle(env.client, instance).query(instanceStatusQuery)).state === state ? true : undefined,
+      `instance ${instance} to be ${state}`,
+      30_000,
+    );
+  await instanceState('sleeping');
+  await instanceHandle(env.client, instance).executeUpdate(wakeInstanceUpdate);
+  await instanceHandle(env.client, instance).executeUpdate(stopInstanceUpdate, { args: [{ by: 'replay' }] });
+  await waitClosed(instanceWorkflowId(instance));
 
   // A trainer's credit: started as the platform starts it, with a deposit booked.
   const credit = await creditHandle(env.client, env.taskQueue, uniqueName('tr'), 'usd');
