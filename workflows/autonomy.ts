@@ -10,6 +10,7 @@ import {
   patched,
   proxyActivities,
   setHandler,
+  sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { AutonomyActivities, Measurements } from '../activities/autonomy';
@@ -535,6 +536,11 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
     async run(stop) {
       // A germline run begun by a daemon without autonomy replays without timers; it ticks from its next run on.
       if (!patched('germline-autonomy-tick')) return condition(stop);
+      // The wait for the next tick is a timer that is never cancelled: `stop` reads the server's
+      // continue-as-new suggestion, whose activation can differ between a run and its replay under a
+      // burst of updates, so a timer cancelled by it made a command that replay did not make again
+      // (a nondeterminism seen on queries). A timer left pending when the run continues as new costs nothing.
+      const keepTimers = patched('germline-tick-timer-kept');
       for (;;) {
         if (stop()) return;
         rescheduled = false;
@@ -548,8 +554,15 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
           await condition(() => stop() || rescheduled);
           continue;
         }
-        const woken = await condition(() => stop() || rescheduled, wait);
-        if (!woken) await timerTick();
+        if (!keepTimers) {
+          const woken = await condition(() => stop() || rescheduled, wait);
+          if (!woken) await timerTick();
+          continue;
+        }
+        let tickDue = false;
+        void sleep(wait).then(() => (tickDue = true));
+        await condition(() => stop() || rescheduled || tickDue);
+        if (tickDue && !stop() && !rescheduled) await timerTick();
       }
     },
   };
