@@ -105,8 +105,12 @@ export class Model {
     this.logits = new Float64Array(vocab);
   }
 
-  /** Mean cross-entropy (nats) over the positions; with `learn`, also fills this.gradients. */
-  loss(tokens: Int32Array, positions: Int32Array, learn: boolean): number {
+  /**
+   * The logits of the token after tokens[start .. start + context), into this.logits (and the input
+   * and activation it leaves for the backward pass). One fixed order of sums: training and sampling
+   * see exactly the same distribution, bit for bit.
+   */
+  forward(tokens: ArrayLike<number>, start: number): Float64Array {
     const { vocab: V, context: C, embed: D, hidden: H } = this.architecture;
     const {
       embedding: E,
@@ -115,6 +119,31 @@ export class Model {
       'output.weight': W2,
       'output.bias': b2,
     } = this.parameters;
+    const { input: x, activation: h, logits: z } = this;
+    for (let j = 0; j < C; j++) {
+      const row = tokens[start + j]! * D;
+      for (let d = 0; d < D; d++) x[j * D + d] = E[row + d]!;
+    }
+    for (let k = 0; k < H; k++) h[k] = b1[k]!;
+    for (let i = 0; i < C * D; i++) {
+      const xi = x[i]!;
+      const row = i * H;
+      for (let k = 0; k < H; k++) h[k] = h[k]! + xi * W1[row + k]!;
+    }
+    for (let k = 0; k < H; k++) h[k] = Math.tanh(h[k]!);
+    for (let v = 0; v < V; v++) z[v] = b2[v]!;
+    for (let k = 0; k < H; k++) {
+      const hk = h[k]!;
+      const row = k * V;
+      for (let v = 0; v < V; v++) z[v] = z[v]! + hk * W2[row + v]!;
+    }
+    return z;
+  }
+
+  /** Mean cross-entropy (nats) over the positions; with `learn`, also fills this.gradients. */
+  loss(tokens: Int32Array, positions: Int32Array, learn: boolean): number {
+    const { vocab: V, context: C, embed: D, hidden: H } = this.architecture;
+    const { 'hidden.weight': W1, 'output.weight': W2 } = this.parameters;
     const g = this.gradients;
     const { input: x, activation: h, activationGradient: dh, inputGradient: dx, logits: z } = this;
     const inputs = C * D;
@@ -124,23 +153,7 @@ export class Model {
     let total = 0;
     for (let b = 0; b < positions.length; b++) {
       const position = positions[b]!;
-      for (let j = 0; j < C; j++) {
-        const row = tokens[position - C + j]! * D;
-        for (let d = 0; d < D; d++) x[j * D + d] = E[row + d]!;
-      }
-      for (let k = 0; k < H; k++) h[k] = b1[k]!;
-      for (let i = 0; i < inputs; i++) {
-        const xi = x[i]!;
-        const row = i * H;
-        for (let k = 0; k < H; k++) h[k] = h[k]! + xi * W1[row + k]!;
-      }
-      for (let k = 0; k < H; k++) h[k] = Math.tanh(h[k]!);
-      for (let v = 0; v < V; v++) z[v] = b2[v]!;
-      for (let k = 0; k < H; k++) {
-        const hk = h[k]!;
-        const row = k * V;
-        for (let v = 0; v < V; v++) z[v] = z[v]! + hk * W2[row + v]!;
-      }
+      this.forward(tokens, position - C);
       let max = -Infinity;
       for (let v = 0; v < V; v++) if (z[v]! > max) max = z[v]!;
       let sum = 0;

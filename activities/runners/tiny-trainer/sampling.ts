@@ -1,7 +1,7 @@
 // Text generation with the tiny model (model.ts): the chat prompt template, the forward pass for one
 // next character, sampling (temperature, top_p, seeded), and stop sequences. Pure code: the server
 // (server.ts) does the loading, the HTTP and the pacing.
-import { type Architecture, mulberry32, type Parameters } from './model';
+import { type Architecture, Model, mulberry32, type Parameters } from './model';
 
 export interface ChatMessageText {
   role: string;
@@ -25,8 +25,7 @@ export class TinyLanguageModel {
   private readonly ids: Map<string, number>;
   /** The token the context is padded with before the prompt's first character: a newline, as at the start of a text. */
   readonly paddingId: number;
-  private readonly input: Float64Array;
-  private readonly activation: Float64Array;
+  private readonly model: Model;
   private readonly logits: Float64Array;
 
   constructor(
@@ -36,8 +35,7 @@ export class TinyLanguageModel {
   ) {
     this.ids = new Map(vocab.map((character, id) => [character, id]));
     this.paddingId = this.ids.get('\n') ?? 0;
-    this.input = new Float64Array(architecture.context * architecture.embed);
-    this.activation = new Float64Array(architecture.hidden);
+    this.model = new Model(architecture, parameters);
     this.logits = new Float64Array(architecture.vocab);
   }
 
@@ -62,38 +60,9 @@ export class TinyLanguageModel {
     return window;
   }
 
-  /**
-   * The logits of the next character after `window` (the last `context` token ids), in `out`. The same
-   * arithmetic, in the same order, as Model.loss in model.ts, so the server samples from exactly the
-   * distribution training measured.
-   */
+  /** The logits of the next character after `window` (the last `context` token ids), in `out`: the model's own forward pass. */
   nextLogits(window: Int32Array, out: Float64Array = this.logits): Float64Array {
-    const { vocab: V, context: C, embed: D, hidden: H } = this.architecture;
-    const {
-      embedding: E,
-      'hidden.weight': W1,
-      'hidden.bias': b1,
-      'output.weight': W2,
-      'output.bias': b2,
-    } = this.parameters;
-    const { input: x, activation: h } = this;
-    for (let j = 0; j < C; j++) {
-      const row = window[j]! * D;
-      for (let d = 0; d < D; d++) x[j * D + d] = E[row + d]!;
-    }
-    for (let k = 0; k < H; k++) h[k] = b1[k]!;
-    for (let i = 0; i < C * D; i++) {
-      const xi = x[i]!;
-      const row = i * H;
-      for (let k = 0; k < H; k++) h[k] = h[k]! + xi * W1[row + k]!;
-    }
-    for (let k = 0; k < H; k++) h[k] = Math.tanh(h[k]!);
-    for (let v = 0; v < V; v++) out[v] = b2[v]!;
-    for (let k = 0; k < H; k++) {
-      const hk = h[k]!;
-      const row = k * V;
-      for (let v = 0; v < V; v++) out[v] = out[v]! + hk * W2[row + v]!;
-    }
+    out.set(this.model.forward(window, 0));
     return out;
   }
 }
