@@ -3,6 +3,7 @@
 // instance/<id> workflow meters and runs it; GraphQL, the pages and the gateway ask here.
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
+import { pricedBreedsGoverning } from '../db/breed-terms';
 import { recordLaunch } from '../db/instances';
 import type { Database } from '../db/prisma';
 import { requireManifest } from '../store/checkpoint';
@@ -86,6 +87,21 @@ export function publicInstancesOf(db: Database, repository: string) {
 }
 
 /**
+ * Refuses a public instance of paid content to anyone but the breeds' owners and operators: a buyer
+ * may run what they bought for themselves, but serving it to everyone would give it away.
+ */
+async function assertMayServePublicly(db: Database, caller: Caller, repository: string): Promise<void> {
+  if (caller.role === 'operator') return;
+  const breed = (await pricedBreedsGoverning(db, repository)).find((b) => b.ownerId !== caller.account?.id);
+  if (breed) {
+    throw new PlatformError(
+      'FORBIDDEN',
+      `a public instance of ${repository} would give away the paid breed ${breed.repository}: launch it private`,
+    );
+  }
+}
+
+/**
  * Launches an instance of an image `caller` may read, paid from their credit lease by lease. Checked
  * here first (names, the image, the numbers, the credit) so that a refusal says what to do, and
  * nothing is started or reserved.
@@ -100,6 +116,7 @@ export async function launchAccountInstance(
   const { repo, reference } = parseReference(input.image);
   const manifest = await requireManifest(deps.store, repo, reference);
   await assertMayRead(deps.db, caller, repo, 'run');
+  if (input.visibility === 'public') await assertMayServePublicly(deps.db, caller, repo);
   const gpus = input.gpus ?? 1;
   if (!Number.isInteger(gpus) || gpus < 1 || gpus > deps.settings.maxGpus) {
     throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);

@@ -61,23 +61,22 @@ const preparation = proxyActivities<InstanceActivities>({
 const DEFAULT_LEASE_SECONDS = 300;
 const DEFAULT_CHECK_SECONDS = 15;
 
-/** The request's money; a malformed amount fails the instance instead of its workflow task, forever. */
-function requestMoney(value: string, field: string, currency: string): bigint {
-  try {
-    return toMinor(value, field, currency);
-  } catch (error) {
-    throw ApplicationFailure.nonRetryable((error as Error).message, 'InstanceRequestInvalid');
-  }
-}
-
 const stoppedBy = (stop: { by: string; reason?: string }) =>
   `stopped by ${stop.by}${stop.reason ? `: ${stop.reason}` : ''}`;
 
 type Served = { next: 'sleep' } | { next: 'end'; state: 'stopped' | 'failed'; reason: string } | { next: 'continue' };
 
 export async function instanceWorkflow(request: InstanceRequest, carried?: InstanceCarried): Promise<InstanceStatus> {
-  const rate = requestMoney(request.ratePerGpuHour, 'ratePerGpuHour', request.currency);
-  const maxCost = requestMoney(request.maxCost, 'maxCost', request.currency);
+  // Malformed money fails the instance with the reason (recorded, like any refused launch), never its workflow task.
+  let rate = 0n;
+  let maxCost = 0n;
+  let invalidMoney: string | undefined;
+  try {
+    rate = toMinor(request.ratePerGpuHour, 'ratePerGpuHour', request.currency);
+    maxCost = toMinor(request.maxCost, 'maxCost', request.currency);
+  } catch (error) {
+    invalidMoney = (error as Error).message;
+  }
   const leaseSeconds = request.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
   const checkMs = (request.checkSeconds ?? DEFAULT_CHECK_SECONDS) * 1000;
   const money = (amount: bigint) => formatMoney(amount, request.currency);
@@ -146,6 +145,7 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
   // The image is resolved to one digest at launch: the instance serves exactly that checkpoint.
   if (!carried) {
     try {
+      if (invalidMoney) throw ApplicationFailure.nonRetryable(invalidMoney, 'InstanceRequestInvalid');
       const prepared = await preparation.prepareInstance({ request });
       status.digest = prepared.digest;
       await enter('pending');

@@ -16,6 +16,7 @@ import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
 import { testPlatform } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+import { entitlementId } from '../../platform/read-access';
 
 const ECHO_INSTANCE = [process.execPath, path.join(__dirname, '..', 'helpers', 'echo-instance.js')];
 
@@ -287,7 +288,20 @@ test('launches refused before anything starts: the public, an unknown image, a p
     const variables = { image, maxCost: '1.00', ...args };
     return who === 'anonymous' ? anonymous(query, variables) : who.gql(query, variables);
   };
-  const count = () => env.db.instance.count({ where: { ownerHandle: { in: [ugo.handle, broke.handle] } } });
+  // A buyer of the paid breed may read it, so may run it, but not for everyone.
+  const buyer = await trainerWithCredit('1000');
+  await env.db.entitlement.create({
+    data: {
+      id: entitlementId(buyer.id, paidBreed),
+      accountId: buyer.id,
+      repository: paidBreed,
+      checkoutSessionId: uniqueName('cs'),
+      amount: 999n,
+      fee: 99n,
+    },
+  });
+  const count = () =>
+    env.db.instance.count({ where: { ownerHandle: { in: [ugo.handle, broke.handle, buyer.handle] } } });
 
   const refusals: Array<[string, Awaited<ReturnType<typeof launchAs>>, string, RegExp]> = [
     ['the public', await launchAs('anonymous', {}), 'UNAUTHENTICATED', /sign in/],
@@ -308,6 +322,12 @@ test('launches refused before anything starts: the public, an unknown image, a p
       await launchAs(ugo, { image: `${paidBreed}:main` }),
       'FORBIDDEN',
       new RegExp(`you may not run ${paidBreed}: .*buy ${paidBreed} on the marketplace`),
+    ],
+    [
+      'a public instance of a paid breed by its buyer',
+      await launchAs(buyer, { image: `${paidBreed}:main`, visibility: 'public' }),
+      'FORBIDDEN',
+      new RegExp(`would give away the paid breed ${paidBreed}: launch it private`),
     ],
     ['a zero maxCost', await launchAs(ugo, { maxCost: '0' }), 'BAD_USER_INPUT', /maxCost: .*zero/],
     ['a negative maxCost', await launchAs(ugo, { maxCost: '-1.00' }), 'BAD_USER_INPUT', /maxCost: .*negative/],

@@ -176,11 +176,12 @@ test('a restarted worker adopts the running process, and the open lease is settl
   expect((await germline.handle.query(statusQuery)).spent).toBe(stopped.cost);
 });
 
-test('bad launches fail with the reason and reserve nothing: an unknown image, an absurd GPU count', async () => {
+test('bad launches fail with the reason and reserve nothing: an unknown image, an absurd GPU count, a negative cap', async () => {
   const germline = await germlineWithImage('1000');
   for (const [overrides, reason] of [
     [{ image: { repo: 'germline/nowhere', reference: 'main' } }, /nowhere/],
     [{ gpus: 1000 }, /gpus is a whole number from 1 to 16/],
+    [{ maxCost: '-5' }, /maxCost/],
   ] as const) {
     const input = request(germline.name, overrides);
     const handle = await launchInstance(env.client, env.taskQueue, input);
