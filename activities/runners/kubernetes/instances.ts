@@ -30,7 +30,14 @@ import type { InstanceRunner } from '../../instances';
 import { INSTANCE_ENV, INSTANCE_READY_PATH, INSTANCE_STOP_SECONDS, InstanceFailedError } from '../types';
 import { KubernetesRunnerError, apiStatus, explainApiError, messageOf } from './api-errors';
 import { loadKubernetesClient } from './client';
-import { GPU_RESOURCE, KUBERNETES_TRAINER_ENV, MANAGED_BY_LABEL, type StoreRegistrySettings } from './job';
+import {
+  GPU_RESOURCE,
+  KUBERNETES_TRAINER_ENV,
+  kubernetesName,
+  labelValue,
+  MANAGED_BY_LABEL,
+  type StoreRegistrySettings,
+} from './job';
 
 export const INSTANCE_LABEL = 'computatrum.io/instance';
 /** The exact instance id (a label value cannot always hold it). */
@@ -74,7 +81,6 @@ export const DEFAULT_PULL_COMMAND = [
 /** Waiting reasons of a container that will not get better by waiting. */
 const STUCK_REASONS = new Set(['CrashLoopBackOff', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull']);
 const LOG_TAIL_LINES = 30;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
 export interface KubernetesInstanceRunnerOptions {
   /** A KubeConfig, or one still loading (the worker builds its runners synchronously). */
@@ -111,23 +117,10 @@ interface BuiltSpec {
   model: { claim: string; subPath: string } | { ref: string; registry: string; pullImage: string };
 }
 
-/** A DNS-1035 label (a Service name must start with a letter), stable for an id, hashed when shortened. */
-export function instanceResourceName(instanceId: string): string {
-  const wanted = `inst-${instanceId}`;
-  const readable = wanted
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/-+/g, '-')
-    .replace(/-+$/, '');
-  if (readable === wanted && readable.length <= 63) return readable;
-  const hash = createHash('sha256').update(instanceId).digest('hex').slice(0, 8);
-  return `${readable.slice(0, 63 - hash.length - 1).replace(/-+$/, '')}-${hash}`;
-}
+/** The Deployment's and Service's name: a DNS-1035 label (a Service name must start with a letter). */
+export const instanceResourceName = (instanceId: string): string => kubernetesName('inst', instanceId);
 
-/** The id when a label value can hold it; the resource name otherwise (the annotation keeps the exact id). */
-function instanceLabelValue(instanceId: string): string {
-  return LABEL_VALUE.test(instanceId) && instanceId.length <= 63 ? instanceId : instanceResourceName(instanceId);
-}
+const instanceLabelValue = (instanceId: string): string => labelValue(instanceId, instanceResourceName(instanceId));
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -36,24 +36,29 @@ export interface StoreRegistrySettings {
   credentialsSecret?: string;
 }
 
-/** A DNS-1123 label, stable for a run id, with a hash suffix whenever the id had to be changed to fit. */
-export function trainingJobName(runId: string): string {
-  const wanted = `train-${runId}`;
+/**
+ * `<prefix>-<id>` as a DNS label (starting with the prefix's letter, so it also fits a Service name),
+ * stable for an id, with a hash suffix whenever the id had to be changed to fit.
+ */
+export function kubernetesName(prefix: string, id: string): string {
+  const wanted = `${prefix}-${id}`;
   const readable = wanted
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, '-')
     .replace(/-+/g, '-')
     .replace(/-+$/, '');
   if (readable === wanted && readable.length <= 63) return readable;
-  const hash = createHash('sha256').update(runId).digest('hex').slice(0, 8);
+  const hash = createHash('sha256').update(id).digest('hex').slice(0, 8);
   return `${readable.slice(0, 63 - hash.length - 1).replace(/-+$/, '')}-${hash}`;
 }
 
+export const trainingJobName = (runId: string): string => kubernetesName('train', runId);
+
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
-/** The run id when a label value can hold it; the Job name otherwise (the annotation keeps the exact id). */
-function runIdLabelValue(runId: string): string {
-  return LABEL_VALUE.test(runId) && runId.length <= 63 ? runId : trainingJobName(runId);
+/** The id when a label value can hold it; `name` (its resource name) otherwise (an annotation keeps the exact id). */
+export function labelValue(id: string, name: string): string {
+  return LABEL_VALUE.test(id) && id.length <= 63 ? id : name;
 }
 
 /** The tag the pod pushes a run's output under: the run's tag. */
@@ -105,7 +110,10 @@ export function buildTrainingJob(template: V1Job, spec: TrainingJobSpec, setting
     );
   }
 
-  const runLabels = { [MANAGED_BY_LABEL]: 'computatrum', [RUN_ID_LABEL]: runIdLabelValue(spec.runId) };
+  const runLabels = {
+    [MANAGED_BY_LABEL]: 'computatrum',
+    [RUN_ID_LABEL]: labelValue(spec.runId, trainingJobName(spec.runId)),
+  };
   const jobLabels: Record<string, string> = { ...template.metadata?.labels, ...runLabels };
   if (settings.queueName) jobLabels[KUEUE_QUEUE_LABEL] = settings.queueName;
   template.metadata = {
