@@ -61,9 +61,14 @@ export function addInstanceCommands(program: Command, config: () => Config): voi
       const { repo, reference } = parseReference(image);
       const id = options.id ?? newInstanceId();
       if (!NAME.test(id)) throw new UserError(`instance id "${id}" must be lowercase letters, digits and dashes`, 2);
-      const [{ launchInstance, instanceHandle }, { instanceStatusQuery, FINAL_INSTANCE_STATES }] = await Promise.all([
+      const [
+        { launchInstance, instanceHandle },
+        { instanceStatusQuery, FINAL_INSTANCE_STATES },
+        { WorkflowExecutionAlreadyStartedError },
+      ] = await Promise.all([
         import('../../temporal/instance-client.js'),
         import('../../workflows/instance-api.js'),
+        import('@temporalio/client'),
       ]);
       await withGermline(cfg, async (client) => {
         await launchInstance(client, cfg.taskQueue, {
@@ -79,6 +84,10 @@ export function addInstanceCommands(program: Command, config: () => Config): voi
           idleTimeoutSeconds: options.idle,
           maxDurationSeconds: options.maxDuration,
           maxCost: options.maxCost.toString(),
+        }).catch((error: Error) => {
+          throw error instanceof WorkflowExecutionAlreadyStartedError
+            ? new UserError(`an instance with id ${id} exists already: choose another --id`)
+            : error;
         });
         print(`instance ${id} launched (${image}, at most ${formatMoney(options.maxCost, cfg.currency)})`);
         if (options.detach) return;

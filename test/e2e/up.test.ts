@@ -148,6 +148,11 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(stopped.stdout).toMatch(
     /talk: stopped \(stopped by operator \(cli\): e2e\)\n.*\n.*\n\s+cost\s+\d+\.\d\d USD for \d+ s; 0\.00 USD reserved now/,
   );
+  const relaunched = await cli(env, 'launch', `${germlineRepo}:trained`, '--max-cost', '1.00', '--id', 'talk');
+  expect(relaunched).toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining('an instance with id talk exists already'),
+  });
   const instanceCost = Math.round(Number(/cost\s+(\d+\.\d\d) USD/.exec(stopped.stdout)![1]) * 100);
   const ledgerAfterInstance = (await cli(env, 'ledger')).stdout;
   expect(ledgerAfterInstance).toMatch(/reserve\s+\d+\.\d\d USD\s+\S+\s+instance\/talk\/lease\/1/);
