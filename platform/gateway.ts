@@ -23,7 +23,9 @@ export const GATEWAY_PREFIX = '/v1';
 /** The interaction stored for an exchange: its id, answered before the body. */
 export const INTERACTION_HEADER = 'x-computatrum-interaction';
 /** Chats carry whole conversations: more room than the platform's other requests. */
-export const GATEWAY_BODY_LIMIT = 4 * 1024 * 1024;
+export const GATEWAY_BODY_LIMIT = 1024 * 1024;
+/** Anonymous visitors (keyed by address) share public instances that others pay for: fewer requests a minute. */
+export const DEFAULT_ANONYMOUS_PER_MINUTE = 60;
 const DEFAULT_WAKE_TIMEOUT_MS = 90_000;
 const DEFAULT_HEARTBEAT_MS = 2_000;
 
@@ -35,6 +37,9 @@ export interface GatewayOptions {
   wakeTimeoutMs?: number;
   /** How often a streaming request that waits is sent an SSE comment; default 2 s. */
   heartbeatMs?: number;
+  /** Requests a minute per account (the platform's limit), and per anonymous address (default 60, never more). */
+  perMinute: number;
+  anonymousPerMinute?: number;
   /** Salt of anonymous visitors' ids (a hash of their address); random per process when absent. */
   visitorSalt?: string;
 }
@@ -266,7 +271,10 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
   const visitorId = (address: string) => createHash('sha256').update(`${salt}\0${address}`).digest('hex').slice(0, 32);
 
   /** Per caller: a signed-in account by its handle (wherever it calls from), anyone else by address. */
+  const { perMinute } = options;
+  const anonymousPerMinute = Math.min(perMinute, options.anonymousPerMinute ?? DEFAULT_ANONYMOUS_PER_MINUTE);
   const rateLimit = {
+    max: (request: FastifyRequest) => (request.caller?.account ? perMinute : anonymousPerMinute),
     keyGenerator: (request: FastifyRequest) =>
       request.caller?.account ? `gateway:account:${request.caller.account.handle}` : `gateway:address:${request.ip}`,
   };

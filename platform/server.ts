@@ -40,6 +40,8 @@ export interface PlatformOptions {
   training?: TrainingSettings;
   /** Requests per client address per minute on the API and accounts (downloads and health are not limited). */
   rateLimitPerMinute?: number;
+  /** Requests per anonymous address per minute on the gateway (/v1); default 60, never more than the above. */
+  anonymousChatsPerMinute?: number;
 }
 
 /** Request bodies (GraphQL operations, sign-ups) are small; a bigger one is a 413, not work. */
@@ -119,7 +121,12 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   );
   registerCheckpointListing(app, options.store, options.db);
   registerRecordings(app, options.db, options.store);
-  await registerGateway(app, { db: options.db, ...(options.client ? { client: options.client } : {}) });
+  await registerGateway(app, {
+    db: options.db,
+    perMinute: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
+    ...(options.anonymousChatsPerMinute ? { anonymousPerMinute: options.anonymousChatsPerMinute } : {}),
+    ...(options.client ? { client: options.client } : {}),
+  });
   await registerPages(app, {
     db: options.db,
     store: options.store,

@@ -335,3 +335,16 @@ test('the gateway is rate limited per caller, answering OpenAI-shaped 429s', asy
     await limited.close();
   }
 });
+
+test('anonymous visitors get fewer gateway requests a minute than accounts', async () => {
+  const limited = await testPlatform(env, germline, { rateLimitPerMinute: 4, anonymousChatsPerMinute: 1 });
+  try {
+    const get = (headers: Record<string, string> = {}) => limited.inject({ method: 'GET', url: '/v1/models', headers });
+    expect((await get()).statusCode).toBe(200);
+    expect((await get()).statusCode).toBe(429);
+    for (let i = 0; i < 4; i++) expect((await get(alice.token as Record<string, string>)).statusCode).toBe(200);
+    expect((await get(alice.token as Record<string, string>)).statusCode).toBe(429);
+  } finally {
+    await limited.close();
+  }
+});
