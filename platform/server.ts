@@ -42,6 +42,8 @@ export interface PlatformOptions {
   rateLimitPerMinute?: number;
   /** Requests per anonymous address per minute on the gateway (/v1); default 60, never more than the above. */
   anonymousChatsPerMinute?: number;
+  /** Salt of anonymous visitors' ids on the gateway: the same on every replica and across restarts. */
+  visitorSalt?: string;
 }
 
 /** Request bodies (GraphQL operations, sign-ups) are small; a bigger one is a 413, not work. */
@@ -125,6 +127,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     db: options.db,
     perMinute: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
     ...(options.anonymousChatsPerMinute ? { anonymousPerMinute: options.anonymousChatsPerMinute } : {}),
+    ...(options.visitorSalt ? { visitorSalt: options.visitorSalt } : {}),
     ...(options.client ? { client: options.client } : {}),
   });
   await registerPages(app, {

@@ -90,6 +90,20 @@ export const configSchema = z
       .string()
       .regex(/^\d+(\.\d+)?$/, 'an amount like 5.00 (0: no public instance)')
       .default('5.00'),
+    /**
+     * Deposited once, as the germline's opening balance, when its budget has never received a
+     * deposit (reference `opening-balance`); 0: none. Default 10.00 where Temporal and PostgreSQL are
+     * both embedded (a machine trying computatrum out), 0 against production services.
+     */
+    COMPUTATRUM_OPENING_BALANCE: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'an amount like 10.00 (0: no opening deposit)')
+      .optional(),
+    /** The most the germline's first training run (genesis, when it has no head yet) may cost; 0: no genesis. */
+    COMPUTATRUM_GENESIS_MAX_COST: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'an amount like 1.00 (0: no genesis run)')
+      .default('1.00'),
     COMPUTATRUM_MAX_PREEMPTIONS: z.coerce.number().int().min(0).max(100).default(3),
     /** The most GPUs a trainer's run through the platform may ask for. */
     COMPUTATRUM_TRAINER_MAX_GPUS: z.coerce.number().int().min(1).max(1024).default(8),
@@ -118,6 +132,14 @@ export const configSchema = z
     PLATFORM_PUBLIC_URL: optionalText.refine(
       (v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v),
       'an http:// or https:// URL',
+    ),
+    /**
+     * The secret that anonymous visitors' ids (a hash of their address) are salted with; every
+     * platform replica needs the same one. Unset: one kept in <data>/visitor-salt.
+     */
+    COMPUTATRUM_VISITOR_SALT: optionalText.refine(
+      (v) => v === undefined || v.length >= 16,
+      'at least 16 characters (a secret, e.g. `openssl rand -hex 32`)',
     ),
 
     /** Stripe: payments are on when a secret key is set. */
@@ -215,11 +237,18 @@ export interface Config {
       registrySecret?: string;
     };
   };
+  /** What a germline's first start gives it (cli/commands/up.ts). */
+  genesis: {
+    /** Minor units deposited once when the budget has never had a deposit; 0n: none. */
+    openingBalance: bigint;
+    /** The cap of the first training run when the germline has no head; 0n: none is run. */
+    maxCost: bigint;
+  };
   /** Bearer token for the http decision policy's agent. */
   agentToken?: string;
   /** The CLI's API token for the platform. */
   apiToken?: string;
-  platform: { host: string; port: number; publicUrl: string };
+  platform: { host: string; port: number; publicUrl: string; visitorSalt?: string };
   /** Absent: payments are off. */
   stripe?: { secretKey: string; webhookSecret: string; apiBase?: string; feePercent: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
@@ -321,12 +350,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           }
         : {}),
     },
+    genesis: {
+      openingBalance: amountSetting(
+        'COMPUTATRUM_OPENING_BALANCE',
+        c.COMPUTATRUM_OPENING_BALANCE ?? (c.TEMPORAL_ADDRESS || c.DATABASE_URL ? '0' : '10.00'),
+        c.COMPUTATRUM_CURRENCY,
+        "the germline's opening balance",
+      ),
+      maxCost: amountSetting(
+        'COMPUTATRUM_GENESIS_MAX_COST',
+        c.COMPUTATRUM_GENESIS_MAX_COST,
+        c.COMPUTATRUM_CURRENCY,
+        "the cap of the germline's first training run",
+      ),
+    },
     ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
     ...(c.COMPUTATRUM_TOKEN ? { apiToken: c.COMPUTATRUM_TOKEN } : {}),
     platform: {
       host: c.PLATFORM_HOST,
       port: c.PLATFORM_PORT,
       publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, ''),
+      ...(c.COMPUTATRUM_VISITOR_SALT ? { visitorSalt: c.COMPUTATRUM_VISITOR_SALT } : {}),
     },
     ...(c.STRIPE_SECRET_KEY
       ? {

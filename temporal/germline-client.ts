@@ -1,10 +1,18 @@
 // Starting and addressing germline/<name> from outside the workflow (up, CLI, tests, platform).
-import { type Client, type WorkflowHandle, WorkflowNotFoundError } from '@temporalio/client';
-import { WorkflowIdConflictPolicy } from '@temporalio/common';
+import {
+  type Client,
+  WorkflowExecutionAlreadyStartedError,
+  type WorkflowHandle,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { WorkflowIdConflictPolicy, WorkflowIdReusePolicy } from '@temporalio/common';
+import type { genesisWorkflow } from '../workflows/genesis';
 import type { germlineWorkflow } from '../workflows/germline';
 import { BudgetState, GermlineId } from '../workflows/search-attributes';
-import { statusQuery } from '../workflows/budget-api';
-import { germlineWorkflowId } from '../workflows/names';
+import { type DepositResult, depositUpdate, statusQuery } from '../workflows/budget-api';
+import { genesisWorkflowId, germlineWorkflowId } from '../workflows/names';
+import type { TrainingRequest } from '../workflows/training-api';
+import { updateBudget } from './budget-client';
 
 export type GermlineHandle = WorkflowHandle<typeof germlineWorkflow>;
 
@@ -45,6 +53,52 @@ export async function ensureGermline(
     ],
   });
   return { handle, started: true };
+}
+
+/** The reference of the germline's opening deposit: one per germline, whatever the amount. */
+export const OPENING_BALANCE_REFERENCE = 'opening-balance';
+
+/**
+ * Deposits the opening balance when the germline's budget has never received a deposit; undefined
+ * when it has (or the amount is 0). Idempotent by its reference, so two racing `up`s deposit once.
+ */
+export async function ensureOpeningBalance(
+  client: Client,
+  options: { name: string; currency: string; amount: bigint },
+): Promise<DepositResult | undefined> {
+  if (options.amount <= 0n) return undefined;
+  const status = await germlineStatus(client, options.name);
+  if (BigInt(status.deposited) > 0n) return undefined;
+  return updateBudget(germlineHandle(client, options.name), depositUpdate, {
+    amount: options.amount.toString(),
+    currency: options.currency,
+    reference: OPENING_BALANCE_REFERENCE,
+  });
+}
+
+/**
+ * Starts genesis/<germline> (workflows/genesis.ts): the first training run and today's gpc tag.
+ * 'running' or 'done' when one runs or has succeeded already; a failed one is started again.
+ */
+export async function ensureGenesis(
+  client: Client,
+  options: { germline: string; taskQueue: string; training: TrainingRequest },
+): Promise<'started' | 'running' | 'done'> {
+  const workflowId = genesisWorkflowId(options.germline);
+  try {
+    await client.workflow.start<typeof genesisWorkflow>('genesisWorkflow', {
+      workflowId,
+      taskQueue: options.taskQueue,
+      args: [{ germline: options.germline, training: options.training }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+      typedSearchAttributes: [{ key: GermlineId, value: options.germline }],
+    });
+    return 'started';
+  } catch (error) {
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+    const { status } = await client.workflow.getHandle(workflowId).describe();
+    return status.name === 'RUNNING' ? 'running' : 'done';
+  }
 }
 
 export async function germlineStatus(client: Client, name: string) {

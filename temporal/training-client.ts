@@ -1,10 +1,9 @@
-// Starting training/<id> from outside a workflow (the CLI, the germline's tick): one place that
-// sets the run's search attributes, so every run is found the same way in the Temporal UI.
+// Starting training/<id> from outside a workflow (the CLI, the platform, the germline's tick), with
+// the search attributes every run starts with (trainingSearchAttributes).
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { Payer, RunKind, RunState } from '../workflows/search-attributes';
 import type { trainingWorkflow } from '../workflows/training';
-import { type TrainingRequest } from '../workflows/training-api';
+import { type TrainingRequest, trainingSearchAttributes } from '../workflows/training-api';
 import { trainingWorkflowId } from '../workflows/names';
 
 /** Starts the run; a run id used before is refused (WorkflowExecutionAlreadyStartedError). */
@@ -18,10 +17,6 @@ export function startTrainingRun(
     taskQueue,
     args: [request],
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-    typedSearchAttributes: [
-      { key: RunKind, value: 'training' },
-      { key: Payer, value: request.payer },
-      { key: RunState, value: 'reserving' },
-    ],
+    typedSearchAttributes: trainingSearchAttributes(request),
   });
 }

@@ -5,3 +5,4 @@ export { trainingWorkflow } from './training';
 export { childWorkflow } from './child';
 export { creditWorkflow } from './credit';
 export { instanceWorkflow } from './instance';
+export { genesisWorkflow } from './genesis';

@@ -41,6 +41,9 @@ export const runTag = (run: string): string => `run-${run}`;
 
 export const dailyGpcWorkflowId = (germline: string, day: string): string => `daily-gpc/${germline}/${day}`;
 
+/** The germline's first day on a fresh install: its first training run and gpc tag. */
+export const genesisWorkflowId = (germline: string): string => `genesis/${germline}`;
+
 /** The workflows that hold a budget and may pay: a germline, one of its children, a trainer's credit. */
 export const PAYER = new RegExp(`^(germline/${name}|child/${name}/${name}|credit/${handle})$`);
 

@@ -1,6 +1,7 @@
 // The training run's messages and inputs: shared by the workflow, the worker's callers and the CLI.
 import { defineQuery } from '@temporalio/workflow';
 import type { MinorUnits } from './money';
+import { Payer, RunKind, RunState } from './search-attributes';
 
 /** Versioned so that runs started by an older daemon keep replaying after an upgrade. */
 export interface TrainingRequestV1 {
@@ -80,6 +81,15 @@ export function trainingRequest(defaults: TrainingDefaults, ask: TrainingAsk): T
     maxDurationSeconds: ask.maxDurationSeconds ?? defaults.maxDurationSeconds,
     maxPreemptions: defaults.maxPreemptions,
   };
+}
+
+/** A run's search attributes when it starts, whoever starts it: every run is found the same way in the Temporal UI. */
+export function trainingSearchAttributes(request: TrainingRequest) {
+  return [
+    { key: RunKind, value: 'training' },
+    { key: Payer, value: request.payer },
+    { key: RunState, value: 'reserving' },
+  ];
 }
 
 export type TrainingState =

@@ -1,13 +1,16 @@
 // `computatrum up`: the whole stack in one process tree. Embedded parts start only where no
 // production address is configured: the Temporal dev server (unless TEMPORAL_ADDRESS) and PGlite
 // (unless DATABASE_URL). Then migrations, the worker, the platform, and germline/<name>.
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
 import { migrateDatabase } from '../../db/migrate';
 import { openDatabase } from '../../db/prisma';
 import { openStore } from '../../store';
 import { LayoutStore } from '../../store/layout';
+import type { CheckpointStore } from '../../store/types';
 import { removeLeftovers } from '../../store/layout-maintenance';
 import { buildPlatform } from '../../platform/server';
 import { UserError } from '../common';
@@ -15,7 +18,14 @@ import { stripeClient } from '../../platform/stripe';
 import { type Config, databaseUrl, trainingDefaults } from '../../runtime/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../runtime/embedded/postgres';
 import { type DevServer, startTemporalDevServer } from '../../runtime/embedded/temporal-dev-server';
-import { assertJournalBooks, ensureGermline } from '../../temporal/germline-client';
+import {
+  assertJournalBooks,
+  ensureGenesis,
+  ensureGermline,
+  ensureOpeningBalance,
+  germlineStatus,
+  OPENING_BALANCE_REFERENCE,
+} from '../../temporal/germline-client';
 import { installTemporalLogging, type Logger } from '../../runtime/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../../temporal/connection';
 import { installTool, TEMPORAL_CLI } from '../../runtime/tools';
@@ -23,8 +33,11 @@ import { createInstanceRunners, createRunners } from '../../worker/runners';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
-import { germlineRepository, germlineWorkflowId } from '../../workflows/names';
+import { genesisWorkflowId, germlineRepository, germlineWorkflowId } from '../../workflows/names';
 import { type GermlineInstanceSettings, moveGermlineInstance } from '../../activities/instances';
+import { HEAD_BRANCH } from '../../activities/checkpoints';
+import { formatMoney } from '../../workflows/money';
+import { trainingRequest } from '../../workflows/training-api';
 
 export interface RunningStack {
   urls: { temporalUi?: string; platform?: string; temporal: string; database: string; store: string };
@@ -132,6 +145,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
               runner: 'local',
             }
           : undefined;
+      const instanceRunners = createInstanceRunners(config, logger.child({ component: 'instance' }));
       const worker: Worker = await createWorker({
         connection: workerConnection,
         namespace: config.temporal.namespace,
@@ -142,7 +156,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           dataDir: config.dataDir,
           client,
           runners: await createRunners(config, store),
-          instanceRunners: createInstanceRunners(config, logger.child({ component: 'instance' })),
+          instanceRunners,
           ...(germlineInstance ? { germlineInstance } : {}),
           training: trainingDefaults(config),
           ...(config.agentToken ? { agentToken: config.agentToken } : {}),
@@ -179,6 +193,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
             }
           : {}),
         training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
+        visitorSalt: config.platform.visitorSalt ?? dataFolderSecret(config.dataDir, 'visitor-salt'),
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
         checks: [
           { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
@@ -201,8 +216,20 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         { workflowId: germlineWorkflowId(config.germline), started },
         started ? 'germline started' : 'germline already running',
       );
+      const opening = await ensureOpeningBalance(client, {
+        name: config.germline,
+        currency: config.currency,
+        amount: config.genesis.openingBalance,
+      });
+      if (opening) {
+        logger.info(
+          { amount: formatMoney(config.genesis.openingBalance, config.currency), reference: OPENING_BALANCE_REFERENCE },
+          "deposited the germline's opening balance (COMPUTATRUM_OPENING_BALANCE)",
+        );
+      }
       const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
       logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
+      await beginGenesis(config, logger, client, store);
       if (germlineInstance) {
         const newest = await db.checkpoint.findFirst({
           where: { repository: germlineRepository(config.germline), status: 'published', day: { not: null } },
@@ -235,4 +262,58 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * A germline with no head gets its first checkpoint from genesis/<germline> (workflows/genesis.ts):
+ * a first training run from scratch, then today's gpc tag, which the zookeeper serves. Only when the
+ * budget can pay for the run: otherwise the log says what would make it happen.
+ */
+async function beginGenesis(config: Config, logger: Logger, client: Client, store: CheckpointStore): Promise<void> {
+  const repository = germlineRepository(config.germline);
+  if (config.genesis.maxCost <= 0n || (await store.getManifest(repository, HEAD_BRANCH))) return;
+  const available = BigInt((await germlineStatus(client, config.germline)).available);
+  if (available < config.genesis.maxCost) {
+    logger.warn(
+      {
+        needs: formatMoney(config.genesis.maxCost, config.currency),
+        available: formatMoney(available, config.currency),
+      },
+      `the germline has no checkpoint yet and cannot pay for its first training run: deposit (computatrum deposit) and start again, or push a checkpoint to ${repository}:${HEAD_BRANCH}`,
+    );
+    return;
+  }
+  const training = trainingRequest(trainingDefaults(config), {
+    // A genesis started again after a failure is a new run.
+    id: `genesis-${randomBytes(3).toString('hex')}`,
+    payer: germlineWorkflowId(config.germline),
+    currency: config.currency,
+    output: { repo: repository, branch: HEAD_BRANCH },
+    maxCost: config.genesis.maxCost,
+  });
+  const genesis = await ensureGenesis(client, { germline: config.germline, taskQueue: config.taskQueue, training });
+  if (genesis === 'started') {
+    logger.info(
+      { workflowId: genesisWorkflowId(config.germline), run: training.id },
+      "the germline has no checkpoint yet: training its first one, which becomes today's gpc tag",
+    );
+  }
+}
+
+/** A secret kept in the data folder, made once: one machine's platform keeps it across restarts. */
+function dataFolderSecret(dataDir: string, name: string): string {
+  const file = path.join(dataDir, name);
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const secret = randomBytes(32).toString('hex');
+  // wx: a racing start that wrote it first wins, and both read the one that is there.
+  try {
+    writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return readFileSync(file, 'utf8').trim();
 }

@@ -1,83 +1,27 @@
 // `npm start` as an operator runs it: the real `computatrum up` process on the embedded default
 // (Temporal dev server + PGlite), driven by the real `computatrum` CLI, stopped with Ctrl-C.
-import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { freePort } from '../../runtime/embedded/temporal-dev-server';
+import { cli, startUp, upEnvironment } from '../helpers/computatrum-up';
 import { eventually } from '../helpers/eventually';
 import { uniqueName } from '../helpers/temporal';
 import { testGlobals } from '../setup/globals';
 import { safetensorsOf } from '../helpers/content';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin/computatrum.js');
-const run = promisify(execFile);
-
 // The npm-start test drives about fifty CLI starts (about 3 s each here); beside the rest of the suite
 // on two cores it took 350-430 s, alone 156 s.
 jest.setTimeout(600_000);
 
-interface Up {
-  process: ChildProcessWithoutNullStreams;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-async function environment(dataDir: string, germline: string): Promise<NodeJS.ProcessEnv> {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    COMPUTATRUM_DATA_DIR: dataDir,
-    COMPUTATRUM_GERMLINE: germline,
-    TEMPORAL_DEV_PORT: String(await freePort()),
-    TEMPORAL_UI_PORT: String(await freePort()),
-    PGLITE_PORT: String(await freePort()),
-    PLATFORM_PORT: String(await freePort()),
-    LOG_PRETTY: 'false',
-    LOG_LEVEL: 'warn',
-  };
-  delete env.DATABASE_URL; // the embedded default: PGlite
-  delete env.TEMPORAL_ADDRESS;
-  delete env.COMPUTATRUM_TEST_GLOBALS;
-  return env;
-}
-
-function startUp(env: NodeJS.ProcessEnv, ...options: string[]): Promise<Up> {
-  const child = spawn(process.execPath, [BIN, 'up', ...options], { env, cwd: ROOT });
-  let output = '';
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const onData = () => {
-      if (output.includes('Press Ctrl-C')) {
-        child.stdout.off('data', onData);
-        resolve({ process: child, output: () => output, exited });
-      }
-    };
-    child.stdout.on('data', onData);
-    void exited.then((code) => reject(new Error(`computatrum up exited with ${code} before it was ready:\n${output}`)));
-  });
-}
-
-async function cli(
-  env: NodeJS.ProcessEnv,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { env, cwd: ROOT });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-}
-
 test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the platform and the germline; Ctrl-C stops it all; a second start finds the money', async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'computatrum-up-'));
-  const env = await environment(dataDir, uniqueName('smoke'));
+  // This germline starts with nothing (no opening balance, so no genesis run): the amounts below are its own.
+  const env: NodeJS.ProcessEnv = {
+    ...(await upEnvironment(dataDir, uniqueName('smoke'))),
+    COMPUTATRUM_OPENING_BALANCE: '0',
+    COMPUTATRUM_GENESIS_MAX_COST: '0',
+  };
   const platform = `http://127.0.0.1:${env.PLATFORM_PORT}`;
   const temporalUi = `http://127.0.0.1:${env.TEMPORAL_UI_PORT}`;
 
@@ -328,7 +272,7 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
 
 test('with TEMPORAL_ADDRESS and DATABASE_URL set, up starts no embedded parts and uses the given ones', async () => {
   const globals = testGlobals();
-  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-cluster-')), uniqueName('cluster'));
+  const env = await upEnvironment(mkdtempSync(path.join(tmpdir(), 'computatrum-cluster-')), uniqueName('cluster'));
   env.TEMPORAL_ADDRESS = globals.temporalAddress;
   env.DATABASE_URL = globals.databaseUrl;
   env.COMPUTATRUM_TASK_QUEUE = uniqueName('cluster');
@@ -349,7 +293,7 @@ test('with TEMPORAL_ADDRESS and DATABASE_URL set, up starts no embedded parts an
 
 test('a split deployment: `up --only worker` and `up --only platform` share Temporal and PostgreSQL', async () => {
   const globals = testGlobals();
-  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-split-')), uniqueName('split'));
+  const env = await upEnvironment(mkdtempSync(path.join(tmpdir(), 'computatrum-split-')), uniqueName('split'));
   Object.assign(env, {
     TEMPORAL_ADDRESS: globals.temporalAddress,
     DATABASE_URL: globals.databaseUrl,
@@ -384,7 +328,7 @@ test('a split deployment: `up --only worker` and `up --only platform` share Temp
 });
 
 test('one part alone needs the shared services', async () => {
-  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-alone-')), 'nobody');
+  const env = await upEnvironment(mkdtempSync(path.join(tmpdir(), 'computatrum-alone-')), 'nobody');
   const result = await cli(env, 'up', '--only', 'platform');
   expect(result.code).toBe(2);
   expect(result.stderr).toContain(
@@ -393,7 +337,7 @@ test('one part alone needs the shared services', async () => {
 });
 
 test('the CLI says what to do when nothing is running', async () => {
-  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-down-')), 'nobody');
+  const env = await upEnvironment(mkdtempSync(path.join(tmpdir(), 'computatrum-down-')), 'nobody');
   const result = await cli(env, 'status');
   expect(result.code).toBe(1);
   expect(result.stderr).toContain(`cannot reach Temporal at 127.0.0.1:${env.TEMPORAL_DEV_PORT}`);
@@ -431,7 +375,7 @@ test.each([
     'run id "Bad_Id" must be lowercase letters, digits and dashes',
   ],
 ])('bad arguments are refused before anything is sent: computatrum %s', async (args, message) => {
-  const env = await environment(mkdtempSync(path.join(tmpdir(), 'computatrum-args-')), 'nobody');
+  const env = await upEnvironment(mkdtempSync(path.join(tmpdir(), 'computatrum-args-')), 'nobody');
   const result = await cli(env, ...args);
   expect(result.code).toBe(2);
   expect(result.stderr).toContain(message);

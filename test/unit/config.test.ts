@@ -28,6 +28,28 @@ test('a production Temporal cluster and PostgreSQL replace the embedded ones', (
   expect(databaseUrl(config)).toBe('postgresql://app@db.internal:5432/computatrum');
 });
 
+test('a germline trying computatrum out starts with an opening balance and a genesis run; one on production services starts with nothing', () => {
+  expect(loadConfig({}).genesis).toEqual({ openingBalance: 1000n, maxCost: 100n });
+  expect(loadConfig({ DATABASE_URL: 'postgresql://app@db.internal:5432/computatrum' }).genesis.openingBalance).toBe(0n);
+  expect(loadConfig({ TEMPORAL_ADDRESS: 'temporal.internal:7233' }).genesis.openingBalance).toBe(0n);
+  expect(
+    loadConfig({ TEMPORAL_ADDRESS: 'temporal.internal:7233', COMPUTATRUM_OPENING_BALANCE: '25.50' }).genesis,
+  ).toEqual({ openingBalance: 2550n, maxCost: 100n });
+  expect(loadConfig({ COMPUTATRUM_OPENING_BALANCE: '0', COMPUTATRUM_GENESIS_MAX_COST: '0' }).genesis).toEqual({
+    openingBalance: 0n,
+    maxCost: 0n,
+  });
+  expect(() => loadConfig({ COMPUTATRUM_OPENING_BALANCE: '1.234' })).toThrow(
+    /COMPUTATRUM_OPENING_BALANCE: amount "1.234" has 3 decimals/,
+  );
+});
+
+test("anonymous visitors' salt is a secret of some length, shared by replicas when set", () => {
+  expect(loadConfig({}).platform.visitorSalt).toBeUndefined();
+  expect(loadConfig({ COMPUTATRUM_VISITOR_SALT: 'a'.repeat(64) }).platform.visitorSalt).toBe('a'.repeat(64));
+  expect(() => loadConfig({ COMPUTATRUM_VISITOR_SALT: 'short' })).toThrow(/COMPUTATRUM_VISITOR_SALT: at least 16/);
+});
+
 test('every bad key is named with what it expects and what it got', () => {
   let error: unknown;
   try {
