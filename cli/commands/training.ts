@@ -194,6 +194,13 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .option('--json', 'print JSON')
     .action(async (id: string, options: { json?: boolean }) => {
       const cfg = config();
+      // `run <image>` is what docker and ollama users type to start a model: here that is `launch`.
+      if (/[/:@]/.test(id)) {
+        throw new UserError(
+          `"${id}" is an image, and \`run\` shows a training run: to serve the image, \`computatrum launch ${id} --max-cost <amount>\``,
+          2,
+        );
+      }
       const row = await withDatabase(cfg, (db) => db.trainingRun.findUnique({ where: { id } }));
       if (!row) throw new UserError(`no training run ${id}: list them with \`computatrum runs\``);
       if (options.json) return print(JSON.stringify(runJson(row), null, 2));

@@ -360,6 +360,10 @@ test.each([
   [['autonomy', '--policy', 'oracle'], '--policy is rules or http'],
   [['ledger', '--limit', '0'], '--limit must be a positive whole number'],
   [['frobnicate'], "unknown command 'frobnicate'"],
+  [
+    ['run', 'germline/computatrum:main'],
+    '"germline/computatrum:main" is an image, and `run` shows a training run: to serve the image, `computatrum launch germline/computatrum:main --max-cost <amount>`',
+  ],
   [['up', '--only', 'database'], '--only is platform or worker'],
   [['train', '--branch', 'x'], "required option '--max-cost <amount>' not specified"],
   [['spawn', 'coder'], "required option '--allowance <amount>' not specified"],
