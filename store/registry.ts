@@ -70,7 +70,7 @@ export class RegistryStore implements CheckpointStore {
     }
     this.location = options.url.replace(/\/+$/, '');
     this.origin = url.origin;
-    this.auth = authorization(options);
+    this.auth = registryAuthorization(options);
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!(this.chunkSize > 0)) throw new RangeError(`chunkSize must be positive, got ${this.chunkSize}`);
   }
@@ -435,7 +435,10 @@ export class RegistryStore implements CheckpointStore {
   }
 }
 
-function authorization(options: RegistryStoreOptions): string | undefined {
+/** The Authorization header a registry login gives: a token as Bearer, a user and password as Basic. */
+export function registryAuthorization(
+  options: Pick<RegistryStoreOptions, 'username' | 'password' | 'token'>,
+): string | undefined {
   if (options.token) return `Bearer ${options.token}`;
   if (options.username !== undefined || options.password !== undefined) {
     return `Basic ${Buffer.from(`${options.username ?? ''}:${options.password ?? ''}`).toString('base64')}`;

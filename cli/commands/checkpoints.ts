@@ -59,7 +59,14 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       const cfg = config();
       const { repo, reference } = parseReference(source);
       const baseUrl = platformUrl(cfg, options.from);
-      const { pullCheckpoint } = await import('../../store/pull.js');
+      const [{ pullCheckpoint }, { registryAuthorizationFor }] = await Promise.all([
+        import('../../store/pull.js'),
+        import('../../store/index.js'),
+      ]);
+      // The configured registry gets its login; a platform gets the account's token (a paid breed is
+      // downloaded by who bought it: the platform knows them by their token).
+      const authorization =
+        (await registryAuthorizationFor(cfg.store, baseUrl)) ?? (cfg.apiToken ? `Bearer ${cfg.apiToken}` : undefined);
       const view = new PullProgressView(process.stderr);
       const result = await pullCheckpoint({
         baseUrl,
@@ -67,8 +74,7 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
         reference,
         dir,
         concurrency: options.parallel,
-        // A paid breed is downloaded by who bought it: the platform knows them by their token.
-        ...(cfg.apiToken ? { headers: { authorization: `Bearer ${cfg.apiToken}` } } : {}),
+        ...(authorization ? { headers: { authorization } } : {}),
         onManifest: (files) => view.start(files),
         onProgress: (progress) => view.update(progress),
       });

@@ -145,6 +145,7 @@ describe('KubernetesInstanceRunner against a fake API server (no cluster here)',
     expect(envOf(pull)).toEqual({
       COMPUTATRUM_MODEL_REF: `trainers/alice/coder@${DIGEST}`,
       COMPUTATRUM_REGISTRY_URL: REGISTRY,
+      COMPUTATRUM_STORE: 'registry',
       COMPUTATRUM_MODEL_DIR: '/var/lib/computatrum/model',
     });
     expect(pull.envFrom).toEqual([{ secretRef: { name: 'registry-credentials' } }]);

@@ -59,6 +59,7 @@ export const STOP_MARGIN_SECONDS = 5;
 export const KUBERNETES_PULL_ENV = {
   modelRef: 'COMPUTATRUM_MODEL_REF',
   registryUrl: KUBERNETES_TRAINER_ENV.registryUrl,
+  store: 'COMPUTATRUM_STORE',
 } as const;
 
 /** The computatrum image's own CLI: `checkpoints pull` verifies every file as it writes it. */
@@ -304,6 +305,8 @@ export class KubernetesInstanceRunner implements InstanceRunner {
         env: [
           { name: KUBERNETES_PULL_ENV.modelRef, value: built.model.ref },
           { name: KUBERNETES_PULL_ENV.registryUrl, value: built.model.registry },
+          // The registry is the CLI's store, so the credentials Secret's login is sent to it.
+          { name: KUBERNETES_PULL_ENV.store, value: 'registry' },
           { name: INSTANCE_ENV.modelDir, value: POD_MODEL_DIR },
         ],
         ...(storeRegistry?.credentialsSecret
