@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { forkCheckpoint, requireManifest } from '../store/checkpoint';
+import { DATASET_ANNOTATION, DATASET_ARTIFACT } from '../store/dataset';
 import { assertRepository, parseReference } from '../store/names';
 import { scanBytes } from '../store/scan';
 import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../store/types';
@@ -418,30 +419,50 @@ export async function attachRecording(
   return recordingView(row);
 }
 
-/** The referrers of a manifest, as the OCI referrers API lists them (descriptors with artifact type and annotations). */
+/** The referrers of a manifest, as the OCI referrers API lists them (descriptors with artifact type and annotations): recordings and feedback datasets. */
 export async function listReferrers(
   db: Database,
   repository: string,
   digest: string,
   artifactType?: string,
 ): Promise<Descriptor[]> {
-  if (artifactType && artifactType !== RECORDING_ARTIFACT) return [];
-  const rows = await db.recording.findMany({
-    where: { repository, subjectDigest: digest },
-    orderBy: { createdAt: 'asc' },
-    include: withAuthor,
-  });
-  return rows.map((r) => ({
-    mediaType: OCI_MANIFEST,
-    digest: r.manifestDigest,
-    size: r.manifestSize,
-    artifactType: RECORDING_ARTIFACT,
-    annotations: {
-      [RECORDING_ANNOTATION.name]: r.title,
-      [RECORDING_ANNOTATION.author]: r.author.handle,
-      [RECORDING_ANNOTATION.created]: r.createdAt.toISOString(),
-    },
-  }));
+  const wanted = (type: string) => !artifactType || artifactType === type;
+  const recordings = wanted(RECORDING_ARTIFACT)
+    ? await db.recording.findMany({
+        where: { repository, subjectDigest: digest },
+        orderBy: { createdAt: 'asc' },
+        include: withAuthor,
+      })
+    : [];
+  const datasets = wanted(DATASET_ARTIFACT)
+    ? await db.dataset.findMany({ where: { repository, subjectDigest: digest }, orderBy: { createdAt: 'asc' } })
+    : [];
+  return [
+    ...recordings.map((r) => ({
+      mediaType: OCI_MANIFEST,
+      digest: r.manifestDigest,
+      size: r.manifestSize,
+      artifactType: RECORDING_ARTIFACT,
+      annotations: {
+        [RECORDING_ANNOTATION.name]: r.title,
+        [RECORDING_ANNOTATION.author]: r.author.handle,
+        [RECORDING_ANNOTATION.created]: r.createdAt.toISOString(),
+      },
+    })),
+    ...datasets.map((d) => ({
+      mediaType: OCI_MANIFEST,
+      digest: d.digest,
+      size: d.manifestSize,
+      artifactType: DATASET_ARTIFACT,
+      annotations: {
+        [DATASET_ANNOTATION.records]: String(d.records),
+        [DATASET_ANNOTATION.preferences]: String(d.preferences),
+        [DATASET_ANNOTATION.labelled]: String(d.labelled),
+        [DATASET_ANNOTATION.transcripts]: String(d.transcripts),
+        ...(d.asOf ? { [DATASET_ANNOTATION.asOf]: d.asOf.toISOString() } : {}),
+      },
+    })),
+  ];
 }
 
 /** Flags an image (or one checkpoint of it) for the operators; one report per person and checkpoint, a second one updates it. */

@@ -13,7 +13,7 @@ import {
 import { amount, builder, temporal, training } from './builder';
 import { apiError, refused } from './refusals';
 
-type InteractionRow = NonNullable<Awaited<ReturnType<Database['interaction']['findUnique']>>>;
+export type InteractionRow = NonNullable<Awaited<ReturnType<Database['interaction']['findUnique']>>>;
 
 /** The most interactions one answer lists. */
 const MAX_INTERACTIONS = 200;
@@ -46,7 +46,7 @@ const usageCount = (row: InteractionRow, key: 'prompt_tokens' | 'completion_toke
   return typeof value === 'number' && Number.isInteger(value) ? value : null;
 };
 
-const InteractionRef = builder.objectRef<InteractionRow>('Interaction').implement({
+export const InteractionRef = builder.objectRef<InteractionRow>('Interaction').implement({
   description: "One request an instance answered, as its gateway recorded it: private to the instance's owner.",
   fields: (t) => ({
     id: t.exposeString('id'),

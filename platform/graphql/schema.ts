@@ -6,6 +6,7 @@ import './budget';
 import './checkpoints';
 import './children';
 import './credit';
+import './feedback';
 import './germline';
 import './hub';
 import './instances';
