@@ -2,8 +2,10 @@
 // trainer by default), and `kubernetes` when a namespace is configured (COMPUTATRUM_KUBE_NAMESPACE).
 // Instances: `local` (detached processes on this host, the tiny model's server by default), and
 // `kubernetes` (a Deployment and a Service each) when a namespace and an instance image
-// (COMPUTATRUM_INSTANCE_IMAGE) are configured.
+// (COMPUTATRUM_INSTANCE_IMAGE) are configured. And the sweep that stops instance processes whose
+// instance ended while no worker ran.
 import path from 'node:path';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { KubernetesInstanceRunner, KubernetesJobRunner, kubeConfigFrom } from '../activities/runners/kubernetes';
 import { LocalProcessRunner } from '../activities/runners/local';
 import type { Logger } from 'pino';
@@ -14,6 +16,9 @@ import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
 import { materializeCheckpoint } from '../store/materialize';
 import type { CheckpointStore } from '../store/types';
 import type { Config } from '../runtime/config';
+import type { Database } from '../db/prisma';
+import { instanceHandle } from '../temporal/instance-client';
+import { FINAL_INSTANCE_STATES, type InstanceState } from '../workflows/instance-api';
 import { instancesDir } from './worker';
 
 export function localRunner(options: {
@@ -94,4 +99,105 @@ export function createInstanceRunners(config: Config, logger?: Logger): Partial<
     });
   }
   return runners;
+}
+
+/** A runner that can stop the processes it keeps for instances no longer live (the local one). */
+interface SweepingInstanceRunner extends InstanceRunner {
+  sweep(isLive: (instanceId: string) => Promise<boolean>): Promise<string[]>;
+}
+
+const sweeps = (runner: InstanceRunner | undefined): runner is SweepingInstanceRunner =>
+  typeof (runner as Partial<SweepingInstanceRunner> | undefined)?.sweep === 'function';
+
+/** A closed run of instance/<id>; a running or continued one (and one Temporal cannot name) is live. */
+const CLOSED = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT']);
+
+export interface InstanceSweepDependencies {
+  db: Database;
+  /** With it, the workflow decides (a closed one is not live); without, or when it has none, the row does. */
+  client?: Client;
+  logger?: Logger;
+}
+
+/**
+ * Whether an instance is live, so its process must be kept: its workflow runs. A workflow Temporal
+ * no longer knows (past retention, or a reset dev server) leaves it to the Instance row: live unless
+ * the row is final or missing. Errors (Temporal or the database unreachable) propagate: the sweep keeps
+ * what it cannot decide.
+ */
+export function instanceLiveness(deps: InstanceSweepDependencies): (instanceId: string) => Promise<boolean> {
+  return async (instanceId) => {
+    let workflow: 'closed' | 'unknown' | undefined;
+    if (deps.client) {
+      try {
+        const { status } = await instanceHandle(deps.client, instanceId).describe();
+        if (!CLOSED.has(status.name)) return true;
+        workflow = 'closed';
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+        workflow = 'unknown';
+      }
+    }
+    if (workflow === 'closed') return false;
+    const row = await deps.db.instance.findUnique({ where: { id: instanceId }, select: { state: true } });
+    const live = row !== null && !FINAL_INSTANCE_STATES.includes(row.state as InstanceState);
+    if (row && live && workflow === 'unknown') {
+      deps.logger?.warn(
+        { instanceId, state: row.state },
+        'sweep: the instance row is live but Temporal has no workflow for it; its process is kept (stop it by hand if it is an orphan)',
+      );
+    }
+    return live;
+  };
+}
+
+/** Stops, once, every instance process whose instance is no longer live; answers the ids stopped, by runner. */
+export async function sweepInstances(
+  runners: Partial<Record<RunnerKind, InstanceRunner>>,
+  deps: InstanceSweepDependencies,
+): Promise<Partial<Record<RunnerKind, string[]>>> {
+  const isLive = instanceLiveness(deps);
+  const stopped: Partial<Record<RunnerKind, string[]>> = {};
+  for (const [kind, runner] of Object.entries(runners) as [RunnerKind, InstanceRunner | undefined][]) {
+    if (sweeps(runner)) stopped[kind] = await runner.sweep(isLive);
+  }
+  return stopped;
+}
+
+export interface InstanceSweeper {
+  /** Ends the periodic sweep, waiting for one under way. */
+  stop(): Promise<void>;
+}
+
+/** How often the worker sweeps: an orphan keeps its GPUs at most this long past a missed stop. */
+export const INSTANCE_SWEEP_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * Sweeps at once (the worker is starting: whatever ended while none ran) and then every few minutes
+ * (a workflow terminated from the Temporal UI runs no activity that would stop its process). Sweeps
+ * never overlap; a failed one is logged and the next tries again.
+ */
+export function startInstanceSweeper(
+  runners: Partial<Record<RunnerKind, InstanceRunner>>,
+  deps: InstanceSweepDependencies & { intervalMs?: number },
+): InstanceSweeper {
+  let running: Promise<void> = Promise.resolve();
+  const sweepNow = () => {
+    running = running.then(async () => {
+      try {
+        await sweepInstances(runners, deps);
+      } catch (error) {
+        deps.logger?.error({ err: error }, 'sweep of instance processes failed; the next one tries again');
+      }
+    });
+  };
+  sweepNow();
+  const timer = setInterval(sweepNow, deps.intervalMs ?? INSTANCE_SWEEP_INTERVAL_MS);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }

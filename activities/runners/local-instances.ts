@@ -311,6 +311,30 @@ export class LocalInstanceRunner {
     return { stopped };
   }
 
+  /**
+   * Stops the processes of instances that are no longer live, `isLive` says which (their workflow
+   * ended while no worker ran: terminated, stopped meanwhile, or gone): nothing else would ever stop
+   * them. An id `isLive` cannot answer for (it throws) is kept: a live instance is never stopped on a
+   * doubt. A dead process's leftover record goes as well. Answers the ids whose process was stopped.
+   */
+  async sweep(isLive: (instanceId: string) => Promise<boolean>): Promise<string[]> {
+    const stopped: string[] = [];
+    for (const id of await this.list()) {
+      const live = await isLive(id).catch((error: unknown) => {
+        this.log.warn({ instanceId: id, err: error }, 'sweep: cannot tell whether the instance is live; kept');
+        return true;
+      });
+      if (live) continue;
+      // Serially with the id's other calls: a start in flight finishes before this looks.
+      const { stopped: wasRunning } = await this.stop(id);
+      if (wasRunning) {
+        this.log.info({ instanceId: id }, 'sweep: stopped the process of an instance that is no longer live');
+        stopped.push(id);
+      }
+    }
+    return stopped;
+  }
+
   /** Ids with a process.json, running or not (for sweeping orphans). */
   async list(): Promise<string[]> {
     const names = await readdir(this.options.dataDir).catch(() => [] as string[]);

@@ -29,7 +29,7 @@ import {
 import { installTemporalLogging, type Logger } from '../../runtime/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../../temporal/connection';
 import { installTool, TEMPORAL_CLI } from '../../runtime/tools';
-import { createInstanceRunners, createRunners } from '../../worker/runners';
+import { createInstanceRunners, createRunners, startInstanceSweeper } from '../../worker/runners';
 import { connectWorker, createWorker } from '../../worker/worker';
 import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
@@ -172,6 +172,13 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           await workerRun;
         },
       });
+      // Instance processes whose instance ended while no worker ran are stopped now and every few minutes.
+      const sweeper = startInstanceSweeper(instanceRunners, {
+        db,
+        client,
+        logger: logger.child({ component: 'instance' }),
+      });
+      stops.push({ name: 'instance sweeper', stop: () => sweeper.stop() });
     }
 
     if (runsPlatform) {

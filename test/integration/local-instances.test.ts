@@ -13,8 +13,16 @@ import {
   type LocalInstanceRunnerOptions,
 } from '../../activities/runners/local-instances';
 import { InstanceFailedError } from '../../activities/runners/types';
+import { Client, Connection } from '@temporalio/client';
+import { recordLaunch } from '../../db/instances';
+import { openDatabase, type Database } from '../../db/prisma';
+import { instanceHandle, launchInstance } from '../../temporal/instance-client';
+import type { InstanceRequest, InstanceState } from '../../workflows/instance-api';
+import { startInstanceSweeper, sweepInstances } from '../../worker/runners';
 import { eventually } from '../helpers/eventually';
 import { isAlive } from '../helpers/processes';
+import { uniqueName } from '../helpers/temporal';
+import { testGlobals } from '../setup/globals';
 
 const ECHO = path.join(__dirname, '..', 'helpers', 'echo-instance.js');
 const MODULE = path.join(__dirname, '..', '..', 'activities', 'runners', 'local-instances.ts');
@@ -303,4 +311,127 @@ test('a start with another model for a running id replaces the process rather th
   const models = (await (await fetch(`${second.endpoint}/v1/models`)).json()) as { data: { id: string }[] };
   expect(models.data[0]!.id).toBe('germline/other');
   expect(await runner.stop('echo-swap', { graceMs: 2_000 })).toEqual({ stopped: true });
+});
+
+describe('the sweep of orphaned instance processes', () => {
+  let db: Database;
+  let connection: Connection;
+  let client: Client;
+  let sweepDir: string;
+
+  beforeAll(async () => {
+    db = openDatabase(testGlobals().databaseUrl);
+    connection = await Connection.connect({ address: testGlobals().temporalAddress });
+    client = new Client({ connection, namespace: 'default' });
+    // A folder of its own: the sweep looks at every instance of its runner, and the other tests' have no row.
+    sweepDir = path.join(dataDir, 'swept');
+  });
+
+  afterAll(async () => {
+    await db?.$disconnect();
+    await connection?.close();
+  });
+
+  function request(id: string): InstanceRequest {
+    return {
+      version: 1,
+      id,
+      image: { repo: 'germline/sweep', reference: 'main' },
+      payer: 'germline/sweep',
+      currency: 'usd',
+      visibility: 'private',
+      runner: 'local',
+      gpus: 1,
+      ratePerGpuHour: '3600',
+      idleTimeoutSeconds: 0,
+      maxDurationSeconds: 3600,
+      maxCost: '100',
+    };
+  }
+
+  /** An instance whose process runs (what a worker that died left behind), with its row in `state`. */
+  async function leftRunning(prefix: string, state?: InstanceState) {
+    const id = uniqueName(prefix);
+    if (state) {
+      await recordLaunch(db, request(id), `sha256:${'0'.repeat(64)}`);
+      await db.instance.update({ where: { id }, data: { state } });
+    }
+    const started = await start(runnerWith({ dataDir: sweepDir }), spec(id));
+    return { id, pid: started.pid, endpoint: started.endpoint };
+  }
+
+  test('by the row: final or missing is stopped, live is kept', async () => {
+    const stopped = await leftRunning('sweep-stopped', 'stopped');
+    const failed = await leftRunning('sweep-failed', 'failed');
+    const missing = await leftRunning('sweep-missing');
+    const ready = await leftRunning('sweep-ready', 'ready');
+    const starting = await leftRunning('sweep-starting', 'starting');
+
+    const swept = await sweepInstances({ local: runnerWith({ dataDir: sweepDir }) }, { db });
+    expect(swept.local!.sort()).toEqual([stopped.id, failed.id, missing.id].sort());
+    for (const gone of [stopped, failed, missing]) {
+      expect(isAlive(gone.pid)).toBe(false);
+      expect(existsSync(path.join(sweepDir, gone.id, 'process.json'))).toBe(false);
+      expect(readFileSync(path.join(sweepDir, gone.id, 'instance.log'), 'utf8')).toContain('echo-instance: SIGTERM');
+    }
+    for (const kept of [ready, starting]) {
+      expect(isAlive(kept.pid)).toBe(true);
+      expect((await fetch(`${kept.endpoint}/v1/models`)).status).toBe(200);
+    }
+    // Nothing more to do: a second sweep stops nothing.
+    expect(await sweepInstances({ local: runnerWith({ dataDir: sweepDir }) }, { db })).toEqual({ local: [] });
+    for (const kept of [ready, starting]) await runnerWith({ dataDir: sweepDir }).stop(kept.id, { graceMs: 0 });
+  });
+
+  test('by the workflow: a running one keeps its process whatever the row says, a terminated one does not', async () => {
+    // No worker polls this queue: the workflows stay running (or are terminated) without running a step.
+    const taskQueue = uniqueName('no-worker');
+    const running = await leftRunning('sweep-running', 'stopped');
+    await launchInstance(client, taskQueue, request(running.id));
+    const terminated = await leftRunning('sweep-terminated', 'ready');
+    await launchInstance(client, taskQueue, request(terminated.id));
+    await instanceHandle(client, terminated.id).terminate('from the Temporal UI');
+    // Temporal has no workflow for it: the row decides, and says live.
+    const unknown = await leftRunning('sweep-unknown', 'ready');
+
+    const swept = await sweepInstances({ local: runnerWith({ dataDir: sweepDir }) }, { db, client });
+    expect(swept).toEqual({ local: [terminated.id] });
+    expect(isAlive(terminated.pid)).toBe(false);
+    expect(isAlive(running.pid)).toBe(true);
+    expect(isAlive(unknown.pid)).toBe(true);
+
+    await instanceHandle(client, running.id).terminate('done');
+    await db.instance.update({ where: { id: unknown.id }, data: { state: 'failed' } });
+    expect(await sweepInstances({ local: runnerWith({ dataDir: sweepDir }) }, { db, client })).toEqual({
+      local: [running.id, unknown.id].sort(),
+    });
+    expect(isAlive(running.pid)).toBe(false);
+    expect(isAlive(unknown.pid)).toBe(false);
+  });
+
+  test("the worker's sweeper sweeps at start and then periodically, until it is stopped", async () => {
+    const atStart = await leftRunning('sweep-at-start', 'stopped');
+    const sweeper = startInstanceSweeper({ local: runnerWith({ dataDir: sweepDir }) }, { db, client, intervalMs: 200 });
+    try {
+      await eventually(async () => (isAlive(atStart.pid) ? undefined : true), 'the sweep at start');
+      // Ended after the worker started (terminated from the Temporal UI, say): a later sweep stops it.
+      const later = await leftRunning('sweep-later', 'ready');
+      await db.instance.update({ where: { id: later.id }, data: { state: 'failed' } });
+      await eventually(async () => (isAlive(later.pid) ? undefined : true), 'a periodic sweep');
+    } finally {
+      await sweeper.stop();
+    }
+  });
+
+  test('an instance whose liveness cannot be told is kept', async () => {
+    const doubtful = await leftRunning('sweep-doubtful');
+    const runner = runnerWith({ dataDir: sweepDir });
+    const stopped = await runner.sweep(async () => {
+      throw new Error('the database is unreachable');
+    });
+    expect(stopped).toEqual([]);
+    expect(isAlive(doubtful.pid)).toBe(true);
+    expect(await runner.sweep(async () => false)).toEqual([doubtful.id]);
+    expect(isAlive(doubtful.pid)).toBe(false);
+  });
 });
