@@ -123,6 +123,13 @@ export const configSchema = z
     COMPUTATRUM_TRAINING_JOB_TEMPLATE: optionalText,
     /** The PersistentVolumeClaim training pods keep their checkpoints on (resume after preemption). */
     COMPUTATRUM_KUBE_CHECKPOINT_CLAIM: optionalText,
+    /**
+     * Where this worker has COMPUTATRUM_KUBE_CHECKPOINT_CLAIM mounted (its data folder on it): instance
+     * pods then mount their materialized checkpoint from the claim, read-only, instead of pulling it.
+     */
+    COMPUTATRUM_KUBE_CHECKPOINT_CLAIM_PATH: optionalText,
+    /** The image of instance pods' init container that pulls the checkpoint (it runs the computatrum CLI); default: the instance image. */
+    COMPUTATRUM_INSTANCE_PULL_IMAGE: optionalText,
     /** A Secret with COMPUTATRUM_REGISTRY_USERNAME/PASSWORD for training pods that push to the registry. */
     COMPUTATRUM_KUBE_REGISTRY_SECRET: optionalText,
 
@@ -234,6 +241,10 @@ export interface Config {
       instanceImage?: string;
       template?: string;
       checkpointClaim?: string;
+      /** Where this worker has the claim mounted: instances mount their checkpoint from it. */
+      checkpointClaimPath?: string;
+      /** The image that pulls an instance's checkpoint in its pod; default: instanceImage. */
+      instancePullImage?: string;
       registrySecret?: string;
     };
   };
@@ -345,6 +356,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
                 ? { template: path.resolve(c.COMPUTATRUM_TRAINING_JOB_TEMPLATE) }
                 : {}),
               ...(c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM ? { checkpointClaim: c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM } : {}),
+              ...(c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM_PATH
+                ? { checkpointClaimPath: path.resolve(c.COMPUTATRUM_KUBE_CHECKPOINT_CLAIM_PATH) }
+                : {}),
+              ...(c.COMPUTATRUM_INSTANCE_PULL_IMAGE ? { instancePullImage: c.COMPUTATRUM_INSTANCE_PULL_IMAGE } : {}),
               ...(c.COMPUTATRUM_KUBE_REGISTRY_SECRET ? { registrySecret: c.COMPUTATRUM_KUBE_REGISTRY_SECRET } : {}),
             },
           }

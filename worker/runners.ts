@@ -82,11 +82,16 @@ export function createInstanceRunners(config: Config, logger?: Logger): Partial<
     // Loaded while the worker starts; a kubeconfig that cannot be read fails the first start, and is logged now.
     const kubeConfig = kubeConfigFrom(kube.kubeconfig ? { kubeconfigPath: kube.kubeconfig } : { inCluster: true });
     kubeConfig.catch((error: unknown) => logger?.error({ err: error }, 'kubernetes instances: no kubeconfig'));
-    // The instance pod pulls its checkpoint from the daemon's registry (the runner refuses a layout store).
+    // The instance pod mounts its checkpoint from the claim this worker materializes it on, or pulls it
+    // from the daemon's registry (the runner refuses neither being there).
     runners.kubernetes = new KubernetesInstanceRunner({
       kubeConfig,
       namespace: kube.namespace,
       image: kube.instanceImage,
+      ...(kube.checkpointClaim && kube.checkpointClaimPath
+        ? { checkpointClaim: kube.checkpointClaim, checkpointClaimPath: kube.checkpointClaimPath }
+        : {}),
+      ...(kube.instancePullImage ? { pullImage: kube.instancePullImage } : {}),
       ...(config.store.kind === 'registry'
         ? {
             storeRegistry: {

@@ -3,7 +3,7 @@
 // The fake speaks the real wire protocol and validates every Deployment and Service against the
 // Kubernetes schema (kubernetes-models); it runs no controllers, so each test marks the Deployment
 // ready (or stalled, or its pod crashing) itself. Nothing here starts a container.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node' with { 'resolution-mode': 'import' };
@@ -16,6 +16,8 @@ import {
   type KubernetesInstanceRunnerOptions,
 } from '../../activities/runners/kubernetes';
 import { INSTANCE_STOP_SECONDS, InstanceFailedError } from '../../activities/runners/types';
+import { loadConfig } from '../../runtime/config';
+import { createInstanceRunners } from '../../worker/runners';
 import { eventually } from '../helpers/eventually';
 import { startFakeKubeApiServer, type FakeKubeApiServer } from '../helpers/fake-kube-apiserver';
 import { kubernetesClient, loadKubernetesClientNatively, loopbackKubeConfig } from '../helpers/kube';
@@ -340,6 +342,55 @@ describe('KubernetesInstanceRunner against a fake API server (no cluster here)',
       adopted: false,
     });
     await instances.stop(spec.instanceId);
+  });
+
+  test('as configured (createInstanceRunners): a checkpoint claim and its mount path, or a pull image beside the registry', async () => {
+    const kubeconfigFile = path.join(dataDir, 'kubeconfig');
+    await writeFile(kubeconfigFile, kubeConfig.exportConfig());
+    const common = {
+      COMPUTATRUM_DATA_DIR: dataDir,
+      COMPUTATRUM_KUBE_NAMESPACE: NAMESPACE,
+      COMPUTATRUM_KUBECONFIG: kubeconfigFile,
+      COMPUTATRUM_INSTANCE_IMAGE: IMAGE,
+    };
+    const fromClaim = createInstanceRunners(
+      loadConfig({
+        ...common,
+        COMPUTATRUM_KUBE_CHECKPOINT_CLAIM: 'computatrum-data',
+        COMPUTATRUM_KUBE_CHECKPOINT_CLAIM_PATH: dataDir,
+      }),
+    ).kubernetes!;
+    const claimed = await newSpec();
+    const claimedStart = fromClaim.start(claimed);
+    const claimedPod = (await created(instanceResourceName(claimed.instanceId))).spec.template.spec;
+    expect(claimedPod.initContainers).toBeUndefined();
+    expect(claimedPod.volumes).toEqual([
+      { name: 'model', persistentVolumeClaim: { claimName: 'computatrum-data', readOnly: true } },
+    ]);
+    markReady(instanceResourceName(claimed.instanceId));
+    await claimedStart;
+    await fromClaim.stop(claimed.instanceId);
+
+    const pulling = createInstanceRunners(
+      loadConfig({
+        ...common,
+        COMPUTATRUM_STORE: 'registry',
+        COMPUTATRUM_REGISTRY_URL: REGISTRY,
+        COMPUTATRUM_KUBE_REGISTRY_SECRET: 'registry-credentials',
+        COMPUTATRUM_INSTANCE_PULL_IMAGE: 'registry.example/computatrum:1.0',
+      }),
+    ).kubernetes!;
+    const pulled = await newSpec();
+    const pulledStart = pulling.start(pulled);
+    const pulledPod = (await created(instanceResourceName(pulled.instanceId))).spec.template.spec;
+    expect(pulledPod.initContainers[0]).toMatchObject({
+      image: 'registry.example/computatrum:1.0',
+      envFrom: [{ secretRef: { name: 'registry-credentials' } }],
+    });
+    expect(pulledPod.containers[0].image).toBe(IMAGE);
+    markReady(instanceResourceName(pulled.instanceId));
+    await pulledStart;
+    await pulling.stop(pulled.instanceId);
   });
 
   test('a long instance id gets valid, stable, hashed names', async () => {
