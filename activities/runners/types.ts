@@ -9,7 +9,21 @@ import type { Logger } from 'pino';
  * activities/runners/tiny-trainer, or an operator's own):
  * - environment: COMPUTATRUM_RUN_ID, COMPUTATRUM_BASE_DIR (the base checkpoint's files, read only;
  *   empty folder: start from scratch), COMPUTATRUM_OUTPUT_DIR, COMPUTATRUM_GPUS,
- *   COMPUTATRUM_MAX_SECONDS (the run is stopped after this much wall time);
+ *   COMPUTATRUM_MAX_SECONDS (the run is stopped after this much wall time), and, when the run learns
+ *   from feedback, COMPUTATRUM_DATASET_DIRS (the datasets' folders, separated by the platform's path
+ *   delimiter, `path.delimiter`: `:` on POSIX; each materialized read only and digest-verified, like
+ *   the base; unset or empty: no datasets);
+ * - datasets (format: store/dataset.ts, readDatasetFolder reads and checks one): each folder holds
+ *   `records.json` (the feedback record ids and the row counts) and JSONL files, one row a line, any of
+ *   them empty or missing, in TRL's conversational formats, every row also naming its `record`:
+ *   `transcripts.jsonl` (language modeling, `{messages}`, ending with the assistant answer to learn:
+ *   SFT), `preferences.jsonl` (preference, `{prompt, chosen, rejected}`: DPO, ORPO), `labelled.jsonl`
+ *   (unpaired, `{prompt, completion, label}`: KTO, BCO); messages are `{role, content}`. A trainer
+ *   fine-tunes on them (typically from the base; mixing in its usual data is its choice), uses the kinds
+ *   it has an objective for and says in its log which and how many rows it used; a dataset it cannot
+ *   read (missing folder, bad JSON, wrong shape) ends the run with an exit code (not retried) and a
+ *   message naming the folder, or the file and line; computatrum records which datasets a checkpoint
+ *   learned from, a trainer need not;
  * - checkpoints: each saved as a folder `checkpoint-<step, 8 digits>` in the output folder, written
  *   under a temporary name and renamed when complete, holding safetensors files and `metrics.json`;
  * - resume: on start, a trainer carries on from the newest complete checkpoint folder in its output;
@@ -24,6 +38,7 @@ export const TRAINER_ENV = {
   outputDir: 'COMPUTATRUM_OUTPUT_DIR',
   gpus: 'COMPUTATRUM_GPUS',
   maxSeconds: 'COMPUTATRUM_MAX_SECONDS',
+  datasetDirs: 'COMPUTATRUM_DATASET_DIRS',
 } as const;
 
 /**

@@ -78,7 +78,8 @@ export interface CheckpointContent {
   step: number;
   parameters: Parameters;
   optimizer: AdamState;
-  metrics: { step: number; loss: number; tokens: number; perplexity: number };
+  /** `loss` is the corpus's; a trainer with feedback adds its own numbers (feedback_loss, rows used). */
+  metrics: { step: number; loss: number; tokens: number; perplexity: number; [name: string]: number };
   metadata: Record<string, string>;
 }
 

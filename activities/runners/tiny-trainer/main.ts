@@ -2,12 +2,19 @@
 // seconds. It follows the trainer contract in ../types.ts (environment, checkpoint folders, resume,
 // stdout JSON lines, exit codes), so it stands in for a real trainer in the local runner and tests.
 //   node --require tsx/cjs activities/runners/tiny-trainer/main.ts --steps 300 --save-every 50
+// With feedback datasets (COMPUTATRUM_DATASET_DIRS), it fine-tunes its start (usually the base model)
+// on the answers they hold (feedback.ts says what it takes from each kind of row): --feedback-share of
+// every batch (half by default) is drawn from the feedback, the rest from the corpus, so the model
+// learns the answers without forgetting the rest. Datasets holding nothing it can learn from are an
+// input error (exit 2): a run asked to learn from feedback that would learn nothing from it is a mistake
+// to report, not a checkpoint to publish.
 import { existsSync, mkdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import { DatasetFormatError, type DatasetFolder, readDatasetFolder } from '../../../store/dataset';
 import { TRAINER_ENV } from '../types';
 import {
   listCheckpoints,
@@ -22,6 +29,7 @@ import {
   saveCheckpoint,
   TrainerInputError,
 } from './checkpoints';
+import { buildFeedback, describeDropped, type FeedbackSet } from './feedback';
 import {
   adamUpdate,
   type Architecture,
@@ -29,6 +37,7 @@ import {
   evaluationPositions,
   initAdamState,
   initParameters,
+  mixSeed,
   Model,
 } from './model';
 
@@ -39,6 +48,8 @@ const PROGRESS_EVERY = 10;
 const EVALUATION_POSITIONS = 1024;
 /** Share of COMPUTATRUM_MAX_SECONDS after which an extra checkpoint is saved, before the runner stops the run. */
 const DEADLINE_CHECKPOINT_AT = 0.9;
+/** Mixed into the seed for the generator that draws a batch's feedback positions (apart from the corpus's). */
+const FEEDBACK_STREAM = 0xfeedba;
 
 export interface TrainerOptions {
   steps: number;
@@ -46,9 +57,18 @@ export interface TrainerOptions {
   batch: number;
   lr: number;
   seed: number;
+  /** With datasets: the share of each batch drawn from the feedback (at least one position), the rest from the corpus. */
+  feedbackShare: number;
 }
 
-export const DEFAULT_OPTIONS: TrainerOptions = { steps: 300, saveEvery: 50, batch: 32, lr: 0.01, seed: 0 };
+export const DEFAULT_OPTIONS: TrainerOptions = {
+  steps: 300,
+  saveEvery: 50,
+  batch: 32,
+  lr: 0.01,
+  seed: 0,
+  feedbackShare: 0.5,
+};
 
 function parseOptions(argv: string[]): TrainerOptions {
   let values;
@@ -63,11 +83,12 @@ function parseOptions(argv: string[]): TrainerOptions {
         batch: { type: 'string' },
         lr: { type: 'string' },
         seed: { type: 'string' },
+        'feedback-share': { type: 'string' },
       },
     }));
   } catch (error) {
     throw new TrainerInputError(
-      `${(error as Error).message}; usage: main.ts [--steps N] [--save-every N] [--batch N] [--lr X] [--seed N]`,
+      `${(error as Error).message}; usage: main.ts [--steps N] [--save-every N] [--batch N] [--lr X] [--seed N] [--feedback-share X]`,
     );
   }
   const integer = (flag: string, text: string | undefined, fallback: number, min: number): number => {
@@ -79,6 +100,11 @@ function parseOptions(argv: string[]): TrainerOptions {
   };
   const lr = values.lr === undefined ? DEFAULT_OPTIONS.lr : Number(values.lr);
   if (!(Number.isFinite(lr) && lr > 0)) throw new TrainerInputError(`--lr ${values.lr}: expected a positive number`);
+  const share = values['feedback-share'];
+  const feedbackShare = share === undefined ? DEFAULT_OPTIONS.feedbackShare : Number(share);
+  if (!(share === undefined || (share.trim() !== '' && feedbackShare > 0 && feedbackShare <= 1))) {
+    throw new TrainerInputError(`--feedback-share ${share}: expected a number above 0, at most 1`);
+  }
   return {
     steps: integer('steps', values.steps, DEFAULT_OPTIONS.steps, 0),
     saveEvery: integer('save-every', values['save-every'], DEFAULT_OPTIONS.saveEvery, 1),
@@ -86,6 +112,7 @@ function parseOptions(argv: string[]): TrainerOptions {
     lr,
     // Seeds are 32-bit: the generators work on unsigned 32-bit state.
     seed: integer('seed', values.seed, DEFAULT_OPTIONS.seed, 0) >>> 0,
+    feedbackShare,
   };
 }
 
@@ -94,6 +121,7 @@ function readEnvironment(env: NodeJS.ProcessEnv): {
   baseDir?: string;
   runId: string;
   maxSeconds?: number;
+  datasetDirs: string[];
 } {
   const outputDir = env[TRAINER_ENV.outputDir];
   if (!outputDir)
@@ -106,7 +134,55 @@ function readEnvironment(env: NodeJS.ProcessEnv): {
   const baseDir = env[TRAINER_ENV.baseDir] || undefined;
   if (baseDir !== undefined && !existsSync(baseDir))
     throw new TrainerInputError(`${TRAINER_ENV.baseDir}=${baseDir} does not exist`);
-  return { outputDir: path.resolve(outputDir), baseDir, runId: env[TRAINER_ENV.runId] ?? '', maxSeconds };
+  // Empty entries (a trailing delimiter, an empty variable) name no dataset.
+  const datasetDirs = (env[TRAINER_ENV.datasetDirs] ?? '').split(path.delimiter).filter((dir) => dir !== '');
+  return {
+    outputDir: path.resolve(outputDir),
+    baseDir,
+    runId: env[TRAINER_ENV.runId] ?? '',
+    maxSeconds,
+    datasetDirs,
+  };
+}
+
+/** Reads and checks every dataset; a bad one is an input error naming its folder, or its file and line. */
+function readDatasets(dirs: string[]): DatasetFolder[] {
+  return dirs.map((dir) => {
+    try {
+      return readDatasetFolder(dir);
+    } catch (error) {
+      if (error instanceof DatasetFormatError) {
+        throw new TrainerInputError(`${TRAINER_ENV.datasetDirs}: ${error.message}`);
+      }
+      throw error;
+    }
+  });
+}
+
+/** Says what the feedback holds and what is learned from it; throws when there is nothing to learn. */
+function describeFeedback(feedback: FeedbackSet, datasets: number, feedbackCount: number, batch: number): void {
+  const rows =
+    `${feedback.transcriptRows} transcript rows (${feedback.learn.length} answer characters to learn), ` +
+    `${feedback.preferenceRows} preference rows (each pushes down the first character where the rejected answer leaves the chosen one)`;
+  if (feedback.learn.length === 0 && feedback.unlearn.length === 0) {
+    throw new TrainerInputError(
+      `${TRAINER_ENV.datasetDirs}: ${datasets === 1 ? 'the dataset holds' : `the ${datasets} datasets hold`} nothing the tiny trainer can learn from: ` +
+        `${rows}, ${feedback.emptyTranscriptRows + feedback.samePreferenceRows} rows without characters in its vocabulary ` +
+        `or without a difference, ${feedback.labelledRows} labelled rows (not used); to train on the corpus alone, leave ${TRAINER_ENV.datasetDirs} unset`,
+    );
+  }
+  log(
+    `feedback from ${datasets} dataset${datasets === 1 ? '' : 's'}: ${rows}; ` +
+      `${feedback.labelledRows} labelled rows not used (the tiny trainer learns from transcripts and preferences); ` +
+      `${feedbackCount} of each batch's ${batch} positions are feedback, the rest corpus`,
+  );
+  if (feedback.emptyTranscriptRows > 0 || feedback.samePreferenceRows > 0) {
+    log(
+      `feedback rows skipped: ${feedback.emptyTranscriptRows} transcript rows whose answer has no character in the vocabulary, ` +
+        `${feedback.samePreferenceRows} preference rows whose rejected answer does not differ from the chosen one in the vocabulary`,
+    );
+  }
+  if (feedback.dropped.size > 0) log(`feedback: dropped ${describeDropped(feedback.dropped)}`);
 }
 
 const emit = (event: Record<string, unknown>): void => {
@@ -119,10 +195,16 @@ const log = (line: string): void => {
 /** Trains to --steps and resolves with the exit code; a stop signal ends the process by that signal. */
 export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const options = parseOptions(argv);
-  const { outputDir, baseDir, runId, maxSeconds } = readEnvironment(env);
+  const { outputDir, baseDir, runId, maxSeconds, datasetDirs } = readEnvironment(env);
   const startedAt = performance.now();
   const corpus = loadCorpus();
   const architecture: Architecture = { vocab: corpus.vocab.length, context: CONTEXT, embed: EMBED, hidden: HIDDEN };
+  const datasets = readDatasets(datasetDirs);
+  const feedback = datasets.length > 0 ? buildFeedback(datasets, corpus.vocab, CONTEXT) : undefined;
+  const feedbackCount = feedback
+    ? Math.min(options.batch, Math.max(1, Math.round(options.batch * options.feedbackShare)))
+    : 0;
+  if (feedback) describeFeedback(feedback, datasets.length, feedbackCount, options.batch);
 
   mkdirSync(outputDir, { recursive: true });
   const stale = removeIncompleteCheckpoints(outputDir);
@@ -158,6 +240,18 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
 
   const model = new Model(architecture, parameters);
   const evaluation = evaluationPositions(corpus.tokens.length, CONTEXT, EVALUATION_POSITIONS);
+  // The feedback sequences follow the corpus in one token array: a batch's positions index into both.
+  let tokens = corpus.tokens;
+  if (feedback) {
+    tokens = new Int32Array(corpus.tokens.length + feedback.tokens.length);
+    tokens.set(corpus.tokens);
+    tokens.set(feedback.tokens, corpus.tokens.length);
+  }
+  const feedbackEvaluation = feedback
+    ? evaluationPositions(feedback.learn.length, 0, EVALUATION_POSITIONS).map(
+        (index) => corpus.tokens.length + feedback.learn[index]!,
+      )
+    : undefined;
   const metadata = {
     format: MODEL_FORMAT,
     vocab: JSON.stringify(corpus.vocab),
@@ -169,7 +263,20 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
   };
   const save = (): void => {
     const loss = model.loss(corpus.tokens, evaluation, false);
-    const metrics = { step, loss, tokens: step * options.batch, perplexity: Math.exp(loss) };
+    const metrics = {
+      step,
+      loss,
+      tokens: step * options.batch,
+      perplexity: Math.exp(loss),
+      ...(feedback && feedbackEvaluation
+        ? {
+            // Mean cross-entropy of the answers to learn (up to EVALUATION_POSITIONS of their characters).
+            ...(feedbackEvaluation.length > 0 ? { feedback_loss: model.loss(tokens, feedbackEvaluation, false) } : {}),
+            feedback_transcript_rows: feedback.transcriptRows,
+            feedback_preference_rows: feedback.preferenceRows,
+          }
+        : {}),
+    };
     const name = saveCheckpoint(outputDir, architecture, { step, parameters, optimizer, metrics, metadata });
     emit({ event: 'checkpoint', step, path: name });
   };
@@ -186,19 +293,57 @@ export async function train(argv: string[], env: NodeJS.ProcessEnv = process.env
   );
   let lossSum = 0;
   let lossCount = 0;
+  let feedbackLossSum = 0;
+  let feedbackLossCount = 0;
+  const corpusCount = options.batch - feedbackCount;
+  const feedbackTargets = feedback ? feedback.learn.length + feedback.unlearn.length : 0;
+  const positions = new Int32Array(options.batch);
+  const unlikely = new Uint8Array(options.batch);
+  const losses = new Float64Array(options.batch);
   let lastSaved = newest?.step;
   let deadlineSaved = false;
   while (step < options.steps) {
-    const positions = batchPositions(options.seed, step, options.batch, corpus.tokens.length, CONTEXT);
-    lossSum += model.loss(corpus.tokens, positions, true);
+    if (!feedback) {
+      lossSum += model.loss(
+        corpus.tokens,
+        batchPositions(options.seed, step, options.batch, corpus.tokens.length, CONTEXT),
+        true,
+      );
+    } else {
+      // The corpus's share as without feedback (the same generator), then the feedback's from its own generator.
+      positions.set(batchPositions(options.seed, step, corpusCount, corpus.tokens.length, CONTEXT));
+      const picks = batchPositions(mixSeed(options.seed, FEEDBACK_STREAM), step, feedbackCount, feedbackTargets, 0);
+      for (let i = 0; i < feedbackCount; i++) {
+        const pick = picks[i]!;
+        const learned = pick < feedback.learn.length;
+        positions[corpusCount + i] =
+          corpus.tokens.length + (learned ? feedback.learn[pick]! : feedback.unlearn[pick - feedback.learn.length]!);
+        unlikely[corpusCount + i] = learned ? 0 : 1;
+      }
+      lossSum += model.loss(tokens, positions, true, { unlikely, losses });
+      for (let b = corpusCount; b < options.batch; b++) {
+        if (unlikely[b]) continue;
+        feedbackLossSum += losses[b]!;
+        feedbackLossCount++;
+      }
+    }
     lossCount++;
     step++;
     adamUpdate(model, optimizer, step, options.lr);
 
     if (step % PROGRESS_EVERY === 0 || step === options.steps) {
-      emit({ event: 'progress', step, loss: lossSum / lossCount });
+      emit({
+        event: 'progress',
+        step,
+        loss: lossSum / lossCount,
+        // loss: the batches' mean training loss (with feedback: corpus, answers and pushed-down characters);
+        // feedback_loss: the answers' part alone, going down as they are learned.
+        ...(feedbackLossCount > 0 ? { feedback_loss: feedbackLossSum / feedbackLossCount } : {}),
+      });
       lossSum = 0;
       lossCount = 0;
+      feedbackLossSum = 0;
+      feedbackLossCount = 0;
     }
     const nearDeadline: boolean =
       maxSeconds !== undefined &&

@@ -39,7 +39,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** Mixes two integers into a seed (murmur3 finaliser), so each step draws its own batch. */
-function mixSeed(a: number, b: number): number {
+export function mixSeed(a: number, b: number): number {
   let h = (Math.imul(a >>> 0, 0x9e3779b1) ^ (b >>> 0)) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
@@ -140,8 +140,18 @@ export class Model {
     return z;
   }
 
-  /** Mean cross-entropy (nats) over the positions; with `learn`, also fills this.gradients. */
-  loss(tokens: Int32Array, positions: Int32Array, learn: boolean): number {
+  /**
+   * Mean cross-entropy (nats) over the positions; with `learn`, also fills this.gradients.
+   * `unlikely[b]` set: position b's target is pushed down instead (unlikelihood, -log(1 - p)), which
+   * pushes less and less as p falls, so it cannot run away. `losses[b]` receives each position's term.
+   */
+  loss(
+    tokens: Int32Array,
+    positions: Int32Array,
+    learn: boolean,
+    options: { unlikely?: Uint8Array; losses?: Float64Array } = {},
+  ): number {
+    const { unlikely, losses } = options;
     const { vocab: V, context: C, embed: D, hidden: H } = this.architecture;
     const { 'hidden.weight': W1, 'output.weight': W2 } = this.parameters;
     const g = this.gradients;
@@ -162,11 +172,25 @@ export class Model {
         sum += z[v]!;
       }
       const target = tokens[position]!;
-      total -= Math.log(z[target]! / sum);
-      if (!learn) continue;
-
-      // z becomes the logits' gradient: (softmax - one-hot) / batch.
-      for (let v = 0; v < V; v++) z[v] = (z[v]! / sum - (v === target ? 1 : 0)) * scale;
+      if (unlikely?.[b]) {
+        const p = z[target]! / sum;
+        // 1 - p is kept off 0: the term stays finite when the model is certain of what it must unlearn.
+        const rest = Math.max(1 - p, 1e-6);
+        const term = -Math.log(rest);
+        total += term;
+        if (losses) losses[b] = term;
+        if (!learn) continue;
+        // d(-log(1 - p_t))/dz_v = p_t / (1 - p_t) * (one-hot_t - softmax_v).
+        const factor = (p / rest) * scale;
+        for (let v = 0; v < V; v++) z[v] = ((v === target ? 1 : 0) - z[v]! / sum) * factor;
+      } else {
+        const term = -Math.log(z[target]! / sum);
+        total += term;
+        if (losses) losses[b] = term;
+        if (!learn) continue;
+        // z becomes the logits' gradient: (softmax - one-hot) / batch.
+        for (let v = 0; v < V; v++) z[v] = (z[v]! / sum - (v === target ? 1 : 0)) * scale;
+      }
       const dW2 = g['output.weight'];
       const db2 = g['output.bias'];
       for (let v = 0; v < V; v++) db2[v] = db2[v]! + z[v]!;
