@@ -15,8 +15,9 @@ import {
   type TrainingRunner,
 } from './runners/types';
 import { ANNOTATION, publishCheckpoint, requireManifest, tagCheckpoint } from '../store/checkpoint';
-import { assertRepository, assertTag } from '../store/names';
-import { type CheckpointStore, StoreError } from '../store/types';
+import { DATASET_ARTIFACT } from '../store/dataset';
+import { assertRepository, assertTag, isDigest } from '../store/names';
+import { type CheckpointStore, type ImageManifest, StoreError } from '../store/types';
 import {
   FINAL_TRAINING_STATES,
   type TrainingRequest,
@@ -25,16 +26,24 @@ import {
 } from '../workflows/training-api';
 import { germlineWorkflowId, runTag, NAME, PAYER } from '../workflows/names';
 
+/** A dataset a run learns from, resolved to the digest it was when the run was prepared. */
+export interface ResolvedDataset {
+  repo: string;
+  digest: string;
+}
+
 export interface TrainingActivities {
-  prepareTrainingRun(request: TrainingRequest): Promise<{ baseDigest?: string }>;
+  prepareTrainingRun(request: TrainingRequest): Promise<{ baseDigest?: string; datasets?: ResolvedDataset[] }>;
   runTraining(input: {
     request: TrainingRequest;
     baseDigest?: string;
+    datasets?: ResolvedDataset[];
     maxGpuSeconds: number;
   }): Promise<TrainingOutcome>;
   publishTrainingOutput(input: {
     request: TrainingRequest;
     baseDigest?: string;
+    datasets?: ResolvedDataset[];
     outcome: TrainingOutcome;
   }): Promise<{ digest: string; reference: string }>;
   readTrainingUsage(id: string): Promise<TrainingProgress>;
@@ -83,6 +92,7 @@ function validate(request: TrainingRequest, runners: TrainingDependencies['runne
     assertRepository(request.output.repo);
     assertTag(request.output.branch);
     if (request.base) assertRepository(request.base.repo);
+    for (const dataset of request.datasets ?? []) assertRepository(dataset.repo);
   } catch (error) {
     invalid((error as Error).message);
   }
@@ -165,6 +175,24 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
           throw error;
         }
       }
+      const datasets: ResolvedDataset[] = [];
+      for (const dataset of request.datasets ?? []) {
+        const where = `${dataset.repo}${isDigest(dataset.reference) ? '@' : ':'}${dataset.reference}`;
+        let stored;
+        try {
+          stored = await requireManifest(store, dataset.repo, dataset.reference);
+        } catch (error) {
+          if (error instanceof StoreError && error.code === 'MANIFEST_UNKNOWN') invalid(error.message);
+          throw error;
+        }
+        const artifactType = (JSON.parse(stored.bytes.toString('utf8')) as ImageManifest).artifactType;
+        if (artifactType !== DATASET_ARTIFACT)
+          invalid(
+            `${where} is not a feedback dataset (${artifactType ?? 'no artifact type'}): list an image's datasets with \`computatrum datasets ${dataset.repo}\``,
+          );
+        if (!datasets.some((d) => d.digest === stored.digest))
+          datasets.push({ repo: dataset.repo, digest: stored.digest });
+      }
       await db.trainingRun.upsert({
         where: { id: request.id },
         update: {},
@@ -184,12 +212,13 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
           currency: request.currency,
           maxDurationSeconds: request.maxDurationSeconds,
           state: 'reserving',
+          ...(datasets.length ? { datasets: datasets.map((d) => ({ repository: d.repo, digest: d.digest })) } : {}),
         },
       });
-      return baseDigest ? { baseDigest } : {};
+      return { ...(baseDigest ? { baseDigest } : {}), ...(datasets.length ? { datasets } : {}) };
     },
 
-    async runTraining({ request, baseDigest, maxGpuSeconds }) {
+    async runTraining({ request, baseDigest, datasets, maxGpuSeconds }) {
       const context = Context.current();
       const runner = deps.runners[request.runner];
       if (!runner) invalid(`the ${request.runner} runner is not configured on this worker`);
@@ -210,6 +239,7 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
       const spec = {
         runId: request.id,
         ...(request.base && baseDigest ? { base: { ...request.base, digest: baseDigest } } : {}),
+        ...(datasets?.length ? { datasets } : {}),
         output: request.output,
         ...(request.command ? { command: request.command } : {}),
         ...(request.image ? { image: request.image } : {}),
@@ -262,7 +292,7 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
       }
     },
 
-    async publishTrainingOutput({ request, baseDigest, outcome }) {
+    async publishTrainingOutput({ request, baseDigest, datasets, outcome }) {
       const { output } = outcome;
       if (!output) throw new Error('publishTrainingOutput needs an outcome with an output');
       // A finished run moves its branch; a run stopped early keeps its last checkpoint as run-<id> only.
@@ -271,6 +301,9 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
       const annotations: Record<string, string> = {
         [ANNOTATION.trainingRun]: request.id,
         ...(Object.keys(metrics).length ? { [ANNOTATION.metrics]: JSON.stringify(metrics) } : {}),
+        ...(datasets?.length
+          ? { [ANNOTATION.datasets]: JSON.stringify(datasets.map((d) => `${d.repo}@${d.digest}`)) }
+          : {}),
         'io.computatrum.training-outcome': outcome.state,
       };
       let digest: string;
@@ -279,6 +312,7 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
           await publishCheckpoint(store, request.output.repo, output.path, {
             tag,
             ...(baseDigest ? { parent: baseDigest } : {}),
+            ...(datasets?.length ? { datasets: datasets.map((d) => `${d.repo}@${d.digest}`) } : {}),
             annotations,
           })
         ).digest;

@@ -11,6 +11,7 @@ import { addAutonomyCommands } from './commands/autonomy';
 import { addBudgetCommands } from './commands/budget';
 import { addCheckpointCommands } from './commands/checkpoints';
 import { addChildrenCommands } from './commands/children';
+import { addFeedbackCommands } from './commands/feedback';
 import { addHubCommands } from './commands/hub';
 import { addInstanceCommands } from './commands/instances';
 import { addOperationsCommands } from './commands/operations';
@@ -23,6 +24,7 @@ const GROUPS = [
   addCheckpointCommands,
   addTrainingCommands,
   addInstanceCommands,
+  addFeedbackCommands,
   addChildrenCommands,
   addAutonomyCommands,
   addHubCommands,

@@ -51,6 +51,9 @@ export async function creditStatus(
   return (await creditHandle(client, taskQueue, handle, currency)).query(statusQuery);
 }
 
+/** More datasets in one run is a mistake, not a plan. */
+export const MAX_RUN_DATASETS = 16;
+
 /**
  * Starts a training run paid from `trainer`'s credit. The credit workflow reserves `maxCost` before
  * anything runs (refusing a run the credit cannot pay); checked here first so the answer says so.
@@ -58,7 +61,15 @@ export async function creditStatus(
 export async function startTrainerRun(
   deps: { client: Client; db: Database; store: CheckpointStore; currency: string; settings: TrainingSettings },
   trainer: AccountView,
-  input: { base?: string | null; repository: string; branch: string; maxCost: bigint; gpus: number },
+  input: {
+    base?: string | null;
+    /** Feedback datasets to learn from, `repo@digest` or `repo:tag`: the trainer must be able to read them. */
+    datasets?: readonly string[] | null;
+    repository: string;
+    branch: string;
+    maxCost: bigint;
+    gpus: number;
+  },
 ): Promise<{ id: string; workflowId: string; request: TrainingRequest }> {
   // Names and checkpoints that are wrong throw the store's own errors, which the API answers as BAD_USER_INPUT or NOT_FOUND.
   assertRepository(input.repository);
@@ -78,6 +89,14 @@ export async function startTrainerRun(
     await assertMayRead(deps.db, { role: trainer.role, account: trainer }, base.repo, 'train from');
   }
 
+  const datasets = (input.datasets ?? []).map((text) => parseReference(text));
+  if (datasets.length > MAX_RUN_DATASETS)
+    throw new PlatformError('BAD_USER_INPUT', `a run learns from at most ${MAX_RUN_DATASETS} datasets`);
+  for (const dataset of datasets) {
+    await requireManifest(deps.store, dataset.repo, dataset.reference);
+    await assertMayRead(deps.db, { role: trainer.role, account: trainer }, dataset.repo, 'train on the datasets of');
+  }
+
   const credit = await creditStatus(deps.client, deps.settings.taskQueue, trainer.handle, deps.currency);
   if (BigInt(credit.available) < input.maxCost) {
     throw new PlatformError(
@@ -91,6 +110,7 @@ export async function startTrainerRun(
     payer: creditWorkflowId(trainer.handle),
     currency: deps.currency,
     ...(base ? { base } : {}),
+    ...(datasets.length ? { datasets } : {}),
     output: { repo: input.repository, branch: input.branch },
     gpus: input.gpus,
     maxCost: input.maxCost,

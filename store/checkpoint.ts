@@ -26,6 +26,8 @@ export const ANNOTATION = {
   parent: 'io.computatrum.parent',
   trainingRun: 'io.computatrum.training-run',
   metrics: 'io.computatrum.metrics',
+  /** The feedback datasets a checkpoint learned from: a JSON array of `repo@digest`. */
+  datasets: 'io.computatrum.datasets',
   nickname: 'io.computatrum.nickname',
 } as const;
 
@@ -43,6 +45,8 @@ export interface PublishOptions {
   tag?: string;
   /** Digest of the checkpoint this one was trained from. */
   parent?: string;
+  /** The feedback datasets it learned from (`repo@digest`), named in its config as in its annotations. */
+  datasets?: string[];
   annotations?: Record<string, string>;
   /** Pickle files can run code when loaded, so they are refused unless explicitly allowed (safetensors are validated regardless). */
   allowPickle?: boolean;
@@ -182,6 +186,7 @@ export async function publishCheckpoint(
       descriptor: { name: repo, family: 'computatrum', createdAt: created },
       config: { format: layers.some((l) => l.mediaType === MODEL_WEIGHT_LAYER) ? 'safetensors' : 'files' },
       modelfs: { type: 'layers', diffIds: layers.map((l) => l.digest) },
+      ...(options.datasets?.length ? { [ANNOTATION.datasets]: options.datasets } : {}),
     }),
   );
   const configDigest = sha256(config);

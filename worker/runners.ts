@@ -30,7 +30,8 @@ export function localRunner(options: {
   return new LocalProcessRunner({
     runsDir: path.join(options.dataDir, 'runs'),
     defaultCommand: options.trainerCommand ?? tinyTrainerCommand(),
-    fetchBase: async (base, dir) => void (await materializeCheckpoint(options.store, base.repo, base.digest, dir)),
+    fetch: async (artifact, dir) =>
+      void (await materializeCheckpoint(options.store, artifact.repo, artifact.digest, dir)),
     ...(options.tickMs ? { tickMs: options.tickMs } : {}),
   });
 }

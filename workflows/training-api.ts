@@ -13,6 +13,8 @@ export interface TrainingRequestV1 {
   currency: string;
   /** The checkpoint to start from; absent: the trainer starts from scratch. */
   base?: { repo: string; reference: string };
+  /** Feedback datasets to learn from (store/dataset.ts), each resolved to its digest when the run is prepared. */
+  datasets?: Array<{ repo: string; reference: string }>;
   output: { repo: string; branch: string };
   runner: 'local' | 'kubernetes';
   /** The trainer's argv (local) or container command (kubernetes); the configured default when absent. */
@@ -50,6 +52,7 @@ export interface TrainingAsk {
   payer: string;
   currency: string;
   base?: { repo: string; reference: string };
+  datasets?: Array<{ repo: string; reference: string }>;
   output: { repo: string; branch: string };
   maxCost: bigint;
   gpus?: number;
@@ -70,6 +73,7 @@ export function trainingRequest(defaults: TrainingDefaults, ask: TrainingAsk): T
     payer: ask.payer,
     currency: ask.currency,
     ...(ask.base ? { base: ask.base } : {}),
+    ...(ask.datasets?.length ? { datasets: ask.datasets } : {}),
     output: ask.output,
     runner: ask.runner ?? defaults.runner,
     ...(command ? { command } : {}),
@@ -114,6 +118,8 @@ export interface TrainingStatus {
   cost?: MinorUnits;
   gpuSeconds?: number;
   baseDigest?: string;
+  /** The datasets it learns from, as `repo@digest`. */
+  datasets?: string[];
   outputDigest?: string;
   /** Where a run that stopped early keeps its last checkpoint (`<repo>:run-<id>`). */
   partialOutput?: string;

@@ -95,9 +95,11 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
   // Nothing may start, and nothing may be spent, before the base is known and the cap reserved.
   let step: 'prepare' | 'reserve' = 'prepare';
   let reservationId: string;
+  let prepared: Awaited<ReturnType<TrainingActivities['prepareTrainingRun']>> = {};
   try {
-    const prepared = await CancellationScope.nonCancellable(() => preparation.prepareTrainingRun(request));
+    prepared = await CancellationScope.nonCancellable(() => preparation.prepareTrainingRun(request));
     status.baseDigest = prepared.baseDigest;
+    if (prepared.datasets?.length) status.datasets = prepared.datasets.map((d) => `${d.repo}@${d.digest}`);
     step = 'reserve';
     const reserved = await CancellationScope.nonCancellable(() =>
       preparation.reserveForTraining({
@@ -124,6 +126,7 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
     outcome = await runnerActivity(request)({
       request,
       baseDigest: status.baseDigest,
+      ...(prepared.datasets ? { datasets: prepared.datasets } : {}),
       maxGpuSeconds: gpuSecondsForCost(maxCost, rate),
     });
   } catch (error) {
@@ -139,7 +142,12 @@ export async function trainingWorkflow(request: TrainingRequest): Promise<Traini
     if (outcome?.output) {
       try {
         if (outcome.state === 'succeeded') await enter('publishing', {}, usage);
-        const published = await bookkeeping.publishTrainingOutput({ request, baseDigest: status.baseDigest, outcome });
+        const published = await bookkeeping.publishTrainingOutput({
+          request,
+          baseDigest: status.baseDigest,
+          ...(prepared.datasets ? { datasets: prepared.datasets } : {}),
+          outcome,
+        });
         if (outcome.state === 'succeeded') status.outputDigest = published.digest;
         else status.partialOutput = published.reference;
       } catch (error) {

@@ -1,5 +1,6 @@
 // The local runner: the trainer as a child process on this host (the embedded default). Each run
-// has a folder `<runs>/<id>/` with `base/` (the base checkpoint's files), `output/` (the trainer's
+// has a folder `<runs>/<id>/` with `base/` (the base checkpoint's files), `datasets/<n>/` (the
+// feedback datasets', COMPUTATRUM_DATASET_DIRS), `output/` (the trainer's
 // checkpoints, kept across attempts so a retry resumes) and `trainer.pid`. A trainer that outlived
 // the worker which started it (the worker was killed) is stopped by the next attempt, which resumes.
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -24,8 +25,8 @@ export interface LocalRunnerOptions {
   runsDir: string;
   /** The trainer's argv when a run names none (the tiny trainer in the embedded setup). */
   defaultCommand: string[];
-  /** Writes the base checkpoint's files into a folder (from the checkpoint store). */
-  fetchBase(base: NonNullable<TrainingJobSpec['base']>, dir: string): Promise<void>;
+  /** Writes the files of a stored artifact (the base checkpoint, a dataset) into a folder, each verified. */
+  fetch(artifact: { repo: string; digest: string }, dir: string): Promise<void>;
   /** How often usage is measured and reported while the trainer runs. */
   tickMs?: number;
   /** How long a stopped trainer gets between SIGTERM and SIGKILL. */
@@ -64,6 +65,17 @@ export class LocalProcessRunner implements TrainingRunner {
     return path.join(this.options.runsDir, runId);
   }
 
+  /** Fetches an artifact into `dir` unless an earlier attempt did: whole or not at all (renamed into place). */
+  private async fetchOnce(artifact: { repo: string; digest: string }, dir: string): Promise<void> {
+    if (await readdir(dir).catch(() => undefined)) return;
+    const partial = `${dir}.partial`;
+    await rm(partial, { recursive: true, force: true });
+    await mkdir(path.dirname(dir), { recursive: true });
+    await this.options.fetch(artifact, partial);
+    await rm(dir, { recursive: true, force: true });
+    await rename(partial, dir);
+  }
+
   async run(spec: TrainingJobSpec, context: RunnerContext): Promise<TrainingOutcome> {
     const dir = this.runDir(spec.runId);
     const baseDir = path.join(dir, 'base');
@@ -84,14 +96,14 @@ export class LocalProcessRunner implements TrainingRunner {
     if (progress.gpuSeconds >= spec.maxGpuSeconds) return this.stopped('cost-cap', progress, outputDir);
     if (remainingSeconds <= 0) return this.stopped('deadline', progress, outputDir);
 
-    if (spec.base && !(await readdir(baseDir).catch(() => undefined))) {
-      const partial = `${baseDir}.partial`;
-      await rm(partial, { recursive: true, force: true });
-      await this.options.fetchBase(spec.base, partial);
-      await rm(baseDir, { recursive: true, force: true });
-      await rename(partial, baseDir);
-    }
+    if (spec.base) await this.fetchOnce(spec.base, baseDir);
     await mkdir(baseDir, { recursive: true });
+    const datasetDirs: string[] = [];
+    for (const [n, dataset] of (spec.datasets ?? []).entries()) {
+      const datasetDir = path.join(dir, 'datasets', String(n));
+      await this.fetchOnce(dataset, datasetDir);
+      datasetDirs.push(datasetDir);
+    }
 
     const command = spec.command?.length ? spec.command : this.options.defaultCommand;
     const started = Date.now();
@@ -114,6 +126,7 @@ export class LocalProcessRunner implements TrainingRunner {
         [TRAINER_ENV.outputDir]: outputDir,
         [TRAINER_ENV.gpus]: String(spec.gpus),
         [TRAINER_ENV.maxSeconds]: String(remainingSeconds),
+        ...(datasetDirs.length ? { [TRAINER_ENV.datasetDirs]: datasetDirs.join(path.delimiter) } : {}),
       },
     });
     // Listened to at once: a trainer that fails fast can be gone before the next await returns.

@@ -88,6 +88,8 @@ export interface TrainingJobSpec {
   runId: string;
   /** The base checkpoint; absent: the trainer starts from scratch. */
   base?: { repo: string; reference: string; digest: string };
+  /** Feedback datasets to learn from (COMPUTATRUM_DATASET_DIRS), by digest. */
+  datasets?: Array<{ repo: string; digest: string }>;
   output: { repo: string; branch: string };
   /** local: the trainer's argv; kubernetes: the container's command (the image's entrypoint when absent). */
   command?: string[];

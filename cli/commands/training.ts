@@ -35,6 +35,7 @@ async function describeFailure(error: unknown): Promise<string> {
 
 interface TrainOptions {
   base?: string;
+  dataset: string[];
   branch: string;
   repo?: string;
   gpus: number;
@@ -61,6 +62,12 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
     .option(
       '--base <repo:ref>',
       'checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-25 (none: from scratch)',
+    )
+    .option(
+      '--dataset <repo@digest>',
+      'a feedback dataset to learn from (repeatable; `computatrum datasets <repo>` lists them)',
+      (value: string, previous: string[]) => [...previous, value],
+      [] as string[],
     )
     .requiredOption('--branch <name>', 'branch the finished checkpoint is published to')
     .option('--repo <repo>', "repository of the output branch (default: the base's, or germline/<name>)")
@@ -104,6 +111,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
         import('../../runtime/config.js'),
       ]);
       const base = options.base ? parseReference(options.base) : undefined;
+      const datasets = options.dataset.map((text) => parseReference(text));
       const id = options.id ?? newRunId();
       if (!NAME.test(id)) throw new UserError(`run id "${id}" must be lowercase letters, digits and dashes`, 2);
       const runner = options.runner ?? cfg.training.defaultRunner;
@@ -112,6 +120,7 @@ export function addTrainingCommands(program: Command, config: () => Config): voi
         payer: options.child ? childWorkflowId(cfg.germline, options.child) : trainingPayer(cfg.germline),
         currency: cfg.currency,
         ...(base ? { base } : {}),
+        ...(datasets.length ? { datasets } : {}),
         output: {
           repo:
             options.repo ??
@@ -305,9 +314,10 @@ async function trainOnCredit(cfg: Config, command: string[], options: TrainOptio
     ...(options.from ? { from: options.from } : {}),
     signedIn: true,
   }).graphql<{ startTrainingRun: { id: string; workflowId: string } }>(
-    'mutation($base: String, $repo: String!, $branch: String!, $maxCost: String!, $gpus: Int!) { startTrainingRun(base: $base, repository: $repo, branch: $branch, maxCost: $maxCost, gpus: $gpus) { id workflowId } }',
+    'mutation($base: String, $datasets: [String!], $repo: String!, $branch: String!, $maxCost: String!, $gpus: Int!) { startTrainingRun(base: $base, datasets: $datasets, repository: $repo, branch: $branch, maxCost: $maxCost, gpus: $gpus) { id workflowId } }',
     {
       base: options.base ?? null,
+      datasets: options.dataset.length ? options.dataset : null,
       repo: options.repo,
       branch: options.branch,
       maxCost: formatAmount(options.maxCost, cfg.currency),

@@ -8,7 +8,7 @@ import { listDailyCheckpoints } from '../checkpoint-listing';
 import { builder, temporal } from './builder';
 import { apiError, refused } from './refusals';
 
-interface CheckpointShape {
+export interface CheckpointShape {
   repository: string;
   tag: string;
   day: string | null;
@@ -30,7 +30,7 @@ const FileRef = builder
     }),
   });
 
-const CheckpointRef = builder.objectRef<CheckpointShape>('DailyCheckpoint').implement({
+export const CheckpointRef = builder.objectRef<CheckpointShape>('DailyCheckpoint').implement({
   fields: (t) => ({
     repository: t.exposeString('repository'),
     tag: t.exposeString('tag'),

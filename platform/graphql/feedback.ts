@@ -1,7 +1,19 @@
 // Feedback on instances' answers: giving it (one record per person per answer, a second replaces the
-// first), reading it beside an interaction, and hiding it (operators). Anonymous visitors give
-// theirs through the gateway (POST /v1/feedback), which knows them by address.
-import { type FeedbackView, feedbackOn, giveFeedback, hideFeedback } from '../feedback';
+// first), reading it beside an interaction, and hiding it (operators); and the datasets built from it.
+// Anonymous visitors give theirs through the gateway (POST /v1/feedback), which knows them by address.
+import type { BuiltDataset } from '../../activities/datasets';
+import {
+  buildAccountDataset,
+  checkpointsLearnedFrom,
+  type DatasetRow,
+  datasetsOf,
+  datasetsOfRun,
+  recordsOf,
+  runThatMade,
+} from '../datasets';
+import { type FeedbackView, feedbackOn, feedbackView, giveFeedback, hideFeedback } from '../feedback';
+import { CheckpointRef } from './checkpoints';
+import { RunRef } from './training';
 import { builder } from './builder';
 import { InteractionRef } from './instances';
 import { refused } from './refusals';
@@ -56,3 +68,94 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, context) => hideFeedback(context.db, context.caller, args).catch(refused),
   }),
 }));
+
+const DatasetRef = builder.objectRef<DatasetRow>('Dataset').implement({
+  description:
+    "A feedback dataset: an OCI artifact (application/vnd.computatrum.dataset.v1) beside the image it is about, holding the feedback on that image's answers as JSONL.",
+  fields: (t) => ({
+    repository: t.exposeString('repository'),
+    digest: t.exposeString('digest', { description: "the dataset's manifest: pull it by repository@digest" }),
+    subjectDigest: t.exposeString('subjectDigest', { description: 'the image manifest it is about' }),
+    records: t.exposeInt('records', { description: 'feedback records it holds' }),
+    preferences: t.exposeInt('preferences', {
+      description: 'rows of preferences.jsonl (a correction over the answer)',
+    }),
+    labelled: t.exposeInt('labelled', { description: 'rows of labelled.jsonl (an answer labelled good or bad)' }),
+    transcripts: t.exposeInt('transcripts', { description: 'rows of transcripts.jsonl (conversations to learn)' }),
+    asOf: t.string({
+      nullable: true,
+      description: "the newest record's time",
+      resolve: (d) => d.asOf?.toISOString() ?? null,
+    }),
+    builtBy: t.exposeString('builtBy', { description: 'the account that built it, or the germline' }),
+    createdAt: t.string({ resolve: (d) => d.createdAt.toISOString() }),
+  }),
+});
+
+const BuiltDatasetRef = builder.objectRef<BuiltDataset>('BuiltDataset').implement({
+  fields: (t) => ({
+    repository: t.exposeString('repository'),
+    digest: t.exposeString('digest'),
+    subjectDigest: t.exposeString('subjectDigest'),
+    records: t.int({ resolve: (d) => d.records.counts.records }),
+    created: t.exposeBoolean('created', { description: 'false: the same records had been built before (same digest)' }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  datasets: t.field({
+    type: [DatasetRef],
+    description: "An image's feedback datasets, newest first.",
+    args: { repository: t.arg.string({ required: true }) },
+    resolve: (_root, { repository }, context) => datasetsOf(context.db, context.caller, repository).catch(refused),
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  buildDataset: t.field({
+    type: BuiltDatasetRef,
+    description:
+      "Builds a dataset of the new feedback on an image's answers (since its newest dataset, or `since`) and pushes it beside the image. Your own private instances' exchanges are in it; no one else's.",
+    authScopes: { trainer: true },
+    args: {
+      image: t.arg.string({ required: true, description: 'repository:tag or repository@digest' }),
+      since: t.arg.string({ description: 'only feedback given at or after this time (ISO 8601)' }),
+    },
+    resolve: (_root, args, context) => buildAccountDataset(context, context.caller, args).catch(refused),
+  }),
+}));
+
+// Lineage, both ways: a daily checkpoint → the run that made it → the datasets it learned from →
+// their feedback records → the interactions they judged; and a record → the checkpoints it is in.
+builder.objectField(CheckpointRef, 'trainingRun', (t) =>
+  t.field({
+    type: RunRef,
+    nullable: true,
+    description: 'the training run that made this checkpoint (null: pushed or forked, not trained here)',
+    resolve: (c, _args, context) => runThatMade(context.db, c.digest),
+  }),
+);
+
+builder.objectField(RunRef, 'datasets', (t) =>
+  t.field({
+    type: [DatasetRef],
+    description: 'the feedback datasets the run learned from',
+    resolve: (run, _args, context) => datasetsOfRun(context.db, run),
+  }),
+);
+
+builder.objectField(DatasetRef, 'feedback', (t) =>
+  t.field({
+    type: [FeedbackRef],
+    description: 'the feedback records the dataset holds (their text is in its files, for whoever may read the image)',
+    resolve: async (dataset, _args, context) => (await recordsOf(context.db, dataset)).map(feedbackView),
+  }),
+);
+
+builder.objectField(FeedbackRef, 'learnedBy', (t) =>
+  t.field({
+    type: [CheckpointRef],
+    description: 'the published checkpoints trained on a dataset that holds this record',
+    resolve: (feedback, _args, context) => checkpointsLearnedFrom(context.db, feedback.id),
+  }),
+);

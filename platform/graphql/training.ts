@@ -5,7 +5,7 @@ import { listTrainingRuns } from '../training-runs';
 import { amount, builder, training } from './builder';
 import { refused } from './refusals';
 
-interface RunShape {
+export interface RunShape {
   id: string;
   payer: string;
   state: string;
@@ -18,10 +18,12 @@ interface RunShape {
   cost: bigint | null;
   maxCost: bigint;
   outputDigest: string | null;
+  /** The feedback datasets it learned from: [{ repository, digest }]. */
+  datasets: unknown;
   createdAt: Date;
 }
 
-const RunRef = builder.objectRef<RunShape>('TrainingRun').implement({
+export const RunRef = builder.objectRef<RunShape>('TrainingRun').implement({
   fields: (t) => ({
     id: t.exposeString('id'),
     state: t.exposeString('state'),
@@ -71,6 +73,9 @@ builder.mutationFields((t) => ({
     authScopes: { trainer: true },
     args: {
       base: t.arg.string({ description: 'the checkpoint to start from, e.g. germline/computatrum:gpc-2026-11-30' }),
+      datasets: t.arg.stringList({
+        description: 'feedback datasets to learn from, e.g. germline/computatrum@sha256:… (see `datasets`)',
+      }),
       repository: t.arg.string({ required: true, description: 'trainers/<you>/<name>' }),
       branch: t.arg.string({ defaultValue: 'main' }),
       maxCost: t.arg.string({ required: true }),
@@ -83,6 +88,7 @@ builder.mutationFields((t) => ({
         context.caller.account!,
         {
           base: args.base ?? null,
+          datasets: args.datasets ?? null,
           repository: args.repository,
           branch: args.branch ?? 'main',
           maxCost: amount(args.maxCost, context, 'maxCost'),

@@ -3,6 +3,7 @@
 // or publish it). Fastify allows one /hub/* route: it also sends the friendly download links
 // (/hub/<repo>/resolve/<ref>/<file>) to oci-distribution.ts, unchanged.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DATASET_FILES } from '../../store/dataset';
 import { assertRepository } from '../../store/names';
 import { type Checkpoints, type CheckpointVersion, readCheckpoints } from '../checkpoint-listing';
 import {
@@ -31,6 +32,8 @@ import { toRefusal } from '../errors';
 
 /** The newest tags shown with their files; older ones stay in the JSON listing. */
 const SHOWN_TAGS = 60;
+/** The files of a dataset a person downloads from the hub page (records.json is for tools). */
+const DATASET_DOWNLOADS = [DATASET_FILES.preferences, DATASET_FILES.labelled, DATASET_FILES.transcripts];
 
 const DONE: Record<string, string> = {
   thread: 'Your thread is posted.',
@@ -144,7 +147,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const view = viewOf(request, reply);
     const account = view.caller.account;
     const parents = [...new Set(checkpoints.tags.map((t) => t.parent).filter((p): p is string => p !== null))];
-    const [breed, refusal, threads, recordings, parentRows, bought, instances] = await Promise.all([
+    const [breed, refusal, threads, recordings, parentRows, bought, instances, datasets] = await Promise.all([
       deps.db.breed.findUnique({ where: { repository }, include: { owner: { select: { handle: true } } } }),
       readRefusal(deps.db, view.caller, repository),
       listThreads(deps.db, repository),
@@ -159,6 +162,7 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
         ? deps.db.entitlement.findUnique({ where: { id: entitlementId(account.id, repository) } })
         : Promise.resolve(null),
       publicInstancesOf(deps.db, repository),
+      deps.db.dataset.findMany({ where: { repository }, orderBy: { createdAt: 'desc' }, take: 20 }),
     ]);
     const query = request.query as { done?: string; bought?: string };
     const notice = query.bought
@@ -321,6 +325,17 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
               <label for="recording-content">Transcript</label><textarea id="recording-content" name="content" required>${value('recording', 'content')}</textarea>
               <button type="submit">Attach</button></form>`
             : signInTo('attach a recording')
+        }
+
+        <h2 id="datasets">Feedback datasets</h2>
+        <p>What people said about this model's answers on the zookeeper, as data to train on: corrections preferred over the answers given, answers labelled good or bad, conversations to learn. Train on one with <code>computatrum train --dataset ${repository}@&lt;digest&gt;</code>.</p>
+        ${
+          refusal
+            ? html`<p class="muted">${refusal.message}</p>`
+            : datasets.length
+              ? html`<table><tr><th>Dataset</th><th class="num">Records</th><th class="num">Preferences</th><th class="num">Labelled</th><th class="num">Transcripts</th><th>Checkpoint</th><th>As of</th><th>Files</th></tr>
+              ${datasets.map((d) => html`<tr><td><code>${shortDigest(d.digest)}</code></td><td class="num">${String(d.records)}</td><td class="num">${String(d.preferences)}</td><td class="num">${String(d.labelled)}</td><td class="num">${String(d.transcripts)}</td><td><code>${shortDigest(d.subjectDigest)}</code></td><td>${d.asOf ? when(d.asOf) : ''}</td><td>${DATASET_DOWNLOADS.map((file, i) => html`${i ? ', ' : ''}<a href="${pathOf('hub', repository, 'resolve', d.digest, file)}" download>${file}</a>`)}</td></tr>`)}</table>`
+              : html`<p class="muted">No datasets yet: they are built from the feedback given on this model's answers.</p>`
         }
 
         ${forkSection}

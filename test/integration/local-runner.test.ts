@@ -28,8 +28,8 @@ function runner(): LocalProcessRunner {
   return new LocalProcessRunner({
     runsDir,
     defaultCommand: tinyTrainerCommand(['--steps', '100', '--save-every', '50']),
-    fetchBase: async (base, dir) => {
-      fetched.push(base.digest);
+    fetch: async (artifact, dir) => {
+      fetched.push(artifact.digest);
       mkdirSync(dir, { recursive: true });
     },
     tickMs: 100,

@@ -25,6 +25,8 @@ export const JOB_NAME_LABEL = 'batch.kubernetes.io/job-name';
 /** Environment a Kubernetes trainer pod gets beyond the trainer contract, so it moves checkpoints itself. */
 export const KUBERNETES_TRAINER_ENV = {
   baseRef: 'COMPUTATRUM_BASE_REF',
+  /** The feedback datasets to pull and learn from, `repo@digest` separated by spaces. */
+  datasetRefs: 'COMPUTATRUM_DATASET_REFS',
   outputRef: 'COMPUTATRUM_OUTPUT_REF',
   registryUrl: 'COMPUTATRUM_REGISTRY_URL',
 } as const;
@@ -162,6 +164,9 @@ function trainerEnv(spec: TrainingJobSpec, settings: TrainingJobSettings): Recor
     [TRAINER_ENV.gpus]: String(spec.gpus),
     [TRAINER_ENV.maxSeconds]: String(settings.secondsLeft),
     [KUBERNETES_TRAINER_ENV.baseRef]: spec.base ? `${spec.base.repo}@${spec.base.digest}` : undefined,
+    [KUBERNETES_TRAINER_ENV.datasetRefs]: spec.datasets?.length
+      ? spec.datasets.map((d) => `${d.repo}@${d.digest}`).join(' ')
+      : undefined,
     [KUBERNETES_TRAINER_ENV.outputRef]: `${spec.output.repo}:${outputReference(spec.runId)}`,
     [KUBERNETES_TRAINER_ENV.registryUrl]: settings.storeRegistry?.url,
   };

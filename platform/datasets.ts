@@ -1,0 +1,110 @@
+// Feedback datasets as the platform offers them: an account builds one of an image it may read (its
+// own private instances' exchanges included, no one else's), and anyone who may read an image lists
+// its datasets (the hub page, GraphQL). The build itself is activities/datasets.ts, shared with the
+// germline's own cycle and the operator's CLI.
+import { buildDataset, type BuiltDataset, DatasetError } from '../activities/datasets';
+import type { Database } from '../db/prisma';
+import { parseReference } from '../store/names';
+import { StoreError, type CheckpointStore } from '../store/types';
+import type { Caller } from './accounts';
+import { PlatformError } from './errors';
+import { assertMayRead } from './read-access';
+
+export type DatasetRow = NonNullable<Awaited<ReturnType<Database['dataset']['findUnique']>>>;
+
+/** Builds the dataset of `image`'s new feedback as `caller`'s account. */
+export async function buildAccountDataset(
+  deps: { db: Database; store: CheckpointStore },
+  caller: Caller,
+  input: { image: string; since?: string | null },
+): Promise<BuiltDataset> {
+  if (!caller.account) throw new PlatformError('FORBIDDEN', 'sign in (or send an API token) to build a dataset');
+  let image: { repo: string; reference: string };
+  try {
+    image = parseReference(input.image);
+  } catch (error) {
+    throw new PlatformError('BAD_USER_INPUT', (error as Error).message);
+  }
+  const since = input.since ? new Date(input.since) : undefined;
+  if (since && Number.isNaN(since.getTime()))
+    throw new PlatformError(
+      'BAD_USER_INPUT',
+      `since "${input.since}" is not a time: write it like 2026-11-30 or 2026-11-30T12:00:00Z`,
+    );
+  await assertMayRead(deps.db, caller, image.repo, 'build a dataset of');
+  try {
+    return await buildDataset(deps, {
+      repository: image.repo,
+      reference: image.reference,
+      builtBy: { account: caller.account.handle },
+      ...(since ? { since } : {}),
+    });
+  } catch (error) {
+    if (error instanceof DatasetError)
+      throw new PlatformError(error.code === 'NOTHING_NEW' ? 'CONFLICT' : 'NOT_FOUND', error.message);
+    if (error instanceof StoreError && error.code === 'MANIFEST_UNKNOWN')
+      throw new PlatformError('NOT_FOUND', error.message);
+    throw error;
+  }
+}
+
+/** An image's datasets, newest first, for whoever may read the image. */
+export async function datasetsOf(db: Database, caller: Caller, repository: string): Promise<DatasetRow[]> {
+  await assertMayRead(db, caller, repository, 'list the datasets of');
+  return db.dataset.findMany({ where: { repository }, orderBy: { createdAt: 'desc' }, take: 100 });
+}
+
+/** The datasets a training run learned from (its TrainingRun.datasets), as indexed. */
+export async function datasetsOfRun(db: Database, run: { datasets: unknown }): Promise<DatasetRow[]> {
+  const named = Array.isArray(run.datasets) ? (run.datasets as Array<{ repository?: unknown; digest?: unknown }>) : [];
+  const keys = named.filter(
+    (d): d is { repository: string; digest: string } =>
+      typeof d.repository === 'string' && typeof d.digest === 'string',
+  );
+  if (keys.length === 0) return [];
+  return db.dataset.findMany({ where: { OR: keys.map((k) => ({ repository: k.repository, digest: k.digest })) } });
+}
+
+/** The training run that made a checkpoint (its output digest), if one did. */
+export function runThatMade(db: Database, digest: string | null) {
+  if (!digest) return Promise.resolve(null);
+  return db.trainingRun.findFirst({
+    where: { outputDigest: digest, state: 'succeeded' },
+    orderBy: { createdAt: 'asc' },
+  });
+}
+
+/** The feedback records a dataset holds. */
+export async function recordsOf(db: Database, dataset: { repository: string; digest: string }) {
+  const rows = await db.datasetRecord.findMany({
+    where: { repository: dataset.repository, digest: dataset.digest },
+    select: { feedbackId: true },
+  });
+  return db.feedback.findMany({ where: { id: { in: rows.map((r) => r.feedbackId) } }, orderBy: { id: 'asc' } });
+}
+
+/**
+ * Back from a feedback record: the published checkpoints (daily tags among them) made by training
+ * runs that learned from a dataset holding it.
+ */
+export async function checkpointsLearnedFrom(db: Database, feedbackId: string) {
+  const holders = await db.datasetRecord.findMany({
+    where: { feedbackId },
+    select: { repository: true, digest: true },
+  });
+  if (holders.length === 0) return [];
+  const runs = await db.trainingRun.findMany({
+    where: {
+      state: 'succeeded',
+      outputDigest: { not: null },
+      OR: holders.map((h) => ({ datasets: { array_contains: [{ repository: h.repository, digest: h.digest }] } })),
+    },
+    select: { outputDigest: true },
+  });
+  const digests = runs.map((r) => r.outputDigest!);
+  if (digests.length === 0) return [];
+  return db.checkpoint.findMany({
+    where: { digest: { in: digests }, status: 'published' },
+    orderBy: [{ day: 'asc' }, { tag: 'asc' }],
+  });
+}
