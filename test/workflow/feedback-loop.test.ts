@@ -1,0 +1,203 @@
+// Online reinforcement end to end, on the real engine with real parts only: the tiny trainer trains
+// a germline head, the tiny model's server serves it publicly, a person chats through the gateway
+// and corrects an answer, the germline's dataset is built from it, a training run learns from it
+// (reserved, charged and settled in the budget), the day is tagged, and the new gpc tag's lineage
+// names the dataset and the record, and the record names the tag. The served model then gives the
+// corrected answer.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildDataset } from '../../activities/datasets';
+import { LocalInstanceRunner } from '../../activities/runners/local-instances';
+import { tinyServerCommand } from '../../activities/runners/tiny-trainer';
+import { INTERACTION_HEADER } from '../../platform/gateway';
+import { updateBudget } from '../../temporal/budget-client';
+import type { GermlineHandle } from '../../temporal/germline-client';
+import { launchInstance } from '../../temporal/instance-client';
+import { startTrainingRun } from '../../temporal/training-client';
+import { depositUpdate, statusQuery } from '../../workflows/budget-api';
+import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
+import type { InstanceRequest } from '../../workflows/instance-api';
+import { germlineWorkflowId } from '../../workflows/names';
+import { trainingRequest } from '../../workflows/training-api';
+import { signUpAccount, type TestAccount } from '../helpers/accounts';
+import { eventually } from '../helpers/eventually';
+import { testPlatform } from '../helpers/platform';
+import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+
+jest.setTimeout(180_000);
+
+const PROMPT = 'The cat ';
+const CORRECTION = 'sat on the mat.';
+const DEFAULTS = { runner: 'local' as const, ratePerGpuHour: 3600n, maxDurationSeconds: 600, maxPreemptions: 0 };
+
+let env: TestEnvironment;
+let runner: LocalInstanceRunner;
+let app: FastifyInstance;
+let baseUrl: string;
+let germline: string;
+let handle: GermlineHandle;
+let repository: string;
+let alice: TestAccount;
+
+beforeAll(async () => {
+  runner = new LocalInstanceRunner({
+    dataDir: mkdtempSync(path.join(tmpdir(), 'computatrum-loop-')),
+    defaultCommand: tinyServerCommand(),
+  });
+  env = await testEnvironment({ instanceRunners: { local: runner } });
+  await env.startWorker();
+  const started = await env.startGermline();
+  germline = started.name;
+  handle = started.handle;
+  repository = `germline/${germline}`;
+  await updateBudget(started.handle, depositUpdate, { amount: '100000', currency: 'usd', reference: 'seed' });
+  app = await testPlatform(env, germline);
+  baseUrl = await app.listen({ port: 0, host: '127.0.0.1' });
+  alice = await signUpAccount(app, uniqueName('alice'));
+});
+
+afterAll(async () => {
+  await app?.close();
+  for (const id of (await runner?.list()) ?? []) await runner.stop(id);
+  await env?.close();
+});
+
+/** Trains a run to its end and answers its result. */
+async function train(id: string, extra: { base?: boolean; datasets?: Array<{ repo: string; reference: string }> }) {
+  const request = trainingRequest(DEFAULTS, {
+    id,
+    payer: germlineWorkflowId(germline),
+    currency: 'usd',
+    ...(extra.base ? { base: { repo: repository, reference: 'main' } } : {}),
+    ...(extra.datasets ? { datasets: extra.datasets } : {}),
+    output: { repo: repository, branch: 'main' },
+    maxCost: 1000n,
+  });
+  return (await startTrainingRun(env.client, env.taskQueue, request)).result();
+}
+
+/** Serves `main` publicly with the tiny model's server; answers the instance id once it is ready. */
+async function serveMain(): Promise<string> {
+  const request: InstanceRequest = {
+    version: 1,
+    id: uniqueName('loop'),
+    image: { repo: repository, reference: 'main' },
+    payer: germlineWorkflowId(germline),
+    currency: 'usd',
+    visibility: 'public',
+    runner: 'local',
+    gpus: 1,
+    ratePerGpuHour: '3600',
+    idleTimeoutSeconds: 0,
+    maxDurationSeconds: 3600,
+    maxCost: '10000',
+    leaseSeconds: 60,
+    checkSeconds: 1,
+  };
+  await launchInstance(env.client, env.taskQueue, request);
+  await eventually(
+    async () => {
+      const row = await env.db.instance.findUnique({ where: { id: request.id } });
+      return row?.state === 'ready' && row.endpoint ? true : undefined;
+    },
+    `instance ${request.id} ready`,
+    60_000,
+  );
+  return request.id;
+}
+
+async function ask(instance: string, headers: Record<string, string> = {}) {
+  const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify({
+      model: instance,
+      messages: [{ role: 'user', content: PROMPT }],
+      max_tokens: CORRECTION.length,
+      temperature: 0,
+    }),
+  });
+  expect(response.status).toBe(200);
+  const body = (await response.json()) as { choices: Array<{ message: { content: string } }> };
+  return { interaction: response.headers.get(INTERACTION_HEADER)!, answer: body.choices[0]!.message.content };
+}
+
+test('a correction given on the zookeeper is learned, and the next gpc tag names it in its lineage, every cent in the books', async () => {
+  expect((await train(uniqueName('base'), {})).state).toBe('succeeded');
+  const before = await serveMain();
+  const asked = await ask(before, alice.token);
+  expect(asked.answer).not.toBe(CORRECTION);
+
+  const given = await alice.gql<{ giveFeedback: { id: string } }>(
+    'mutation ($i: String!, $c: String!) { giveFeedback(interaction: $i, label: "bad", correction: $c) { id } }',
+    { i: asked.interaction, c: CORRECTION },
+  );
+  const record = given.data!.giveFeedback.id;
+  // A handful of corrections: the same answer, asked again.
+  for (let n = 0; n < 3; n++) {
+    const again = await ask(before, alice.token);
+    await alice.gql(
+      'mutation ($i: String!, $c: String!) { giveFeedback(interaction: $i, label: "bad", correction: $c) { id } }',
+      {
+        i: again.interaction,
+        c: CORRECTION,
+      },
+    );
+  }
+  const dataset = await buildDataset(env, {
+    repository,
+    reference: 'main',
+    builtBy: { germline: germlineWorkflowId(germline) },
+  });
+  expect(dataset.records.records).toContain(record);
+
+  const spentBefore = BigInt((await handle.query(statusQuery)).spent);
+  const runId = uniqueName('learn');
+  const learned = await train(runId, { base: true, datasets: [{ repo: repository, reference: dataset.digest }] });
+  expect(learned).toMatchObject({ state: 'succeeded', datasets: [`${repository}@${dataset.digest}`] });
+  const status = await handle.query(statusQuery);
+  expect(BigInt(status.spent) - spentBefore).toBe(BigInt(learned.cost!));
+  expect(status.openReservations.filter((r) => r.purpose.includes(runId))).toEqual([]);
+
+  // The day is tagged: its lineage walks to the dataset and the record, and back.
+  const day = await env.client.workflow.execute(dailyGpcWorkflow, {
+    workflowId: uniqueName('daily'),
+    taskQueue: env.taskQueue,
+    args: [{ germline, day: '2031-01-02' }],
+  });
+  expect(day).toMatchObject({ status: 'published', digest: learned.outputDigest });
+  const lineage = await alice.gql<{
+    dailyCheckpoints: Array<{
+      tag: string;
+      trainingRun: {
+        id: string;
+        datasets: Array<{ digest: string; feedback: Array<{ id: string; interactionId: string }> }>;
+      };
+    }>;
+  }>('{ dailyCheckpoints { tag trainingRun { id datasets { digest feedback { id interactionId } } } } }');
+  const tagged = lineage.data!.dailyCheckpoints.find((c) => c.tag === 'gpc-2031-01-02')!;
+  expect(tagged.trainingRun.id).toBe(runId);
+  expect(tagged.trainingRun.datasets.map((d) => d.digest)).toEqual([dataset.digest]);
+  expect(tagged.trainingRun.datasets[0]!.feedback).toContainEqual({ id: record, interactionId: asked.interaction });
+  const manifest = JSON.parse((await env.store.getManifest(repository, 'gpc-2031-01-02'))!.bytes.toString('utf8')) as {
+    annotations: Record<string, string>;
+  };
+  expect(JSON.parse(manifest.annotations['io.computatrum.datasets']!)).toEqual([`${repository}@${dataset.digest}`]);
+  const back = await alice.gql<{
+    interactions: Array<{ id: string; feedback: Array<{ learnedBy: Array<{ tag: string }> }> }>;
+  }>(`{ interactions(instanceId: "${before}") { id feedback { learnedBy { tag } } } }`);
+  // alice does not own the germline's instance: she reads her feedback through the record itself.
+  expect(back.errors?.[0]?.extensions?.code).toBe('FORBIDDEN');
+  const operator = await signUpAccount(app, uniqueName('op'), { db: env.db });
+  const seen = await operator.gql<{
+    interactions: Array<{ id: string; feedback: Array<{ learnedBy: Array<{ tag: string }> }> }>;
+  }>(`{ interactions(instanceId: "${before}") { id feedback { learnedBy { tag } } } }`);
+  const judged = seen.data!.interactions.find((i) => i.id === asked.interaction)!;
+  expect(judged.feedback[0]!.learnedBy.map((c) => c.tag)).toContain('gpc-2031-01-02');
+
+  // The model serving the new head gives the corrected answer.
+  const after = await serveMain();
+  expect((await ask(after)).answer).toBe(CORRECTION);
+});
