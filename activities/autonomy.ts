@@ -18,7 +18,8 @@ import {
 import type { CheckpointStore } from '../store/types';
 import type { DecisionSummary, DeciderSettings } from '../workflows/autonomy-api';
 import { type ChildLifecycle, type ChildStatus, childStatusQuery } from '../workflows/child-api';
-import type { Observation } from '../workflows/guardrails';
+import type { FeedbackSummary, Observation } from '../workflows/guardrails';
+import { measureFeedback } from './datasets';
 import type { MinorUnits } from '../workflows/money';
 import { type TrainingDefaults, trainingRequest } from '../workflows/training-api';
 import { startTrainingRun } from '../temporal/training-client';
@@ -51,6 +52,8 @@ export interface Measurements {
   children: Record<string, ChildMeasure>;
   /** Final losses of each child's training runs, oldest first (the last 20). */
   history: TrainingHistory;
+  /** The feedback on the germline's public answers it has not learned from yet. */
+  feedback: FeedbackSummary;
 }
 
 export interface AutonomyActivities {
@@ -97,7 +100,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         { payer: germlineWorkflowId(germline) },
         { payer: { startsWith: childWorkflowPrefix(germline) } },
       ];
-      const [spent, revenue, runs] = await Promise.all([
+      const [spent, revenue, runs, feedback] = await Promise.all([
         db.trainingRun.aggregate({ _sum: { cost: true }, where: { OR: payers, finishedAt: { gte: since } } }),
         db.journalTransaction.aggregate({
           _sum: { amount: true },
@@ -117,6 +120,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
           orderBy: { createdAt: 'asc' },
           select: { payer: true, loss: true },
         }),
+        measureFeedback(db, germline),
       ]);
       const measured: Record<string, ChildMeasure> = {};
       await Promise.all(
@@ -139,6 +143,7 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         revenuePerDay: perDay(revenue._sum.amount ?? 0n),
         children: measured,
         history,
+        feedback,
       };
     },
 

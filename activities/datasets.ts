@@ -2,6 +2,7 @@
 // (interactions with the image's digest), turned into the dataset files (store/dataset.ts) and pushed
 // beside the image, then indexed for lineage (Dataset, DatasetRecord). Built by the germline's own
 // cycle (an activity), `computatrum dataset build` and GraphQL's buildDataset.
+import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { requireManifest } from '../store/checkpoint';
 import {
@@ -14,6 +15,15 @@ import {
   type TranscriptRow,
 } from '../store/dataset';
 import type { CheckpointStore } from '../store/types';
+import {
+  FINAL_TRAINING_STATES,
+  type TrainingDefaults,
+  type TrainingRequest,
+  trainingRequest,
+} from '../workflows/training-api';
+import { germlineRepository, germlineWorkflowId } from '../workflows/names';
+import type { MinorUnits } from '../workflows/money';
+import type { FeedbackSummary } from '../workflows/guardrails';
 
 export class DatasetError extends Error {
   override name = 'DatasetError';
@@ -33,6 +43,8 @@ export interface BuildDatasetInput {
   builtBy: { account: string } | { germline: string };
   /** Only feedback given (or changed) at or after this time; default: after the image's newest dataset. */
   since?: Date;
+  /** Only feedback in none of the repository's datasets yet (what the germline has not learned from), at any time. */
+  unheld?: boolean;
 }
 
 export interface BuiltDataset {
@@ -101,16 +113,17 @@ export async function buildDataset(
   const { db, store } = deps;
   const subject = await requireManifest(store, input.repository, input.reference);
   const builtBy = 'account' in input.builtBy ? input.builtBy.account : input.builtBy.germline;
-  const since =
-    input.since ??
-    (
-      await db.dataset.findFirst({
-        where: { repository: input.repository, subjectDigest: subject.digest, asOf: { not: null } },
-        orderBy: { asOf: 'desc' },
-        select: { asOf: true },
-      })
-    )?.asOf ??
-    undefined;
+  const since = input.unheld
+    ? undefined
+    : (input.since ??
+      (
+        await db.dataset.findFirst({
+          where: { repository: input.repository, subjectDigest: subject.digest, asOf: { not: null } },
+          orderBy: { asOf: 'desc' },
+          select: { asOf: true },
+        })
+      )?.asOf ??
+      undefined);
 
   const instances = await db.instance.findMany({
     where: {
@@ -124,10 +137,16 @@ export async function buildDataset(
     select: { id: true, request: true, completion: true },
   });
   const byId = new Map(interactions.map((i) => [i.id, i]));
+  const held = input.unheld
+    ? (await db.datasetRecord.findMany({ where: { repository: input.repository }, select: { feedbackId: true } })).map(
+        (r) => r.feedbackId,
+      )
+    : [];
   const feedback = await db.feedback.findMany({
     where: {
       interactionId: { in: [...byId.keys()] },
       hiddenBy: null,
+      ...(held.length ? { id: { notIn: held } } : {}),
       // The default start is the newest dataset's last record, which that dataset holds already.
       ...(since ? { updatedAt: input.since ? { gte: since } : { gt: since } } : {}),
     },
@@ -188,5 +207,93 @@ export async function buildDataset(
     records: pushed.records,
     asOf: content.asOf.toISOString(),
     created: !existing,
+  };
+}
+
+/** The branch a germline's runs on feedback publish to; a run that passes the eval gate is promoted to `main`. */
+export const LEARNED_BRANCH = 'learned';
+
+/** Run ids of the germline's runs on feedback start with this (workflows/autonomy.ts: autoRunId('learn', germline, tick)). */
+export const learnRunPrefix = (germline: string) => `learn-${germline}-`;
+
+/** The feedback on the germline's public answers that none of its datasets holds yet. */
+async function unlearned(db: Database, germline: string): Promise<Array<{ digest: string; records: number }>> {
+  const repository = germlineRepository(germline);
+  const rows = await db.$queryRaw<Array<{ digest: string; records: bigint }>>(Prisma.sql`
+    SELECT i."digest" AS digest, count(*) AS records
+    FROM "Feedback" f
+    JOIN "Interaction" i ON i."id" = f."interactionId"
+    JOIN "Instance" n ON n."id" = i."instanceId"
+    WHERE n."repository" = ${repository} AND n."visibility" = 'public' AND f."hiddenBy" IS NULL
+      AND NOT EXISTS (
+        SELECT 1 FROM "DatasetRecord" r WHERE r."feedbackId" = f."id" AND r."repository" = ${repository}
+      )
+    GROUP BY i."digest"
+    ORDER BY i."digest"`);
+  return rows.map((r) => ({ digest: r.digest, records: Number(r.records) }));
+}
+
+/** How much the germline has not learned yet, and whether a run on feedback is in flight (for its tick). */
+export async function measureFeedback(db: Database, germline: string): Promise<FeedbackSummary> {
+  const [pending, inFlight] = await Promise.all([
+    unlearned(db, germline),
+    db.trainingRun.count({
+      where: { id: { startsWith: learnRunPrefix(germline) }, state: { notIn: [...FINAL_TRAINING_STATES] } },
+    }),
+  ]);
+  return { newRecords: pending.reduce((sum, p) => sum + p.records, 0), learning: inFlight > 0 };
+}
+
+export interface DatasetActivities {
+  /**
+   * Builds the datasets of the germline's unlearned feedback (one per image its public instances
+   * served) and the training run that learns from them: its head as the base, the `learned` branch
+   * as the output. No request when there is nothing new.
+   */
+  prepareLearning(input: {
+    germline: string;
+    runId: string;
+    maxCost: MinorUnits;
+    currency: string;
+  }): Promise<{ request?: TrainingRequest; datasets: string[] }>;
+}
+
+export function createDatasetActivities(deps: {
+  db: Database;
+  store: CheckpointStore;
+  training: TrainingDefaults;
+}): DatasetActivities {
+  return {
+    async prepareLearning({ germline, runId, maxCost, currency }) {
+      const repository = germlineRepository(germline);
+      const built: BuiltDataset[] = [];
+      for (const { digest } of await unlearned(deps.db, germline)) {
+        try {
+          built.push(
+            await buildDataset(deps, {
+              repository,
+              reference: digest,
+              builtBy: { germline: germlineWorkflowId(germline) },
+              unheld: true,
+            }),
+          );
+        } catch (error) {
+          // Given meanwhile on an image that is gone, or learned by a run that just finished: nothing to add.
+          if (!(error instanceof DatasetError)) throw error;
+        }
+      }
+      const datasets = built.map((d) => `${d.repository}@${d.digest}`);
+      if (built.length === 0) return { datasets };
+      const request = trainingRequest(deps.training, {
+        id: runId,
+        payer: germlineWorkflowId(germline),
+        currency,
+        base: { repo: repository, reference: 'main' },
+        datasets: built.map((d) => ({ repo: d.repository, reference: d.digest })),
+        output: { repo: repository, branch: LEARNED_BRANCH },
+        maxCost: BigInt(maxCost),
+      });
+      return { request, datasets };
+    },
   };
 }

@@ -21,6 +21,8 @@ export interface RulesPolicyParams {
   spawnRunwayDays: number;
   /** A child whose last this-many training losses did not improve is retired. */
   patience: number;
+  /** The germline learns from feedback once this many new records have arrived (0: never by itself). */
+  feedbackThreshold: number;
 }
 
 export const DEFAULT_RULES: RulesPolicyParams = {
@@ -29,6 +31,7 @@ export const DEFAULT_RULES: RulesPolicyParams = {
   runCost: '500',
   spawnRunwayDays: 60,
   patience: 3,
+  feedbackThreshold: 10,
 };
 
 export interface PolicyProposal {
@@ -59,7 +62,9 @@ function improving(losses: number[], patience: number): boolean {
  *    not beat its best before them;
  * 2. train every other active child with allowance left for a run of `runCost`;
  * 3. spawn the first purpose not yet taken, with `allowancePercent` of the available funds, while
- *    the funds left cover `spawnRunwayDays` of net burn.
+ *    the funds left cover `spawnRunwayDays` of net burn;
+ * 4. learn from feedback (a run of `runCost` on the germline's head) once `feedbackThreshold` new
+ *    records have arrived and no such run is in flight.
  */
 export function rulesPolicy(
   observation: Observation,
@@ -104,6 +109,19 @@ export function rulesPolicy(
       why: `no ${purpose} child yet; ${params.allowancePercent}% of the available funds keeps ${params.spawnRunwayDays} days of runway`,
     });
   }
+  const feedback = observation.feedback;
+  if (
+    feedback &&
+    params.feedbackThreshold > 0 &&
+    feedback.newRecords >= params.feedbackThreshold &&
+    !feedback.learning &&
+    !observation.budget.paused
+  ) {
+    proposals.push({
+      proposal: { kind: 'learn', maxCost: runCost.toString(), records: feedback.newRecords },
+      why: `${feedback.newRecords} new feedback records on the germline's answers, at least ${params.feedbackThreshold}: train its head on them`,
+    });
+  }
   return proposals;
 }
 
@@ -118,6 +136,7 @@ const agentAnswer = z.object({
           z.object({ kind: z.literal('fund'), child, amount: minor }),
           z.object({ kind: z.literal('train'), child, maxCost: minor }),
           z.object({ kind: z.literal('retire'), child, reason: z.string().min(1).max(200) }),
+          z.object({ kind: z.literal('learn'), maxCost: minor, records: z.number().int().min(1) }),
         ]),
         why: z.string().min(1).max(1000),
       }),

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { createAutonomyActivities } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
+import { createDatasetActivities } from '../activities/datasets';
 import { createInstanceActivities, type GermlineInstanceSettings, type InstanceRunner } from '../activities/instances';
 import { createJournalActivities } from '../activities/journal';
 import type { Database } from '../db/prisma';
@@ -56,6 +57,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createBudgetActivities(deps.client),
     ...createTrainingActivities(deps),
     ...createAutonomyActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
+    ...createDatasetActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
     ...createInstanceActivities({
       db: deps.db,
       store: deps.store,

@@ -7,11 +7,14 @@ import {
   condition,
   getExternalWorkflowHandle,
   log,
+  ParentClosePolicy,
   patched,
   proxyActivities,
   setHandler,
   sleep,
+  startChild,
   workflowInfo,
+  WorkflowIdReusePolicy,
 } from '@temporalio/workflow';
 import type { AutonomyActivities, Measurements } from '../activities/autonomy';
 import type { Budget } from './budget';
@@ -42,7 +45,8 @@ import {
 } from './guardrails';
 import { failureMessage, FAILURE } from './failures';
 import { formatMoney, minorUnitsProblem } from './money';
-import { NAME } from './names';
+import { learnWorkflow } from './learn';
+import { learnWorkflowId, NAME } from './names';
 import { now } from './clock';
 
 // Measuring and deciding are retried a few times; a policy that cannot answer is an answer itself.
@@ -86,6 +90,9 @@ export interface AutonomyHost {
 }
 
 const ENDPOINT = /^https?:\/\/[^\s]+$/;
+
+/** Which decider proposed an act, and what it saw: an act that records decisions of its own names them. */
+type DecisionOrigin = Pick<PendingDecision, 'policy' | 'observationDigest'>;
 
 function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'InvalidRequest', nonRetryable: true, message });
@@ -152,6 +159,7 @@ export function applyAutonomyChange(
     if ('allowancePercent' in rules) wholeNumber(rules.allowancePercent, 'rules.allowancePercent', 1, 100);
     if ('spawnRunwayDays' in rules) wholeNumber(rules.spawnRunwayDays, 'rules.spawnRunwayDays', 0, 3650);
     if ('patience' in rules) wholeNumber(rules.patience, 'rules.patience', 1, 1000);
+    if ('feedbackThreshold' in rules) wholeNumber(rules.feedbackThreshold, 'rules.feedbackThreshold', 0, 1_000_000);
     if ('runCost' in rules)
       minorSetting(rules.runCost, 'rules.runCost', 'rules.runCost is whole minor units above zero, as a string', {
         positive: true,
@@ -269,6 +277,8 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
       budget: host.budget.status(now()),
       burnPerDay: measured.burnPerDay,
       revenuePerDay: measured.revenuePerDay,
+      // Absent from what a worker before feedback measured (a replayed history).
+      ...(measured.feedback ? { feedback: measured.feedback } : {}),
       children: [...host.children.values()].map((c) => {
         const books = c.state === 'active' ? measured.children[c.name] : undefined;
         // A child on its way out is judged as already out: nothing more is asked of it.
@@ -294,7 +304,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
   const money = (amount: string) => formatMoney(amount, host.budget.currency);
 
   /** Carries out an allowed proposal; returns what was done, in words. Throws when it could not be done. */
-  async function act(id: string, proposal: Proposal): Promise<string> {
+  async function act(id: string, proposal: Proposal, origin: DecisionOrigin): Promise<string> {
     const key = `${workflowId}/decision/${id}`;
     switch (proposal.kind) {
       case 'spawn': {
@@ -346,6 +356,26 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
         });
         return `started training/${runId} paid by ${proposal.child} (at most ${money(proposal.maxCost)}, from ${started.base ?? 'scratch'})`;
       }
+      case 'learn': {
+        const runId = autoRunId('learn', host.germline, state.ticks);
+        // It outlives the tick, and the germline's continue-as-new: it records its own outcome.
+        await startChild(learnWorkflow, {
+          workflowId: learnWorkflowId(runId),
+          args: [
+            {
+              germline: host.germline,
+              runId,
+              maxCost: proposal.maxCost,
+              currency: host.budget.currency,
+              evalGate: state.evalGate,
+              decision: { id, ...origin, proposal },
+            },
+          ],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+        });
+        return `started learn/${runId}: the germline trains its head on ${proposal.records} new feedback records (at most ${money(proposal.maxCost)}), promoted if it passes the eval gate`;
+      }
       case 'retire': {
         const record = host.children.get(proposal.child)!;
         await getExternalWorkflowHandle(record.workflowId).signal(retireRequestedSignal, proposal.reason);
@@ -357,9 +387,10 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
   async function attempt(
     id: string,
     proposal: Proposal,
+    origin: DecisionOrigin,
   ): Promise<{ ok: true; done: string } | { ok: false; error: string }> {
     try {
-      return { ok: true, done: await act(id, proposal) };
+      return { ok: true, done: await act(id, proposal, origin) };
     } catch (error) {
       return { ok: false, error: failureMessage(error) };
     }
@@ -418,13 +449,16 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
             reason: `above the approval threshold of ${money(state.limits.approvalThreshold!)}: waits for \`computatrum approve ${id}\``,
           });
         } else {
-          const done = await attempt(id, proposal);
+          const done = await attempt(id, proposal, {
+            policy: answer.policy,
+            observationDigest: answer.observationDigest,
+          });
           decisions.push({
             ...base,
             outcome: done.ok ? 'executed' : 'failed',
             reason: done.ok ? done.done : done.error,
           });
-          const books = measured.children[proposal.child];
+          const books = proposal.child === undefined ? undefined : measured.children[proposal.child];
           // What was just done counts for the proposals after it: a started run holds its cap, a retiring child is out.
           if (done.ok && books && proposal.kind === 'train')
             books.reserved = (BigInt(books.reserved) + BigInt(proposal.maxCost)).toString();
@@ -502,7 +536,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
             outcome: 'refused',
             reason: `${approval}, but the guardrails now refuse it: ${refusalReasons(judgement)}`,
           });
-        const done = await attempt(pending.id, pending.proposal);
+        const done = await attempt(pending.id, pending.proposal, pending);
         return conclude(pending, {
           ...base,
           outcome: done.ok ? 'approved' : 'failed',

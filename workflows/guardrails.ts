@@ -46,13 +46,24 @@ export interface Observation {
   /** Average income per day (marketplace fees, deposits excluded), in minor units. */
   revenuePerDay: MinorUnits;
   children: ChildSummary[];
+  /** What people said about the germline's public answers that it has not learned from yet. */
+  feedback?: FeedbackSummary;
+}
+
+export interface FeedbackSummary {
+  /** Visible feedback records on the germline's public instances' answers, in none of its datasets yet. */
+  newRecords: number;
+  /** A run learning from feedback is in flight: the next one waits for it. */
+  learning: boolean;
 }
 
 export type Proposal =
   | { kind: 'spawn'; child: string; allowance: MinorUnits; purpose: string }
   | { kind: 'fund'; child: string; amount: MinorUnits }
   | { kind: 'train'; child: string; maxCost: MinorUnits }
-  | { kind: 'retire'; child: string; reason: string };
+  | { kind: 'retire'; child: string; reason: string }
+  /** The germline trains its head on the new feedback (workflows/learn.ts), paid from its own budget. */
+  | { kind: 'learn'; child?: undefined; maxCost: MinorUnits; records: number };
 
 export type GuardrailRule =
   | 'valid-proposal'
@@ -83,6 +94,7 @@ export interface Judgement {
 export function germlineOutlay(proposal: Proposal): bigint {
   if (proposal.kind === 'spawn') return BigInt(proposal.allowance);
   if (proposal.kind === 'fund') return BigInt(proposal.amount);
+  if (proposal.kind === 'learn') return BigInt(proposal.maxCost);
   return 0n;
 }
 
@@ -92,15 +104,24 @@ function moved(proposal: Proposal): bigint {
   return germlineOutlay(proposal);
 }
 
+/** Who a proposal is about, in words: a child, or the germline itself. */
+export function proposalSubject(proposal: Proposal): string {
+  return proposal.kind === 'learn' ? 'the germline' : proposal.child;
+}
+
 function wellFormed(proposal: Proposal, currency: string): string | undefined {
-  if (!NAME.test(proposal.child ?? ''))
+  if (proposal.kind === 'learn') {
+    if (!Number.isSafeInteger(proposal.records) || proposal.records < 1)
+      return `a learn proposal names how many new feedback records it learns from, got ${JSON.stringify(proposal.records)}`;
+  } else if (!NAME.test(proposal.child ?? '')) {
     return `child name "${proposal.child}" must be lowercase letters, digits and dashes`;
+  }
   const amount =
     proposal.kind === 'spawn'
       ? proposal.allowance
       : proposal.kind === 'fund'
         ? proposal.amount
-        : proposal.kind === 'train'
+        : proposal.kind === 'train' || proposal.kind === 'learn'
           ? proposal.maxCost
           : '1';
   const problem = minorUnitsProblem(
@@ -122,7 +143,7 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
   const money = (minor: bigint | string) => formatMoney(minor, observation.budget.currency);
 
   const malformed = wellFormed(proposal, observation.budget.currency);
-  add('valid-proposal', malformed === undefined, malformed ?? `${proposal.kind} ${proposal.child}`);
+  add('valid-proposal', malformed === undefined, malformed ?? `${proposal.kind} ${proposalSubject(proposal)}`);
   if (malformed) return { allowed: false, needsApproval: false, verdicts };
 
   const child = observation.children.find((c) => c.name === proposal.child);
@@ -139,7 +160,9 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
         : 'not paused',
     );
   }
-  if (proposal.kind === 'spawn') {
+  if (proposal.kind === 'learn') {
+    // The germline's own run: no child to know.
+  } else if (proposal.kind === 'spawn') {
     add(
       'child-known',
       child === undefined,
@@ -157,14 +180,16 @@ export function judge(proposal: Proposal, observation: Observation, policy: Auto
     add('child-known', usable, child ? `${proposal.child} is ${child.state}` : `no child named ${proposal.child}`);
   }
 
-  if (proposal.kind === 'spawn' || proposal.kind === 'fund') {
-    const allowanceAfter = BigInt(child?.allowance ?? '0') + outlay;
-    const cap = policy.perChildAllowanceCap;
-    add(
-      'per-child-allowance-cap',
-      cap === null || allowanceAfter <= BigInt(cap),
-      cap === null ? 'no per-child cap' : `allowance would be ${money(allowanceAfter)} of at most ${money(cap)}`,
-    );
+  if (proposal.kind === 'spawn' || proposal.kind === 'fund' || proposal.kind === 'learn') {
+    if (proposal.kind !== 'learn') {
+      const allowanceAfter = BigInt(child?.allowance ?? '0') + outlay;
+      const cap = policy.perChildAllowanceCap;
+      add(
+        'per-child-allowance-cap',
+        cap === null || allowanceAfter <= BigInt(cap),
+        cap === null ? 'no per-child cap' : `allowance would be ${money(allowanceAfter)} of at most ${money(cap)}`,
+      );
+    }
     add('available-funds', outlay <= available, `needs ${money(outlay)}, ${money(available)} available`);
     const perReservation = observation.budget.policy.perReservationCap;
     add(

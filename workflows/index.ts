@@ -6,3 +6,4 @@ export { childWorkflow } from './child';
 export { creditWorkflow } from './credit';
 export { instanceWorkflow } from './instance';
 export { genesisWorkflow } from './genesis';
+export { learnWorkflow } from './learn';

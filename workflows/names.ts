@@ -41,6 +41,9 @@ export const runTag = (run: string): string => `run-${run}`;
 
 export const dailyGpcWorkflowId = (germline: string, day: string): string => `daily-gpc/${germline}/${day}`;
 
+/** The germline learning from feedback: building the datasets, the run, promoting what passes the gate. */
+export const learnWorkflowId = (run: string): string => `learn/${run}`;
+
 /** The germline's first day on a fresh install: its first training run and gpc tag. */
 export const genesisWorkflowId = (germline: string): string => `genesis/${germline}`;
 

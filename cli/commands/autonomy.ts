@@ -32,6 +32,8 @@ function describeProposal(proposal: Proposal | null | undefined, currency: strin
       return `train ${proposal.child}, at most ${money(proposal.maxCost)}`;
     case 'retire':
       return `retire ${proposal.child}`;
+    case 'learn':
+      return `learn from ${proposal.records} feedback records, at most ${money(proposal.maxCost)}`;
   }
 }
 
@@ -94,6 +96,7 @@ interface AutonomyOptions {
   runCost?: bigint;
   allowancePercent?: number;
   patience?: number;
+  feedbackThreshold?: number;
   purposes?: string[];
   json?: boolean;
 }
@@ -138,6 +141,11 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
       'rules: runs without a better loss before a child is retired',
       positiveInteger('--patience'),
     )
+    .option(
+      '--feedback-threshold <n>',
+      "rules: new feedback records on the germline's answers before it learns from them (0: never by itself)",
+      wholeNumber('--feedback-threshold', 0),
+    )
     .option('--purposes <names>', 'rules: the breeds to spawn, in order, comma-separated', (v) =>
       v
         .split(',')
@@ -162,6 +170,7 @@ export function addAutonomyCommands(program: Command, config: () => Config): voi
         ...(options.runCost !== undefined ? { runCost: options.runCost.toString() } : {}),
         ...(options.allowancePercent !== undefined ? { allowancePercent: options.allowancePercent } : {}),
         ...(options.patience !== undefined ? { patience: options.patience } : {}),
+        ...(options.feedbackThreshold !== undefined ? { feedbackThreshold: options.feedbackThreshold } : {}),
         ...(options.purposes ? { purposes: options.purposes } : {}),
       };
       if (Object.keys(rules).length > 0) change.rules = rules;

@@ -74,6 +74,37 @@ describe('rules policy', () => {
     expect(rulesPolicy(observation([], { paused: true }), {})).toEqual([]);
   });
 
+  test('enough new feedback, and no such run in flight, proposes that the germline learn from it', () => {
+    const learning = (newRecords: number, inFlight = false, paused = false) =>
+      rulesPolicy(
+        { ...observation([], { paused }), feedback: { newRecords, learning: inFlight } },
+        {},
+        { ...DEFAULT_RULES, purposes: ['coder'], feedbackThreshold: 5 },
+      )
+        .map((p) => p.proposal)
+        .filter((p) => p.kind === 'learn');
+    expect(learning(4)).toEqual([]);
+    expect(learning(5)).toEqual([{ kind: 'learn', maxCost: DEFAULT_RULES.runCost, records: 5 }]);
+    expect(learning(50, true)).toEqual([]);
+    expect(learning(50, false, true)).toEqual([]);
+    expect(
+      rulesPolicy(
+        { ...observation(), feedback: { newRecords: 50, learning: false } },
+        {},
+        {
+          ...DEFAULT_RULES,
+          feedbackThreshold: 0,
+        },
+      ).filter((p) => p.proposal.kind === 'learn'),
+    ).toEqual([]);
+    const seen = { ...observation(), feedback: { newRecords: 10, learning: false } };
+    const [learn] = rulesPolicy(seen, {}).filter((p) => p.proposal.kind === 'learn');
+    expect(judge(learn!.proposal, seen, DEFAULT_AUTONOMY_POLICY)).toMatchObject({ allowed: true });
+    expect(
+      judge(learn!.proposal, { ...seen, budget: { ...seen.budget, available: '100' } }, DEFAULT_AUTONOMY_POLICY),
+    ).toMatchObject({ allowed: false });
+  });
+
   test('what the rules propose from a healthy budget passes the default guardrails', () => {
     const seen = observation([active('coder', '5000', '1000')]);
     for (const { proposal } of rulesPolicy(seen, { coder: [2, 1.9] }))

@@ -210,6 +210,11 @@ const proposal: fc.Arbitrary<Proposal> = fc.oneof(
     child: fc.constantFrom(...NAMES),
     reason: fc.constant('stopped paying off'),
   }),
+  fc.record({
+    kind: fc.constant('learn' as const),
+    maxCost: fc.integer({ min: 1, max: 1500 }).map(String),
+    records: fc.integer({ min: 1, max: 50 }),
+  }),
 );
 const cap = fc.option(fc.integer({ min: 1, max: 20_000 }).map(String), { nil: null });
 const command: fc.Arbitrary<Command> = fc.oneof(
@@ -253,6 +258,7 @@ const allowedKinds: Record<Proposal['kind'] | 'refused', number> = {
   fund: 0,
   train: 0,
   retire: 0,
+  learn: 0,
   refused: 0,
 };
 
@@ -305,6 +311,15 @@ function play(policy: AutonomyPolicy, commands: Command[]): void {
     }
     allowedKinds[judgement.allowed ? p.kind : 'refused'] += 1;
     if (!judgement.allowed) continue;
+    if (p.kind === 'learn') {
+      // The germline's own run reserves its cap from the germline and is charged what it used.
+      const { result } = budget.reserve({ amount: outlay.toString(), ref: key(), purpose: 'learn' }, key(), NOW);
+      budget.settle({ reservationId: result.reservationId, actual: (outlay / 2n).toString() }, key(), NOW);
+      const netBurn = BigInt(burn.burnPerDay) - BigInt(burn.revenuePerDay);
+      if (netBurn > 0n)
+        expect(BigInt(budget.status(NOW).available)).toBeGreaterThanOrEqual(netBurn * BigInt(policy.minRunwayDays));
+      continue;
+    }
 
     const before = children.get(p.child);
     if (p.kind === 'spawn' || p.kind === 'fund') {

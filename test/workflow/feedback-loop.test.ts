@@ -16,10 +16,12 @@ import { updateBudget } from '../../temporal/budget-client';
 import type { GermlineHandle } from '../../temporal/germline-client';
 import { launchInstance } from '../../temporal/instance-client';
 import { startTrainingRun } from '../../temporal/training-client';
+import { type TickReport, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
 import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
 import type { InstanceRequest } from '../../workflows/instance-api';
-import { germlineWorkflowId } from '../../workflows/names';
+import type { learnWorkflow } from '../../workflows/learn';
+import { germlineWorkflowId, learnWorkflowId } from '../../workflows/names';
 import { trainingRequest } from '../../workflows/training-api';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { eventually } from '../helpers/eventually';
@@ -200,4 +202,66 @@ test('a correction given on the zookeeper is learned, and the next gpc tag names
   // The model serving the new head gives the corrected answer.
   const after = await serveMain();
   expect((await ask(after)).answer).toBe(CORRECTION);
+});
+
+test('the germline closes the loop by itself: enough new feedback, a tick proposes to learn, the run is paid and promoted past the eval gate, every step a decision', async () => {
+  await updateBudget(handle, setAutonomyUpdate, {
+    tickIntervalSeconds: null,
+    maxChildren: 0,
+    rules: { feedbackThreshold: 2, runCost: '1000' },
+    evalGate: { metric: 'loss', atMost: 100 },
+  });
+  const instance = await serveMain();
+  const tick = () => handle.executeUpdate(tickUpdate, { args: [] });
+  const learnOf = (report: TickReport) => report.decisions.find((d) => d.proposal?.kind === 'learn');
+
+  // One new record is below the threshold: nothing to learn yet.
+  const first = await ask(instance);
+  await alice.gql('mutation ($i: String!) { giveFeedback(interaction: $i, label: "good") { id } }', {
+    i: (await ask(instance, alice.token)).interaction,
+  });
+  expect(first.interaction).toBeTruthy();
+  expect(learnOf(await tick())).toBeUndefined();
+
+  await alice.gql(
+    'mutation ($i: String!, $c: String!) { giveFeedback(interaction: $i, label: "bad", correction: $c) { id } }',
+    {
+      i: (await ask(instance, alice.token)).interaction,
+      c: CORRECTION,
+    },
+  );
+  const report = await tick();
+  const decided = learnOf(report)!;
+  expect(decided).toMatchObject({ outcome: 'executed', proposal: { kind: 'learn', records: 2, maxCost: '1000' } });
+  const runId = /started learn\/(\S+):/.exec(decided.reason)![1]!;
+
+  // The run learns and is promoted; its outcome is a decision beside the one that started it.
+  const learned = await env.client.workflow.getHandle<typeof learnWorkflow>(learnWorkflowId(runId)).result();
+  expect(learned).toMatchObject({ outcome: 'promoted', run: { state: 'succeeded' } });
+  expect((await env.store.getManifest(repository, 'main'))!.digest).toBe(learned.run!.outputDigest);
+  const outcome = await env.db.decision.findUnique({ where: { id: `${decided.id}/outcome` } });
+  expect(outcome).toMatchObject({ outcome: 'executed', reason: expect.stringContaining('is the head now') });
+  const run = await env.db.trainingRun.findUnique({ where: { id: runId } });
+  expect(run).toMatchObject({ payer: germlineWorkflowId(germline), state: 'succeeded' });
+  expect(run!.cost).not.toBeNull();
+
+  // What it learned is held by a dataset now: the next tick has nothing new to learn.
+  expect(learnOf(await tick())).toBeUndefined();
+
+  // A gate the run cannot pass keeps the head where it is, and says why.
+  await updateBudget(handle, setAutonomyUpdate, { evalGate: { metric: 'loss', atMost: 0.0001 } });
+  for (let n = 0; n < 2; n++) {
+    await alice.gql('mutation ($i: String!) { giveFeedback(interaction: $i, label: "good") { id } }', {
+      i: (await ask(instance, alice.token)).interaction,
+    });
+  }
+  const head = (await env.store.getManifest(repository, 'main'))!.digest;
+  const gated = learnOf(await tick())!;
+  const gatedRun = /started learn\/(\S+):/.exec(gated.reason)![1]!;
+  const refused = await env.client.workflow.getHandle<typeof learnWorkflow>(learnWorkflowId(gatedRun)).result();
+  expect(refused).toMatchObject({ outcome: 'not-promoted', reason: expect.stringContaining('fails the eval gate') });
+  expect((await env.store.getManifest(repository, 'main'))!.digest).toBe(head);
+  expect(await env.db.decision.findUnique({ where: { id: `${gated.id}/outcome` } })).toMatchObject({
+    outcome: 'refused',
+  });
 });

@@ -1,8 +1,8 @@
 // Every workflow type the worker registers, run for real on the dev server and then replayed from
 // its recorded history against the workflow bundle: a germline (autonomy settings, a child spawned
 // and retired, a promotion), the child, a training run of the tiny trainer paid by the child, a
-// daily gpc tag (directly and through its Schedule), a trainer's credit and an instance (a renewed
-// lease, asleep, woken, stopped). A type the worker
+// daily gpc tag (directly and through its Schedule), a trainer's credit, an instance (a renewed
+// lease, asleep, woken, stopped), a fresh germline's genesis and a learn from feedback. A type the worker
 // registers without a history replayed here fails the test by name.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,7 +23,17 @@ import { testGlobals } from '../setup/globals';
 import { eventually } from '../helpers/eventually';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
-import { childWorkflowId, trainingWorkflowId, dailyGpcWorkflowId, instanceWorkflowId } from '../../workflows/names';
+import {
+  childWorkflowId,
+  dailyGpcWorkflowId,
+  genesisWorkflowId,
+  instanceWorkflowId,
+  learnWorkflowId,
+  trainingWorkflowId,
+} from '../../workflows/names';
+import type { genesisWorkflow } from '../../workflows/genesis';
+import { learnWorkflow } from '../../workflows/learn';
+import { ensureGenesis } from '../../temporal/germline-client';
 import { LocalInstanceRunner } from '../../activities/runners/local-instances';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
 import { instanceStatusQuery, stopInstanceUpdate, wakeInstanceUpdate } from '../../workflows/instance-api';
@@ -176,6 +186,53 @@ test('the histories of every workflow type replay without a determinism error', 
   await instanceHandle(env.client, instance).executeUpdate(wakeInstanceUpdate);
   await instanceHandle(env.client, instance).executeUpdate(stopInstanceUpdate, { args: [{ by: 'replay' }] });
   await waitClosed(instanceWorkflowId(instance));
+
+  // A fresh germline's genesis (its first run and today's tag), and a learn from feedback with none to learn.
+  const fresh = await env.startGermline(uniqueName('genesis'));
+  await updateBudget(fresh.handle, depositUpdate, { amount: '5000', currency: 'usd', reference: 'seed' });
+  await ensureGenesis(env.client, {
+    germline: fresh.name,
+    taskQueue: env.taskQueue,
+    training: {
+      version: 1,
+      id: uniqueName('genesis-run'),
+      payer: fresh.handle.workflowId,
+      currency: 'usd',
+      output: { repo: `germline/${fresh.name}`, branch: 'main' },
+      runner: 'local',
+      command: tinyTrainerCommand(['--steps', '30', '--save-every', '30']),
+      gpus: 1,
+      maxCost: '1000',
+      ratePerGpuHour: '3600',
+      maxDurationSeconds: 600,
+      maxPreemptions: 0,
+    },
+  });
+  const genesis = await env.client.workflow.getHandle<typeof genesisWorkflow>(genesisWorkflowId(fresh.name)).result();
+  expect(genesis.daily).toMatchObject({ status: 'published' });
+  recorded.push({ workflowId: genesisWorkflowId(fresh.name) });
+  const learnRun = uniqueName('learn');
+  const learned = await env.client.workflow.execute(learnWorkflow, {
+    workflowId: learnWorkflowId(learnRun),
+    taskQueue: env.taskQueue,
+    args: [
+      {
+        germline: fresh.name,
+        runId: learnRun,
+        maxCost: '1000',
+        currency: 'usd',
+        evalGate: null,
+        decision: {
+          id: `${fresh.name}/1/0`,
+          policy: 'rules',
+          observationDigest: 'sha256:replay',
+          proposal: { kind: 'learn', maxCost: '1000', records: 1 },
+        },
+      },
+    ],
+  });
+  expect(learned.outcome).toBe('nothing-new');
+  recorded.push({ workflowId: learnWorkflowId(learnRun) });
 
   // A trainer's credit: started as the platform starts it, with a deposit booked.
   const credit = await creditHandle(env.client, env.taskQueue, uniqueName('tr'), 'usd');
