@@ -1,5 +1,6 @@
 // The platform's HTTP server: health, accounts (/auth/*), the GraphQL API (/api/graphql), downloads
 // (/v2/, the read side of the OCI Distribution API), the checkpoint listing and the pages (pages/).
+import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Database } from '../db/prisma';
@@ -11,6 +12,8 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGateway } from './gateway';
+import { registerFeedbackRoute } from './gateway-feedback';
+import { visitorIds } from './visitors';
 import { registerGraphQL } from './graphql';
 import type { TrainingSettings } from './credit';
 import { registerStripeWebhook, type StripeSettings } from './stripe';
@@ -123,12 +126,19 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   );
   registerCheckpointListing(app, options.store, options.db);
   registerRecordings(app, options.db, options.store);
+  // One salt for every part that knows anonymous visitors, so their ids agree.
+  const visitorSalt = options.visitorSalt ?? randomBytes(32).toString('hex');
   await registerGateway(app, {
     db: options.db,
     perMinute: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
     ...(options.anonymousChatsPerMinute ? { anonymousPerMinute: options.anonymousChatsPerMinute } : {}),
-    ...(options.visitorSalt ? { visitorSalt: options.visitorSalt } : {}),
+    visitorSalt,
     ...(options.client ? { client: options.client } : {}),
+  });
+  await registerFeedbackRoute(app, {
+    db: options.db,
+    visitorId: visitorIds(visitorSalt),
+    perMinute: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
   });
   await registerPages(app, {
     db: options.db,

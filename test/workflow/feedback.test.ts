@@ -39,6 +39,7 @@ let alice: TestAccount;
 let bob: TestAccount;
 let operator: TestAccount;
 const ids = { pub: '', priv: '' };
+const tokenOf = (account: TestAccount) => account.token.authorization!.slice('Bearer '.length);
 
 function request(overrides: Partial<InstanceRequest>): InstanceRequest {
   return {
@@ -247,4 +248,99 @@ test('a dataset holds exactly the visible feedback, the same records give the sa
     `oci:${copied}:dataset`,
   ]);
   expect(readdirSync(path.join(copied, 'blobs', 'sha256'))).toContain(built.digest.slice('sha256:'.length));
+});
+
+/** POST /v1/feedback as the caller `headers` make. */
+async function feedback(body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(`${baseUrl}/v1/feedback`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, any> };
+}
+
+/** The real CLI against this platform, with no token unless given. */
+async function cli(args: string[], token?: string) {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_LEVEL: 'warn',
+    COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'feedback-cli-')),
+    PLATFORM_HOST: '127.0.0.1',
+    PLATFORM_PORT: new URL(baseUrl).port,
+  };
+  delete env.COMPUTATRUM_TOKEN;
+  delete env.COMPUTATRUM_CONFIG;
+  if (token) env.COMPUTATRUM_TOKEN = token;
+  try {
+    const { stdout, stderr } = await promisify(execFile)(
+      process.execPath,
+      [path.join(__dirname, '..', '..', 'bin', 'computatrum.js'), ...args],
+      { env },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+}
+
+test('right after a /v1 call: an anonymous visitor judges their own exchange by its id (and only theirs), the CLI too; bad input says what was wrong', async () => {
+  const mine = await chat(ids.pub, 'an anonymous question');
+  const given = await feedback({ interaction: mine, label: 'bad', correction: 'a better answer' });
+  expect(given).toMatchObject({
+    status: 200,
+    body: { object: 'feedback', interaction: mine, label: 'bad', correction: 'a better answer' },
+  });
+  // The same visitor again: the record is replaced, not doubled.
+  const again = await feedback({ interaction: mine, label: 'good' });
+  expect(again.body).toMatchObject({ id: given.body.id, label: 'good', correction: null });
+  const row = await env.db.feedback.findUnique({ where: { id: given.body.id as string } });
+  expect(row).toMatchObject({ authorHandle: null, visitorId: expect.stringMatching(/^[0-9a-f]{32}$/) });
+  const exchange = await env.db.interaction.findUnique({ where: { id: mine } });
+  expect(row!.visitorId).toBe(exchange!.visitorId);
+
+  // Someone else's exchange does not exist for an anonymous visitor.
+  const alices = await chat(ids.pub, 'alice asks', alice.token);
+  expect(await feedback({ interaction: alices, label: 'bad' })).toMatchObject({
+    status: 404,
+    body: { error: { type: 'not_found_error', message: expect.stringContaining(`no interaction ${alices}`) } },
+  });
+  expect(await feedback({ interaction: alices, label: 'good' }, alice.token)).toMatchObject({ status: 200 });
+
+  expect(await feedback({ interaction: mine })).toMatchObject({
+    status: 400,
+    body: { error: { message: expect.stringContaining('label (good or bad) are required') } },
+  });
+  expect(await feedback({ interaction: mine, label: 'bad', correction: 'x'.repeat(1_000_000) })).toMatchObject({
+    status: 413,
+    body: { error: { message: expect.stringContaining('a correction is at most 20000 characters') } },
+  });
+  const form = await fetch(`${baseUrl}/v1/feedback`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', ...alice.cookie },
+    body: `interaction=${alices}&label=bad`,
+  });
+  expect(form.status).toBe(415);
+
+  // The CLI, anonymously from the same address, and as alice.
+  const byCli = await cli(['feedback', mine, '--bad', '--correction', 'said better']);
+  expect(byCli).toMatchObject({ code: 0, stdout: expect.stringContaining(`on ${mine}: bad, with a correction`) });
+  expect((await env.db.feedback.findUnique({ where: { id: given.body.id as string } }))!.correction).toBe(
+    'said better',
+  );
+  const neither = await cli(['feedback', mine]);
+  expect(neither).toMatchObject({ code: 2, stderr: expect.stringContaining('give one of --good or --bad') });
+  const unknown = await cli(['feedback', 'no-such-exchange', '--good'], tokenOf(alice));
+  expect(unknown).toMatchObject({ code: 1, stderr: expect.stringContaining('no interaction no-such-exchange') });
+});
+
+test('anonymous feedback is rate limited per visitor, answered the OpenAI way', async () => {
+  const mine = await chat(ids.pub, 'one more question');
+  const answers: number[] = [];
+  for (let n = 0; n < 25; n++)
+    answers.push((await feedback({ interaction: mine, label: n % 2 ? 'good' : 'bad' })).status);
+  expect(answers.filter((s) => s === 200).length).toBeLessThanOrEqual(20);
+  const limited = await feedback({ interaction: mine, label: 'good' });
+  expect(limited).toMatchObject({ status: 429, body: { error: { type: 'rate_limit_error' } } });
 });
