@@ -32,6 +32,12 @@ const RUNS = Number(values.runs);
 const TOKENS = Number(values.tokens);
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+/**
+ * A pause before each measurement: the gateway stores an exchange after its stream has ended (on this
+ * process, when the database is PGlite), and that work, part of neither measurement, is let finish
+ * before the next one starts.
+ */
+const settle = () => new Promise((resolve) => setTimeout(resolve, 100));
 
 /** One streamed completion: milliseconds to the first content, and content characters per second after it. */
 async function streamed(baseUrl: string, model: string, seed: number): Promise<{ firstMs: number; perSecond: number }> {
@@ -52,8 +58,12 @@ async function streamed(baseUrl: string, model: string, seed: number): Promise<{
   let first: number | undefined;
   let characters = 0;
   const decoder = new TextDecoder();
+  // A read may end inside a line (the bytes come as the connection cuts them): its start waits for the rest.
+  let partial = '';
   for await (const bytes of response.body) {
-    for (const line of decoder.decode(bytes as Uint8Array, { stream: true }).split('\n')) {
+    const lines = (partial + decoder.decode(bytes as Uint8Array, { stream: true })).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) {
       if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
       const text = (JSON.parse(line.slice(6)) as { choices?: Array<{ delta?: { content?: string } }> }).choices?.[0]
         ?.delta?.content;
@@ -149,7 +159,9 @@ async function main(): Promise<void> {
     await streamed(endpoint!, 'germline/bench:main', 0); // warm both paths once
     await streamed(gateway, id, 0);
     for (let run = 1; run <= RUNS; run++) {
+      await settle();
       direct.push(await streamed(endpoint!, 'germline/bench:main', run));
+      await settle();
       through.push(await streamed(gateway, id, run));
     }
     await instanceHandle(stack.client, id).executeUpdate(stopInstanceUpdate, { args: [{ by: 'bench' }] });

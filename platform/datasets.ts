@@ -108,3 +108,50 @@ export async function checkpointsLearnedFrom(db: Database, feedbackId: string) {
     orderBy: [{ day: 'asc' }, { tag: 'asc' }],
   });
 }
+
+export type TrainingRunRow = NonNullable<Awaited<ReturnType<Database['trainingRun']['findFirst']>>>;
+
+/** The datasets a run names (its TrainingRun.datasets), as keys. */
+function datasetKeysOf(run: { datasets: unknown }): Array<{ repository: string; digest: string }> {
+  const named = Array.isArray(run.datasets) ? (run.datasets as Array<{ repository?: unknown; digest?: unknown }>) : [];
+  return named
+    .filter(
+      (d): d is { repository: string; digest: string } =>
+        typeof d.repository === 'string' && typeof d.digest === 'string',
+    )
+    .map((d) => ({ repository: d.repository, digest: d.digest }));
+}
+
+/**
+ * For many checkpoints at once (a hub page's tags): the training run here that made each digest (as
+ * runThatMade), with the indexed datasets it learned from (as datasetsOfRun), in two queries however
+ * many digests. Digests no run made are absent.
+ */
+export async function trainingLineageOf(
+  db: Database,
+  digests: string[],
+): Promise<Map<string, { run: TrainingRunRow; datasets: DatasetRow[] }>> {
+  const wanted = [...new Set(digests)];
+  if (wanted.length === 0) return new Map();
+  const runs = await db.trainingRun.findMany({
+    where: { outputDigest: { in: wanted }, state: 'succeeded' },
+    orderBy: { createdAt: 'asc' },
+  });
+  const first = new Map<string, TrainingRunRow>();
+  for (const run of runs) if (!first.has(run.outputDigest!)) first.set(run.outputDigest!, run);
+  const keyOf = (d: { repository: string; digest: string }) => `${d.repository}@${d.digest}`;
+  const keys = new Map([...first.values()].flatMap((run) => datasetKeysOf(run)).map((k) => [keyOf(k), k]));
+  const rows = keys.size ? await db.dataset.findMany({ where: { OR: [...keys.values()] } }) : [];
+  const indexed = new Map(rows.map((row) => [keyOf(row), row]));
+  return new Map(
+    [...first].map(([digest, run]) => [
+      digest,
+      {
+        run,
+        datasets: datasetKeysOf(run)
+          .map((k) => indexed.get(keyOf(k)))
+          .filter((row): row is DatasetRow => row !== undefined),
+      },
+    ]),
+  );
+}

@@ -6,7 +6,7 @@
 // lastRequestAt (its idle timeout counts from it), and every exchange is stored as an Interaction
 // whose id is answered in `x-computatrum-interaction`. Errors have OpenAI's shape, so any OpenAI
 // client shows them as such.
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Prisma } from '@prisma/client';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
@@ -17,7 +17,18 @@ import { parseReference, isDigest } from '../store/names';
 import { instanceHandle } from '../temporal/instance-client';
 import { FINAL_INSTANCE_STATES, wakeInstanceUpdate } from '../workflows/instance-api';
 import type { Caller } from './accounts';
+import {
+  answerOk,
+  headerOf,
+  readText,
+  relayEvents,
+  StreamCollector,
+  Unreachable,
+  type UpstreamAnswer,
+  upstreamClient,
+} from './gateway-upstream';
 import { instanceRefusal, type InstanceRow, visibleInstances } from './instances';
+import { visitorIds } from './visitors';
 
 export const GATEWAY_PREFIX = '/v1';
 /** The interaction stored for an exchange: its id, answered before the body. */
@@ -28,6 +39,10 @@ export const GATEWAY_BODY_LIMIT = 1024 * 1024;
 export const DEFAULT_ANONYMOUS_PER_MINUTE = 60;
 const DEFAULT_WAKE_TIMEOUT_MS = 90_000;
 const DEFAULT_HEARTBEAT_MS = 2_000;
+/** How long a stream runs before the instance's lastRequestAt is written (see chat). */
+const STREAM_TOUCH_DELAY_MS = 100;
+/** Tries to store an exchange before it is given up. */
+const STORE_ATTEMPTS = 3;
 
 export interface GatewayOptions {
   db: Database;
@@ -206,47 +221,7 @@ function wakeRefusal(id: string, error: unknown): GatewayError {
 }
 
 /** A connection that never reached the instance (it went to sleep, or moved), worth one wake and retry. */
-const unreachable = (error: unknown) => error instanceof TypeError;
-
-/** Server-sent events as the instance writes them: content deltas of the first choice, and usage. */
-class StreamCollector {
-  private buffer = '';
-  private readonly decoder = new TextDecoder();
-  text = '';
-  usage: Prisma.InputJsonValue | undefined;
-
-  push(chunk: Uint8Array): void {
-    this.buffer += this.decoder.decode(chunk, { stream: true });
-    for (;;) {
-      const match = /\r?\n\r?\n/.exec(this.buffer);
-      if (!match) return;
-      const event = this.buffer.slice(0, match.index);
-      this.buffer = this.buffer.slice(match.index + match[0].length);
-      this.event(event);
-    }
-  }
-
-  private event(event: string): void {
-    const data = event
-      .split(/\r?\n/)
-      .filter((line) => line.startsWith('data:'))
-      .map((line) => line.slice(5).trimStart())
-      .join('\n');
-    if (!data || data === '[DONE]') return;
-    try {
-      const chunk = JSON.parse(data) as {
-        choices?: { index?: number; delta?: { content?: unknown } }[];
-        usage?: unknown;
-      };
-      for (const choice of chunk.choices ?? [])
-        if ((choice.index ?? 0) === 0 && typeof choice.delta?.content === 'string') this.text += choice.delta.content;
-      const usage = usageOf(chunk.usage);
-      if (usage) this.usage = usage;
-    } catch {
-      // Not JSON: passed through as it came, not collected.
-    }
-  }
-}
+const unreachable = (error: unknown) => error instanceof Unreachable;
 
 /** Writes to the client, waiting when its buffer is full (the instance is read no faster than the client reads). */
 function write(raw: ServerResponse, data: string | Uint8Array): Promise<void> {
@@ -267,8 +242,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
   const { db, client } = options;
   const wakeTimeoutMs = options.wakeTimeoutMs ?? DEFAULT_WAKE_TIMEOUT_MS;
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-  const salt = options.visitorSalt ?? randomBytes(32).toString('hex');
-  const visitorId = (address: string) => createHash('sha256').update(`${salt}\0${address}`).digest('hex').slice(0, 32);
+  const visitorId = visitorIds(options.visitorSalt ?? randomBytes(32).toString('hex'));
 
   /** Per caller: a signed-in account by its handle (wherever it calls from), anyone else by address. */
   const { perMinute } = options;
@@ -313,6 +287,9 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
 
   const touch = (id: string) =>
     db.instance.update({ where: { id }, data: { lastRequestAt: new Date() } }).catch(() => undefined);
+
+  const upstreamHttp = upstreamClient();
+  app.addHook('onClose', async () => upstreamHttp.close());
 
   await app.register(
     async (gateway) => {
@@ -372,9 +349,23 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     if (contentType !== 'application/json')
       throw new GatewayError(415, 'send the chat as JSON (content-type: application/json)', typeOf(415));
     const body = checkBody(request.body);
-    const row = await resolveModel(db, request.caller, body.model);
-    await touch(row.id);
     const streaming = body.stream === true;
+    const row = await resolveModel(db, request.caller, body.model);
+    // lastRequestAt, from which the instance's idle timeout counts, is written as the request begins
+    // and again as it ends. The first write goes out beside the request to the instance, not in front
+    // of it, and is done before an answer that is not a stream; a stream's is made a moment later
+    // (STREAM_TOUCH_DELAY_MS), by when its first events have usually gone out, and one shorter than
+    // that is written once, at its end. With the embedded database (PGlite) a write runs on this
+    // thread for milliseconds: in front of the instance's first events, it would hold them back.
+    let touched: Promise<unknown> | undefined;
+    const touchNow = () => (touched ??= touch(row.id));
+    const touchLater = streaming ? setTimeout(touchNow, STREAM_TOUCH_DELAY_MS) : undefined;
+    if (!streaming) void touchNow();
+    /** Before an answer that is not a stream: the first write done. */
+    const touchedNow = () => {
+      clearTimeout(touchLater);
+      return touchNow();
+    };
     const interactionId = randomUUID();
     const raw = reply.raw;
 
@@ -411,25 +402,35 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
 
     const store = async (completion: string, usage: Prisma.InputJsonValue | undefined) => {
       const sampling = Object.fromEntries(SAMPLING.filter((key) => key in body).map((key) => [key, body[key]]));
-      try {
-        await db.interaction.create({
-          data: {
-            id: interactionId,
-            instanceId: row.id,
-            digest: row.digest ?? '',
-            callerHandle: request.caller.account?.handle ?? null,
-            visitorId: request.caller.account ? null : visitorId(request.ip),
-            request: { model: body.model, messages: body.messages, ...sampling } as Prisma.InputJsonValue,
-            completion,
-            ...(usage ? { usage } : {}),
-            latencyMs: Date.now() - started,
-          },
-        });
-      } catch (error) {
-        request.log.error({ err: error, instance: row.id }, 'storing an interaction failed');
+      const data = {
+        id: interactionId,
+        instanceId: row.id,
+        digest: row.digest ?? '',
+        callerHandle: request.caller.account?.handle ?? null,
+        visitorId: request.caller.account ? null : visitorId(request.ip),
+        request: { model: body.model, messages: body.messages, ...sampling } as Prisma.InputJsonValue,
+        completion,
+        ...(usage ? { usage } : {}),
+        latencyMs: Date.now() - started,
+      };
+      // A burst can find the database's connections all busy for a moment: the exchange is tried again
+      // before it is given up (and logged), since feedback and datasets are made of it.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await db.interaction.create({ data });
+          return;
+        } catch (error) {
+          // An earlier attempt that was answered too late stored it after all.
+          if (error instanceof Prisma.PrismaClientKnownRequestError && error.code === 'P2002') return;
+          if (attempt < STORE_ATTEMPTS) {
+            await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+            continue;
+          }
+          request.log.error({ err: error, instance: row.id }, 'storing an interaction failed');
+          return;
+        }
       }
     };
-
     /** Where the instance serves, waking it (and keeping a waiting stream alive) when it is not ready. */
     const wakeHolding = async (): Promise<string> => {
       const heartbeat = streaming
@@ -447,14 +448,14 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     };
 
     const forward = (endpoint: string) =>
-      fetch(`${endpoint}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: streaming ? 'text/event-stream' : 'application/json' },
-        body: JSON.stringify({ ...body, model: `${row.repository}:${row.reference}` }),
-        signal: upstreamAbort.signal,
-      });
+      upstreamHttp.post(
+        `${endpoint}/v1/chat/completions`,
+        JSON.stringify({ ...body, model: `${row.repository}:${row.reference}` }),
+        streaming ? 'text/event-stream' : 'application/json',
+        upstreamAbort.signal,
+      );
 
-    let upstream: Response;
+    let upstream: UpstreamAnswer;
     try {
       let woken = false;
       let endpoint: string;
@@ -472,6 +473,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       }
     } catch (error) {
       raw.off('close', onClose);
+      await touchedNow();
       if (upstreamAbort.signal.aborted) {
         if (committed) raw.end();
         return reply;
@@ -487,13 +489,15 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     }
 
     const passHeaders: Record<string, string> = {};
-    const retryAfter = upstream.headers.get('retry-after');
+    const retryAfter = headerOf(upstream, 'retry-after');
     if (retryAfter) passHeaders['retry-after'] = retryAfter;
+    const status = upstream.statusCode;
 
     // The instance refused (busy, a bad request): its status and error pass through as they are.
-    if (!upstream.ok) {
+    if (!answerOk(upstream)) {
       raw.off('close', onClose);
-      const text = await upstream.text().catch(() => '');
+      const text = await readText(upstream).catch(() => '');
+      await touchedNow();
       let parsed: { error?: { message?: string; type?: string; code?: string | null; param?: string | null } };
       try {
         parsed = JSON.parse(text) as typeof parsed;
@@ -501,9 +505,9 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
         parsed = {};
       }
       const error = new GatewayError(
-        upstream.status,
-        parsed.error?.message ?? `instance ${row.id} answered ${upstream.status}: ${text.slice(0, 500)}`,
-        parsed.error?.type ?? typeOf(upstream.status),
+        status,
+        parsed.error?.message ?? `instance ${row.id} answered ${status}: ${text.slice(0, 500)}`,
+        parsed.error?.type ?? typeOf(status),
         parsed.error?.code ?? null,
         parsed.error?.param ?? null,
         passHeaders,
@@ -511,17 +515,19 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       return refuse(error);
     }
 
-    const isStream = (upstream.headers.get('content-type') ?? '').includes('text/event-stream');
+    const isStream = (headerOf(upstream, 'content-type') ?? '').includes('text/event-stream');
     if (!streaming || !isStream) {
       let text: string;
       try {
-        text = await upstream.text();
+        text = await readText(upstream);
       } catch (error) {
         raw.off('close', onClose);
+        await touchedNow();
         if (upstreamAbort.signal.aborted) return reply;
         throw error;
       }
       raw.off('close', onClose);
+      await touchedNow();
       let answer: {
         choices?: { index?: number; message?: { content?: unknown }; delta?: { content?: unknown } }[];
         usage?: unknown;
@@ -539,7 +545,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       void touch(row.id);
       const send = () =>
         reply
-          .code(upstream.status)
+          .code(status)
           .headers({ ...passHeaders, [INTERACTION_HEADER]: interactionId })
           .type('application/json')
           .send(text);
@@ -550,23 +556,20 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       return reply;
     }
 
-    // Streaming: the instance's events go to the client as they come, and are collected for the record.
+    // Streaming: the instance's events go to the client as they come, byte for byte, and are read for
+    // the record once they have gone out.
     commit();
     const collector = new StreamCollector();
-    try {
-      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
-        collector.push(chunk);
-        await write(raw, chunk);
-        if (raw.destroyed) break;
-      }
-    } catch (error) {
-      if (!upstreamAbort.signal.aborted) request.log.warn({ err: error, instance: row.id }, 'instance stream broke');
-    } finally {
-      raw.off('close', onClose);
-      if (!raw.writableEnded) raw.end();
-      if (raw.destroyed) upstreamAbort.abort();
-    }
-    await store(collector.text, collector.usage);
+    const broke = await relayEvents(upstream, raw, collector);
+    if (broke && !upstreamAbort.signal.aborted)
+      request.log.warn({ err: broke, instance: row.id }, 'instance stream broke');
+    raw.off('close', onClose);
+    if (!raw.writableEnded) raw.end();
+    if (raw.destroyed) upstreamAbort.abort();
+    const { text, usage } = collector.finish();
+    clearTimeout(touchLater);
+    await touched;
+    await store(text, usage);
     void touch(row.id);
     return reply;
   }

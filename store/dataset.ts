@@ -112,9 +112,11 @@ export function datasetArtifact(
     [DATASET_FILES.transcripts, jsonl(byRecord(content.transcripts))],
     [DATASET_FILES.records, Buffer.from(`${JSON.stringify(records)}\n`)],
   ];
-  const layers: Descriptor[] = files.map(([file, bytes]) => ({
+  // Each file hashed once: its layer and its blob share the digest.
+  const digests = files.map(([, bytes]) => sha256(bytes));
+  const layers: Descriptor[] = files.map(([file, bytes], i) => ({
     mediaType: DATASET_LAYER,
-    digest: sha256(bytes),
+    digest: digests[i]!,
     size: bytes.length,
     annotations: { [FILEPATH_ANNOTATION]: file },
   }));
@@ -137,7 +139,7 @@ export function datasetArtifact(
     manifest: Buffer.from(JSON.stringify(manifest)),
     blobs: [
       { digest: sha256(EMPTY_CONFIG.bytes), bytes: EMPTY_CONFIG.bytes },
-      ...files.map(([, bytes]) => ({ digest: sha256(bytes), bytes })),
+      ...files.map(([, bytes], i) => ({ digest: digests[i]!, bytes })),
     ],
     records,
   };

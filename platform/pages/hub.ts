@@ -18,13 +18,14 @@ import {
   startThread,
   type ThreadView,
 } from '../hub';
+import { type DatasetRow, trainingLineageOf } from '../datasets';
 import { publicInstancesOf } from '../instances';
 import { publishBreed } from '../marketplace';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { type PagesDeps, latestDaily } from './deps';
 import { hostOf } from './home';
-import { html, pathOf, type SafeHtml } from './html';
+import { html, pathOf, type Renderable, type SafeHtml } from './html';
 import { buyButton, price } from './marketplace';
 import { csrfField, formFields, redirect, refuseForgedForm, sendPage, sendProblem, signInPath, viewOf } from './view';
 import { trainerNamespace, trainerRepository } from '../../workflows/names';
@@ -147,7 +148,8 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
     const view = viewOf(request, reply);
     const account = view.caller.account;
     const parents = [...new Set(checkpoints.tags.map((t) => t.parent).filter((p): p is string => p !== null))];
-    const [breed, refusal, threads, recordings, parentRows, bought, instances, datasets] = await Promise.all([
+    const tags = checkpoints.tags.slice(0, SHOWN_TAGS);
+    const [breed, refusal, threads, recordings, parentRows, bought, instances, datasets, trained] = await Promise.all([
       deps.db.breed.findUnique({ where: { repository }, include: { owner: { select: { handle: true } } } }),
       readRefusal(deps.db, view.caller, repository),
       listThreads(deps.db, repository),
@@ -163,20 +165,33 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
         : Promise.resolve(null),
       publicInstancesOf(deps.db, repository),
       deps.db.dataset.findMany({ where: { repository }, orderBy: { createdAt: 'desc' }, take: 20 }),
+      // The runs here that made the shown tags, and the feedback datasets they learned from: two queries.
+      trainingLineageOf(
+        deps.db,
+        tags.map((t) => t.digest),
+      ),
     ]);
+    // Datasets are named only to those who may read their image, as in their image's own page.
+    const otherImages = [...new Set([...trained.values()].flatMap((t) => t.datasets.map((d) => d.repository)))].filter(
+      (r) => r !== repository,
+    );
+    const unreadable = new Set<string>(refusal ? [repository] : []);
+    for (const [other, refused] of await Promise.all(
+      otherImages.map(async (r) => [r, await readRefusal(deps.db, view.caller, r)] as const),
+    ))
+      if (refused) unreadable.add(other);
     const query = request.query as { done?: string; bought?: string };
     const notice = query.bought
       ? 'Thank you: your purchase is being confirmed by Stripe; the downloads open as soon as it is.'
       : query.done
         ? DONE[query.done]
         : undefined;
-    const tags = checkpoints.tags.slice(0, SHOWN_TAGS);
     const draft = problem?.draft;
     const value = (form: Draft['form'], field: string, fallback = '') =>
       draft?.form === form ? (draft.fields[field] ?? fallback) : fallback;
     const own = account ? repository.startsWith(trainerNamespace(account.handle)) : false;
 
-    const lineage = (version: CheckpointVersion): SafeHtml => {
+    const parentLine = (version: CheckpointVersion): SafeHtml => {
       if (!version.parent) return html`<p>Lineage: a root checkpoint (no parent).</p>`;
       const sameRepo = checkpoints.tags.find((t) => t.digest === version.parent);
       const known = sameRepo
@@ -185,6 +200,25 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
       return html`<p>Lineage: trained or forked from <span class="digest">${version.parent}</span>
         ${known ? html` — <a href="${pathOf('hub', known.repository)}#tag-${known.tag}">${known.repository}:${known.tag}</a>${known.nickname ? ` “${known.nickname}”` : ''}` : ''}</p>`;
     };
+
+    const datasetLink = (d: DatasetRow) =>
+      html`<a href="${pathOf('hub', d.repository)}#datasets"><code>${shortDigest(d.digest)}</code>${d.repository === repository ? '' : html` of ${d.repository}`}</a> (${String(d.records)} ${d.records === 1 ? 'record' : 'records'})`;
+
+    /** The run here that made the checkpoint, and the feedback datasets it learned from. */
+    const trainedLine = (version: CheckpointVersion): SafeHtml | '' => {
+      const made = trained.get(version.digest);
+      if (!made) return '';
+      const count = made.datasets.length;
+      const hidden = made.datasets.filter((d) => unreadable.has(d.repository)).length;
+      const named: Renderable[] = made.datasets.filter((d) => !unreadable.has(d.repository)).map(datasetLink);
+      if (hidden) named.push(`${hidden} of images you may not read`);
+      const learned = count
+        ? html`, learning from ${String(count)} feedback ${count === 1 ? 'dataset' : 'datasets'}: ${named.map((part, i) => html`${i ? ', ' : ''}${part}`)}`
+        : ', from no feedback dataset';
+      return html`<p class="trained">Trained here by run <code>${made.run.id}</code>${made.run.finishedAt ? ` on ${when(made.run.finishedAt)}` : ''}${learned}.</p>`;
+    };
+
+    const lineage = (version: CheckpointVersion): SafeHtml => html`${parentLine(version)}${trainedLine(version)}`;
 
     const downloads = (version: CheckpointVersion): SafeHtml => {
       const host = hostOf(request);

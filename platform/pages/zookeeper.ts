@@ -4,14 +4,17 @@
 // plain form that the server sends through the gateway (POST /v1/chat/completions, in-process, as the
 // caller), answered with the page again and the answer appended; with scripts on, /assets/chat.js
 // sends the same request from the browser and shows the answer as it streams. A conversation can be
-// saved as a text recording on its image's hub page. Who may see, talk to or stop which instance is
-// decided by the instances service and the gateway, never here.
+// saved as a text recording on its image's hub page. Under each answer the gateway recorded, the
+// script offers 👍 / 👎 and a correction (POST /v1/feedback), which the germline's datasets are made
+// of. Who may see, talk to or stop which instance is decided by the instances service and the
+// gateway, never here.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { FINAL_INSTANCE_STATES } from '../../workflows/instance-api';
 import { formatMoney, parseAmount } from '../../workflows/money';
 import { CSRF_FIELD, CSRF_HEADER } from '../csrf';
 import type { Caller } from '../accounts';
 import { toRefusal } from '../errors';
+import { INTERACTION_HEADER } from '../gateway';
 import { attachRecording } from '../hub';
 import {
   DEFAULT_IDLE_SECONDS,
@@ -234,11 +237,13 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
     messages: ChatMessage[],
     problem?: Problem,
     draft?: string,
+    /** The interaction id of the last answer, when the gateway just gave it: the script offers feedback on it. */
+    answered?: string,
   ): FastifyReply => {
     const view = viewOf(request, reply);
     const conversation = JSON.stringify(messages);
-    const turn = (m: ChatMessage) =>
-      html`<li class="message ${m.role}"><strong>${m.role === 'user' ? 'You' : row.id}</strong><div class="content">${m.content}</div></li>`;
+    const turn = (m: ChatMessage, index: number) =>
+      html`<li class="message ${m.role}"${answered && index === messages.length - 1 ? html` data-interaction="${answered}"` : ''}><strong>${m.role === 'user' ? 'You' : row.id}</strong><div class="content">${m.content}</div></li>`;
     const talking = !ended(row) && row.state !== 'draining';
     return sendPage(reply, view, {
       title: `Talk to ${row.id}`,
@@ -255,7 +260,8 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
               <input type="hidden" name="conversation" value="${conversation}">
               <label for="message">Your message</label>
               <textarea id="message" name="message" required maxlength="${CHAT_LIMITS.messageChars}">${draft ?? ''}</textarea>
-              <button type="submit">Send</button></form>`
+              <button type="submit">Send</button></form>
+              <p class="muted" id="feedback-note">Tell it how it did with 👍 or 👎 under an answer, and write the answer it should have given: feedback trains the next models (the germline learns from it). Without an account, your feedback is tied to your address only as a salted hash, never the address itself.</p>`
             : html`<p class="muted">This instance takes no messages now.</p>`
         }
         ${
@@ -418,7 +424,16 @@ export function registerZookeeperPages(app: FastifyInstance, deps: PagesDeps): v
         { status: 502, message: 'the instance answered something that is not a chat completion' },
         text,
       );
-    return sendChat(request, reply, row, [...messages, { role: 'assistant', content }]);
+    const interaction = answer.headers[INTERACTION_HEADER];
+    return sendChat(
+      request,
+      reply,
+      row,
+      [...messages, { role: 'assistant', content }],
+      undefined,
+      undefined,
+      typeof interaction === 'string' ? interaction : undefined,
+    );
   });
 
   app.post<{ Params: { id: string } }>('/zookeeper/:id/record', async (request, reply) => {

@@ -3,8 +3,9 @@
 // instance runner serving test/helpers/echo-instance.js, which echoes the last user message one word
 // at a time with a pause between words, trainers' credit, PostgreSQL, an OCI layout store). An
 // anonymous visitor talks to a public instance and watches the answer stream in through the chat
-// page's script and the gateway (and is told why when the gateway refuses); a trainer launches an
-// instance from an image's Run link and stops it.
+// page's script and the gateway (and is told why when the gateway refuses), then judges an answer
+// (👎 with a correction, then 👍: one record, updated); a trainer launches an instance from an
+// image's Run link and stops it.
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -182,6 +183,73 @@ test('an anonymous visitor picks the public instance, sends a message and watche
       { role: 'assistant', content: message },
     ]);
     await expect(page.locator('#chat-error').isHidden()).resolves.toBe(true);
+    expect(scriptErrors).toEqual([]);
+  } finally {
+    await context.close();
+  }
+});
+
+test('an anonymous visitor judges an answer: 👎 with the answer it should have given, then 👍, one record updated', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const scriptErrors: string[] = [];
+  page.on('pageerror', (error) => scriptErrors.push(error.message));
+  try {
+    await page.goto(`${baseUrl}/zookeeper/${shown}`);
+    await expect(page.locator('#feedback-note').textContent()).resolves.toMatch(
+      /feedback trains the next models[\s\S]*salted hash/,
+    );
+    await page.fill('#message', 'the cat sat on the');
+    await page.click('#chat-form button[type="submit"]');
+    // The buttons come once the whole answer is in, with the id the gateway gave the exchange.
+    const answer = page.locator('#conversation li.message.assistant').last();
+    const good = answer.getByRole('button', { name: 'Good answer' });
+    const bad = answer.getByRole('button', { name: 'Bad answer' });
+    await bad.waitFor();
+    await expect(answer.locator('.content').textContent()).resolves.toBe('the cat sat on the');
+    const interaction = await answer.getAttribute('data-interaction');
+    expect(interaction).toMatch(/^[0-9a-f-]{36}$/);
+
+    // 👎 opens the form with the cursor in it; Enter in the comment sends it.
+    await bad.click();
+    await expect(bad.getAttribute('aria-expanded')).resolves.toBe('true');
+    const correction = answer.getByLabel('The answer it should have given');
+    await correction.waitFor();
+    await page.keyboard.type('mat.');
+    await page.keyboard.press('Tab');
+    await page.keyboard.type('it only echoed');
+    await page.keyboard.press('Enter');
+    await answer
+      .locator('.notice[role="status"]', {
+        hasText: 'Thanks: recorded as bad, with your correction and your comment.',
+      })
+      .waitFor();
+    await expect(correction.isHidden()).resolves.toBe(true);
+    await expect(bad.getAttribute('aria-pressed')).resolves.toBe('true');
+    await expect(answer.locator('p.error').isHidden()).resolves.toBe(true);
+
+    // The record is the visitor's, known by the visitor id the gateway stored with the exchange.
+    const exchange = await env.db.interaction.findUnique({ where: { id: interaction! } });
+    expect(exchange).toMatchObject({ instanceId: shown, callerHandle: null, visitorId: expect.any(String) });
+    const [given] = await env.db.feedback.findMany({ where: { interactionId: interaction! } });
+    expect(given).toMatchObject({
+      label: 'bad',
+      correction: 'mat.',
+      comment: 'it only echoed',
+      authorHandle: null,
+      visitorId: exchange!.visitorId,
+      author: `visitor:${exchange!.visitorId}`,
+    });
+
+    // 👍 afterwards replaces it: the same record, now good, without the correction.
+    await good.click();
+    await answer.locator('.notice[role="status"]', { hasText: 'Updated: recorded as good.' }).waitFor();
+    await expect(good.getAttribute('aria-pressed')).resolves.toBe('true');
+    await expect(bad.getAttribute('aria-pressed')).resolves.toBe('false');
+    const records = await env.db.feedback.findMany({ where: { interactionId: interaction! } });
+    expect(records).toEqual([
+      expect.objectContaining({ id: given!.id, label: 'good', correction: null, visitorId: exchange!.visitorId }),
+    ]);
     expect(scriptErrors).toEqual([]);
   } finally {
     await context.close();

@@ -2,11 +2,13 @@
 // the real parts: PostgreSQL, the Temporal dev server (the germline's books), an OCI layout store.
 // A small cookie jar plays the browser: it keeps the session and CSRF cookies and reads the form token
 // from the page, as a browser posting a form would.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
+import { buildDataset } from '../../activities/datasets';
 import { publishCheckpoint, tagCheckpoint } from '../../store/checkpoint';
 import { setRole } from '../../platform/accounts';
 import { buildPlatform } from '../../platform/server';
@@ -14,6 +16,7 @@ import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/te
 import { safetensorsOf } from '../helpers/content';
 import { depositUpdate } from '../../workflows/budget-api';
 import { updateBudget } from '../../temporal/budget-client';
+import { germlineWorkflowId } from '../../workflows/names';
 
 let env: TestEnvironment;
 let app: FastifyInstance;
@@ -231,6 +234,120 @@ describe('pages render', () => {
       `href="/hub/${repository}#tag-${dailyTag}">${repository}:${dailyTag}</a> “${nickname}”`,
     );
     expect(page.body).toContain('loss = 1.25');
+  });
+
+  test('feedback datasets: listed with working download links, and a tag a run trained on one names it in its lineage', async () => {
+    // An image, a public instance of it that answered someone (now stopped), and their correction.
+    const judged = `children/${uniqueName('judged')}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'pages-judged-'));
+    writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf('judged weights'));
+    const base = await publishCheckpoint(env.store, judged, dir, { tag: 'main' });
+    const payer = germlineWorkflowId(germline.name);
+    const instance = uniqueName('judged');
+    await env.db.instance.create({
+      data: {
+        id: instance,
+        repository: judged,
+        reference: 'main',
+        digest: base.digest,
+        payer,
+        visibility: 'public',
+        runner: 'local',
+        gpus: 1,
+        ratePerGpuHour: 3600n,
+        currency: 'usd',
+        maxCost: 100n,
+        idleTimeoutSeconds: 0,
+        maxDurationSeconds: 600,
+        state: 'stopped',
+      },
+    });
+    const visitor = 'a'.repeat(32);
+    const interaction = randomUUID();
+    await env.db.interaction.create({
+      data: {
+        id: interaction,
+        instanceId: instance,
+        digest: base.digest,
+        visitorId: visitor,
+        request: { model: instance, messages: [{ role: 'user', content: 'The cat sat on the' }] },
+        completion: 'The cat sat on the',
+        latencyMs: 12,
+      },
+    });
+    const record = randomUUID();
+    await env.db.feedback.create({
+      data: {
+        id: record,
+        interactionId: interaction,
+        author: `visitor:${visitor}`,
+        visitorId: visitor,
+        label: 'bad',
+        correction: 'mat.',
+      },
+    });
+    const dataset = await buildDataset(env, { repository: judged, reference: 'main', builtBy: { germline: payer } });
+    const short = dataset.digest.slice(0, 19);
+
+    // Its page lists the dataset, and its download links answer the dataset's files.
+    const page = await new Browser().get(`/hub/${judged}`);
+    expect(page.statusCode).toBe(200);
+    const section = page.body.slice(page.body.indexOf('<h2 id="datasets">Feedback datasets</h2>'));
+    expect(section).toContain(`<td><code>${short}</code></td><td class="num">1</td>`);
+    const link = /href="([^"]+\/preferences\.jsonl)" download/.exec(section)?.[1];
+    expect(link).toBe(`/hub/${judged}/resolve/${encodeURIComponent(dataset.digest)}/preferences.jsonl`);
+    const file = await app.inject({ method: 'GET', url: link! });
+    expect(file.statusCode).toBe(200);
+    const rows = file.body
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(rows).toEqual([
+      expect.objectContaining({
+        record,
+        prompt: [{ role: 'user', content: 'The cat sat on the' }],
+        chosen: [{ role: 'assistant', content: 'mat.' }],
+        rejected: [{ role: 'assistant', content: 'The cat sat on the' }],
+      }),
+    ]);
+    // The image itself was made by no run here.
+    expect(page.body).not.toContain('Trained here by run');
+
+    // A run here learns from the dataset into another image: that tag's lineage names the dataset.
+    const learnedDir = mkdtempSync(path.join(tmpdir(), 'pages-learned-'));
+    writeFileSync(path.join(learnedDir, 'model.safetensors'), safetensorsOf('weights that learned'));
+    const learnedImage = `children/${uniqueName('learned')}`;
+    const learned = await publishCheckpoint(env.store, learnedImage, learnedDir, { tag: 'main', parent: base.digest });
+    const run = uniqueName('learn');
+    await env.db.trainingRun.create({
+      data: {
+        id: run,
+        payer,
+        runner: 'local',
+        baseRepository: judged,
+        baseReference: 'main',
+        baseDigest: base.digest,
+        outputRepository: learnedImage,
+        outputBranch: 'main',
+        gpus: 1,
+        maxCost: 1000n,
+        ratePerGpuHour: 3600n,
+        currency: 'usd',
+        maxDurationSeconds: 600,
+        state: 'succeeded',
+        outputDigest: learned.digest,
+        datasets: [{ repository: judged, digest: dataset.digest }],
+        finishedAt: new Date('2031-01-02T03:04:00Z'),
+      },
+    });
+    const learnedPage = await new Browser().get(`/hub/${learnedImage}`);
+    expect(learnedPage.statusCode).toBe(200);
+    const tag = /<details id="tag-main"[\s\S]*?<\/details>/.exec(learnedPage.body)?.[0] ?? '';
+    expect(tag).toContain(`trained or forked from <span class="digest">${base.digest}</span>`);
+    expect(tag).toContain(
+      `Trained here by run <code>${run}</code> on 2031-01-02 03:04, learning from 1 feedback dataset: ` +
+        `<a href="/hub/${judged}#datasets"><code>${short}</code> of ${judged}</a> (1 record).`,
+    );
   });
 
   test('a fork goes under the trainer’s own name, once; anywhere else is refused', async () => {

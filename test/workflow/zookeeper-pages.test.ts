@@ -257,6 +257,14 @@ test('without scripts the chat is a form: the server asks the gateway and shows 
       [null, 'and again'],
     ]),
   );
+  // The answer just given carries its exchange's id, for the page's script to offer feedback on it.
+  const answered = [...second.body.matchAll(/<li class="message assistant" data-interaction="([^"]+)">/g)];
+  expect(answered).toHaveLength(1);
+  expect(await env.db.interaction.findUnique({ where: { id: answered[0]![1]! } })).toMatchObject({
+    instanceId: shown,
+    completion: 'and again',
+  });
+  expect(second.body).toContain('feedback trains the next models');
 
   // Bounded: an overlong conversation or an empty message is refused on the page, and nothing is asked.
   const count = await env.db.interaction.count({ where: { instanceId: shown } });

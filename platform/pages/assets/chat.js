@@ -2,6 +2,9 @@
 // page, it sends the conversation to the gateway (POST /v1/chat/completions, same origin, with this
 // browser's session cookie) with `stream: true`, and shows the answer as its server-sent events
 // arrive. The page works without it: the form posts to the server, which asks the gateway itself.
+// Under every answer the gateway recorded (its id in x-computatrum-interaction, or the page's
+// data-interaction), 👍 / 👎 send feedback to POST /v1/feedback; 👎 opens a small form for the answer
+// that should have been given. A second choice replaces the first.
 /* global document, window */
 'use strict';
 (function () {
@@ -14,6 +17,8 @@
   const model = form.dataset.model;
   const maxTokens = Number(form.dataset.maxTokens) || 200;
   const csrf = form.querySelector('input[name="_csrf"]');
+  const csrfHeader = csrf ? { 'x-csrf-token': csrf.value } : {};
+  let feedbackForms = 0;
 
   function conversation() {
     try {
@@ -43,12 +48,22 @@
     return { item, content };
   }
 
+  /** An element with attributes and children. */
+  function element(tag, attributes, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    node.append(...children);
+    return node;
+  }
+
   function showError(message) {
     errorBox.textContent = message;
     errorBox.hidden = false;
   }
 
-  async function errorOf(response) {
+  const messageOf = (error) => (error && error.message ? error.message : String(error));
+
+  async function errorOf(response, failed = 'the instance could not answer') {
     try {
       const body = await response.json();
       if (typeof body.error === 'string') return body.error;
@@ -57,7 +72,7 @@
     } catch {
       // not JSON: say what the status was
     }
-    return `the instance could not answer (HTTP ${response.status})`;
+    return `${failed} (HTTP ${response.status})`;
   }
 
   /** Reads the server-sent events, calling `onText` with each piece of the answer; ends at `data: [DONE]`. */
@@ -89,6 +104,121 @@
     }
   }
 
+  /**
+   * POST /v1/feedback. The gateway stores a streamed exchange once its stream has ended, so an answer
+   * just shown may be unknown (404) for a moment: asked again a few times before saying so.
+   */
+  async function sendFeedback(body) {
+    for (let attempt = 1; ; attempt++) {
+      const response = await fetch('/v1/feedback', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'content-type': 'application/json', ...csrfHeader },
+        body: JSON.stringify(body),
+      });
+      if (response.ok) return response.json();
+      if (response.status !== 404 || attempt === 4)
+        throw new Error(await errorOf(response, 'the feedback could not be recorded'));
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+    }
+  }
+
+  /** 👍 / 👎 under an answer the gateway recorded as `interaction`; 👎 opens the correction form. */
+  function offerFeedback(item, interaction) {
+    const id = `feedback-${++feedbackForms}`;
+    item.dataset.interaction = interaction;
+    const choice = (label, emoji, more) =>
+      element('button', { type: 'button', class: 'secondary', 'aria-label': label, title: label, ...more }, emoji);
+    const good = choice('Good answer', '👍', { 'aria-pressed': 'false' });
+    const bad = choice('Bad answer', '👎', { 'aria-pressed': 'false', 'aria-expanded': 'false', 'aria-controls': id });
+    const correction = element('textarea', { id: `${id}-correction`, name: 'correction', maxlength: '20000' });
+    const comment = element('input', { type: 'text', id: `${id}-comment`, name: 'comment', maxlength: '2000' });
+    const send = element('button', { type: 'submit' }, 'Send');
+    const cancel = element('button', { type: 'button', class: 'secondary' }, 'Cancel');
+    const correcting = element(
+      'form',
+      { id, class: 'card', 'aria-label': 'Correct this answer', hidden: '' },
+      element('label', { for: correction.id }, 'The answer it should have given'),
+      correction,
+      element('label', { for: comment.id }, 'A comment (optional)'),
+      comment,
+      send,
+      ' ',
+      cancel,
+    );
+    // Always there (empty until something is recorded), so that screen readers announce what it says.
+    const status = element('div', { role: 'status' });
+    const failure = element('p', { class: 'error', role: 'alert', hidden: '' });
+    item.append(
+      element(
+        'div',
+        { class: 'feedback', role: 'group', 'aria-label': 'Feedback on this answer' },
+        good,
+        ' ',
+        bad,
+        correcting,
+        status,
+        failure,
+      ),
+    );
+    let recorded = false;
+
+    function open(opened) {
+      correcting.hidden = !opened;
+      bad.setAttribute('aria-expanded', String(opened));
+      if (opened) correction.focus();
+    }
+
+    async function give(label) {
+      const buttons = [good, bad, send];
+      failure.hidden = true;
+      for (const button of buttons) button.disabled = true;
+      try {
+        const given = await sendFeedback(
+          label === 'bad'
+            ? { interaction, label, correction: correction.value, comment: comment.value }
+            : { interaction, label },
+        );
+        for (const button of [good, bad]) {
+          const chosen = button === (given.label === 'good' ? good : bad);
+          button.setAttribute('aria-pressed', String(chosen));
+          button.className = chosen ? '' : 'secondary';
+        }
+        const added = [given.correction && 'your correction', given.comment && 'your comment'].filter(Boolean);
+        const again = recorded || given.updated > given.created;
+        status.textContent = `${again ? 'Updated' : 'Thanks'}: recorded as ${given.label}${added.length ? `, with ${added.join(' and ')}` : ''}.`;
+        status.className = 'notice';
+        recorded = true;
+        open(false);
+      } catch (error) {
+        failure.textContent = messageOf(error);
+        failure.hidden = false;
+      } finally {
+        for (const button of buttons) button.disabled = false;
+        (correcting.hidden ? (label === 'good' ? good : bad) : send).focus();
+      }
+    }
+
+    good.addEventListener('click', () => give('good'));
+    bad.addEventListener('click', () => open(correcting.hidden));
+    const close = () => {
+      open(false);
+      bad.focus();
+    };
+    cancel.addEventListener('click', close);
+    correcting.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') close();
+    });
+    correcting.addEventListener('submit', (event) => {
+      event.preventDefault();
+      give('bad');
+    });
+  }
+
+  // Answers the server asked for (the form posted without this script) carry their id in the page.
+  for (const item of list.querySelectorAll('li.message.assistant[data-interaction]'))
+    offerFeedback(item, item.dataset.interaction);
+
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const text = textarea.value.trim();
@@ -108,7 +238,7 @@
         headers: {
           'content-type': 'application/json',
           accept: 'text/event-stream',
-          ...(csrf ? { 'x-csrf-token': csrf.value } : {}),
+          ...csrfHeader,
         },
         body: JSON.stringify({ model, messages, stream: true, max_tokens: maxTokens }),
       });
@@ -119,12 +249,14 @@
       });
       remember(messages.concat([{ role: 'assistant', content: said }]));
       answer.item.removeAttribute('aria-busy');
+      const interaction = response.headers.get('x-computatrum-interaction');
+      if (interaction) offerFeedback(answer.item, interaction);
     } catch (error) {
       // The exchange did not happen: the page shows the conversation as it was, and the message to send again.
       asked.item.remove();
       answer.item.remove();
       textarea.value = text;
-      showError(error && error.message ? error.message : String(error));
+      showError(messageOf(error));
     } finally {
       button.disabled = false;
       textarea.focus();
