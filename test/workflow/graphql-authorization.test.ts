@@ -128,6 +128,44 @@ async function credit(account: TestAccount, amount: string) {
   });
 }
 
+/** An exchange `account` had with a public instance of the germline's head, as the gateway records one. */
+async function exchange(account: TestAccount): Promise<string> {
+  const repository = `germline/${germline.name}`;
+  const digest = (await env.store.getManifest(repository, 'main'))!.digest;
+  const instance = unique('fb-inst');
+  await env.db.instance.create({
+    data: {
+      id: instance,
+      repository,
+      reference: 'main',
+      digest,
+      payer: germline.handle.workflowId,
+      visibility: 'public',
+      runner: 'local',
+      gpus: 1,
+      ratePerGpuHour: 3600n,
+      currency: 'usd',
+      maxCost: 100n,
+      idleTimeoutSeconds: 0,
+      maxDurationSeconds: 60,
+      state: 'stopped',
+    },
+  });
+  const interaction = unique('fb-x');
+  await env.db.interaction.create({
+    data: {
+      id: interaction,
+      instanceId: instance,
+      digest,
+      callerHandle: account.handle,
+      request: { messages: [{ role: 'user', content: 'hello' }] },
+      completion: 'hi',
+      latencyMs: 1,
+    },
+  });
+  return interaction;
+}
+
 /** A proposal parked by a tick of the germline: the newest decision waiting for an operator. */
 async function parkedDecision(): Promise<string> {
   const before = new Set((await germline.handle.query(autonomyQuery)).pending.map((p) => p.id));
@@ -272,6 +310,62 @@ const CASES: Record<string, Case> = {
         .getHandle<typeof trainingWorkflow>(data.startTrainingRun.workflowId)
         .result();
       expect(result).toMatchObject({ state: 'succeeded', payer: `credit/${account.handle}` });
+    },
+  },
+  giveFeedback: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => ({
+      query: `mutation { giveFeedback(interaction: "${await exchange(account)}", label: "bad", correction: "better") { id interactionId label correction } }`,
+    }),
+    check: async (data, account) => {
+      expect(await env.db.feedback.findUnique({ where: { id: data.giveFeedback.id } })).toMatchObject({
+        authorHandle: account.handle,
+        label: 'bad',
+        correction: 'better',
+      });
+    },
+  },
+  hideFeedback: {
+    allowed: ['operator'],
+    prepare: async () => {
+      const given = await graphqlAs<{ giveFeedback: { id: string } }>(
+        app,
+        accounts.seller.token,
+        `mutation { giveFeedback(interaction: "${await exchange(accounts.seller)}", label: "bad") { id } }`,
+      );
+      return given.data!.giveFeedback.id;
+    },
+    operation: (_account, id: string) => ({
+      query: `mutation { hideFeedback(id: "${id}", reason: "spam") { id hidden } }`,
+    }),
+    check: async (data, account) => {
+      expect(data.hideFeedback.hidden).toBe(true);
+      expect(await env.db.feedback.findUnique({ where: { id: data.hideFeedback.id } })).toMatchObject({
+        hiddenBy: account.handle,
+        hiddenReason: 'spam',
+      });
+    },
+  },
+  buildDataset: {
+    allowed: ['trainer', 'operator'],
+    prepare: async () => {
+      const given = await graphqlAs(
+        app,
+        accounts.seller.token,
+        `mutation { giveFeedback(interaction: "${await exchange(accounts.seller)}", label: "good") { id } }`,
+      );
+      expect(given.errors).toBeUndefined();
+    },
+    operation: () => ({
+      query: `mutation { buildDataset(image: "germline/${germline.name}:main", since: "1970-01-01") { repository digest records } }`,
+    }),
+    check: async (data) => {
+      expect(data.buildDataset.records).toBeGreaterThan(0);
+      expect(
+        await env.db.dataset.findUnique({
+          where: { repository_digest: { repository: data.buildDataset.repository, digest: data.buildDataset.digest } },
+        }),
+      ).not.toBeNull();
     },
   },
   launchInstance: {
