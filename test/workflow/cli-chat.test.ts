@@ -19,7 +19,7 @@ import { updateBudget } from '../../temporal/budget-client';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
 import { depositUpdate } from '../../workflows/budget-api';
 import { type InstanceRequest, instanceStatusQuery } from '../../workflows/instance-api';
-import { germlineWorkflowId } from '../../workflows/names';
+import { germlineInstanceRequest } from '../helpers/instances';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
@@ -46,25 +46,8 @@ const terminals: Terminal[] = [];
 
 const tokenOf = (account: TestAccount) => account.token.authorization!.slice('Bearer '.length);
 
-function request(overrides: Partial<InstanceRequest>): InstanceRequest {
-  return {
-    version: 1,
-    id: uniqueName('chat'),
-    image: { repo: `germline/${germline}`, reference: 'main' },
-    payer: germlineWorkflowId(germline),
-    currency: 'usd',
-    visibility: 'public',
-    runner: 'local',
-    gpus: 1,
-    ratePerGpuHour: '3600',
-    idleTimeoutSeconds: 0,
-    maxDurationSeconds: 3600,
-    maxCost: '1000000',
-    leaseSeconds: 30,
-    checkSeconds: 1,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<InstanceRequest> = {}): InstanceRequest =>
+  germlineInstanceRequest(germline, { id: uniqueName('chat'), ...overrides });
 
 beforeAll(async () => {
   runner = new LocalInstanceRunner({

@@ -19,10 +19,10 @@ import { startTrainingRun } from '../../temporal/training-client';
 import { type TickReport, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
 import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
-import type { InstanceRequest } from '../../workflows/instance-api';
 import type { learnWorkflow } from '../../workflows/learn';
 import { germlineWorkflowId, learnWorkflowId } from '../../workflows/names';
 import { trainingRequest } from '../../workflows/training-api';
+import { germlineInstanceRequest } from '../helpers/instances';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { eventually } from '../helpers/eventually';
 import { testPlatform } from '../helpers/platform';
@@ -82,22 +82,7 @@ async function train(id: string, extra: { base?: boolean; datasets?: Array<{ rep
 
 /** Serves `main` publicly with the tiny model's server; answers the instance id once it is ready. */
 async function serveMain(): Promise<string> {
-  const request: InstanceRequest = {
-    version: 1,
-    id: uniqueName('loop'),
-    image: { repo: repository, reference: 'main' },
-    payer: germlineWorkflowId(germline),
-    currency: 'usd',
-    visibility: 'public',
-    runner: 'local',
-    gpus: 1,
-    ratePerGpuHour: '3600',
-    idleTimeoutSeconds: 0,
-    maxDurationSeconds: 3600,
-    maxCost: '10000',
-    leaseSeconds: 60,
-    checkSeconds: 1,
-  };
+  const request = germlineInstanceRequest(germline, { id: uniqueName('loop'), maxCost: '10000', leaseSeconds: 60 });
   await launchInstance(env.client, env.taskQueue, request);
   await eventually(
     async () => {

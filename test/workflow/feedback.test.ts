@@ -20,6 +20,7 @@ import { launchInstance } from '../../temporal/instance-client';
 import { depositUpdate } from '../../workflows/budget-api';
 import type { InstanceRequest } from '../../workflows/instance-api';
 import { germlineWorkflowId } from '../../workflows/names';
+import { germlineInstanceRequest } from '../helpers/instances';
 import { graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
@@ -41,25 +42,8 @@ let operator: TestAccount;
 const ids = { pub: '', priv: '' };
 const tokenOf = (account: TestAccount) => account.token.authorization!.slice('Bearer '.length);
 
-function request(overrides: Partial<InstanceRequest>): InstanceRequest {
-  return {
-    version: 1,
-    id: uniqueName('fb'),
-    image: { repo: repository, reference: 'main' },
-    payer: germlineWorkflowId(repository.slice('germline/'.length)),
-    currency: 'usd',
-    visibility: 'public',
-    runner: 'local',
-    gpus: 1,
-    ratePerGpuHour: '3600',
-    idleTimeoutSeconds: 0,
-    maxDurationSeconds: 3600,
-    maxCost: '1000000',
-    leaseSeconds: 30,
-    checkSeconds: 1,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<InstanceRequest> = {}): InstanceRequest =>
+  germlineInstanceRequest(repository.slice('germline/'.length), { id: uniqueName('fb'), ...overrides });
 
 /** One exchange through the gateway; answers the interaction id the gateway returned. */
 async function chat(instance: string, text: string, headers: Record<string, string> = {}): Promise<string> {

@@ -14,7 +14,7 @@ import { updateBudget } from '../../temporal/budget-client';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
 import { depositUpdate } from '../../workflows/budget-api';
 import { type InstanceRequest, instanceStatusQuery, stopInstanceUpdate } from '../../workflows/instance-api';
-import { germlineWorkflowId } from '../../workflows/names';
+import { germlineInstanceRequest } from '../helpers/instances';
 import { signUpAccount, type TestAccount } from '../helpers/accounts';
 import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
@@ -50,25 +50,8 @@ const reach = (id: string, state: string) =>
     30_000,
   );
 
-function request(overrides: Partial<InstanceRequest>): InstanceRequest {
-  return {
-    version: 1,
-    id: uniqueName('gw'),
-    image: { repo: `germline/${germline}`, reference: 'main' },
-    payer: germlineWorkflowId(germline),
-    currency: 'usd',
-    visibility: 'public',
-    runner: 'local',
-    gpus: 1,
-    ratePerGpuHour: '3600',
-    idleTimeoutSeconds: 0,
-    maxDurationSeconds: 3600,
-    maxCost: '1000000',
-    leaseSeconds: 30,
-    checkSeconds: 1,
-    ...overrides,
-  };
-}
+const request = (overrides: Partial<InstanceRequest> = {}): InstanceRequest =>
+  germlineInstanceRequest(germline, { id: uniqueName('gw'), ...overrides });
 
 beforeAll(async () => {
   runner = new LocalInstanceRunner({
