@@ -43,8 +43,23 @@ export interface BuildDatasetInput {
   builtBy: { account: string } | { germline: string };
   /** Only feedback given (or changed) at or after this time; default: after the image's newest dataset. */
   since?: Date;
-  /** Only feedback in none of the repository's datasets yet (what the germline has not learned from), at any time. */
-  unheld?: boolean;
+  /** Only feedback that no training run has learned (or is learning) through a dataset of the repository, at any time. */
+  unlearned?: boolean;
+}
+
+/**
+ * Feedback record `f` is learned in `repository` when a dataset there holds it and a run used that
+ * dataset and succeeded or still runs. A dataset built by hand, or a run refused or failed, teaches
+ * nothing: its records stay to be learned.
+ */
+function learnedIn(repository: string): Prisma.Sql {
+  return Prisma.sql`EXISTS (
+    SELECT 1 FROM "DatasetRecord" r
+    JOIN "TrainingRun" t
+      ON t."datasets" @> jsonb_build_array(jsonb_build_object('repository', r."repository", 'digest', r."digest"))
+    WHERE r."feedbackId" = f."id" AND r."repository" = ${repository}
+      AND t."state" NOT IN ('failed', 'refused', 'cancelled', 'cost-cap', 'deadline')
+  )`;
 }
 
 export interface BuiltDataset {
@@ -113,7 +128,7 @@ export async function buildDataset(
   const { db, store } = deps;
   const subject = await requireManifest(store, input.repository, input.reference);
   const builtBy = 'account' in input.builtBy ? input.builtBy.account : input.builtBy.germline;
-  const since = input.unheld
+  const since = input.unlearned
     ? undefined
     : (input.since ??
       (
@@ -132,11 +147,7 @@ export async function buildDataset(
     'account' in input.builtBy
       ? Prisma.sql`(n."visibility" = 'public' OR n."ownerHandle" = ${input.builtBy.account})`
       : Prisma.sql`n."visibility" = 'public'`;
-  const unheld = input.unheld
-    ? Prisma.sql`AND NOT EXISTS (
-        SELECT 1 FROM "DatasetRecord" r WHERE r."feedbackId" = f."id" AND r."repository" = ${input.repository}
-      )`
-    : Prisma.empty;
+  const unlearned = input.unlearned ? Prisma.sql`AND NOT ${learnedIn(input.repository)}` : Prisma.empty;
   // The default start is the newest dataset's last record, which that dataset holds already.
   const changed = !since
     ? Prisma.empty
@@ -158,7 +169,7 @@ export async function buildDataset(
     JOIN "Interaction" i ON i."id" = f."interactionId"
     JOIN "Instance" n ON n."id" = i."instanceId"
     WHERE i."digest" = ${subject.digest} AND n."digest" = ${subject.digest} AND ${visible}
-      AND f."hiddenBy" IS NULL ${unheld} ${changed}
+      AND f."hiddenBy" IS NULL ${unlearned} ${changed}
     ORDER BY f."id" ASC`);
   const where = `${input.repository}@${subject.digest}`;
   if (feedback.length === 0) {
@@ -227,7 +238,7 @@ export const LEARNED_BRANCH = 'learned';
 /** Run ids of the germline's runs on feedback start with this (workflows/autonomy.ts: autoRunId('learn', germline, tick)). */
 export const learnRunPrefix = (germline: string) => `learn-${germline}-`;
 
-/** The feedback on the germline's public answers that none of its datasets holds yet. */
+/** The feedback on the germline's public answers that no run of it has learned (or is learning) yet. */
 async function unlearned(db: Database, germline: string): Promise<Array<{ digest: string; records: number }>> {
   const repository = germlineRepository(germline);
   const rows = await db.$queryRaw<Array<{ digest: string; records: bigint }>>(Prisma.sql`
@@ -236,9 +247,7 @@ async function unlearned(db: Database, germline: string): Promise<Array<{ digest
     JOIN "Interaction" i ON i."id" = f."interactionId"
     JOIN "Instance" n ON n."id" = i."instanceId"
     WHERE n."repository" = ${repository} AND n."visibility" = 'public' AND f."hiddenBy" IS NULL
-      AND NOT EXISTS (
-        SELECT 1 FROM "DatasetRecord" r WHERE r."feedbackId" = f."id" AND r."repository" = ${repository}
-      )
+      AND NOT ${learnedIn(repository)}
     GROUP BY i."digest"
     ORDER BY i."digest"`);
   return rows.map((r) => ({ digest: r.digest, records: Number(r.records) }));
@@ -285,7 +294,7 @@ export function createDatasetActivities(deps: {
               repository,
               reference: digest,
               builtBy: { germline: germlineWorkflowId(germline) },
-              unheld: true,
+              unlearned: true,
             }),
           );
         } catch (error) {

@@ -51,7 +51,7 @@ export interface Observation {
 }
 
 export interface FeedbackSummary {
-  /** Visible feedback records on the germline's public instances' answers, in none of its datasets yet. */
+  /** Visible feedback records on the germline's public instances' answers that no run of it has learned yet. */
   newRecords: number;
   /** A run learning from feedback is in flight: the next one waits for it. */
   learning: boolean;

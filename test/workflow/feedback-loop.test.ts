@@ -215,6 +215,8 @@ test('the germline closes the loop by itself: enough new feedback, a tick propos
       c: CORRECTION,
     },
   );
+  // A dataset an operator builds by hand teaches nothing by itself: the records still wait to be learned.
+  await buildDataset(env, { repository, reference: 'main', builtBy: { germline: germlineWorkflowId(germline) } });
   const report = await tick();
   const decided = learnOf(report)!;
   expect(decided).toMatchObject({ outcome: 'executed', proposal: { kind: 'learn', records: 2, maxCost: '1000' } });
