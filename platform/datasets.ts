@@ -8,7 +8,8 @@ import { parseReference } from '../store/names';
 import { StoreError, type CheckpointStore } from '../store/types';
 import type { Caller } from './accounts';
 import { PlatformError } from './errors';
-import { assertMayRead } from './read-access';
+import { feedbackView, type FeedbackView } from './feedback';
+import { assertMayRead, readRefusal } from './read-access';
 
 export type DatasetRow = NonNullable<Awaited<ReturnType<Database['dataset']['findUnique']>>>;
 
@@ -154,4 +155,34 @@ export async function trainingLineageOf(
       },
     ]),
   );
+}
+
+/**
+ * The datasets a run learned from that `caller` may see: those of images they may read (a paid
+ * breed's datasets are its buyers' and owner's, as its files are).
+ */
+export async function readableDatasetsOfRun(
+  db: Database,
+  caller: Caller,
+  run: { datasets: unknown },
+): Promise<DatasetRow[]> {
+  const rows = await datasetsOfRun(db, run);
+  const repositories = [...new Set(rows.map((d) => d.repository))];
+  const refused = new Set<string>();
+  for (const repository of repositories) if (await readRefusal(db, caller, repository)) refused.add(repository);
+  return rows.filter((d) => !refused.has(d.repository));
+}
+
+/**
+ * The feedback records a dataset holds, as its files show them to whoever may read its image: the
+ * label and the correction. Who gave them and their comments (not in the files) only to operators.
+ */
+export async function datasetFeedback(
+  db: Database,
+  caller: Caller,
+  dataset: { repository: string; digest: string },
+): Promise<FeedbackView[]> {
+  await assertMayRead(db, caller, dataset.repository, 'read the datasets of');
+  const views = (await recordsOf(db, dataset)).map(feedbackView);
+  return caller.role === 'operator' ? views : views.map((v) => ({ ...v, authorHandle: null, comment: null }));
 }

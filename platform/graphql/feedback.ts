@@ -7,11 +7,11 @@ import {
   checkpointsLearnedFrom,
   type DatasetRow,
   datasetsOf,
-  datasetsOfRun,
-  recordsOf,
+  datasetFeedback,
+  readableDatasetsOfRun,
   runThatMade,
 } from '../datasets';
-import { type FeedbackView, feedbackOn, feedbackView, giveFeedback, hideFeedback } from '../feedback';
+import { type FeedbackView, feedbackOn, giveFeedback, hideFeedback } from '../feedback';
 import { CheckpointRef } from './checkpoints';
 import { RunRef } from './training';
 import { builder } from './builder';
@@ -140,15 +140,16 @@ builder.objectField(RunRef, 'datasets', (t) =>
   t.field({
     type: [DatasetRef],
     description: 'the feedback datasets the run learned from',
-    resolve: (run, _args, context) => datasetsOfRun(context.db, run),
+    resolve: (run, _args, context) => readableDatasetsOfRun(context.db, context.caller, run),
   }),
 );
 
 builder.objectField(DatasetRef, 'feedback', (t) =>
   t.field({
     type: [FeedbackRef],
-    description: 'the feedback records the dataset holds (their text is in its files, for whoever may read the image)',
-    resolve: async (dataset, _args, context) => (await recordsOf(context.db, dataset)).map(feedbackView),
+    description:
+      'the feedback records the dataset holds, as its files show them (who gave them, and their comments: operators only)',
+    resolve: (dataset, _args, context) => datasetFeedback(context.db, context.caller, dataset).catch(refused),
   }),
 );
 

@@ -210,6 +210,20 @@ test('a dataset holds exactly the visible feedback, the same records give the sa
     /no new feedback on germline\/\S+@sha256:\w+ since/,
   );
 
+  // Through GraphQL the records show what the files show; who gave them and their comments only to operators.
+  const DATASET_FEEDBACK = `{ datasets(repository: "${repository}") { digest feedback { author comment correction } } }`;
+  type Listed = {
+    datasets: Array<{ digest: string; feedback: Array<{ author: string | null; comment: string | null }> }>;
+  };
+  const shown = (answer: { data?: Listed | null }) =>
+    answer.data!.datasets.find((d) => d.digest === built.digest)!.feedback;
+  expect(shown(await bob.gql<Listed>(DATASET_FEEDBACK)).every((f) => f.author === null && f.comment === null)).toBe(
+    true,
+  );
+  expect(shown(await operator.gql<Listed>(DATASET_FEEDBACK))).toContainEqual(
+    expect.objectContaining({ author: alice.handle, comment: 'it only echoed' }),
+  );
+
   // Its owner's build takes the private exchange too.
   const owners = await buildDataset(env, { repository, reference: 'main', builtBy: { account: alice.handle }, since });
   expect(owners.records.records).toHaveLength(publicRecords.length + 1);
