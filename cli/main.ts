@@ -16,6 +16,7 @@ import { addHubCommands } from './commands/hub';
 import { addInstanceCommands } from './commands/instances';
 import { addOperationsCommands } from './commands/operations';
 import { addTrainingCommands } from './commands/training';
+import { addUsageCommands } from './commands/usage';
 
 /** The command groups, in the order `computatrum --help` lists them; each names its own heading. */
 const GROUPS = [
@@ -28,6 +29,7 @@ const GROUPS = [
   addChildrenCommands,
   addAutonomyCommands,
   addHubCommands,
+  addUsageCommands,
 ] as const;
 
 function version(): string {

@@ -167,6 +167,8 @@ export class StreamCollector {
   private rest = '';
   private readonly decoder = new TextDecoder();
   private text = '';
+  /** Events that carried some of the answer: the tokens streamed, when the instance never reported its usage. */
+  private contentEvents = 0;
   private usage: Prisma.InputJsonValue | undefined;
 
   push(chunk: Buffer): void {
@@ -177,9 +179,9 @@ export class StreamCollector {
   }
 
   /** What the stream said, everything pushed read (an event cut off by the stream's end is not). */
-  finish(): { text: string; usage: Prisma.InputJsonValue | undefined } {
+  finish(): { text: string; usage: Prisma.InputJsonValue | undefined; contentEvents: number } {
     this.read();
-    return { text: this.text, usage: this.usage };
+    return { text: this.text, usage: this.usage, contentEvents: this.contentEvents };
   }
 
   private read(): void {
@@ -216,7 +218,10 @@ export class StreamCollector {
         usage?: unknown;
       };
       for (const choice of chunk.choices ?? [])
-        if ((choice.index ?? 0) === 0 && typeof choice.delta?.content === 'string') this.text += choice.delta.content;
+        if (typeof choice.delta?.content === 'string' && choice.delta.content !== '') {
+          this.contentEvents += 1;
+          if ((choice.index ?? 0) === 0) this.text += choice.delta.content;
+        }
       if (chunk.usage && typeof chunk.usage === 'object') this.usage = chunk.usage as Prisma.InputJsonValue;
     } catch {
       // Not JSON: passed through as it came, not collected.

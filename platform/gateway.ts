@@ -28,11 +28,14 @@ import {
   upstreamClient,
 } from './gateway-upstream';
 import { instanceRefusal, type InstanceRow, visibleInstances } from './instances';
+import { type HeldCall, type Metering, promptCharacters, UsageRefused } from './metering';
 import { visitorIds } from './visitors';
 
 export const GATEWAY_PREFIX = '/v1';
 /** The interaction stored for an exchange: its id, answered before the body. */
 export const INTERACTION_HEADER = 'x-computatrum-interaction';
+/** What a priced call that is not a stream was charged, e.g. `0.000512 USD`. */
+export const CHARGE_HEADER = 'x-computatrum-charge';
 /** Chats carry whole conversations: more room than the platform's other requests. */
 export const GATEWAY_BODY_LIMIT = 1024 * 1024;
 /** Anonymous visitors (keyed by address) share public instances that others pay for: fewer requests a minute. */
@@ -57,6 +60,8 @@ export interface GatewayOptions {
   anonymousPerMinute?: number;
   /** Salt of anonymous visitors' ids (a hash of their address); random per process when absent. */
   visitorSalt?: string;
+  /** Per-use prices: without it (no Temporal), every call is free. */
+  metering?: Metering;
 }
 
 /** A refusal as OpenAI's API words it: `{ error: { message, type, param, code } }`. */
@@ -81,6 +86,7 @@ export class GatewayError extends Error {
 const TYPE_OF_STATUS: Record<number, string> = {
   400: 'invalid_request_error',
   401: 'authentication_error',
+  402: 'insufficient_quota',
   403: 'permission_error',
   404: 'invalid_request_error',
   413: 'invalid_request_error',
@@ -197,6 +203,18 @@ function usageOf(value: unknown): Prisma.InputJsonValue | undefined {
   return value as Prisma.InputJsonValue;
 }
 
+/** The tokens an instance reported using, when it did. */
+function tokensUsed(usage: unknown): { input: number; output: number } | undefined {
+  if (!usage || typeof usage !== 'object') return undefined;
+  const { prompt_tokens: input, completion_tokens: output } = usage as Record<string, unknown>;
+  const count = (value: unknown) =>
+    Number.isSafeInteger(value) && (value as number) >= 0 ? (value as number) : undefined;
+  const [inputTokens, outputTokens] = [count(input), count(output)];
+  return inputTokens === undefined || outputTokens === undefined
+    ? undefined
+    : { input: inputTokens, output: outputTokens };
+}
+
 /** Why a wake did not give an endpoint, as a refusal. */
 function wakeRefusal(id: string, error: unknown): GatewayError {
   if (error instanceof GatewayError) return error;
@@ -239,7 +257,7 @@ function write(raw: ServerResponse, data: string | Uint8Array): Promise<void> {
 }
 
 export async function registerGateway(app: FastifyInstance, options: GatewayOptions): Promise<void> {
-  const { db, client } = options;
+  const { db, client, metering } = options;
   const wakeTimeoutMs = options.wakeTimeoutMs ?? DEFAULT_WAKE_TIMEOUT_MS;
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const visitorId = visitorIds(options.visitorSalt ?? randomBytes(32).toString('hex'));
@@ -351,6 +369,43 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     const body = checkBody(request.body);
     const streaming = body.stream === true;
     const row = await resolveModel(db, request.caller, body.model);
+    const interactionId = randomUUID();
+    const caller = request.caller.account
+      ? `account:${request.caller.account.handle}`
+      : `visitor:${visitorId(request.ip)}`;
+    // A priced call holds its worst case before the instance sees it, and is sent bounded by it.
+    let held: HeldCall | undefined;
+    let sent: Record<string, unknown> = body;
+    if (metering) {
+      try {
+        const terms = await metering.termsOf(request.caller, row);
+        if (terms) {
+          const priced = metering.forward(body);
+          sent = priced.body;
+          held = await metering.hold(terms, { interactionId, caller, instanceId: row.id }, priced.worst);
+        }
+      } catch (error) {
+        if (error instanceof UsageRefused)
+          throw new GatewayError(error.status, error.message, typeOf(error.status), error.code);
+        throw error;
+      }
+    }
+    /** Ends a priced call once: charged what it used, or released when nothing reached the caller. */
+    let ended = false;
+    const endCall = async (used: { input: number; output: number } | undefined): Promise<bigint> => {
+      if (!held || ended) return 0n;
+      ended = true;
+      try {
+        if (!used) {
+          await metering!.release(held, 'nothing was answered');
+          return 0n;
+        }
+        return await metering!.charge(held, used);
+      } catch (error) {
+        request.log.error({ err: error, interaction: interactionId }, 'ending a priced call failed');
+        return 0n;
+      }
+    };
     // lastRequestAt, from which the instance's idle timeout counts, is written as the request begins
     // and again as it ends. The first write goes out beside the request to the instance, not in front
     // of it, and is done before an answer that is not a stream; a stream's is made a moment later
@@ -366,7 +421,6 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       clearTimeout(touchLater);
       return touchNow();
     };
-    const interactionId = randomUUID();
     const raw = reply.raw;
 
     // The client going away aborts the wait's heartbeats and the instance's request.
@@ -450,7 +504,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     const forward = (endpoint: string) =>
       upstreamHttp.post(
         `${endpoint}/v1/chat/completions`,
-        JSON.stringify({ ...body, model: `${row.repository}:${row.reference}` }),
+        JSON.stringify({ ...sent, model: `${row.repository}:${row.reference}` }),
         streaming ? 'text/event-stream' : 'application/json',
         upstreamAbort.signal,
       );
@@ -473,7 +527,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       }
     } catch (error) {
       raw.off('close', onClose);
-      await touchedNow();
+      await Promise.all([touchedNow(), endCall(undefined)]);
       if (upstreamAbort.signal.aborted) {
         if (committed) raw.end();
         return reply;
@@ -497,7 +551,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     if (!answerOk(upstream)) {
       raw.off('close', onClose);
       const text = await readText(upstream).catch(() => '');
-      await touchedNow();
+      await Promise.all([touchedNow(), endCall(undefined)]);
       let parsed: { error?: { message?: string; type?: string; code?: string | null; param?: string | null } };
       try {
         parsed = JSON.parse(text) as typeof parsed;
@@ -522,7 +576,7 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
         text = await readText(upstream);
       } catch (error) {
         raw.off('close', onClose);
-        await touchedNow();
+        await Promise.all([touchedNow(), endCall(undefined)]);
         if (upstreamAbort.signal.aborted) return reply;
         throw error;
       }
@@ -535,18 +589,23 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
       try {
         answer = JSON.parse(text) as typeof answer;
       } catch {
+        await endCall(undefined);
         return refuse(
           new GatewayError(502, `instance ${row.id} answered something that is not JSON: try again`, typeOf(502)),
         );
       }
       const first = answer.choices?.find((choice) => (choice.index ?? 0) === 0);
-      const content = first?.message?.content;
-      await store(typeof content === 'string' ? content : '', usageOf(answer.usage));
+      const content = typeof first?.message?.content === 'string' ? first.message.content : '';
+      const charged = await endCall(
+        tokensUsed(answer.usage) ?? { input: promptCharacters(body.messages), output: [...content].length },
+      );
+      await store(content, usageOf(answer.usage));
       void touch(row.id);
+      const charge = held && metering ? { [CHARGE_HEADER]: metering.format(charged) } : {};
       const send = () =>
         reply
           .code(status)
-          .headers({ ...passHeaders, [INTERACTION_HEADER]: interactionId })
+          .headers({ ...passHeaders, ...charge, [INTERACTION_HEADER]: interactionId })
           .type('application/json')
           .send(text);
       if (!committed) return send();
@@ -566,7 +625,10 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     raw.off('close', onClose);
     if (!raw.writableEnded) raw.end();
     if (raw.destroyed) upstreamAbort.abort();
-    const { text, usage } = collector.finish();
+    const { text, usage, contentEvents } = collector.finish();
+    // What was streamed is charged: the instance's usage when it reported it, else (the client went
+    // away first) the prompt and one token an event of answer that went out.
+    await endCall(tokensUsed(usage) ?? { input: promptCharacters(body.messages), output: contentEvents });
     clearTimeout(touchLater);
     await touched;
     await store(text, usage);

@@ -2,7 +2,7 @@
 // or for a price. Who may download a paid breed is read-access.ts; payments are stripe.ts.
 import type { Database } from '../db/prisma';
 import type { CheckpointStore } from '../store/types';
-import { parseAmount } from '../workflows/money';
+import { parseAmount, parseUsePrice } from '../workflows/money';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
 import { inheritedBreeds } from './read-access';
@@ -16,7 +16,25 @@ export interface BreedView {
   /** Minor units, or null when free. */
   price: bigint | null;
   currency: string;
+  /** Per-use prices in minor units per 1,000,000 tokens (shown per 1,000); null: none. */
+  inputPricePerMillion: bigint | null;
+  outputPricePerMillion: bigint | null;
+  /** Whether buying the download also buys use on instances without per-use charges. */
+  licenceIncludesUse: boolean;
 }
+
+type BreedRow = NonNullable<Awaited<ReturnType<Database['breed']['findUnique']>>>;
+
+const viewOf = (breed: BreedRow, owner: string): BreedView => ({
+  repository: breed.repository,
+  title: breed.title,
+  owner,
+  price: breed.price,
+  currency: breed.currency,
+  inputPricePerMillion: breed.inputPricePerMillion,
+  outputPricePerMillion: breed.outputPricePerMillion,
+  licenceIncludesUse: breed.licenceIncludesUse,
+});
 
 export async function publishBreed(
   db: Database,
@@ -52,13 +70,62 @@ export async function publishBreed(
     create: { repository: input.repository, ownerId: owner.id, title, price, currency: input.currency },
     update: { title, price },
   });
-  return {
-    repository: breed.repository,
-    title: breed.title,
-    owner: owner.handle,
-    price: breed.price,
-    currency: breed.currency,
+  return viewOf(breed, owner.handle);
+}
+
+/**
+ * Sets a breed's prices, each left as it is when not given: the download price ("0": free to
+ * download), the per-use prices per 1,000 tokens of input and of output ("0": none), and whether a
+ * download licence includes use. A per-use price is charged to every caller of an instance of it
+ * (or of content made from it) except the breed's owner, operators, and licence holders when it says so.
+ */
+export async function priceBreed(
+  db: Database,
+  owner: AccountView,
+  input: {
+    repository: string;
+    download?: string | null;
+    inputPer1k?: string | null;
+    outputPer1k?: string | null;
+    licenceIncludesUse?: boolean | null;
+  },
+): Promise<BreedView> {
+  const breed = await db.breed.findUnique({ where: { repository: input.repository } });
+  if (!breed || breed.ownerId !== owner.id)
+    throw new PlatformError('NOT_FOUND', `you have no breed ${input.repository}: publish it first (publishBreed)`);
+  const parse = <T>(what: string, read: () => T): T => {
+    try {
+      return read();
+    } catch (error) {
+      throw new PlatformError('BAD_USER_INPUT', `${what}: ${(error as Error).message}`);
+    }
   };
+  const isZero = (text: string) => /^\s*0*(\.0*)?\s*$/.test(text);
+  const data: {
+    price?: bigint | null;
+    inputPricePerMillion?: bigint | null;
+    outputPricePerMillion?: bigint | null;
+    licenceIncludesUse?: boolean;
+  } = {};
+  if (input.download != null)
+    data.price = isZero(input.download)
+      ? null
+      : parse('the download price', () => parseAmount(input.download!, breed.currency));
+  if (input.inputPer1k != null) {
+    const price = parse('the input price', () => parseUsePrice(input.inputPer1k!, breed.currency));
+    data.inputPricePerMillion = price === 0n ? null : price;
+  }
+  if (input.outputPer1k != null) {
+    const price = parse('the output price', () => parseUsePrice(input.outputPer1k!, breed.currency));
+    data.outputPricePerMillion = price === 0n ? null : price;
+  }
+  if (input.licenceIncludesUse != null) data.licenceIncludesUse = input.licenceIncludesUse;
+  if (Object.keys(data).length === 0)
+    throw new PlatformError(
+      'BAD_USER_INPUT',
+      'give a price to set: download, inputPer1k, outputPer1k or licenceIncludesUse',
+    );
+  return viewOf(await db.breed.update({ where: { repository: breed.repository }, data }), owner.handle);
 }
 
 export async function listBreeds(db: Database, limit = 50): Promise<BreedView[]> {
@@ -67,11 +134,5 @@ export async function listBreeds(db: Database, limit = 50): Promise<BreedView[]>
     take: limit,
     include: { owner: { select: { handle: true } } },
   });
-  return rows.map((b) => ({
-    repository: b.repository,
-    title: b.title,
-    owner: b.owner.handle,
-    price: b.price,
-    currency: b.currency,
-  }));
+  return rows.map((b) => viewOf(b, b.owner.handle));
 }

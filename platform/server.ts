@@ -12,6 +12,7 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGateway } from './gateway';
+import { Metering, type MeteringSettings } from './metering';
 import { registerFeedbackRoute } from './gateway-feedback';
 import { visitorIds } from './visitors';
 import { registerGraphQL } from './graphql';
@@ -47,11 +48,16 @@ export interface PlatformOptions {
   anonymousChatsPerMinute?: number;
   /** Salt of anonymous visitors' ids on the gateway: the same on every replica and across restarts. */
   visitorSalt?: string;
+  /** The platform's share of sales and of per-use charges, a whole percentage; default 10 (or Stripe's). */
+  feePercent?: number;
+  /** How priced calls are metered (allotments' size and life); the rest comes from the options above. */
+  usage?: Pick<MeteringSettings, 'allotmentMinor' | 'allotmentSeconds' | 'defaultMaxTokens'>;
 }
 
 /** Request bodies (GraphQL operations, sign-ups) are small; a bigger one is a 413, not work. */
 export const BODY_LIMIT = 256 * 1024;
 export const DEFAULT_RATE_LIMIT = 600;
+const DEFAULT_FEE_PERCENT = 10;
 
 export async function buildPlatform(options: PlatformOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -134,6 +140,19 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     ...(options.anonymousChatsPerMinute ? { anonymousPerMinute: options.anonymousChatsPerMinute } : {}),
     visitorSalt,
     ...(options.client ? { client: options.client } : {}),
+    // Per-use prices need credit workflows to reserve from: a platform without Temporal serves every call free.
+    ...(options.client && options.training
+      ? {
+          metering: new Metering(options.db, {
+            client: options.client,
+            taskQueue: options.training.taskQueue,
+            germline: options.germline,
+            currency: options.currency ?? 'usd',
+            feePercent: options.feePercent ?? options.stripe?.feePercent ?? DEFAULT_FEE_PERCENT,
+            ...options.usage,
+          }),
+        }
+      : {}),
   });
   await registerFeedbackRoute(app, {
     db: options.db,

@@ -259,7 +259,7 @@ export interface Config {
   agentToken?: string;
   /** The CLI's API token for the platform. */
   apiToken?: string;
-  platform: { host: string; port: number; publicUrl: string; visitorSalt?: string };
+  platform: { host: string; port: number; publicUrl: string; visitorSalt?: string; feePercent: number };
   /** Absent: payments are off. */
   stripe?: { secretKey: string; webhookSecret: string; apiBase?: string; feePercent: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
@@ -386,6 +386,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: c.PLATFORM_PORT,
       publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, ''),
       ...(c.COMPUTATRUM_VISITOR_SALT ? { visitorSalt: c.COMPUTATRUM_VISITOR_SALT } : {}),
+      feePercent: c.PLATFORM_FEE_PERCENT,
     },
     ...(c.STRIPE_SECRET_KEY
       ? {

@@ -13,6 +13,7 @@ import type { Database } from '../db/prisma';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
 import type { CheckpointStore } from '../store/types';
 import { createTrainingActivities } from '../activities/training';
+import { createUsageActivities } from '../activities/usage';
 import type { Config } from '../runtime/config';
 import { temporalConnectionOptions } from '../temporal/connection';
 import { projectPath } from '../runtime/paths';
@@ -58,6 +59,7 @@ export function createActivities(deps: ActivityDependencies) {
     ...createTrainingActivities(deps),
     ...createAutonomyActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
     ...createDatasetActivities({ ...deps, training: deps.training ?? DEFAULT_TRAINING }),
+    ...createUsageActivities(deps),
     ...createInstanceActivities({
       db: deps.db,
       store: deps.store,

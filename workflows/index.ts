@@ -7,3 +7,4 @@ export { creditWorkflow } from './credit';
 export { instanceWorkflow } from './instance';
 export { genesisWorkflow } from './genesis';
 export { learnWorkflow } from './learn';
+export { allotmentWorkflow } from './allotment';

@@ -170,3 +170,51 @@ export function formatAmount(minor: bigint | MinorUnits, currency: string): stri
 export function formatMoney(minor: bigint | MinorUnits, currency: string): string {
   return `${formatAmount(minor, currency)} ${currency.toUpperCase()}`;
 }
+
+/** Per-use prices are stated per 1,000 tokens to a thousandth of a minor unit ("0.002" USD): stored per 1,000,000 tokens in whole minor units. */
+const USE_PRICE_EXTRA_DIGITS = 3;
+/** No price per 1,000 tokens is above one million of the currency's major units: a typo, not a price. */
+const MAX_USE_PRICE_PER_MILLION_DIGITS = 6 + USE_PRICE_EXTRA_DIGITS;
+
+/** Parses a price per 1,000 tokens a person typed ("0.002", "0") into minor units per 1,000,000 tokens, exactly. */
+export function parseUsePrice(text: string, currency: string, field = 'price per 1,000 tokens'): bigint {
+  const exponent = currencyExponent(currency);
+  assertAmountLength(text, field, currency);
+  const trimmed = text.trim();
+  if (!PLAIN.test(trimmed))
+    throw new MoneyError(
+      `${field} "${shown(text)}" is not a price: write it like 0.002 (in ${currency.toUpperCase()})`,
+    );
+  const [whole = '', fraction = ''] = trimmed.split('.');
+  const digits = exponent + USE_PRICE_EXTRA_DIGITS;
+  if (fraction.length > digits)
+    throw new MoneyError(
+      `${field} "${text}" has ${fraction.length} decimals; at most ${digits} in ${currency.toUpperCase()}`,
+    );
+  const perMillion = BigInt(whole + fraction.padEnd(digits, '0'));
+  if (whole.replace(/^0+/, '').length > MAX_USE_PRICE_PER_MILLION_DIGITS - digits)
+    throw new AboveMaximumError(`${field} "${text}" is above 1,000,000 ${currency.toUpperCase()} per 1,000 tokens`);
+  return perMillion;
+}
+
+/** Formats minor units per 1,000,000 tokens as a price per 1,000 tokens: 200n USD → "0.002 USD". */
+export function formatUsePrice(perMillion: bigint | MinorUnits, currency: string): string {
+  const digits = currencyExponent(currency) + USE_PRICE_EXTRA_DIGITS;
+  const text = BigInt(perMillion)
+    .toString()
+    .padStart(digits + 1, '0');
+  const fraction = text.slice(text.length - digits).replace(/0+$/, '');
+  return `${text.slice(0, text.length - digits)}${fraction ? `.${fraction}` : ''} ${currency.toUpperCase()}`;
+}
+
+/** Formats millionths of a minor unit (a metered charge) to the last digit that is not zero: "0.000123 USD". */
+export function formatMicros(micros: bigint | MinorUnits, currency: string): string {
+  const digits = currencyExponent(currency) + 6;
+  const value = BigInt(micros);
+  const text = (value < 0n ? -value : value).toString().padStart(digits + 1, '0');
+  const fraction = text
+    .slice(text.length - digits)
+    .replace(/0+$/, '')
+    .padEnd(currencyExponent(currency), '0');
+  return `${value < 0n ? '-' : ''}${groupThousands(text.slice(0, text.length - digits))}${fraction ? `.${fraction}` : ''} ${currency.toUpperCase()}`;
+}

@@ -51,3 +51,9 @@ export const genesisWorkflowId = (germline: string): string => `genesis/${germli
 export const PAYER = new RegExp(`^(germline/${name}|child/${name}/${name}|credit/${handle})$`);
 
 export const instanceWorkflowId = (instance: string): string => `instance/${instance}`;
+
+/** Credit reserved for a payer's priced calls, metered by the gateway (db/usage.ts). */
+export const allotmentWorkflowId = (allotment: string): string => `allotment/${allotment}`;
+/** The reservation ref of an allotment, and the deposit reference of the platform's fee from it. */
+export const allotmentReservationRef = (allotment: string): string => `allotment/${allotment}`;
+export const usageFeeReference = (allotment: string): string => `usage-fee/${allotment}`;

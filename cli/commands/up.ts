@@ -201,6 +201,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           : {}),
         training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
         visitorSalt: config.platform.visitorSalt ?? dataFolderSecret(config.dataDir, 'visitor-salt'),
+        feePercent: config.platform.feePercent,
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
         checks: [
           { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

@@ -3,8 +3,9 @@ import { type BreedView, listBreeds, publishBreed } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding } from '../stripe';
 import { builder, payments } from './builder';
 import { refused } from './refusals';
+import { formatUsePrice } from '../../workflows/money';
 
-const BreedRef = builder.objectRef<BreedView>('Breed').implement({
+export const BreedRef = builder.objectRef<BreedView>('Breed').implement({
   fields: (t) => ({
     repository: t.exposeString('repository'),
     title: t.exposeString('title'),
@@ -15,8 +16,24 @@ const BreedRef = builder.objectRef<BreedView>('Breed').implement({
       resolve: (b) => b.price?.toString() ?? null,
     }),
     currency: t.exposeString('currency'),
+    inputPricePer1k: t.string({
+      nullable: true,
+      description: 'per 1,000 tokens of prompt on an instance, e.g. "0.002"; null: none',
+      resolve: (b) => (b.inputPricePerMillion ? usePrice(b.inputPricePerMillion, b.currency) : null),
+    }),
+    outputPricePer1k: t.string({
+      nullable: true,
+      description: 'per 1,000 tokens of answer on an instance; null: none',
+      resolve: (b) => (b.outputPricePerMillion ? usePrice(b.outputPricePerMillion, b.currency) : null),
+    }),
+    licenceIncludesUse: t.exposeBoolean('licenceIncludesUse', {
+      description: 'whether buyers of the download use it on instances without per-use charges',
+    }),
   }),
 });
+
+/** "0.002": a price per 1,000 tokens without its currency (the breed's `currency` says it). */
+const usePrice = (perMillion: bigint, currency: string) => formatUsePrice(perMillion, currency).split(' ')[0]!;
 
 const PurchaseRef = builder
   .objectRef<{ id: string; url: string | null; amount: bigint; fee: bigint }>('BreedCheckout')

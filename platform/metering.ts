@@ -1,0 +1,377 @@
+// Per-use prices at the gateway: which priced breeds a call to an instance pays for, who pays (the
+// signed-in caller from their credit; for an anonymous visitor of a public instance, its owner), the
+// call's worst case held before the instance sees it, and what it used charged after. Credit comes
+// from allotments (workflows/allotment.ts) opened here when a payer has none with room, so a burst of
+// calls is a few budget updates, not one per call; the metering itself is db/usage.ts.
+import { randomUUID } from 'node:crypto';
+import { Prisma } from '@prisma/client';
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import type { Database } from '../db/prisma';
+import {
+  type ChargeContext,
+  chargeMicros,
+  closeAllotment,
+  finishCharge,
+  holdCharge,
+  MAX_ALLOTMENT_MINOR,
+  MICROS_PER_MINOR,
+  microsToMinor,
+  recordRefusal,
+  type TokenCounts,
+  type UsePrice,
+} from '../db/usage';
+import {
+  allotmentOpenedUpdate,
+  type AllotmentInput,
+  type AllotmentOpening,
+  closeAllotmentSignal,
+} from '../workflows/allotment-api';
+import type { allotmentWorkflow } from '../workflows/allotment';
+import { currencyExponent, formatMicros, formatMoney, formatUsePrice } from '../workflows/money';
+import { allotmentWorkflowId, creditWorkflowId } from '../workflows/names';
+import type { Caller } from './accounts';
+import { creditStatus } from './credit';
+import type { InstanceRow } from './instances';
+import { entitlementId } from './read-access';
+
+export interface MeteringSettings {
+  client: Client;
+  taskQueue: string;
+  germline: string;
+  currency: string;
+  /** The platform's share of every charge, a whole percentage (PLATFORM_FEE_PERCENT). */
+  feePercent: number;
+  /** Minor units an allotment reserves when the payer's credit has them; default one major unit (1.00). */
+  allotmentMinor?: bigint;
+  /** How long an allotment meters calls before it is settled; default 60 s. */
+  allotmentSeconds?: number;
+  /** The answer's length a priced call is held for when it names no max_tokens (and is then sent with); default 1,024. */
+  defaultMaxTokens?: number;
+}
+
+/** A call the gateway refuses for money: 402 (not 429, which OpenAI clients retry on their own). */
+export class UsageRefused extends Error {
+  override name = 'UsageRefused';
+  constructor(
+    readonly status: 401 | 402 | 503,
+    message: string,
+    readonly code: string,
+  ) {
+    super(message);
+  }
+}
+
+interface PricedBreed {
+  repository: string;
+  ownerId: string;
+  trainerHandle: string;
+  price: UsePrice;
+  licenceIncludesUse: boolean;
+}
+
+/** A call held against its payer's allotment: ended once, charged or released. */
+export interface HeldCall {
+  charges: Array<{ id: string; price: UsePrice; held: bigint }>;
+  estimate: TokenCounts;
+}
+
+/** The body a priced call is forwarded with: its answer's length bounded, and its stream reporting usage. */
+export interface PricedForward {
+  body: Record<string, unknown>;
+  worst: TokenCounts;
+}
+
+const CACHE_MS = 5_000;
+/** A row left `opening` this long without its workflow was abandoned by a gateway that went away. */
+const ABANDONED_OPENING_MS = 30_000;
+
+/** The messages' bytes as sent: at least as many as any tokenizer makes tokens of them, so the hold covers the prompt. */
+const promptBound = (messages: unknown[]): number => Buffer.byteLength(JSON.stringify(messages));
+
+/** Characters of the messages' text: what an answer cut off before the instance reported its usage is charged for its prompt. */
+export function promptCharacters(messages: unknown[]): number {
+  let count = 0;
+  for (const message of messages) {
+    const content = (message as { content?: unknown })?.content;
+    if (typeof content === 'string') count += [...content].length;
+    else if (Array.isArray(content))
+      for (const part of content) {
+        const text = (part as { text?: unknown })?.text;
+        if (typeof text === 'string') count += [...text].length;
+      }
+  }
+  return count;
+}
+
+export class Metering {
+  private readonly breeds = new Map<string, { at: number; breeds: PricedBreed[] }>();
+  private readonly accounts = new Map<string, { at: number; account: { id: string; role: string } | null }>();
+  private readonly licences = new Map<string, { at: number; holds: boolean }>();
+  private readonly allotmentMinor: bigint;
+  private readonly allotmentSeconds: number;
+  readonly defaultMaxTokens: number;
+
+  constructor(
+    private readonly db: Database,
+    private readonly settings: MeteringSettings,
+  ) {
+    this.allotmentMinor = settings.allotmentMinor ?? 10n ** BigInt(currencyExponent(settings.currency));
+    this.allotmentSeconds = settings.allotmentSeconds ?? 60;
+    this.defaultMaxTokens = settings.defaultMaxTokens ?? 1024;
+  }
+
+  /** A charge in micros as the caller reads it. */
+  format(micros: bigint): string {
+    return formatMicros(micros, this.settings.currency);
+  }
+
+  /** The breeds with a per-use price that govern the instance's content: the breed itself, and those it came from. */
+  private async pricedBreeds(repository: string): Promise<PricedBreed[]> {
+    const cached = this.breeds.get(repository);
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached.breeds;
+    const rows = await this.db.breed.findMany({
+      where: {
+        OR: [{ repository }, { inheritors: { some: { repository } } }],
+        AND: [{ OR: [{ inputPricePerMillion: { gt: 0 } }, { outputPricePerMillion: { gt: 0 } }] }],
+      },
+      include: { owner: { select: { handle: true } } },
+      orderBy: { repository: 'asc' },
+    });
+    const breeds = rows.map((row) => ({
+      repository: row.repository,
+      ownerId: row.ownerId,
+      trainerHandle: row.owner.handle,
+      price: { inputPerMillion: row.inputPricePerMillion ?? 0n, outputPerMillion: row.outputPricePerMillion ?? 0n },
+      licenceIncludesUse: row.licenceIncludesUse,
+    }));
+    this.breeds.set(repository, { at: Date.now(), breeds });
+    return breeds;
+  }
+
+  private async accountOf(handle: string): Promise<{ id: string; role: string } | null> {
+    const cached = this.accounts.get(handle);
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached.account;
+    const account = await this.db.account.findUnique({ where: { handle }, select: { id: true, role: true } });
+    this.accounts.set(handle, { at: Date.now(), account });
+    return account;
+  }
+
+  private async holdsLicence(accountId: string, repository: string): Promise<boolean> {
+    const key = entitlementId(accountId, repository);
+    const cached = this.licences.get(key);
+    if (cached && Date.now() - cached.at < CACHE_MS) return cached.holds;
+    const holds = (await this.db.entitlement.count({ where: { id: key } })) > 0;
+    this.licences.set(key, { at: Date.now(), holds });
+    return holds;
+  }
+
+  /**
+   * What the call pays for and who pays, or undefined when it is free: no priced breed governs the
+   * instance, or the payer is each breed's owner, an operator, or holds a licence that includes use.
+   */
+  async termsOf(caller: Caller, row: InstanceRow): Promise<{ payerHandle: string; breeds: PricedBreed[] } | undefined> {
+    const priced = await this.pricedBreeds(row.repository);
+    if (priced.length === 0) return undefined;
+    const payerHandle = caller.account?.handle ?? row.ownerHandle;
+    if (!payerHandle)
+      throw new UsageRefused(
+        401,
+        `${row.repository} is priced per use (${describePrices(priced, this.settings.currency)}): sign in (an API token) to pay for it from your credit`,
+        'sign_in_to_pay',
+      );
+    const payer = caller.account ?? (await this.accountOf(payerHandle));
+    if (!payer)
+      throw new UsageRefused(402, `instance ${row.id}'s owner ${payerHandle} no longer pays for its use`, 'no_payer');
+    if (payer.role === 'operator') return undefined;
+    const breeds: PricedBreed[] = [];
+    for (const breed of priced) {
+      if (breed.ownerId === payer.id) continue;
+      if (breed.licenceIncludesUse && (await this.holdsLicence(payer.id, breed.repository))) continue;
+      breeds.push(breed);
+    }
+    return breeds.length > 0 ? { payerHandle, breeds } : undefined;
+  }
+
+  /** The body as the instance gets it, and the call's worst case: the whole prompt and the longest answer allowed. */
+  forward(body: Record<string, unknown>): PricedForward {
+    const asked = [body.max_completion_tokens, body.max_tokens].find((value) => Number.isInteger(value)) as
+      number | undefined;
+    const output = asked ?? this.defaultMaxTokens;
+    const choices = Number.isInteger(body.n) && (body.n as number) > 1 ? (body.n as number) : 1;
+    const forwarded: Record<string, unknown> = { ...body };
+    if (asked === undefined) forwarded.max_tokens = output;
+    if (body.stream === true)
+      forwarded.stream_options = {
+        ...(typeof body.stream_options === 'object' && body.stream_options ? body.stream_options : {}),
+        include_usage: true,
+      };
+    return { body: forwarded, worst: { input: promptBound(body.messages as unknown[]), output: output * choices } };
+  }
+
+  /**
+   * Holds the call's worst case for each breed against the payer's allotment, opening one when none
+   * has room; refuses (UsageRefused) when the payer's credit cannot cover it, saying what would.
+   */
+  async hold(
+    terms: { payerHandle: string; breeds: PricedBreed[] },
+    context: { interactionId: string; caller: string; instanceId: string },
+    worst: TokenCounts,
+  ): Promise<HeldCall> {
+    const held: HeldCall = { charges: [], estimate: worst };
+    const payer = creditWorkflowId(terms.payerHandle);
+    try {
+      for (const breed of terms.breeds) {
+        const micros = chargeMicros(worst, breed.price);
+        const charge: ChargeContext = {
+          id: terms.breeds.length === 1 ? context.interactionId : `${context.interactionId}/${breed.repository}`,
+          payerHandle: terms.payerHandle,
+          caller: context.caller,
+          instanceId: context.instanceId,
+          repository: breed.repository,
+          trainerHandle: breed.trainerHandle,
+          currency: this.settings.currency,
+        };
+        try {
+          await this.holdOne(payer, micros, charge, worst);
+        } catch (error) {
+          if (error instanceof UsageRefused && context.caller.startsWith('account:'))
+            void recordRefusal(this.db, charge, error.message).catch(() => undefined);
+          throw error;
+        }
+        held.charges.push({ id: charge.id, price: breed.price, held: micros });
+      }
+      return held;
+    } catch (error) {
+      await this.release(held, 'another of its charges was refused');
+      throw error;
+    }
+  }
+
+  /** Charges what the call used, each breed at its price (never more than was held). Answers the micros charged. */
+  async charge(held: HeldCall, used: TokenCounts): Promise<bigint> {
+    let total = 0n;
+    for (const charge of held.charges)
+      total += await finishCharge(this.db, charge.id, { tokens: used, micros: chargeMicros(used, charge.price) });
+    return total;
+  }
+
+  /** Releases the holds of a call nothing reached the caller from (a refusal by the instance, a failed wake). */
+  async release(held: HeldCall, why: string): Promise<void> {
+    for (const charge of held.charges) await finishCharge(this.db, charge.id, { released: why });
+  }
+
+  private async holdOne(payer: string, micros: bigint, charge: ChargeContext, worst: TokenCounts): Promise<void> {
+    const { db } = this;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (await holdCharge(db, payer, micros, charge)) return;
+      const current = await db.usageAllotment.findFirst({ where: { payer, state: { in: ['opening', 'open'] } } });
+      if (current?.state === 'open') {
+        // Opened between the hold and this read: held again.
+        const room = current.amount * MICROS_PER_MINOR - current.used - current.held;
+        if (room >= micros && current.expiresAt && current.expiresAt > new Date()) continue;
+        // Full (or expired): settled now, and another opened for this call.
+        await closeAllotment(db, current.id);
+        void this.settings.client.workflow
+          .getHandle(allotmentWorkflowId(current.id))
+          .signal(closeAllotmentSignal)
+          .catch(() => undefined);
+        continue;
+      }
+      const opening = current ?? (await this.startAllotment(payer, charge.payerHandle, micros, worst));
+      if (!opening) continue;
+      const answer = await this.opened(opening);
+      if (answer?.state === 'refused')
+        throw new UsageRefused(402, `${charge.payerHandle}'s credit refused: ${answer.reason}`, 'insufficient_quota');
+    }
+    throw new UsageRefused(503, 'your credit is busy with other calls: try again in a moment', 'allotment_busy');
+  }
+
+  /**
+   * Opens an allotment for the payer: as much as the allotment size their credit has available, and
+   * at least this call's worst case (refused, saying so, when their credit has less). Undefined
+   * when another call began opening one first (that one is waited for instead).
+   */
+  private async startAllotment(
+    payer: string,
+    payerHandle: string,
+    micros: bigint,
+    worst: TokenCounts,
+  ): Promise<{ id: string; createdAt: Date } | undefined> {
+    const { client, taskQueue, currency } = this.settings;
+    const needed = microsToMinor(micros);
+    const available = BigInt((await creditStatus(client, taskQueue, payerHandle, currency)).available);
+    if (available < needed)
+      throw new UsageRefused(
+        402,
+        `this call may cost up to ${formatMicros(micros, currency)} (a ${worst.input}-byte prompt and up to ${worst.output} tokens of answer) and ${payerHandle}'s credit has ${formatMoney(available, currency)} available: add credit (computatrum credit fund, or fundCredit) or ask for fewer tokens (max_tokens)`,
+        'insufficient_quota',
+      );
+    let amount = available < this.allotmentMinor ? available : this.allotmentMinor;
+    if (amount < needed) amount = needed;
+    if (amount > MAX_ALLOTMENT_MINOR) amount = MAX_ALLOTMENT_MINOR;
+    if (amount * MICROS_PER_MINOR < micros)
+      throw new UsageRefused(
+        402,
+        `this call may cost more than one allotment can hold: ask for fewer tokens`,
+        'call_too_large',
+      );
+    const id = randomUUID();
+    const inserted = await this.db.$executeRaw(Prisma.sql`
+      INSERT INTO "UsageAllotment" ("id", "payer", "handle", "currency", "state")
+      VALUES (${id}, ${payer}, ${payerHandle}, ${currency}, 'opening')
+      ON CONFLICT ("payer") WHERE "state" IN ('opening', 'open') DO NOTHING`);
+    if (inserted === 0) return undefined;
+    const input: AllotmentInput = {
+      id,
+      payer,
+      currency,
+      amount: amount.toString(),
+      openSeconds: this.allotmentSeconds,
+      germline: this.settings.germline,
+      feePercent: this.settings.feePercent,
+    };
+    try {
+      await client.workflow.start<typeof allotmentWorkflow>('allotmentWorkflow', {
+        workflowId: allotmentWorkflowId(id),
+        taskQueue,
+        args: [input],
+      });
+    } catch (error) {
+      if (!(error instanceof WorkflowExecutionAlreadyStartedError)) {
+        await this.db.usageAllotment.updateMany({
+          where: { id, state: 'opening' },
+          data: { state: 'refused', reason: `its workflow could not start: ${(error as Error).message}` },
+        });
+        throw error;
+      }
+    }
+    return { id, createdAt: new Date() };
+  }
+
+  /** The allotment's reservation answer; undefined when it went away without one (then looked for again). */
+  private async opened(allotment: { id: string; createdAt: Date }): Promise<AllotmentOpening | undefined> {
+    try {
+      return await this.settings.client.workflow
+        .getHandle(allotmentWorkflowId(allotment.id))
+        .executeUpdate(allotmentOpenedUpdate);
+    } catch {
+      // No workflow: it ended (its row says how), or its gateway went away before starting it.
+      if (Date.now() - allotment.createdAt.getTime() > ABANDONED_OPENING_MS)
+        await this.db.usageAllotment.updateMany({
+          where: { id: allotment.id, state: 'opening' },
+          data: { state: 'refused', reason: 'abandoned: its gateway went away before it opened' },
+        });
+      return undefined;
+    }
+  }
+}
+
+/** "0.002 USD in / 0.006 USD out per 1,000 tokens" for each breed. */
+export function describePrices(breeds: Array<{ price: UsePrice }>, currency: string): string {
+  return breeds
+    .map(
+      ({ price }) =>
+        `${formatUsePrice(price.inputPerMillion, currency)} in, ${formatUsePrice(price.outputPerMillion, currency)} out per 1,000 tokens`,
+    )
+    .join('; ');
+}
