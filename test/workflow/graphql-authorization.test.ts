@@ -220,6 +220,30 @@ const CASES: Record<string, Case> = {
       });
     },
   },
+  priceBreed: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => {
+      const repository = `trainers/${account.handle}/${unique('priced')}`;
+      await publish(repository, `weights of ${repository}`);
+      const listed = await account.gql(
+        `mutation { publishBreed(repository: "${repository}", title: "Priced") { repository } }`,
+      );
+      expect(listed.errors).toBeUndefined();
+      return {
+        query:
+          'mutation($repository: String!) { priceBreed(repository: $repository, inputPer1k: "0.002", outputPer1k: "0.006", licenceIncludesUse: false) { repository inputPricePer1k outputPricePer1k } }',
+        variables: { repository },
+      };
+    },
+    check: async (data) => {
+      expect(data.priceBreed).toMatchObject({ inputPricePer1k: '0.002', outputPricePer1k: '0.006' });
+      expect(await env.db.breed.findUnique({ where: { repository: data.priceBreed.repository } })).toMatchObject({
+        inputPricePerMillion: 200n,
+        outputPricePerMillion: 600n,
+        licenceIncludesUse: false,
+      });
+    },
+  },
   onboardPayouts: {
     allowed: ['trainer', 'operator'],
     operation: () => ({ query: `mutation { onboardPayouts(requestId: "${unique('o')}") }` }),

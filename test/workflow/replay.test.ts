@@ -29,10 +29,12 @@ import {
   genesisWorkflowId,
   instanceWorkflowId,
   learnWorkflowId,
+  allotmentWorkflowId,
   trainingWorkflowId,
 } from '../../workflows/names';
 import type { genesisWorkflow } from '../../workflows/genesis';
 import { learnWorkflow } from '../../workflows/learn';
+import { allotmentWorkflow } from '../../workflows/allotment';
 import { ensureGenesis } from '../../temporal/germline-client';
 import { LocalInstanceRunner } from '../../activities/runners/local-instances';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
@@ -235,9 +237,37 @@ test('the histories of every workflow type replay without a determinism error', 
   recorded.push({ workflowId: learnWorkflowId(learnRun) });
 
   // A trainer's credit: started as the platform starts it, with a deposit booked.
-  const credit = await creditHandle(env.client, env.taskQueue, uniqueName('tr'), 'usd');
+  const trainer = uniqueName('tr');
+  const credit = await creditHandle(env.client, env.taskQueue, trainer, 'usd');
   recorded.push({ workflowId: credit.workflowId });
   await updateBudget(credit, depositUpdate, { amount: '2000', currency: 'usd', reference: 'paid-in' });
+
+  // An allotment of that credit for priced calls: reserved, open a second, settled with nothing used.
+  const allotment = uniqueName('allotment');
+  await env.db.usageAllotment.create({
+    data: { id: allotment, payer: credit.workflowId, handle: trainer, currency: 'usd', state: 'opening' },
+  });
+  const opening = await env.client.workflow.execute(allotmentWorkflow, {
+    workflowId: allotmentWorkflowId(allotment),
+    taskQueue: env.taskQueue,
+    args: [
+      {
+        id: allotment,
+        payer: credit.workflowId,
+        currency: 'usd',
+        amount: '100',
+        openSeconds: 1,
+        germline: fresh.name,
+        feePercent: 10,
+      },
+    ],
+  });
+  expect(opening.state).toBe('open');
+  expect(await env.db.usageAllotment.findUnique({ where: { id: allotment } })).toMatchObject({
+    state: 'settled',
+    spent: 0n,
+  });
+  recorded.push({ workflowId: allotmentWorkflowId(allotment) });
 
   const histories = await Promise.all(
     recorded.map(async ({ workflowId, runId }) => ({
