@@ -41,36 +41,89 @@ export interface ChargeContext {
   currency: string;
 }
 
+/** A sponsor's grant paying for a person's call: within `allowance` a UTC day (minor units). */
+export interface GrantHold {
+  sponsor: string;
+  handle: string;
+  allowance: bigint;
+}
+
+/** Why a hold did not happen: no open allotment has room (open one), or the grant has no room left today. */
+export type HoldOutcome = { allotmentId: string } | { noRoom: 'allotment' | 'grant' };
+
+type Queries = Pick<Database, '$queryRaw'>;
+
+/** Holds on the payer's open allotment and records the call as held, in one statement. */
+async function holdOnAllotment(
+  db: Queries,
+  payer: string,
+  micros: bigint,
+  charge: ChargeContext,
+  sponsor: string | null,
+) {
+  const rows = await db.$queryRaw<Array<{ allotmentId: string }>>(Prisma.sql`
+    WITH allotment AS (
+      UPDATE "UsageAllotment" SET "held" = "held" + ${micros}
+      WHERE "payer" = ${payer} AND "state" = 'open' AND "expiresAt" > (now() AT TIME ZONE 'UTC')
+        AND "amount" * 1000000 - "used" - "held" >= ${micros}
+      RETURNING "id"
+    )
+    INSERT INTO "UsageCharge"
+      ("id", "allotmentId", "payerHandle", "caller", "instanceId", "repository", "trainerHandle", "state", "held",
+       "currency", "sponsor", "createdAt")
+    SELECT ${charge.id}, allotment."id", ${charge.payerHandle}, ${charge.caller}, ${charge.instanceId},
+      ${charge.repository}, ${charge.trainerHandle}, 'held', ${micros}, ${charge.currency}, ${sponsor},
+      (now() AT TIME ZONE 'UTC')
+    FROM allotment
+    RETURNING "allotmentId"`);
+  return rows[0]?.allotmentId;
+}
+
+/** The transaction's rollback when the grant had room and the allotment had none. */
+class NoAllotmentRoom extends Error {}
+
 /**
- * Holds `micros` against the payer's open allotment and records the call as held, in one statement:
- * the allotment it was held on, or undefined when no open allotment has room for it.
+ * Holds `micros` against the payer's open allotment and records the call as held, in one statement;
+ * with a grant, also within what the person has left of it today, in the same transaction (the
+ * day's use is a row updated under its lock, so a burst never spends past the allowance).
  */
 export async function holdCharge(
   db: Database,
   payer: string,
   micros: bigint,
   charge: ChargeContext,
-): Promise<string | undefined> {
-  const rows = await db.$queryRaw<Array<{ allotmentId: string }>>(Prisma.sql`
-    WITH allotment AS (
-      UPDATE "UsageAllotment" SET "held" = "held" + ${micros}
-      WHERE "payer" = ${payer} AND "state" = 'open' AND "expiresAt" > now()
-        AND "amount" * 1000000 - "used" - "held" >= ${micros}
-      RETURNING "id"
-    )
-    INSERT INTO "UsageCharge"
-      ("id", "allotmentId", "payerHandle", "caller", "instanceId", "repository", "trainerHandle", "state", "held", "currency")
-    SELECT ${charge.id}, allotment."id", ${charge.payerHandle}, ${charge.caller}, ${charge.instanceId},
-      ${charge.repository}, ${charge.trainerHandle}, 'held', ${micros}, ${charge.currency}
-    FROM allotment
-    RETURNING "allotmentId"`);
-  return rows[0]?.allotmentId;
+  grant?: GrantHold,
+): Promise<HoldOutcome> {
+  if (!grant) {
+    const allotmentId = await holdOnAllotment(db, payer, micros, charge, null);
+    return allotmentId ? { allotmentId } : { noRoom: 'allotment' };
+  }
+  const allowance = grant.allowance * MICROS_PER_MINOR;
+  if (micros > allowance) return { noRoom: 'grant' };
+  try {
+    return await db.$transaction(async (tx) => {
+      const granted = await tx.$queryRaw<unknown[]>(Prisma.sql`
+        INSERT INTO "GrantUse" ("sponsor", "handle", "day", "held")
+        VALUES (${grant.sponsor}, ${grant.handle}, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD'), ${micros})
+        ON CONFLICT ("sponsor", "handle", "day") DO UPDATE SET "held" = "GrantUse"."held" + EXCLUDED."held"
+        WHERE "GrantUse"."held" + "GrantUse"."used" + EXCLUDED."held" <= ${allowance}
+        RETURNING 1`);
+      if (granted.length === 0) return { noRoom: 'grant' as const };
+      const allotmentId = await holdOnAllotment(tx, payer, micros, charge, grant.sponsor);
+      if (!allotmentId) throw new NoAllotmentRoom();
+      return { allotmentId };
+    });
+  } catch (error) {
+    if (error instanceof NoAllotmentRoom) return { noRoom: 'allotment' };
+    throw error;
+  }
 }
 
 /**
  * Ends a held call: charged what it used (never more than it held), or released (`tokens` absent,
- * nothing reached the caller). Its hold goes back to the allotment. A call no longer held (released
- * as lost by a settlement that could not wait for it) changes nothing. Answers the micros charged.
+ * nothing reached the caller). Its hold goes back to the allotment, and to the grant's day when a
+ * grant paid. A call no longer held (released as lost by a settlement that could not wait for it)
+ * changes nothing. Answers the micros charged.
  */
 export async function finishCharge(
   db: Database,
@@ -86,9 +139,14 @@ export async function finishCharge(
         "inputTokens" = ${charged ? outcome.tokens.input : null}::integer,
         "outputTokens" = ${charged ? outcome.tokens.output : null}::integer,
         "reason" = ${charged ? null : outcome.released},
-        "finishedAt" = now()
+        "finishedAt" = (now() AT TIME ZONE 'UTC')
       WHERE "id" = ${id} AND "state" = 'held'
-      RETURNING "allotmentId", "held", "amount"
+      RETURNING "allotmentId", "held", "amount", "sponsor", "payerHandle", "createdAt"
+    ), grant_day AS (
+      UPDATE "GrantUse" SET "held" = "GrantUse"."held" - charge."held", "used" = "GrantUse"."used" + charge."amount"
+      FROM charge
+      WHERE charge."sponsor" IS NOT NULL AND "GrantUse"."sponsor" = charge."sponsor"
+        AND "GrantUse"."handle" = charge."payerHandle" AND "GrantUse"."day" = to_char(charge."createdAt", 'YYYY-MM-DD')
     )
     UPDATE "UsageAllotment" SET "held" = "UsageAllotment"."held" - charge."held", "used" = "used" + charge."amount"
     FROM charge WHERE "UsageAllotment"."id" = charge."allotmentId"

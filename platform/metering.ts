@@ -12,6 +12,7 @@ import {
   chargeMicros,
   closeAllotment,
   finishCharge,
+  type GrantHold,
   holdCharge,
   MAX_ALLOTMENT_MINOR,
   MICROS_PER_MINOR,
@@ -28,7 +29,8 @@ import {
 } from '../workflows/allotment-api';
 import type { allotmentWorkflow } from '../workflows/allotment';
 import { currencyExponent, formatMicros, formatMoney, formatUsePrice } from '../workflows/money';
-import { allotmentWorkflowId, creditWorkflowId } from '../workflows/names';
+import { allotmentWorkflowId, creditWorkflowId, sponsorWorkflowId } from '../workflows/names';
+import { statusQuery } from '../workflows/budget-api';
 import type { Caller } from './accounts';
 import { creditStatus } from './credit';
 import type { InstanceRow } from './instances';
@@ -47,6 +49,10 @@ export interface MeteringSettings {
   allotmentSeconds?: number;
   /** The answer's length a priced call is held for when it names no max_tokens (and is then sent with); default 1,024. */
   defaultMaxTokens?: number;
+  /** How long prices, licences and grants are kept in memory; default 5 s. */
+  cacheMs?: number;
+  /** What grants' expiry is judged by; default the system clock. */
+  clock?: () => Date;
 }
 
 /** A call the gateway refuses for money: 402 (not 429, which OpenAI clients retry on their own). */
@@ -69,6 +75,24 @@ interface PricedBreed {
   licenceIncludesUse: boolean;
 }
 
+/** A budget that may pay for a call, in the order tried. */
+export interface Payer {
+  /** The budget workflow reserved from: credit/<handle> or sponsor/<name>. */
+  budget: string;
+  /** The person the charge is theirs to see. */
+  handle: string;
+  /** "alice's credit", "Acme's grant": in refusals. */
+  whose: string;
+  grant?: GrantHold;
+}
+
+/** What a call pays for and who may pay, in order. */
+export interface Terms {
+  payerHandle: string;
+  breeds: PricedBreed[];
+  payers: Payer[];
+}
+
 /** A call held against its payer's allotment: ended once, charged or released. */
 export interface HeldCall {
   charges: Array<{ id: string; price: UsePrice; held: bigint }>;
@@ -81,7 +105,8 @@ export interface PricedForward {
   worst: TokenCounts;
 }
 
-const CACHE_MS = 5_000;
+/** How long prices, licences and grants are read from memory: a change reaches calls within this. */
+const DEFAULT_CACHE_MS = 5_000;
 /** A row left `opening` this long without its workflow was abandoned by a gateway that went away. */
 const ABANDONED_OPENING_MS = 30_000;
 
@@ -107,9 +132,23 @@ export class Metering {
   private readonly breeds = new Map<string, { at: number; breeds: PricedBreed[] }>();
   private readonly accounts = new Map<string, { at: number; account: { id: string; role: string } | null }>();
   private readonly licences = new Map<string, { at: number; holds: boolean }>();
+  private sponsors:
+    | {
+        at: number;
+        rows: Array<{
+          name: string;
+          title: string;
+          dailyAllowance: bigint;
+          eligibleDomain: string | null;
+          expiresAt: Date | null;
+        }>;
+      }
+    | undefined;
   private readonly allotmentMinor: bigint;
   private readonly allotmentSeconds: number;
   readonly defaultMaxTokens: number;
+  private readonly cacheMs: number;
+  private readonly clock: () => Date;
 
   constructor(
     private readonly db: Database,
@@ -118,6 +157,8 @@ export class Metering {
     this.allotmentMinor = settings.allotmentMinor ?? 10n ** BigInt(currencyExponent(settings.currency));
     this.allotmentSeconds = settings.allotmentSeconds ?? 60;
     this.defaultMaxTokens = settings.defaultMaxTokens ?? 1024;
+    this.cacheMs = settings.cacheMs ?? DEFAULT_CACHE_MS;
+    this.clock = settings.clock ?? (() => new Date());
   }
 
   /** A charge in micros as the caller reads it. */
@@ -128,7 +169,7 @@ export class Metering {
   /** The breeds with a per-use price that govern the instance's content: the breed itself, and those it came from. */
   private async pricedBreeds(repository: string): Promise<PricedBreed[]> {
     const cached = this.breeds.get(repository);
-    if (cached && Date.now() - cached.at < CACHE_MS) return cached.breeds;
+    if (cached && Date.now() - cached.at < this.cacheMs) return cached.breeds;
     const rows = await this.db.breed.findMany({
       where: {
         OR: [{ repository }, { inheritors: { some: { repository } } }],
@@ -150,7 +191,7 @@ export class Metering {
 
   private async accountOf(handle: string): Promise<{ id: string; role: string } | null> {
     const cached = this.accounts.get(handle);
-    if (cached && Date.now() - cached.at < CACHE_MS) return cached.account;
+    if (cached && Date.now() - cached.at < this.cacheMs) return cached.account;
     const account = await this.db.account.findUnique({ where: { handle }, select: { id: true, role: true } });
     this.accounts.set(handle, { at: Date.now(), account });
     return account;
@@ -159,7 +200,7 @@ export class Metering {
   private async holdsLicence(accountId: string, repository: string): Promise<boolean> {
     const key = entitlementId(accountId, repository);
     const cached = this.licences.get(key);
-    if (cached && Date.now() - cached.at < CACHE_MS) return cached.holds;
+    if (cached && Date.now() - cached.at < this.cacheMs) return cached.holds;
     const holds = (await this.db.entitlement.count({ where: { id: key } })) > 0;
     this.licences.set(key, { at: Date.now(), holds });
     return holds;
@@ -169,7 +210,7 @@ export class Metering {
    * What the call pays for and who pays, or undefined when it is free: no priced breed governs the
    * instance, or the payer is each breed's owner, an operator, or holds a licence that includes use.
    */
-  async termsOf(caller: Caller, row: InstanceRow): Promise<{ payerHandle: string; breeds: PricedBreed[] } | undefined> {
+  async termsOf(caller: Caller, row: InstanceRow): Promise<Terms | undefined> {
     const priced = await this.pricedBreeds(row.repository);
     if (priced.length === 0) return undefined;
     const payerHandle = caller.account?.handle ?? row.ownerHandle;
@@ -189,7 +230,35 @@ export class Metering {
       if (breed.licenceIncludesUse && (await this.holdsLicence(payer.id, breed.repository))) continue;
       breeds.push(breed);
     }
-    return breeds.length > 0 ? { payerHandle, breeds } : undefined;
+    if (breeds.length === 0) return undefined;
+    // A person's own call is paid by a sponsor's grant while it lasts, then by their credit; a
+    // visitor's by the instance's owner.
+    const own: Payer = { budget: creditWorkflowId(payerHandle), handle: payerHandle, whose: `${payerHandle}'s credit` };
+    const grants = caller.account ? await this.grantsFor(caller.account) : [];
+    return { payerHandle, breeds, payers: [...grants, own] };
+  }
+
+  /** The sponsors' grants a person may use now: eligible, not expired, with an allowance. */
+  private async grantsFor(account: { handle: string; email: string; role: string }): Promise<Payer[]> {
+    if (account.role !== 'trainer') return [];
+    if (!this.sponsors || Date.now() - this.sponsors.at >= this.cacheMs)
+      this.sponsors = {
+        at: Date.now(),
+        rows: await this.db.sponsor.findMany({
+          where: { dailyAllowance: { gt: 0 }, currency: this.settings.currency },
+          orderBy: { createdAt: 'asc' },
+        }),
+      };
+    const domain = account.email.slice(account.email.lastIndexOf('@') + 1).toLowerCase();
+    const now = this.clock();
+    return this.sponsors.rows
+      .filter((s) => (!s.expiresAt || s.expiresAt > now) && (!s.eligibleDomain || s.eligibleDomain === domain))
+      .map((s) => ({
+        budget: sponsorWorkflowId(s.name),
+        handle: account.handle,
+        whose: `${s.title}'s grant`,
+        grant: { sponsor: s.name, handle: account.handle, allowance: s.dailyAllowance },
+      }));
   }
 
   /** The body as the instance gets it, and the call's worst case: the whole prompt and the longest answer allowed. */
@@ -209,16 +278,16 @@ export class Metering {
   }
 
   /**
-   * Holds the call's worst case for each breed against the payer's allotment, opening one when none
-   * has room; refuses (UsageRefused) when the payer's credit cannot cover it, saying what would.
+   * Holds the call's worst case for each breed with the first payer that can cover it (a sponsor's
+   * grant, then the person's credit), opening an allotment when none has room; refuses
+   * (UsageRefused) when none can, saying why each could not and what would make it work.
    */
   async hold(
-    terms: { payerHandle: string; breeds: PricedBreed[] },
+    terms: Terms,
     context: { interactionId: string; caller: string; instanceId: string },
     worst: TokenCounts,
   ): Promise<HeldCall> {
     const held: HeldCall = { charges: [], estimate: worst };
-    const payer = creditWorkflowId(terms.payerHandle);
     try {
       for (const breed of terms.breeds) {
         const micros = chargeMicros(worst, breed.price);
@@ -231,12 +300,21 @@ export class Metering {
           trainerHandle: breed.trainerHandle,
           currency: this.settings.currency,
         };
-        try {
-          await this.holdOne(payer, micros, charge, worst);
-        } catch (error) {
-          if (error instanceof UsageRefused && context.caller.startsWith('account:'))
-            void recordRefusal(this.db, charge, error.message).catch(() => undefined);
-          throw error;
+        const reasons: string[] = [];
+        for (const payer of terms.payers) {
+          const reason = await this.holdWith(payer, micros, charge);
+          if (!reason) break;
+          reasons.push(reason);
+        }
+        if (reasons.length === terms.payers.length) {
+          const refusal = new UsageRefused(
+            402,
+            `this call may cost up to ${this.format(micros)} (a ${worst.input}-byte prompt and up to ${worst.output} tokens of answer at ${describePrices([breed], this.settings.currency)}): ${reasons.join('; ')}. Add credit (computatrum credit fund, or fundCredit) or ask for fewer tokens (max_tokens)`,
+            'insufficient_quota',
+          );
+          if (context.caller.startsWith('account:'))
+            void recordRefusal(this.db, charge, refusal.message).catch(() => undefined);
+          throw refusal;
         }
         held.charges.push({ id: charge.id, price: breed.price, held: micros });
       }
@@ -260,11 +338,16 @@ export class Metering {
     for (const charge of held.charges) await finishCharge(this.db, charge.id, { released: why });
   }
 
-  private async holdOne(payer: string, micros: bigint, charge: ChargeContext, worst: TokenCounts): Promise<void> {
+  /** Holds the call with `payer`; answers why it could not, or undefined when held. */
+  private async holdWith(payer: Payer, micros: bigint, charge: ChargeContext): Promise<string | undefined> {
     const { db } = this;
     for (let attempt = 0; attempt < 5; attempt++) {
-      if (await holdCharge(db, payer, micros, charge)) return;
-      const current = await db.usageAllotment.findFirst({ where: { payer, state: { in: ['opening', 'open'] } } });
+      const outcome = await holdCharge(db, payer.budget, micros, charge, payer.grant);
+      if ('allotmentId' in outcome) return undefined;
+      if (outcome.noRoom === 'grant') return this.grantLeft(payer);
+      const current = await db.usageAllotment.findFirst({
+        where: { payer: payer.budget, state: { in: ['opening', 'open'] } },
+      });
       if (current?.state === 'open') {
         // Opened between the hold and this read: held again.
         const room = current.amount * MICROS_PER_MINOR - current.used - current.held;
@@ -277,53 +360,56 @@ export class Metering {
           .catch(() => undefined);
         continue;
       }
-      const opening = current ?? (await this.startAllotment(payer, charge.payerHandle, micros, worst));
+      const opening = current ?? (await this.startAllotment(payer, micros));
+      if (typeof opening === 'string') return opening;
       if (!opening) continue;
       const answer = await this.opened(opening);
-      if (answer?.state === 'refused')
-        throw new UsageRefused(402, `${charge.payerHandle}'s credit refused: ${answer.reason}`, 'insufficient_quota');
+      if (answer?.state === 'refused') return `${payer.whose} refused: ${answer.reason}`;
     }
-    throw new UsageRefused(503, 'your credit is busy with other calls: try again in a moment', 'allotment_busy');
+    return `${payer.whose} is busy with other calls: try again in a moment`;
+  }
+
+  /** What a grant has left today, in words. */
+  private async grantLeft(payer: Payer): Promise<string> {
+    const grant = payer.grant!;
+    const day = new Date().toISOString().slice(0, 10);
+    const use = await this.db.grantUse.findUnique({
+      where: { sponsor_handle_day: { sponsor: grant.sponsor, handle: grant.handle, day } },
+    });
+    const spent = (use?.used ?? 0n) + (use?.held ?? 0n);
+    const left = grant.allowance * MICROS_PER_MINOR - spent;
+    return `${payer.whose} has ${this.format(left > 0n ? left : 0n)} of its ${formatMoney(grant.allowance, this.settings.currency)} a day left today`;
   }
 
   /**
-   * Opens an allotment for the payer: as much as the allotment size their credit has available, and
-   * at least this call's worst case (refused, saying so, when their credit has less). Undefined
-   * when another call began opening one first (that one is waited for instead).
+   * Opens an allotment of the payer's budget: as much as the allotment size it has available, and
+   * at least this call's worst case (or why not, when it has less). Undefined when another call began
+   * opening one first (that one is waited for instead).
    */
   private async startAllotment(
-    payer: string,
-    payerHandle: string,
+    payer: Payer,
     micros: bigint,
-    worst: TokenCounts,
-  ): Promise<{ id: string; createdAt: Date } | undefined> {
+  ): Promise<{ id: string; createdAt: Date } | string | undefined> {
     const { client, taskQueue, currency } = this.settings;
     const needed = microsToMinor(micros);
-    const available = BigInt((await creditStatus(client, taskQueue, payerHandle, currency)).available);
-    if (available < needed)
-      throw new UsageRefused(
-        402,
-        `this call may cost up to ${formatMicros(micros, currency)} (a ${worst.input}-byte prompt and up to ${worst.output} tokens of answer) and ${payerHandle}'s credit has ${formatMoney(available, currency)} available: add credit (computatrum credit fund, or fundCredit) or ask for fewer tokens (max_tokens)`,
-        'insufficient_quota',
-      );
+    const status = payer.grant
+      ? await client.workflow.getHandle(payer.budget).query(statusQuery)
+      : await creditStatus(client, taskQueue, payer.handle, currency);
+    const available = BigInt(status.available);
+    if (available < needed) return `${payer.whose} has ${formatMoney(available, currency)} available`;
     let amount = available < this.allotmentMinor ? available : this.allotmentMinor;
     if (amount < needed) amount = needed;
     if (amount > MAX_ALLOTMENT_MINOR) amount = MAX_ALLOTMENT_MINOR;
-    if (amount * MICROS_PER_MINOR < micros)
-      throw new UsageRefused(
-        402,
-        `this call may cost more than one allotment can hold: ask for fewer tokens`,
-        'call_too_large',
-      );
+    if (amount * MICROS_PER_MINOR < micros) return 'the call may cost more than one allotment can hold';
     const id = randomUUID();
     const inserted = await this.db.$executeRaw(Prisma.sql`
       INSERT INTO "UsageAllotment" ("id", "payer", "handle", "currency", "state")
-      VALUES (${id}, ${payer}, ${payerHandle}, ${currency}, 'opening')
+      VALUES (${id}, ${payer.budget}, ${payer.grant ? `sponsor:${payer.grant.sponsor}` : payer.handle}, ${currency}, 'opening')
       ON CONFLICT ("payer") WHERE "state" IN ('opening', 'open') DO NOTHING`);
     if (inserted === 0) return undefined;
     const input: AllotmentInput = {
       id,
-      payer,
+      payer: payer.budget,
       currency,
       amount: amount.toString(),
       openSeconds: this.allotmentSeconds,

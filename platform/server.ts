@@ -51,7 +51,7 @@ export interface PlatformOptions {
   /** The platform's share of sales and of per-use charges, a whole percentage; default 10 (or Stripe's). */
   feePercent?: number;
   /** How priced calls are metered (allotments' size and life); the rest comes from the options above. */
-  usage?: Pick<MeteringSettings, 'allotmentMinor' | 'allotmentSeconds' | 'defaultMaxTokens'>;
+  usage?: Pick<MeteringSettings, 'allotmentMinor' | 'allotmentSeconds' | 'defaultMaxTokens' | 'cacheMs' | 'clock'>;
 }
 
 /** Request bodies (GraphQL operations, sign-ups) are small; a bigger one is a 413, not work. */

@@ -17,6 +17,7 @@ import { type AccountView } from './accounts';
 import { creditHandle } from './credit';
 import { entitlementId } from './read-access';
 import { depositUpdate } from '../workflows/budget-api';
+import { sponsorHandle } from './sponsors';
 import { ACCOUNT_HANDLE } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
 import { toRefusal, StripeInputError } from './errors';
@@ -83,6 +84,23 @@ export function createCreditCheckout(
   });
 }
 
+export const SPONSOR_KIND = 'fund-sponsor';
+
+/** A sponsor's Checkout Session that, once paid, funds its grants (sponsor/<name>). */
+export function createSponsorCheckout(
+  settings: StripeSettings,
+  manager: AccountView,
+  input: { sponsor: string; title: string; amount: bigint; currency: string; requestId: string },
+): Promise<{ id: string; url: string | null }> {
+  return fundingSession(settings, {
+    ...input,
+    product: `Free use sponsored by ${input.title}`,
+    metadata: { kind: SPONSOR_KIND, sponsor: input.sponsor },
+    idempotencyKey: `${SPONSOR_KIND}/${input.sponsor}/${manager.id}/${input.requestId}`,
+    returnPath: '/sponsors',
+  });
+}
+
 async function fundingSession(
   settings: StripeSettings,
   input: {
@@ -124,7 +142,7 @@ async function fundingSession(
 export const PURCHASE_KIND = 'buy-breed';
 
 /** The sessions whose payment the webhook books somewhere. */
-const PAID_KINDS: ReadonlySet<string | undefined> = new Set([FUNDING_KIND, CREDIT_KIND, PURCHASE_KIND]);
+const PAID_KINDS: ReadonlySet<string | undefined> = new Set([FUNDING_KIND, CREDIT_KIND, PURCHASE_KIND, SPONSOR_KIND]);
 
 /**
  * Why the money a paid session names cannot be booked (not whole minor units, or above the most one
@@ -271,6 +289,7 @@ export function registerStripeWebhook(
     if (unbookable) return refusedPayment(event, `checkout session ${session.id}`, unbookable);
     if (session.metadata?.kind === PURCHASE_KIND) return purchased(event, session);
     if (session.metadata?.kind === CREDIT_KIND) return credited(event, session);
+    if (session.metadata?.kind === SPONSOR_KIND) return sponsored(event, session);
     if (session.metadata?.kind !== FUNDING_KIND || session.metadata.germline !== deps.germline)
       return 'ignored: not a funding of this germline';
     const amount = String(session.amount_total ?? 0);
@@ -297,6 +316,17 @@ export function registerStripeWebhook(
     const currency = session.currency ?? '';
     const credit = await creditHandle(temporal(), deps.taskQueue, handle, currency);
     return deposit(event, credit, amount, currency, `deposited ${formatMoney(amount, currency)} into credit/${handle}`);
+  }
+
+  /** A sponsor's fund paid in: deposited in sponsor/<name>, whose grants pay for personal users' calls. */
+  async function sponsored(event: Stripe.Event, session: Stripe.Checkout.Session): Promise<string> {
+    const name = session.metadata?.sponsor;
+    if (!name || !(await deps.db.sponsor.findUnique({ where: { name } }))) return 'ignored: a funding of no sponsor';
+    if (!deps.taskQueue) throw new Error('sponsors need the worker task queue');
+    const amount = String(session.amount_total ?? 0);
+    const currency = session.currency ?? '';
+    const fund = await sponsorHandle(temporal(), deps.taskQueue, name, currency);
+    return deposit(event, fund, amount, currency, `deposited ${formatMoney(amount, currency)} into sponsor/${name}`);
   }
 
   /** A breed bought: the buyer may download it from now on, and the platform's fee funds the germline. */

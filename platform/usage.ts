@@ -1,4 +1,4 @@
-// What priced calls cost the people who made them and earned the trainers who made the breeds: every
+// What priced calls cost the people who made them (their own credit, or a sponsor's grant) and earned the trainers who made the breeds: every
 // charge and refusal a payer's credit saw (`computatrum usage`, GraphQL myUsage), and a trainer's
 // earnings (their payable account), paid or not yet.
 import type { Database } from '../db/prisma';
@@ -18,6 +18,8 @@ export interface UsageEntry {
   reason: string | null;
   /** Who made the call: the payer themselves, or a visitor of their public instance. */
   caller: string;
+  /** The sponsor whose grant paid, if one did. */
+  sponsor: string | null;
 }
 
 export interface UsageReport {
@@ -72,6 +74,7 @@ export async function usageReport(
       amount: row.state === 'held' ? row.held : row.amount,
       reason: row.reason,
       caller: row.caller,
+      sponsor: row.sponsor,
     })),
     earned: earned._sum.amount ?? 0n,
     earnedUnpaid: unpaid._sum.amount ?? 0n,

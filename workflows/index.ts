@@ -8,3 +8,4 @@ export { instanceWorkflow } from './instance';
 export { genesisWorkflow } from './genesis';
 export { learnWorkflow } from './learn';
 export { allotmentWorkflow } from './allotment';
+export { sponsorWorkflow } from './sponsor';

@@ -26,6 +26,10 @@ export const childWorkflowPrefix = (germline: string): string => `child/${germli
 export const childRepository = (child: string): string => `children/${child}`;
 
 export const creditWorkflowId = (handle: string): string => `credit/${handle}`;
+
+/** A sponsor's fund (its grants pay for personal users' calls), and its book in the journal. */
+export const sponsorWorkflowId = (sponsor: string): string => `sponsor/${sponsor}`;
+export const sponsorBook = (sponsor: string): string => `sponsors/${sponsor}`;
 /** A trainer's book in the journal. */
 export const creditBook = (handle: string): string => `trainers/${handle}`;
 
@@ -47,8 +51,8 @@ export const learnWorkflowId = (run: string): string => `learn/${run}`;
 /** The germline's first day on a fresh install: its first training run and gpc tag. */
 export const genesisWorkflowId = (germline: string): string => `genesis/${germline}`;
 
-/** The workflows that hold a budget and may pay: a germline, one of its children, a trainer's credit. */
-export const PAYER = new RegExp(`^(germline/${name}|child/${name}/${name}|credit/${handle})$`);
+/** The workflows that hold a budget and may pay: a germline, one of its children, a trainer's credit, a sponsor's fund. */
+export const PAYER = new RegExp(`^(germline/${name}|child/${name}/${name}|credit/${handle}|sponsor/${handle})$`);
 
 export const instanceWorkflowId = (instance: string): string => `instance/${instance}`;
 
@@ -57,3 +61,6 @@ export const allotmentWorkflowId = (allotment: string): string => `allotment/${a
 /** The reservation ref of an allotment, and the deposit reference of the platform's fee from it. */
 export const allotmentReservationRef = (allotment: string): string => `allotment/${allotment}`;
 export const usageFeeReference = (allotment: string): string => `usage-fee/${allotment}`;
+
+/** A behaviour probe of one image: once per repository and manifest digest (`probe/<repo>@<digest>`). */
+export const probeWorkflowId = (repository: string, digest: string): string => `probe/${repository}@${digest}`;

@@ -1,5 +1,7 @@
-// Paying for intelligence from the command line: a trainer prices their breed's use (`price`), and
-// anyone signed in reads what their priced calls cost and what their breeds earned (`usage`).
+// Paying for intelligence from the command line: a trainer prices their breed's use (`price`),
+// anyone signed in reads what their priced calls cost and what their breeds earned (`usage`), and a
+// sponsor funds free use for personal users (`sponsor create|grant|fund|show`).
+import { randomUUID } from 'node:crypto';
 import type { Command } from 'commander';
 import type { Config } from '../../runtime/config';
 import { formatMoney } from '../../workflows/money';
@@ -40,6 +42,7 @@ interface Usage {
     outputTokens: number | null;
     amount: string;
     reason: string | null;
+    sponsor: string | null;
   }>;
 }
 
@@ -111,7 +114,7 @@ export function addUsageCommands(program: Command, config: () => Config): void {
       const { myUsage } = await platformApi(config(), { ...options, signedIn: true }).graphql<{ myUsage: Usage }>(
         `query($since: String, $limit: Int) { myUsage(since: $since, limit: $limit) {
           currency since charged calls refusals earned earnedUnpaid
-          entries { id at instance repository state caller inputTokens outputTokens amount reason }
+          entries { id at instance repository state caller inputTokens outputTokens amount reason sponsor }
         } }`,
         { since: options.since ?? null, limit },
       );
@@ -133,10 +136,126 @@ export function addUsageCommands(program: Command, config: () => Config): void {
             e.state,
             e.inputTokens === null ? '' : `${e.inputTokens}/${e.outputTokens}`,
             e.amount,
-            e.reason ?? (e.caller.startsWith('visitor:') ? 'a visitor of your public instance' : ''),
+            e.reason ??
+              (e.sponsor
+                ? `paid by ${e.sponsor}'s grant`
+                : e.caller.startsWith('visitor:')
+                  ? 'a visitor of your public instance'
+                  : ''),
           ]),
           { alignRight: [4, 5] },
         ),
       );
     });
+
+  const sponsor = program
+    .command('sponsor')
+    .description("a sponsor's grant: free use for personal users, paid by an organisation");
+  sponsor
+    .command('create')
+    .description('make a sponsor you manage (its fund is sponsor/<name>)')
+    .argument('<name>', 'lowercase letters, digits and dashes, e.g. acme')
+    .requiredOption('--title <text>', 'who sponsors, as people will read it')
+    .option(...fromOption)
+    .action(async (name: string, options: { title: string; from?: string }) => {
+      await platformApi(config(), { ...options, signedIn: true }).graphql(
+        'mutation($name: String!, $title: String!) { createSponsor(name: $name, title: $title) { name } }',
+        { name, title: options.title },
+      );
+      print(`sponsor ${name} is made: fund it (computatrum sponsor fund ${name} <amount>), then set its grant`);
+    });
+  sponsor
+    .command('grant')
+    .description("set your sponsor's grant (what is not given stays)")
+    .argument('<name>')
+    .option('--daily <amount>', 'what each eligible person may use a day, e.g. 0.50; 0: no grant')
+    .option('--domain <domain>', 'only personal accounts with an email there, e.g. example.org; "": everyone')
+    .option('--expires <time>', 'no call is paid after this, e.g. 2027-01-01; "": never')
+    .option(...fromOption)
+    .action(async (name: string, options: { daily?: string; domain?: string; expires?: string; from?: string }) => {
+      if ([options.daily, options.domain, options.expires].every((v) => v === undefined))
+        throw new UserError('give something to set: --daily, --domain or --expires', 2);
+      const { setSponsorGrant } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        setSponsorGrant: Grant;
+      }>(
+        `mutation($name: String!, $daily: String, $domain: String, $expires: String) {
+          setSponsorGrant(name: $name, dailyAllowance: $daily, eligibleDomain: $domain, expiresAt: $expires) {
+            name title dailyAllowance eligibleDomain expiresAt currency
+          }
+        }`,
+        { name, daily: options.daily ?? null, domain: options.domain ?? null, expires: options.expires ?? null },
+      );
+      print(`${name}: ${describeGrant(setSponsorGrant)}`);
+    });
+  sponsor
+    .command('fund')
+    .description("pay into your sponsor's fund through Stripe Checkout: prints the page to pay on")
+    .argument('<name>')
+    .argument('<amount>', 'e.g. 100.00')
+    .option('--request-id <id>', 'the same id gives the same Checkout Session (default: a new one)')
+    .option(...fromOption)
+    .action(async (name: string, amount: string, options: { requestId?: string; from?: string }) => {
+      const { fundSponsor } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        fundSponsor: { url: string | null };
+      }>(
+        'mutation($name: String!, $amount: String!, $requestId: String!) { fundSponsor(name: $name, amount: $amount, requestId: $requestId) { url } }',
+        { name, amount, requestId: options.requestId ?? randomUUID() },
+      );
+      print(`pay at: ${fundSponsor.url ?? '(Stripe gave no page)'}`);
+    });
+  sponsor
+    .command('show')
+    .description('your sponsor: its fund and what its grant paid for (totals, not transcripts)')
+    .argument('<name>')
+    .option('--since <time>', 'from this time (default: 30 days ago)')
+    .option('--json', 'print JSON')
+    .option(...fromOption)
+    .action(async (name: string, options: { since?: string; json?: boolean; from?: string }) => {
+      const { sponsor: report } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        sponsor: {
+          sponsor: Grant;
+          fund: { deposited: string; spent: string; available: string; reserved: string };
+          calls: number;
+          people: number;
+          paid: string;
+          byDay: Array<{ day: string; calls: number; people: number; paid: string }>;
+        };
+      }>(
+        `query($name: String!, $since: String) { sponsor(name: $name, since: $since) {
+          sponsor { name title dailyAllowance eligibleDomain expiresAt currency }
+          fund { deposited spent available reserved } calls people paid byDay { day calls people paid }
+        } }`,
+        { name, since: options.since ?? null },
+      );
+      if (options.json) return print(JSON.stringify(report, null, 2));
+      const currency = report.sponsor.currency;
+      print(`${report.sponsor.title} (${name}): ${describeGrant(report.sponsor)}`);
+      print(
+        `fund: ${formatMoney(report.fund.available, currency)} available of ${formatMoney(report.fund.deposited, currency)} paid in (${formatMoney(report.fund.spent, currency)} spent, ${formatMoney(report.fund.reserved, currency)} held)`,
+      );
+      print(`the grant paid ${report.paid} for ${report.calls} calls of ${report.people} people`);
+      if (report.byDay.length)
+        print(
+          table(
+            ['day', 'calls', 'people', 'paid'],
+            report.byDay.map((d) => [d.day, String(d.calls), String(d.people), d.paid]),
+            { alignRight: [1, 2, 3] },
+          ),
+        );
+    });
+}
+
+interface Grant {
+  name: string;
+  title: string;
+  dailyAllowance: string;
+  eligibleDomain: string | null;
+  expiresAt: string | null;
+  currency: string;
+}
+
+/** "0.50 USD a day for each person at example.org, until 2027-01-01" */
+export function describeGrant(grant: Grant): string {
+  if (grant.dailyAllowance === '0') return 'no grant';
+  return `${formatMoney(grant.dailyAllowance, grant.currency)} a day for each person${grant.eligibleDomain ? ` at ${grant.eligibleDomain}` : ''}${grant.expiresAt ? `, until ${grant.expiresAt.slice(0, 10)}` : ''}`;
 }

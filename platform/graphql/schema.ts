@@ -12,6 +12,7 @@ import './hub';
 import './instances';
 import './marketplace';
 import './training';
+import './sponsors';
 import './usage';
 
 /** A fresh GraphQLSchema (lexicographically sorted); every dependency comes from the context. */

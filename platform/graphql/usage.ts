@@ -22,6 +22,11 @@ const UsageEntryRef = builder.objectRef<UsageEntry & { currency: string }>('Usag
     }),
     amount: t.string({ resolve: (e) => formatMicros(e.amount, e.currency) }),
     reason: t.string({ nullable: true, resolve: (e) => e.reason }),
+    sponsor: t.string({
+      nullable: true,
+      description: 'the sponsor whose grant paid; null: your credit',
+      resolve: (e) => e.sponsor,
+    }),
   }),
 });
 

@@ -35,6 +35,7 @@ import {
 import type { genesisWorkflow } from '../../workflows/genesis';
 import { learnWorkflow } from '../../workflows/learn';
 import { allotmentWorkflow } from '../../workflows/allotment';
+import { sponsorHandle } from '../../platform/sponsors';
 import { ensureGenesis } from '../../temporal/germline-client';
 import { LocalInstanceRunner } from '../../activities/runners/local-instances';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
@@ -268,6 +269,11 @@ test('the histories of every workflow type replay without a determinism error', 
     spent: 0n,
   });
   recorded.push({ workflowId: allotmentWorkflowId(allotment) });
+
+  // A sponsor's fund, started as the platform starts it, with a deposit booked.
+  const fund = await sponsorHandle(env.client, env.taskQueue, uniqueName('sponsor'), 'usd');
+  recorded.push({ workflowId: fund.workflowId });
+  await updateBudget(fund, depositUpdate, { amount: '5000', currency: 'usd', reference: 'paid-in' });
 
   const histories = await Promise.all(
     recorded.map(async ({ workflowId, runId }) => ({

@@ -1,0 +1,261 @@
+// Sponsored free use on the real engine: an organisation funds sponsor/<name> through Stripe Checkout
+// (stripe-mock, webhooks signed as Stripe signs them), its grant gives each eligible personal account
+// a daily allowance, and a person's priced calls are paid grant → own credit → refused with what
+// would make them work. The sponsor sees totals, never what was said; an expired grant pays nothing.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import OpenAI, { APIError } from 'openai';
+import type Stripe from 'stripe';
+import { LocalInstanceRunner } from '../../activities/runners/local-instances';
+import { CHARGE_HEADER, INTERACTION_HEADER } from '../../platform/gateway';
+import { creditHandle } from '../../platform/credit';
+import { SPONSOR_KIND, stripeClient } from '../../platform/stripe';
+import { publishCheckpoint } from '../../store/checkpoint';
+import { updateBudget } from '../../temporal/budget-client';
+import { launchInstance } from '../../temporal/instance-client';
+import { depositUpdate } from '../../workflows/budget-api';
+import { sponsorBook, sponsorWorkflowId } from '../../workflows/names';
+import { signUpAccount, type TestAccount } from '../helpers/accounts';
+import { reconciledBooks } from '../helpers/budget';
+import { safetensorsOf } from '../helpers/content';
+import { eventually } from '../helpers/eventually';
+import { germlineInstanceRequest } from '../helpers/instances';
+import { testPlatform, testStripe } from '../helpers/platform';
+import { deliverWebhook, paidCheckoutEvent, startStripeMock } from '../helpers/stripe-mock';
+import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
+
+const ECHO_INSTANCE = [process.execPath, path.join(__dirname, '..', 'helpers', 'echo-instance.js')];
+const WEBHOOK_SECRET = 'whsec_test_sponsors';
+
+jest.setTimeout(90_000);
+
+let env: TestEnvironment;
+let runner: LocalInstanceRunner;
+let mock: Awaited<ReturnType<typeof startStripeMock>>;
+let stripe: Stripe;
+let app: FastifyInstance;
+let baseURL: string;
+let instance: string;
+let acme: TestAccount;
+let sponsor: string;
+/** The metering's clock: moved forward to pass a grant's expiry. */
+let clockOffsetMs = 0;
+
+const tokenOf = (account: TestAccount) => account.token.authorization!.slice('Bearer '.length);
+/** A 1,000-character prompt answered in full: 4 cents as used, at most 4.03 cents held. */
+const call = (account: TestAccount) =>
+  new OpenAI({ baseURL, apiKey: tokenOf(account), maxRetries: 0 }).chat.completions
+    .create({ model: instance, messages: [{ role: 'user', content: 'y'.repeat(1000) }], max_tokens: 1000 })
+    .withResponse();
+
+beforeAll(async () => {
+  mock = await startStripeMock();
+  runner = new LocalInstanceRunner({
+    dataDir: mkdtempSync(path.join(tmpdir(), 'computatrum-sponsors-')),
+    defaultCommand: ECHO_INSTANCE,
+  });
+  env = await testEnvironment({ instanceRunners: { local: runner } });
+  await env.startWorker();
+  const germline = await env.startGermline();
+  await updateBudget(germline.handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'seed' });
+  stripe = stripeClient('sk_test_mock', mock.url);
+  app = await testPlatform(env, germline.name, {
+    stripe: testStripe(stripe, WEBHOOK_SECRET),
+    training: {
+      runner: 'local',
+      ratePerGpuHour: 200n,
+      maxDurationSeconds: 600,
+      maxPreemptions: 0,
+      taskQueue: env.taskQueue,
+      maxGpus: 1,
+    },
+    usage: { allotmentSeconds: 2, cacheMs: 0, clock: () => new Date(Date.now() + clockOffsetMs) },
+  });
+  baseURL = `${await app.listen({ port: 0, host: '127.0.0.1' })}/v1`;
+
+  // Alice's breed at 1,000 micros a token in and 3,000 out, served by the germline's public instance.
+  const alice = await signUpAccount(app, uniqueName('alice'));
+  const breed = `trainers/${alice.handle}/echo`;
+  const dir = mkdtempSync(path.join(tmpdir(), 'sponsors-image-'));
+  writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`weights of ${breed}`));
+  await publishCheckpoint(env.store, breed, dir, { tag: 'main' });
+  await alice.gql('mutation($r: String!) { publishBreed(repository: $r, title: "Echo") { repository } }', { r: breed });
+  const priced = await alice.gql(
+    'mutation($r: String!) { priceBreed(repository: $r, inputPer1k: "0.01", outputPer1k: "0.03") { repository } }',
+    { r: breed },
+  );
+  expect(priced.errors).toBeUndefined();
+  const request = germlineInstanceRequest(germline.name, {
+    id: uniqueName('sponsored'),
+    image: { repo: breed, reference: 'main' },
+  });
+  instance = request.id;
+  await launchInstance(env.client, env.taskQueue, request);
+  await eventually(async () => {
+    const row = await env.db.instance.findUnique({ where: { id: instance } });
+    return row?.state === 'ready' && row.endpoint ? true : undefined;
+  }, 'the priced instance ready');
+
+  acme = await signUpAccount(app, uniqueName('acme'));
+  sponsor = uniqueName('acme');
+  const created = await acme.gql('mutation($n: String!) { createSponsor(name: $n, title: "Acme Corp") { name } }', {
+    n: sponsor,
+  });
+  expect(created.errors).toBeUndefined();
+});
+
+afterAll(async () => {
+  await app?.close();
+  for (const id of (await runner?.list()) ?? []) await runner.stop(id);
+  await env?.close();
+  await mock?.stop();
+});
+
+test("a sponsor's Checkout funds its grant once, however often Stripe delivers the event", async () => {
+  const checkout = await acme.gql<{ fundSponsor: { id: string; url: string } }>(
+    'mutation($n: String!) { fundSponsor(name: $n, amount: "10.00", requestId: "r1") { id url } }',
+    { n: sponsor },
+  );
+  expect(checkout.data?.fundSponsor.id).toMatch(/^cs_/);
+  const event = `evt_${uniqueName('sponsor').replace(/-/g, '')}`;
+  const body = paidCheckoutEvent(event, 1000, { kind: SPONSOR_KIND, sponsor });
+  for (let i = 0; i < 3; i++) expect((await deliverWebhook(app, stripe, WEBHOOK_SECRET, body)).statusCode).toBe(200);
+  const report = await acme.gql<{ sponsor: { fund: { deposited: string; available: string } } }>(
+    'query($n: String!) { sponsor(name: $n) { fund { deposited available } } }',
+    { n: sponsor },
+  );
+  expect(report.data?.sponsor.fund).toEqual({ deposited: '1000', available: '1000' });
+
+  // Someone else's sponsor is not theirs to read, fund or change.
+  const stranger = await signUpAccount(app, uniqueName('eve'));
+  const denied = await stranger.gql(
+    'mutation($n: String!) { setSponsorGrant(name: $n, dailyAllowance: "100") { name } }',
+    {
+      n: sponsor,
+    },
+  );
+  expect(denied.errors?.[0]).toMatchObject({ extensions: { code: 'NOT_FOUND' } });
+});
+
+test('a person is paid for by the grant until today’s allowance is spent, then by their credit, then refused saying why', async () => {
+  const granted = await acme.gql<{ setSponsorGrant: Record<string, unknown> }>(
+    'mutation($n: String!) { setSponsorGrant(name: $n, dailyAllowance: "0.05", eligibleDomain: "Example.org") { dailyAllowance eligibleDomain expiresAt } }',
+    { n: sponsor },
+  );
+  expect(granted.data?.setSponsorGrant).toEqual({
+    dailyAllowance: '5',
+    eligibleDomain: 'example.org',
+    expiresAt: null,
+  });
+  expect(
+    (await acme.gql<{ sponsors: Array<{ name: string }> }>('{ sponsors { name } }')).data?.sponsors,
+  ).toContainEqual({
+    name: sponsor,
+  });
+
+  const pat = await signUpAccount(app, uniqueName('pat'));
+  await updateBudget(await creditHandle(env.client, env.taskQueue, pat.handle, 'usd'), depositUpdate, {
+    amount: '10',
+    currency: 'usd',
+    reference: 'seed',
+  });
+  const first = await call(pat);
+  const second = await call(pat);
+  const third = await call(pat);
+  expect([first, second, third].map((c) => c.response.headers.get(CHARGE_HEADER))).toEqual([
+    '0.04 USD',
+    '0.04 USD',
+    '0.04 USD',
+  ]);
+  const payers = await Promise.all(
+    [first, second, third].map(
+      async (c) =>
+        (await env.db.usageCharge.findUniqueOrThrow({ where: { id: c.response.headers.get(INTERACTION_HEADER)! } }))
+          .sponsor,
+    ),
+  );
+  // The grant's 5 cents cover one call's 4.03 held; her 10 cents cover two more.
+  expect(payers).toEqual([sponsor, null, null]);
+
+  const refused = await call(pat).catch((error: unknown) => error);
+  expect(refused).toBeInstanceOf(APIError);
+  expect((refused as APIError).status).toBe(402);
+  expect((refused as APIError).message).toMatch(/Acme Corp's grant has 0\.01 USD of its 0\.05 USD a day left today/);
+  expect((refused as APIError).message).toMatch(new RegExp(`${pat.handle}'s credit has 0\\.0\\d USD available`));
+  expect((refused as APIError).message).toMatch(/Add credit/);
+
+  // The sponsor sees what its grant paid for: one call of one person, 4 cents; never the prompt.
+  const report = await eventually(async () => {
+    const answer = await acme.gql<{
+      sponsor: {
+        calls: number;
+        people: number;
+        paid: string;
+        byDay: unknown[];
+        fund: { spent: string; reserved: string };
+      };
+    }>(
+      'query($n: String!) { sponsor(name: $n) { calls people paid byDay { day calls people paid } fund { spent reserved } } }',
+      {
+        n: sponsor,
+      },
+    );
+    return answer.data?.sponsor.fund.reserved === '0' ? answer.data.sponsor : undefined;
+  }, "the sponsor's allotment settled");
+  expect(report).toMatchObject({ calls: 1, people: 1, paid: '0.04 USD', fund: { spent: '4', reserved: '0' } });
+  expect(JSON.stringify(report)).not.toContain('yyyy');
+  const fund = env.client.workflow.getHandle(sponsorWorkflowId(sponsor));
+  expect((await reconciledBooks(env.db, fund, sponsorBook(sponsor))).agrees).toBe(true);
+
+  // Her usage says who paid.
+  const usage = await pat.gql<{ myUsage: { entries: Array<{ state: string; sponsor: string | null }> } }>(
+    '{ myUsage { entries { state sponsor } } }',
+  );
+  expect(
+    usage.data?.myUsage.entries
+      .filter((e) => e.state === 'charged')
+      .map((e) => e.sponsor)
+      .sort(),
+  ).toEqual([sponsor, null, null].sort());
+});
+
+test('an expired grant pays for nothing, and one for another domain not for this person', async () => {
+  const expires = new Date(Date.now() + 3_600_000).toISOString();
+  const set = await acme.gql(
+    'mutation($n: String!, $e: String!) { setSponsorGrant(name: $n, dailyAllowance: "1.00", eligibleDomain: "", expiresAt: $e) { name } }',
+    {
+      n: sponsor,
+      e: expires,
+    },
+  );
+  expect(set.errors).toBeUndefined();
+  const sam = await signUpAccount(app, uniqueName('sam'));
+  await updateBudget(await creditHandle(env.client, env.taskQueue, sam.handle, 'usd'), depositUpdate, {
+    amount: '100',
+    currency: 'usd',
+    reference: 'seed',
+  });
+  const sponsorOf = async (c: Awaited<ReturnType<typeof call>>) =>
+    (await env.db.usageCharge.findUniqueOrThrow({ where: { id: c.response.headers.get(INTERACTION_HEADER)! } }))
+      .sponsor;
+  expect(await sponsorOf(await call(sam))).toBe(sponsor);
+
+  clockOffsetMs = 2 * 3_600_000; // two hours on: past the grant's end
+  try {
+    expect(await sponsorOf(await call(sam))).toBeNull();
+  } finally {
+    clockOffsetMs = 0;
+  }
+
+  await acme.gql('mutation($n: String!) { setSponsorGrant(name: $n, eligibleDomain: "other.org") { name } }', {
+    n: sponsor,
+  });
+  expect(await sponsorOf(await call(sam))).toBeNull();
+
+  const past = await acme.gql('mutation($n: String!) { setSponsorGrant(name: $n, expiresAt: "2020-01-01") { name } }', {
+    n: sponsor,
+  });
+  expect(past.errors?.[0]?.message).toMatch(/expiresAt is in the past/);
+});
