@@ -244,6 +244,52 @@ const CASES: Record<string, Case> = {
       });
     },
   },
+  createSponsor: {
+    allowed: ['trainer', 'operator'],
+    operation: () => ({
+      query: 'mutation($name: String!) { createSponsor(name: $name, title: "Acme") { name title dailyAllowance } }',
+      variables: { name: unique('sponsor') },
+    }),
+    check: async (data, account) => {
+      expect(data.createSponsor).toMatchObject({ title: 'Acme', dailyAllowance: '0' });
+      expect(await env.db.sponsor.findUnique({ where: { name: data.createSponsor.name } })).toMatchObject({
+        ownerId: account.id,
+      });
+    },
+  },
+  setSponsorGrant: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => {
+      const name = unique('grant');
+      const made = await account.gql(`mutation { createSponsor(name: "${name}", title: "Grants") { name } }`);
+      expect(made.errors).toBeUndefined();
+      return {
+        query:
+          'mutation($name: String!) { setSponsorGrant(name: $name, dailyAllowance: "0.25", eligibleDomain: "example.org") { name dailyAllowance eligibleDomain } }',
+        variables: { name },
+      };
+    },
+    check: async (data) => {
+      expect(await env.db.sponsor.findUnique({ where: { name: data.setSponsorGrant.name } })).toMatchObject({
+        dailyAllowance: 25n,
+        eligibleDomain: 'example.org',
+      });
+    },
+  },
+  fundSponsor: {
+    allowed: ['trainer', 'operator'],
+    operation: async (account) => {
+      const name = unique('fund');
+      const made = await account.gql(`mutation { createSponsor(name: "${name}", title: "Funds") { name } }`);
+      expect(made.errors).toBeUndefined();
+      return {
+        query: `mutation($name: String!) { fundSponsor(name: $name, amount: "50.00", requestId: "${unique('f')}") { id url } }`,
+        variables: { name },
+      };
+    },
+    check: async (data) =>
+      expect(data.fundSponsor).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
+  },
   onboardPayouts: {
     allowed: ['trainer', 'operator'],
     operation: () => ({ query: `mutation { onboardPayouts(requestId: "${unique('o')}") }` }),
