@@ -15,6 +15,7 @@ import { addFeedbackCommands } from './commands/feedback';
 import { addHubCommands } from './commands/hub';
 import { addInstanceCommands } from './commands/instances';
 import { addOperationsCommands } from './commands/operations';
+import { addProbeCommands } from './commands/probes';
 import { addTrainingCommands } from './commands/training';
 import { addUsageCommands } from './commands/usage';
 
@@ -29,6 +30,7 @@ const GROUPS = [
   addChildrenCommands,
   addAutonomyCommands,
   addHubCommands,
+  addProbeCommands,
   addUsageCommands,
 ] as const;
 

@@ -23,6 +23,7 @@ import { creditWorkflowId } from '../workflows/names';
 import type { Caller } from './accounts';
 import { creditStatus, type TrainingSettings } from './credit';
 import { PlatformError } from './errors';
+import { assertNotFlagged } from './probes';
 import { assertMayRead } from './read-access';
 
 export type InstanceRow = NonNullable<Awaited<ReturnType<Database['instance']['findUnique']>>>;
@@ -117,6 +118,9 @@ export async function launchAccountInstance(
   const manifest = await requireManifest(deps.store, repo, reference);
   await assertMayRead(deps.db, caller, repo, 'run');
   if (input.visibility === 'public') await assertMayServePublicly(deps.db, caller, repo);
+  // A flagged image reaches nobody else until an operator clears it (its owner may still run it privately).
+  if (input.visibility === 'public')
+    await assertNotFlagged(deps.db, repo, manifest.digest, 'a public instance of it is refused');
   const gpus = input.gpus ?? 1;
   if (!Number.isInteger(gpus) || gpus < 1 || gpus > deps.settings.maxGpus) {
     throw new PlatformError('BAD_USER_INPUT', `gpus is 1 to ${deps.settings.maxGpus}`);

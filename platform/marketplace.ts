@@ -41,6 +41,8 @@ export async function publishBreed(
   store: CheckpointStore,
   owner: AccountView,
   input: { repository: string; title: string; price?: string | null; currency: string },
+  /** Starts probes of the breed's checkpoints not probed yet (platform/probes.ts probeNewVersions). */
+  probeNewVersions?: (repository: string) => Promise<unknown>,
 ): Promise<BreedView> {
   assertOwnRepository(owner, input.repository, 'you can list breeds');
   const title = input.title.trim();
@@ -70,6 +72,8 @@ export async function publishBreed(
     create: { repository: input.repository, ownerId: owner.id, title, price, currency: input.currency },
     update: { title, price },
   });
+  // Listed either way: a probe that cannot start now is started by the next daily sweep of breeds.
+  await probeNewVersions?.(input.repository).catch(() => undefined);
   return viewOf(breed, owner.handle);
 }
 

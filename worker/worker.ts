@@ -9,6 +9,7 @@ import { createCheckpointActivities } from '../activities/checkpoints';
 import { createDatasetActivities } from '../activities/datasets';
 import { createInstanceActivities, type GermlineInstanceSettings, type InstanceRunner } from '../activities/instances';
 import { createJournalActivities } from '../activities/journal';
+import { createProbeActivities, type ProbeSettings } from '../activities/probes';
 import type { Database } from '../db/prisma';
 import type { RunnerKind, TrainingRunner } from '../activities/runners/types';
 import type { CheckpointStore } from '../store/types';
@@ -42,6 +43,8 @@ export interface ActivityDependencies {
   /** Bearer token for the http decision policy's agent (COMPUTATRUM_AGENT_TOKEN). */
   agentToken?: string;
   logger?: Logger;
+  /** Behaviour probes of new images (runtime/config.ts probeSettings); absent: probes are off on this worker. */
+  probes?: ProbeSettings;
 }
 
 const DEFAULT_TRAINING: TrainingDefaults = {
@@ -67,6 +70,13 @@ export function createActivities(deps: ActivityDependencies) {
       instanceRunners: deps.instanceRunners ?? {},
       client: deps.client,
       ...(deps.germlineInstance ? { germlineInstance: deps.germlineInstance } : {}),
+    }),
+    ...createProbeActivities({
+      db: deps.db,
+      store: deps.store,
+      client: deps.client,
+      ...(deps.probes ? { probes: deps.probes } : {}),
+      ...(deps.logger ? { logger: deps.logger } : {}),
     }),
   };
 }

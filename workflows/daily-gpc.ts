@@ -18,6 +18,7 @@ import {
 } from '@temporalio/common';
 import type { CheckpointActivities, DailyTagResult } from '../activities/checkpoints';
 import type { InstanceActivities } from '../activities/instances';
+import type { ProbeActivities } from '../activities/probes';
 import { CheckpointTag, GermlineId } from './search-attributes';
 import { dailyGpcWorkflowId } from './names';
 
@@ -30,6 +31,14 @@ const { moveGermlineInstance } = proxyActivities<InstanceActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 10 },
 });
+
+const { startDailyProbes } = proxyActivities<ProbeActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '5 seconds', maximumInterval: '1 minute', maximumAttempts: 5 },
+});
+
+/** Days tagged before probes existed replay as they ran. */
+const PROBE_DAILY_TAG = 'probe-daily-tag';
 
 /** Days tagged before the germline kept a public instance replay as they ran. */
 const MOVE_PUBLIC_INSTANCE = 'germline-public-instance';
@@ -46,6 +55,15 @@ export async function dailyGpcWorkflow(input: { germline: string; day: string })
   // The zookeeper's computatrum moves to the new day (when the worker keeps one).
   if (result.status === 'published' && patched(MOVE_PUBLIC_INSTANCE)) {
     await moveGermlineInstance({ germline: input.germline, tag: result.tag });
+  }
+  // The new tag is probed by its own workflow (probe/<repo>@<digest>, once per digest), with breed
+  // versions pushed since; the day is tagged whether or not the probes could be started.
+  if (result.status === 'published' && patched(PROBE_DAILY_TAG)) {
+    try {
+      await startDailyProbes({ germline: input.germline, tag: result.tag });
+    } catch {
+      // Probes are never a reason for the day to fail; a breed version missed now is swept the next day.
+    }
   }
   return result;
 }

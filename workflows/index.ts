@@ -9,3 +9,4 @@ export { genesisWorkflow } from './genesis';
 export { learnWorkflow } from './learn';
 export { allotmentWorkflow } from './allotment';
 export { sponsorWorkflow } from './sponsor';
+export { probeWorkflow } from './probe';

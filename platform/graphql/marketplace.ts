@@ -3,6 +3,7 @@ import { type BreedView, listBreeds, publishBreed } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding } from '../stripe';
 import { builder, payments } from './builder';
 import { refused } from './refusals';
+import { probeNewVersions } from '../probes';
 import { formatUsePrice } from '../../workflows/money';
 
 export const BreedRef = builder.objectRef<BreedView>('Breed').implement({
@@ -69,12 +70,28 @@ builder.mutationFields((t) => ({
       price: t.arg.string(),
     },
     resolve: (_root, args, context) =>
-      publishBreed(context.db, context.store, context.caller.account!, {
-        repository: args.repository,
-        title: args.title,
-        price: args.price ?? null,
-        currency: context.currency,
-      }).catch(refused),
+      publishBreed(
+        context.db,
+        context.store,
+        context.caller.account!,
+        { repository: args.repository, title: args.title, price: args.price ?? null, currency: context.currency },
+        // Each checkpoint of a new breed is probed (where this process reaches the worker; else the daily sweep).
+        context.client && context.training
+          ? (repository) =>
+              probeNewVersions(
+                {
+                  client: context.client!,
+                  db: context.db,
+                  store: context.store,
+                  germline: context.germline,
+                  taskQueue: context.training!.taskQueue,
+                },
+                repository,
+                'publish',
+                context.caller.account!.handle,
+              )
+          : undefined,
+      ).catch(refused),
   }),
   onboardPayouts: t.field({
     type: 'String',

@@ -21,6 +21,8 @@ import {
 import { type DatasetRow, trainingLineageOf } from '../datasets';
 import { publicInstancesOf } from '../instances';
 import { publishBreed } from '../marketplace';
+import { listFlags, listProbes, probeNewVersions } from '../probes';
+import { flagBanner, probesSection } from './probes';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { type PagesDeps, latestDaily } from './deps';
@@ -170,6 +172,10 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
         deps.db,
         tags.map((t) => t.digest),
       ),
+    ]);
+    const [probes, flags] = await Promise.all([
+      listProbes(deps.db, repository, { limit: 20 }),
+      listFlags(deps.db, { repository }),
     ]);
     // Datasets are named only to those who may read their image, as in their image's own page.
     const otherImages = [...new Set([...trained.values()].flatMap((t) => t.datasets.map((d) => d.repository)))].filter(
@@ -321,6 +327,7 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
       ...(problem ? { status: problem.status, error: problem.message } : {}),
       ...(notice ? { notice } : {}),
       body: html`<h1>${repository}</h1>
+        ${flagBanner(flags)}
         ${breedSection}
         ${runSection}
         <h2 id="tags">Tags</h2>
@@ -360,6 +367,8 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
               <button type="submit">Attach</button></form>`
             : signInTo('attach a recording')
         }
+
+        ${probesSection(probes, flags)}
 
         <h2 id="datasets">Feedback datasets</h2>
         <p>What people said about this model's answers on the zookeeper, as data to train on: corrections preferred over the answers given, answers labelled good or bad, conversations to learn. Train on one with <code>computatrum train --dataset ${repository}@&lt;digest&gt;</code>.</p>
@@ -471,12 +480,28 @@ skopeo copy ${insecure ? '--src-tls-verify=false ' : ''}docker://${host}/${repos
           return redirect(reply, `${pathOf('hub', forked.repository)}?done=forked`);
         }
         case 'publish':
-          await publishBreed(deps.db, deps.store, author, {
-            repository,
-            title: fields.title ?? '',
-            price: fields.price?.trim() || null,
-            currency: deps.currency,
-          });
+          await publishBreed(
+            deps.db,
+            deps.store,
+            author,
+            { repository, title: fields.title ?? '', price: fields.price?.trim() || null, currency: deps.currency },
+            // Each checkpoint of a new breed is probed (where this process reaches the worker; else the daily sweep).
+            deps.client && deps.training
+              ? (repo) =>
+                  probeNewVersions(
+                    {
+                      client: deps.client!,
+                      db: deps.db,
+                      store: deps.store,
+                      germline: deps.germline,
+                      taskQueue: deps.training!.taskQueue,
+                    },
+                    repo,
+                    'publish',
+                    author.handle,
+                  )
+              : undefined,
+          );
           return redirect(reply, `${page}?done=published`);
       }
     } catch (error) {

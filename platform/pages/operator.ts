@@ -11,6 +11,8 @@ import { childrenQuery, type ChildRecord } from '../../workflows/child-api';
 import type { Proposal } from '../../workflows/guardrails';
 import { formatMoney, parseAmount } from '../../workflows/money';
 import { listReports } from '../hub';
+import { listFlags, listRecentProbes, reviewFlag, startProbeByHand } from '../probes';
+import { operatorProbes } from './probes';
 import { createFundingCheckout } from '../stripe';
 import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
@@ -34,6 +36,9 @@ import { toRefusal } from '../errors';
 const DONE: Record<string, string> = {
   approved: 'Approved: the germline judged the proposal again and carried it out (see its outcome below).',
   rejected: 'Rejected: the proposal was recorded as rejected.',
+  cleared: 'Cleared: the image is no longer blocked.',
+  confirmed: 'Confirmed: the image stays blocked from public instances and purchases.',
+  probing: 'The probe is started: its verdict appears under Recent probes within minutes.',
 };
 
 function describe(proposal: Proposal, currency: string): string {
@@ -140,6 +145,7 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
   ) => {
     const view = viewOf(request, reply);
     const germline = deps.germline;
+    const [flags, probes] = await Promise.all([listFlags(deps.db, { state: 'pending' }), listRecentProbes(deps.db)]);
     const [state, awaiting, runs, reports] = await Promise.all([
       germlineState(),
       deps.db.decision.findMany({
@@ -185,6 +191,8 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
               )
             : html`<p class="muted">Nothing awaits approval.</p>`
         }
+
+        ${operatorProbes(flags, probes, view)}
 
         <h2>Recent training runs</h2>
         ${
@@ -243,6 +251,52 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
       return sendConsole(request, reply, refusal);
     }
     return redirect(reply, `/operator?done=${action === 'approve' ? 'approved' : 'rejected'}`);
+  });
+
+  // An operator's decision on a flagged image (the same rule as GraphQL reviewImageFlag).
+  app.post('/operator/flags', async (request, reply) => {
+    if (refuseForgedForm(request, reply)) return reply;
+    if (refuseNonOperator(request, reply)) return reply;
+    const { repository = '', digest = '', decision, note } = formFields(request);
+    if (decision !== 'clear' && decision !== 'confirm')
+      return sendConsole(request, reply, { status: 400, message: 'choose Clear or Confirm malicious' });
+    try {
+      await reviewFlag(deps.db, request.caller.account!, { repository, digest, decision, note: note ?? null });
+    } catch (error) {
+      const refusal = toRefusal(error);
+      if (!refusal) throw error;
+      return sendConsole(request, reply, refusal);
+    }
+    return redirect(reply, `/operator?done=${decision === 'clear' ? 'cleared' : 'confirmed'}#flags`);
+  });
+
+  // A probe of an image now (the same rule as GraphQL startProbe).
+  app.post('/operator/probes', async (request, reply) => {
+    if (refuseForgedForm(request, reply)) return reply;
+    if (refuseNonOperator(request, reply)) return reply;
+    if (!deps.client || !deps.training)
+      return sendConsole(request, reply, {
+        status: 503,
+        message: 'the worker is not reachable from this platform process',
+      });
+    try {
+      await startProbeByHand(
+        {
+          client: deps.client,
+          db: deps.db,
+          store: deps.store,
+          germline: deps.germline,
+          taskQueue: deps.training.taskQueue,
+        },
+        request.caller.account!,
+        { image: formFields(request).image ?? '' },
+      );
+    } catch (error) {
+      const refusal = toRefusal(error);
+      if (!refusal) throw error;
+      return sendConsole(request, reply, refusal);
+    }
+    return redirect(reply, '/operator?done=probing#probes');
   });
 
   app.post('/operator/fund', async (request, reply) => {

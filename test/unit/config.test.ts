@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, databaseUrl, loadConfig, temporalAddress } from '../../runtime/config';
+import { ConfigError, databaseUrl, loadConfig, probeSettings, temporalAddress } from '../../runtime/config';
 
 test('with nothing set, everything is embedded on loopback', () => {
   const config = loadConfig({});
@@ -48,6 +48,24 @@ test("anonymous visitors' salt is a secret of some length, shared by replicas wh
   expect(loadConfig({}).platform.visitorSalt).toBeUndefined();
   expect(loadConfig({ COMPUTATRUM_VISITOR_SALT: 'a'.repeat(64) }).platform.visitorSalt).toBe('a'.repeat(64));
   expect(() => loadConfig({ COMPUTATRUM_VISITOR_SALT: 'short' })).toThrow(/COMPUTATRUM_VISITOR_SALT: at least 16/);
+});
+
+test("the gateway's quotas per caller and image: lower for anonymous visitors, 0 for none, whole numbers only", () => {
+  expect(loadConfig({}).platform.gatewayLimits).toEqual({
+    account: { requestsPerMinute: 60, tokensPerMinute: 150_000, requestsPerDay: 10_000, tokensPerDay: 3_000_000 },
+    anonymous: { requestsPerMinute: 20, tokensPerMinute: 40_000, requestsPerDay: 1_000, tokensPerDay: 400_000 },
+  });
+  const set = loadConfig({
+    COMPUTATRUM_GATEWAY_REQUESTS_PER_MINUTE: '5',
+    COMPUTATRUM_GATEWAY_TOKENS_PER_DAY: '0',
+    COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_DAY: '',
+    COMPUTATRUM_GATEWAY_ANONYMOUS_TOKENS_PER_MINUTE: '1000',
+  }).platform.gatewayLimits;
+  expect(set.account).toMatchObject({ requestsPerMinute: 5, tokensPerDay: 0 });
+  expect(set.anonymous).toMatchObject({ requestsPerDay: 1_000, tokensPerMinute: 1000 });
+  expect(() => loadConfig({ COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_MINUTE: '-1' })).toThrow(
+    'COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_MINUTE: a whole number (0: no limit) (got "-1")',
+  );
 });
 
 test('every bad key is named with what it expects and what it got', () => {
@@ -113,4 +131,25 @@ test('payments are on with a Stripe secret key, which needs its webhook secret b
     feePercent: 10,
   });
   expect(config.platform.publicUrl).toBe('https://computatrum.io');
+});
+
+test('probes of new images are paid by the germline within the probe budget; 0 turns them off', () => {
+  expect(loadConfig({}).probes).toEqual({ maxCost: 50n });
+  expect(probeSettings(loadConfig({ COMPUTATRUM_GPU_RATE: '3.00' }))).toEqual({
+    currency: 'usd',
+    ratePerGpuHour: 300n,
+    maxCost: 50n,
+    runner: 'local',
+  });
+  expect(probeSettings(loadConfig({ COMPUTATRUM_PROBE_MAX_COST: '0' }))).toBeUndefined();
+  expect(
+    loadConfig({ COMPUTATRUM_PROBE_MAX_COST: '2.25', COMPUTATRUM_PROBE_DETECTOR: 'trainers/alice/detector:main' })
+      .probes,
+  ).toEqual({ maxCost: 225n, detector: 'trainers/alice/detector:main' });
+  expect(() => loadConfig({ COMPUTATRUM_PROBE_MAX_COST: 'lots' })).toThrow(
+    /COMPUTATRUM_PROBE_MAX_COST: an amount like 0.50 \(0: no probes\) \(got "lots"\)/,
+  );
+  expect(() => loadConfig({ COMPUTATRUM_PROBE_DETECTOR: 'no tag here' })).toThrow(
+    /COMPUTATRUM_PROBE_DETECTOR: an image reference like trainers\/alice\/detector:main/,
+  );
 });
