@@ -5,7 +5,8 @@
 // streaming request is kept alive with SSE comments meanwhile). Every request writes the instance's
 // lastRequestAt (its idle timeout counts from it), and every exchange is stored as an Interaction
 // whose id is answered in `x-computatrum-interaction`. Errors have OpenAI's shape, so any OpenAI
-// client shows them as such.
+// client shows them as such. Chats are limited per caller and image (gateway-limits.ts), and every
+// answer says where the caller stands in OpenAI's x-ratelimit-* headers.
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Prisma } from '@prisma/client';
@@ -27,6 +28,7 @@ import {
   type UpstreamAnswer,
   upstreamClient,
 } from './gateway-upstream';
+import { type Admission, callCost, GatewayLimiter, type GatewayLimits, QuotaExceeded } from './gateway-limits';
 import { instanceRefusal, type InstanceRow, visibleInstances } from './instances';
 import { type HeldCall, type Metering, promptCharacters, UsageRefused } from './metering';
 import { visitorIds } from './visitors';
@@ -62,6 +64,10 @@ export interface GatewayOptions {
   visitorSalt?: string;
   /** Per-use prices: without it (no Temporal), every call is free. */
   metering?: Metering;
+  /** Chats per caller and image, a minute and a day (operators are not limited); without it, none. */
+  limits?: GatewayLimits;
+  /** The platform's currency, of refusals recorded as the caller's usage; default usd. */
+  currency?: string;
 }
 
 /** A refusal as OpenAI's API words it: `{ error: { message, type, param, code } }`. */
@@ -261,6 +267,9 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
   const wakeTimeoutMs = options.wakeTimeoutMs ?? DEFAULT_WAKE_TIMEOUT_MS;
   const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const visitorId = visitorIds(options.visitorSalt ?? randomBytes(32).toString('hex'));
+  const limiter = options.limits
+    ? new GatewayLimiter(db, { limits: options.limits, currency: options.currency ?? 'usd' })
+    : undefined;
 
   /** Per caller: a signed-in account by its handle (wherever it calls from), anyone else by address. */
   const { perMinute } = options;
@@ -373,28 +382,37 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     const caller = request.caller.account
       ? `account:${request.caller.account.handle}`
       : `visitor:${visitorId(request.ip)}`;
-    // A priced call holds its worst case before the instance sees it, and is sent bounded by it.
-    let held: HeldCall | undefined;
-    let sent: Record<string, unknown> = body;
-    if (metering) {
+    // Within the caller's quotas for the image, before any money is held; the answer carries where they stand.
+    let admitted: Admission | undefined;
+    if (limiter && request.caller.role !== 'operator') {
+      const call = {
+        caller,
+        handle: request.caller.account?.handle,
+        image: row.repository,
+        instanceId: row.id,
+        interactionId,
+      };
       try {
-        const terms = await metering.termsOf(request.caller, row);
-        if (terms) {
-          const priced = metering.forward(body);
-          sent = priced.body;
-          held = await metering.hold(terms, { interactionId, caller, instanceId: row.id }, priced.worst);
-        }
+        admitted = await limiter.admit(call, callCost(body, metering?.defaultMaxTokens));
       } catch (error) {
-        if (error instanceof UsageRefused)
-          throw new GatewayError(error.status, error.message, typeOf(error.status), error.code);
+        if (error instanceof QuotaExceeded)
+          throw new GatewayError(error.status, error.message, typeOf(error.status), error.code, null, error.headers);
         throw error;
       }
+      reply.headers(admitted.headers);
     }
-    /** Ends a priced call once: charged what it used, or released when nothing reached the caller. */
+    let held: HeldCall | undefined;
+    /** Ends a call once: its quotas counted as what it used, and a priced call charged it (released when nothing reached the caller). */
     let ended = false;
     const endCall = async (used: { input: number; output: number } | undefined): Promise<bigint> => {
-      if (!held || ended) return 0n;
+      if (ended) return 0n;
       ended = true;
+      admitted
+        ?.finish(used ? used.input + used.output : 0)
+        .catch((error: unknown) =>
+          request.log.warn({ err: error, interaction: interactionId }, 'correcting a quota failed'),
+        );
+      if (!held) return 0n;
       try {
         if (!used) {
           await metering!.release(held, 'nothing was answered');
@@ -406,6 +424,23 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
         return 0n;
       }
     };
+    // A priced call holds its worst case before the instance sees it, and is sent bounded by it.
+    let sent: Record<string, unknown> = body;
+    if (metering) {
+      try {
+        const terms = await metering.termsOf(request.caller, row);
+        if (terms) {
+          const priced = metering.forward(body);
+          sent = priced.body;
+          held = await metering.hold(terms, { interactionId, caller, instanceId: row.id }, priced.worst);
+        }
+      } catch (error) {
+        await endCall(undefined);
+        if (error instanceof UsageRefused)
+          throw new GatewayError(error.status, error.message, typeOf(error.status), error.code);
+        throw error;
+      }
+    }
     // lastRequestAt, from which the instance's idle timeout counts, is written as the request begins
     // and again as it ends. The first write goes out beside the request to the instance, not in front
     // of it, and is done before an answer that is not a stream; a stream's is made a moment later

@@ -33,6 +33,7 @@ import { allotmentWorkflowId, creditWorkflowId, sponsorWorkflowId } from '../wor
 import { statusQuery } from '../workflows/budget-api';
 import type { Caller } from './accounts';
 import { creditStatus } from './credit';
+import { sponsorHandle } from './sponsors';
 import type { InstanceRow } from './instances';
 import { entitlementId } from './read-access';
 
@@ -392,10 +393,18 @@ export class Metering {
   ): Promise<{ id: string; createdAt: Date } | string | undefined> {
     const { client, taskQueue, currency } = this.settings;
     const needed = microsToMinor(micros);
-    const status = payer.grant
-      ? await client.workflow.getHandle(payer.budget).query(statusQuery)
-      : await creditStatus(client, taskQueue, payer.handle, currency);
-    const available = BigInt(status.available);
+    let available: bigint;
+    try {
+      // Started when missing (a fund or a credit is never nothing: an empty one refuses, saying so).
+      const status = payer.grant
+        ? await (await sponsorHandle(client, taskQueue, payer.grant.sponsor, currency)).query(statusQuery)
+        : await creditStatus(client, taskQueue, payer.handle, currency);
+      available = BigInt(status.available);
+    } catch (error) {
+      // One payer out of reach is not the end of the call: the next one may pay.
+      if (payer.grant) return `${payer.whose} could not be reached (${(error as Error).message})`;
+      throw error;
+    }
     if (available < needed) return `${payer.whose} has ${formatMoney(available, currency)} available`;
     let amount = available < this.allotmentMinor ? available : this.allotmentMinor;
     if (amount < needed) amount = needed;

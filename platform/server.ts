@@ -12,7 +12,9 @@ import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGateway } from './gateway';
+import type { GatewayLimits } from './gateway-limits';
 import { Metering, type MeteringSettings } from './metering';
+import { payOutEarnings, schedulePayouts } from './payouts';
 import { registerFeedbackRoute } from './gateway-feedback';
 import { visitorIds } from './visitors';
 import { registerGraphQL } from './graphql';
@@ -48,6 +50,8 @@ export interface PlatformOptions {
   anonymousChatsPerMinute?: number;
   /** Salt of anonymous visitors' ids on the gateway: the same on every replica and across restarts. */
   visitorSalt?: string;
+  /** Chats per caller and image on the gateway, a minute and a day (COMPUTATRUM_GATEWAY_*); without it, none. */
+  gatewayLimits?: GatewayLimits;
   /** The platform's share of sales and of per-use charges, a whole percentage; default 10 (or Stripe's). */
   feePercent?: number;
   /** How priced calls are metered (allotments' size and life); the rest comes from the options above. */
@@ -114,6 +118,10 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     ...(options.training ? { training: options.training } : {}),
   });
   if (options.stripe) {
+    // Trainers' earnings from their breeds' use are paid out daily (and by operators at will).
+    const stripe = options.stripe;
+    const stopPayouts = schedulePayouts(() => payOutEarnings(stripe, options.db, options.currency ?? 'usd'), app.log);
+    app.addHook('onClose', async () => stopPayouts());
     registerStripeWebhook(app, options.stripe, {
       db: options.db,
       germline: options.germline,
@@ -139,6 +147,8 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     perMinute: options.rateLimitPerMinute ?? DEFAULT_RATE_LIMIT,
     ...(options.anonymousChatsPerMinute ? { anonymousPerMinute: options.anonymousChatsPerMinute } : {}),
     visitorSalt,
+    ...(options.gatewayLimits ? { limits: options.gatewayLimits } : {}),
+    currency: options.currency ?? 'usd',
     ...(options.client ? { client: options.client } : {}),
     // Per-use prices need credit workflows to reserve from: a platform without Temporal serves every call free.
     ...(options.client && options.training

@@ -21,6 +21,7 @@ import { sponsorHandle } from './sponsors';
 import { ACCOUNT_HANDLE } from '../workflows/names';
 import { updateBudget } from '../temporal/budget-client';
 import { toRefusal, StripeInputError } from './errors';
+import { assertNotFlagged } from './probes';
 
 export interface StripeSettings {
   client: Stripe;
@@ -206,6 +207,8 @@ export async function createBreedCheckout(
 ): Promise<{ id: string; url: string | null; amount: bigint; fee: bigint }> {
   const breed = await db.breed.findUnique({ where: { repository: input.repository }, include: { owner: true } });
   if (!breed) throw new StripeInputError(`${input.repository} is not listed on the marketplace`);
+  // An image a probe flagged is not sold until an operator clears it.
+  await assertNotFlagged(db, breed.repository, undefined, `${breed.repository} cannot be bought now`);
   if (breed.price === null) throw new StripeInputError(`${input.repository} is free: download it, no purchase needed`);
   if (breed.ownerId === buyer.id) throw new StripeInputError('this breed is yours already');
   if (!breed.owner.stripeAccountId)

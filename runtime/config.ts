@@ -16,6 +16,13 @@ const optionalText = z
   .trim()
   .transform((v) => (v === '' ? undefined : v))
   .optional();
+const QUOTA = 'a whole number (0: no limit)';
+/** A gateway quota: a whole number, 0 for none; empty is the default (not 0, which would lift the limit). */
+const quota = (fallback: number) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' && v.trim() === '' ? undefined : v),
+    z.coerce.number({ error: QUOTA }).int(QUOTA).min(0, QUOTA).max(Number.MAX_SAFE_INTEGER, QUOTA).default(fallback),
+  );
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -90,6 +97,16 @@ export const configSchema = z
       .string()
       .regex(/^\d+(\.\d+)?$/, 'an amount like 5.00 (0: no public instance)')
       .default('5.00'),
+    /** The probe budget: the most one behaviour probe's instance of a new image may cost the germline; 0: no probes. */
+    COMPUTATRUM_PROBE_MAX_COST: z
+      .string()
+      .regex(/^\d+(\.\d+)?$/, 'an amount like 0.50 (0: no probes)')
+      .default('0.50'),
+    /** A detector image (`repo:tag`, with an instance of it running) that judges probe transcripts instead of the suite's rules. */
+    COMPUTATRUM_PROBE_DETECTOR: optionalText.refine(
+      (v) => v === undefined || /^[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$/.test(v),
+      'an image reference like trainers/alice/detector:main',
+    ),
     /**
      * Deposited once, as the germline's opening balance, when its budget has never received a
      * deposit (reference `opening-balance`); 0: none. Default 10.00 where Temporal and PostgreSQL are
@@ -148,6 +165,16 @@ export const configSchema = z
       (v) => v === undefined || v.length >= 16,
       'at least 16 characters (a secret, e.g. `openssl rand -hex 32`)',
     ),
+
+    /** The gateway's quotas per caller and image (0: none); signed-in accounts, then anonymous visitors (lower). */
+    COMPUTATRUM_GATEWAY_REQUESTS_PER_MINUTE: quota(60),
+    COMPUTATRUM_GATEWAY_TOKENS_PER_MINUTE: quota(150_000),
+    COMPUTATRUM_GATEWAY_REQUESTS_PER_DAY: quota(10_000),
+    COMPUTATRUM_GATEWAY_TOKENS_PER_DAY: quota(3_000_000),
+    COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_MINUTE: quota(20),
+    COMPUTATRUM_GATEWAY_ANONYMOUS_TOKENS_PER_MINUTE: quota(40_000),
+    COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_DAY: quota(1_000),
+    COMPUTATRUM_GATEWAY_ANONYMOUS_TOKENS_PER_DAY: quota(400_000),
 
     /** Stripe: payments are on when a secret key is set. */
     STRIPE_SECRET_KEY: optionalText.refine(
@@ -255,14 +282,32 @@ export interface Config {
     /** The cap of the first training run when the germline has no head; 0n: none is run. */
     maxCost: bigint;
   };
+  /** Behaviour probes of new images: the probe budget (0n: no probes) and the judge. */
+  probes: { maxCost: bigint; detector?: string };
   /** Bearer token for the http decision policy's agent. */
   agentToken?: string;
   /** The CLI's API token for the platform. */
   apiToken?: string;
-  platform: { host: string; port: number; publicUrl: string; visitorSalt?: string; feePercent: number };
+  platform: {
+    host: string;
+    port: number;
+    publicUrl: string;
+    visitorSalt?: string;
+    feePercent: number;
+    /** The gateway's chats per caller and image (0: no limit). */
+    gatewayLimits: { account: GatewayQuota; anonymous: GatewayQuota };
+  };
   /** Absent: payments are off. */
   stripe?: { secretKey: string; webhookSecret: string; apiBase?: string; feePercent: number };
   log: { level: RawConfig['LOG_LEVEL']; pretty: boolean };
+}
+
+/** How much one caller may use of one image through the gateway; 0: no limit. */
+export interface GatewayQuota {
+  requestsPerMinute: number;
+  tokensPerMinute: number;
+  requestsPerDay: number;
+  tokensPerDay: number;
 }
 
 export class ConfigError extends Error {
@@ -379,6 +424,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         "the cap of the germline's first training run",
       ),
     },
+    probes: {
+      maxCost: amountSetting(
+        'COMPUTATRUM_PROBE_MAX_COST',
+        c.COMPUTATRUM_PROBE_MAX_COST,
+        c.COMPUTATRUM_CURRENCY,
+        "the most one probe's instance may cost",
+      ),
+      ...(c.COMPUTATRUM_PROBE_DETECTOR ? { detector: c.COMPUTATRUM_PROBE_DETECTOR } : {}),
+    },
     ...(c.COMPUTATRUM_AGENT_TOKEN ? { agentToken: c.COMPUTATRUM_AGENT_TOKEN } : {}),
     ...(c.COMPUTATRUM_TOKEN ? { apiToken: c.COMPUTATRUM_TOKEN } : {}),
     platform: {
@@ -387,6 +441,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, ''),
       ...(c.COMPUTATRUM_VISITOR_SALT ? { visitorSalt: c.COMPUTATRUM_VISITOR_SALT } : {}),
       feePercent: c.PLATFORM_FEE_PERCENT,
+      gatewayLimits: {
+        account: {
+          requestsPerMinute: c.COMPUTATRUM_GATEWAY_REQUESTS_PER_MINUTE,
+          tokensPerMinute: c.COMPUTATRUM_GATEWAY_TOKENS_PER_MINUTE,
+          requestsPerDay: c.COMPUTATRUM_GATEWAY_REQUESTS_PER_DAY,
+          tokensPerDay: c.COMPUTATRUM_GATEWAY_TOKENS_PER_DAY,
+        },
+        anonymous: {
+          requestsPerMinute: c.COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_MINUTE,
+          tokensPerMinute: c.COMPUTATRUM_GATEWAY_ANONYMOUS_TOKENS_PER_MINUTE,
+          requestsPerDay: c.COMPUTATRUM_GATEWAY_ANONYMOUS_REQUESTS_PER_DAY,
+          tokensPerDay: c.COMPUTATRUM_GATEWAY_ANONYMOUS_TOKENS_PER_DAY,
+        },
+      },
     },
     ...(c.STRIPE_SECRET_KEY
       ? {
@@ -467,5 +535,22 @@ export function trainingDefaults(config: Config): TrainingDefaults {
     maxDurationSeconds: training.maxDurationSeconds,
     maxPreemptions: training.maxPreemptions,
     ...(training.kubernetes?.image ? { image: training.kubernetes.image } : {}),
+  };
+}
+
+/**
+ * How the worker probes new images (worker/worker.ts `probes`): the germline pays, at the GPU rate,
+ * within the probe budget, on the local runner; undefined when the budget is 0 (no probes).
+ */
+export function probeSettings(
+  config: Config,
+): { currency: string; ratePerGpuHour: bigint; maxCost: bigint; runner: 'local'; detector?: string } | undefined {
+  if (config.probes.maxCost <= 0n) return undefined;
+  return {
+    currency: config.currency,
+    ratePerGpuHour: config.training.ratePerGpuHour,
+    maxCost: config.probes.maxCost,
+    runner: 'local',
+    ...(config.probes.detector ? { detector: config.probes.detector } : {}),
   };
 }

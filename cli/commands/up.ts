@@ -15,7 +15,7 @@ import { removeLeftovers } from '../../store/layout-maintenance';
 import { buildPlatform } from '../../platform/server';
 import { UserError } from '../common';
 import { stripeClient } from '../../platform/stripe';
-import { type Config, databaseUrl, trainingDefaults } from '../../runtime/config';
+import { type Config, databaseUrl, probeSettings, trainingDefaults } from '../../runtime/config';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../runtime/embedded/postgres';
 import { type DevServer, startTemporalDevServer } from '../../runtime/embedded/temporal-dev-server';
 import {
@@ -146,6 +146,8 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
             }
           : undefined;
       const instanceRunners = createInstanceRunners(config, logger.child({ component: 'instance' }));
+      // New gpc tags and breed versions are probed for malicious behaviour (COMPUTATRUM_PROBE_MAX_COST).
+      const probes = probeSettings(config);
       const worker: Worker = await createWorker({
         connection: workerConnection,
         namespace: config.temporal.namespace,
@@ -159,6 +161,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           instanceRunners,
           ...(germlineInstance ? { germlineInstance } : {}),
           training: trainingDefaults(config),
+          ...(probes ? { probes } : {}),
           ...(config.agentToken ? { agentToken: config.agentToken } : {}),
           logger: logger.child({ component: 'trainer' }),
         },
@@ -201,6 +204,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           : {}),
         training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
         visitorSalt: config.platform.visitorSalt ?? dataFolderSecret(config.dataDir, 'visitor-salt'),
+        gatewayLimits: config.platform.gatewayLimits,
         feePercent: config.platform.feePercent,
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
         checks: [

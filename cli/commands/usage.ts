@@ -148,6 +148,39 @@ export function addUsageCommands(program: Command, config: () => Config): void {
       );
     });
 
+  program
+    .command('pay-trainers')
+    .description(
+      'operators: pay trainers their unpaid earnings now (Stripe Connect transfers; the platform does it daily)',
+    )
+    .option(...fromOption)
+    .action(async (options: { from?: string }) => {
+      const { payOutEarnings } = await platformApi(config(), { ...options, signedIn: true }).graphql<{
+        payOutEarnings: Array<{
+          id: string;
+          handle: string;
+          amount: string;
+          currency: string;
+          state: string;
+          error: string | null;
+        }>;
+      }>('mutation { payOutEarnings { id handle amount currency state error } }');
+      if (payOutEarnings.length === 0)
+        return print('nothing to pay out: no trainer with a payout account is owed the minimum');
+      print(
+        table(
+          ['payout', 'trainer', 'amount', 'state'],
+          payOutEarnings.map((p) => [
+            p.id,
+            p.handle,
+            formatMoney(p.amount, p.currency),
+            p.error ? `${p.state}: ${p.error}` : p.state,
+          ]),
+          { alignRight: [2] },
+        ),
+      );
+    });
+
   const sponsor = program
     .command('sponsor')
     .description("a sponsor's grant: free use for personal users, paid by an organisation");

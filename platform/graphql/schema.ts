@@ -14,6 +14,7 @@ import './marketplace';
 import './training';
 import './sponsors';
 import './usage';
+import './probes';
 
 /** A fresh GraphQLSchema (lexicographically sorted); every dependency comes from the context. */
 export function buildSchema() {

@@ -5,6 +5,8 @@ import { type UsageEntry, type UsageReport, usageReport } from '../usage';
 import { builder } from './builder';
 import { BreedRef } from './marketplace';
 import { refused } from './refusals';
+import { payOutEarnings, type PayoutOutcome } from '../payouts';
+import { payments } from './builder';
 
 const UsageEntryRef = builder.objectRef<UsageEntry & { currency: string }>('UsageEntry').implement({
   fields: (t) => ({
@@ -69,7 +71,26 @@ builder.queryFields((t) => ({
   }),
 }));
 
+const PayoutRef = builder.objectRef<PayoutOutcome>('Payout').implement({
+  fields: (t) => ({
+    id: t.exposeString('id', { description: 'also the Stripe transfer group and idempotency key (payout/<id>)' }),
+    handle: t.exposeString('handle'),
+    amount: t.string({ description: 'minor units', resolve: (p) => p.amount.toString() }),
+    currency: t.exposeString('currency'),
+    state: t.exposeString('state', { description: 'paid | failed (tried again by the next run)' }),
+    transferId: t.string({ nullable: true, resolve: (p) => p.transferId }),
+    error: t.string({ nullable: true, resolve: (p) => p.error }),
+  }),
+});
+
 builder.mutationFields((t) => ({
+  payOutEarnings: t.field({
+    type: [PayoutRef],
+    description:
+      'Pays trainers their unpaid earnings now (Stripe Connect transfers; the platform also does it daily): each trainer with a connected account and at least the minimum owed, and every payout that failed before.',
+    authScopes: { operator: true },
+    resolve: (_root, _args, context) => payOutEarnings(payments(context), context.db, context.currency).catch(refused),
+  }),
   priceBreed: t.field({
     type: BreedRef,
     description:

@@ -11,6 +11,7 @@ import { registerHomePages } from './home';
 import { registerHubPages } from './hub';
 import { registerMarketplacePages } from './marketplace';
 import { registerOperatorPages } from './operator';
+import { registerUsagePages } from './usage';
 import { CHAT_SCRIPT, CHAT_SCRIPT_ETAG, CHAT_SCRIPT_PATH } from './scripts';
 import { STYLESHEET, STYLESHEET_ETAG } from './stylesheet';
 import { contentSecurityPolicy, sendProblem, viewOf } from './view';
@@ -73,5 +74,6 @@ export async function registerPages(app: FastifyInstance, options: PagesOptions)
     registerMarketplacePages(pages, options);
     registerZookeeperPages(pages, options);
     registerOperatorPages(pages, options);
+    registerUsagePages(pages, options);
   });
 }

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Stripe from 'stripe';
-import { formatMoney } from '../../workflows/money';
+import { formatMoney, formatUsePrice } from '../../workflows/money';
 import { listBreeds } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding, type StripeSettings } from '../stripe';
 import type { PagesDeps } from './deps';
@@ -23,6 +23,19 @@ import { toRefusal } from '../errors';
 
 export const price = (amount: bigint | null, currency: string) =>
   amount === null ? 'free' : formatMoney(amount, currency);
+
+/** "0.01 USD in, 0.03 USD out" per 1,000 tokens, or "free" (buyers' terms in brackets). */
+export function usePrices(breed: {
+  price: bigint | null;
+  currency: string;
+  inputPricePerMillion: bigint | null;
+  outputPricePerMillion: bigint | null;
+  licenceIncludesUse: boolean;
+}): string {
+  if (!breed.inputPricePerMillion && !breed.outputPricePerMillion) return 'free';
+  const prices = `${formatUsePrice(breed.inputPricePerMillion ?? 0n, breed.currency)} in, ${formatUsePrice(breed.outputPricePerMillion ?? 0n, breed.currency)} out`;
+  return breed.price === null ? prices : `${prices}${breed.licenceIncludesUse ? ' (free for buyers)' : ''}`;
+}
 
 /** The Buy button for a priced breed, as this caller may use it. */
 export function buyButton(
@@ -65,18 +78,20 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
       ...(problem ? { status: problem.status, error: problem.message } : {}),
       body: html`<h1>Marketplace</h1>
         <p>Breeds are checkpoints trainers made for one task, listed free or for a price. A paid breed downloads
-        once you bought it; ${deps.stripe ? `the platform keeps ${deps.stripe.feePercent}% of each sale, which funds the germline` : 'part of each sale funds the germline'}.</p>
+        once you bought it. A breed may also be priced per use: calls to its instances are paid from your credit
+        (or a <a href="/sponsors">sponsor’s</a> grant), and <a href="/usage">your usage</a> lists each one; ${deps.stripe ? `the platform keeps ${deps.stripe.feePercent}% of each sale, which funds the germline` : 'part of each sale funds the germline'}.</p>
         ${deps.stripe ? '' : html`<p class="notice">${stripeUnavailable}</p>`}
         ${
           breeds.length
             ? html`<table>
-              <tr><th>Breed</th><th>Repository</th><th>Trainer</th><th class="num">Price</th><th></th></tr>
+              <tr><th>Breed</th><th>Repository</th><th>Trainer</th><th class="num">Price</th><th class="num">Use, per 1,000 tokens</th><th></th></tr>
               ${breeds.map(
                 (b) => html`<tr>
                   <td>${b.title}</td>
                   <td><a href="${pathOf('hub', b.repository)}">${b.repository}</a></td>
                   <td>${b.owner}</td>
                   <td class="num">${price(b.price, b.currency)}</td>
+                  <td class="num">${usePrices(b)}</td>
                   <td>${buyButton(view, { repository: b.repository, price: b.price, ownerHandle: b.owner }, bought.has(b.repository))}</td>
                 </tr>`,
               )}

@@ -38,16 +38,20 @@ export async function graphqlAs<T = Record<string, unknown>>(
   return { status: response.statusCode, ...response.json<GraphQLAnswer<T>>() };
 }
 
-/** Signs `handle` up (an operator when `operator` gives the database to promote it in). */
+/**
+ * Signs `handle` up (an operator when `operator` gives the database to promote it in), with an email at
+ * example.org or at `emailDomain` (tests of sponsors' grants keep their eligible people to their own domain).
+ */
 export async function signUpAccount(
   app: FastifyInstance,
   handle: string,
   operator?: { db: Database },
+  emailDomain = 'example.org',
 ): Promise<TestAccount> {
   const response = await app.inject({
     method: 'POST',
     url: '/auth/signup',
-    payload: { handle, email: `${handle}@example.org`, password: 'correct horse battery' },
+    payload: { handle, email: `${handle}@${emailDomain}`, password: 'correct horse battery' },
   });
   if (response.statusCode !== 201)
     throw new Error(`sign-up of ${handle} answered ${response.statusCode}: ${response.body}`);

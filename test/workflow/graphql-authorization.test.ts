@@ -18,6 +18,7 @@ import { childrenQuery } from '../../workflows/child-api';
 import type { trainingWorkflow } from '../../workflows/training';
 import { type GraphQLAnswer, graphqlAs, signUpAccount, type TestAccount } from '../helpers/accounts';
 import { startStripeMock } from '../helpers/stripe-mock';
+import { eventually } from '../helpers/eventually';
 import { testPlatform, testStripe } from '../helpers/platform';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
@@ -265,14 +266,15 @@ const CASES: Record<string, Case> = {
       expect(made.errors).toBeUndefined();
       return {
         query:
-          'mutation($name: String!) { setSponsorGrant(name: $name, dailyAllowance: "0.25", eligibleDomain: "example.org") { name dailyAllowance eligibleDomain } }',
-        variables: { name },
+          'mutation($name: String!, $domain: String!) { setSponsorGrant(name: $name, dailyAllowance: "0.25", eligibleDomain: $domain) { name dailyAllowance eligibleDomain } }',
+        // Its own domain: no other suite's accounts (all at example.org) become eligible for it.
+        variables: { name, domain: `${name}.example.org` },
       };
     },
     check: async (data) => {
       expect(await env.db.sponsor.findUnique({ where: { name: data.setSponsorGrant.name } })).toMatchObject({
         dailyAllowance: 25n,
-        eligibleDomain: 'example.org',
+        eligibleDomain: `${data.setSponsorGrant.name}.example.org`,
       });
     },
   },
@@ -289,6 +291,11 @@ const CASES: Record<string, Case> = {
     },
     check: async (data) =>
       expect(data.fundSponsor).toEqual({ id: expect.stringMatching(/^cs_/), url: expect.any(String) }),
+  },
+  payOutEarnings: {
+    allowed: ['operator'],
+    operation: () => ({ query: 'mutation { payOutEarnings { id handle amount state } }' }),
+    check: async (data) => expect(Array.isArray(data.payOutEarnings)).toBe(true),
   },
   onboardPayouts: {
     allowed: ['trainer', 'operator'],
@@ -555,6 +562,53 @@ const CASES: Record<string, Case> = {
         reason: expect.stringContaining('spawned'),
       });
       expect((await germline.handle.query(childrenQuery)).map((c) => c.state)).toEqual(['active']);
+    },
+  },
+  startProbe: {
+    allowed: ['operator'],
+    prepare: async () => {
+      const repository = `trainers/${accounts.seller.handle}/${unique('probed')}`;
+      return { repository, digest: (await publish(repository, 'probed weights')).digest };
+    },
+    operation: (_account, image: { repository: string; digest: string }) => ({
+      query: `mutation { startProbe(image: "${image.repository}:main") { workflowId repository digest } }`,
+    }),
+    check: async (data, account, image: { repository: string; digest: string }) => {
+      expect(data.startProbe).toEqual({
+        workflowId: `probe/${image.repository}@${image.digest}`,
+        repository: image.repository,
+        digest: image.digest,
+      });
+      // Started by hand, recorded as the operator who asked (this worker runs no probes: it would end as an error after its retries).
+      const probe = await eventually(
+        async () => (await env.db.probe.findFirst({ where: { workflowId: data.startProbe.workflowId } })) ?? undefined,
+        'the probe row',
+      );
+      expect(probe).toMatchObject({ trigger: 'manual', requestedBy: account.handle, digest: image.digest });
+      await env.client.workflow.getHandle(data.startProbe.workflowId).terminate('the test is done with it');
+    },
+  },
+  reviewImageFlag: {
+    allowed: ['operator'],
+    prepare: async () => {
+      const repository = `trainers/${accounts.seller.handle}/${unique('flagged')}`;
+      const image = { repository, digest: (await publish(repository, 'flagged weights')).digest };
+      await env.db.imageFlag.create({
+        data: {
+          repository: image.repository,
+          digest: image.digest,
+          probeId: unique('probe'),
+          state: 'pending',
+          reason: 'asks for passwords',
+        },
+      });
+      return image;
+    },
+    operation: (_account, image: { repository: string; digest: string }) => ({
+      query: `mutation { reviewImageFlag(repository: "${image.repository}", digest: "${image.digest}", decision: CONFIRM, note: "seen it") { state reviewedBy blocking } }`,
+    }),
+    check: async (data, account) => {
+      expect(data.reviewImageFlag).toEqual({ state: 'confirmed', reviewedBy: account.handle, blocking: true });
     },
   },
 };

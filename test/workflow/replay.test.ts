@@ -2,8 +2,8 @@
 // its recorded history against the workflow bundle: a germline (autonomy settings, a child spawned
 // and retired, a promotion), the child, a training run of the tiny trainer paid by the child, a
 // daily gpc tag (directly and through its Schedule), a trainer's credit, an instance (a renewed
-// lease, asleep, woken, stopped), a fresh germline's genesis and a learn from feedback. A type the worker
-// registers without a history replayed here fails the test by name.
+// lease, asleep, woken, stopped), a fresh germline's genesis, a learn from feedback and a probe. A
+// type the worker registers without a history replayed here fails the test by name.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -41,6 +41,9 @@ import { LocalInstanceRunner } from '../../activities/runners/local-instances';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
 import { instanceStatusQuery, stopInstanceUpdate, wakeInstanceUpdate } from '../../workflows/instance-api';
 import { updateBudget } from '../../temporal/budget-client';
+import { requireManifest } from '../../store/checkpoint';
+import { startProbe } from '../../temporal/probe-client';
+import type { probeWorkflow } from '../../workflows/probe';
 
 jest.setTimeout(120_000);
 
@@ -274,6 +277,21 @@ test('the histories of every workflow type replay without a determinism error', 
   const fund = await sponsorHandle(env.client, env.taskQueue, uniqueName('sponsor'), 'usd');
   recorded.push({ workflowId: fund.workflowId });
   await updateBudget(fund, depositUpdate, { amount: '5000', currency: 'usd', reference: 'paid-in' });
+
+  // A probe of the germline's head: this worker runs no probes, so its one attempt fails and it ends as an error.
+  const probed = await requireManifest(env.store, `germline/${name}`, 'main');
+  const probe = await startProbe(env.client, env.taskQueue, {
+    version: 1,
+    repo: `germline/${name}`,
+    digest: probed.digest,
+    germline: name,
+    trigger: 'manual',
+    attempts: 1,
+  });
+  expect(await env.client.workflow.getHandle<typeof probeWorkflow>(probe.workflowId).result()).toMatchObject({
+    state: 'error',
+  });
+  recorded.push({ workflowId: probe.workflowId });
 
   const histories = await Promise.all(
     recorded.map(async ({ workflowId, runId }) => ({

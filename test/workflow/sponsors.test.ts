@@ -12,6 +12,7 @@ import { LocalInstanceRunner } from '../../activities/runners/local-instances';
 import { CHARGE_HEADER, INTERACTION_HEADER } from '../../platform/gateway';
 import { creditHandle } from '../../platform/credit';
 import { SPONSOR_KIND, stripeClient } from '../../platform/stripe';
+import { payOutEarnings } from '../../platform/payouts';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { updateBudget } from '../../temporal/budget-client';
 import { launchInstance } from '../../temporal/instance-client';
@@ -23,7 +24,13 @@ import { safetensorsOf } from '../helpers/content';
 import { eventually } from '../helpers/eventually';
 import { germlineInstanceRequest } from '../helpers/instances';
 import { testPlatform, testStripe } from '../helpers/platform';
-import { deliverWebhook, paidCheckoutEvent, startStripeMock } from '../helpers/stripe-mock';
+import {
+  deliverWebhook,
+  paidCheckoutEvent,
+  recordRequests,
+  type SentRequest,
+  startStripeMock,
+} from '../helpers/stripe-mock';
 import { type TestEnvironment, testEnvironment, uniqueName } from '../helpers/temporal';
 
 const ECHO_INSTANCE = [process.execPath, path.join(__dirname, '..', 'helpers', 'echo-instance.js')];
@@ -40,8 +47,13 @@ let baseURL: string;
 let instance: string;
 let acme: TestAccount;
 let sponsor: string;
+/** The grant's people are at this domain, theirs alone: other suites' accounts (at example.org) never use it. */
+let domain: string;
 /** The metering's clock: moved forward to pass a grant's expiry. */
 let clockOffsetMs = 0;
+let alice: TestAccount;
+let breed: string;
+let sent: SentRequest[];
 
 const tokenOf = (account: TestAccount) => account.token.authorization!.slice('Bearer '.length);
 /** A 1,000-character prompt answered in full: 4 cents as used, at most 4.03 cents held. */
@@ -61,6 +73,7 @@ beforeAll(async () => {
   const germline = await env.startGermline();
   await updateBudget(germline.handle, depositUpdate, { amount: '1000000', currency: 'usd', reference: 'seed' });
   stripe = stripeClient('sk_test_mock', mock.url);
+  sent = recordRequests(stripe);
   app = await testPlatform(env, germline.name, {
     stripe: testStripe(stripe, WEBHOOK_SECRET),
     training: {
@@ -76,8 +89,8 @@ beforeAll(async () => {
   baseURL = `${await app.listen({ port: 0, host: '127.0.0.1' })}/v1`;
 
   // Alice's breed at 1,000 micros a token in and 3,000 out, served by the germline's public instance.
-  const alice = await signUpAccount(app, uniqueName('alice'));
-  const breed = `trainers/${alice.handle}/echo`;
+  alice = await signUpAccount(app, uniqueName('alice'));
+  breed = `trainers/${alice.handle}/echo`;
   const dir = mkdtempSync(path.join(tmpdir(), 'sponsors-image-'));
   writeFileSync(path.join(dir, 'model.safetensors'), safetensorsOf(`weights of ${breed}`));
   await publishCheckpoint(env.store, breed, dir, { tag: 'main' });
@@ -100,6 +113,7 @@ beforeAll(async () => {
 
   acme = await signUpAccount(app, uniqueName('acme'));
   sponsor = uniqueName('acme');
+  domain = `${sponsor}.example.org`;
   const created = await acme.gql('mutation($n: String!) { createSponsor(name: $n, title: "Acme Corp") { name } }', {
     n: sponsor,
   });
@@ -141,12 +155,12 @@ test("a sponsor's Checkout funds its grant once, however often Stripe delivers t
 
 test('a person is paid for by the grant until today’s allowance is spent, then by their credit, then refused saying why', async () => {
   const granted = await acme.gql<{ setSponsorGrant: Record<string, unknown> }>(
-    'mutation($n: String!) { setSponsorGrant(name: $n, dailyAllowance: "0.05", eligibleDomain: "Example.org") { dailyAllowance eligibleDomain expiresAt } }',
-    { n: sponsor },
+    'mutation($n: String!, $d: String!) { setSponsorGrant(name: $n, dailyAllowance: "0.05", eligibleDomain: $d) { dailyAllowance eligibleDomain expiresAt } }',
+    { n: sponsor, d: domain.toUpperCase() },
   );
   expect(granted.data?.setSponsorGrant).toEqual({
     dailyAllowance: '5',
-    eligibleDomain: 'example.org',
+    eligibleDomain: domain,
     expiresAt: null,
   });
   expect(
@@ -155,7 +169,7 @@ test('a person is paid for by the grant until today’s allowance is spent, then
     name: sponsor,
   });
 
-  const pat = await signUpAccount(app, uniqueName('pat'));
+  const pat = await signUpAccount(app, uniqueName('pat'), undefined, domain);
   await updateBudget(await creditHandle(env.client, env.taskQueue, pat.handle, 'usd'), depositUpdate, {
     amount: '10',
     currency: 'usd',
@@ -224,14 +238,15 @@ test('a person is paid for by the grant until today’s allowance is spent, then
 test('an expired grant pays for nothing, and one for another domain not for this person', async () => {
   const expires = new Date(Date.now() + 3_600_000).toISOString();
   const set = await acme.gql(
-    'mutation($n: String!, $e: String!) { setSponsorGrant(name: $n, dailyAllowance: "1.00", eligibleDomain: "", expiresAt: $e) { name } }',
+    'mutation($n: String!, $e: String!, $d: String!) { setSponsorGrant(name: $n, dailyAllowance: "1.00", eligibleDomain: $d, expiresAt: $e) { name } }',
     {
       n: sponsor,
       e: expires,
+      d: domain,
     },
   );
   expect(set.errors).toBeUndefined();
-  const sam = await signUpAccount(app, uniqueName('sam'));
+  const sam = await signUpAccount(app, uniqueName('sam'), undefined, domain);
   await updateBudget(await creditHandle(env.client, env.taskQueue, sam.handle, 'usd'), depositUpdate, {
     amount: '100',
     currency: 'usd',
@@ -258,4 +273,87 @@ test('an expired grant pays for nothing, and one for another domain not for this
     n: sponsor,
   });
   expect(past.errors?.[0]?.message).toMatch(/expiresAt is in the past/);
+});
+
+test('the pages: /sponsors lists open grants and lets its manager set one by form; /usage shows who paid; the marketplace shows use prices', async () => {
+  const csrf = 'a'.repeat(43);
+  const form = (account: TestAccount, url: string, fields: Record<string, string>) =>
+    app.inject({
+      method: 'POST',
+      url,
+      headers: {
+        cookie: `${account.cookie.cookie}; computatrum_csrf=${csrf}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
+      payload: new URLSearchParams({ ...fields, _csrf: csrf }).toString(),
+    });
+
+  const set = await form(acme, '/sponsors/grant', {
+    name: sponsor,
+    dailyAllowance: '0.75',
+    eligibleDomain: domain,
+    expiresAt: '',
+  });
+  expect(set.statusCode).toBe(200);
+  expect(set.body).toContain(`Acme Corp: 0.75 USD a day for each person at ${domain}.`);
+  const refused = await form(acme, '/sponsors/grant', { name: sponsor, dailyAllowance: '-3' });
+  expect(refused.statusCode).toBe(400);
+  expect(refused.body).toContain('is negative');
+  const forged = await app.inject({
+    method: 'POST',
+    url: '/sponsors/grant',
+    headers: { cookie: acme.cookie.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `name=${sponsor}&dailyAllowance=99`,
+  });
+  expect(forged.statusCode).toBe(403);
+
+  const open = await app.inject({ method: 'GET', url: '/sponsors' });
+  expect(open.body).toContain(`<td>Acme Corp</td><td>0.75 USD a day for each person at ${domain}</td>`);
+  const managed = await app.inject({ method: 'GET', url: '/sponsors', headers: acme.cookie });
+  expect(managed.body).toMatch(/the grant paid\s+\d+\.\d+ USD for \d+ calls of \d+ people/);
+
+  const visitor = await signUpAccount(app, uniqueName('vic'), undefined, domain);
+  await call(visitor);
+  const usage = await app.inject({ method: 'GET', url: '/usage', headers: visitor.cookie });
+  expect(usage.body).toContain('1 priced calls charged');
+  expect(usage.body).toContain(`${sponsor}’s grant`);
+
+  const market = await app.inject({ method: 'GET', url: '/marketplace' });
+  expect(market.body).toContain('0.01 USD in, 0.03 USD out');
+});
+
+test("the trainer's earnings are paid out once, by a Stripe transfer keyed by its payout, whenever payouts run", async () => {
+  const earned = await eventually(async () => {
+    const charges = await env.db.usageCharge.findMany({ where: { repository: breed, allotmentId: { not: null } } });
+    const open = await env.db.usageAllotment.count({
+      where: { id: { in: charges.map((c) => c.allotmentId!) }, state: { notIn: ['settled', 'refused'] } },
+    });
+    if (charges.length === 0 || open > 0) return undefined;
+    const sum = await env.db.earning.aggregate({ where: { handle: alice.handle }, _sum: { amount: true } });
+    return sum._sum.amount ?? undefined;
+  }, "alice's earnings booked");
+  expect(earned).toBeGreaterThan(0n);
+
+  const settings = testStripe(stripe, WEBHOOK_SECRET);
+  // Not onboarded yet: her earnings wait.
+  expect(
+    (await payOutEarnings(settings, env.db, 'usd', { minimum: 1n })).filter((p) => p.handle === alice.handle),
+  ).toEqual([]);
+  expect((await alice.gql('mutation { onboardPayouts(requestId: "setup") }')).errors).toBeUndefined();
+
+  const [paid] = (await payOutEarnings(settings, env.db, 'usd', { minimum: 1n })).filter(
+    (p) => p.handle === alice.handle,
+  );
+  expect(paid).toMatchObject({ amount: earned, state: 'paid', transferId: expect.stringMatching(/^tr_/) });
+  expect(sent.filter((r) => r.path === '/v1/transfers' && r.idempotencyKey === `payout/${paid!.id}`)).toHaveLength(1);
+  expect(await env.db.earning.count({ where: { handle: alice.handle, payoutId: null } })).toBe(0);
+  // A second run has nothing of hers to pay.
+  expect(
+    (await payOutEarnings(settings, env.db, 'usd', { minimum: 1n })).filter((p) => p.handle === alice.handle),
+  ).toEqual([]);
+  expect(await env.db.payout.count({ where: { handle: alice.handle } })).toBe(1);
+  const usage = await alice.gql<{ myUsage: { earned: string; earnedUnpaid: string } }>(
+    '{ myUsage { earned earnedUnpaid } }',
+  );
+  expect(usage.data?.myUsage).toEqual({ earned: earned!.toString(), earnedUnpaid: '0' });
 });
