@@ -38,10 +38,16 @@ export interface CallCost {
   answerTokens: number;
 }
 
-export function callCost(body: Record<string, unknown>, defaultAnswerTokens = DEFAULT_ANSWER_TOKENS): CallCost {
-  const asked = [body.max_completion_tokens, body.max_tokens].find(
+/** The longest answer a chat asks for (max_completion_tokens, else max_tokens), when it names one. */
+export function askedAnswerTokens(body: Record<string, unknown>): number | undefined {
+  return [body.max_completion_tokens, body.max_tokens].find(
     (value) => Number.isSafeInteger(value) && (value as number) >= 0,
   ) as number | undefined;
+}
+
+/** One home for a call's worst case: the quotas count it, and a priced call holds its price. */
+export function callCost(body: Record<string, unknown>, defaultAnswerTokens = DEFAULT_ANSWER_TOKENS): CallCost {
+  const asked = askedAnswerTokens(body);
   const choices = Number.isSafeInteger(body.n) && (body.n as number) > 1 ? (body.n as number) : 1;
   return {
     promptBytes: Buffer.byteLength(JSON.stringify(body.messages ?? [])),

@@ -33,6 +33,7 @@ import { allotmentWorkflowId, creditWorkflowId, sponsorWorkflowId } from '../wor
 import { statusQuery } from '../workflows/budget-api';
 import type { Caller } from './accounts';
 import { creditStatus } from './credit';
+import { askedAnswerTokens, callCost } from './gateway-limits';
 import { sponsorHandle } from './sponsors';
 import type { InstanceRow } from './instances';
 import { entitlementId } from './read-access';
@@ -110,9 +111,6 @@ export interface PricedForward {
 const DEFAULT_CACHE_MS = 5_000;
 /** A row left `opening` this long without its workflow was abandoned by a gateway that went away. */
 const ABANDONED_OPENING_MS = 30_000;
-
-/** The messages' bytes as sent: at least as many as any tokenizer makes tokens of them, so the hold covers the prompt. */
-const promptBound = (messages: unknown[]): number => Buffer.byteLength(JSON.stringify(messages));
 
 /** Characters of the messages' text: what an answer cut off before the instance reported its usage is charged for its prompt. */
 export function promptCharacters(messages: unknown[]): number {
@@ -264,18 +262,15 @@ export class Metering {
 
   /** The body as the instance gets it, and the call's worst case: the whole prompt and the longest answer allowed. */
   forward(body: Record<string, unknown>): PricedForward {
-    const asked = [body.max_completion_tokens, body.max_tokens].find((value) => Number.isInteger(value)) as
-      number | undefined;
-    const output = asked ?? this.defaultMaxTokens;
-    const choices = Number.isInteger(body.n) && (body.n as number) > 1 ? (body.n as number) : 1;
+    const cost = callCost(body, this.defaultMaxTokens);
     const forwarded: Record<string, unknown> = { ...body };
-    if (asked === undefined) forwarded.max_tokens = output;
+    if (askedAnswerTokens(body) === undefined) forwarded.max_tokens = this.defaultMaxTokens;
     if (body.stream === true)
       forwarded.stream_options = {
         ...(typeof body.stream_options === 'object' && body.stream_options ? body.stream_options : {}),
         include_usage: true,
       };
-    return { body: forwarded, worst: { input: promptBound(body.messages as unknown[]), output: output * choices } };
+    return { body: forwarded, worst: { input: cost.promptBytes, output: cost.answerTokens } };
   }
 
   /**

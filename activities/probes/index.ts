@@ -92,7 +92,6 @@ export interface ProbeDependencies {
 
 const POLL_MS = 500;
 const DEFAULT_SWEEP_LIMIT = 20;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function invalid(message: string): never {
   throw ApplicationFailure.create({ type: 'ProbeRequestInvalid', message, nonRetryable: true });
@@ -238,7 +237,8 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
             nonRetryable: true,
           });
         }
-        await sleep(POLL_MS);
+        // Rejects when the activity is cancelled (the worker shutting down): no query outlives the worker.
+        await Context.current().sleep(POLL_MS);
       }
     },
 

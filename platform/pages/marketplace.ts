@@ -84,14 +84,14 @@ export function registerMarketplacePages(app: FastifyInstance, deps: PagesDeps):
         ${
           breeds.length
             ? html`<table>
-              <tr><th>Breed</th><th>Repository</th><th>Trainer</th><th class="num">Price</th><th class="num">Use, per 1,000 tokens</th><th></th></tr>
+              <tr><th>Breed</th><th>Repository</th><th>Trainer</th><th class="num">Price</th><th>Use, per 1,000 tokens</th><th></th></tr>
               ${breeds.map(
                 (b) => html`<tr>
                   <td>${b.title}</td>
                   <td><a href="${pathOf('hub', b.repository)}">${b.repository}</a></td>
                   <td>${b.owner}</td>
                   <td class="num">${price(b.price, b.currency)}</td>
-                  <td class="num">${usePrices(b)}</td>
+                  <td class="use">${usePrices(b)}</td>
                   <td>${buyButton(view, { repository: b.repository, price: b.price, ownerHandle: b.owner }, bought.has(b.repository))}</td>
                 </tr>`,
               )}
