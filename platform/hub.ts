@@ -3,15 +3,16 @@
 // (OCI artifacts whose `subject` is the image's manifest, so any OCI tool finds them as referrers),
 // and reports that flag an image for the operators. Recordings are the community's defence against
 // malicious models, so they stay readable by everyone, even on a paid breed.
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { forkCheckpoint, requireManifest } from '../store/checkpoint';
 import { DATASET_ANNOTATION, DATASET_ARTIFACT } from '../store/dataset';
+import { pushRecording, RECORDING_ANNOTATION, RECORDING_ARTIFACT } from '../store/recording';
 import { assertRepository, parseReference } from '../store/names';
 import { scanBytes } from '../store/scan';
-import { type CheckpointStore, type Descriptor, type ImageManifest, OCI_MANIFEST, StoreError } from '../store/types';
+import { type CheckpointStore, type Descriptor, OCI_MANIFEST, StoreError } from '../store/types';
 import { type AccountView, assertOwnRepository } from './accounts';
 import { PlatformError } from './errors';
 import { assertMayRead, inheritTerms } from './read-access';
@@ -68,17 +69,6 @@ export interface ImageView {
   reports: number;
 }
 
-/** The artifact type of a recording's manifest, for referrers listings filtered by type. */
-export const RECORDING_ARTIFACT = 'application/vnd.computatrum.recording.v1';
-/** The OCI empty config (`{}`), which artifacts without a config of their own use. */
-const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
-export const RECORDING_ANNOTATION = {
-  title: 'org.opencontainers.image.title',
-  created: 'org.opencontainers.image.created',
-  author: 'io.computatrum.recording.author',
-  name: 'io.computatrum.recording.name',
-} as const;
-
 export const LIMITS = { title: 200, comment: 10_000, reason: 2_000, filename: 200, recordingBytes: 16 * 1024 * 1024 };
 
 const MEDIA_TYPE = /^[a-z]+\/[a-z0-9][a-z0-9.+-]{0,126}$/;
@@ -97,8 +87,6 @@ const MEDIA_TYPES_BY_EXTENSION: Record<string, string> = {
   '.jpg': 'image/jpeg',
   '.gif': 'image/gif',
 };
-
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 function text(value: unknown, field: string, max: number): string {
   const trimmed = String(value ?? '').trim();
@@ -370,44 +358,26 @@ export async function attachRecording(
   await requireImage(store, input.repository);
   const subject = await requireSubject(store, input.repository, input.reference);
 
-  const blob: Descriptor = {
+  const pushed = await pushRecording(store, input.repository, {
+    subject,
+    filename,
     mediaType,
-    digest: sha256(content),
-    size: content.length,
-    annotations: { [RECORDING_ANNOTATION.title]: filename },
-  };
-  const config: Descriptor = {
-    mediaType: EMPTY_CONFIG.mediaType,
-    digest: sha256(EMPTY_CONFIG.bytes),
-    size: EMPTY_CONFIG.bytes.length,
-  };
-  const annotations = {
-    [RECORDING_ANNOTATION.name]: title,
-    [RECORDING_ANNOTATION.author]: author.handle,
-    [RECORDING_ANNOTATION.created]: new Date().toISOString(),
-  };
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    artifactType: RECORDING_ARTIFACT,
-    config,
-    layers: [blob],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length },
-    annotations,
-  };
-  const bytes = Buffer.from(JSON.stringify(manifest));
-  await store.putBlobBytes(input.repository, EMPTY_CONFIG.bytes, config.digest);
-  await store.putBlobBytes(input.repository, content, blob.digest);
-  const manifestDigest = await store.putManifest(input.repository, bytes, OCI_MANIFEST);
+    content,
+    annotations: {
+      [RECORDING_ANNOTATION.name]: title,
+      [RECORDING_ANNOTATION.author]: author.handle,
+      [RECORDING_ANNOTATION.created]: new Date().toISOString(),
+    },
+  });
   const row = await db.recording.create({
     data: {
       id: randomUUID(),
       repository: input.repository,
-      manifestDigest,
+      manifestDigest: pushed.manifestDigest,
       subjectDigest: subject.digest,
       reference: input.reference === subject.digest ? null : input.reference,
-      manifestSize: bytes.length,
-      blobDigest: blob.digest,
+      manifestSize: pushed.manifestSize,
+      blobDigest: pushed.blobDigest,
       title,
       filename,
       mediaType,

@@ -3,21 +3,14 @@
 // people's recordings, and any OCI client copies it), annotated as automated with the suite and the
 // verdict, and a Recording row so that the hub lists it. Its author is the probes' system account,
 // which nobody can sign in as.
-import { createHash } from 'node:crypto';
 import type { Database } from '../../db/prisma';
 import { requireManifest } from '../../store/checkpoint';
-import { type Descriptor, type ImageManifest, OCI_MANIFEST, type CheckpointStore } from '../../store/types';
+import { pushRecording, RECORDING_ANNOTATION } from '../../store/recording';
+import type { CheckpointStore } from '../../store/types';
 import type { ProbeTranscript, ProbeVerdict } from '../../workflows/probe-api';
 
-/** The recording artifact type platform/hub.ts lists (RECORDING_ARTIFACT): a probe's is a recording too. */
-export const RECORDING_ARTIFACT = 'application/vnd.computatrum.recording.v1';
-
+/** A probe's annotations beside the recording's own (store/recording.ts). */
 export const PROBE_ANNOTATION = {
-  title: 'org.opencontainers.image.title',
-  created: 'org.opencontainers.image.created',
-  name: 'io.computatrum.recording.name',
-  author: 'io.computatrum.recording.author',
-  automated: 'io.computatrum.recording.automated',
   suite: 'io.computatrum.probe.suite',
   verdict: 'io.computatrum.probe.verdict',
   judge: 'io.computatrum.probe.judge',
@@ -34,9 +27,6 @@ export const PROBE_ACCOUNT = {
   passwordHash: '!',
   role: 'system',
 } as const;
-
-const EMPTY_CONFIG = { mediaType: 'application/vnd.oci.empty.v1+json', bytes: Buffer.from('{}') };
-const sha256 = (bytes: Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 export async function ensureProbeAccount(db: Database): Promise<void> {
   await db.account.upsert({ where: { id: PROBE_ACCOUNT.id }, create: { ...PROBE_ACCOUNT }, update: {} });
@@ -57,47 +47,30 @@ export async function recordProbeTranscript(
   const content = Buffer.from(
     `${JSON.stringify({ automated: true, probe: input.probeId, ...transcript, verdict }, null, 2)}\n`,
   );
-  const blob: Descriptor = {
-    mediaType: 'application/json',
-    digest: sha256(content),
-    size: content.length,
-    annotations: { [PROBE_ANNOTATION.title]: filename },
-  };
-  const config: Descriptor = {
-    mediaType: EMPTY_CONFIG.mediaType,
-    digest: sha256(EMPTY_CONFIG.bytes),
-    size: EMPTY_CONFIG.bytes.length,
-  };
   const title = `Automated probe (${transcript.suite}): ${verdict.verdict}`;
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    artifactType: RECORDING_ARTIFACT,
-    config,
-    layers: [blob],
-    subject: { mediaType: subject.mediaType, digest: subject.digest, size: subject.bytes.length },
+  const pushed = await pushRecording(store, transcript.repo, {
+    subject,
+    filename,
+    mediaType: 'application/json',
+    content,
     annotations: {
-      [PROBE_ANNOTATION.name]: title,
-      [PROBE_ANNOTATION.author]: PROBE_ACCOUNT.handle,
-      [PROBE_ANNOTATION.created]: input.recordedAt,
-      [PROBE_ANNOTATION.automated]: 'true',
+      [RECORDING_ANNOTATION.name]: title,
+      [RECORDING_ANNOTATION.author]: PROBE_ACCOUNT.handle,
+      [RECORDING_ANNOTATION.created]: input.recordedAt,
+      [RECORDING_ANNOTATION.automated]: 'true',
       [PROBE_ANNOTATION.suite]: transcript.suite,
       [PROBE_ANNOTATION.verdict]: verdict.verdict,
       [PROBE_ANNOTATION.judge]: verdict.judge,
     },
-  };
-  const bytes = Buffer.from(JSON.stringify(manifest));
-  await store.putBlobBytes(transcript.repo, EMPTY_CONFIG.bytes, config.digest);
-  await store.putBlobBytes(transcript.repo, content, blob.digest);
-  const manifestDigest = await store.putManifest(transcript.repo, bytes, OCI_MANIFEST);
+  });
   await ensureProbeAccount(db);
   const row = {
     repository: transcript.repo,
-    manifestDigest,
+    manifestDigest: pushed.manifestDigest,
     subjectDigest: subject.digest,
     reference: null,
-    manifestSize: bytes.length,
-    blobDigest: blob.digest,
+    manifestSize: pushed.manifestSize,
+    blobDigest: pushed.blobDigest,
     title,
     filename,
     mediaType: 'application/json',
@@ -105,5 +78,5 @@ export async function recordProbeTranscript(
     authorId: PROBE_ACCOUNT.id,
   };
   await db.recording.upsert({ where: { id: input.probeId }, create: { id: input.probeId, ...row }, update: row });
-  return { recordingId: input.probeId, manifestDigest };
+  return { recordingId: input.probeId, manifestDigest: pushed.manifestDigest };
 }

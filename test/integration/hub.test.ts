@@ -11,7 +11,7 @@ import { openDatabase, type Database } from '../../db/prisma';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { LayoutStore } from '../../store/layout';
 import { type ImageManifest, OCI_INDEX } from '../../store/types';
-import { RECORDING_ARTIFACT } from '../../platform/hub';
+import { RECORDING_ARTIFACT } from '../../store/recording';
 import { buildPlatform } from '../../platform/server';
 import { type GraphQLAnswer, graphqlAs, type Headers, signUpAccount } from '../helpers/accounts';
 import { PROTOCOL_0_PICKLE, safetensorsOf } from '../helpers/content';
