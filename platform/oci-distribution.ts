@@ -1,6 +1,7 @@
 // The read side of the OCI Distribution API under /v2/, so any OCI client (oras, skopeo, crane)
 // pulls checkpoints from the platform, plus friendly download links /hub/<repo>/resolve/<ref>/<path>.
 // Blobs are served with Range (206 + Content-Range) so interrupted downloads resume.
+import { attachmentDisposition } from './attachment';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type Descriptor,
@@ -114,7 +115,7 @@ export function registerOciDistribution(
       .header('docker-content-digest', digest)
       .header('etag', `"${digest}"`)
       .header('content-type', 'application/octet-stream');
-    if (filename) reply.header('content-disposition', `attachment; filename="${filename.replace(/["\\\r\n]/g, '_')}"`);
+    if (filename) reply.header('content-disposition', attachmentDisposition(filename));
     const range = parseRange(rangeHeader, size);
     if (range === null) {
       return distributionError(

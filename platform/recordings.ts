@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Database } from '../db/prisma';
 import type { CheckpointStore } from '../store/types';
+import { attachmentDisposition } from './attachment';
 import { hasValidCsrf } from './csrf';
 import { toRefusal } from './errors';
 import { attachRecording, findRecording, LIMITS } from './hub';
@@ -20,7 +21,7 @@ export function registerRecordings(app: FastifyInstance, db: Database, store: Ch
     return reply
       .header('content-type', recording.mediaType)
       .header('content-length', size)
-      .header('content-disposition', `attachment; filename="${recording.filename.replace(/["\\]/g, '_')}"`)
+      .header('content-disposition', attachmentDisposition(recording.filename))
       .header('content-security-policy', "default-src 'none'; sandbox")
       .header('x-content-type-options', 'nosniff')
       .send(stream);

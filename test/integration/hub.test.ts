@@ -146,6 +146,29 @@ describe('threads and comments', () => {
 });
 
 describe('recordings', () => {
+  test('a recording named in any script downloads under its own name (RFC 5987), never a 500, and no name can break the header', async () => {
+    const { token } = await signUp(uniqueName('kai'));
+    const names = {
+      '会話–1.webm': `attachment; filename="___1.webm"; filename*=UTF-8''%E4%BC%9A%E8%A9%B1%E2%80%931.webm`,
+      'say "hi" now.txt': `attachment; filename="say _hi_ now.txt"; filename*=UTF-8''say%20%22hi%22%20now.txt`,
+    };
+    for (const [filename, disposition] of Object.entries(names)) {
+      const created = await upload(
+        `${repo}?reference=main&title=t&filename=${encodeURIComponent(filename)}`,
+        'a transcript',
+        token,
+      );
+      expect(created.statusCode).toBe(201);
+      const download = await app.inject({
+        method: 'GET',
+        url: created.json<{ recording: { downloadUrl: string } }>().recording.downloadUrl,
+      });
+      expect(download.statusCode).toBe(200);
+      expect(download.headers['content-disposition']).toBe(disposition);
+      expect(download.body).toBe('a transcript');
+    }
+  });
+
   test('an uploaded recording is a referrer of the image manifest: listed, downloadable byte for byte, and found by the referrers API', async () => {
     const { token } = await signUp(uniqueName('dot'));
     const video = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 251));
