@@ -6,7 +6,7 @@
 // (csrf.ts) that another site cannot know: they are answered with a redirect or the form again.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/prisma';
-import { readCookie } from './cookies';
+import { cookieName, readCookie, secureAttribute } from './cookies';
 import { CSRF_FIELD } from './csrf';
 import {
   type Caller,
@@ -37,15 +37,9 @@ export const SESSION_COOKIE = 'computatrum_session';
 /** Sign-ins and sign-ups per address per minute: password guessing is slow by design. */
 export const ACCOUNT_RATE_LIMIT = 20;
 
-function sessionCookie(value: string, maxAgeSeconds: number, secure: boolean): string {
-  return [
-    `${SESSION_COOKIE}=${value}`,
-    'Path=/',
-    'HttpOnly',
-    'SameSite=Lax',
-    `Max-Age=${maxAgeSeconds}`,
-    ...(secure ? ['Secure'] : []),
-  ].join('; ');
+/** The session cookie for this request (`__Host-` and Secure over HTTPS: see cookies.ts). */
+function sessionCookie(request: FastifyRequest, value: string, maxAgeSeconds: number): string {
+  return `${cookieName(request, SESSION_COOKIE)}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secureAttribute(request)}`;
 }
 
 const contentType = (request: FastifyRequest) =>
@@ -91,7 +85,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
       request.caller = caller;
       return;
     }
-    const session = readCookie(request, SESSION_COOKIE);
+    const session = readCookie(request, cookieName(request, SESSION_COOKIE));
     if (session) {
       const caller = await sessionCaller(db, session);
       if (caller) {
@@ -101,9 +95,9 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
     }
   });
 
-  const setSession = async (reply: FastifyReply, accountId: string, secure: boolean) => {
+  const setSession = async (request: FastifyRequest, reply: FastifyReply, accountId: string) => {
     const { secret } = await createSession(db, accountId);
-    reply.header('set-cookie', sessionCookie(secret, SESSION_DAYS * 86_400, secure));
+    reply.header('set-cookie', sessionCookie(request, secret, SESSION_DAYS * 86_400));
   };
   const failed = (reply: FastifyReply, error: unknown) => {
     const refusal = toRefusal(error);
@@ -139,7 +133,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
             ? { handle: form.handle ?? '', email: form.email ?? '', password: form.password ?? '' }
             : (request.body ?? {}),
         );
-        await setSession(reply, account.id, request.protocol === 'https');
+        await setSession(request, reply, account.id);
         if (form) return redirect(reply, safeNext(form.next));
         return reply.code(201).send({ account });
       } catch (error) {
@@ -166,7 +160,7 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
           db,
           form ? { login: form.login ?? '', password: form.password ?? '' } : (request.body ?? {}),
         );
-        await setSession(reply, account.id, request.protocol === 'https');
+        await setSession(request, reply, account.id);
         if (form) return redirect(reply, safeNext(form.next));
         return reply.send({ account });
       } catch (error) {
@@ -187,9 +181,9 @@ export async function registerAuth(app: FastifyInstance, db: Database): Promise<
   app.post('/auth/signout', async (request, reply) => {
     const form = contentType(request) === 'application/x-www-form-urlencoded';
     if (form && refuseForgedForm(request, reply)) return reply;
-    const session = readCookie(request, SESSION_COOKIE);
+    const session = readCookie(request, cookieName(request, SESSION_COOKIE));
     if (session) await endSession(db, session);
-    reply.header('set-cookie', sessionCookie('', 0, request.protocol === 'https'));
+    reply.header('set-cookie', sessionCookie(request, '', 0));
     return form ? redirect(reply, '/') : reply.code(204).send();
   });
 

@@ -52,6 +52,8 @@ export interface PlatformOptions {
   visitorSalt?: string;
   /** Chats per caller and image on the gateway, a minute and a day (COMPUTATRUM_GATEWAY_*); without it, none. */
   gatewayLimits?: GatewayLimits;
+  /** Which proxies' X-Forwarded-For and -Proto are believed (PLATFORM_TRUST_PROXY); default none. */
+  trustProxy?: boolean | number | string[];
   /** The platform's share of sales and of per-use charges, a whole percentage; default 10 (or Stripe's). */
   feePercent?: number;
   /** How priced calls are metered (allotments' size and life); the rest comes from the options above. */
@@ -67,6 +69,12 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'platform' }) as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
+    // Behind an Ingress, the client is who the trusted proxy says (rate limits, visitors' ids) and
+    // HTTPS is what it says (Secure, __Host- cookies); an untrusted X-Forwarded-For changes nothing.
+    trustProxy:
+      typeof options.trustProxy === 'number'
+        ? (_address: string, hop: number) => hop < (options.trustProxy as number)
+        : (options.trustProxy ?? false),
   });
   // Security headers on every answer; the pages set a stricter Content-Security-Policy of their own.
   await app.register(helmet);

@@ -1,6 +1,7 @@
 // All configuration in one zod schema. Values come from environment variables, optionally from a
 // JSON file named by COMPUTATRUM_CONFIG (environment wins). Unset Temporal address or database URL
 // means "embedded": `computatrum up` starts its own dev server and PGlite.
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
@@ -150,6 +151,15 @@ export const configSchema = z
     /** A Secret with COMPUTATRUM_REGISTRY_USERNAME/PASSWORD for training pods that push to the registry. */
     COMPUTATRUM_KUBE_REGISTRY_SECRET: optionalText,
 
+    /**
+     * Which proxies in front of the platform are believed about the client (X-Forwarded-For, -Proto):
+     * `true` (all: only when nothing else can reach the platform), a number of hops, or addresses and
+     * CIDRs, comma-separated (an Ingress controller's). Unset: none (every request is its socket's).
+     */
+    PLATFORM_TRUST_PROXY: optionalText.refine(
+      (v) => v === undefined || trustProxyOf(v) !== undefined,
+      'true, false, a number of proxy hops, or comma-separated IP addresses and CIDRs like 10.0.0.0/8,127.0.0.1',
+    ),
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
     /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
@@ -293,6 +303,8 @@ export interface Config {
     port: number;
     publicUrl: string;
     visitorSalt?: string;
+    /** Fastify's trustProxy: which proxies' X-Forwarded-* headers are believed. */
+    trustProxy: boolean | number | string[];
     feePercent: number;
     /** The gateway's chats per caller and image (0: no limit). */
     gatewayLimits: { account: GatewayQuota; anonymous: GatewayQuota };
@@ -440,6 +452,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       port: c.PLATFORM_PORT,
       publicUrl: (c.PLATFORM_PUBLIC_URL ?? `http://${c.PLATFORM_HOST}:${c.PLATFORM_PORT}`).replace(/\/+$/, ''),
       ...(c.COMPUTATRUM_VISITOR_SALT ? { visitorSalt: c.COMPUTATRUM_VISITOR_SALT } : {}),
+      trustProxy: c.PLATFORM_TRUST_PROXY ? trustProxyOf(c.PLATFORM_TRUST_PROXY)! : false,
       feePercent: c.PLATFORM_FEE_PERCENT,
       gatewayLimits: {
         account: {
@@ -553,4 +566,20 @@ export function probeSettings(
     runner: 'local',
     ...(config.probes.detector ? { detector: config.probes.detector } : {}),
   };
+}
+
+/** PLATFORM_TRUST_PROXY as Fastify takes it, or undefined when it is none of the forms it may be. */
+export function trustProxyOf(text: string): boolean | number | string[] | undefined {
+  const value = text.trim().toLowerCase();
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  if (/^\d{1,2}$/.test(value)) return Number(value);
+  const entries = value.split(',').map((entry) => entry.trim());
+  const valid = entries.every((entry) => {
+    const [address, bits, ...rest] = entry.split('/');
+    if (rest.length > 0 || !address || isIP(address) === 0) return false;
+    if (bits === undefined) return true;
+    return /^\d{1,3}$/.test(bits) && Number(bits) <= (isIP(address) === 4 ? 32 : 128);
+  });
+  return valid && entries.length > 0 ? entries : undefined;
 }

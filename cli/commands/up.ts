@@ -206,6 +206,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         visitorSalt: config.platform.visitorSalt ?? dataFolderSecret(config.dataDir, 'visitor-salt'),
         gatewayLimits: config.platform.gatewayLimits,
         feePercent: config.platform.feePercent,
+        trustProxy: config.platform.trustProxy,
         temporalUiUrl: devServer?.uiUrl ?? config.temporal.uiUrl,
         checks: [
           { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },

@@ -153,3 +153,18 @@ test('probes of new images are paid by the germline within the probe budget; 0 t
     /COMPUTATRUM_PROBE_DETECTOR: an image reference like trainers\/alice\/detector:main/,
   );
 });
+
+test('the proxies trusted about the client: none unless said, then all, a number of hops, or addresses and CIDRs', () => {
+  expect(loadConfig({}).platform.trustProxy).toBe(false);
+  expect(loadConfig({ PLATFORM_TRUST_PROXY: 'true' }).platform.trustProxy).toBe(true);
+  expect(loadConfig({ PLATFORM_TRUST_PROXY: '2' }).platform.trustProxy).toBe(2);
+  expect(loadConfig({ PLATFORM_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1' }).platform.trustProxy).toEqual([
+    '10.0.0.0/8',
+    '127.0.0.1',
+    '::1',
+  ]);
+  for (const wrong of ['10.0.0.0/33', 'ingress.local', '1.2.3'])
+    expect(() => loadConfig({ PLATFORM_TRUST_PROXY: wrong })).toThrow(
+      /PLATFORM_TRUST_PROXY.*comma-separated IP addresses and CIDRs/,
+    );
+});
