@@ -19,6 +19,7 @@ import { PlatformError } from './errors';
 import type { BudgetStatus } from '../workflows/budget-api';
 import { statusQuery } from '../workflows/budget-api';
 import { creditWorkflowId } from '../workflows/names';
+import { creditSummary } from '../temporal/summaries';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
 export interface TrainingSettings extends TrainingDefaults {
@@ -38,6 +39,7 @@ export async function creditHandle(
     workflowId: creditWorkflowId(handle),
     taskQueue,
     args: [{ handle, currency }],
+    staticSummary: creditSummary(handle),
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
 }

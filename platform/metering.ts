@@ -37,6 +37,7 @@ import { askedAnswerTokens, callCost } from './gateway-limits';
 import { sponsorHandle } from './sponsors';
 import type { InstanceRow } from './instances';
 import { entitlementId } from './read-access';
+import { allotmentSummary } from '../temporal/summaries';
 
 export interface MeteringSettings {
   client: Client;
@@ -425,6 +426,7 @@ export class Metering {
         workflowId: allotmentWorkflowId(id),
         taskQueue,
         args: [input],
+        staticSummary: allotmentSummary(input),
       });
     } catch (error) {
       if (!(error instanceof WorkflowExecutionAlreadyStartedError)) {

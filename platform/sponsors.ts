@@ -12,6 +12,7 @@ import { ACCOUNT_HANDLE, sponsorWorkflowId } from '../workflows/names';
 import type { sponsorWorkflow } from '../workflows/sponsor';
 import type { AccountView } from './accounts';
 import { PlatformError } from './errors';
+import { sponsorSummary } from '../temporal/summaries';
 
 export const SPONSOR_NAME_RULE = 'a sponsor name is 2 to 39 lowercase letters, digits and dashes';
 const DOMAIN = /^(?=.{4,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}$/;
@@ -60,6 +61,7 @@ export function sponsorHandle(
     workflowId: sponsorWorkflowId(name),
     taskQueue,
     args: [{ name, currency }],
+    staticSummary: sponsorSummary(name),
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
   });
 }

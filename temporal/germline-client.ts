@@ -13,6 +13,7 @@ import { type DepositResult, depositUpdate, statusQuery } from '../workflows/bud
 import { genesisWorkflowId, germlineWorkflowId } from '../workflows/names';
 import type { TrainingRequest } from '../workflows/training-api';
 import { updateBudget } from './budget-client';
+import { genesisSummary, germlineSummary } from './summaries';
 
 export type GermlineHandle = WorkflowHandle<typeof germlineWorkflow>;
 
@@ -45,6 +46,7 @@ export async function ensureGermline(
     workflowId,
     taskQueue: options.taskQueue,
     args: [{ name: options.name, currency: options.currency }],
+    staticSummary: germlineSummary(options.name, options.currency),
     // Two `up`s racing both end up with the one running germline.
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
     typedSearchAttributes: [
@@ -90,6 +92,7 @@ export async function ensureGenesis(
       workflowId,
       taskQueue: options.taskQueue,
       args: [{ germline: options.germline, training: options.training }],
+      staticSummary: genesisSummary(options.germline, options.training),
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
       typedSearchAttributes: [{ key: GermlineId, value: options.germline }],
     });

@@ -7,6 +7,7 @@ import type { instanceWorkflow } from '../workflows/instance';
 import type { InstanceRequest } from '../workflows/instance-api';
 import { instanceWorkflowId } from '../workflows/names';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
+import { instanceSummary } from './summaries';
 
 export type InstanceHandle = WorkflowHandle<typeof instanceWorkflow>;
 
@@ -16,6 +17,7 @@ export function launchInstance(client: Client, taskQueue: string, request: Insta
     workflowId: instanceWorkflowId(request.id),
     taskQueue,
     args: [request],
+    staticSummary: instanceSummary(request),
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
     typedSearchAttributes: [
       { key: RunKind, value: 'instance' },

@@ -8,6 +8,7 @@ import type { probeWorkflow } from '../workflows/probe';
 import type { ProbeRequest } from '../workflows/probe-api';
 import { germlineWorkflowId, probeWorkflowId } from '../workflows/names';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
+import { probeSummary } from './summaries';
 
 export async function startProbe(
   client: Client,
@@ -21,6 +22,7 @@ export async function startProbe(
       workflowId,
       taskQueue,
       args: [request],
+      staticSummary: probeSummary(request),
       workflowIdReusePolicy: options.again
         ? WorkflowIdReusePolicy.ALLOW_DUPLICATE
         : WorkflowIdReusePolicy.REJECT_DUPLICATE,

@@ -5,6 +5,7 @@ import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { trainingWorkflow } from '../workflows/training';
 import { type TrainingRequest, trainingSearchAttributes } from '../workflows/training-api';
 import { trainingWorkflowId } from '../workflows/names';
+import { trainingSummary } from './summaries';
 
 /** Starts the run; a run id used before is refused (WorkflowExecutionAlreadyStartedError). */
 export function startTrainingRun(
@@ -16,6 +17,7 @@ export function startTrainingRun(
     workflowId: trainingWorkflowId(request.id),
     taskQueue,
     args: [request],
+    staticSummary: trainingSummary(request),
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
     typedSearchAttributes: trainingSearchAttributes(request),
   });

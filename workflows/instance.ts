@@ -13,6 +13,7 @@ import {
   condition,
   continueAsNew,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -133,6 +134,10 @@ export async function instanceWorkflow(request: InstanceRequest, carried?: Insta
   async function enter(state: InstanceState, patch: Partial<InstanceStatus> = {}): Promise<void> {
     Object.assign(status, patch, { state, cost: cost.toString() });
     upsertSearchAttributes([{ key: RunState, value: state }]);
+    setCurrentDetails(
+      `**${state}** · ${money(cost)} of at most ${money(maxCost)} spent, ${status.billedSeconds} s billed` +
+        (status.reason ? ` · ${status.reason}` : ''),
+    );
     await bookkeeping.recordInstance({ status });
   }
 

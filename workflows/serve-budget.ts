@@ -14,6 +14,7 @@ import {
   log,
   patched,
   proxyActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   workflowInfo,
@@ -33,6 +34,7 @@ import {
   settleUpdate,
 } from './budget-api';
 import { now } from './clock';
+import { formatMoney } from './money';
 
 // A few quick retries ride out a database restart; after them the failure is shown and the writer
 // tries again on a slower timer, for as long as it takes. (Local activities would save a server
@@ -83,7 +85,20 @@ export interface ServedBudget {
  */
 export function serveBudget(budget: Budget, options: { book: string; onChange?: () => void }): ServedBudget {
   const { workflowId } = workflowInfo();
-  const onChange = options.onChange ?? (() => undefined);
+  // The Temporal UI's current details: where the money stands, read from the list without a query.
+  const showDetails = () => {
+    const status = budget.status(now());
+    const money = (amount: string) => formatMoney(amount, status.currency);
+    setCurrentDetails(
+      `**${status.state}** · ${money(status.available)} available, ${money(status.reserved)} reserved in ${status.openReservations.length} reservation(s), ${money(status.spent)} spent of ${money(status.deposited)} deposited` +
+        (status.journalPending ? ` · ${status.journalPending} change(s) waiting for the journal` : ''),
+    );
+  };
+  const onChange = () => {
+    showDetails();
+    options.onChange?.();
+  };
+  showDetails();
   // Asked once, as the run starts: a patch marker written from inside an update handler breaks replay.
   const answerWhenDurable = patched(ANSWER_WHEN_DURABLE);
 
@@ -135,6 +150,7 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
       try {
         await recordJournalEntries({ germline: options.book, currency: budget.currency, entries: batch });
         budget.markJournaled(batch[batch.length - 1]!.sequence);
+        showDetails();
         if (budget.journalFailure) {
           budget.journalRecovered();
           log.info('the journal books changes again', { book: options.book });
