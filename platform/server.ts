@@ -10,6 +10,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import type { Client } from '@temporalio/client';
 import { registerAuth } from './auth';
+import { HEALTH_PATHS, type HealthCheck, registerHealth } from './health';
 import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGateway } from './gateway';
 import type { GatewayLimits } from './gateway-limits';
@@ -26,8 +27,7 @@ import { listReferrers } from './hub';
 import { isPublicAttachment, readRefusal } from './read-access';
 import { registerRecordings } from './recordings';
 
-/** A named dependency the platform needs; it throws when that dependency is down. */
-export type HealthCheck = { name: string; check: () => Promise<void> };
+export type { HealthCheck } from './health';
 
 export interface PlatformOptions {
   logger: Logger;
@@ -84,7 +84,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
     // Pulls of big checkpoints make few, long requests; load balancers poll health.
     // Stripe's webhook deliveries come in bursts from few addresses, and are verified by signature.
     allowList: (request) =>
-      request.url.startsWith('/v2/') || request.url === '/healthz' || request.url === '/stripe/webhook',
+      request.url.startsWith('/v2/') || HEALTH_PATHS.includes(request.url) || request.url === '/stripe/webhook',
     // An Error, so that both Fastify's JSON errors and the GraphQL endpoint's error format carry the message.
     errorResponseBuilder: (_request, context) =>
       Object.assign(new Error(`too many requests: at most ${context.max} per minute; try again in ${context.after}`), {
@@ -93,25 +93,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
       }),
   });
 
-  app.get('/healthz', async (_request, reply) => {
-    const results = await Promise.all(
-      options.checks.map(async ({ name, check }) => {
-        try {
-          await check();
-          return [name, 'ok'] as const;
-        } catch (error) {
-          return [name, `down: ${(error as Error).message}`] as const;
-        }
-      }),
-    );
-    const healthy = results.every(([, state]) => state === 'ok');
-    return reply.code(healthy ? 200 : 503).send({
-      status: healthy ? 'ok' : 'degraded',
-      germline: options.germline,
-      checks: Object.fromEntries(results),
-      temporalUi: options.temporalUiUrl,
-    });
-  });
+  registerHealth(app, options.checks, { germline: options.germline, temporalUi: options.temporalUiUrl });
 
   // The pages' forms are urlencoded; each route that takes one checks its CSRF token (csrf.ts).
   await app.register(formbody);

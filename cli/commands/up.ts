@@ -13,6 +13,7 @@ import { LayoutStore } from '../../store/layout';
 import type { CheckpointStore } from '../../store/types';
 import { removeLeftovers } from '../../store/layout-maintenance';
 import { buildPlatform } from '../../platform/server';
+import { workerHealthServer } from '../../platform/health';
 import { UserError } from '../common';
 import { stripeClient } from '../../platform/stripe';
 import { type Config, databaseUrl, probeSettings, trainingDefaults } from '../../runtime/config';
@@ -182,6 +183,21 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         logger: logger.child({ component: 'instance' }),
       });
       stops.push({ name: 'instance sweeper', stop: () => sweeper.stop() });
+      // A worker-only process answers its orchestrator's probes on the platform's address.
+      if (!runsPlatform) {
+        const health = await workerHealthServer(logger, [
+          { name: 'temporal', check: async () => void (await connection.workflowService.getSystemInfo({})) },
+          { name: 'database', check: async () => void (await db.$queryRaw`SELECT 1`) },
+          {
+            name: 'worker',
+            check: async () => {
+              if (worker.getState() !== 'RUNNING') throw new Error(`the worker is ${worker.getState()}`);
+            },
+          },
+        ]);
+        await health.listen({ host: config.platform.host, port: config.platform.port });
+        stops.push({ name: 'health', stop: () => health.close() });
+      }
     }
 
     if (runsPlatform) {

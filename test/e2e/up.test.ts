@@ -1,5 +1,6 @@
 // `npm start` as an operator runs it: the real `computatrum up` process on the embedded default
 // (Temporal dev server + PGlite), driven by the real `computatrum` CLI, stopped with Ctrl-C.
+import { freePort } from '../../runtime/embedded/temporal-dev-server';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -300,7 +301,9 @@ test('a split deployment: `up --only worker` and `up --only platform` share Temp
     COMPUTATRUM_TASK_QUEUE: uniqueName('split'),
     TEMPORAL_UI_URL: 'https://temporal.example.org',
   });
-  const worker = await startUp(env, '--only', 'worker');
+  // The worker answers its probes on its own address (as its own pod would).
+  const workerPort = String(await freePort());
+  const worker = await startUp({ ...env, PLATFORM_PORT: workerPort }, '--only', 'worker');
   const platform = await startUp(
     { ...env, COMPUTATRUM_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'computatrum-split-web-')) },
     '--only',
@@ -320,6 +323,17 @@ test('a split deployment: `up --only worker` and `up --only platform` share Temp
     expect(await answer.json()).toEqual({ data: { germline: { name: env.COMPUTATRUM_GERMLINE, state: 'funded' } } });
     const health = await (await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/healthz`)).json();
     expect(health).toMatchObject({ status: 'ok', temporalUi: 'https://temporal.example.org' });
+    for (const port of [env.PLATFORM_PORT, workerPort])
+      expect((await fetch(`http://127.0.0.1:${port}/livez`)).status).toBe(200);
+    expect(await (await fetch(`http://127.0.0.1:${env.PLATFORM_PORT}/readyz`)).json()).toMatchObject({
+      status: 'ok',
+      checks: { temporal: 'ok', database: 'ok' },
+    });
+    expect(await (await fetch(`http://127.0.0.1:${workerPort}/readyz`)).json()).toEqual({
+      status: 'ok',
+      part: 'worker',
+      checks: { temporal: 'ok', database: 'ok', worker: 'ok' },
+    });
   } finally {
     platform.process.kill('SIGINT');
     worker.process.kill('SIGINT');
