@@ -13,6 +13,22 @@ import {
 } from '../store/types';
 import { isDigest } from '../store/names';
 
+/**
+ * Content named by its digest never changes: kept by the caller's own cache for a year. `private`,
+ * because some of it is readable only by those who bought it (a shared cache must not serve it on).
+ */
+const IMMUTABLE = 'private, max-age=31536000, immutable';
+
+/** True when the caller's copy (If-None-Match) is this digest's: a 304 instead of the bytes. */
+function notModified(request: FastifyRequest, digest: string): boolean {
+  const tags = request.headers['if-none-match'];
+  if (!tags) return false;
+  return tags.split(',').some((tag) => {
+    const trimmed = tag.trim().replace(/^W\//, '');
+    return trimmed === '*' || trimmed === `"${digest}"`;
+  });
+}
+
 const MANIFEST_PATH = /^\/v2\/(.+)\/manifests\/([^/]+)$/;
 const BLOB_PATH = /^\/v2\/(.+)\/blobs\/([^/]+)$/;
 const TAGS_PATH = /^\/v2\/(.+)\/tags\/list$/;
@@ -114,8 +130,11 @@ export function registerOciDistribution(
       .header('accept-ranges', 'bytes')
       .header('docker-content-digest', digest)
       .header('etag', `"${digest}"`)
+      .header('cache-control', IMMUTABLE)
       .header('content-type', 'application/octet-stream');
     if (filename) reply.header('content-disposition', attachmentDisposition(filename));
+    // Asked only once the caller may read it: a 304 says as much about the bytes as a 200 does.
+    if (notModified(request, digest)) return reply.code(304).send();
     const range = parseRange(rangeHeader, size);
     if (range === null) {
       return distributionError(
@@ -153,7 +172,10 @@ export function registerOciDistribution(
             .header('content-type', manifest.mediaType)
             .header('docker-content-digest', manifest.digest)
             .header('etag', `"${manifest.digest}"`)
-            .header('content-length', manifest.bytes.length);
+            // A tag moves (asked again every time, answered 304 while it stays); a digest never does.
+            .header('cache-control', isDigest(decodeURIComponent(reference)) ? IMMUTABLE : 'no-cache');
+          if (notModified(request, manifest.digest)) return reply.code(304).send();
+          reply.header('content-length', manifest.bytes.length);
           return head ? reply.send() : reply.send(manifest.bytes);
         }
         if ((match = BLOB_PATH.exec(url))) {

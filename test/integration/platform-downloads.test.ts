@@ -87,6 +87,28 @@ test('/v2/ speaks the OCI Distribution read protocol', async () => {
   expect((await fetch(`${baseUrl}/v2/nobody/tags/list`)).status).toBe(404);
 });
 
+test('a client that has the bytes is answered 304: a tag is asked again every time, a digest kept for good', async () => {
+  const byTag = await fetch(`${baseUrl}/v2/${REPO}/manifests/${TAG}`);
+  const etag = byTag.headers.get('etag')!;
+  expect(etag).toBe(`"${published.digest}"`);
+  expect(byTag.headers.get('cache-control')).toBe('no-cache');
+  const again = await fetch(`${baseUrl}/v2/${REPO}/manifests/${TAG}`, { headers: { 'if-none-match': etag } });
+  expect(again.status).toBe(304);
+  expect(await again.text()).toBe('');
+  // Another tag's digest is not this one: the bytes come.
+  const other = await fetch(`${baseUrl}/v2/${REPO}/manifests/${TAG}`, { headers: { 'if-none-match': '"sha256:0"' } });
+  expect(other.status).toBe(200);
+
+  const byDigest = await fetch(`${baseUrl}/v2/${REPO}/manifests/${published.digest}`);
+  expect(byDigest.headers.get('cache-control')).toBe('private, max-age=31536000, immutable');
+  const blob = layer('tokenizer.json');
+  const cachedBlob = await fetch(`${baseUrl}/v2/${REPO}/blobs/${blob.digest}`, {
+    headers: { 'if-none-match': `W/"${blob.digest}"` },
+  });
+  expect(cachedBlob.status).toBe(304);
+  expect(cachedBlob.headers.get('etag')).toBe(`"${blob.digest}"`);
+});
+
 test("a standard OCI client (Debian's skopeo) copies the checkpoint from /v2/", async () => {
   const destination = mkdtempSync(path.join(tmpdir(), 'skopeo-'));
   const address = baseUrl.replace('http://', '');

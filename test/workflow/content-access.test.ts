@@ -217,6 +217,25 @@ describe.each(backends)('on the %s', (_name, makeStore) => {
     });
   });
 
+  test('a cached copy changes nothing: If-None-Match with the right digest is refused as the bytes are, never a 304', async () => {
+    for (const [url, digest] of [
+      [`/v2/${w.paid}/manifests/main`, w.published.digest],
+      [`/v2/${w.paid}/blobs/${w.secret}`, w.secret],
+    ] as const) {
+      for (const tag of [`"${digest}"`, '*']) {
+        const statuses = await Promise.all(
+          (['public', 'stranger', 'buyer'] as const).map(async (who) => {
+            const response = await fetch(`${w.baseUrl}${url}`, {
+              headers: { ...w.headers(who), 'if-none-match': tag },
+            });
+            return response.status;
+          }),
+        );
+        expect({ url, tag, statuses }).toEqual({ url, tag, statuses: [401, 403, 304] });
+      }
+    }
+  });
+
   test('the referrers listing names the recording, whoever asks', async () => {
     const index = JSON.parse(
       (await get('public', `/v2/${w.paid}/referrers/${w.published.digest}`)).body.toString(),
