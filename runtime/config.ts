@@ -160,6 +160,8 @@ export const configSchema = z
       (v) => v === undefined || trustProxyOf(v) !== undefined,
       'true, false, a number of proxy hops, or comma-separated IP addresses and CIDRs like 10.0.0.0/8,127.0.0.1',
     ),
+    /** How long activities in flight may finish when the worker stops (SIGTERM, Ctrl-C) before they are cancelled. */
+    COMPUTATRUM_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(10),
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
     /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
@@ -235,6 +237,8 @@ export interface Config {
   germline: string;
   currency: string;
   taskQueue: string;
+  /** Seconds activities in flight may finish when the worker stops, before they are cancelled. */
+  shutdownGraceSeconds: number;
   toolsDir: string;
   temporal: {
     /** Undefined: start the embedded dev server. */
@@ -350,6 +354,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     germline: c.COMPUTATRUM_GERMLINE,
     currency: c.COMPUTATRUM_CURRENCY,
     taskQueue: c.COMPUTATRUM_TASK_QUEUE,
+    shutdownGraceSeconds: c.COMPUTATRUM_SHUTDOWN_GRACE_SECONDS,
     toolsDir: path.resolve(c.COMPUTATRUM_TOOLS_DIR ?? path.join(homedir(), '.cache', 'computatrum', 'tools')),
     temporal: {
       address: c.TEMPORAL_ADDRESS,

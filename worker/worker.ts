@@ -94,6 +94,11 @@ export interface WorkerOptions {
   workflowBundlePath?: string;
   /** Bundle these workflows instead of the project's (benchmarks add a bare baseline workflow). */
   workflowsPath?: string;
+  /**
+   * How long activities in flight may finish after a shutdown begins (SIGTERM, Ctrl-C) before they are
+   * cancelled (COMPUTATRUM_SHUTDOWN_GRACE_SECONDS); default 0: cancelled at once.
+   */
+  shutdownGraceSeconds?: number;
 }
 
 export async function createWorker(options: WorkerOptions): Promise<Worker> {
@@ -105,9 +110,11 @@ export async function createWorker(options: WorkerOptions): Promise<Worker> {
     // Cancellation reaches a running activity only with a heartbeat's answer: a cancelled training
     // run stops within seconds instead of after most of its heartbeat timeout.
     maxHeartbeatThrottleInterval: '2 seconds',
-    // Ctrl-C (or a pod's SIGTERM) never waits long on an activity that does not finish: what it was
-    // doing is retried by the next worker (every activity is idempotent).
-    shutdownForceTime: '15 seconds',
+    // A shutdown (Ctrl-C, a pod's SIGTERM) lets activities in flight finish for the grace time, then
+    // cancels them, and never waits more than 15 s longer on one that does not stop: what it was doing
+    // is retried by the next worker (every activity is idempotent).
+    shutdownGraceTime: (options.shutdownGraceSeconds ?? 0) * 1000,
+    shutdownForceTime: ((options.shutdownGraceSeconds ?? 0) + 15) * 1000,
     ...(options.workflowBundlePath
       ? { workflowBundle: { codePath: options.workflowBundlePath } }
       : { workflowsPath: options.workflowsPath ?? WORKFLOWS_PATH }),

@@ -153,6 +153,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         connection: workerConnection,
         namespace: config.temporal.namespace,
         taskQueue: config.taskQueue,
+        shutdownGraceSeconds: config.shutdownGraceSeconds,
         activities: {
           db,
           store,

@@ -45,6 +45,7 @@ async function main(): Promise<void> {
       instanceRunners,
     },
     workflowBundlePath: globals.workflowBundlePath,
+    ...(options.shutdownGraceSeconds ? { shutdownGraceSeconds: options.shutdownGraceSeconds } : {}),
   });
   const swept = await sweepInstances(instanceRunners, { db, client, logger });
   const running = worker.run();

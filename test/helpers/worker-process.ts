@@ -13,6 +13,8 @@ export interface WorkerProcessOptions {
   /** The local instance runner's folder and its instances' default argv. */
   instancesDir: string;
   instanceCommand: string[];
+  /** Activities in flight get this long to finish after SIGTERM (default 0: cancelled at once). */
+  shutdownGraceSeconds?: number;
 }
 
 export interface WorkerProcess {
