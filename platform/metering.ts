@@ -110,6 +110,12 @@ export interface PricedForward {
 
 /** How long prices, licences and grants are read from memory: a change reaches calls within this. */
 const DEFAULT_CACHE_MS = 5_000;
+/** Tries to end a charge (finishCharge is idempotent: a charge no longer held changes nothing). */
+const FINISH_ATTEMPTS = 3;
+/** How long a call short of credit waits for the payer's closing allotments to give back what they did not use. */
+const SETTLE_WAIT_MS = 10_000;
+/** Closing allotments older than this are not waited for (their calls are long lost, or their workflow is gone). */
+const CLOSING_RECENT_MS = 30 * 60_000;
 /** A row left `opening` this long without its workflow was abandoned by a gateway that went away. */
 const ABANDONED_OPENING_MS = 30_000;
 
@@ -326,18 +332,34 @@ export class Metering {
   async charge(held: HeldCall, used: TokenCounts): Promise<bigint> {
     let total = 0n;
     for (const charge of held.charges)
-      total += await finishCharge(this.db, charge.id, { tokens: used, micros: chargeMicros(used, charge.price) });
+      total += await this.finish(charge.id, { tokens: used, micros: chargeMicros(used, charge.price) });
     return total;
   }
 
   /** Releases the holds of a call nothing reached the caller from (a refusal by the instance, a failed wake). */
   async release(held: HeldCall, why: string): Promise<void> {
-    for (const charge of held.charges) await finishCharge(this.db, charge.id, { released: why });
+    for (const charge of held.charges) await this.finish(charge.id, { released: why });
+  }
+
+  /**
+   * Ends a held charge, tried again while the database is busy for a moment: a charge never ended
+   * keeps its allotment from settling until it is released as lost, uncharged, 15 minutes on.
+   */
+  private async finish(id: string, outcome: Parameters<typeof finishCharge>[2]): Promise<bigint> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await finishCharge(this.db, id, outcome);
+      } catch (error) {
+        if (attempt >= FINISH_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+      }
+    }
   }
 
   /** Holds the call with `payer`; answers why it could not, or undefined when held. */
   private async holdWith(payer: Payer, micros: bigint, charge: ChargeContext): Promise<string | undefined> {
     const { db } = this;
+    let waited = false;
     for (let attempt = 0; attempt < 5; attempt++) {
       const outcome = await holdCharge(db, payer.budget, micros, charge, payer.grant);
       if ('allotmentId' in outcome) return undefined;
@@ -358,12 +380,47 @@ export class Metering {
         continue;
       }
       const opening = current ?? (await this.startAllotment(payer, micros));
-      if (typeof opening === 'string') return opening;
+      if (typeof opening === 'string') {
+        // Short now, perhaps not in a moment: an allotment of this payer that is closing gives back
+        // what its calls did not use once they end. The call waits for that rather than be refused.
+        if (!waited && (await this.settled(payer.budget))) {
+          waited = true;
+          continue;
+        }
+        return opening;
+      }
       if (!opening) continue;
       const answer = await this.opened(opening);
       if (answer?.state === 'refused') return `${payer.whose} refused: ${answer.reason}`;
     }
     return `${payer.whose} is busy with other calls: try again in a moment`;
+  }
+
+  /**
+   * Waits (a while at most) for the payer's closing allotments to settle; true when there were any,
+   * so the money they held is available to look at again.
+   */
+  private async settled(payer: string): Promise<boolean> {
+    const closing = await this.db.usageAllotment.findMany({
+      where: { payer, state: 'closing', createdAt: { gt: new Date(Date.now() - CLOSING_RECENT_MS) } },
+      select: { id: true },
+    });
+    if (closing.length === 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_WAIT_MS)));
+    await Promise.race([
+      Promise.all(
+        closing.map(({ id }) =>
+          this.settings.client.workflow
+            .getHandle(allotmentWorkflowId(id))
+            .result()
+            .catch(() => undefined),
+        ),
+      ),
+      deadline,
+    ]);
+    clearTimeout(timer);
+    return true;
   }
 
   /** What a grant has left today, in words. */
