@@ -1,6 +1,7 @@
 // All configuration in one zod schema. Values come from environment variables, optionally from a
 // JSON file named by COMPUTATRUM_CONFIG (environment wins). Unset Temporal address or database URL
 // means "embedded": `computatrum up` starts its own dev server and PGlite.
+import { cronProblem } from './cron';
 import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -160,6 +161,14 @@ export const configSchema = z
       (v) => v === undefined || trustProxyOf(v) !== undefined,
       'true, false, a number of proxy hops, or comma-separated IP addresses and CIDRs like 10.0.0.0/8,127.0.0.1',
     ),
+    /** When the daily gpc tag is made: a five-field cron expression in UTC (the schedule is updated in place at `up`). */
+    COMPUTATRUM_DAILY_TAG_CRON: z
+      .string()
+      .default('0 0 * * *')
+      .superRefine((value, context) => {
+        const problem = cronProblem(value);
+        if (problem) context.addIssue({ code: 'custom', message: problem });
+      }),
     /** How long activities in flight may finish when the worker stops (SIGTERM, Ctrl-C) before they are cancelled. */
     COMPUTATRUM_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(10),
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
@@ -239,6 +248,8 @@ export interface Config {
   taskQueue: string;
   /** Seconds activities in flight may finish when the worker stops, before they are cancelled. */
   shutdownGraceSeconds: number;
+  /** Cron expressions (five fields, UTC) of the Temporal Schedules computatrum keeps. */
+  schedules: { dailyTag: string };
   toolsDir: string;
   temporal: {
     /** Undefined: start the embedded dev server. */
@@ -355,6 +366,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     currency: c.COMPUTATRUM_CURRENCY,
     taskQueue: c.COMPUTATRUM_TASK_QUEUE,
     shutdownGraceSeconds: c.COMPUTATRUM_SHUTDOWN_GRACE_SECONDS,
+    schedules: { dailyTag: c.COMPUTATRUM_DAILY_TAG_CRON.trim() },
     toolsDir: path.resolve(c.COMPUTATRUM_TOOLS_DIR ?? path.join(homedir(), '.cache', 'computatrum', 'tools')),
     temporal: {
       address: c.TEMPORAL_ADDRESS,

@@ -1,5 +1,6 @@
-// The Temporal Schedule daily-gpc/<germline>: 00:00 UTC every day. Created at `up`, or brought
-// back to this definition if it exists (so `up` twice is a no-op).
+// The Temporal Schedule daily-gpc/<germline>: at COMPUTATRUM_DAILY_TAG_CRON (default 00:00 UTC every
+// day). Created at `up`, or brought back to this definition if it exists (so `up` twice is a no-op,
+// and a changed expression updates the schedule in place).
 //
 // Overlap BUFFER_ALL: after an outage or a backfill the days run one after another, in order, and
 // none is dropped; each day's workflow id is the day, so a day runs at most once anyway.
@@ -10,10 +11,13 @@ import { GermlineId } from '../workflows/search-attributes';
 
 export const dailyScheduleId = (germline: string) => `daily-gpc/${germline}`;
 
-function dailySchedule(germline: string, taskQueue: string): ScheduleOptions {
+/** When the daily tag is made unless configured: midnight, UTC. */
+export const DEFAULT_DAILY_TAG_CRON = '0 0 * * *';
+
+function dailySchedule(germline: string, taskQueue: string, cron: string): ScheduleOptions {
   return {
     scheduleId: dailyScheduleId(germline),
-    spec: { calendars: [{ hour: 0, minute: 0, second: 0 }], timezone: 'UTC' },
+    spec: { cronExpressions: [cron], timezone: 'UTC' },
     action: {
       type: 'startWorkflow',
       workflowType: 'dailyGpcScheduleWorkflow',
@@ -28,9 +32,9 @@ function dailySchedule(germline: string, taskQueue: string): ScheduleOptions {
 
 export async function ensureDailySchedule(
   client: Client,
-  options: { germline: string; taskQueue: string },
+  options: { germline: string; taskQueue: string; cron?: string },
 ): Promise<'created' | 'updated'> {
-  const desired = dailySchedule(options.germline, options.taskQueue);
+  const desired = dailySchedule(options.germline, options.taskQueue, options.cron ?? DEFAULT_DAILY_TAG_CRON);
   try {
     await client.schedule.create(desired);
     return 'created';

@@ -172,4 +172,39 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
         `backfill of ${days} day(s) handed to the schedule ${dailyScheduleId(cfg.germline)}; watch it in the Temporal UI`,
       );
     });
+
+  program
+    .command('schedules')
+    .description(
+      "computatrum's schedules: each one's cron expression (UTC) and its next runs, as configured and as Temporal will run them",
+    )
+    .option('--next <n>', 'how many next runs to show (1 to 20)', '3')
+    .action(async (options: { next: string }) => {
+      const cfg = config();
+      const count = Number(options.next);
+      if (!Number.isInteger(count) || count < 1 || count > 20)
+        throw new UserError(`--next "${options.next}" is not a number from 1 to 20`, 2);
+      const [{ dailyScheduleId }, { nextRuns }] = await Promise.all([
+        import('../../temporal/schedules.js'),
+        import('../../runtime/cron.js'),
+      ]);
+      const id = dailyScheduleId(cfg.germline);
+      const configured = nextRuns(cfg.schedules.dailyTag, count);
+      const running = await withGermline(cfg, async (client) => {
+        try {
+          return (await client.schedule.getHandle(id).describe()).info.nextActionTimes.slice(0, count);
+        } catch {
+          return undefined; // not created yet: `up` creates it
+        }
+      });
+      const times = (dates: Date[]) => dates.map((date) => date.toISOString().replace('.000Z', 'Z')).join(', ');
+      print(`${id}  the daily gpc tag  COMPUTATRUM_DAILY_TAG_CRON="${cfg.schedules.dailyTag}" (UTC)`);
+      print(`  next, as configured:   ${times(configured)}`);
+      if (!running) print('  Temporal: no such schedule yet (`computatrum up` creates it)');
+      else if (times(running) === times(configured)) print('  Temporal runs it so.');
+      else
+        print(
+          `  Temporal runs it at:   ${times(running)}  (\`computatrum up\` updates it to the configured expression)`,
+        );
+    });
 }

@@ -257,7 +257,11 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
           "deposited the germline's opening balance (COMPUTATRUM_OPENING_BALANCE)",
         );
       }
-      const schedule = await ensureDailySchedule(client, { germline: config.germline, taskQueue: config.taskQueue });
+      const schedule = await ensureDailySchedule(client, {
+        germline: config.germline,
+        taskQueue: config.taskQueue,
+        cron: config.schedules.dailyTag,
+      });
       logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
       await beginGenesis(config, logger, client, store);
       if (germlineInstance) {

@@ -182,6 +182,21 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
     'daily spend cap:       500.00 USD',
   );
   expect((await cli(env, 'policy', 'set', '--daily-cap', 'none')).stdout).toContain('daily spend cap:       no cap');
+  // The schedules, as configured and as Temporal runs them; a changed expression is reported until `up` applies it.
+  const schedules = await cli(env, 'schedules', '--next', '2');
+  expect(schedules.stdout).toContain(
+    `daily-gpc/${env.COMPUTATRUM_GERMLINE}  the daily gpc tag  COMPUTATRUM_DAILY_TAG_CRON="0 0 * * *" (UTC)`,
+  );
+  expect(schedules.stdout).toMatch(
+    /next, as configured: +\d{4}-\d\d-\d\dT00:00:00Z, \d{4}-\d\d-\d\dT00:00:00Z\n  Temporal runs it so\./,
+  );
+  const changed = await cli({ ...env, COMPUTATRUM_DAILY_TAG_CRON: '30 2 * * *' }, 'schedules');
+  expect(changed.stdout).toMatch(
+    /Temporal runs it at: .*T00:00:00Z.*\(`computatrum up` updates it to the configured expression\)/,
+  );
+  const wrong = await cli({ ...env, COMPUTATRUM_DAILY_TAG_CRON: '0 25 * * *' }, 'schedules');
+  expect(wrong.code).toBe(2);
+  expect(wrong.stderr).toContain('COMPUTATRUM_DAILY_TAG_CRON');
 
   // The platform: a person signs up, an operator role is given from the CLI, and the GraphQL API answers by role.
   const signup = await fetch(`${platform}/auth/signup`, {

@@ -1,3 +1,4 @@
+import { nextRuns } from '../../runtime/cron';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -167,4 +168,18 @@ test('the proxies trusted about the client: none unless said, then all, a number
     expect(() => loadConfig({ PLATFORM_TRUST_PROXY: wrong })).toThrow(
       /PLATFORM_TRUST_PROXY.*comma-separated IP addresses and CIDRs/,
     );
+});
+
+test("the daily tag's time is a five-field cron expression in UTC, checked before any schedule sees it", () => {
+  expect(loadConfig({}).schedules.dailyTag).toBe('0 0 * * *');
+  expect(loadConfig({ COMPUTATRUM_DAILY_TAG_CRON: ' 30 2 * * * ' }).schedules.dailyTag).toBe('30 2 * * *');
+  expect(() => loadConfig({ COMPUTATRUM_DAILY_TAG_CRON: '61 * * * *' })).toThrow(
+    /COMPUTATRUM_DAILY_TAG_CRON.*"61 \* \* \* \*" is not a cron expression: Field value \(61\) is out of range/,
+  );
+  expect(() => loadConfig({ COMPUTATRUM_DAILY_TAG_CRON: '0 0 0 * * *' })).toThrow(
+    /has 6 fields; write five: minute hour day-of-month month day-of-week/,
+  );
+  const [first, second] = nextRuns('30 2 * * *', 2);
+  expect(first!.toISOString()).toMatch(/T02:30:00\.000Z$/);
+  expect(second!.getTime() - first!.getTime()).toBe(86_400_000);
 });

@@ -65,6 +65,26 @@ test('the schedule runs daily at 00:00 UTC, and creating it twice leaves one unc
   expect(ids).toEqual([dailyScheduleId(germline)]);
 });
 
+test('a changed cron expression updates the schedule in place: the next runs move to the new time', async () => {
+  const { germline } = await germlineWithHead();
+  expect(await ensureDailySchedule(env.client, { germline, taskQueue: env.taskQueue })).toBe('created');
+  schedules.push(dailyScheduleId(germline));
+  const handle = env.client.schedule.getHandle(dailyScheduleId(germline));
+  const before = (await handle.describe()).info.nextActionTimes;
+  expect(before.every((time) => time.toISOString().endsWith('T00:00:00.000Z'))).toBe(true);
+  expect(await ensureDailySchedule(env.client, { germline, taskQueue: env.taskQueue, cron: '30 2 * * *' })).toBe(
+    'updated',
+  );
+  const after = await handle.describe();
+  expect(after.info.nextActionTimes.length).toBeGreaterThan(0);
+  expect(after.info.nextActionTimes.every((time) => time.toISOString().endsWith('T02:30:00.000Z'))).toBe(true);
+  // The same schedule, not a second one.
+  const ids: string[] = [];
+  for await (const listed of env.client.schedule.list())
+    if (listed.scheduleId === dailyScheduleId(germline)) ids.push(listed.scheduleId);
+  expect(ids).toEqual([dailyScheduleId(germline)]);
+});
+
 test('a backfill of 3 days gives 3 immutable tags on the head, with distinct nicknames, rows and model cards', async () => {
   const { germline, digest } = await germlineWithHead();
   await schedule(germline);
