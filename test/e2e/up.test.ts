@@ -188,7 +188,7 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
     `daily-gpc/${env.COMPUTATRUM_GERMLINE}  the daily gpc tag  COMPUTATRUM_DAILY_TAG_CRON="0 0 * * *" (UTC)`,
   );
   expect(schedules.stdout).toMatch(
-    /next, as configured: +\d{4}-\d\d-\d\dT00:00:00Z, \d{4}-\d\d-\d\dT00:00:00Z\n  Temporal runs it so\./,
+    /next, as configured: +\d{4}-\d\d-\d\dT00:00:00Z, \d{4}-\d\d-\d\dT00:00:00Z\n {2}Temporal runs it so\./,
   );
   const changed = await cli({ ...env, COMPUTATRUM_DAILY_TAG_CRON: '30 2 * * *' }, 'schedules');
   expect(changed.stdout).toMatch(
