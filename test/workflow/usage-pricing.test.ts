@@ -83,7 +83,9 @@ beforeAll(async () => {
       maxGpus: 1,
     },
     feePercent: 10,
-    usage: { allotmentSeconds: 2 },
+    // Long enough that no allotment expires between its opening and the calls it opened for, on a loaded
+    // machine (the refused calls close it at once; the abandoned stream's settles when it expires).
+    usage: { allotmentSeconds: 8 },
   });
   baseURL = `${await app.listen({ port: 0, host: '127.0.0.1' })}/v1`;
 
