@@ -110,6 +110,10 @@ export interface PricedForward {
 
 /** How long prices, licences and grants are read from memory: a change reaches calls within this. */
 const DEFAULT_CACHE_MS = 5_000;
+/** How long a call may take to be held (allotments opened, closed and settled for it) before it is refused as busy. */
+const HOLD_DEADLINE_MS = 30_000;
+/** How often an allotment another call is opening is looked at again. */
+const OPENING_POLL_MS = 100;
 /** Tries to end a charge (finishCharge is idempotent: a charge no longer held changes nothing). */
 const FINISH_ATTEMPTS = 3;
 /** How long a call short of credit waits for the payer's closing allotments to give back what they did not use. */
@@ -360,7 +364,10 @@ export class Metering {
   private async holdWith(payer: Payer, micros: bigint, charge: ChargeContext): Promise<string | undefined> {
     const { db } = this;
     let waited = false;
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A deadline, not a count of tries: under load an allotment another call is opening may take a
+    // while to answer, and waiting for it must not use up this call's chances.
+    const deadline = Date.now() + HOLD_DEADLINE_MS;
+    while (Date.now() < deadline) {
       const outcome = await holdCharge(db, payer.budget, micros, charge, payer.grant);
       if ('allotmentId' in outcome) return undefined;
       if (outcome.noRoom === 'grant') return this.grantLeft(payer);
@@ -370,7 +377,10 @@ export class Metering {
       if (current?.state === 'open') {
         // Opened between the hold and this read: held again.
         const room = current.amount * MICROS_PER_MINOR - current.used - current.held;
-        if (room >= micros && current.expiresAt && current.expiresAt > new Date()) continue;
+        if (room >= micros && current.expiresAt && current.expiresAt > new Date()) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+          continue;
+        }
         // Full (or expired): settled now, and another opened for this call.
         await closeAllotment(db, current.id);
         void this.settings.client.workflow
@@ -504,7 +514,9 @@ export class Metering {
         .getHandle(allotmentWorkflowId(allotment.id))
         .executeUpdate(allotmentOpenedUpdate);
     } catch {
-      // No workflow: it ended (its row says how), or its gateway went away before starting it.
+      // No workflow yet (the call opening it has not started it), or no more (its row says how), or its
+      // gateway went away before starting it: looked at again in a moment.
+      await new Promise((resolve) => setTimeout(resolve, OPENING_POLL_MS));
       if (Date.now() - allotment.createdAt.getTime() > ABANDONED_OPENING_MS)
         await this.db.usageAllotment.updateMany({
           where: { id: allotment.id, state: 'opening' },
