@@ -170,7 +170,7 @@ export const configSchema = z
         if (problem) context.addIssue({ code: 'custom', message: problem });
       }),
     /** How long activities in flight may finish when the worker stops (SIGTERM, Ctrl-C) before they are cancelled. */
-    COMPUTATRUM_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(10),
+    COMPUTATRUM_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(0),
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
     /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
