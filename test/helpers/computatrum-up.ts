@@ -27,6 +27,8 @@ export async function upEnvironment(dataDir: string, germline: string): Promise<
     PLATFORM_PORT: String(await freePort()),
     LOG_PRETTY: 'false',
     LOG_LEVEL: 'warn',
+    // No behaviour probes: their instances outlive these short runs (see the probes' own tests).
+    COMPUTATRUM_PROBE_MAX_COST: '0',
   };
   delete env.DATABASE_URL; // the embedded default: PGlite
   delete env.TEMPORAL_ADDRESS;
