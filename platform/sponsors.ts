@@ -7,7 +7,8 @@ import { WorkflowIdConflictPolicy } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
 import { type BudgetStatus, statusQuery } from '../workflows/budget-api';
-import { parseAmount } from '../workflows/money';
+import { formatMoney, parseAmount } from '../workflows/money';
+import { MAX_ALLOTMENT_MINOR } from '../db/usage';
 import { ACCOUNT_HANDLE, sponsorWorkflowId } from '../workflows/names';
 import type { sponsorWorkflow } from '../workflows/sponsor';
 import type { AccountView } from './accounts';
@@ -118,6 +119,12 @@ export async function setSponsorGrant(
       } catch (error) {
         throw new PlatformError('BAD_USER_INPUT', `the daily allowance: ${(error as Error).message}`);
       }
+    // Held in millionths of a minor unit in PostgreSQL's bigint: no allowance above what one allotment may hold.
+    if (data.dailyAllowance > MAX_ALLOTMENT_MINOR)
+      throw new PlatformError(
+        'BAD_USER_INPUT',
+        `the daily allowance is at most ${formatMoney(MAX_ALLOTMENT_MINOR, sponsor.currency)} a person`,
+      );
   }
   if (input.eligibleDomain != null) {
     const domain = input.eligibleDomain.trim().toLowerCase().replace(/^@/, '');

@@ -273,6 +273,13 @@ test('an expired grant pays for nothing, and one for another domain not for this
     n: sponsor,
   });
   expect(past.errors?.[0]?.message).toMatch(/expiresAt is in the past/);
+  const huge = await acme.gql(
+    'mutation($n: String!) { setSponsorGrant(name: $n, dailyAllowance: "20000000000.00") { name } }',
+    {
+      n: sponsor,
+    },
+  );
+  expect(huge.errors?.[0]?.message).toMatch(/the daily allowance is at most 10,000,000,000\.00 USD a person/);
 });
 
 test('the pages: /sponsors lists open grants and lets its manager set one by form; /usage shows who paid; the marketplace shows use prices', async () => {
