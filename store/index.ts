@@ -1,15 +1,20 @@
 // Opens the configured checkpoint store.
 import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
 import type { Config } from '../runtime/config';
 import { LayoutStore } from './layout';
-import { RegistryStore, registryAuthorization } from './registry';
+import { RegistryStore } from './registry';
+import { RegistryAuth } from './registry-auth';
 import type { CheckpointStore } from './types';
 
 type RegistrySettings = Extract<Config['store'], { kind: 'registry' }>;
 
-export async function openStore(settings: Config['store']): Promise<CheckpointStore> {
+export async function openStore(
+  settings: Config['store'],
+  options: { logger?: Pick<Logger, 'debug'> } = {},
+): Promise<CheckpointStore> {
   if (settings.kind === 'layout') return new LayoutStore(settings.path).init();
-  return new RegistryStore({ url: settings.url, ...(await registryLogin(settings)) });
+  return new RegistryStore({ url: settings.url, ...(await registryLogin(settings)), ...options });
 }
 
 /** The configured registry's user and password, the password read from its file when it is mounted as one. */
@@ -23,11 +28,11 @@ async function registryLogin(settings: RegistrySettings): Promise<{ username?: s
 }
 
 /**
- * The Authorization header for reading from `url` when it is the configured registry (a pod pulling
- * its checkpoint, `pull --from <registry>`); undefined for any other address, which never gets the
- * registry's credentials.
+ * The registry login for reading from `url` when it is the configured registry (a pod pulling its
+ * checkpoint, `pull --from <registry>`): its credentials, sent as Basic or exchanged for a token;
+ * undefined for any other address, which never gets the registry's credentials.
  */
-export async function registryAuthorizationFor(settings: Config['store'], url: string): Promise<string | undefined> {
+export async function registryAuthFor(settings: Config['store'], url: string): Promise<RegistryAuth | undefined> {
   if (settings.kind !== 'registry' || new URL(url).origin !== new URL(settings.url).origin) return undefined;
-  return registryAuthorization(await registryLogin(settings));
+  return new RegistryAuth({ url, ...(await registryLogin(settings)) });
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { safeTargetPath } from './checkpoint';
 import { hashPool } from './hashing';
 import { ReceiveError, receivePool, type Received } from './receive';
+import { RegistryAuth, pullScope, type RegistryRequestInit } from './registry-auth';
 import { FILEPATH_ANNOTATION, type ImageManifest, OCI_MANIFEST, StoreError } from './types';
 
 export interface PullProgress {
@@ -29,6 +30,11 @@ export interface PullOptions {
   dir: string;
   concurrency?: number;
   headers?: Record<string, string>;
+  /**
+   * The login of the registry at baseUrl (Basic, or exchanged for tokens). Without one, a registry
+   * that hands out tokens (GHCR, Docker Hub) still gets an anonymous exchange: public repositories read.
+   */
+  auth?: RegistryAuth;
   onProgress?: (progress: PullProgress) => void;
   /** Called once the manifest is read, before any file. */
   onManifest?: (files: number, size: number) => void;
@@ -46,11 +52,15 @@ export class PullError extends Error {
   override name = 'PullError';
 }
 
-async function request(url: string, init: RequestInit, baseUrl: string): Promise<Response> {
+type Pull = PullOptions & { auth: RegistryAuth };
+
+/** A read of the repository, with the registry's login or token when it wants one. */
+async function request(options: Pull, url: string, init: RegistryRequestInit): Promise<Response> {
   try {
-    return await fetch(url, init);
+    return await options.auth.fetch(url, init, [pullScope(options.repo)]);
   } catch (error) {
-    throw unreachable(error, baseUrl);
+    if (error instanceof StoreError) throw error; // its token service refused or is unreachable: it says so
+    throw unreachable(error, options.baseUrl);
   }
 }
 
@@ -76,15 +86,13 @@ async function refusalReason(response: Response): Promise<string> {
   }
 }
 
-async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageManifest; digest: string }> {
+async function fetchManifest(options: Pull): Promise<{ manifest: ImageManifest; digest: string }> {
   const url = `${options.baseUrl}/v2/${options.repo}/manifests/${encodeURIComponent(options.reference)}`;
-  const response = await request(url, { headers: { accept: OCI_MANIFEST, ...options.headers } }, options.baseUrl);
+  const response = await request(options, url, { headers: { accept: OCI_MANIFEST, ...options.headers } });
   if (response.status === 404) {
-    const tags = await request(
-      `${options.baseUrl}/v2/${options.repo}/tags/list`,
-      { headers: options.headers },
-      options.baseUrl,
-    );
+    const tags = await request(options, `${options.baseUrl}/v2/${options.repo}/tags/list`, {
+      headers: options.headers,
+    });
     const known = tags.ok ? ((await tags.json()) as { tags: string[] }).tags : [];
     throw new StoreError(
       'MANIFEST_UNKNOWN',
@@ -93,11 +101,13 @@ async function fetchManifest(options: PullOptions): Promise<{ manifest: ImageMan
         : `${options.repo} has no ${options.reference}; its tags are: ${known.slice(-10).join(', ')}`,
     );
   }
-  if (response.status === 401 || response.status === 403)
+  if (response.status === 401 || response.status === 403) {
+    const advice = options.auth.refusalAdvice(response);
     throw new StoreError(
       'DENIED',
-      `${options.baseUrl} refused access to ${options.repo}: ${await refusalReason(response)}`,
+      `${options.baseUrl} refused access to ${options.repo}: ${await refusalReason(response)}${advice ? `; ${advice}` : ''}`,
     );
+  }
   if (!response.ok) throw new PullError(`${url} answered ${response.status}: ${await response.text()}`);
   const bytes = Buffer.from(await response.arrayBuffer());
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
@@ -148,7 +158,7 @@ async function digestOf(file: string): Promise<{ digest: string; size: number } 
 }
 
 async function pullFile(
-  options: PullOptions,
+  options: Pull,
   layer: { digest: string; size: number; filepath: string },
   report: (p: PullProgress) => void,
 ): Promise<number> {
@@ -172,14 +182,7 @@ async function pullFile(
     // An earlier attempt received everything but stopped before the rename: check what it kept.
     actual = await digestOf(partial).then((d) => d && { ...d, received: 0 as const });
   } else {
-    const url = `${options.baseUrl}/v2/${options.repo}/blobs/${layer.digest}`;
-    // The receiving thread writes each byte to the .partial file and hashes it on the way: what is
-    // renamed is exactly what was hashed, and the file is synced before the digest is reported.
-    actual = await receivePool()
-      .receive({ url, headers: { ...options.headers }, file: partial, have, size: layer.size }, (done, received) =>
-        report({ file: layer.filepath, done, size: layer.size, received, state: 'downloading' }),
-      )
-      .catch((error) => receiveError(error, url, layer.filepath, options.baseUrl));
+    actual = await receiveBlob(options, layer, partial, have, report);
   }
   if (actual?.digest !== layer.digest || actual.size !== layer.size) {
     await rm(partial, { force: true });
@@ -193,7 +196,45 @@ async function pullFile(
   return actual.received;
 }
 
-export async function pullCheckpoint(options: PullOptions): Promise<PullResult> {
+/**
+ * The receiving thread writes each byte to the .partial file and hashes it on the way: what is
+ * renamed is exactly what was hashed, and the file is synced before the digest is reported. A
+ * token that the registry refuses half way through a long pull is exchanged again, once.
+ */
+async function receiveBlob(
+  options: Pull,
+  layer: { digest: string; size: number; filepath: string },
+  partial: string,
+  have: number,
+  report: (p: PullProgress) => void,
+): Promise<Received> {
+  const url = `${options.baseUrl}/v2/${options.repo}/blobs/${layer.digest}`;
+  const scopes = [pullScope(options.repo)];
+  const receive = (authorization: string | undefined, kept: number) =>
+    receivePool().receive(
+      {
+        url,
+        headers: { ...options.headers, ...(authorization ? { authorization } : {}) },
+        file: partial,
+        have: kept,
+        size: layer.size,
+      },
+      (done, received) => report({ file: layer.filepath, done, size: layer.size, received, state: 'downloading' }),
+    );
+  const sent = await options.auth.authorization(url, scopes);
+  try {
+    return await receive(sent, have);
+  } catch (error) {
+    const refused = error instanceof ReceiveError && error.failure.kind === 'status' && error.failure.status === 401;
+    const renewed = refused ? await options.auth.renew(scopes, sent) : undefined;
+    if (renewed === undefined) return receiveError(error, url, layer.filepath, options.baseUrl);
+    const kept = (await stat(partial).catch(() => undefined))?.size ?? 0;
+    return receive(renewed, kept).catch((again) => receiveError(again, url, layer.filepath, options.baseUrl));
+  }
+}
+
+export async function pullCheckpoint(pullOptions: PullOptions): Promise<PullResult> {
+  const options: Pull = { ...pullOptions, auth: pullOptions.auth ?? new RegistryAuth({ url: pullOptions.baseUrl }) };
   const { manifest, digest } = await fetchManifest(options);
   const layers = manifest.layers.map((layer) => {
     const filepath = layer.annotations?.[FILEPATH_ANNOTATION];

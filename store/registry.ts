@@ -1,6 +1,8 @@
 // The checkpoint store on any OCI Distribution registry (distribution/distribution, Harbor, Zot,
 // GHCR, ...), spoken to over HTTP with Node's fetch. Blobs stream from and to disk, never whole in memory.
+// Logins (Basic, or tokens from the registry's token service) are registry-auth.ts's business.
 import { assertDigest, assertRepository, assertTag, isDigest } from './names';
+import { CATALOG_SCOPE, RegistryAuth, pullScope, pushScope, type RegistryAuthOptions } from './registry-auth';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -15,12 +17,9 @@ import {
   type StoredManifest,
 } from './types';
 
-export interface RegistryStoreOptions {
+export interface RegistryStoreOptions extends RegistryAuthOptions {
   /** The registry's base URL, e.g. http://127.0.0.1:5000. */
   url: string;
-  username?: string;
-  password?: string;
-  token?: string;
   /** Blobs larger than this go up in chunks (POST, PATCH..., PUT); smaller ones in one PUT. */
   chunkSize?: number;
 }
@@ -46,12 +45,13 @@ type ChunkSource = (start: number, end: number) => Promise<Readable | Buffer>;
 interface RequestOptions {
   headers?: Record<string, string>;
   body?: Readable | Buffer;
+  /** What the request needs from a token service (`repository:<repo>:pull`, ...). */
+  scopes: string[];
 }
 
 export class RegistryStore implements CheckpointStore {
   readonly location: string;
-  private readonly origin: string;
-  private readonly auth: string | undefined;
+  private readonly auth: RegistryAuth;
   private readonly chunkSize: number;
 
   constructor(options: RegistryStoreOptions) {
@@ -69,8 +69,7 @@ export class RegistryStore implements CheckpointStore {
       );
     }
     this.location = options.url.replace(/\/+$/, '');
-    this.origin = url.origin;
-    this.auth = registryAuthorization(options);
+    this.auth = new RegistryAuth(options);
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     if (!(this.chunkSize > 0)) throw new RangeError(`chunkSize must be positive, got ${this.chunkSize}`);
   }
@@ -80,8 +79,13 @@ export class RegistryStore implements CheckpointStore {
   }
 
   async blobSize(repo: string, digest: string): Promise<number | undefined> {
+    return this.headBlob(repo, digest, pullScope(repo));
+  }
+
+  /** The blob's size; `scope` is what its token asks for (a push checks with the token it will upload with). */
+  private async headBlob(repo: string, digest: string, scope: string): Promise<number | undefined> {
     const path = blobPath(repo, digest);
-    const res = await this.request('HEAD', path);
+    const res = await this.request('HEAD', path, { scopes: [scope] });
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw await this.failure(res, 'HEAD', path);
     const size = Number(res.headers.get('content-length') ?? NaN);
@@ -91,7 +95,7 @@ export class RegistryStore implements CheckpointStore {
   }
 
   async putBlobFile(repo: string, file: string, digest: string, size: number): Promise<{ written: number }> {
-    if (await this.hasBlob(repo, digest)) return { written: 0 };
+    if ((await this.headBlob(repo, digest, pushScope(repo))) !== undefined) return { written: 0 };
     const actual = (await stat(file)).size;
     if (actual !== size)
       throw new StoreError('DIGEST_INVALID', `${file} is ${actual} bytes, not the ${size} bytes of ${digest}`);
@@ -101,7 +105,7 @@ export class RegistryStore implements CheckpointStore {
   }
 
   async putBlobBytes(repo: string, bytes: Buffer, digest: string): Promise<{ written: number }> {
-    if (await this.hasBlob(repo, digest)) return { written: 0 };
+    if ((await this.headBlob(repo, digest, pushScope(repo))) !== undefined) return { written: 0 };
     await this.uploadMonolithic(
       repo,
       digest,
@@ -115,12 +119,13 @@ export class RegistryStore implements CheckpointStore {
   async mountBlob(repo: string, fromRepo: string, digest: string): Promise<void> {
     checkRepo(fromRepo);
     const path = `${uploadsPath(repo)}?mount=${encodeURIComponent(checkDigest(digest))}&from=${encodeURIComponent(fromRepo)}`;
-    const res = await this.request('POST', path);
+    // A mount reads the source repository too: its token must grant both.
+    const res = await this.request('POST', path, { scopes: [pushScope(repo), pullScope(fromRepo)] });
     if (res.status !== 201 && res.status !== 202) throw await this.failure(res, 'POST', path);
     await discard(res);
     if (res.status === 201) return;
     // 202: the registry could not mount and opened an upload session instead; copy the bytes.
-    await this.cancelUpload(this.sessionUrl(res, path));
+    await this.cancelUpload(repo, this.sessionUrl(res, path));
     const size = await this.requireBlobSize(fromRepo, digest);
     const source: ChunkSource = async (start, end) => (await this.openBlob(fromRepo, digest, { start, end })).stream;
     await this.upload(repo, digest, size, source, `the blob ${digest} of ${fromRepo} does not match its digest`);
@@ -130,7 +135,7 @@ export class RegistryStore implements CheckpointStore {
     const path = blobPath(repo, digest);
     if (range) checkRange(range);
     const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end ?? ''}` } : {};
-    const res = await this.request('GET', path, { headers });
+    const res = await this.request('GET', path, { headers, scopes: [pullScope(repo)] });
     if (res.status === 404) {
       await discard(res);
       throw new StoreError('BLOB_UNKNOWN', `blob ${digest} is not in ${repo} at ${this.location}`);
@@ -150,7 +155,7 @@ export class RegistryStore implements CheckpointStore {
 
   async getManifest(repo: string, reference: string): Promise<StoredManifest | undefined> {
     const path = manifestPath(repo, checkReference(reference));
-    const res = await this.request('GET', path, { headers: { accept: MANIFEST_ACCEPT } });
+    const res = await this.request('GET', path, { headers: { accept: MANIFEST_ACCEPT }, scopes: [pullScope(repo)] });
     if (res.status === 404) return discard(res).then(() => undefined);
     if (res.status !== 200) throw await this.failure(res, 'GET', path);
     const bytes = Buffer.from(await res.arrayBuffer());
@@ -173,7 +178,7 @@ export class RegistryStore implements CheckpointStore {
     let path: string | undefined = `/v2/${checkRepo(repo)}/tags/list`;
     while (path !== undefined && !seen.has(path)) {
       seen.add(path);
-      const res = await this.request('GET', path);
+      const res = await this.request('GET', path, { scopes: [pullScope(repo)] });
       if (res.status === 404) return discard(res).then(() => []);
       if (res.status !== 200) throw await this.failure(res, 'GET', path);
       const page = (await res.json()) as { tags?: string[] | null };
@@ -190,7 +195,7 @@ export class RegistryStore implements CheckpointStore {
     let path: string | undefined = '/v2/_catalog?n=1000';
     while (path !== undefined && !seen.has(path)) {
       seen.add(path);
-      const res = await this.request('GET', path);
+      const res = await this.request('GET', path, { scopes: [CATALOG_SCOPE] });
       if (res.status !== 200) throw await this.failure(res, 'GET', path);
       const page = (await res.json()) as { repositories?: string[] | null };
       for (const repo of page.repositories ?? []) repositories.add(repo);
@@ -227,8 +232,9 @@ export class RegistryStore implements CheckpointStore {
   ): Promise<void> {
     const session = await this.startUpload(repo);
     await this.withSession(
+      repo,
       () => session,
-      () => this.finishUpload(session, digest, body, size, mismatch),
+      () => this.finishUpload(repo, session, digest, body, size, mismatch),
     );
   }
 
@@ -241,37 +247,44 @@ export class RegistryStore implements CheckpointStore {
   ): Promise<void> {
     let session = await this.startUpload(repo);
     await this.withSession(
+      repo,
       () => session,
       async () => {
         for (let start = 0; start < size; start += this.chunkSize) {
           const end = Math.min(start + this.chunkSize, size) - 1;
           const chunk = await source(start, end);
           try {
-            session = await this.patchChunk(session, chunk, start, end);
+            session = await this.patchChunk(repo, session, chunk, start, end);
           } finally {
             if (chunk instanceof Readable) chunk.destroy();
           }
         }
-        await this.finishUpload(session, digest, Buffer.alloc(0), 0, mismatch);
+        await this.finishUpload(repo, session, digest, Buffer.alloc(0), 0, mismatch);
       },
     );
   }
 
   private async startUpload(repo: string): Promise<string> {
     const path = uploadsPath(repo);
-    const res = await this.request('POST', path);
+    const res = await this.request('POST', path, { scopes: [pushScope(repo)] });
     if (res.status !== 202) throw await this.failure(res, 'POST', path);
     await discard(res);
     return this.sessionUrl(res, path);
   }
 
-  private async patchChunk(session: string, chunk: Readable | Buffer, start: number, end: number): Promise<string> {
+  private async patchChunk(
+    repo: string,
+    session: string,
+    chunk: Readable | Buffer,
+    start: number,
+    end: number,
+  ): Promise<string> {
     const headers = {
       'content-type': 'application/octet-stream',
       'content-length': String(end - start + 1),
       'content-range': `${start}-${end}`,
     };
-    const res = await this.request('PATCH', session, { headers, body: chunk });
+    const res = await this.request('PATCH', session, { headers, body: chunk, scopes: [pushScope(repo)] });
     if (res.status !== 202) throw await this.failure(res, 'PATCH', 'an upload session');
     await discard(res);
     // The registry says how much it holds; anything but all we sent would corrupt the blob silently.
@@ -283,6 +296,7 @@ export class RegistryStore implements CheckpointStore {
   }
 
   private async finishUpload(
+    repo: string,
     session: string,
     digest: string,
     body: Readable | Buffer,
@@ -291,7 +305,7 @@ export class RegistryStore implements CheckpointStore {
   ): Promise<void> {
     const url = `${session}${session.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
     const headers = { 'content-type': 'application/octet-stream', 'content-length': String(size) };
-    const res = await this.request('PUT', url, { headers, body });
+    const res = await this.request('PUT', url, { headers, body, scopes: [pushScope(repo)] });
     if (res.status === 201) return discard(res);
     const error = await this.failure(res, 'PUT', 'an upload session');
     throw error instanceof StoreError && error.code === 'DIGEST_INVALID'
@@ -304,17 +318,17 @@ export class RegistryStore implements CheckpointStore {
    * in its state), so no half-written upload lingers. Best effort: distribution 2.8 refuses to
    * cancel after a failed PUT with a body, whose bytes its state no longer accounts for.
    */
-  private async withSession(session: () => string, work: () => Promise<void>): Promise<void> {
+  private async withSession(repo: string, session: () => string, work: () => Promise<void>): Promise<void> {
     try {
       await work();
     } catch (error) {
-      await this.cancelUpload(session()).catch(() => undefined);
+      await this.cancelUpload(repo, session()).catch(() => undefined);
       throw error;
     }
   }
 
-  private async cancelUpload(session: string): Promise<void> {
-    const res = await this.request('DELETE', session);
+  private async cancelUpload(repo: string, session: string): Promise<void> {
+    const res = await this.request('DELETE', session, { scopes: [pushScope(repo)] });
     await discard(res);
     // 404: the registry dropped the session already, or will purge it itself.
     if (!res.ok && res.status !== 404) throw await this.failure(res, 'DELETE', 'an upload session');
@@ -343,7 +357,11 @@ export class RegistryStore implements CheckpointStore {
     digest: string,
   ): Promise<void> {
     const path = manifestPath(repo, reference);
-    const res = await this.request('PUT', path, { headers: { 'content-type': mediaType }, body: manifest });
+    const res = await this.request('PUT', path, {
+      headers: { 'content-type': mediaType },
+      body: manifest,
+      scopes: [pushScope(repo)],
+    });
     if (res.status !== 201) throw await this.failure(res, 'PUT', path);
     await discard(res);
     const stored = res.headers.get('docker-content-digest');
@@ -393,14 +411,14 @@ export class RegistryStore implements CheckpointStore {
     return /^https?:\/\//.test(pathOrUrl) ? pathOrUrl : `${this.location}${pathOrUrl}`;
   }
 
-  private async request(method: string, pathOrUrl: string, options: RequestOptions = {}): Promise<Response> {
+  private async request(method: string, pathOrUrl: string, options: RequestOptions): Promise<Response> {
     const url = this.url(pathOrUrl);
     const headers: Record<string, string> = { ...options.headers };
-    // Credentials go to the registry only, not to another host an upload Location may name.
-    if (this.auth && new URL(url).origin === this.origin) headers.authorization = this.auth;
     try {
-      // duplex 'half' lets fetch stream a request body (Node's fetch requires it for streams).
-      return await fetch(url, { method, headers, body: options.body, duplex: 'half' });
+      // Credentials and tokens go to the registry only (and its token service), not to another host
+      // an upload Location may name. duplex 'half' lets fetch stream a request body (Node's fetch requires it for streams).
+      const init = { method, headers, body: options.body, duplex: 'half' as const };
+      return await this.auth.fetch(url, init, options.scopes);
     } catch (error) {
       throw this.unreachable(error);
     }
@@ -425,25 +443,14 @@ export class RegistryStore implements CheckpointStore {
       .join('; ');
     const summary = `registry ${this.location} answered ${res.status} to ${method} ${redact(what)}${detail ? `: ${detail}` : ''}`;
     if (res.status === 401 || res.status === 403) {
-      return new StoreError(
-        'DENIED',
-        `${summary}; set COMPUTATRUM_REGISTRY_USERNAME and COMPUTATRUM_REGISTRY_PASSWORD to credentials that may push and pull there`,
-      );
+      const advice =
+        this.auth.refusalAdvice(res) ??
+        'set COMPUTATRUM_REGISTRY_USERNAME and COMPUTATRUM_REGISTRY_PASSWORD to credentials that may push and pull there';
+      return new StoreError('DENIED', `${summary}; ${advice}`);
     }
     const known = errors.find((e) => STORE_CODES.has(e.code));
     return known ? new StoreError(known.code as StoreError['code'], summary) : new Error(summary);
   }
-}
-
-/** The Authorization header a registry login gives: a token as Bearer, a user and password as Basic. */
-export function registryAuthorization(
-  options: Pick<RegistryStoreOptions, 'username' | 'password' | 'token'>,
-): string | undefined {
-  if (options.token) return `Bearer ${options.token}`;
-  if (options.username !== undefined || options.password !== undefined) {
-    return `Basic ${Buffer.from(`${options.username ?? ''}:${options.password ?? ''}`).toString('base64')}`;
-  }
-  return undefined;
 }
 
 function checkRepo(repo: string): string {

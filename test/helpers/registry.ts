@@ -17,7 +17,12 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-export async function startRegistry(): Promise<TestRegistry> {
+export interface RegistryOptions {
+  /** The registry's `auth` section, e.g. token authentication (test/helpers/token-server.ts). */
+  auth?: Record<string, unknown>;
+}
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<TestRegistry> {
   if (!existsSync(REGISTRY_BINARY)) {
     throw new Error(
       `${REGISTRY_BINARY} is missing: install Debian's docker-registry package (apt-get install docker-registry)`,
@@ -27,7 +32,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   const storageDir = path.join(dir, 'storage');
   const port = await freePort();
   const configFile = path.join(dir, 'config.yml');
-  await writeFile(configFile, registryConfig(storageDir, port));
+  await writeFile(configFile, registryConfig(storageDir, port, options));
 
   const child = spawn(REGISTRY_BINARY, ['serve', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -48,7 +53,7 @@ export async function startRegistry(): Promise<TestRegistry> {
   return { url, storageDir, stop };
 }
 
-function registryConfig(storageDir: string, port: number): string {
+function registryConfig(storageDir: string, port: number, options: RegistryOptions): string {
   // JSON is YAML; no http.debug section, so no debug server.
   return JSON.stringify({
     version: 0.1,
@@ -59,6 +64,7 @@ function registryConfig(storageDir: string, port: number): string {
       maintenance: { uploadpurging: { enabled: false } },
     },
     http: { addr: `127.0.0.1:${port}` },
+    ...(options.auth ? { auth: options.auth } : {}),
   });
 }
 
@@ -85,7 +91,7 @@ async function waitUntilReady(url: string, child: ChildProcess, stderr: () => st
     try {
       const res = await fetch(`${url}/v2/`);
       await res.body?.cancel();
-      if (res.status === 200) return;
+      if (res.status === 200 || (res.status === 401 && res.headers.has('www-authenticate'))) return; // 401: it wants a login
       lastError = `GET /v2/ answered ${res.status}`;
     } catch (error) {
       lastError = String((error as Error).cause ?? error);
