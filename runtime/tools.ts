@@ -1,6 +1,7 @@
 // The Go programs computatrum runs beside itself: the Temporal CLI (dev server + Web UI) and
-// stripe-mock. They are built once per machine with `go install` into a cache folder (GOBIN) and
-// reused; one named by an environment variable or already on PATH is used as it is.
+// stripe-mock, and kustomize, which renders deploy/. They are built once per machine with `go install`
+// into a cache folder (GOBIN) and reused; one named by an environment variable or already on PATH is
+// used as it is.
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -30,7 +31,15 @@ export const STRIPE_MOCK: ToolSpec = {
   modules: ['github.com/stripe/stripe-mock@v0.197.0'],
 };
 
-export const TOOLS = [TEMPORAL_CLI, STRIPE_MOCK];
+/** kustomize renders deploy/kustomize (`kustomize build deploy/kustomize/overlays/<name>`); the tests render it too. */
+export const KUSTOMIZE: ToolSpec = {
+  name: 'kustomize',
+  envVar: 'KUSTOMIZE_PATH',
+  // v5.8.1 builds with Go 1.24+ (api v0.21.1); v5.7.1 is the one before it.
+  modules: ['sigs.k8s.io/kustomize/kustomize/v5@v5.8.1', 'sigs.k8s.io/kustomize/kustomize/v5@v5.7.1'],
+};
+
+export const TOOLS = [TEMPORAL_CLI, STRIPE_MOCK, KUSTOMIZE];
 
 export class ToolError extends Error {
   override name = 'ToolError';

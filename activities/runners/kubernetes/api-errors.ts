@@ -48,7 +48,7 @@ export function explainApiError(
   if (status === 401 || status === 403) {
     return new KubernetesRunnerError(
       `the Kubernetes API at ${server} refused to ${action} (HTTP ${status}): check the service account's RBAC for jobs in namespace ${namespace} ` +
-        '(deploy/training-rbac.yaml) and its credentials',
+        '(the Role in deploy/kustomize/base/rbac.yaml) and its credentials',
       status,
     );
   }

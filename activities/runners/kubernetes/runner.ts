@@ -25,7 +25,7 @@ import { TrainingJobMonitor, type KubernetesRunnerState } from './monitor';
 
 export interface KubernetesJobRunnerOptions {
   kubeConfig: KubeConfig;
-  /** Where training Jobs are created; deploy/training-rbac.yaml grants the runner its rights there. */
+  /** Where training Jobs are created; deploy/kustomize/base/rbac.yaml grants the runner its rights there. */
   namespace: string;
   /** Path of the Job template; deploy/training-job.yaml when absent. */
   template?: string;
