@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Prisma } from '@prisma/client';
 import pino, { type Logger } from 'pino';
 import type { Database } from '../db/prisma';
+import { LossPointBuffer, recordLossPoints, type LossPoint } from '../db/training-loss';
 import {
   PreemptedError,
   type RunnerKind,
@@ -141,12 +142,13 @@ function progressColumns(progress: TrainingProgress) {
 export function createTrainingActivities(deps: TrainingDependencies): TrainingActivities {
   const { db, store } = deps;
 
-  async function saveProgress(id: string, progress: TrainingProgress): Promise<void> {
+  async function saveProgress(id: string, progress: TrainingProgress, losses: LossPoint[] = []): Promise<void> {
     // Usage only grows: an older write arriving late never lowers what the payer will be charged.
     await db.trainingRun.updateMany({
       where: { id, gpuSeconds: { lte: progress.gpuSeconds } },
       data: progressColumns(progress),
     });
+    await recordLossPoints(db, id, losses);
   }
 
   async function storedProgress(id: string): Promise<TrainingProgress | undefined> {
@@ -234,7 +236,22 @@ export function createTrainingActivities(deps: TrainingDependencies): TrainingAc
         data: { state: 'running', startedAt: fromRow?.attempt ? undefined : new Date() },
       });
 
-      const writer = progressWriter((progress) => saveProgress(request.id, progress), deps.progressWriteMs ?? 1000);
+      // Writes are throttled to the newest progress; every loss reported between two writes is kept for the curve.
+      const losses = new LossPointBuffer();
+      const progressWrites = progressWriter((progress) => {
+        const points = losses.take();
+        return saveProgress(request.id, progress, points).catch((error: unknown) => {
+          losses.putBack(points);
+          throw error;
+        });
+      }, deps.progressWriteMs ?? 1000);
+      const writer = {
+        offer(progress: TrainingProgress, urgent: boolean): void {
+          losses.offer(progress);
+          progressWrites.offer(progress, urgent);
+        },
+        flush: progressWrites.flush,
+      };
       let lastCheckpoint = resumeFrom?.lastCheckpoint;
       const spec = {
         runId: request.id,

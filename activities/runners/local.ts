@@ -227,6 +227,8 @@ export class LocalProcessRunner implements TrainingRunner {
       if (typeof event.step === 'number') progress.step = event.step;
       if (typeof event.loss === 'number') progress.loss = event.loss;
       if (event.event === 'resumed' && typeof event.step === 'number') progress.resumedFromStep = event.step;
+      // Each progress line is a point of the run's loss curve: reported at once (the caller throttles its writes).
+      if (event.event === 'progress' && typeof event.loss === 'number') context.report({ ...progress });
       if (event.event === 'checkpoint' && typeof event.path === 'string' && CHECKPOINT_FOLDER.test(event.path)) {
         progress.lastCheckpoint = event.path;
         measure();

@@ -23,6 +23,8 @@ import { publicInstancesOf } from '../instances';
 import { publishBreed } from '../marketplace';
 import { listFlags, listProbes, probeNewVersions } from '../probes';
 import { flagBanner, probesSection } from './probes';
+import { lossCurves } from '../../db/training-loss';
+import { lossCurveChart } from './charts';
 import { entitlementId, readRefusal } from '../read-access';
 import { isResolvePath, type ResolveHandler } from '../oci-distribution';
 import { type PagesDeps, latestDaily } from './deps';
@@ -173,9 +175,13 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
         tags.map((t) => t.digest),
       ),
     ]);
-    const [probes, flags] = await Promise.all([
+    const [probes, flags, curves] = await Promise.all([
       listProbes(deps.db, repository, { limit: 20 }),
       listFlags(deps.db, { repository }),
+      lossCurves(
+        deps.db,
+        [...trained.values()].map((t) => t.run.id),
+      ),
     ]);
     // Datasets are named only to those who may read their image, as in their image's own page.
     const otherImages = [...new Set([...trained.values()].flatMap((t) => t.datasets.map((d) => d.repository)))].filter(
@@ -224,7 +230,15 @@ export function registerHubPages(app: FastifyInstance, deps: PagesDeps & { resol
       return html`<p class="trained">Trained here by run <code>${made.run.id}</code>${made.run.finishedAt ? ` on ${when(made.run.finishedAt)}` : ''}${learned}.</p>`;
     };
 
-    const lineage = (version: CheckpointVersion): SafeHtml => html`${parentLine(version)}${trainedLine(version)}`;
+    /** The loss curve of the run here that made the checkpoint. */
+    const lossCurve = (version: CheckpointVersion): SafeHtml | '' => {
+      const run = trained.get(version.digest)?.run;
+      const points = run && curves.get(run.id);
+      return points ? lossCurveChart(run.id, points, `loss-${version.tag}`) : '';
+    };
+
+    const lineage = (version: CheckpointVersion): SafeHtml =>
+      html`${parentLine(version)}${trainedLine(version)}${lossCurve(version)}`;
 
     const downloads = (version: CheckpointVersion): SafeHtml => {
       const host = hostOf(request);

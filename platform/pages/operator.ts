@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import Stripe from 'stripe';
+import { newestChildren } from '../../db/germline-archive';
 import { germlineHandle } from '../../temporal/germline-client';
 import { approveUpdate, rejectUpdate } from '../../workflows/autonomy-api';
 import { childrenQuery, type ChildRecord } from '../../workflows/child-api';
@@ -13,6 +14,8 @@ import { formatMoney, parseAmount } from '../../workflows/money';
 import { listReports } from '../hub';
 import { listFlags, listRecentProbes, reviewFlag, startProbeByHand } from '../probes';
 import { operatorProbes } from './probes';
+import { germlineMoney, runLossCurves } from '../operator-charts';
+import { lossCurveChart, moneyCharts } from './charts';
 import { createFundingCheckout } from '../stripe';
 import type { PagesDeps } from './deps';
 import { html, pathOf, type SafeHtml } from './html';
@@ -89,7 +92,9 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
       };
     try {
       const handle = germlineHandle(deps.client, deps.germline);
-      const [status, children] = await Promise.all([handle.query(statusQuery), handle.query(childrenQuery)]);
+      const [status, live] = await Promise.all([handle.query(statusQuery), handle.query(childrenQuery)]);
+      // Ended children are archived in PostgreSQL: the live ones and the newest ended ones.
+      const { children } = await newestChildren(deps.db, deps.germline, live, 50);
       return { status, children };
     } catch (error) {
       return { unavailable: `The germline could not be asked: ${(error as Error).message}` };
@@ -163,6 +168,13 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
       listReports(deps.db, { limit: 20 }),
     ]);
     const currency = 'status' in state ? state.status.currency : deps.currency;
+    const [money, curves] = await Promise.all([
+      germlineMoney(deps.db, germline),
+      runLossCurves(
+        deps.db,
+        runs.map((r) => r.id),
+      ),
+    ]);
     const query = request.query as { done?: string; funded?: string };
     const notice = query.funded
       ? 'Thank you: the funding is deposited once Stripe confirms the payment (its webhook), usually within seconds.'
@@ -176,6 +188,8 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
       body: html`<h1>Operator console</h1>
         <p>The germline ${workflowLink(germlineWorkflowId(germline))}${deps.temporalUiUrl ? html` · <a href="${`${deps.temporalUiUrl}/namespaces/${encodeURIComponent(namespace)}/workflows?query=${encodeURIComponent(`GermlineId="${germline}"`)}`}">all its workflows in the Temporal UI</a>` : ''}</p>
         ${'status' in state ? [books(state.status, view), children(state.children, currency)] : html`<p class="notice" id="temporal-unavailable">${state.unavailable}</p>`}
+
+        ${moneyCharts({ ...money, currency })}
 
         <h2>Decisions awaiting approval</h2>
         ${
@@ -208,6 +222,7 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
               )}</table>`
             : html`<p class="muted">No training runs yet.</p>`
         }
+        ${curves.size ? html`<h3 id="loss-curves">Loss curves</h3>${runs.filter((r) => curves.has(r.id)).map((r) => lossCurveChart(r.id, curves.get(r.id)!))}` : ''}
 
         <h2>Recent reports</h2>
         ${
