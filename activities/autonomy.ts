@@ -91,6 +91,33 @@ function perDay(total: bigint): MinorUnits {
   return ((total + BigInt(WINDOW_DAYS) - 1n) / BigInt(WINDOW_DAYS)).toString();
 }
 
+/**
+ * The observation with the children archived in PostgreSQL whose names are among `names` (as ended
+ * children): their names stay taken, so the rules policy moves on to the next purpose.
+ */
+async function withArchivedNames(db: Database, observation: Observation, names: string[]): Promise<Observation> {
+  const caller = Context.current().info.workflowExecution?.workflowId ?? '';
+  const germline = caller.startsWith('germline/') ? caller.slice('germline/'.length) : undefined;
+  if (!germline || names.length === 0) return observation;
+  const listed = new Set(observation.children.map((c) => c.name));
+  const archived = await db.archivedChild.findMany({
+    where: { germline, name: { in: names.filter((n) => !listed.has(n)) } },
+  });
+  if (archived.length === 0) return observation;
+  return {
+    ...observation,
+    children: [
+      ...observation.children,
+      ...archived.map((a) => ({
+        name: a.name,
+        state: a.state as 'retired' | 'left',
+        allowance: a.allowance.toString(),
+        spent: (a.spent ?? 0n).toString(),
+      })),
+    ],
+  };
+}
+
 export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyActivities {
   const { db, client } = deps;
   return {
@@ -163,9 +190,10 @@ export function createAutonomyActivities(deps: AutonomyDependencies): AutonomyAc
         });
         return { ...answer, observationDigest: digest };
       }
+      const params = { ...DEFAULT_RULES, ...decider.rules };
       return {
         policy: 'rules',
-        proposals: rulesPolicy(observation, history, { ...DEFAULT_RULES, ...decider.rules }),
+        proposals: rulesPolicy(await withArchivedNames(db, observation, params.purposes), history, params),
         observationDigest: digest,
       };
     },

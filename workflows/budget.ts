@@ -34,6 +34,13 @@ import {
 } from './money';
 import { FAILURE } from './failures';
 
+/** How many of its newest entries each memory of a budget carries across continue-as-new. */
+export interface CarriedMemory {
+  recent: number;
+  reserveRefs: number;
+  closed: number;
+}
+
 /** A request the budget refuses; the message says why and what to do. */
 export class BudgetRejection extends Error {
   override name = 'BudgetRejection';
@@ -229,10 +236,22 @@ export class Budget {
     return !this.state.unjournaled.some((e) => e.sequence <= sequence);
   }
 
-  /** Plain JSON to carry across continue-as-new. */
-  snapshot(options: { nextGeneration?: boolean } = {}): BudgetState {
+  /**
+   * Plain JSON to carry across continue-as-new. `keep` bounds the memories carried (the newest
+   * entries of each; the refs of open reservations always): what falls out is in the journal.
+   */
+  snapshot(options: { nextGeneration?: boolean; keep?: CarriedMemory } = {}): BudgetState {
     const copy = clone(this.state);
     if (options.nextGeneration) copy.generation += 1;
+    const keep = options.keep;
+    if (keep) {
+      const newest = <T>(list: T[], count: number): T[] => list.slice(Math.max(0, list.length - count));
+      copy.recent = newest(copy.recent, keep.recent);
+      copy.closed = newest(copy.closed, keep.closed);
+      const open = new Set(copy.reservations.map((r) => r.ref));
+      const from = copy.reserveRefs.length - keep.reserveRefs;
+      copy.reserveRefs = copy.reserveRefs.filter(([ref], i) => i >= from || open.has(ref));
+    }
     return copy;
   }
 

@@ -14,8 +14,15 @@ export interface GermlineInput {
   autonomy?: AutonomyPolicy;
   /** Carried across continue-as-new; absent on the first run. */
   state?: BudgetState;
-  /** The children it spawned, carried across continue-as-new. */
+  /**
+   * The children it carries across continue-as-new: the live ones, and those that ended since the
+   * last run archived the ended ones in PostgreSQL (or all of them, from a run before the archive).
+   */
   children?: ChildRecord[];
+  /** How many ended children earlier runs archived in PostgreSQL (their names stay taken); absent: none. */
+  archivedChildren?: number;
+  /** The archived children's names as a Bloom filter (workflows/germline-names.ts): a spawn asks PostgreSQL only when it might hold the name. */
+  archivedNames?: string;
   /** What a checkpoint's metrics must reach to be promoted to the germline's head; none: no gate. */
   evalGate?: EvalGate | null;
   /** How it decides by itself (policy, tick interval); default: the rules policy, hourly. */

@@ -7,16 +7,19 @@ import {
   continueAsNew,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { Budget, BudgetRejection, initialBudgetState } from './budget';
+import { Budget, BudgetRejection, type CarriedMemory, initialBudgetState } from './budget';
 import { asFailure, serveBudget } from './serve-budget';
 import type { CheckpointActivities } from '../activities/checkpoints';
+import type { GermlineArchiveActivities } from '../activities/germline-archive';
 import { childWorkflow } from './child';
+import { ArchivedNames } from './germline-names';
 import { initialAutonomyState, serveAutonomy } from './autonomy';
 import { type ChildRecord, childEndedSignal, childrenQuery, type SpawnRequest, spawnChildUpdate } from './child-api';
 import { type GermlineInput, promoteUpdate } from './germline-api';
@@ -25,9 +28,8 @@ import { checkEvalGate, judge, type Observation, refusalReasons } from './guardr
 import { BudgetState, GermlineId } from './search-attributes';
 import { statusQuery } from './budget-api';
 import { childWorkflowId, REPOSITORY, germlineRepository } from './names';
+import { childSummary } from './summaries';
 import { now } from './clock';
-
-/** An OCI repository name (checked again by the store). */
 
 const checkpoints = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '5 minutes',
@@ -38,6 +40,23 @@ const checkpoints = proxyActivities<CheckpointActivities>({
     nonRetryableErrorTypes: ['CheckpointUnknown'],
   },
 });
+
+// A database that stays down is waited out by the next run: ended children stay carried until then.
+const archive = proxyActivities<GermlineArchiveActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 5 },
+});
+
+/** Germline runs begun before ended children moved to PostgreSQL replay as they ran: they carried every child. */
+const ARCHIVE_ENDED_CHILDREN = 'germline-archive-ended-children';
+/** Ended children per archive activity: one small transaction, far below the payload limit. */
+const ARCHIVE_BATCH = 500;
+/**
+ * What the budget's memories keep across continue-as-new (a run keeps more while it runs): the
+ * journal in PostgreSQL holds every entry, and the refs of open reservations are always kept, so the
+ * carried state stays tens of kilobytes however long the germline lives.
+ */
+const CARRIED_MEMORY: CarriedMemory = { recent: 100, reserveRefs: 300, closed: 300 };
 
 export async function germlineWorkflow(input: GermlineInput): Promise<void> {
   const budget = new Budget(input.state ?? initialBudgetState(input.name, input.currency, input.policy));
@@ -62,10 +81,32 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
 
   // ---- children ----
   const children = new Map<string, ChildRecord>((input.children ?? []).map((c) => [c.name, c]));
+  let archivedChildren = input.archivedChildren ?? 0;
+  const archivedNames = new ArchivedNames(input.archivedNames);
+  /** The filter holds every archived name, unless an earlier run archived without one (then PostgreSQL is always asked). */
+  const filterComplete = input.archivedNames !== undefined || archivedChildren === 0;
+  /** Names archived by this run: a spawn that asked PostgreSQL before they were stored still sees them. */
+  const archivedThisRun = new Set<string>();
+
+  /** Ended children of earlier runs are in PostgreSQL: a spawn asks it whether the name was ever used. */
+  async function nameArchived(name: string): Promise<boolean> {
+    // A name the filter never saw is new for certain.
+    if (archivedChildren === 0 || (filterComplete && !archivedNames.mightHave(name))) return false;
+    try {
+      return (await archive.childNameArchived({ germline: input.name, name })) || archivedThisRun.has(name);
+    } catch (error) {
+      throw ApplicationFailure.create({
+        type: 'SpawnFailed',
+        nonRetryable: true,
+        message: `spawn ${name} refused: its name could not be checked against the archived children (${failureMessage(error)}); try again`,
+      });
+    }
+  }
 
   /** Reserves the allowance and starts child/<germline>/<name>; the budget key makes a retry book nothing twice. */
   async function spawnChild(request: SpawnRequest, key: string): Promise<ChildRecord> {
-    // Reserved and recorded before the first await, so a second spawn of the same name is refused.
+    // Reserved and recorded right after the name is known free (asking PostgreSQL only once children
+    // are archived), so a second spawn of the same name is refused.
     const taken = () =>
       ApplicationFailure.create({
         type: 'GuardrailRefused',
@@ -73,6 +114,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
         message: `spawn ${request.name} refused: a child named ${request.name} exists already`,
       });
     if (children.has(request.name)) throw taken();
+    if ((await nameArchived(request.name)) || children.has(request.name)) throw taken();
     const reserved = asFailure(() =>
       budget.reserve(
         {
@@ -110,6 +152,7 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
             reservationId: record.reservationId,
           },
         ],
+        staticSummary: childSummary(input.name, request.name, request.purpose, request.allowance, budget.currency),
         parentClosePolicy: ParentClosePolicy.ABANDON,
       });
     } catch (error) {
@@ -258,14 +301,40 @@ export async function germlineWorkflow(input: GermlineInput): Promise<void> {
     showBudgetState();
   });
 
+  /** Stores ended children in PostgreSQL, then drops them from the state; what could not be stored stays carried. */
+  async function archiveEndedChildren(): Promise<void> {
+    const ended = [...children.values()].filter((c) => c.state !== 'active');
+    for (let i = 0; i < ended.length; i += ARCHIVE_BATCH) {
+      const batch = ended.slice(i, i + ARCHIVE_BATCH);
+      try {
+        await archive.archiveEndedChildren({ germline: input.name, children: batch });
+      } catch (error) {
+        log.error('ended children could not be archived; they stay in the carried state and the next run tries again', {
+          children: ended.length - i,
+          error: failureMessage(error),
+        });
+        return;
+      }
+      for (const record of batch) {
+        children.delete(record.name);
+        archivedThisRun.add(record.name);
+        archivedNames.add(record.name);
+      }
+      archivedChildren += batch.length;
+    }
+  }
+
   await autonomy.run(() => workflowInfo().continueAsNewSuggested);
+  const archiving = patched(ARCHIVE_ENDED_CHILDREN);
+  if (archiving) await archiveEndedChildren();
   // Changes the journal has not booked yet travel in the state and are booked by the next run; every
   // update is answered and every tick finished in the same activation as continue-as-new.
   await readyToContinueAsNew(() => !autonomy.busy());
   await continueAsNew<typeof germlineWorkflow>({
     ...input,
-    state: budget.snapshot({ nextGeneration: true }),
+    state: budget.snapshot({ nextGeneration: true, ...(archiving ? { keep: CARRIED_MEMORY } : {}) }),
     children: [...children.values()],
+    ...(archivedChildren > 0 ? { archivedChildren, archivedNames: archivedNames.encoded() } : {}),
     autonomyState: autonomy.snapshot(),
   });
 }

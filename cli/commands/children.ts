@@ -1,10 +1,10 @@
 // Children and merges from the command line: children, child <name>, spawn, retire, leave, promote.
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { Config } from '../../runtime/config';
 import { parseReference } from '../../store/names';
 import type { ChildStatus } from '../../workflows/child-api';
 import { formatMoney } from '../../workflows/money';
-import { amountOption, print, UserError, withGermline } from '../common';
+import { amountOption, print, UserError, withDatabase, withGermline } from '../common';
 import { table } from '../table';
 import { childWorkflowId, germlineRepository } from '../../workflows/names';
 
@@ -20,23 +20,69 @@ function showChild(status: ChildStatus, currency: string): void {
   if (status.endReason) print(`  why ended   ${status.endReason}`);
 }
 
+/** An ended child whose workflow the server no longer keeps, as the germline archived it in PostgreSQL. */
+async function archivedStatus(cfg: Config, name: string): Promise<ChildStatus> {
+  const { archivedChild } = await import('../../db/germline-archive.js');
+  const record = await withDatabase(cfg, (db) => archivedChild(db, cfg.germline, name));
+  if (!record) throw new UserError(`no child ${name}: list them with \`computatrum children\``);
+  return {
+    germline: cfg.germline,
+    name: record.name,
+    purpose: record.purpose,
+    state: record.state,
+    allowance: record.allowance,
+    spent: record.spent ?? '0',
+    reserved: '0',
+    available: '0',
+    ...(record.owner ? { owner: record.owner } : {}),
+    ...(record.reason ? { endReason: record.reason } : {}),
+  };
+}
+
+function pageSize(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > 1000)
+    throw new InvalidArgumentError('a page is 1 to 1000 children');
+  return count;
+}
+
 export function addChildrenCommands(program: Command, config: () => Config): void {
   program.commandsGroup('Children:');
 
   program
     .command('children')
-    .description("list the germline's children: allowance, state, what they spent")
+    .description("list the germline's children in spawn order, ended ones too: allowance, state, what they spent")
     .option('--json', 'print JSON')
-    .action(async (options: { json?: boolean }) => {
+    .option('--first <count>', 'list at most this many (a page)', pageSize, 100)
+    .option('--after <name>', 'list the children spawned after this one (the next page)')
+    .action(async (options: { json?: boolean; first: number; after?: string }) => {
       const cfg = config();
-      const [{ germlineHandle }, { childrenQuery }] = await Promise.all([
+      const [{ germlineHandle }, { childrenQuery }, { listChildren, UnknownChildCursorError }] = await Promise.all([
         import('../../temporal/germline-client.js'),
         import('../../workflows/child-api.js'),
+        import('../../db/germline-archive.js'),
       ]);
-      const children = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(childrenQuery));
+      const live = await withGermline(cfg, (client) => germlineHandle(client, cfg.germline).query(childrenQuery));
+      // Ended children live in PostgreSQL, the live ones in the germline workflow.
+      const page = await withDatabase(cfg, async (db) => {
+        try {
+          return await listChildren(db, cfg.germline, live, {
+            first: options.first,
+            ...(options.after ? { after: options.after } : {}),
+          });
+        } catch (error) {
+          if (error instanceof UnknownChildCursorError) throw new UserError(error.message);
+          throw error;
+        }
+      });
+      const children = page.children;
       if (options.json) return print(JSON.stringify(children, null, 2));
       if (children.length === 0)
-        return print('no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`');
+        return print(
+          options.after
+            ? `no children after ${options.after}`
+            : 'no children yet: spawn one with `computatrum spawn <name> --allowance 50.00`',
+        );
       print(
         table(
           ['child', 'state', 'allowance', 'spent', 'purpose', 'workflow'],
@@ -51,6 +97,7 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
           { alignRight: [2, 3] },
         ),
       );
+      if (page.next) print(`more: computatrum children --first ${options.first} --after ${page.next}`);
     });
 
   program
@@ -64,15 +111,15 @@ export function addChildrenCommands(program: Command, config: () => Config): voi
         import('@temporalio/client'),
         import('../../workflows/child-api.js'),
       ]);
-      const status = await withGermline(cfg, async (client) => {
-        try {
-          return await client.workflow.getHandle(childWorkflowId(cfg.germline, name)).query(childStatusQuery);
-        } catch (error) {
-          if (error instanceof WorkflowNotFoundError)
-            throw new UserError(`no child ${name}: list them with \`computatrum children\``);
-          throw error;
-        }
-      });
+      const status =
+        (await withGermline(cfg, async (client) => {
+          try {
+            return await client.workflow.getHandle(childWorkflowId(cfg.germline, name)).query(childStatusQuery);
+          } catch (error) {
+            if (error instanceof WorkflowNotFoundError) return undefined;
+            throw error;
+          }
+        })) ?? (await archivedStatus(cfg, name));
       if (options.json) return print(JSON.stringify(status, null, 2));
       showChild(status, cfg.currency);
     });

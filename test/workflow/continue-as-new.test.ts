@@ -2,8 +2,8 @@
 // continue-as-new after a few hundred events (test/setup/global-setup.ts), so a germline is driven
 // with deposits until its run id changes, and then everything set before is asked again through the
 // server: policy, pause, what was committed today, closed reservations (a retried settle or release is
-// answered identically), deposit idempotency, the reserve-ref memory at its limit (and its eviction
-// order), autonomy settings and a proposal waiting for approval.
+// answered identically), deposit idempotency, the newest reserve refs and closes (the state carries a
+// bounded part of each memory), autonomy settings and a proposal waiting for approval.
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { ApplicationFailure, defaultPayloadConverter } from '@temporalio/common';
 import { journalBalances, reconcile } from '../../activities/journal';
@@ -130,6 +130,10 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
     policy: { dailySpendCap: '50000', perReservationCap: '20000' },
   });
   expect(autonomyBefore.pending).toHaveLength(1);
+  // Read before the continue-as-new: the ledger query carries only the newest entries across it.
+  const reservationDays = new Set(
+    (await handle.query(ledgerQuery)).filter((e) => e.kind === 'reserve').map((e) => e.at.slice(0, 10)),
+  );
 
   const { firstRunId, references } = await driveUntilContinuedAsNew(handle, 'fill');
 
@@ -148,9 +152,6 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
     evalGate: settings.evalGate,
   });
   // Committed on the day the germline reserved (its own clock): 3000 open + 1500 spent; the 500 and the 1000 returned.
-  const reservationDays = new Set(
-    (await handle.query(ledgerQuery)).filter((e) => e.kind === 'reserve').map((e) => e.at.slice(0, 10)),
-  );
   if (reservationDays.size === 1)
     expect(carried.state!.committedToday).toEqual({ day: [...reservationDays][0], amount: '4500' });
 
@@ -221,15 +222,19 @@ test('policy, pause, committed today, closed reservations, deposit memory, auton
   await handle.terminate('test done');
 });
 
-test('the reserve-ref and closed-reservation memories are carried at their limit, oldest first, and evict in that order after continue-as-new', async () => {
-  // The memories filled to their limit by the budget's own code (5000 reserves, each settled), then
-  // handed to a germline as a carried state: forcing 5000 updates through a server would take minutes.
+test('the germline carries the newest reserve refs and closed reservations (and every open one) across continue-as-new; older ones are forgotten', async () => {
+  // The memories filled to their limit by the budget's own code (5000 reserves, each settled, one
+  // left open early on), then handed to a germline as a carried state: forcing 5000 updates through a
+  // server would take minutes. A run keeps 5000 of each; it carries the newest 300 (the journal in
+  // PostgreSQL holds them all), so its state stays small.
   const LIMIT = 5000;
+  const CARRIED = 300;
   const name = uniqueName('memory');
   const noon = new Date('2026-11-25T12:00:00Z');
   const budget = new Budget(initialBudgetState(name, 'usd'));
   budget.deposit({ amount: '1000000', currency: 'usd', reference: 'seed' }, 'pre/0', noon);
   const ids: string[] = [];
+  let open = '';
   for (let i = 0; i <= LIMIT; i++) {
     const { reservationId } = budget.reserve(
       { amount: '10', ref: `ref-${i}`, purpose: 'fill' },
@@ -238,12 +243,14 @@ test('the reserve-ref and closed-reservation memories are carried at their limit
     ).result;
     budget.settle({ reservationId, actual: '6' }, `pre/s${i}`, noon);
     ids.push(reservationId);
+    if (i === 1)
+      open = budget.reserve({ amount: '10', ref: 'kept-open', purpose: 'open' }, 'pre/open', noon).result.reservationId;
   }
   const state = budget.snapshot();
   // Booked already (this germline's journal starts empty; only what follows is booked).
   state.unjournaled = [];
   expect(state.reserveRefs).toHaveLength(LIMIT);
-  expect(state.reserveRefs[0]![0]).toBe('ref-1'); // ref-0 was evicted by the 5001st
+  expect(state.reserveRefs[0]![0]).toBe('kept-open'); // ref-0 and ref-1 were evicted by the newest
   expect(state.closed).toHaveLength(LIMIT);
   expect(state.closed[0]![0]).toBe(ids[1]);
 
@@ -254,26 +261,26 @@ test('the reserve-ref and closed-reservation memories are carried at their limit
   });
   const { firstRunId } = await driveUntilContinuedAsNew(handle, 'fill');
   const carried = (await carriedInput(germlineWorkflowId(name), firstRunId)).state!;
-  expect(carried.reserveRefs).toEqual(state.reserveRefs);
-  expect(carried.closed).toEqual(state.closed);
+  expect(carried.reserveRefs).toEqual([state.reserveRefs[0], ...state.reserveRefs.slice(-CARRIED)]);
+  expect(carried.closed).toEqual(state.closed.slice(-CARRIED));
+  expect(carried.recent).toHaveLength(100);
 
-  // After the continue-as-new: the oldest remembered ref and close still answer as duplicates...
-  expect(await reserve(handle, '10', 'ref-1')).toMatchObject({ duplicate: true, reservationId: ids[1] });
-  expect(await updateBudget(handle, settleUpdate, { reservationId: ids[1]!, actual: '6' })).toMatchObject({
+  // After the continue-as-new: the open reservation's ref and the oldest carried ref and close still answer as duplicates...
+  const oldest = LIMIT + 1 - CARRIED;
+  expect(await reserve(handle, '10', 'kept-open')).toMatchObject({ duplicate: true, reservationId: open });
+  expect(await reserve(handle, '10', `ref-${oldest}`)).toMatchObject({ duplicate: true, reservationId: ids[oldest] });
+  expect(await updateBudget(handle, settleUpdate, { reservationId: ids[oldest]!, actual: '6' })).toMatchObject({
     duplicate: true,
     spent: '6',
     released: '4',
   });
-  // ...the evicted ones are forgotten: ref-0 for another amount is a new reservation, r-of-ref-0 is unknown...
-  expect((await rejection(updateBudget(handle, settleUpdate, { reservationId: ids[0]!, actual: '6' }))).type).toBe(
-    'UnknownReservation',
-  );
-  const reused = await reserve(handle, '20', 'ref-0');
+  // ...the ones before them are forgotten: that close is unknown, that ref makes a new reservation.
+  expect(
+    (await rejection(updateBudget(handle, settleUpdate, { reservationId: ids[oldest - 1]!, actual: '6' }))).type,
+  ).toBe('UnknownReservation');
+  const reused = await reserve(handle, '20', `ref-${oldest - 1}`);
   expect(reused).toMatchObject({ duplicate: false });
   expect(ids).not.toContain(reused.reservationId);
-  // ...and that reserve evicted exactly the oldest remembered ref, ref-1, and no other.
-  expect(await reserve(handle, '10', 'ref-2')).toMatchObject({ duplicate: true, reservationId: ids[2] });
-  expect(await reserve(handle, '30', 'ref-1')).toMatchObject({ duplicate: false });
   await eventually(
     async () => ((await handle.query(statusQuery)).journalPending === 0 ? true : undefined),
     'the journal to book every accepted change',
