@@ -1,15 +1,18 @@
 // npm run bench:api [-- --connections 16 --warmup 5 --duration 10 --rounds 3 --processes 1 --limit 30]
 //
 // Requests per second and p99 latency of the public `dailyCheckpoints` GraphQL query
-// (POST /api/graphql) beside a plain Fastify JSON route on the same platform instance that runs the
-// same Prisma query and answers the same JSON, so both pay the database, the hooks (helmet, rate
-// limit, auth) and HTTP alike and the ratio is the GraphQL layer's cost (goal: ratio >= 0.5).
-// PostgreSQL: DATABASE_URL when set (CI: the machine's PostgreSQL, database `test`), otherwise a
-// fresh PGlite in a temp folder, as `npm start` runs it. The load comes from separate processes
-// (bench/support/load.ts), closed-loop over keep-alive connections; the targets alternate
-// (plain, GraphQL, plain, GraphQL, ...) and the median of the rounds is reported. Beside them, the
-// server process's CPU time per request (with PGlite, the database's too): on a busy machine the
-// rates swing from round to round, the CPU each request costs much less.
+// (POST /api/graphql, answered from the public cache: platform/public-cache.ts) beside a static JSON
+// route on the same platform instance that answers the same bytes without touching the database,
+// so both pay the hooks (helmet, rate limit, auth) and HTTP alike and the ratio is what GraphQL and
+// its cache cost over the cheapest possible answer (goal: ratio >= 0.5). A third row, a plain
+// Fastify route running the resolver's Prisma query for every request, shows what the cache saves.
+// PostgreSQL: DATABASE_URL when set (CI: the machine's PostgreSQL, database `test`; the cache
+// LISTENs), otherwise a fresh PGlite in a temp folder, as `npm start` runs it (the cache reads the
+// generation once a second). The load comes from separate processes (bench/support/load.ts),
+// closed-loop over keep-alive connections; the targets alternate (static, GraphQL, plain, static,
+// ...) and the median of the rounds is reported. Beside them, the server process's CPU time per
+// request (with PGlite, the database's too): on a busy machine the rates swing from round to round,
+// the CPU each request costs much less.
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
@@ -48,6 +51,7 @@ const GOAL = 0.5;
 
 const FIELDS = 'repository tag day nickname digest size pull manifestUrl';
 const PLAIN_PATH = '/bench/plain-checkpoints';
+const STATIC_PATH = '/bench/static-checkpoints';
 
 /** `days` published daily checkpoints of germline/<germline>, newest on `today`, nicknames unique as the schedule makes them. */
 async function seed(db: Database, germline: string, days: number): Promise<void> {
@@ -173,8 +177,15 @@ async function main(): Promise<void> {
       germline,
       store,
       db,
+      databaseUrl,
       rateLimitPerMinute: Number.MAX_SAFE_INTEGER,
     });
+
+    // The ceiling: the GraphQL answer's bytes, read once before the load starts, and no database.
+    let staticAnswer = '';
+    platform.post(STATIC_PATH, async (_request, reply) =>
+      reply.type('application/json; charset=utf-8').send(staticAnswer),
+    );
 
     // The baseline: the resolver's query and the GraphQL answer's shape, without GraphQL.
     platform.post<{ Body: { limit?: number } }>(PLAIN_PATH, async (request, reply) => {
@@ -204,38 +215,54 @@ async function main(): Promise<void> {
     await platform.listen({ host: '127.0.0.1', port: 0 });
     const base = `http://127.0.0.1:${(platform.server.address() as AddressInfo).port}`;
 
+    const graphqlBody = JSON.stringify({ query: `{ dailyCheckpoints(limit: ${LIMIT}) { ${FIELDS} } }` });
+    staticAnswer = await (
+      await fetch(`${base}/api/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: graphqlBody,
+      })
+    ).text();
+
     const targets = [
+      {
+        name: 'static',
+        label: `static   POST ${STATIC_PATH}`,
+        url: `${base}${STATIC_PATH}`,
+        body: JSON.stringify({ limit: LIMIT }),
+      },
+      {
+        name: 'graphql',
+        label: 'graphql  POST /api/graphql (cached)',
+        url: `${base}/api/graphql`,
+        body: graphqlBody,
+      },
       {
         name: 'plain',
         label: `plain    POST ${PLAIN_PATH}`,
         url: `${base}${PLAIN_PATH}`,
         body: JSON.stringify({ limit: LIMIT }),
       },
-      {
-        name: 'graphql',
-        label: 'graphql  POST /api/graphql',
-        url: `${base}/api/graphql`,
-        body: JSON.stringify({ query: `{ dailyCheckpoints(limit: ${LIMIT}) { ${FIELDS} } }` }),
-      },
     ] as const;
 
-    // Both answer the same bytes, or the comparison is not fair.
+    // All answer the same bytes, or the comparison is not fair.
     const answers = await Promise.all(
       targets.map(async (t) =>
         (await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: t.body })).text(),
       ),
     );
-    if (answers[0] !== answers[1])
-      throw new Error(
-        `the two targets answer differently:\nplain:   ${answers[0]!.slice(0, 300)}\ngraphql: ${answers[1]!.slice(0, 300)}`,
-      );
+    for (const [i, answer] of answers.entries())
+      if (answer !== answers[0])
+        throw new Error(
+          `the targets answer differently:\n${targets[0].name}: ${answers[0]!.slice(0, 300)}\n${targets[i]!.name}: ${answer.slice(0, 300)}`,
+        );
     const rows = (JSON.parse(answers[0]!) as { data: { dailyCheckpoints: unknown[] } }).data.dailyCheckpoints.length;
 
     console.log(
       `dailyCheckpoints(limit: ${LIMIT}): ${rows} rows, ${answers[0]!.length} bytes per answer, ${pg ? 'PGlite' : 'PostgreSQL'}; ` +
         `${CONNECTIONS} keep-alive connections from ${PROCESSES} load process(es); ${ROUNDS} rounds of ${WARMUP_MS / 1000} s warm-up + ${DURATION_MS / 1000} s per target, alternating`,
     );
-    const results: Record<(typeof targets)[number]['name'], Measurement[]> = { plain: [], graphql: [] };
+    const results: Record<(typeof targets)[number]['name'], Measurement[]> = { static: [], graphql: [], plain: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const target of targets) {
         const m = await measure(loaders, {
@@ -262,20 +289,23 @@ async function main(): Promise<void> {
     console.log(
       `${'target'.padEnd(42)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'cpu µs/req'.padStart(12)}${'errors'.padStart(8)}   req/s per round`,
     );
-    const plain = summary('plain');
+    const ceiling = summary('static');
     const graphql = summary('graphql');
+    const plain = summary('plain');
     for (const [target, s] of [
-      [targets[0], plain],
+      [targets[0], ceiling],
       [targets[1], graphql],
+      [targets[2], plain],
     ] as const) {
       console.log(
         `${target.label.padEnd(42)}${s.rps.toFixed(1).padStart(10)}${s.p50.toFixed(2).padStart(10)}${s.p99.toFixed(2).padStart(10)}${s.cpuUs.toFixed(0).padStart(12)}${String(s.errors).padStart(8)}   ${s.rounds}`,
       );
     }
-    const ratio = graphql.rps / plain.rps;
+    const ratio = graphql.rps / ceiling.rps;
     console.log(
-      `ratio    req/s graphql / plain: ${ratio.toFixed(3)} (goal >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}); p99 graphql / plain: ${(graphql.p99 / plain.p99).toFixed(2)}x; ` +
-        `server CPU per request graphql - plain: ${(graphql.cpuUs - plain.cpuUs).toFixed(0)} µs`,
+      `ratio    req/s graphql / static: ${ratio.toFixed(3)} (goal >= ${GOAL}: ${ratio >= GOAL ? 'met' : 'NOT met'}); p99 graphql / static: ${(graphql.p99 / ceiling.p99).toFixed(2)}x; ` +
+        `server CPU per request graphql - static: ${(graphql.cpuUs - ceiling.cpuUs).toFixed(0)} µs, ` +
+        `by CPU static / graphql: ${(ceiling.cpuUs / graphql.cpuUs).toFixed(3)}; req/s graphql / plain (uncached Prisma): ${(graphql.rps / plain.rps).toFixed(2)}x`,
     );
   } finally {
     for (const loader of loaders) loader.child.disconnect();

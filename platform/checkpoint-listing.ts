@@ -6,6 +6,7 @@ import { ANNOTATION } from '../store/checkpoint';
 import { assertRepository } from '../store/names';
 import { type CheckpointStore, FILEPATH_ANNOTATION, type ImageManifest, StoreError } from '../store/types';
 import { germlineRepository } from '../workflows/names';
+import { etagOf, matchesEtag } from './public-cache';
 
 export interface CheckpointFile {
   path: string;
@@ -137,6 +138,11 @@ export function registerCheckpointListing(app: FastifyInstance, store: Checkpoin
       })),
       skippedDays: checkpoints.skippedDays,
     };
-    return listing;
+    // Asked again every time (a tag may be added), answered 304 while the listing is the same.
+    const body = JSON.stringify(listing);
+    const etag = etagOf(body);
+    reply.header('etag', etag).header('cache-control', 'no-cache');
+    if (matchesEtag(request.headers['if-none-match'], etag)) return reply.code(304).send();
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 }

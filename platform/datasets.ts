@@ -75,6 +75,17 @@ export function runThatMade(db: Database, digest: string | null) {
   });
 }
 
+/** runThatMade for many checkpoints in one query (a list of checkpoints asks once). */
+export async function runsThatMade(db: Database, digests: string[]) {
+  const runs = await db.trainingRun.findMany({
+    where: { outputDigest: { in: digests }, state: 'succeeded' },
+    orderBy: { createdAt: 'asc' },
+  });
+  const first = new Map<string, (typeof runs)[number]>();
+  for (const run of runs) if (run.outputDigest && !first.has(run.outputDigest)) first.set(run.outputDigest, run);
+  return first;
+}
+
 /** The feedback records a dataset holds. */
 export async function recordsOf(db: Database, dataset: { repository: string; digest: string }) {
   const rows = await db.datasetRecord.findMany({

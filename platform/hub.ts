@@ -184,22 +184,36 @@ export async function listImages(
 
 const withAuthor = { author: { select: { handle: true } } } as const;
 
+/** The newest threads of an image (at most THREADS_PER_IMAGE), with their comments in order. */
 export async function listThreads(db: Database, repository: string): Promise<ThreadView[]> {
+  return (await listThreadsOf(db, [repository])).get(repository) ?? [];
+}
+
+export const THREADS_PER_IMAGE = 100;
+
+/** listThreads for many images in one round of queries (a list of images asks once, not once per image). */
+export async function listThreadsOf(db: Database, repositories: string[]): Promise<Map<string, ThreadView[]>> {
   const threads = await db.thread.findMany({
-    where: { repository },
-    orderBy: { createdAt: 'desc' },
-    take: 100,
+    where: repositories.length === 1 ? { repository: repositories[0]! } : { repository: { in: repositories } },
+    orderBy: [{ createdAt: 'desc' }, { id: 'asc' }],
+    ...(repositories.length === 1 ? { take: THREADS_PER_IMAGE } : {}),
     include: { ...withAuthor, comments: { orderBy: { createdAt: 'asc' }, include: withAuthor } },
   });
-  return threads.map((t) => ({
-    id: t.id,
-    repository: t.repository,
-    reference: t.reference,
-    title: t.title,
-    author: t.author.handle,
-    createdAt: t.createdAt,
-    comments: t.comments.map((c) => ({ id: c.id, author: c.author.handle, body: c.body, createdAt: c.createdAt })),
-  }));
+  const byRepository = new Map<string, ThreadView[]>(repositories.map((r) => [r, []]));
+  for (const t of threads) {
+    const list = byRepository.get(t.repository)!;
+    if (list.length === THREADS_PER_IMAGE) continue;
+    list.push({
+      id: t.id,
+      repository: t.repository,
+      reference: t.reference,
+      title: t.title,
+      author: t.author.handle,
+      createdAt: t.createdAt,
+      comments: t.comments.map((c) => ({ id: c.id, author: c.author.handle, body: c.body, createdAt: c.createdAt })),
+    });
+  }
+  return byRepository;
 }
 
 /** Opens a discussion on an image (or one checkpoint of it, by tag or digest); `body` is its first comment. */
@@ -284,13 +298,25 @@ function recordingView(r: {
 }
 
 export async function listRecordings(db: Database, repository: string): Promise<RecordingView[]> {
+  return (await listRecordingsOf(db, [repository])).get(repository) ?? [];
+}
+
+export const RECORDINGS_PER_IMAGE = 100;
+
+/** listRecordings for many images in one query. */
+export async function listRecordingsOf(db: Database, repositories: string[]): Promise<Map<string, RecordingView[]>> {
   const rows = await db.recording.findMany({
-    where: { repository },
-    orderBy: { createdAt: 'desc' },
-    take: 100,
+    where: repositories.length === 1 ? { repository: repositories[0]! } : { repository: { in: repositories } },
+    orderBy: [{ createdAt: 'desc' }, { id: 'asc' }],
+    ...(repositories.length === 1 ? { take: RECORDINGS_PER_IMAGE } : {}),
     include: withAuthor,
   });
-  return rows.map(recordingView);
+  const byRepository = new Map<string, RecordingView[]>(repositories.map((r) => [r, []]));
+  for (const row of rows) {
+    const list = byRepository.get(row.repository)!;
+    if (list.length < RECORDINGS_PER_IMAGE) list.push(recordingView(row));
+  }
+  return byRepository;
 }
 
 export async function findRecording(

@@ -12,6 +12,7 @@ import { MoneyError, parseAmount } from '../../workflows/money';
 import type { Caller } from '../accounts';
 import type { TrainingSettings } from '../credit';
 import type { StripeSettings } from '../stripe';
+import type { Loaders } from './loaders';
 import { apiError } from './refusals';
 
 /** What the API and the pages work with; the optional parts answer UNAVAILABLE (or say so) where absent. */
@@ -30,6 +31,8 @@ export interface PlatformParts {
 
 export interface GraphQLContext extends PlatformParts {
   caller: Caller;
+  /** This request's batching of per-item fields (loaders.ts). */
+  loaders: Loaders;
 }
 
 export const builder = new SchemaBuilder<{

@@ -6,6 +6,7 @@ import { FILEPATH_ANNOTATION, type ImageManifest } from '../../store/types';
 import { promoteUpdate } from '../../workflows/germline-api';
 import { listDailyCheckpoints } from '../checkpoint-listing';
 import { builder, temporal } from './builder';
+import { listSize } from './limits';
 import { apiError, refused } from './refusals';
 
 export interface CheckpointShape {
@@ -82,6 +83,7 @@ builder.queryFields((t) => ({
   dailyCheckpoints: t.field({
     type: [CheckpointRef],
     description: "The germline's daily gpc checkpoints, newest first.",
+    ...listSize(365),
     args: { limit: t.arg.int({ defaultValue: 30 }) },
     resolve: async (_root, { limit }, context) => {
       if (!limit || limit < 1 || limit > 365) throw apiError('BAD_USER_INPUT', 'limit is 1 to 365');

@@ -9,7 +9,6 @@ import {
   datasetsOf,
   datasetFeedback,
   readableDatasetsOfRun,
-  runThatMade,
 } from '../datasets';
 import { type FeedbackView, feedbackOn, giveFeedback, hideFeedback } from '../feedback';
 import { CheckpointRef } from './checkpoints';
@@ -132,7 +131,7 @@ builder.objectField(CheckpointRef, 'trainingRun', (t) =>
     type: RunRef,
     nullable: true,
     description: 'the training run that made this checkpoint (null: pushed or forked, not trained here)',
-    resolve: (c, _args, context) => runThatMade(context.db, c.digest),
+    resolve: (c, _args, context) => (c.digest ? context.loaders.runThatMade.load(c.digest) : null),
   }),
 );
 

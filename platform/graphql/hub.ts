@@ -10,14 +10,20 @@ import {
   listRecordings,
   listReports,
   listThreads,
+  RECORDINGS_PER_IMAGE,
   type RecordingView,
   reportImage,
   type ReportView,
   startThread,
+  THREADS_PER_IMAGE,
   type ThreadView,
 } from '../hub';
 import { builder } from './builder';
+import { listSize } from './limits';
 import { refused } from './refusals';
+
+/** The hub's images are not paged (one per repository): counted as this many. */
+const IMAGES_COUNTED = 50;
 
 const ForkRef = builder.objectRef<{ repository: string; branch: string; digest: string }>('Fork').implement({
   fields: (t) => ({
@@ -49,6 +55,7 @@ const ThreadRef = builder.objectRef<ThreadView>('Thread').implement({
     title: t.exposeString('title'),
     author: t.exposeString('author'),
     createdAt: t.string({ resolve: (th) => th.createdAt.toISOString() }),
+    // Not paged: counted as the default list size.
     comments: t.field({ type: [CommentRef], resolve: (th) => th.comments }),
   }),
 });
@@ -96,10 +103,15 @@ const ImageRef = builder.objectRef<ImageView>('Image').implement({
       resolve: (i) => i.breed?.price?.toString() ?? null,
     }),
     reports: t.exposeInt('reports'),
-    threads: t.field({ type: [ThreadRef], resolve: (i, _args, context) => listThreads(context.db, i.repository) }),
+    threads: t.field({
+      type: [ThreadRef],
+      ...listSize(THREADS_PER_IMAGE),
+      resolve: (i, _args, context) => context.loaders.threadsOf.load(i.repository),
+    }),
     recordings: t.field({
       type: [RecordingRef],
-      resolve: (i, _args, context) => listRecordings(context.db, i.repository),
+      ...listSize(RECORDINGS_PER_IMAGE),
+      resolve: (i, _args, context) => context.loaders.recordingsOf.load(i.repository),
     }),
   }),
 });
@@ -109,16 +121,19 @@ builder.queryFields((t) => ({
     type: [ImageRef],
     description: "The hub's images, the germline's first; `search` matches names, breed titles and nicknames.",
     args: { search: t.arg.string() },
+    ...listSize(IMAGES_COUNTED),
     resolve: (_root, { search }, context) =>
       listImages(context.db, context.store, { germline: context.germline, ...(search ? { search } : {}) }),
   }),
   threads: t.field({
     type: [ThreadRef],
+    ...listSize(THREADS_PER_IMAGE),
     args: { repository: t.arg.string({ required: true }) },
     resolve: (_root, { repository }, context) => listThreads(context.db, repository),
   }),
   recordings: t.field({
     type: [RecordingRef],
+    ...listSize(RECORDINGS_PER_IMAGE),
     args: { repository: t.arg.string({ required: true }) },
     resolve: (_root, { repository }, context) => listRecordings(context.db, repository),
   }),
@@ -126,6 +141,7 @@ builder.queryFields((t) => ({
     type: [ReportRef],
     description: 'Images flagged by the community, newest first.',
     authScopes: { operator: true },
+    ...listSize(500),
     args: { repository: t.arg.string(), limit: t.arg.int({ defaultValue: 50 }) },
     resolve: (_root, { repository, limit }, context) =>
       listReports(context.db, { ...(repository ? { repository } : {}), limit: limit ?? 50 }),

@@ -2,6 +2,7 @@
 import { type BreedView, listBreeds, publishBreed } from '../marketplace';
 import { createBreedCheckout, createPayoutsOnboarding } from '../stripe';
 import { builder, payments } from './builder';
+import { listSize } from './limits';
 import { refused } from './refusals';
 import { probeNewVersions } from '../probes';
 import { formatUsePrice } from '../../workflows/money';
@@ -54,6 +55,7 @@ builder.queryFields((t) => ({
   breeds: t.field({
     type: [BreedRef],
     description: 'The marketplace, newest first.',
+    ...listSize(50),
     resolve: (_root, _args, context) => listBreeds(context.db),
   }),
 }));
