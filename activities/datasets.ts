@@ -276,6 +276,37 @@ export interface DatasetActivities {
     maxCost: MinorUnits;
     currency: string;
   }): Promise<{ request?: TrainingRequest; datasets: string[] }>;
+  /**
+   * The dataset-builds schedule's work: the germline's unlearned feedback built into datasets beside
+   * its images, ready for operators and the next learning run. Answers the datasets (`repo@digest`),
+   * each new or the same as before when nothing was given since.
+   */
+  buildFeedbackDatasets(input: { germline: string }): Promise<{ datasets: string[] }>;
+}
+
+/** One dataset of unlearned feedback per image of the germline that has some. */
+async function buildUnlearnedDatasets(
+  deps: { db: Database; store: CheckpointStore },
+  germline: string,
+): Promise<BuiltDataset[]> {
+  const repository = germlineRepository(germline);
+  const built: BuiltDataset[] = [];
+  for (const { digest } of await unlearned(deps.db, germline)) {
+    try {
+      built.push(
+        await buildDataset(deps, {
+          repository,
+          reference: digest,
+          builtBy: { germline: germlineWorkflowId(germline) },
+          unlearned: true,
+        }),
+      );
+    } catch (error) {
+      // Given meanwhile on an image that is gone, or learned by a run that just finished: nothing to add.
+      if (!(error instanceof DatasetError)) throw error;
+    }
+  }
+  return built;
 }
 
 export function createDatasetActivities(deps: {
@@ -286,22 +317,7 @@ export function createDatasetActivities(deps: {
   return {
     async prepareLearning({ germline, runId, maxCost, currency }) {
       const repository = germlineRepository(germline);
-      const built: BuiltDataset[] = [];
-      for (const { digest } of await unlearned(deps.db, germline)) {
-        try {
-          built.push(
-            await buildDataset(deps, {
-              repository,
-              reference: digest,
-              builtBy: { germline: germlineWorkflowId(germline) },
-              unlearned: true,
-            }),
-          );
-        } catch (error) {
-          // Given meanwhile on an image that is gone, or learned by a run that just finished: nothing to add.
-          if (!(error instanceof DatasetError)) throw error;
-        }
-      }
+      const built = await buildUnlearnedDatasets(deps, germline);
       const datasets = built.map((d) => `${d.repository}@${d.digest}`);
       if (built.length === 0) return { datasets };
       const request = trainingRequest(deps.training, {
@@ -314,6 +330,11 @@ export function createDatasetActivities(deps: {
         maxCost: BigInt(maxCost),
       });
       return { request, datasets };
+    },
+
+    async buildFeedbackDatasets({ germline }) {
+      const built = await buildUnlearnedDatasets(deps, germline);
+      return { datasets: built.map((d) => `${d.repository}@${d.digest}`) };
     },
   };
 }

@@ -2,6 +2,7 @@
 // change, keyed by `<workflowId>/<updateId>` so a retried activity books nothing twice.
 import { log } from '@temporalio/activity';
 import type { Database } from '../db/prisma';
+import { metrics } from '../runtime/metrics';
 import { type JournalAccount, postingsFor } from '../workflows/budget';
 import { type LedgerEntry } from '../workflows/budget-api';
 
@@ -43,6 +44,8 @@ export function createJournalActivities(db: Database): JournalActivities {
         db.journalTransaction.createMany({ data: transactions, skipDuplicates: true }),
         db.journalPosting.createMany({ data: postings, skipDuplicates: true }),
       ]);
+      // The oldest entry of the batch waited longest: how far the books trail the workflow.
+      if (entries[0]) metrics().journalLag.record(Math.max(0, Date.now() - Date.parse(entries[0].at)));
       log.info('journal booked', {
         germline,
         entries: entries.length,

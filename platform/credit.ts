@@ -19,7 +19,7 @@ import { PlatformError } from './errors';
 import type { BudgetStatus } from '../workflows/budget-api';
 import { statusQuery } from '../workflows/budget-api';
 import { creditWorkflowId } from '../workflows/names';
-import { creditSummary } from '../temporal/summaries';
+import { creditSummary } from '../workflows/summaries';
 
 /** How runs asked for through the platform are made: the worker's queue and the operators' settings. */
 export interface TrainingSettings extends TrainingDefaults {

@@ -14,6 +14,7 @@ import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@
 import { ApplicationFailure } from '@temporalio/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Database } from '../db/prisma';
+import { metrics } from '../runtime/metrics';
 import { parseReference, isDigest } from '../store/names';
 import { instanceHandle } from '../temporal/instance-client';
 import { FINAL_INSTANCE_STATES, wakeInstanceUpdate } from '../workflows/instance-api';
@@ -407,6 +408,12 @@ export async function registerGateway(app: FastifyInstance, options: GatewayOpti
     const endCall = async (used: { input: number; output: number } | undefined): Promise<bigint> => {
       if (ended) return 0n;
       ended = true;
+      const { gatewayDuration, gatewayTokens } = metrics();
+      gatewayDuration.record(Date.now() - started, { outcome: used ? 'answered' : 'unanswered' });
+      if (used) {
+        gatewayTokens.add(used.input, { kind: 'prompt' });
+        gatewayTokens.add(used.output, { kind: 'completion' });
+      }
       admitted
         ?.finish(used ? used.input + used.output : 0)
         .catch((error: unknown) =>

@@ -37,7 +37,7 @@ import { askedAnswerTokens, callCost } from './gateway-limits';
 import { sponsorHandle } from './sponsors';
 import type { InstanceRow } from './instances';
 import { entitlementId } from './read-access';
-import { allotmentSummary } from '../temporal/summaries';
+import { allotmentSummary } from '../workflows/summaries';
 
 export interface MeteringSettings {
   client: Client;
@@ -116,8 +116,6 @@ const HOLD_DEADLINE_MS = 30_000;
 const OPENING_POLL_MS = 100;
 /** Tries to end a charge (finishCharge is idempotent: a charge no longer held changes nothing). */
 const FINISH_ATTEMPTS = 3;
-/** How long a call short of credit waits for the payer's closing allotments to give back what they did not use. */
-const SETTLE_WAIT_MS = 10_000;
 /** Closing allotments older than this are not waited for (their calls are long lost, or their workflow is gone). */
 const CLOSING_RECENT_MS = 30 * 60_000;
 /** A row left `opening` this long without its workflow was abandoned by a gateway that went away. */
@@ -393,7 +391,7 @@ export class Metering {
       if (typeof opening === 'string') {
         // Short now, perhaps not in a moment: an allotment of this payer that is closing gives back
         // what its calls did not use once they end. The call waits for that rather than be refused.
-        if (!waited && (await this.settled(payer.budget))) {
+        if (!waited && (await this.settled(payer.budget, deadline))) {
           waited = true;
           continue;
         }
@@ -407,17 +405,18 @@ export class Metering {
   }
 
   /**
-   * Waits (a while at most) for the payer's closing allotments to settle; true when there were any,
-   * so the money they held is available to look at again.
+   * Waits for the payer's closing allotments to settle, until the call's hold deadline at most (a
+   * covered call waits out a slow settlement rather than be refused); true when there were any, so
+   * the money they held is available to look at again.
    */
-  private async settled(payer: string): Promise<boolean> {
+  private async settled(payer: string, deadline: number): Promise<boolean> {
     const closing = await this.db.usageAllotment.findMany({
       where: { payer, state: 'closing', createdAt: { gt: new Date(Date.now() - CLOSING_RECENT_MS) } },
       select: { id: true },
     });
     if (closing.length === 0) return false;
     let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, SETTLE_WAIT_MS)));
+    const timeUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))));
     await Promise.race([
       Promise.all(
         closing.map(({ id }) =>
@@ -427,7 +426,7 @@ export class Metering {
             .catch(() => undefined),
         ),
       ),
-      deadline,
+      timeUp,
     ]);
     clearTimeout(timer);
     return true;

@@ -5,6 +5,7 @@
 // so a trainer is never paid twice; earnings are claimed by one statement, so two runs at once
 // cannot pay the same earning.
 import { randomUUID } from 'node:crypto';
+import { CronJob } from 'cron';
 import type { Database } from '../db/prisma';
 import { formatMoney } from '../workflows/money';
 import type { StripeSettings } from './stripe';
@@ -104,27 +105,30 @@ async function transfer(
   }
 }
 
-/** How often the platform pays trainers out by itself. */
-export const PAYOUT_INTERVAL_MS = 24 * 3_600_000;
-
 /**
- * Runs payouts every `intervalMs` while the platform runs (each run is safe beside another's, on
- * this replica or another: see payOutEarnings); answers a function that stops it.
+ * Runs payouts at each time of `cron` (five fields, UTC: COMPUTATRUM_PAYOUTS_CRON) while the platform
+ * runs. Each run is safe beside another's, on this replica or another (see payOutEarnings), so every
+ * replica keeps the same timer; answers a function that stops it.
  */
 export function schedulePayouts(
   run: () => Promise<PayoutOutcome[]>,
   log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void },
-  intervalMs = PAYOUT_INTERVAL_MS,
+  cron: string,
 ): () => void {
-  const timer = setInterval(() => {
-    run().then(
-      (outcomes) => {
-        if (outcomes.length)
-          log.info({ payouts: outcomes.map((o) => ({ ...o, amount: o.amount.toString() })) }, 'payouts run');
-      },
-      (error: unknown) => log.error({ err: error }, 'a payouts run failed; the next one tries again'),
-    );
-  }, intervalMs);
-  timer.unref();
-  return () => clearInterval(timer);
+  const job = CronJob.from({
+    cronTime: cron,
+    timeZone: 'UTC',
+    start: true,
+    // A waiting payout keeps no process alive.
+    unrefTimeout: true,
+    onTick: () =>
+      run().then(
+        (outcomes) => {
+          if (outcomes.length)
+            log.info({ payouts: outcomes.map((o) => ({ ...o, amount: o.amount.toString() })) }, 'payouts run');
+        },
+        (error: unknown) => log.error({ err: error }, 'a payouts run failed; the next one tries again'),
+      ),
+  });
+  return () => void job.stop();
 }

@@ -15,6 +15,7 @@ import { registerCheckpointListing } from './checkpoint-listing';
 import { registerGateway } from './gateway';
 import type { GatewayLimits } from './gateway-limits';
 import { Metering, type MeteringSettings } from './metering';
+import { registerHttpMetrics } from './http-metrics';
 import { payOutEarnings, schedulePayouts } from './payouts';
 import { registerFeedbackRoute } from './gateway-feedback';
 import { visitorIds } from './visitors';
@@ -36,12 +37,16 @@ export interface PlatformOptions {
   temporalUiUrl?: string;
   store: CheckpointStore;
   db: Database;
+  /** Where the public cache LISTENs for changes (PostgreSQL); without it, it reads their generation each second. */
+  databaseUrl?: string;
   /** The germline's currency, for amounts given to the API. */
   currency?: string;
   /** Temporal, for the germline's fields and the operators' mutations. */
   client?: Client;
   /** Stripe, when configured: Checkout for funding and the webhook at /stripe/webhook. */
   stripe?: StripeSettings;
+  /** When trainers are paid out through Stripe (COMPUTATRUM_PAYOUTS_CRON); without it, only when operators ask. */
+  payoutsCron?: string;
   /** How trainers' runs are made (with a Temporal client): without it, trainers cannot train through the API. */
   training?: TrainingSettings;
   /** Requests per client address per minute on the API and accounts (downloads and health are not limited). */
@@ -76,6 +81,7 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
         ? (_address: string, hop: number) => hop < (options.trustProxy as number)
         : (options.trustProxy ?? false),
   });
+  registerHttpMetrics(app);
   // Security headers on every answer; the pages set a stricter Content-Security-Policy of their own.
   await app.register(helmet);
   await app.register(rateLimit, {
@@ -98,20 +104,30 @@ export async function buildPlatform(options: PlatformOptions): Promise<FastifyIn
   // The pages' forms are urlencoded; each route that takes one checks its CSRF token (csrf.ts).
   await app.register(formbody);
   await registerAuth(app, options.db);
-  await registerGraphQL(app, {
-    db: options.db,
-    store: options.store,
-    germline: options.germline,
-    currency: options.currency ?? 'usd',
-    ...(options.client ? { client: options.client } : {}),
-    ...(options.stripe ? { stripe: options.stripe } : {}),
-    ...(options.training ? { training: options.training } : {}),
-  });
+  await registerGraphQL(
+    app,
+    {
+      db: options.db,
+      store: options.store,
+      germline: options.germline,
+      currency: options.currency ?? 'usd',
+      ...(options.client ? { client: options.client } : {}),
+      ...(options.stripe ? { stripe: options.stripe } : {}),
+      ...(options.training ? { training: options.training } : {}),
+    },
+    { publicCache: { ...(options.databaseUrl ? { databaseUrl: options.databaseUrl } : {}) } },
+  );
   if (options.stripe) {
-    // Trainers' earnings from their breeds' use are paid out daily (and by operators at will).
+    // Trainers' earnings from their breeds' use are paid out on a schedule (and by operators at will).
     const stripe = options.stripe;
-    const stopPayouts = schedulePayouts(() => payOutEarnings(stripe, options.db, options.currency ?? 'usd'), app.log);
-    app.addHook('onClose', async () => stopPayouts());
+    if (options.payoutsCron) {
+      const stopPayouts = schedulePayouts(
+        () => payOutEarnings(stripe, options.db, options.currency ?? 'usd'),
+        app.log,
+        options.payoutsCron,
+      );
+      app.addHook('onClose', async () => stopPayouts());
+    }
     registerStripeWebhook(app, options.stripe, {
       db: options.db,
       germline: options.germline,

@@ -13,7 +13,7 @@ import { ACCOUNT_HANDLE, sponsorWorkflowId } from '../workflows/names';
 import type { sponsorWorkflow } from '../workflows/sponsor';
 import type { AccountView } from './accounts';
 import { PlatformError } from './errors';
-import { sponsorSummary } from '../temporal/summaries';
+import { sponsorSummary } from '../workflows/summaries';
 
 export const SPONSOR_NAME_RULE = 'a sponsor name is 2 to 39 lowercase letters, digits and dashes';
 const DOMAIN = /^(?=.{4,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.[a-z]{2,}$/;

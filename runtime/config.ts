@@ -12,6 +12,17 @@ import { NAME, NAME_RULE } from '../workflows/names';
 import { type TrainingDefaults } from '../workflows/training-api';
 
 const PORT = 'a TCP port number from 1 to 65535';
+/** A five-field cron expression in UTC, checked with the `cron` package before any reaches Temporal. */
+const cronSetting = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .superRefine((value, context) => {
+      const problem = cronProblem(value);
+      if (problem) context.addIssue({ code: 'custom', message: problem });
+    })
+    .transform((value) => value.trim());
+
 const port = z.coerce.number({ error: PORT }).int(PORT).min(1, PORT).max(65_535, PORT);
 const optionalText = z
   .string()
@@ -162,15 +173,21 @@ export const configSchema = z
       'true, false, a number of proxy hops, or comma-separated IP addresses and CIDRs like 10.0.0.0/8,127.0.0.1',
     ),
     /** When the daily gpc tag is made: a five-field cron expression in UTC (the schedule is updated in place at `up`). */
-    COMPUTATRUM_DAILY_TAG_CRON: z
-      .string()
-      .default('0 0 * * *')
-      .superRefine((value, context) => {
-        const problem = cronProblem(value);
-        if (problem) context.addIssue({ code: 'custom', message: problem });
-      }),
+    COMPUTATRUM_DAILY_TAG_CRON: cronSetting('0 0 * * *'),
+    /** When published breed versions never probed are probed (at most 20 a sweep). */
+    COMPUTATRUM_PROBE_SWEEP_CRON: cronSetting('30 1 * * *'),
+    /** When the feedback the germline has not learned from yet is built into datasets beside its images. */
+    COMPUTATRUM_DATASET_BUILD_CRON: cronSetting('0 3 * * *'),
+    /** When trainers' earnings are paid out through Stripe (by the platform; only when Stripe is configured). */
+    COMPUTATRUM_PAYOUTS_CRON: cronSetting('0 6 * * *'),
     /** How long activities in flight may finish when the worker stops (SIGTERM, Ctrl-C) before they are cancelled. */
     COMPUTATRUM_SHUTDOWN_GRACE_SECONDS: z.coerce.number().int().min(0).max(3600).default(0),
+    /** A workflow bundle built by `npm run build:workflows` (the daemon image's): loaded instead of bundling at start. */
+    COMPUTATRUM_WORKFLOW_BUNDLE: optionalText,
+    /** Prometheus metrics (the Temporal SDK's and computatrum's) on this port of PLATFORM_HOST; unset: none. */
+    COMPUTATRUM_METRICS_PORT: port.optional(),
+    /** How often the gauges read from PostgreSQL (budgets' books, runs and instances by state) are refreshed. */
+    COMPUTATRUM_METRICS_REFRESH_SECONDS: z.coerce.number().int().min(1).max(3600).default(15),
     PLATFORM_HOST: z.string().min(1).default('127.0.0.1'),
     PLATFORM_PORT: port.default(8080),
     /** The address people reach the platform at (Checkout returns there); default: http://PLATFORM_HOST:PLATFORM_PORT. */
@@ -248,8 +265,12 @@ export interface Config {
   taskQueue: string;
   /** Seconds activities in flight may finish when the worker stops, before they are cancelled. */
   shutdownGraceSeconds: number;
+  /** The prebuilt workflow bundle the worker loads (worker/workflow-bundle.ts); absent: it bundles at start. */
+  workflowBundle?: string;
+  /** Where `/metrics` is served (COMPUTATRUM_METRICS_PORT on PLATFORM_HOST); absent: no metrics. */
+  metrics?: { host: string; port: number; refreshSeconds: number };
   /** Cron expressions (five fields, UTC) of the Temporal Schedules computatrum keeps. */
-  schedules: { dailyTag: string };
+  schedules: { dailyTag: string; probeSweep: string; datasetBuilds: string; payouts: string };
   toolsDir: string;
   temporal: {
     /** Undefined: start the embedded dev server. */
@@ -366,7 +387,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     currency: c.COMPUTATRUM_CURRENCY,
     taskQueue: c.COMPUTATRUM_TASK_QUEUE,
     shutdownGraceSeconds: c.COMPUTATRUM_SHUTDOWN_GRACE_SECONDS,
-    schedules: { dailyTag: c.COMPUTATRUM_DAILY_TAG_CRON.trim() },
+    ...(c.COMPUTATRUM_WORKFLOW_BUNDLE ? { workflowBundle: path.resolve(c.COMPUTATRUM_WORKFLOW_BUNDLE) } : {}),
+    ...(c.COMPUTATRUM_METRICS_PORT
+      ? {
+          metrics: {
+            host: c.PLATFORM_HOST,
+            port: c.COMPUTATRUM_METRICS_PORT,
+            refreshSeconds: c.COMPUTATRUM_METRICS_REFRESH_SECONDS,
+          },
+        }
+      : {}),
+    schedules: {
+      dailyTag: c.COMPUTATRUM_DAILY_TAG_CRON,
+      probeSweep: c.COMPUTATRUM_PROBE_SWEEP_CRON,
+      datasetBuilds: c.COMPUTATRUM_DATASET_BUILD_CRON,
+      payouts: c.COMPUTATRUM_PAYOUTS_CRON,
+    },
     toolsDir: path.resolve(c.COMPUTATRUM_TOOLS_DIR ?? path.join(homedir(), '.cache', 'computatrum', 'tools')),
     temporal: {
       address: c.TEMPORAL_ADDRESS,

@@ -13,7 +13,7 @@ import { type DepositResult, depositUpdate, statusQuery } from '../workflows/bud
 import { genesisWorkflowId, germlineWorkflowId } from '../workflows/names';
 import type { TrainingRequest } from '../workflows/training-api';
 import { updateBudget } from './budget-client';
-import { genesisSummary, germlineSummary } from './summaries';
+import { genesisSummary, germlineSummary } from '../workflows/summaries';
 
 export type GermlineHandle = WorkflowHandle<typeof germlineWorkflow>;
 

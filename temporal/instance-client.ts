@@ -7,7 +7,7 @@ import type { instanceWorkflow } from '../workflows/instance';
 import type { InstanceRequest } from '../workflows/instance-api';
 import { instanceWorkflowId } from '../workflows/names';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
-import { instanceSummary } from './summaries';
+import { instanceSummary } from '../workflows/summaries';
 
 export type InstanceHandle = WorkflowHandle<typeof instanceWorkflow>;
 

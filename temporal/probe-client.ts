@@ -8,7 +8,7 @@ import type { probeWorkflow } from '../workflows/probe';
 import type { ProbeRequest } from '../workflows/probe-api';
 import { germlineWorkflowId, probeWorkflowId } from '../workflows/names';
 import { Payer, RunKind, RunState } from '../workflows/search-attributes';
-import { probeSummary } from './summaries';
+import { probeSummary } from '../workflows/summaries';
 
 export async function startProbe(
   client: Client,

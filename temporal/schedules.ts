@@ -1,6 +1,7 @@
-// The Temporal Schedule daily-gpc/<germline>: at COMPUTATRUM_DAILY_TAG_CRON (default 00:00 UTC every
-// day). Created at `up`, or brought back to this definition if it exists (so `up` twice is a no-op,
-// and a changed expression updates the schedule in place).
+// The Temporal Schedules computatrum keeps: daily-gpc/<germline> at COMPUTATRUM_DAILY_TAG_CRON
+// (default 00:00 UTC every day), and the upkeep beside it: probe-sweep/<germline> and
+// dataset-builds/<germline> at their own crons. Created at `up`, or brought back to this definition
+// if they exist (so `up` twice is a no-op, and a changed expression updates the schedule in place).
 //
 // Overlap BUFFER_ALL: after an outage or a backfill the days run one after another, in order, and
 // none is dropped; each day's workflow id is the day, so a day runs at most once anyway.
@@ -8,6 +9,7 @@
 // gaps are filled on purpose with `computatrum backfill`.
 import { type Client, ScheduleAlreadyRunning, ScheduleOverlapPolicy, type ScheduleOptions } from '@temporalio/client';
 import { GermlineId } from '../workflows/search-attributes';
+import { dailyScheduleSummary, upkeepSummary } from '../workflows/summaries';
 
 export const dailyScheduleId = (germline: string) => `daily-gpc/${germline}`;
 
@@ -22,6 +24,7 @@ function dailySchedule(germline: string, taskQueue: string, cron: string): Sched
       type: 'startWorkflow',
       workflowType: 'dailyGpcScheduleWorkflow',
       workflowId: dailyScheduleId(germline),
+      staticSummary: dailyScheduleSummary(germline),
       taskQueue,
       args: [{ germline }],
       typedSearchAttributes: [{ key: GermlineId, value: germline }],
@@ -34,7 +37,14 @@ export async function ensureDailySchedule(
   client: Client,
   options: { germline: string; taskQueue: string; cron?: string },
 ): Promise<'created' | 'updated'> {
-  const desired = dailySchedule(options.germline, options.taskQueue, options.cron ?? DEFAULT_DAILY_TAG_CRON);
+  return ensureSchedule(
+    client,
+    dailySchedule(options.germline, options.taskQueue, options.cron ?? DEFAULT_DAILY_TAG_CRON),
+  );
+}
+
+/** Creates the schedule, or brings an existing one back to this definition (in place: its history stays). */
+async function ensureSchedule(client: Client, desired: ScheduleOptions): Promise<'created' | 'updated'> {
   try {
     await client.schedule.create(desired);
     return 'created';
@@ -48,6 +58,57 @@ export async function ensureDailySchedule(
     }));
     return 'updated';
   }
+}
+
+/** The germline's upkeep beside the daily tag (workflows/maintenance.ts), each on its own schedule. */
+export const UPKEEP = {
+  probeSweep: {
+    id: (germline: string) => `probe-sweep/${germline}`,
+    workflowType: 'probeSweepWorkflow',
+    what: 'the probe sweep (breed versions and the newest gpc tag never probed)',
+    setting: 'COMPUTATRUM_PROBE_SWEEP_CRON',
+  },
+  datasetBuilds: {
+    id: (germline: string) => `dataset-builds/${germline}`,
+    workflowType: 'datasetBuildsWorkflow',
+    what: 'the dataset builds (feedback not learned yet)',
+    setting: 'COMPUTATRUM_DATASET_BUILD_CRON',
+  },
+} as const;
+
+export type UpkeepJob = keyof typeof UPKEEP;
+
+function upkeepSchedule(job: UpkeepJob, germline: string, taskQueue: string, cron: string): ScheduleOptions {
+  const { id, workflowType, what } = UPKEEP[job];
+  return {
+    scheduleId: id(germline),
+    spec: { cronExpressions: [cron], timezone: 'UTC' },
+    action: {
+      type: 'startWorkflow',
+      workflowType,
+      workflowId: id(germline),
+      staticSummary: upkeepSummary(germline, what),
+      taskQueue,
+      args: [{ germline }],
+      typedSearchAttributes: [{ key: GermlineId, value: germline }],
+    },
+    // One at a time; a run missed while the server was down is made up once, not once per miss.
+    policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1 day', pauseOnFailure: false },
+  };
+}
+
+/** Creates or updates the upkeep schedules at their configured crons; answers what each became. */
+export async function ensureUpkeepSchedules(
+  client: Client,
+  options: { germline: string; taskQueue: string; crons: Record<UpkeepJob, string> },
+): Promise<Record<UpkeepJob, 'created' | 'updated'>> {
+  const outcome = {} as Record<UpkeepJob, 'created' | 'updated'>;
+  for (const job of Object.keys(UPKEEP) as UpkeepJob[])
+    outcome[job] = await ensureSchedule(
+      client,
+      upkeepSchedule(job, options.germline, options.taskQueue, options.crons[job]),
+    );
+  return outcome;
 }
 
 /** Runs the daily workflow for every day from `from` to `to` (inclusive, YYYY-MM-DD). */

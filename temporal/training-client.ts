@@ -5,7 +5,7 @@ import { WorkflowIdReusePolicy } from '@temporalio/common';
 import type { trainingWorkflow } from '../workflows/training';
 import { type TrainingRequest, trainingSearchAttributes } from '../workflows/training-api';
 import { trainingWorkflowId } from '../workflows/names';
-import { trainingSummary } from './summaries';
+import { trainingSummary } from '../workflows/summaries';
 
 /** Starts the run; a run id used before is refused (WorkflowExecutionAlreadyStartedError). */
 export function startTrainingRun(

@@ -7,6 +7,7 @@ import { createAutonomyActivities } from '../activities/autonomy';
 import { createBudgetActivities } from '../activities/budget';
 import { createCheckpointActivities } from '../activities/checkpoints';
 import { createDatasetActivities } from '../activities/datasets';
+import { createGermlineArchiveActivities } from '../activities/germline-archive';
 import { createInstanceActivities, type GermlineInstanceSettings, type InstanceRunner } from '../activities/instances';
 import { createJournalActivities } from '../activities/journal';
 import { createProbeActivities, type ProbeSettings } from '../activities/probes';
@@ -57,6 +58,7 @@ const DEFAULT_TRAINING: TrainingDefaults = {
 export function createActivities(deps: ActivityDependencies) {
   return {
     ...createJournalActivities(deps.db),
+    ...createGermlineArchiveActivities(deps.db),
     ...createCheckpointActivities(deps),
     ...createBudgetActivities(deps.client),
     ...createTrainingActivities(deps),

@@ -47,6 +47,7 @@ import { failureMessage, FAILURE } from './failures';
 import { formatMoney, minorUnitsProblem } from './money';
 import { learnWorkflow } from './learn';
 import { learnWorkflowId, NAME } from './names';
+import { learnSummary } from './summaries';
 import { now } from './clock';
 
 // Measuring and deciding are retried a few times; a policy that cannot answer is an answer itself.
@@ -361,6 +362,7 @@ export function serveAutonomy(host: AutonomyHost, carried: AutonomyState): Serve
         // It outlives the tick, and the germline's continue-as-new: it records its own outcome.
         await startChild(learnWorkflow, {
           workflowId: learnWorkflowId(runId),
+          staticSummary: learnSummary(host.germline, runId, proposal.maxCost, host.budget.currency),
           args: [
             {
               germline: host.germline,

@@ -21,6 +21,7 @@ import type { InstanceActivities } from '../activities/instances';
 import type { ProbeActivities } from '../activities/probes';
 import { CheckpointTag, GermlineId } from './search-attributes';
 import { dailyGpcWorkflowId } from './names';
+import { dailySummary } from './summaries';
 
 const { tagDailyCheckpoint } = proxyActivities<CheckpointActivities>({
   startToCloseTimeout: '10 minutes',
@@ -56,13 +57,13 @@ export async function dailyGpcWorkflow(input: { germline: string; day: string })
   if (result.status === 'published' && patched(MOVE_PUBLIC_INSTANCE)) {
     await moveGermlineInstance({ germline: input.germline, tag: result.tag });
   }
-  // The new tag is probed by its own workflow (probe/<repo>@<digest>, once per digest), with breed
-  // versions pushed since; the day is tagged whether or not the probes could be started.
+  // The new tag is probed by its own workflow (probe/<repo>@<digest>, once per digest); the day is
+  // tagged whether or not the probe could be started.
   if (result.status === 'published' && patched(PROBE_DAILY_TAG)) {
     try {
       await startDailyProbes({ germline: input.germline, tag: result.tag });
     } catch {
-      // Probes are never a reason for the day to fail; a breed version missed now is swept the next day.
+      // Probes are never a reason for the day to fail; one missed now is caught by the next probe sweep.
     }
   }
   return result;
@@ -81,6 +82,7 @@ export async function dailyGpcScheduleWorkflow(input: {
     return await executeChild(dailyGpcWorkflow, {
       workflowId: dailyGpcWorkflowId(input.germline, day),
       args: [{ germline: input.germline, day }],
+      staticSummary: dailySummary(input.germline, day),
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
       parentClosePolicy: ParentClosePolicy.ABANDON,
     });

@@ -18,6 +18,7 @@ import { now } from './clock';
 import { dailyGpcWorkflow } from './daily-gpc';
 import { dailyGpcWorkflowId, trainingWorkflowId } from './names';
 import { GermlineId } from './search-attributes';
+import { dailySummary, trainingSummary } from './summaries';
 import { trainingWorkflow } from './training';
 import { type TrainingRequest, type TrainingResult, trainingSearchAttributes } from './training-api';
 
@@ -38,6 +39,7 @@ export async function genesisWorkflow(input: GenesisInput): Promise<GenesisResul
   const run = await executeChild(trainingWorkflow, {
     workflowId: trainingWorkflowId(input.training.id),
     args: [input.training],
+    staticSummary: trainingSummary(input.training),
     typedSearchAttributes: trainingSearchAttributes(input.training),
     workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
   });
@@ -52,6 +54,7 @@ export async function genesisWorkflow(input: GenesisInput): Promise<GenesisResul
     const daily = await executeChild(dailyGpcWorkflow, {
       workflowId: dailyGpcWorkflowId(input.germline, day),
       args: [{ germline: input.germline, day }],
+      staticSummary: dailySummary(input.germline, day),
       workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
       parentClosePolicy: ParentClosePolicy.ABANDON,
     });

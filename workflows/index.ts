@@ -10,3 +10,4 @@ export { learnWorkflow } from './learn';
 export { allotmentWorkflow } from './allotment';
 export { sponsorWorkflow } from './sponsor';
 export { probeWorkflow } from './probe';
+export { probeSweepWorkflow, datasetBuildsWorkflow } from './maintenance';

@@ -12,6 +12,7 @@ import {
   condition,
   currentUpdateInfo,
   log,
+  metricMeter,
   patched,
   proxyActivities,
   setCurrentDetails,
@@ -50,6 +51,9 @@ const RETRY_FAILING_JOURNAL = '30 seconds';
 
 /** Entries booked per activity call: concurrent updates share one database transaction. */
 const JOURNAL_BATCH = 250;
+
+/** Prometheus counter (runtime/metrics.ts serves it) of reservations refused, labelled by the rejection's reason. */
+export const RESERVATIONS_REFUSED_METRIC = 'computatrum_budget_reservations_refused';
 
 /** Workflows started before answers stopped waiting for the journal replay as they ran. */
 const ANSWER_WHEN_DURABLE = 'budget-answers-when-durable';
@@ -101,6 +105,12 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
   showDetails();
   // Asked once, as the run starts: a patch marker written from inside an update handler breaks replay.
   const answerWhenDurable = patched(ANSWER_WHEN_DURABLE);
+  // Metrics are not in the history: a replay counts nothing again.
+  const reservationsRefused = metricMeter.createCounter(
+    RESERVATIONS_REFUSED_METRIC,
+    '',
+    'reservations a budget refused',
+  );
 
   function updateKey(): string {
     const update = currentUpdateInfo();
@@ -119,7 +129,15 @@ export function serveBudget(budget: Budget, options: { book: string; onChange?: 
     validator: (request) => asFailure(() => budget.checkDeposit(request)),
   });
   setHandler(reserveUpdate, (request) => accepted(asFailure(() => budget.reserve(request, updateKey(), now()))), {
-    validator: (request) => asFailure(() => budget.checkReserve(request, now())),
+    validator: (request) =>
+      asFailure(() => {
+        try {
+          budget.checkReserve(request, now());
+        } catch (error) {
+          if (error instanceof BudgetRejection) reservationsRefused.add(1, { reason: error.reason });
+          throw error;
+        }
+      }),
   });
   setHandler(settleUpdate, (request) => accepted(asFailure(() => budget.settle(request, updateKey(), now()))), {
     validator: (request) => asFailure(() => budget.checkSettle(request)),

@@ -1,11 +1,11 @@
 // What the Temporal Web UI shows of each workflow in its list, in words (the static summary set
 // when it starts), so an operator reads the board without opening inputs. Long-lived workflows keep
 // their current details up to date themselves (setCurrentDetails: budgets, instances).
-import type { AllotmentInput } from '../workflows/allotment-api';
-import type { InstanceRequest } from '../workflows/instance-api';
-import { formatMoney } from '../workflows/money';
-import type { ProbeRequest } from '../workflows/probe-api';
-import type { TrainingRequest } from '../workflows/training-api';
+import type { AllotmentInput } from './allotment-api';
+import type { InstanceRequest } from './instance-api';
+import { formatMoney } from './money';
+import type { ProbeRequest } from './probe-api';
+import type { TrainingRequest } from './training-api';
 
 export const germlineSummary = (name: string, currency: string): string =>
   `germline ${name}: its budget (${currency.toUpperCase()}), children, autonomy and daily checkpoints`;
@@ -29,3 +29,17 @@ export const allotmentSummary = (input: AllotmentInput): string =>
 
 export const probeSummary = (request: ProbeRequest): string =>
   `probe of ${request.repo}@${request.digest.slice(0, 19)}… (${request.trigger}${request.requestedBy ? ` by ${request.requestedBy}` : ''}), paid by germline/${request.germline}`;
+
+export const dailySummary = (germline: string, day: string): string =>
+  `daily gpc tag of germline ${germline} for ${day}: gpc-${day} on its head`;
+
+export const dailyScheduleSummary = (germline: string): string =>
+  `the daily gpc schedule's run of germline ${germline}: starts the day's tag`;
+
+export const upkeepSummary = (germline: string, what: string): string => `${what} of germline ${germline}`;
+
+export const learnSummary = (germline: string, runId: string, maxCost: string, currency: string): string =>
+  `learning of germline ${germline}: its unlearned feedback into datasets, run ${runId} (at most ${formatMoney(maxCost, currency)}) on its head, promoted past the eval gate`;
+
+export const childSummary = (germline: string, name: string, purpose: string, allowance: string, currency: string) =>
+  `child ${name} of germline ${germline}: ${purpose}, an allowance of ${formatMoney(allowance, currency)}`;

@@ -48,7 +48,7 @@ export interface ProbeSettings {
   leaseSeconds?: number;
   /** How often a probe's instance is checked (default: the instance workflow's). */
   checkSeconds?: number;
-  /** Breed versions the daily hook starts probes of at most, per day. */
+  /** Breed versions one probe sweep (COMPUTATRUM_PROBE_SWEEP_CRON) starts probes of, at most. */
   sweepLimit?: number;
 }
 
@@ -78,8 +78,10 @@ export interface ProbeActivities {
     recordedAt: string;
   }): Promise<ProbeOutcome>;
   recordProbeError(input: { probeId: string; attempts: number; reason: string }): Promise<ProbeOutcome>;
-  /** The daily hook: probes the day's gpc tag and breed versions never probed; nothing when probes are off. */
+  /** The daily hook: probes the day's gpc tag; nothing when probes are off. */
   startDailyProbes(input: { germline: string; tag: string }): Promise<{ started: string[]; off?: boolean }>;
+  /** The probe-sweep schedule's work: probes breed versions and germline tags never probed (at most `sweepLimit`). */
+  sweepBreedVersions(input: { germline: string }): Promise<{ started: string[]; off?: boolean }>;
 }
 
 export interface ProbeDependencies {
@@ -142,6 +144,13 @@ const judgeName = (judge: ProbeJudgeSpec, suite: string) =>
 
 export function createProbeActivities(deps: ProbeDependencies): ProbeActivities {
   const { db, store, client } = deps;
+  /**
+   * A Temporal call of an activity ends with the activity: when the worker shuts down (Ctrl-C, SIGTERM)
+   * the activity's cancellation aborts it, instead of the call retrying on a connection being closed.
+   */
+  const untilCancelled = <T>(call: () => Promise<T>): Promise<T> =>
+    client.withAbortSignal(Context.current().cancellationSignal, call);
+
   const settings = (): ProbeSettings =>
     deps.probes ?? invalid('probes are off on this worker: it was started without probe settings');
 
@@ -155,7 +164,9 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
     const taskQueue = Context.current().info.taskQueue;
     for (const image of images) {
       if (await hasBeenProbed(db, image.repo, image.digest)) continue;
-      const result = await startProbe(client, taskQueue, { version: 1, ...image, germline, trigger });
+      const result = await untilCancelled(() =>
+        startProbe(client, taskQueue, { version: 1, ...image, germline, trigger }),
+      );
       if (result.started) started.push(result.workflowId);
     }
     return started;
@@ -196,23 +207,26 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
       const probes = settings();
       const id = probeInstanceId(request.digest, probeId, attempt);
       try {
-        await launchInstance(client, Context.current().info.taskQueue, {
-          version: 1,
-          id,
-          image: { repo: request.repo, reference: request.digest },
-          payer: germlineWorkflowId(request.germline),
-          currency: probes.currency,
-          // Private, with no owner: only operators see it; nobody but the probe talks to it.
-          visibility: 'private',
-          runner: probes.runner,
-          gpus: 1,
-          ratePerGpuHour: probes.ratePerGpuHour.toString(),
-          idleTimeoutSeconds: 0,
-          maxDurationSeconds: probes.maxDurationSeconds ?? 1800,
-          maxCost: probes.maxCost.toString(),
-          ...(probes.leaseSeconds ? { leaseSeconds: probes.leaseSeconds } : {}),
-          ...(probes.checkSeconds ? { checkSeconds: probes.checkSeconds } : {}),
-        });
+        const taskQueue = Context.current().info.taskQueue;
+        await untilCancelled(() =>
+          launchInstance(client, taskQueue, {
+            version: 1,
+            id,
+            image: { repo: request.repo, reference: request.digest },
+            payer: germlineWorkflowId(request.germline),
+            currency: probes.currency,
+            // Private, with no owner: only operators see it; nobody but the probe talks to it.
+            visibility: 'private',
+            runner: probes.runner,
+            gpus: 1,
+            ratePerGpuHour: probes.ratePerGpuHour.toString(),
+            idleTimeoutSeconds: 0,
+            maxDurationSeconds: probes.maxDurationSeconds ?? 1800,
+            maxCost: probes.maxCost.toString(),
+            ...(probes.leaseSeconds ? { leaseSeconds: probes.leaseSeconds } : {}),
+            ...(probes.checkSeconds ? { checkSeconds: probes.checkSeconds } : {}),
+          }),
+        );
       } catch (error) {
         // A retried activity finds the instance it launched.
         if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
@@ -224,7 +238,7 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
       const handle = instanceHandle(client, instanceId);
       for (;;) {
         Context.current().heartbeat();
-        const status = await handle.query(instanceStatusQuery);
+        const status = await untilCancelled(() => handle.query(instanceStatusQuery));
         if (status.state === 'ready' && status.endpoint) return { endpoint: status.endpoint };
         if (
           FINAL_INSTANCE_STATES.includes(status.state) ||
@@ -261,11 +275,14 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
     async stopProbeInstance({ instanceId, probeId }) {
       const handle = instanceHandle(client, instanceId);
       try {
-        const status = await handle.query(instanceStatusQuery);
+        const status = await untilCancelled(() => handle.query(instanceStatusQuery));
         if (FINAL_INSTANCE_STATES.includes(status.state)) return;
-        await handle.executeUpdate(stopInstanceUpdate, {
-          args: [{ by: `probe ${probeId}`, reason: 'the probe is done with it' }],
-        });
+        // The update waits for the instance to stop: the longest call here, the first to abort at shutdown.
+        await untilCancelled(() =>
+          handle.executeUpdate(stopInstanceUpdate, {
+            args: [{ by: `probe ${probeId}`, reason: 'the probe is done with it' }],
+          }),
+        );
       } catch (error) {
         // Never launched (the attempt failed before): nothing to stop.
         if (error instanceof WorkflowNotFoundError) return;
@@ -346,15 +363,33 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
       if (!deps.probes) return { started: [], off: true };
       const repo = germlineRepository(germline);
       const day = await requireManifest(store, repo, tag);
-      const started = await probeIfNew(germline, [{ repo, digest: day.digest }], 'daily');
-      // Breed versions pushed since (a push goes straight to the store): each new digest once.
+      return { started: await probeIfNew(germline, [{ repo, digest: day.digest }], 'daily') };
+    },
+
+    async sweepBreedVersions({ germline }) {
+      if (!deps.probes) return { started: [], off: true };
+      // The germline's newest gpc tag, if its daily probe could not start (older days are not probed
+      // after the fact: each probe is an instance the germline pays for), and breed versions pushed
+      // since the last sweep (a push goes straight to the store): each digest never probed, once.
       const limit = deps.probes.sweepLimit ?? DEFAULT_SWEEP_LIMIT;
+      const repo = germlineRepository(germline);
+      const newestDay = (await store.listTags(repo))
+        .filter((tag) => tag.startsWith('gpc-'))
+        .sort()
+        .at(-1);
+      const breeds = await db.breed.findMany({ select: { repository: true }, orderBy: { createdAt: 'asc' } });
+      const candidates = [
+        ...(newestDay ? [{ repo, tags: [newestDay] }] : []),
+        ...(await Promise.all(
+          breeds.map(async (b) => ({ repo: b.repository, tags: await store.listTags(b.repository) })),
+        )),
+      ];
       const versions: { repo: string; digest: string }[] = [];
-      for (const breed of await db.breed.findMany({ select: { repository: true }, orderBy: { createdAt: 'asc' } })) {
-        for (const tag of await store.listTags(breed.repository)) {
-          const manifest = await store.getManifest(breed.repository, tag);
-          if (manifest && !versions.some((v) => v.repo === breed.repository && v.digest === manifest.digest))
-            versions.push({ repo: breed.repository, digest: manifest.digest });
+      for (const { repo, tags } of candidates) {
+        for (const tag of tags) {
+          const manifest = await store.getManifest(repo, tag);
+          if (manifest && !versions.some((v) => v.repo === repo && v.digest === manifest.digest))
+            versions.push({ repo, digest: manifest.digest });
         }
       }
       const fresh: { repo: string; digest: string }[] = [];
@@ -362,8 +397,10 @@ export function createProbeActivities(deps: ProbeDependencies): ProbeActivities 
         if (fresh.length >= limit) break;
         if (!(await hasBeenProbed(db, version.repo, version.digest))) fresh.push(version);
       }
-      started.push(...(await probeIfNew(germline, fresh, 'push')));
-      return { started };
+      const [days, pushes] = [fresh.filter((v) => v.repo === repo), fresh.filter((v) => v.repo !== repo)];
+      return {
+        started: [...(await probeIfNew(germline, days, 'daily')), ...(await probeIfNew(germline, pushes, 'push'))],
+      };
     },
   };
 }

@@ -59,14 +59,14 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       const cfg = config();
       const { repo, reference } = parseReference(source);
       const baseUrl = platformUrl(cfg, options.from);
-      const [{ pullCheckpoint }, { registryAuthorizationFor }] = await Promise.all([
+      const [{ pullCheckpoint }, { registryAuthFor }] = await Promise.all([
         import('../../store/pull.js'),
         import('../../store/index.js'),
       ]);
-      // The configured registry gets its login; a platform gets the account's token (a paid breed is
-      // downloaded by who bought it: the platform knows them by their token).
-      const authorization =
-        (await registryAuthorizationFor(cfg.store, baseUrl)) ?? (cfg.apiToken ? `Bearer ${cfg.apiToken}` : undefined);
+      // The configured registry gets its login (Basic, or exchanged for tokens); a platform gets the
+      // account's token (a paid breed is downloaded by who bought it: the platform knows them by their token).
+      const auth = await registryAuthFor(cfg.store, baseUrl);
+      const authorization = !auth && cfg.apiToken ? `Bearer ${cfg.apiToken}` : undefined;
       const view = new PullProgressView(process.stderr);
       const result = await pullCheckpoint({
         baseUrl,
@@ -75,6 +75,7 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
         dir,
         concurrency: options.parallel,
         ...(authorization ? { headers: { authorization } } : {}),
+        ...(auth ? { auth } : {}),
         onManifest: (files) => view.start(files),
         onProgress: (progress) => view.update(progress),
       });
@@ -184,27 +185,59 @@ export function addCheckpointCommands(program: Command, config: () => Config): v
       const count = Number(options.next);
       if (!Number.isInteger(count) || count < 1 || count > 20)
         throw new UserError(`--next "${options.next}" is not a number from 1 to 20`, 2);
-      const [{ dailyScheduleId }, { nextRuns }] = await Promise.all([
+      const [{ dailyScheduleId, UPKEEP }, { nextRuns }] = await Promise.all([
         import('../../temporal/schedules.js'),
         import('../../runtime/cron.js'),
       ]);
-      const id = dailyScheduleId(cfg.germline);
-      const configured = nextRuns(cfg.schedules.dailyTag, count);
-      const running = await withGermline(cfg, async (client) => {
-        try {
-          return (await client.schedule.getHandle(id).describe()).info.nextActionTimes.slice(0, count);
-        } catch {
-          return undefined; // not created yet: `up` creates it
-        }
-      });
+      const schedules = [
+        {
+          id: dailyScheduleId(cfg.germline),
+          what: 'the daily gpc tag',
+          setting: 'COMPUTATRUM_DAILY_TAG_CRON',
+          cron: cfg.schedules.dailyTag,
+          temporal: true,
+        },
+        ...(['probeSweep', 'datasetBuilds'] as const).map((job) => ({
+          id: UPKEEP[job].id(cfg.germline),
+          what: UPKEEP[job].what,
+          setting: UPKEEP[job].setting,
+          cron: cfg.schedules[job],
+          temporal: true,
+        })),
+        {
+          id: 'payouts',
+          what: "trainers' payouts through Stripe, by the platform",
+          setting: 'COMPUTATRUM_PAYOUTS_CRON',
+          cron: cfg.schedules.payouts,
+          temporal: false,
+        },
+      ];
+      const running = await withGermline(cfg, (client) =>
+        Promise.all(
+          schedules.map(async ({ id, temporal }) => {
+            if (!temporal) return undefined;
+            try {
+              return (await client.schedule.getHandle(id).describe()).info.nextActionTimes.slice(0, count);
+            } catch {
+              return null; // not created yet: `up` creates it
+            }
+          }),
+        ),
+      );
       const times = (dates: Date[]) => dates.map((date) => date.toISOString().replace('.000Z', 'Z')).join(', ');
-      print(`${id}  the daily gpc tag  COMPUTATRUM_DAILY_TAG_CRON="${cfg.schedules.dailyTag}" (UTC)`);
-      print(`  next, as configured:   ${times(configured)}`);
-      if (!running) print('  Temporal: no such schedule yet (`computatrum up` creates it)');
-      else if (times(running) === times(configured)) print('  Temporal runs it so.');
-      else
-        print(
-          `  Temporal runs it at:   ${times(running)}  (\`computatrum up\` updates it to the configured expression)`,
-        );
+      schedules.forEach((schedule, index) => {
+        const configured = nextRuns(schedule.cron, count);
+        const inTemporal = running[index];
+        print(`${schedule.id}  ${schedule.what}  ${schedule.setting}="${schedule.cron}" (UTC)`);
+        print(`  next, as configured:   ${times(configured)}`);
+        if (inTemporal === undefined)
+          print(cfg.stripe ? '  run by the platform at these times' : '  off: Stripe is not configured');
+        else if (inTemporal === null) print('  Temporal: no such schedule yet (`computatrum up` creates it)');
+        else if (times(inTemporal) === times(configured)) print('  Temporal runs it so.');
+        else
+          print(
+            `  Temporal runs it at:   ${times(inTemporal)}  (\`computatrum up\` updates it to the configured expression)`,
+          );
+      });
     });
 }

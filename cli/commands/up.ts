@@ -27,12 +27,14 @@ import {
   germlineStatus,
   OPENING_BALANCE_REFERENCE,
 } from '../../temporal/germline-client';
-import { installTemporalLogging, type Logger } from '../../runtime/logging';
+import { installTemporalRuntime, shutdownTemporalRuntime, type Logger } from '../../runtime/logging';
 import { connectTemporal, ensureSearchAttributes, temporalClient } from '../../temporal/connection';
 import { installTool, TEMPORAL_CLI } from '../../runtime/tools';
 import { createInstanceRunners, createRunners, startInstanceSweeper } from '../../worker/runners';
+import { startMetricsCollector } from '../../worker/metrics-collector';
 import { connectWorker, createWorker } from '../../worker/worker';
-import { dailyScheduleId, ensureDailySchedule } from '../../temporal/schedules';
+import { verifiedWorkflowBundle } from '../../worker/workflow-bundle';
+import { dailyScheduleId, ensureDailySchedule, ensureUpkeepSchedules } from '../../temporal/schedules';
 import { PROJECT_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { genesisWorkflowId, germlineRepository, germlineWorkflowId } from '../../workflows/names';
 import { type GermlineInstanceSettings, moveGermlineInstance } from '../../activities/instances';
@@ -76,7 +78,11 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
 
   try {
     mkdirSync(config.dataDir, { recursive: true });
-    installTemporalLogging(logger);
+    // Core's logs into pino, and with COMPUTATRUM_METRICS_PORT its Prometheus endpoint (this process's metrics).
+    installTemporalRuntime(logger, config.metrics);
+    stops.push({ name: 'temporal runtime', stop: shutdownTemporalRuntime });
+    if (config.metrics)
+      logger.info({ url: `http://${config.metrics.host}:${config.metrics.port}/metrics` }, 'serving metrics');
 
     let devServer: DevServer | undefined;
     if (!config.temporal.address) {
@@ -109,7 +115,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
     if (applied.length > 0) logger.info({ migrations: applied }, 'database migrated');
     const db = openDatabase(dbUrl);
     stops.push({ name: 'database client', stop: () => db.$disconnect() });
-    const store = await openStore(config.store);
+    const store = await openStore(config.store, { logger });
     // What an interrupted push left behind goes at start; a push still running keeps its files.
     if (store instanceof LayoutStore) {
       const removed = await removeLeftovers(store.location);
@@ -154,6 +160,14 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         namespace: config.temporal.namespace,
         taskQueue: config.taskQueue,
         shutdownGraceSeconds: config.shutdownGraceSeconds,
+        // The image's prebuilt bundle, refused when the code it was built from has changed since.
+        ...(config.workflowBundle
+          ? {
+              workflowBundlePath: await verifiedWorkflowBundle(config.workflowBundle).catch((error: Error) => {
+                throw new UserError(error.message, 2);
+              }),
+            }
+          : {}),
         activities: {
           db,
           store,
@@ -184,6 +198,14 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         logger: logger.child({ component: 'instance' }),
       });
       stops.push({ name: 'instance sweeper', stop: () => sweeper.stop() });
+      if (config.metrics) {
+        const collector = startMetricsCollector(
+          db,
+          logger.child({ component: 'metrics' }),
+          config.metrics.refreshSeconds * 1000,
+        );
+        stops.push({ name: 'metrics collector', stop: () => collector.stop() });
+      }
       // A worker-only process answers its orchestrator's probes on the platform's address.
       if (!runsPlatform) {
         const health = await workerHealthServer(logger, [
@@ -206,6 +228,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         logger,
         store,
         db,
+        databaseUrl: dbUrl,
         germline: config.germline,
         currency: config.currency,
         client,
@@ -219,6 +242,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
               },
             }
           : {}),
+        payoutsCron: config.schedules.payouts,
         training: { ...trainingDefaults(config), taskQueue: config.taskQueue, maxGpus: config.training.trainerMaxGpus },
         visitorSalt: config.platform.visitorSalt ?? dataFolderSecret(config.dataDir, 'visitor-salt'),
         gatewayLimits: config.platform.gatewayLimits,
@@ -263,6 +287,12 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
         cron: config.schedules.dailyTag,
       });
       logger.info({ scheduleId: dailyScheduleId(config.germline), schedule }, 'daily gpc schedule ready');
+      const upkeep = await ensureUpkeepSchedules(client, {
+        germline: config.germline,
+        taskQueue: config.taskQueue,
+        crons: { probeSweep: config.schedules.probeSweep, datasetBuilds: config.schedules.datasetBuilds },
+      });
+      logger.info({ schedules: upkeep }, 'upkeep schedules ready');
       await beginGenesis(config, logger, client, store);
       if (germlineInstance) {
         const newest = await db.checkpoint.findFirst({

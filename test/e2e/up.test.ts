@@ -190,6 +190,17 @@ test('npm start brings up Temporal with its UI, PostgreSQL, the worker, the plat
   expect(schedules.stdout).toMatch(
     /next, as configured: +\d{4}-\d\d-\d\dT00:00:00Z, \d{4}-\d\d-\d\dT00:00:00Z\n {2}Temporal runs it so\./,
   );
+  // The upkeep beside it, each on its own Temporal Schedule; payouts are the platform's, off without Stripe.
+  expect(schedules.stdout).toContain(
+    `probe-sweep/${env.COMPUTATRUM_GERMLINE}  the probe sweep (breed versions and the newest gpc tag never probed)  COMPUTATRUM_PROBE_SWEEP_CRON="30 1 * * *" (UTC)`,
+  );
+  expect(schedules.stdout).toContain(
+    `dataset-builds/${env.COMPUTATRUM_GERMLINE}  the dataset builds (feedback not learned yet)  COMPUTATRUM_DATASET_BUILD_CRON="0 3 * * *" (UTC)`,
+  );
+  expect(schedules.stdout.match(/Temporal runs it so\./g)).toHaveLength(3);
+  expect(schedules.stdout).toMatch(
+    /COMPUTATRUM_PAYOUTS_CRON="0 6 \* \* \*" \(UTC\)\n.*T06:00:00Z.*\n {2}off: Stripe is not configured/,
+  );
   const changed = await cli({ ...env, COMPUTATRUM_DAILY_TAG_CRON: '30 2 * * *' }, 'schedules');
   expect(changed.stdout).toMatch(
     /Temporal runs it at: .*T00:00:00Z.*\(`computatrum up` updates it to the configured expression\)/,

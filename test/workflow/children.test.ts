@@ -1,11 +1,12 @@
 // Children on the real engine: spawned by the germline within its guardrails, funded by a
 // reservation, paying for their own training runs, and retiring or leaving with the allowance
-// settled to the cent, across the germline's continue-as-new.
+// settled to the cent, across the germline's continue-as-new (which archives the ended ones in PostgreSQL).
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { tinyTrainerCommand } from '../../activities/runners/tiny-trainer';
+import { listChildren } from '../../db/germline-archive';
 import { ANNOTATION, publishCheckpoint } from '../../store/checkpoint';
 import {
   type ChildStatus,
@@ -84,6 +85,10 @@ test('a spawned child holds its allowance as a reservation of the germline and w
   });
   expect((await env.store.getManifest(`children/${name}`, 'main'))?.digest).toBe(head.digest);
   expect(await germline.handle.query(childrenQuery)).toEqual([record]);
+  // Started by the germline's workflow, it reads as what it is in the Temporal UI's list.
+  expect(await (await child(germline.name, name).describe()).staticSummary()).toBe(
+    `child ${name} of germline ${germline.name}: programming, an allowance of 50.00 USD`,
+  );
 });
 
 test('a child pays for its own training run; retiring it settles exactly what it spent in the germline', async () => {
@@ -210,11 +215,14 @@ test('100 children spawned and retired across continue-as-new stay tracked, and 
   for (const name of names.slice(-4)) await child(germline.name, name).executeUpdate(retireUpdate, { args: ['done'] });
 
   expect((await germline.handle.describe()).runId).not.toBe(firstRun); // it continued as new on the way
+  // Tracked as the readers list them: the germline's own children and those it archived in
+  // PostgreSQL when it continued as new (its carried state holds only what ended since).
   const records = await eventually(async () => {
-    const r = await germline.handle.query(childrenQuery);
-    return r.every((c) => c.state === 'retired') ? r : undefined;
+    const { children: r } = await listChildren(env.db, germline.name, await germline.handle.query(childrenQuery));
+    return r.length === names.length && r.every((c) => c.state === 'retired') ? r : undefined;
   }, 'every child retired in the germline');
   expect(records.map((c) => c.name)).toEqual(names);
+  expect(await env.db.archivedChild.count({ where: { germline: germline.name } })).toBeGreaterThan(0);
   const allowances = records.reduce((sum, c) => sum + BigInt(c.allowance), 0n);
   expect(allowances).toBe(names.reduce((sum, _n, i) => sum + BigInt(1000 + i), 0n));
   const books = await germline.handle.query(statusQuery);

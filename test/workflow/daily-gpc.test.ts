@@ -134,6 +134,10 @@ test('the same day run twice gives one tag and one row', async () => {
     'the day workflow to complete',
     45_000,
   );
+  // Started by the schedule's run as a child, it still reads as what it is in the Temporal UI's list.
+  expect(await (await day.describe()).staticSummary()).toBe(
+    `daily gpc tag of germline ${germline} for 2026-11-24: gpc-2026-11-24 on its head`,
+  );
   const rows = await checkpointRows(germline);
   expect(rows.map((r) => r.tag)).toEqual(['gpc-2026-11-23', 'gpc-2026-11-24']);
   expect(await env.store.listTags(`germline/${germline}`)).toEqual(['gpc-2026-11-23', 'gpc-2026-11-24', 'main']);

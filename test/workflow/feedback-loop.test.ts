@@ -19,6 +19,7 @@ import { startTrainingRun } from '../../temporal/training-client';
 import { type TickReport, setAutonomyUpdate, tickUpdate } from '../../workflows/autonomy-api';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
 import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
+import { datasetBuildsWorkflow } from '../../workflows/maintenance';
 import type { learnWorkflow } from '../../workflows/learn';
 import { germlineWorkflowId, learnWorkflowId } from '../../workflows/names';
 import { trainingRequest } from '../../workflows/training-api';
@@ -139,6 +140,13 @@ test('a correction given on the zookeeper is learned, and the next gpc tag names
     builtBy: { germline: germlineWorkflowId(germline) },
   });
   expect(dataset.records.records).toContain(record);
+  // The dataset-builds schedule's run gathers the same unlearned feedback: the same dataset, not a second one.
+  const scheduled = await env.client.workflow.execute(datasetBuildsWorkflow, {
+    workflowId: uniqueName('dataset-builds'),
+    taskQueue: env.taskQueue,
+    args: [{ germline }],
+  });
+  expect(scheduled).toEqual({ datasets: [`${repository}@${dataset.digest}`] });
 
   const spentBefore = BigInt((await handle.query(statusQuery)).spent);
   const runId = uniqueName('learn');

@@ -21,10 +21,12 @@ import { probeNewVersions, reviewFlag } from '../../platform/probes';
 import { createBreedCheckout, type StripeSettings } from '../../platform/stripe';
 import { publishCheckpoint } from '../../store/checkpoint';
 import { updateBudget } from '../../temporal/budget-client';
+import { ensureUpkeepSchedules, UPKEEP } from '../../temporal/schedules';
 import { instanceHandle, launchInstance } from '../../temporal/instance-client';
 import { probeHandle, startProbe } from '../../temporal/probe-client';
 import { depositUpdate, statusQuery } from '../../workflows/budget-api';
 import { dailyGpcWorkflow } from '../../workflows/daily-gpc';
+import { probeSweepWorkflow } from '../../workflows/maintenance';
 import { instanceStatusQuery } from '../../workflows/instance-api';
 import { germlineWorkflowId } from '../../workflows/names';
 import { createWorker } from '../../worker/worker';
@@ -458,4 +460,61 @@ test('on /operator an operator sees the flags awaiting review and clears one wit
   ).toMatchObject({ state: 'cleared', reviewedBy: operator.handle });
   const unknown = await post('/operator/probes', { image: 'trainers/nobody/none:main' });
   expect(unknown.statusCode).toBe(404);
+});
+
+test('the probe-sweep schedule probes a breed version pushed straight to the store, once', async () => {
+  const seller = await signUpAccount(app, uniqueName('seller'));
+  const repo = `trainers/${seller.handle}/sweep`;
+  const first = await imageIn(repo, 'benign');
+  await publishBreed(env.db, env.store, accountOf(seller), {
+    repository: repo,
+    title: 'Swept',
+    price: '1.00',
+    currency: 'usd',
+  });
+  // The version published without a probe, and one pushed since: neither probed yet.
+  const pushed = await imageIn(repo, 'benign', 'v2');
+  const created = await ensureUpkeepSchedules(env.client, {
+    germline: germline.name,
+    taskQueue: env.taskQueue,
+    crons: { probeSweep: '0 4 * * *', datasetBuilds: '0 5 * * *' },
+  });
+  expect(created).toEqual({ probeSweep: 'created', datasetBuilds: 'created' });
+  const sweep = env.client.schedule.getHandle(UPKEEP.probeSweep.id(germline.name));
+  try {
+    await sweep.trigger();
+    for (const image of [first, pushed]) {
+      const outcome = await eventually(
+        async () =>
+          probeHandle(env.client, repo, image.digest)
+            .result()
+            .catch(() => undefined),
+        `the swept probe of ${image.digest}`,
+        90_000,
+      );
+      expect(outcome).toMatchObject({ state: 'passed', attempts: 1 });
+      expect(await env.db.probe.findUniqueOrThrow({ where: { id: outcome.probeId } })).toMatchObject({
+        trigger: 'push',
+      });
+    }
+    // The sweep's own run ended, and a second one finds nothing left to probe.
+    const [action] = (await sweep.describe()).info.recentActions;
+    const sweepRun = env.client.workflow.getHandle<typeof probeSweepWorkflow>(action!.action.workflow.workflowId);
+    const swept = await sweepRun.result();
+    // The Temporal UI's list says what it is.
+    expect(await (await sweepRun.describe()).staticSummary()).toBe(
+      `the probe sweep (breed versions and the newest gpc tag never probed) of germline ${germline.name}`,
+    );
+    expect(swept.started).toHaveLength(2);
+    await expect(
+      env.client.workflow.execute(probeSweepWorkflow, {
+        workflowId: uniqueName('sweep'),
+        taskQueue: env.taskQueue,
+        args: [{ germline: germline.name }],
+      }),
+    ).resolves.toEqual({ started: [] });
+  } finally {
+    await sweep.delete();
+    await env.client.schedule.getHandle(UPKEEP.datasetBuilds.id(germline.name)).delete();
+  }
 });

@@ -34,6 +34,7 @@ import {
 } from '../../workflows/names';
 import type { genesisWorkflow } from '../../workflows/genesis';
 import { learnWorkflow } from '../../workflows/learn';
+import { datasetBuildsWorkflow, probeSweepWorkflow } from '../../workflows/maintenance';
 import { allotmentWorkflow } from '../../workflows/allotment';
 import { sponsorHandle } from '../../platform/sponsors';
 import { ensureGenesis } from '../../temporal/germline-client';
@@ -292,6 +293,13 @@ test('the histories of every workflow type replay without a determinism error', 
     state: 'error',
   });
   recorded.push({ workflowId: probe.workflowId });
+
+  // The upkeep schedules' workflows (probes are off on this worker; no feedback to build from).
+  for (const upkeep of [probeSweepWorkflow, datasetBuildsWorkflow] as const) {
+    const workflowId = uniqueName(upkeep.name);
+    await env.client.workflow.execute(upkeep, { workflowId, taskQueue: env.taskQueue, args: [{ germline: name }] });
+    recorded.push({ workflowId });
+  }
 
   const histories = await Promise.all(
     recorded.map(async ({ workflowId, runId }) => ({
