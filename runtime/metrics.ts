@@ -63,7 +63,7 @@ export interface ProjectMetrics {
   gatewayDuration: MetricHistogram;
   /** {kind: prompt | completion} */
   gatewayTokens: MetricCounter;
-  /** {budget, account: available | reserved | spent, currency}: the journal's books. */
+  /** {budget, account: available | reserved | spent, currency}: the germline's books in the journal. */
   budgetBalance: MetricGauge;
   /** From a budget change in the workflow to its booking in PostgreSQL. */
   journalLag: MetricHistogram;

@@ -1,14 +1,17 @@
-// The gauges read from PostgreSQL rather than counted as things happen: budgets' books, training
+// The gauges read from PostgreSQL rather than counted as things happen: the germline's books, training
 // runs and instances by state. The worker side refreshes them on a timer (Core exports the last value
 // at each scrape), so a restarted worker reports them at once instead of after the next change.
+// Only the germline's own book is summed: one series per trainer's credit would grow without bound,
+// and summing the whole journal on every tick would cost more as it grows.
 import type { MetricGauge } from '@temporalio/common';
 import type { Logger } from 'pino';
 import type { Database } from '../db/prisma';
+import { journalBalances } from '../activities/journal';
 import { metrics } from '../runtime/metrics';
 
 const DEFAULT_INTERVAL_MS = 15_000;
 /** The journal's accounts a budget reports; `deposits` is the outside world's side. */
-const BUDGET_ACCOUNTS = new Set(['available', 'reserved', 'spent']);
+const BUDGET_ACCOUNTS = ['available', 'reserved', 'spent'] as const;
 
 type Tags = Record<string, string>;
 
@@ -33,7 +36,7 @@ class GaugeReading {
 }
 
 /** Reads the gauges from PostgreSQL; each call reports every gauge. */
-export function stateMetricsReader(db: Database): () => Promise<void> {
+export function stateMetricsReader(db: Database, book: { germline: string; currency: string }): () => Promise<void> {
   const { budgetBalance, trainingRuns, instances, instanceCost } = metrics();
   const readings = {
     budgets: new GaugeReading(budgetBalance),
@@ -42,20 +45,16 @@ export function stateMetricsReader(db: Database): () => Promise<void> {
     instanceCost: new GaugeReading(instanceCost),
   };
   return async () => {
-    const [books, currencies, runRows, instanceRows] = await Promise.all([
-      db.journalPosting.groupBy({ by: ['germline', 'account'], _sum: { amount: true } }),
-      db.journalTransaction.findMany({ distinct: ['germline'], select: { germline: true, currency: true } }),
+    const [books, runRows, instanceRows] = await Promise.all([
+      journalBalances(db, book.germline),
       db.trainingRun.groupBy({ by: ['state'], _count: true }),
       db.instance.groupBy({ by: ['state', 'currency'], _count: true, _sum: { cost: true } }),
     ]);
-    const currencyOf = new Map(currencies.map((c) => [c.germline, c.currency]));
     readings.budgets.report(
-      books
-        .filter((row) => BUDGET_ACCOUNTS.has(row.account))
-        .map((row) => ({
-          tags: { budget: row.germline, account: row.account, currency: currencyOf.get(row.germline) ?? '' },
-          value: Number(row._sum.amount ?? 0n),
-        })),
+      BUDGET_ACCOUNTS.map((account) => ({
+        tags: { budget: book.germline, account, currency: book.currency },
+        value: Number(books[account]),
+      })),
     );
     readings.runs.report(runRows.map((row) => ({ tags: { state: row.state }, value: row._count })));
     const byState = new Map<string, number>();
@@ -73,15 +72,20 @@ export function stateMetricsReader(db: Database): () => Promise<void> {
 /** Refreshes the gauges now and every `intervalMs`; a failed read is logged and tried at the next tick. */
 export function startMetricsCollector(
   db: Database,
+  book: { germline: string; currency: string },
   logger: Logger,
   intervalMs = DEFAULT_INTERVAL_MS,
 ): { stop(): Promise<void> } {
-  const read = stateMetricsReader(db);
-  let running: Promise<void> = Promise.resolve();
+  const read = stateMetricsReader(db, book);
+  let running: Promise<void> | undefined;
   const tick = () => {
-    running = read().catch((error: unknown) =>
-      logger.warn({ err: error }, 'reading the metrics from PostgreSQL failed; trying again at the next tick'),
-    );
+    // A slow database skips ticks rather than pile reads up.
+    if (running) return;
+    running = read()
+      .catch((error: unknown) =>
+        logger.warn({ err: error }, 'reading the metrics from PostgreSQL failed; trying again at the next tick'),
+      )
+      .finally(() => (running = undefined));
   };
   tick();
   const timer = setInterval(tick, intervalMs);

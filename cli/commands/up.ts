@@ -201,6 +201,7 @@ export async function startStack(config: Config, logger: Logger, parts: StackPar
       if (config.metrics) {
         const collector = startMetricsCollector(
           db,
+          { germline: config.germline, currency: config.currency },
           logger.child({ component: 'metrics' }),
           config.metrics.refreshSeconds * 1000,
         );

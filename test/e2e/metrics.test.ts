@@ -104,9 +104,12 @@ test('Prometheus scrapes the worker and the platform of a split deployment: the 
       fromWorker.some((s) => s.name.startsWith('temporal_') && s.labels.task_queue === env.COMPUTATRUM_TASK_QUEUE),
     ).toBe(true);
     expect(find(fromWorker, `${RESERVATIONS_REFUSED_METRIC}_total`, { reason: 'InsufficientFunds' })?.value).toBe(1);
+    // The germline's three accounts, each read even while it holds nothing.
     expect(find(fromWorker, METRIC.budgetBalance, { budget: germline, account: 'available' })?.labels.currency).toBe(
       'usd',
     );
+    expect(find(fromWorker, METRIC.budgetBalance, { budget: germline, account: 'reserved' })?.value).toBe(0);
+    expect(find(fromWorker, METRIC.budgetBalance, { budget: germline, account: 'spent' })?.value).toBe(0);
 
     // The Grafana dashboard in deploy/ draws only what the two processes export.
     const dashboard = JSON.parse(
@@ -125,6 +128,13 @@ test('Prometheus scrapes the worker and the platform of a split deployment: the 
       name.startsWith('computatrum_') ? !ours.has(name.replace(/_(bucket|count|sum|total)$/, '')) : !exported.has(name),
     );
     expect(unknown).toEqual([]);
+    // Its budget selectors name the germline as the worker labels it.
+    const budgetSelectors = dashboard.panels.flatMap((panel) =>
+      (panel.targets ?? []).flatMap((target) => [...target.expr.matchAll(/budget="([^"]+)"/g)].map((m) => m[1]!)),
+    );
+    expect(budgetSelectors.length).toBeGreaterThan(0);
+    for (const selector of budgetSelectors)
+      expect(find(fromWorker, METRIC.budgetBalance, { budget: selector.replace('$germline', germline) })).toBeDefined();
     expect(queried.size).toBeGreaterThanOrEqual(12);
     expect(find(fromWorker, `${METRIC.journalLag}_count`)?.value).toBeGreaterThanOrEqual(1);
 
