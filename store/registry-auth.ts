@@ -92,6 +92,11 @@ export class RegistryAuth {
     this.logger = options.logger;
   }
 
+  /** Tokens kept for reuse (each live until its renewal time). */
+  get cachedTokens(): number {
+    return this.tokens.size;
+  }
+
   private get hasCredentials(): boolean {
     return this.username !== undefined || this.password !== undefined;
   }
@@ -220,6 +225,9 @@ export class RegistryAuth {
     if (running) return running;
     const exchange = this.exchange(service, scopes)
       .then((token) => {
+        // Tokens past renewal are never sent again: dropped here, so the cache holds only live ones
+        // however many repositories the process touches.
+        for (const [cachedKey, cached] of this.tokens) if (this.now() >= cached.renewAt) this.tokens.delete(cachedKey);
         this.tokens.set(key, token);
         return token;
       })

@@ -1,5 +1,8 @@
 // The pure parts of the registry's token auth: reading WWW-Authenticate as registries write it,
 // merging scopes, and refusing a plain-http token service before anything is sent to it.
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { RegistryAuth, normalizeScopes, parseChallenges } from '../../store/registry-auth';
 
 describe('WWW-Authenticate', () => {
@@ -90,4 +93,30 @@ test('a Bearer challenge whose realm is no address (a platform asking for its ow
   const challenge = new Response(null, { status: 401, headers: { 'www-authenticate': 'Bearer realm="computatrum"' } });
   await expect(auth.afterRefusal(challenge, ['repository:a/b:pull'], undefined)).resolves.toBeUndefined();
   expect(auth.refusalAdvice(challenge)).toBeUndefined();
+});
+
+test('tokens past their renewal are dropped as new ones come: the cache holds live tokens only, however many repositories', async () => {
+  const server = createServer((_request, response) => {
+    response.setHeader('content-type', 'application/json');
+    response.end(JSON.stringify({ token: `t-${Math.random()}`, expires_in: 60 }));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const realm = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+    let now = Date.parse('2026-12-01T00:00:00Z');
+    const auth = new RegistryAuth({ url: 'http://127.0.0.1:1', now: () => now });
+    const challenge = () =>
+      new Response(null, { status: 401, headers: { 'www-authenticate': `Bearer realm="${realm}",service="r"` } });
+    for (let i = 0; i < 50; i++)
+      await expect(auth.afterRefusal(challenge(), [`repository:trainers/t${i}/m:pull`], undefined)).resolves.toMatch(
+        /^Bearer t-/,
+      );
+    expect(auth.cachedTokens).toBe(50);
+    now += 61_000;
+    await auth.afterRefusal(challenge(), ['repository:trainers/late/m:pull'], undefined);
+    expect(auth.cachedTokens).toBe(1);
+  } finally {
+    server.close();
+  }
 });
