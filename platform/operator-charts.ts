@@ -1,10 +1,9 @@
 // What the operator console draws, read from PostgreSQL: the germline's balance and spend per UTC day
 // from its journal (days without activity included), its spend by purpose and money in by source
-// (from the references the budget booked), its instances' cost, and training runs' loss curves.
+// (from the references the budget booked), and its instances' cost. Loss curves: db/training-loss.ts.
 // Amounts stay integer minor units (bigint); the charts (charts.ts) turn them into labels and pixels.
 import { Prisma } from '@prisma/client';
 import type { Database } from '../db/prisma';
-import { lossCurves, type LossPoint } from '../db/training-loss';
 import { utcDays } from './charts';
 import {
   allotmentReservationRef,
@@ -153,9 +152,4 @@ export async function germlineMoney(db: Database, germline: string, now = new Da
     germlineInstanceCosts(db, germline),
   ]);
   return { books, spend, income, instances };
-}
-
-/** Runs' loss curves, downsampled for drawing (db/training-loss.ts). */
-export function runLossCurves(db: Database, runIds: string[]): Promise<Map<string, LossPoint[]>> {
-  return lossCurves(db, runIds);
 }

@@ -14,7 +14,8 @@ import { formatMoney, parseAmount } from '../../workflows/money';
 import { listReports } from '../hub';
 import { listFlags, listRecentProbes, reviewFlag, startProbeByHand } from '../probes';
 import { operatorProbes } from './probes';
-import { germlineMoney, runLossCurves } from '../operator-charts';
+import { lossCurves } from '../../db/training-loss';
+import { germlineMoney } from '../operator-charts';
 import { lossCurveChart, moneyCharts } from './charts';
 import { createFundingCheckout } from '../stripe';
 import type { PagesDeps } from './deps';
@@ -170,7 +171,7 @@ export function registerOperatorPages(app: FastifyInstance, deps: PagesDeps): vo
     const currency = 'status' in state ? state.status.currency : deps.currency;
     const [money, curves] = await Promise.all([
       germlineMoney(deps.db, germline),
-      runLossCurves(
+      lossCurves(
         deps.db,
         runs.map((r) => r.id),
       ),
