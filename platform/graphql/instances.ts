@@ -11,12 +11,15 @@ import {
   visibleInstances,
 } from '../instances';
 import { amount, builder, temporal, training } from './builder';
+import { listSize } from './limits';
 import { apiError, refused } from './refusals';
 
 export type InteractionRow = NonNullable<Awaited<ReturnType<Database['interaction']['findUnique']>>>;
 
 /** The most interactions one answer lists. */
 const MAX_INTERACTIONS = 200;
+/** Instances one `instances` answer lists at most. */
+const MAX_INSTANCES_LISTED = 500;
 
 /** Its owner and the operators manage an instance: its money, its transcripts, stopping it. */
 const manages = (caller: Caller, row: InstanceRow): boolean =>
@@ -158,11 +161,13 @@ builder.queryFields((t) => ({
     type: [InstanceRef],
     description: 'Public instances and your own (operators: every one), newest first; ended ones with `includeEnded`.',
     args: { includeEnded: t.arg.boolean({ defaultValue: false }), limit: t.arg.int({ defaultValue: 50 }) },
-    resolve: (_root, { includeEnded, limit }, context) =>
-      visibleInstances(context.db, context.caller, {
-        includeEnded: includeEnded ?? false,
-        limit: Math.max(0, limit ?? 50),
-      }),
+    ...listSize(MAX_INSTANCES_LISTED),
+    resolve: (_root, { includeEnded, limit }, context) => {
+      const count = limit ?? 50;
+      if (count < 1 || count > MAX_INSTANCES_LISTED)
+        throw apiError('BAD_USER_INPUT', `limit is 1 to ${MAX_INSTANCES_LISTED}`);
+      return visibleInstances(context.db, context.caller, { includeEnded: includeEnded ?? false, limit: count });
+    },
   }),
   instance: t.field({
     type: InstanceRef,

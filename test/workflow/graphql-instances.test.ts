@@ -345,6 +345,14 @@ test('launches refused before anything starts: the public, an unknown image, a p
     });
     expect(answer.errors![0]!.message).toMatch(message);
   }
+  // A listing is bounded too: a page of 1 to 500, or a clear refusal.
+  for (const limit of [0, -1, 100_000]) {
+    const listed = await ugo.gql(`{ instances(limit: ${limit}) { id } }`);
+    expect(listed.errors?.[0]).toMatchObject({
+      message: 'limit is 1 to 500',
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
+  }
   // The same trainer's valid launch is recorded as it is answered (and can be stopped at once).
   const valid = await launchAs(ugo, {});
   expect(valid.errors).toBeUndefined();
